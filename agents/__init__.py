@@ -1,0 +1,1 @@
+"""IO shells around the pure core: NATS, processes, DuckDB."""

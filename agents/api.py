@@ -1,0 +1,191 @@
+"""The api agent: serves commands and queries over request/reply in a queue group.
+
+Commands are decided against the folded board and appended with optimistic concurrency.
+Requests that arrive together are decided together and appended in one atomic batch
+(group commit); a conflict re-folds and re-decides, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from agents import plans, queries
+from agents.appender import append_groups
+from agents.eventlog import EventLog
+from agents.runtime import Folder, jetstream_dead_letter
+from dtf_core import commands as cmds
+from dtf_core.errors import DTFError, InvalidInput, NotFound, Refused
+from projections.board import Board
+
+log = logging.getLogger(__name__)
+
+MAX_CONFLICT_RETRIES = 3
+QUEUE_GROUP = "dtf-api"
+MUTATING = (cmds.SubmitTasks, cmds.CancelTask, cmds.ReportResults, cmds.RegisterWorker,
+            cmds.StopWorker)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:20]
+
+
+class ApiAgent:
+    def __init__(
+        self,
+        nc: Client,
+        eventlog: EventLog,
+        *,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = _new_id,
+    ) -> None:
+        self.nc = nc
+        self.log = eventlog
+        self.clock = clock
+        self.new_id = new_id
+        self.board = Board()
+        self.folder = Folder(eventlog, self.board, dead_letter=jetstream_dead_letter(nc, "api"))
+        self.inbox: asyncio.Queue[Msg] = asyncio.Queue()
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.folder.run())
+            await self.folder.caught_up.wait()
+            await self.nc.subscribe("dtf.cmd.>", queue=QUEUE_GROUP, cb=self.inbox.put)
+            await self.nc.subscribe("dtf.q.>", queue=QUEUE_GROUP, cb=self._on_query)
+            self.ready.set()
+            log.info("api ready at seq %d", self.board.last_seq)
+            await self._command_loop()
+
+    async def _on_query(self, msg: Msg) -> None:
+        if msg.subject == "dtf.q.projector":
+            return
+        try:
+            cmd = cmds.decode_command(msg.data)
+            result = await queries.answer(self.board, self.log, self.nc, cmd)
+            await self._reply(msg, cmds.Reply(ok=True, result=result))
+        except Exception as exc:  # one broad except per message: answer, never crash
+            await self._reply(msg, _error_reply(exc))
+
+    async def _command_loop(self) -> None:
+        deferred: list[Msg] = []
+        while True:
+            first = deferred.pop(0) if deferred else await self.inbox.get()
+            batch = [first, *deferred]
+            deferred = []
+            while not self.inbox.empty():
+                batch.append(self.inbox.get_nowait())
+            deferred = await self._round(batch)
+
+    async def _round(self, batch: list[Msg]) -> list[Msg]:
+        """Decide every request of the batch and append all of it at once."""
+        planned: list[tuple[Msg, cmds.Command, plans.Plan]] = []
+        touched: set[str] = set()
+        deferred: list[Msg] = []
+        for msg in batch:
+            try:
+                cmd = cmds.decode_command(msg.data)
+                if not isinstance(cmd, MUTATING):
+                    raise InvalidInput(f"{type(cmd).__name__} is a query: send it to dtf.q.*")
+                await self._wait_for_fencing(cmd)
+                plan = self._plan(cmd)
+            except Exception as exc:
+                await self._reply(msg, _error_reply(exc))
+                continue
+            if plan.keys & touched:
+                deferred.append(msg)  # same aggregate twice in a round: decide it next round
+                continue
+            touched |= plan.keys
+            planned.append((msg, cmd, plan))
+        await self._commit(planned)
+        return deferred
+
+    async def _wait_for_fencing(self, cmd: cmds.Command) -> None:
+        if isinstance(cmd, cmds.ReportResults) and cmd.reports:
+            await self.folder.wait_for(max(r.fencing for r in cmd.reports))
+
+    def _plan(self, cmd: cmds.Command) -> plans.Plan:
+        now = self.clock()
+        match cmd:
+            case cmds.SubmitTasks():
+                return plans.plan_submit(self.board, cmd, now=now, new_id=self.new_id)
+            case cmds.CancelTask():
+                return plans.plan_cancel(self.board, cmd, now=now)
+            case cmds.ReportResults():
+                return plans.plan_report(self.board, cmd, now=now)
+            case cmds.RegisterWorker():
+                return plans.plan_register(self.board, cmd, now=now)
+            case cmds.StopWorker():
+                return plans.plan_stop_worker(self.board, cmd, now=now)
+        raise InvalidInput(f"unknown command {type(cmd).__name__}")
+
+    async def _commit(self, planned: list[tuple[Msg, cmds.Command, plans.Plan]]) -> None:
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            if not planned:
+                return
+            changes = [c for _, _, p in planned for c in p.changes]
+            try:
+                results = await append_groups(self.log, [c.appends() for c in changes])
+            except Exception as exc:
+                for msg, _, _ in planned:
+                    await self._reply(msg, _error_reply(exc))
+                return
+            retry: list[tuple[Msg, cmds.Command, plans.Plan]] = []
+            pos = 0
+            for msg, cmd, plan in planned:
+                ok = True
+                for change in plan.changes:
+                    seqs = results[pos]
+                    pos += 1
+                    if seqs is None:
+                        ok = False
+                        continue
+                    for seq, event in zip(seqs, change.events, strict=True):
+                        self.board.apply(seq, event)
+                if ok:
+                    await self._reply(msg, cmds.Reply(ok=True, result=plan.reply()))
+                elif attempt == MAX_CONFLICT_RETRIES:
+                    await self._reply(msg, cmds.Reply(ok=False, code="conflict",
+                                                      error="too many concurrent changes; retry"))
+                else:
+                    retry.append((msg, cmd, plan))
+            if not retry:
+                return
+            await self.folder.catch_up()
+            planned = []
+            for msg, cmd, _ in retry:
+                try:
+                    planned.append((msg, cmd, self._plan(cmd)))
+                except Exception as exc:
+                    await self._reply(msg, _error_reply(exc))
+
+    async def _reply(self, msg: Msg, reply: cmds.Reply) -> None:
+        if msg.reply:
+            await self.nc.publish(msg.reply, cmds.encode(reply))
+
+
+def _error_reply(exc: BaseException) -> cmds.Reply:
+    if isinstance(exc, msgspec.ValidationError | msgspec.DecodeError):
+        return cmds.Reply(ok=False, code="invalid", error=f"invalid request: {exc}")
+    code: Any = "internal"
+    if isinstance(exc, InvalidInput):
+        code = "invalid"
+    elif isinstance(exc, NotFound):
+        code = "not_found"
+    elif isinstance(exc, Refused):
+        code = "refused"
+    elif isinstance(exc, DTFError):
+        code = "unavailable" if exc.retryable else "refused"
+    else:
+        log.exception("internal error while serving a request", exc_info=exc)
+        return cmds.Reply(ok=False, code="internal", error=f"internal error: {exc!r}")
+    return cmds.Reply(ok=False, code=code, error=str(exc))

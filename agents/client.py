@@ -1,0 +1,83 @@
+"""The client side of the api: typed calls over NATS request/reply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from dtf_core import commands as cmds
+from dtf_core import subjects
+from dtf_core.errors import Conflict, DTFError, InvalidInput, NotFound, Refused, Unavailable
+from dtf_core.spec import TaskSpec
+
+SUBMIT_CHUNK = 1000
+_SUBJECTS: dict[type, str] = {
+    cmds.SubmitTasks: subjects.CMD_SUBMIT,
+    cmds.CancelTask: subjects.CMD_CANCEL,
+    cmds.ReportResults: subjects.CMD_REPORT,
+    cmds.RegisterWorker: subjects.CMD_REGISTER,
+    cmds.StopWorker: subjects.CMD_WORKER_STOP,
+    cmds.ListTasks: subjects.Q_TASKS,
+    cmds.GetTask: subjects.Q_TASK,
+    cmds.ListWorkers: subjects.Q_WORKERS,
+    cmds.GetStatus: subjects.Q_STATUS,
+}
+_ERRORS: dict[str, type[DTFError]] = {
+    "invalid": InvalidInput,
+    "not_found": NotFound,
+    "refused": Refused,
+    "conflict": Conflict,
+    "unavailable": Unavailable,
+}
+
+
+class ApiClient:
+    def __init__(self, nc: Client, timeout: float = 10.0) -> None:
+        self.nc = nc
+        self.timeout = timeout
+
+    async def call(self, cmd: cmds.Command, timeout: float | None = None) -> Any:
+        subject = _SUBJECTS[type(cmd)]
+        try:
+            msg = await self.nc.request(subject, cmds.encode(cmd), timeout=timeout or self.timeout)
+        except NoRespondersError:
+            raise Unavailable("no api agent is running (is `dtf up` running?)") from None
+        except NatsTimeout:
+            raise Unavailable(f"the api agent did not answer {subject} in time") from None
+        reply = cmds.decode_reply(msg.data)
+        if not reply.ok:
+            raise _ERRORS.get(reply.code, DTFError)(reply.error)
+        return reply.result
+
+    async def submit(
+        self, specs: list[TaskSpec], *, run_id: str | None = None, run_name: str = ""
+    ) -> cmds.SubmitResult:
+        ids: list[str] = []
+        created = 0
+        for start in range(0, len(specs), SUBMIT_CHUNK):
+            chunk = specs[start : start + SUBMIT_CHUNK]
+            raw = await self.call(cmds.SubmitTasks(tasks=chunk, run_id=run_id, run_name=run_name))
+            res = msgspec.convert(raw, cmds.SubmitResult)
+            ids.extend(res.ids)
+            created += res.created
+        return cmds.SubmitResult(ids=ids, run_id=run_id, created=created)
+
+    async def cancel(self, task_id: str, reason: str = "cancelled by user") -> Any:
+        return await self.call(cmds.CancelTask(task_id=task_id, reason=reason))
+
+    async def tasks(self, status: str | None = None, run_id: str | None = None,
+                    limit: int = 100, ids: list[str] | None = None) -> Any:
+        return await self.call(cmds.ListTasks(ids=ids, status=status, run_id=run_id, limit=limit))
+
+    async def task(self, task_id: str) -> Any:
+        return await self.call(cmds.GetTask(task_id=task_id))
+
+    async def workers(self) -> Any:
+        return await self.call(cmds.ListWorkers())
+
+    async def status(self) -> Any:
+        return await self.call(cmds.GetStatus())

@@ -1,0 +1,193 @@
+"""The JetStream adapter of the event-log port.
+
+Appends of more than one message use JetStream's atomic batch publish: every message
+carries ``Nats-Batch-Id``/``Nats-Batch-Sequence`` and only the last (``Nats-Batch-Commit``)
+gets a PubAck, so a batch costs one fsync and one round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from agents.eventlog import MAX_BATCH, Append, AppendConflict, DuplicateBatch, Record
+from dtf_core.errors import DTFError, InvalidInput, Unavailable
+from dtf_core.subjects import EVENTS_STREAM
+
+ERR_WRONG_LAST_SEQ = 10071
+ERR_BATCH_DUPLICATE = 10201
+ERR_MSG_TOO_BIG = 10054
+
+
+def parse_ack_reply(reply: str) -> tuple[int, int, int]:
+    """(stream seq, timestamp ns, pending) from a JetStream ack subject, v1 or v2 format."""
+    t = reply.split(".")
+    if len(t) == 9:
+        return int(t[5]), int(t[7]), int(t[8])
+    return int(t[7]), int(t[9]), int(t[10])
+
+
+def _headers(item: Append) -> dict[str, str]:
+    h = {"Nats-Msg-Id": item.msg_id}
+    if item.expect_seq is not None:
+        h["Nats-Expected-Last-Subject-Sequence"] = str(item.expect_seq)
+        h["Nats-Expected-Last-Subject-Sequence-Subject"] = item.expect_filter or item.subject
+    return h
+
+
+def _raise_for(ack: dict[str, Any]) -> None:
+    err = ack.get("error")
+    if not err:
+        return
+    code = err.get("err_code")
+    desc = err.get("description", "")
+    if code == ERR_WRONG_LAST_SEQ:
+        raise AppendConflict(desc)
+    if code == ERR_BATCH_DUPLICATE:
+        raise DuplicateBatch(desc)
+    if code == ERR_MSG_TOO_BIG:
+        raise InvalidInput(f"event too large: {desc}")
+    raise DTFError(f"append refused by JetStream ({code}): {desc}")
+
+
+class JetStreamLog:
+    def __init__(self, nc: Client, stream: str = EVENTS_STREAM, timeout: float = 5.0) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.stream = stream
+        self.timeout = timeout
+
+    async def _request(self, subject: str, data: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        try:
+            msg = await self.nc.request(subject, data, headers=headers, timeout=self.timeout)
+        except (NatsTimeout, NoRespondersError) as exc:
+            raise Unavailable(f"JetStream did not acknowledge {subject}: {exc!r}") from None
+        ack: dict[str, Any] = json.loads(msg.data)
+        _raise_for(ack)
+        return ack
+
+    async def append(self, batch: Sequence[Append]) -> list[int]:
+        if not batch:
+            return []
+        if len(batch) > MAX_BATCH:
+            raise InvalidInput(f"a batch holds at most {MAX_BATCH} messages")
+        if len(batch) == 1:
+            ack = await self._request(batch[0].subject, batch[0].data, _headers(batch[0]))
+            return [int(ack["seq"])]
+        batch_id = uuid.uuid4().hex
+        last = len(batch)
+        for i, item in enumerate(batch[:-1], start=1):
+            h = _headers(item)
+            h["Nats-Batch-Id"] = batch_id
+            h["Nats-Batch-Sequence"] = str(i)
+            await self.nc.publish(item.subject, item.data, headers=h)
+        h = _headers(batch[-1])
+        h["Nats-Batch-Id"] = batch_id
+        h["Nats-Batch-Sequence"] = str(last)
+        h["Nats-Batch-Commit"] = "1"
+        ack = await self._request(batch[-1].subject, batch[-1].data, h)
+        end = int(ack["seq"])
+        count = int(ack.get("count", last))
+        return list(range(end - count + 1, end + 1))
+
+    async def last_seq(self) -> int:
+        info = await self.js.stream_info(self.stream)
+        return int(info.state.last_seq)
+
+    def tail(self, filters: Sequence[str], start_seq: int = 1) -> JetStreamTail:
+        return JetStreamTail(self, list(filters), start_seq)
+
+    async def read(self, filters: Sequence[str], start_seq: int = 1) -> list[Record]:
+        out: list[Record] = []
+        tail = self.tail(filters, start_seq)
+        async with tail:
+            if await tail.empty():
+                return out
+            async for batch in tail:
+                out.extend(batch)
+                if tail.pending == 0:
+                    break
+        return out
+
+
+class JetStreamTail:
+    """An ordered push consumer (server-side filters) delivering batches of records."""
+
+    def __init__(self, log: JetStreamLog, filters: list[str], start_seq: int) -> None:
+        self._log = log
+        self._filters = filters
+        self._start = max(start_seq, 1)
+        self._buf: list[Record] = []
+        self._ready = asyncio.Event()
+        self._sub: Any = None
+        self.pending = -1
+
+    async def _on_msg(self, msg: Msg) -> None:
+        seq, ts, pending = parse_ack_reply(msg.reply)
+        self._buf.append(
+            Record(seq=seq, subject=msg.subject, data=msg.data, time=ts / 1e9, headers=msg.headers)
+        )
+        self.pending = pending
+        self._ready.set()
+
+    async def start(self) -> None:
+        if self._sub is not None:
+            return
+        cfg = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self._start,
+            filter_subjects=self._filters if len(self._filters) > 1 else None,
+            inactive_threshold=30.0,
+        )
+        self._sub = await self._log.js.subscribe(
+            self._filters[0],
+            stream=self._log.stream,
+            cb=self._on_msg,
+            ordered_consumer=True,
+            config=cfg,
+            idle_heartbeat=2.0,
+            pending_msgs_limit=-1,
+            pending_bytes_limit=-1,
+        )
+
+    async def empty(self) -> bool:
+        """True when nothing matched at the start and nothing has arrived."""
+        await self.start()
+        if self._buf:
+            return False
+        info = await self._sub.consumer_info()
+        return bool(info.num_pending == 0 and info.delivered.consumer_seq == 0 and not self._buf)
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            try:
+                await sub.unsubscribe()
+            except Exception:  # the connection may already be gone; nothing to release then
+                pass
+
+    async def __aenter__(self) -> JetStreamTail:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def __aiter__(self) -> AsyncIterator[list[Record]]:
+        await self.start()
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            batch, self._buf = self._buf, []
+            if batch:
+                yield batch

@@ -1,0 +1,88 @@
+"""Running one agent process: connect, make sure the streams exist, run until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.client import Client
+
+from agents.jetstream_log import JetStreamLog
+from agents.nats_conn import connect, ensure_streams
+from agents.settings import Settings
+
+log = logging.getLogger(__name__)
+AGENT_KINDS = ("api", "scheduler", "recovery", "projector")
+
+
+async def run_until_signal(main: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``main``; SIGINT/SIGTERM cancel it so its cleanup runs."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(main())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        log.info("stopped by signal")
+
+
+async def _close(nc: Client) -> None:
+    try:
+        await nc.drain()
+    except Exception:  # already closed or reconnecting: close is all that is left
+        await nc.close()
+
+
+async def _connected(settings: Settings, name: str) -> Client:
+    nc = await connect(settings.server, name)
+    await ensure_streams(nc.jetstream())
+    return nc
+
+
+async def run_agent(kind: str, settings: Settings, *, db_path: str | None = None) -> None:
+    nc = await _connected(settings, f"dtf-{kind}")
+    eventlog = JetStreamLog(nc)
+    agent: Any
+    try:
+        if kind == "api":
+            from agents.api import ApiAgent
+
+            agent = ApiAgent(nc, eventlog)
+        elif kind == "scheduler":
+            from agents.scheduler import SchedulerAgent
+
+            agent = SchedulerAgent(nc, eventlog)
+        elif kind == "recovery":
+            from agents.recovery import RecoveryAgent
+
+            agent = RecoveryAgent(
+                nc, eventlog, heartbeat_interval=settings.heartbeat_interval,
+                misses=settings.heartbeat_misses,
+            )
+        elif kind == "projector":
+            from agents.projector import ProjectorAgent
+
+            agent = ProjectorAgent(nc, eventlog, db_path or f"{settings.data_dir}/dtf.duckdb")
+        else:
+            raise ValueError(f"unknown agent {kind!r}")
+        await run_until_signal(agent.run)
+    finally:
+        await asyncio.shield(_close(nc))
+
+
+async def run_worker(
+    settings: Settings, *, worker_id: str | None, slots: int | None, tags: tuple[str, ...]
+) -> None:
+    from agents.worker import WorkerAgent
+
+    nc = await _connected(settings, "dtf-worker")
+    try:
+        agent = WorkerAgent(nc, worker_id=worker_id, slots=slots, tags=tags,
+                            heartbeat_interval=settings.heartbeat_interval)
+        await run_until_signal(agent.run)
+    finally:
+        await asyncio.shield(_close(nc))

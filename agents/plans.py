@@ -1,0 +1,203 @@
+"""Turning commands into appends: decide against the board, then describe what to write.
+
+A Plan is a list of Changes (the events of one aggregate, appended with one optimistic
+concurrency check) and a function that builds the reply once they are written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.eventlog import Append
+from dtf_core import subjects
+from dtf_core import task as task_agg
+from dtf_core import worker as worker_agg
+from dtf_core.commands import (
+    CancelTask,
+    RegisterWorker,
+    ReportOutcome,
+    ReportResults,
+    StopWorker,
+    SubmitResult,
+    SubmitTasks,
+)
+from dtf_core.dag import find_cycle
+from dtf_core.errors import InvalidInput, NotFound, Refused
+from dtf_core.events.codec import Event, encode, msg_id_of, subject_of
+from dtf_core.events.run import RunCreated
+from dtf_core.events.task import ResultRefused
+from dtf_core.ids import child_id, task_id_for_key, validate_id
+from dtf_core.spec import TaskSpec, validate_spec
+from projections.board import Board
+
+MAX_TASKS_PER_SUBMIT = 10_000
+
+
+@dataclass
+class Change:
+    events: list[Event]
+    expect_seq: int | None
+    expect_filter: str | None
+
+    def appends(self) -> list[Append]:
+        out: list[Append] = []
+        for i, ev in enumerate(self.events):
+            out.append(
+                Append(
+                    subject=subject_of(ev),
+                    data=encode(ev),
+                    msg_id=msg_id_of(ev),
+                    expect_seq=self.expect_seq if i == 0 else None,
+                    expect_filter=self.expect_filter if i == 0 else None,
+                )
+            )
+        return out
+
+
+@dataclass
+class Plan:
+    changes: list[Change]
+    reply: Callable[[], Any]
+    keys: set[str] = field(default_factory=set)
+
+
+def task_change(board: Board, task_id: str, events: list[Event]) -> Change:
+    state = board.tasks.get(task_id)
+    return Change(events, state.last_seq if state else 0, subjects.task_filter(task_id))
+
+
+def _task_ids(cmd: SubmitTasks, new_id: Callable[[], str]) -> list[str]:
+    ids: list[str] = []
+    base = None
+    for i, spec in enumerate(cmd.tasks):
+        if spec.id is not None:
+            ids.append(validate_id(spec.id, "task id"))
+        elif spec.idempotency_key is not None:
+            ids.append(task_id_for_key(spec.idempotency_key))
+        else:
+            base = base or new_id()
+            ids.append(child_id(base, i))
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("the submission names the same task id twice")
+    return ids
+
+
+def plan_submit(
+    board: Board, cmd: SubmitTasks, *, now: float, new_id: Callable[[], str]
+) -> Plan:
+    if not cmd.tasks:
+        raise InvalidInput("nothing to submit")
+    if len(cmd.tasks) > MAX_TASKS_PER_SUBMIT:
+        raise InvalidInput(f"at most {MAX_TASKS_PER_SUBMIT} tasks per submit request")
+    specs = [validate_spec(s) for s in cmd.tasks]
+    ids = _task_ids(cmd, new_id)
+    _check_dependencies(board, ids, specs)
+    changes: list[Change] = []
+    for task_id, spec in zip(ids, specs, strict=True):
+        existing = board.tasks.get(task_id)
+        if existing is not None and existing.spec != spec:
+            raise Refused(f"task {task_id} already exists with a different spec")
+        events = task_agg.decide_submit(
+            existing, task_id, spec, run_id=cmd.run_id, now=now, actor=cmd.actor
+        )
+        if events:
+            changes.append(task_change(board, task_id, list(events)))
+    if cmd.run_id is not None and cmd.run_id not in board.runs:
+        validate_id(cmd.run_id, "run id")
+        run = RunCreated(
+            run_id=cmd.run_id, task_ids=tuple(ids), name=cmd.run_name, at=now, actor=cmd.actor
+        )
+        changes.append(Change([run], 0, subjects.run_filter(cmd.run_id)))
+    created = sum(1 for c in changes if not isinstance(c.events[0], RunCreated))
+    return Plan(
+        changes,
+        lambda: SubmitResult(ids=ids, run_id=cmd.run_id, created=created),
+        keys=set(ids),
+    )
+
+
+def _check_dependencies(board: Board, ids: list[str], specs: list[TaskSpec]) -> None:
+    in_batch = set(ids)
+    edges: dict[str, Iterable[str]] = {}
+    for task_id, spec in zip(ids, specs, strict=True):
+        for dep in spec.dependencies:
+            if dep not in in_batch and dep not in board.tasks:
+                raise InvalidInput(f"task {task_id} depends on unknown task {dep}")
+        edges[task_id] = [d for d in spec.dependencies if d in in_batch]
+    cycle = find_cycle(edges)
+    if cycle:
+        raise InvalidInput("dependency cycle: " + " -> ".join(cycle))
+
+
+def plan_cancel(board: Board, cmd: CancelTask, *, now: float) -> Plan:
+    validate_id(cmd.task_id, "task id")
+    state = board.tasks.get(cmd.task_id)
+    if state is None:
+        raise NotFound(f"unknown task {cmd.task_id}")
+    events = task_agg.decide_cancel(state, now=now, actor=cmd.actor, reason=cmd.reason)
+    changes = [task_change(board, cmd.task_id, list(events))] if events else []
+
+    def reply() -> dict[str, str]:
+        current = board.tasks[cmd.task_id]
+        return {"id": cmd.task_id, "status": current.status}
+
+    return Plan(changes, reply, keys={cmd.task_id})
+
+
+def plan_report(board: Board, cmd: ReportResults, *, now: float) -> Plan:
+    changes: list[Change] = []
+    outcomes: list[ReportOutcome] = []
+    keys: set[str] = set()
+    for report in cmd.reports:
+        state = board.tasks.get(report.task_id)
+        if state is None or report.task_id in keys:
+            outcomes.append(ReportOutcome(task_id=report.task_id, applied=False, reason="unknown"))
+            continue
+        events = task_agg.decide_report(state, report, now=now, actor=cmd.actor)
+        keys.add(report.task_id)
+        refused = next((e for e in events if isinstance(e, ResultRefused)), None)
+        outcomes.append(
+            ReportOutcome(
+                task_id=report.task_id,
+                applied=refused is None,
+                reason=refused.reason if refused else "",
+            )
+        )
+        if events:
+            changes.append(task_change(board, report.task_id, list(events)))
+    return Plan(changes, lambda: [o for o in outcomes if not o.applied], keys=keys)
+
+
+def plan_register(board: Board, cmd: RegisterWorker, *, now: float) -> Plan:
+    wid = validate_id(cmd.worker_id, "worker id")
+    validate_id(cmd.session, "session")
+    if not 1 <= cmd.slots <= 4096:
+        raise InvalidInput("slots must be between 1 and 4096")
+    events = worker_agg.decide_register(
+        worker_id=wid,
+        session=cmd.session,
+        hostname=cmd.hostname[:255],
+        pid=cmd.pid,
+        slots=cmd.slots,
+        capabilities=cmd.capabilities,
+        now=now,
+        actor=cmd.actor,
+    )
+    current = board.workers.get(wid)
+    change = Change(list(events), current.last_seq if current else 0, subjects.worker_filter(wid))
+    def reply() -> dict[str, object]:
+        return {"worker_id": wid, "session": cmd.session, "seq": board.workers[wid].last_seq}
+
+    return Plan([change], reply, keys={wid})
+
+
+def plan_stop_worker(board: Board, cmd: StopWorker, *, now: float) -> Plan:
+    wid = validate_id(cmd.worker_id, "worker id")
+    current = board.workers.get(wid)
+    if current is None:
+        raise NotFound(f"unknown worker {wid}")
+    events = worker_agg.decide_stop(current, session=cmd.session, now=now, actor=cmd.actor)
+    changes = [Change(list(events), current.last_seq, subjects.worker_filter(wid))]
+    return Plan(changes if events else [], lambda: {"worker_id": wid}, keys={wid})

@@ -1,0 +1,138 @@
+"""Read-only answers from the folded board (and the log, for a task's history)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+
+from agents.eventlog import EventLog
+from dtf_core import commands as cmds
+from dtf_core import subjects
+from dtf_core.errors import InvalidInput, NotFound
+from dtf_core.events.codec import UndecodableEvent, decode, event_type
+from dtf_core.ids import validate_id
+from dtf_core.task import TaskState
+from dtf_core.worker import WorkerState
+from projections.board import Board
+
+MAX_LIST = 10_000
+_hb_decoder = msgspec.msgpack.Decoder(dict[str, Any])
+
+
+def task_summary(t: TaskState) -> dict[str, Any]:
+    return {
+        "id": t.task_id,
+        "type": t.spec.type,
+        "name": t.spec.name,
+        "status": t.status,
+        "priority": t.spec.priority,
+        "attempt": t.attempt,
+        "worker_id": t.worker_id or None,
+        "run_id": t.run_id,
+        "submitted_at": t.submitted_at,
+        "started_at": t.started_at,
+        "finished_at": t.finished_at,
+        "exit_code": t.exit_code,
+        "error": t.error,
+    }
+
+
+async def answer(board: Board, log: EventLog, nc: Client, cmd: cmds.Command) -> Any:
+    match cmd:
+        case cmds.ListTasks():
+            return list_tasks(board, cmd)
+        case cmds.GetTask():
+            return await get_task(board, log, cmd.task_id)
+        case cmds.ListWorkers():
+            return await list_workers(board, nc)
+        case cmds.GetStatus():
+            return status(board)
+    raise InvalidInput(f"{type(cmd).__name__} is a command: send it to dtf.cmd.*")
+
+
+def list_tasks(board: Board, cmd: cmds.ListTasks) -> list[dict[str, Any]]:
+    if cmd.ids is not None:
+        missing = [i for i in cmd.ids if validate_id(i, "task id") not in board.tasks]
+        if missing:
+            raise NotFound(f"unknown task {', '.join(missing[:5])}")
+        return [task_summary(board.tasks[i]) for i in cmd.ids]
+    if not 1 <= cmd.limit <= MAX_LIST:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIST}")
+    if cmd.run_id is not None:
+        validate_id(cmd.run_id, "run id")
+    rows = [
+        t
+        for t in board.tasks.values()
+        if (cmd.status is None or t.status == cmd.status)
+        and (cmd.run_id is None or t.run_id == cmd.run_id)
+    ]
+    rows.sort(key=lambda t: t.last_seq, reverse=True)
+    return [task_summary(t) for t in rows[: cmd.limit]]
+
+
+async def get_task(board: Board, log: EventLog, task_id: str) -> dict[str, Any]:
+    validate_id(task_id, "task id")
+    state = board.tasks.get(task_id)
+    if state is None:
+        raise NotFound(f"unknown task {task_id}")
+    history: list[dict[str, Any]] = []
+    for rec in await log.read([subjects.task_filter(task_id)]):
+        try:
+            ev = decode(rec.subject, rec.data)
+        except UndecodableEvent:
+            history.append({"type": "undecodable", "seq": rec.seq, "time": rec.time})
+            continue
+        body = msgspec.to_builtins(ev)
+        body.pop("spec", None)
+        history.append(
+            {"type": event_type(ev), "seq": rec.seq, "time": rec.time, "actor": ev.actor,
+             "data": body}
+        )
+    out = task_summary(state)
+    out["spec"] = msgspec.to_builtins(state.spec)
+    out["lease_seq"] = state.lease_seq
+    out["history"] = history
+    return out
+
+
+async def list_workers(board: Board, nc: Client) -> list[dict[str, Any]]:
+    js = nc.jetstream()
+    out = []
+    for w in sorted(board.workers.values(), key=lambda w: w.worker_id):
+        out.append(await _worker_row(board, js, w))
+    return out
+
+
+async def _worker_row(board: Board, js: Any, w: WorkerState) -> dict[str, Any]:
+    last_seen = w.last_event_at
+    try:
+        msg = await js.get_last_msg(subjects.HEARTBEATS_STREAM, subjects.heartbeat_subject(w.worker_id))
+        hb = _hb_decoder.decode(msg.data)
+        if hb.get("session") == w.session:
+            last_seen = max(last_seen, float(hb.get("at", 0.0)))
+    except Exception:  # no heartbeat yet: registration time is the last sign of life
+        pass
+    return {
+        "id": w.worker_id,
+        "hostname": w.hostname,
+        "pid": w.pid,
+        "session": w.session,
+        "state": w.status,
+        "slots": w.slots,
+        "running": len(board.leases_by_worker.get(w.worker_id, ())),
+        "capabilities": msgspec.to_builtins(w.capabilities),
+        "last_seen": last_seen,
+    }
+
+
+def status(board: Board) -> dict[str, Any]:
+    counts = {k: v for k, v in board.counts.items() if v}
+    alive = sum(1 for w in board.workers.values() if w.status == "alive")
+    return {
+        "last_seq": board.last_seq,
+        "tasks": counts,
+        "workers_alive": alive,
+        "workers": len(board.workers),
+    }

@@ -1,0 +1,142 @@
+"""The recovery agent turns silence into facts.
+
+A worker whose heartbeats stop becomes ``worker.lost``; the live leases of a lost or
+stopped worker, or of an earlier session of a restarted one, are requeued under the
+task's retry policy (or end the task when its budget is spent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from agents.appender import append_groups
+from agents.eventlog import EventLog
+from agents.plans import Change, task_change
+from agents.runtime import Folder, jetstream_dead_letter
+from dtf_core import subjects
+from dtf_core import task as task_agg
+from dtf_core import worker as worker_agg
+from projections.board import Board
+
+log = logging.getLogger(__name__)
+_hb_decoder = msgspec.msgpack.Decoder(dict[str, Any])
+
+
+class RecoveryAgent:
+    def __init__(
+        self,
+        nc: Client,
+        eventlog: EventLog,
+        *,
+        heartbeat_interval: float = 1.0,
+        misses: int = 5,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        name: str = "recovery",
+    ) -> None:
+        self.nc = nc
+        self.log = eventlog
+        self.interval = heartbeat_interval
+        self.misses = misses
+        self.clock = clock
+        self.monotonic = monotonic
+        self.name = name
+        self.board = Board()
+        self.folder = Folder(
+            eventlog, self.board, dead_letter=jetstream_dead_letter(nc, name),
+            on_batch=self._on_batch,
+        )
+        self.last_seen: dict[str, tuple[str, float]] = {}
+        self.kick = asyncio.Event()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.folder.run())
+            await self.folder.caught_up.wait()
+            await self.nc.subscribe("dtf.hb.*", cb=self._on_heartbeat)
+            log.info("recovery ready at seq %d", self.board.last_seq)
+            while True:
+                await self.sweep()
+                try:
+                    async with asyncio.timeout(self.interval / 2):
+                        await self.kick.wait()
+                except TimeoutError:
+                    pass
+                self.kick.clear()
+
+    async def _on_batch(self, events: list[Any]) -> None:
+        for _, ev in events:
+            if isinstance(ev, worker_agg.WorkerLost | worker_agg.WorkerStopped |
+                          worker_agg.WorkerRegistered):
+                self.kick.set()
+
+    async def _on_heartbeat(self, msg: Msg) -> None:
+        try:
+            hb = _hb_decoder.decode(msg.data)
+            session = str(hb["session"])
+        except (msgspec.DecodeError, KeyError):
+            log.warning("malformed heartbeat on %s", msg.subject)
+            return
+        self.last_seen[msg.subject.rsplit(".", 1)[-1]] = (session, self.monotonic())
+
+    def _seen(self, worker_id: str, session: str, since: float) -> float:
+        seen = self.last_seen.get(worker_id)
+        if seen is None or seen[0] != session:
+            self.last_seen[worker_id] = (session, since)
+            return since
+        return seen[1]
+
+    async def sweep(self) -> int:
+        """Declare silent workers lost and requeue orphaned leases; returns events written."""
+        now, mono = self.clock(), self.monotonic()
+        deadline = self.interval * self.misses
+        changes: list[Change] = []
+        for w in list(self.board.workers.values()):
+            if w.status != "alive":
+                continue
+            seen = self._seen(w.worker_id, w.session, mono)
+            if mono - seen > deadline:
+                events = worker_agg.decide_lost(
+                    w, session=w.session, last_seen=now - (mono - seen), now=now,
+                    actor=self.name, reason=f"no heartbeat for {mono - seen:.1f}s",
+                )
+                changes.append(Change(list(events), w.last_seq, subjects.worker_filter(w.worker_id)))
+        for worker_id, task_ids in list(self.board.leases_by_worker.items()):
+            w = self.board.workers.get(worker_id)
+            for task_id in list(task_ids):
+                t = self.board.tasks[task_id]
+                if w is not None and w.status == "alive" and t.session == w.session:
+                    continue
+                if w is not None and w.status == "alive":
+                    reason, counted = f"worker {worker_id} restarted", True
+                elif w is not None and w.status == "stopped" and t.session == w.session:
+                    reason, counted = f"worker {worker_id} stopped", False
+                else:
+                    reason, counted = f"worker {worker_id} lost", True
+                events = task_agg.decide_lease_lost(
+                    t, reason=reason, now=now, actor=self.name, counted=counted
+                )
+                if events:
+                    changes.append(task_change(self.board, task_id, list(events)))
+        if not changes:
+            return 0
+        results = await append_groups(self.log, [c.appends() for c in changes])
+        written = 0
+        for change, seqs in zip(changes, results, strict=True):
+            if seqs is None:
+                continue
+            for seq, ev in zip(seqs, change.events, strict=True):
+                self.board.apply(seq, ev)
+                written += 1
+        if written:
+            log.info("recovery wrote %d events", written)
+            self.kick.set()
+        return written

@@ -1,0 +1,100 @@
+"""Running one command attempt: argv (no shell), its own process group, output streamed,
+the whole tree killed on timeout or cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from dtf_core.spec import CommandConfig
+
+OutputSink = Callable[[str, bytes], Awaitable[None]]
+KILL_GRACE_S = 2.0
+CHUNK = 64 * 1024
+
+
+@dataclass
+class Outcome:
+    kind: str  # succeeded | failed | timed_out | cancelled
+    exit_code: int | None
+    error: str
+    started_at: float
+    duration_s: float
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+async def _pump(stream: asyncio.StreamReader | None, name: str, sink: OutputSink) -> None:
+    if stream is None:
+        return
+    while chunk := await stream.read(CHUNK):
+        await sink(name, chunk)
+
+
+async def run_command(
+    cfg: CommandConfig,
+    *,
+    timeout: float | None,
+    sink: OutputSink,
+    cancel: asyncio.Event,
+    on_start: Callable[[int], None] | None = None,
+) -> Outcome:
+    started = time.time()
+    t0 = time.monotonic()
+    env = {**os.environ, **cfg.env} if cfg.env else None
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *cfg.argv,
+            cwd=cfg.cwd,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        return Outcome("failed", None, f"cannot start {cfg.argv[0]!r}: {exc.strerror or exc}",
+                       started, time.monotonic() - t0)
+    if on_start is not None:
+        on_start(proc.pid)
+    pgid = proc.pid
+    pumps = asyncio.gather(_pump(proc.stdout, "stdout", sink), _pump(proc.stderr, "stderr", sink))
+    waiter = asyncio.ensure_future(proc.wait())
+    cancelled = asyncio.ensure_future(cancel.wait())
+    kind = ""
+    try:
+        done, _ = await asyncio.wait({waiter, cancelled}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            kind = "cancelled" if cancelled in done else "timed_out"
+            _killpg(pgid, signal.SIGTERM if kind == "cancelled" else signal.SIGKILL)
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), KILL_GRACE_S)
+            except TimeoutError:
+                _killpg(pgid, signal.SIGKILL)
+                await waiter
+    finally:
+        cancelled.cancel()
+        _killpg(pgid, signal.SIGKILL)  # nothing of the attempt outlives it
+        if not waiter.done():
+            await waiter
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(pumps, KILL_GRACE_S)
+    code = proc.returncode
+    duration = time.monotonic() - t0
+    if kind == "timed_out":
+        return Outcome(kind, code, f"timed out after {timeout:g}s", started, duration)
+    if kind == "cancelled":
+        return Outcome(kind, code, "cancelled", started, duration)
+    if code == 0:
+        return Outcome("succeeded", 0, "", started, duration)
+    why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+    return Outcome("failed", code, why, started, duration)

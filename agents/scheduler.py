@@ -1,0 +1,199 @@
+"""The scheduler agent: folds the log, places queued tasks on free slots, appends leases.
+
+Safety comes from optimistic concurrency: a lease is appended only if the task's last
+sequence is the one this scheduler saw, so two schedulers can never both lease a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections.abc import Callable
+
+from nats.aio.client import Client
+
+from agents.appender import append_groups
+from agents.eventlog import EventLog
+from agents.plans import Change, task_change
+from agents.runtime import Folder, jetstream_dead_letter
+from dtf_core import task as task_agg
+from dtf_core.events.codec import Event
+from dtf_core.events.task import TaskEventBase
+from dtf_core.placement import Slot, place
+from dtf_core.task import TaskState
+from projections.board import Board
+
+log = logging.getLogger(__name__)
+
+SCAN_LIMIT = 20_000
+
+
+class ReadyQueue:
+    """Queued tasks in placement order (priority, then submission), with lazy deletion."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, str]] = []
+        self._queued: set[str] = set()
+        self.delayed: list[tuple[float, str]] = []
+        self.waiting_on: dict[str, set[str]] = {}
+
+    def push(self, t: TaskState) -> None:
+        if t.task_id not in self._queued:
+            self._queued.add(t.task_id)
+            heapq.heappush(self._heap, (-t.spec.priority, t.last_seq, t.task_id))
+
+    def pop(self) -> str | None:
+        if not self._heap:
+            return None
+        _, _, task_id = heapq.heappop(self._heap)
+        self._queued.discard(task_id)
+        return task_id
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def next_due(self) -> float | None:
+        return self.delayed[0][0] if self.delayed else None
+
+
+class SchedulerAgent:
+    def __init__(
+        self,
+        nc: Client | None,
+        eventlog: EventLog,
+        *,
+        name: str = "scheduler",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.log = eventlog
+        self.name = name
+        self.clock = clock
+        self.board = Board()
+        dead_letter = jetstream_dead_letter(nc, name) if nc is not None else _log_only
+        self.folder = Folder(eventlog, self.board, dead_letter=dead_letter, on_batch=self._on_batch)
+        self.ready_q = ReadyQueue()
+        self.wake = asyncio.Event()
+        self.leases_made = 0
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.folder.run())
+            await self.folder.caught_up.wait()
+            for t in self.board.tasks.values():
+                if t.status == "queued":
+                    self.ready_q.push(t)
+            log.info("scheduler ready at seq %d, %d queued", self.board.last_seq, len(self.ready_q))
+            await self._loop()
+
+    async def _on_batch(self, events: list[tuple[int, Event]]) -> None:
+        for _, ev in events:
+            if isinstance(ev, TaskEventBase):
+                t = self.board.tasks.get(ev.task_id)
+                if t is None:
+                    continue
+                if t.status == "queued":
+                    self.ready_q.push(t)
+                elif t.terminal:
+                    for dep in self.ready_q.waiting_on.pop(t.task_id, ()):
+                        waiting = self.board.tasks.get(dep)
+                        if waiting is not None:
+                            self.ready_q.push(waiting)
+        self.wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            due = self.ready_q.next_due()
+            timeout = None if due is None else max(0.0, due - self.clock())
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.wake.wait()
+            except TimeoutError:
+                pass
+            self.wake.clear()
+            while await self.round():
+                pass
+
+    async def round(self) -> bool:
+        """One scheduling round; True if it appended anything (so another may help)."""
+        now = self.clock()
+        while self.ready_q.delayed and self.ready_q.delayed[0][0] <= now:
+            _, task_id = heapq.heappop(self.ready_q.delayed)
+            t = self.board.tasks.get(task_id)
+            if t is not None and t.status == "queued":
+                self.ready_q.push(t)
+        slots = self._slots()
+        free = sum(s.free for s in slots)
+        changes: list[Change] = []
+        candidates = self._candidates(free, now, changes) if free else []
+        decisions = place(((t.task_id, t.spec.requirements) for t in candidates), slots)
+        placed = {d.task_id for d in decisions}
+        for t in candidates:
+            if t.task_id not in placed:
+                self.ready_q.push(t)
+        for d in decisions:
+            t = self.board.tasks[d.task_id]
+            lease = task_agg.decide_lease(
+                t, worker_id=d.worker_id, session=d.session, now=now, actor=self.name, why=d.why
+            )
+            changes.append(task_change(self.board, t.task_id, [lease]))
+        if not changes:
+            return False
+        results = await append_groups(self.log, [c.appends() for c in changes])
+        for change, seqs in zip(changes, results, strict=True):
+            if seqs is None:
+                continue  # someone else changed the task first; the fold will tell us what
+            for seq, ev in zip(seqs, change.events, strict=True):
+                self.board.apply(seq, ev)
+            self.leases_made += 1
+        return True
+
+    def _slots(self) -> list[Slot]:
+        slots = []
+        for w in self.board.workers.values():
+            if w.status != "alive":
+                continue
+            free = w.slots - len(self.board.leases_by_worker.get(w.worker_id, ()))
+            if free > 0:
+                slots.append(
+                    Slot(worker_id=w.worker_id, session=w.session, capabilities=w.capabilities,
+                         free=free, slots=w.slots)
+                )
+        return slots
+
+    def _candidates(self, free: int, now: float, changes: list[Change]) -> list[TaskState]:
+        out: list[TaskState] = []
+        examined = 0
+        while len(out) < free and examined < SCAN_LIMIT:
+            task_id = self.ready_q.pop()
+            if task_id is None:
+                break
+            examined += 1
+            t = self.board.tasks.get(task_id)
+            if t is None or t.status != "queued" or t.cancel_requested:
+                continue
+            if t.not_before > now:
+                heapq.heappush(self.ready_q.delayed, (t.not_before, task_id))
+                continue
+            if not self._deps_ready(t, now, changes):
+                continue
+            out.append(t)
+        return out
+
+    def _deps_ready(self, t: TaskState, now: float, changes: list[Change]) -> bool:
+        for dep_id in t.spec.dependencies:
+            dep = self.board.tasks.get(dep_id)
+            if dep is None or not dep.terminal:
+                self.ready_q.waiting_on.setdefault(dep_id, set()).add(t.task_id)
+                return False
+            if dep.status != "succeeded":
+                events = task_agg.decide_dependency_failed(t, dep, now=now, actor=self.name)
+                if events:
+                    changes.append(task_change(self.board, t.task_id, list(events)))
+                return False
+        return True
+
+
+async def _log_only(rec: object, why: str) -> None:
+    log.warning("undecodable event: %s", why)

@@ -1,0 +1,175 @@
+"""`dtf up`: nats-server plus every agent and local workers, supervised as one group.
+
+Each agent is its own process (so they use every core and can be killed one by one). A
+child that dies is restarted with a growing delay, and the restart is logged. Ctrl-C or
+SIGTERM stops workers first (their running attempts are requeued), then the agents, then
+the server: nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agents.client import ApiClient
+from agents.nats_conn import connect, ensure_streams
+from agents.natsserver import NatsServer
+from dtf_core.errors import DTFError
+
+log = logging.getLogger(__name__)
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL,
+            )
+        self.started_at = time.monotonic()
+
+    async def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            log.warning("%s did not stop in %.0fs; killing it", self.name, timeout)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    port: int = 4222
+    workers: int = 1
+    slots: int | None = None
+    server: NatsServer | None = None
+    agents: list[Child] = field(default_factory=list)
+    worker_children: list[Child] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def _argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "cli.main", *args, "--server", self.url]
+
+    def plan(self) -> None:
+        logs = self.data_dir / "logs"
+        db = str(self.data_dir / "dtf.duckdb")
+        self.agents = [
+            Child("api", self._argv("agent", "api"), logs / "api.log"),
+            Child("scheduler", self._argv("agent", "scheduler"), logs / "scheduler.log"),
+            Child("recovery", self._argv("agent", "recovery"), logs / "recovery.log"),
+            Child("projector", self._argv("agent", "projector", "--db", db),
+                  logs / "projector.log"),
+        ]
+        slots = ["--slots", str(self.slots)] if self.slots else []
+        self.worker_children = [
+            Child(f"worker-{i}", self._argv("worker", "--id", f"local-{i}", *slots),
+                  logs / f"worker-{i}.log")
+            for i in range(1, self.workers + 1)
+        ]
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.server = NatsServer(store_dir=self.data_dir / "nats", port=self.port)
+        await asyncio.to_thread(self.server.start)
+        nc = await connect(self.url, "dtf-up")
+        try:
+            await ensure_streams(nc.jetstream())
+        finally:
+            await nc.close()
+        self.plan()
+        for child in [*self.agents, *self.worker_children]:
+            await child.start()
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        """Ready when the api answers, every local worker is registered and the projector
+        has caught up."""
+        nc = await connect(self.url, "dtf-up-probe")
+        api = ApiClient(nc, timeout=2.0)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    status = await api.status()
+                    ours = [w for w in await api.workers()
+                            if w["state"] == "alive" and w["id"].startswith("local-")]
+                    proj = await nc.request("dtf.q.projector", b'{"op":"status"}', timeout=2.0)
+                    if len(ours) >= self.workers and b"last_seq" in proj.data and status:
+                        return
+                except (DTFError, Exception) as exc:  # not up yet: any failure means "wait"
+                    log.debug("not ready yet: %s", exc)
+                self._check_alive()
+                if time.monotonic() > deadline:
+                    raise DTFError(f"the stack did not become ready in {timeout:.0f}s; "
+                                   f"see {self.data_dir / 'logs'}")
+                await asyncio.sleep(0.1)
+        finally:
+            await nc.close()
+
+    def _check_alive(self) -> None:
+        if self.server is not None and self.server.proc is not None and \
+                self.server.proc.poll() is not None:
+            raise DTFError("nats-server exited; see " + str(self.data_dir / "nats"))
+
+    async def supervise(self) -> None:
+        """Restart any child that exits, with a delay that grows while it keeps failing."""
+        while True:
+            children = [*self.agents, *self.worker_children]
+            waits = {asyncio.ensure_future(c.proc.wait()): c for c in children if c.proc}
+            done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for fut in pending:
+                fut.cancel()
+            for fut in done:
+                child = waits[fut]
+                code = fut.result()
+                ran = time.monotonic() - child.started_at
+                child.restarts = 0 if ran > 60 else child.restarts + 1
+                delay = min(0.5 * 2 ** max(child.restarts - 1, 0), 30.0)
+                log.warning("%s exited with code %s after %.1fs; restarting in %.1fs "
+                            "(restart %d)", child.name, code, ran, delay, child.restarts)
+                await asyncio.sleep(delay)
+                await child.start()
+                log.info("%s restarted (pid %s)", child.name, child.proc.pid if child.proc else "?")
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(c.stop() for c in self.worker_children))
+        await asyncio.gather(*(c.stop() for c in self.agents))
+        if self.server is not None:
+            await asyncio.to_thread(self.server.stop)
+
+
+async def up(stack: Stack, on_ready: object = None) -> None:
+    """Run the stack until cancelled; ``on_ready`` is called once everything is up."""
+    try:
+        await stack.start()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(stack.supervise())
+            await stack.wait_ready()
+            if callable(on_ready):
+                on_ready(stack)
+    finally:
+        await asyncio.shield(stack.stop())

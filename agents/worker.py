@@ -1,0 +1,259 @@
+"""The worker agent: registers, receives its leases through a durable consumer, runs them,
+streams output to DTF_LOGS, and reports under each lease's fencing token."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import psutil
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from agents.capabilities import detect
+from agents.client import ApiClient
+from agents.jetstream_log import parse_ack_reply
+from agents.runner import run_command
+from dtf_core import commands as cmds
+from dtf_core import subjects
+from dtf_core.errors import DTFError, Unavailable
+from dtf_core.events.codec import UndecodableEvent, decode
+from dtf_core.events.task import TaskCancelRequested, TaskLeased
+from dtf_core.ids import validate_id
+from dtf_core.spec import command_config
+from dtf_core.task import Report
+
+log = logging.getLogger(__name__)
+_enc = msgspec.msgpack.Encoder()
+MAX_REPORTS = 1000
+
+
+def default_worker_id() -> str:
+    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())
+    return f"{host[:40] or 'worker'}-{os.getpid()}"
+
+
+@dataclass
+class Attempt:
+    lease: TaskLeased
+    fencing: int
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class WorkerAgent:
+    def __init__(
+        self,
+        nc: Client,
+        *,
+        worker_id: str | None = None,
+        slots: int | None = None,
+        tags: tuple[str, ...] = (),
+        heartbeat_interval: float = 1.0,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.api = ApiClient(nc)
+        self.worker_id = validate_id(worker_id or default_worker_id(), "worker id")
+        self.session = uuid.uuid4().hex[:16]
+        self.capabilities = detect(tags)
+        self.slots = slots or self.capabilities.cpu_count
+        self.heartbeat_interval = heartbeat_interval
+        self.running: dict[str, Attempt] = {}
+        self.reports: list[Report] = []
+        self._reports_ready = asyncio.Event()
+        self._reports_idle = asyncio.Event()
+        self._reports_idle.set()
+        self.ready = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sub: Any = None
+        self.stopping = False
+
+    async def _register(self) -> dict[str, Any]:
+        cmd = cmds.RegisterWorker(
+            worker_id=self.worker_id, session=self.session, hostname=socket.gethostname(),
+            pid=os.getpid(), slots=self.slots, capabilities=self.capabilities,
+        )
+        delay = 0.1
+        while True:
+            try:
+                reply: dict[str, Any] = await self.api.call(cmd, timeout=5.0)
+                return reply
+            except Unavailable as exc:
+                log.info("waiting for the api to register: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def run(self) -> None:
+        reply = await self._register()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._heartbeats())
+                tg.create_task(self._reporter())
+                await self._consume(int(reply["seq"]))
+                self.ready.set()
+                log.info("worker %s ready (session %s, %d slots)", self.worker_id,
+                         self.session, self.slots)
+                await asyncio.Event().wait()
+        finally:
+            await asyncio.shield(self._shutdown())
+
+    async def _consume(self, after_seq: int) -> None:
+        durable = f"worker-{self.worker_id}"
+        with contextlib.suppress(NotFoundError):
+            await self.js.delete_consumer(subjects.EVENTS_STREAM, durable)
+        cfg = ConsumerConfig(
+            durable_name=durable,
+            filter_subjects=subjects.lease_filters(self.worker_id),
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=after_seq + 1,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=60.0,
+            max_ack_pending=100_000,
+            inactive_threshold=24 * 3600.0,
+        )
+        self._sub = await self.js.subscribe(
+            subjects.lease_filters(self.worker_id)[0], stream=subjects.EVENTS_STREAM,
+            durable=durable, config=cfg, cb=self._on_lease, manual_ack=True,
+            idle_heartbeat=5.0, flow_control=True,
+            pending_msgs_limit=10_000_000, pending_bytes_limit=1024**3,
+        )
+
+    async def _on_lease(self, msg: Msg) -> None:
+        try:
+            seq = parse_ack_reply(msg.reply)[0]
+            event = decode(msg.subject, msg.data)
+        except (UndecodableEvent, ValueError, IndexError) as exc:
+            log.warning("ignoring undecodable lease message on %s: %s", msg.subject, exc)
+            await msg.ack()
+            return
+        await msg.ack()
+        if isinstance(event, TaskLeased):
+            if event.session != self.session or event.worker_id != self.worker_id:
+                return  # a lease for an earlier incarnation: recovery requeues it
+            attempt = Attempt(event, seq)
+            self.running[event.task_id] = attempt
+            task = asyncio.create_task(self._run_attempt(attempt))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif isinstance(event, TaskCancelRequested):
+            running = self.running.get(event.task_id)
+            if running is not None:
+                running.cancel.set()
+
+    async def _run_attempt(self, attempt: Attempt) -> None:
+        lease = attempt.lease
+        try:
+            spec = lease.spec
+            if spec is None:
+                raise DTFError("the lease carries no task spec")
+            if spec.type == "noop":
+                self._report(attempt, "succeeded", started_at=time.time())
+                return
+            cfg = command_config(spec)
+            log_subject = subjects.log_subject(lease.task_id, lease.attempt)
+
+            async def sink(stream: str, chunk: bytes) -> None:
+                await self.nc.publish(log_subject, chunk, headers={"Dtf-Stream": stream})
+
+            def started(pid: int) -> None:
+                self._report(attempt, "started", pid=pid)
+
+            outcome = await run_command(
+                cfg, timeout=spec.timeout_seconds, sink=sink, cancel=attempt.cancel,
+                on_start=started,
+            )
+            with contextlib.suppress(Exception):
+                await self.nc.publish(log_subject, b"", headers={"Dtf-Stream": "eof"})
+            self._report(
+                attempt, outcome.kind, exit_code=outcome.exit_code, error=outcome.error,
+                duration_s=outcome.duration_s, started_at=outcome.started_at,
+            )
+        except Exception as exc:  # one broad except per attempt: the attempt fails, not us
+            log.exception("attempt of %s failed inside the worker", lease.task_id)
+            self._report(attempt, "failed", error=f"worker error: {exc!r}")
+        finally:
+            if self.running.get(lease.task_id) is attempt:
+                self.running.pop(lease.task_id, None)
+
+    def _report(self, attempt: Attempt, kind: str, **fields: Any) -> None:
+        if self.stopping:
+            return  # the stop requeues this attempt; a verdict now would be wrong
+        self.reports.append(
+            Report(task_id=attempt.lease.task_id, kind=kind, fencing=attempt.fencing,  # type: ignore[arg-type]
+                   worker_id=self.worker_id, attempt=attempt.lease.attempt, **fields)
+        )
+        self._reports_idle.clear()
+        self._reports_ready.set()
+
+    async def _reporter(self) -> None:
+        backoff = 0.05
+        while True:
+            await self._reports_ready.wait()
+            self._reports_ready.clear()
+            while self.reports:
+                batch = self.reports[:MAX_REPORTS]
+                try:
+                    refused = await self.api.call(cmds.ReportResults(reports=batch))
+                except DTFError as exc:
+                    log.warning("reporting %d results failed (%s); retrying", len(batch), exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                backoff = 0.05
+                del self.reports[: len(batch)]
+                for item in refused or ():
+                    self._stop_refused(item)
+            self._reports_idle.set()
+
+    def _stop_refused(self, item: dict[str, Any]) -> None:
+        attempt = self.running.get(str(item.get("task_id")))
+        if attempt is not None:
+            log.warning("lease of %s is no longer ours (%s); stopping it", attempt.lease.task_id,
+                        item.get("reason"))
+            attempt.cancel.set()
+
+    async def _heartbeats(self) -> None:
+        subject = subjects.heartbeat_subject(self.worker_id)
+        proc = psutil.Process()
+        while True:
+            beat = {
+                "session": self.session,
+                "at": time.time(),
+                "running": len(self.running),
+                "cpu_percent": psutil.cpu_percent(),
+                "memory_percent": psutil.virtual_memory().percent,
+                "rss_mb": proc.memory_info().rss / 1024**2,
+            }
+            with contextlib.suppress(Exception):
+                await self.nc.publish(subject, _enc.encode(beat))
+            await asyncio.sleep(self.heartbeat_interval)
+
+    async def _shutdown(self) -> None:
+        """Stop cleanly: kill running attempts, flush reports, tell the log we stopped.
+        Recovery then requeues what was running without spending its retry budget."""
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+        self.stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                if self.reports:
+                    await self.api.call(cmds.ReportResults(reports=list(self.reports)))
+                    self.reports.clear()
+                await self.api.call(
+                    cmds.StopWorker(worker_id=self.worker_id, session=self.session)
+                )
+                await self.nc.flush()

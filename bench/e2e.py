@@ -1,0 +1,179 @@
+"""End-to-end benchmark: noop tasks through a real, durable DTF stack.
+
+    python bench/e2e.py --tasks 20000 --workers 1 [--json]
+
+It starts its own stack (the real nats.conf, sync_interval: always) on a temporary data
+dir, then measures in one run:
+- tasks_per_s: N noop tasks submitted -> every one terminal -> projected into DuckDB;
+- p50_ms / p99_ms: single-task latency, submit -> terminal event, 500 samples;
+- naive_tasks_per_s: a loop of three awaited JetStream publishes per task (no DTF code);
+- ceiling_tasks_per_s: three events per task in atomic batches of 100 (no DTF code).
+The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+from nats.aio.client import Client  # noqa: E402
+from nats.js.api import StorageType, StreamConfig  # noqa: E402
+
+from agents.client import ApiClient  # noqa: E402
+from agents.jetstream_log import JetStreamLog  # noqa: E402
+from agents.nats_conn import connect  # noqa: E402
+from agents.natsserver import free_port  # noqa: E402
+from agents.supervisor import Stack  # noqa: E402
+from dtf_core.events.task import TERMINAL_TYPES  # noqa: E402
+from dtf_core.spec import TaskSpec  # noqa: E402
+
+NOOP = TaskSpec(type="noop")
+
+
+async def throughput(nc: Client, n: int) -> tuple[float, float, int]:
+    """Submit n noop tasks; returns (seconds to all terminal, seconds to all projected,
+    last sequence)."""
+    api = ApiClient(nc, timeout=60)
+    eventlog = JetStreamLog(nc)
+    start_seq = await eventlog.last_seq() + 1
+    filters = [f"dtf.evt.task.*.{t}" for t in TERMINAL_TYPES]
+    done = asyncio.Event()
+    seen = 0
+    last_seq = 0
+
+    async def count() -> None:
+        nonlocal seen, last_seq
+        async with eventlog.tail(filters, start_seq) as tail:
+            async for batch in tail:
+                seen += len(batch)
+                last_seq = batch[-1].seq
+                if seen >= n:
+                    done.set()
+                    return
+
+    counter = asyncio.create_task(count())
+    await asyncio.sleep(0)
+    t0 = time.perf_counter()
+    chunk = 1000
+    sem = asyncio.Semaphore(4)
+
+    async def submit(k: int) -> None:
+        async with sem:
+            await api.submit([NOOP] * min(chunk, n - k))
+
+    await asyncio.gather(*(submit(k) for k in range(0, n, chunk)))
+    await done.wait()
+    t_terminal = time.perf_counter() - t0
+    await counter
+    while True:
+        msg = await nc.request("dtf.q.projector", b'{"op":"status"}', timeout=10)
+        if json.loads(msg.data)["last_seq"] >= last_seq:
+            break
+        await asyncio.sleep(0.005)
+    return t_terminal, time.perf_counter() - t0, last_seq
+
+
+async def latency(nc: Client, samples: int) -> list[float]:
+    api = ApiClient(nc)
+    out: list[float] = []
+    for _ in range(samples):
+        task_id = "lat-" + uuid.uuid4().hex[:16]
+        got = asyncio.Event()
+
+        async def on_msg(_msg: object, got: asyncio.Event = got) -> None:
+            got.set()
+
+        sub = await nc.subscribe(f"dtf.evt.task.{task_id}.*", cb=on_msg)
+        t0 = time.perf_counter()
+        await api.submit([TaskSpec(type="noop", id=task_id)])
+        await got.wait()
+        out.append((time.perf_counter() - t0) * 1000)
+        await sub.unsubscribe()
+    return out
+
+
+async def references(nc: Client, n: int) -> tuple[float, float]:
+    js = nc.jetstream()
+    tag = uuid.uuid4().hex[:8]
+    for name in ("NAIVE", "CEIL"):
+        await js.add_stream(StreamConfig(name=f"BENCH_{name}_{tag}",
+                                         subjects=[f"bench.{name.lower()}{tag}.>"],
+                                         storage=StorageType.FILE, allow_atomic=True))
+    t0 = time.perf_counter()
+    for i in range(n):
+        for ev in ("submitted", "leased", "succeeded"):
+            await js.publish(f"bench.naive{tag}.t{i}.{ev}", b"x" * 64)
+    naive = n / (time.perf_counter() - t0)
+    msgs = [f"bench.ceil{tag}.t{i}.{ev}" for i in range(n)
+            for ev in ("submitted", "leased", "succeeded")]
+    t0 = time.perf_counter()
+    for b in range(0, len(msgs), 100):
+        batch = msgs[b : b + 100]
+        bid = uuid.uuid4().hex
+        for j, subject in enumerate(batch[:-1], start=1):
+            await nc.publish(subject, b"x" * 64,
+                             headers={"Nats-Batch-Id": bid, "Nats-Batch-Sequence": str(j)})
+        await nc.request(batch[-1], b"x" * 64, timeout=10, headers={
+            "Nats-Batch-Id": bid, "Nats-Batch-Sequence": str(len(batch)),
+            "Nats-Batch-Commit": "1"})
+    ceiling = n / (time.perf_counter() - t0)
+    for name in ("NAIVE", "CEIL"):
+        await js.delete_stream(f"BENCH_{name}_{tag}")
+    return naive, ceiling
+
+
+async def main(args: argparse.Namespace) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="dtf-bench-") as tmp:
+        stack = Stack(data_dir=Path(tmp), port=free_port(), workers=args.workers,
+                      slots=args.slots)
+        await stack.start()
+        supervisor = asyncio.create_task(stack.supervise())
+        try:
+            await stack.wait_ready()
+            nc = await connect(stack.url, "dtf-bench")
+            await throughput(nc, min(1000, args.tasks))  # warm up
+            t_terminal, t_projected, _ = await throughput(nc, args.tasks)
+            lat = await latency(nc, args.samples)
+            naive, ceiling = await references(nc, args.ref_tasks)
+            await nc.close()
+        finally:
+            supervisor.cancel()
+            await stack.stop()
+    lat.sort()
+    tps = args.tasks / t_projected
+    return {
+        "tasks": args.tasks,
+        "workers": args.workers,
+        "tasks_per_s": round(tps, 1),
+        "terminal_tasks_per_s": round(args.tasks / t_terminal, 1),
+        "p50_ms": round(statistics.median(lat), 3),
+        "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 3),
+        "naive_tasks_per_s": round(naive, 1),
+        "ceiling_tasks_per_s": round(ceiling, 1),
+        "ratio": round(tps / ceiling, 3),
+    }
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", type=int, default=20000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--slots", type=int, default=1000, help="slots per worker")
+    p.add_argument("--samples", type=int, default=500)
+    p.add_argument("--ref-tasks", type=int, default=3000)
+    p.add_argument("--json", action="store_true", help="print only the JSON line")
+    a = p.parse_args()
+    result = asyncio.run(main(a))
+    if not a.json:
+        for k, v in result.items():
+            print(f"{k:>22}: {v}")
+    print(json.dumps(result))

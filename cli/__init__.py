@@ -1,0 +1,1 @@
+"""The `dtf` command line: parse, load settings, call a library function, render."""

@@ -1,0 +1,122 @@
+"""Client commands: each connects, calls the api (or reads a stream), returns data."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from nats.aio.client import Client
+
+from agents.client import ApiClient
+from agents.jetstream_log import JetStreamLog
+from agents.nats_conn import connect
+from dtf_core import subjects
+from dtf_core.errors import InvalidInput
+from dtf_core.events.task import TERMINAL_TYPES
+from dtf_core.ids import validate_id
+from dtf_core.spec import TaskSpec
+
+FILTERS_PER_WAIT = 40
+
+
+@asynccontextmanager
+async def connected(server: str) -> AsyncIterator[Client]:
+    nc = await connect(server, "dtf-cli", allow_reconnect=False, max_reconnect_attempts=0)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+async def submit(server: str, specs: list[TaskSpec], run_name: str = "") -> Any:
+    async with connected(server) as nc:
+        run_id = None
+        if len(specs) > 1 or run_name:
+            import uuid
+
+            run_id = "r-" + uuid.uuid4().hex[:16]
+        return await ApiClient(nc).submit(specs, run_id=run_id, run_name=run_name)
+
+
+async def call(server: str, method: str, *args: Any, **kwargs: Any) -> Any:
+    async with connected(server) as nc:
+        return await getattr(ApiClient(nc), method)(*args, **kwargs)
+
+
+async def wait(server: str, ids: list[str], timeout: float | None) -> dict[str, dict[str, Any]]:
+    """Wait until every task is terminal; returns the final summary of each."""
+    for i in ids:
+        validate_id(i, "task id")
+    async with connected(server) as nc:
+        api = ApiClient(nc)
+        summaries = await api.tasks(ids=ids, limit=max(len(ids), 1))
+        final = {t["id"]: t for t in summaries if t["status"] in TERMINAL_TYPES}
+        missing = set(ids) - set(final)
+        if not missing:
+            return final
+        if len(missing) <= FILTERS_PER_WAIT:
+            filters = [f"dtf.evt.task.{i}.{t}" for i in missing for t in TERMINAL_TYPES]
+        else:
+            filters = [f"dtf.evt.task.*.{t}" for t in TERMINAL_TYPES]
+        tail = JetStreamLog(nc).tail(filters)
+        async with asyncio.timeout(timeout):
+            async with tail:
+                async for batch in tail:
+                    for rec in batch:
+                        missing.discard(rec.subject.split(".")[3])
+                    if not missing:
+                        break
+        summaries = await api.tasks(ids=ids, limit=max(len(ids), 1))
+        return {t["id"]: t for t in summaries}
+
+
+async def logs(server: str, task_id: str, follow: bool) -> int:
+    """Print a task's output; with ``follow``, until its final attempt's output ends."""
+    validate_id(task_id, "task id")
+    async with connected(server) as nc:
+        api = ApiClient(nc)
+        await api.tasks(ids=[task_id], limit=1)  # a clear error for an unknown id
+        eventlog = JetStreamLog(nc, stream=subjects.LOGS_STREAM)
+        if not follow:
+            for rec in await eventlog.read([subjects.log_filter(task_id)]):
+                _write(rec.data, rec.headers)
+            return 0
+        tail = eventlog.tail([subjects.log_filter(task_id)])
+        async with tail:
+            if await tail.empty() and await _finished(api, task_id):
+                return 0
+            async for batch in tail:
+                ended = False
+                for rec in batch:
+                    _write(rec.data, rec.headers)
+                    ended = ended or not rec.data
+                if ended and tail.pending == 0 and await _finished(api, task_id):
+                    return 0
+    return 0
+
+
+async def _finished(api: ApiClient, task_id: str) -> bool:
+    rows = await api.tasks(ids=[task_id], limit=1)
+    return bool(rows and rows[0]["status"] in TERMINAL_TYPES)
+
+
+def _write(data: bytes, headers: dict[str, str] | None) -> None:
+    if not data:
+        return
+    stream = (headers or {}).get("Dtf-Stream", "stdout")
+    out = sys.stderr if stream == "stderr" else sys.stdout
+    out.buffer.write(data)
+    out.flush()
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"invalid --env {item!r}: use KEY=VALUE")
+        env[key] = value
+    return env

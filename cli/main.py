@@ -1,0 +1,253 @@
+"""`dtf`: the command line. Thin: parse, load settings, call, render."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from agents import settings as settings_mod
+from cli import client_cmds as cc
+from cli import render
+from dtf_core.errors import DTFError, InvalidInput
+from dtf_core.events.task import TERMINAL_TYPES
+from dtf_core.spec import TaskSpec, command_spec, parse_specs
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dtf", description="DTF: distributed testing framework")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def client(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--server", help="NATS URL (env DTF_SERVER, default %s)"
+                        % settings_mod.DEFAULT_SERVER)
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+        return sp
+
+    up = client("up", "start nats-server, the agents and local workers")
+    up.add_argument("--data-dir", default=None, help="state directory (default ./.dtf)")
+    up.add_argument("--port", type=int, default=4222)
+    up.add_argument("--workers", type=int, default=1)
+    up.add_argument("--slots", type=int, default=None, help="tasks per worker (default: cores)")
+
+    w = client("worker", "run a worker daemon on this host")
+    w.add_argument("--id", dest="worker_id", default=None)
+    w.add_argument("--slots", type=int, default=None)
+    w.add_argument("--tags", default="", help="comma-separated free-form capabilities")
+
+    a = client("agent", "run one agent daemon")
+    a.add_argument("kind", choices=["api", "scheduler", "recovery", "projector"])
+    a.add_argument("--db", default=None, help="projector: DuckDB file")
+
+    s = client("submit", "submit task JSON (file or -) or a command after --")
+    s.add_argument("file", nargs="?", help="task JSON file (one object or a list), or -")
+    s.add_argument("--name", default="")
+    s.add_argument("--priority", type=int, default=None)
+    s.add_argument("--timeout", type=float, default=None, help="seconds")
+    s.add_argument("--retries", type=int, default=None)
+    s.add_argument("--retry-delay", type=float, default=None)
+    s.add_argument("--idempotency-key", default=None)
+    s.add_argument("--cwd", default=None)
+    s.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--requires", action="append", default=[], metavar="HARDWARE")
+    s.add_argument("--min-memory-gb", type=float, default=None)
+    s.add_argument("--depends-on", action="append", default=[], metavar="TASK_ID")
+    s.add_argument("--run-name", default="")
+
+    wt = client("wait", "wait for tasks; exit 0 if all succeeded, 1 otherwise")
+    wt.add_argument("ids", nargs="+")
+    wt.add_argument("--timeout", type=float, default=None)
+
+    t = client("tasks", "list tasks")
+    t.add_argument("--status", default=None)
+    t.add_argument("--run", dest="run_id", default=None)
+    t.add_argument("--limit", type=int, default=50)
+
+    one = client("task", "show a task and its event history")
+    one.add_argument("id")
+
+    client("workers", "list workers")
+    lg = client("logs", "print a task's output")
+    lg.add_argument("id")
+    lg.add_argument("-f", "--follow", action="store_true")
+    c = client("cancel", "cancel a task")
+    c.add_argument("id")
+    client("status", "summary of the system")
+    return p
+
+
+def _specs_from_args(args: argparse.Namespace, argv: list[str] | None) -> list[TaskSpec]:
+    fields: dict[str, Any] = {}
+    for key, attr in (("priority", "priority"), ("timeout_seconds", "timeout"),
+                      ("idempotency_key", "idempotency_key")):
+        if getattr(args, attr) is not None:
+            fields[key] = getattr(args, attr)
+    if args.name:
+        fields["name"] = args.name
+    if args.retries is not None or args.retry_delay is not None:
+        fields["retry_policy"] = {"max_retries": args.retries or 0,
+                                  "retry_delay_seconds": args.retry_delay or 0.0}
+    if args.requires or args.min_memory_gb is not None:
+        fields["requirements"] = {"hardware": args.requires,
+                                  "min_memory_gb": args.min_memory_gb or 0.0}
+    if args.depends_on:
+        fields["dependencies"] = args.depends_on
+    if argv is not None:
+        if args.file is not None:
+            raise InvalidInput("give either a task JSON file or a command after --, not both")
+        if not argv:
+            raise InvalidInput("no command after --")
+        config: dict[str, Any] = {"argv": argv}
+        if args.cwd:
+            config["cwd"] = args.cwd
+        if args.env:
+            config["env"] = cc.parse_env(args.env)
+        return [_convert_command(config, fields)]
+    if args.file is None:
+        raise InvalidInput("nothing to submit: give a task JSON file, - for stdin, or -- CMD...")
+    data = sys.stdin.buffer.read() if args.file == "-" else _read(args.file)
+    specs = parse_specs(data)
+    if args.idempotency_key:
+        specs = [s if s.idempotency_key else msgspec.structs.replace(
+            s, idempotency_key=f"{args.idempotency_key}/{i}") for i, s in enumerate(specs)]
+    return specs
+
+
+def _convert_command(config: dict[str, Any], fields: dict[str, Any]) -> TaskSpec:
+    spec = command_spec(list(config["argv"]), **fields)
+    if len(config) > 1:
+        merged = {**msgspec.to_builtins(spec), "config": config}
+        return parse_specs(msgspec.json.encode(merged))[0]
+    return spec
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
+    cfg = settings_mod.load()
+    server = args.server or cfg.server
+    logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.cmd not in ("up", "worker", "agent"):
+        logging.getLogger().setLevel(logging.WARNING)
+    match args.cmd:
+        case "up":
+            return _up(args, cfg)
+        case "agent":
+            from agents.launch import run_agent
+
+            cfg = msgspec.structs.replace(cfg, server=server)
+            asyncio.run(run_agent(args.kind, cfg, db_path=args.db))
+            return 0
+        case "worker":
+            from agents.launch import run_worker
+
+            cfg = msgspec.structs.replace(cfg, server=server)
+            tags = tuple(t for t in args.tags.split(",") if t)
+            asyncio.run(run_worker(cfg, worker_id=args.worker_id, slots=args.slots, tags=tags))
+            return 0
+        case "submit":
+            specs = _specs_from_args(args, argv_after)
+            res = asyncio.run(cc.submit(server, specs, run_name=args.run_name))
+            if args.json:
+                render.emit_json({"id": res.ids[0]} if len(res.ids) == 1 else
+                                 {"ids": res.ids, "run_id": res.run_id})
+            else:
+                sys.stdout.write("\n".join(res.ids) + "\n")
+            return 0
+        case "wait":
+            final = asyncio.run(cc.wait(server, args.ids, args.timeout))
+            ok = all(final[i]["status"] == "succeeded" for i in args.ids)
+            if args.json:
+                render.emit_json({i: final[i]["status"] for i in args.ids})
+            else:
+                for i in args.ids:
+                    t = final[i]
+                    extra = f" ({t['error']})" if t["error"] and t["status"] != "succeeded" else ""
+                    sys.stdout.write(f"{i} {t['status']}{extra}\n")
+            return 0 if ok else 1
+        case "tasks":
+            rows = asyncio.run(cc.call(server, "tasks", status=args.status, run_id=args.run_id,
+                                       limit=args.limit))
+            render.emit_json(rows) if args.json else render.tasks_table(rows)
+            return 0
+        case "task":
+            t = asyncio.run(cc.call(server, "task", args.id))
+            render.emit_json(t) if args.json else render.task_detail(t)
+            return 0
+        case "workers":
+            rows = asyncio.run(cc.call(server, "workers"))
+            render.emit_json(rows) if args.json else render.workers_table(rows)
+            return 0
+        case "logs":
+            return asyncio.run(cc.logs(server, args.id, args.follow))
+        case "cancel":
+            res = asyncio.run(cc.call(server, "cancel", args.id))
+            render.emit_json(res) if args.json else sys.stdout.write(
+                f"{res['id']} {res['status']}\n")
+            return 0
+        case "status":
+            st = asyncio.run(cc.call(server, "status"))
+            if args.json:
+                render.emit_json(st)
+            else:
+                counts = ", ".join(f"{k} {v}" for k, v in sorted(st["tasks"].items())) or "none"
+                sys.stdout.write(f"tasks: {counts}\nworkers alive: {st['workers_alive']}\n"
+                                 f"log position: {st['last_seq']}\n")
+            return 0
+    return 2
+
+
+def _up(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    from agents.supervisor import Stack, up
+    from agents.launch import run_until_signal
+
+    if args.workers < 0 or (args.slots is not None and args.slots < 1):
+        raise InvalidInput("--workers must be >= 0 and --slots >= 1")
+    stack = Stack(data_dir=Path(args.data_dir or cfg.data_dir).resolve(), port=args.port,
+                  workers=args.workers, slots=args.slots)
+
+    def ready(s: Stack) -> None:
+        sys.stdout.write(f"DTF ready at {s.url}\n")
+        sys.stdout.flush()
+
+    asyncio.run(run_until_signal(lambda: up(stack, ready)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    after: list[str] | None = None
+    if "--" in raw:
+        cut = raw.index("--")
+        raw, after = raw[:cut], raw[cut + 1 :]
+    parser = _parser()
+    args = parser.parse_args(raw)
+    try:
+        return _run(args, after)
+    except DTFError as exc:
+        sys.stderr.write(f"dtf: error: {exc}\n")
+        return 2 if isinstance(exc, InvalidInput) else 1
+    except TimeoutError:
+        sys.stderr.write("dtf: error: timed out\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["TERMINAL_TYPES", "main"]

@@ -1,0 +1,59 @@
+"""Rendering results for people (tables) or machines (--json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+
+
+def ago(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    d = max(0.0, time.time() - ts)
+    if d < 60:
+        return f"{d:.0f}s ago"
+    if d < 3600:
+        return f"{d / 60:.0f}m ago"
+    return f"{d / 3600:.1f}h ago"
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for r in cells:
+        sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        sys.stdout.write("\n")
+
+
+def tasks_table(tasks: list[dict[str, Any]]) -> None:
+    table(
+        [(t["id"], t["type"], t["status"], t["priority"], t["attempt"], t["worker_id"],
+          t["exit_code"], ago(t["submitted_at"]), t["name"] or "") for t in tasks],
+        ["ID", "TYPE", "STATUS", "PRIO", "ATTEMPT", "WORKER", "EXIT", "SUBMITTED", "NAME"],
+    )
+
+
+def workers_table(workers: list[dict[str, Any]]) -> None:
+    table(
+        [(w["id"], w["hostname"], w["pid"], w["state"], f'{w["running"]}/{w["slots"]}',
+          ",".join(w["capabilities"]["hardware"]), ago(w["last_seen"])) for w in workers],
+        ["ID", "HOST", "PID", "STATE", "RUNNING", "HARDWARE", "LAST SEEN"],
+    )
+
+
+def task_detail(t: dict[str, Any]) -> None:
+    for key in ("id", "type", "name", "status", "priority", "attempt", "worker_id", "run_id",
+                "exit_code", "error"):
+        if t.get(key) not in (None, ""):
+            sys.stdout.write(f"{key + ':':<11}{t[key]}\n")
+    sys.stdout.write("history:\n")
+    for h in t["history"]:
+        stamp = time.strftime("%H:%M:%S", time.localtime(h["time"]))
+        sys.stdout.write(f"  {h['seq']:>8}  {stamp}  {h['type']:<17} by {h.get('actor', '?')}\n")

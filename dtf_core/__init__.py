@@ -1,0 +1,1 @@
+"""DTF's pure domain: events, commands, decide/evolve and placement. No IO here."""

@@ -1,0 +1,116 @@
+"""Commands and queries sent to the api agent over request/reply, and their replies."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from msgspec import Struct
+
+from dtf_core.events.worker import Capabilities
+from dtf_core.spec import TaskSpec
+from dtf_core.task import Report
+
+
+class CommandBase(Struct, frozen=True, kw_only=True, tag_field="cmd"):
+    actor: str = "local"
+
+
+class SubmitTasks(CommandBase, frozen=True, kw_only=True, tag="submit"):
+    tasks: list[TaskSpec]
+    run_id: str | None = None
+    run_name: str = ""
+
+
+class CancelTask(CommandBase, frozen=True, kw_only=True, tag="cancel"):
+    task_id: str
+    reason: str = "cancelled by user"
+
+
+class ReportResults(CommandBase, frozen=True, kw_only=True, tag="report"):
+    reports: list[Report]
+
+
+class RegisterWorker(CommandBase, frozen=True, kw_only=True, tag="register"):
+    worker_id: str
+    session: str
+    hostname: str
+    pid: int
+    slots: int
+    capabilities: Capabilities
+
+
+class StopWorker(CommandBase, frozen=True, kw_only=True, tag="stop_worker"):
+    worker_id: str
+    session: str
+
+
+class ListTasks(CommandBase, frozen=True, kw_only=True, tag="list_tasks"):
+    ids: list[str] | None = None
+    status: str | None = None
+    run_id: str | None = None
+    limit: int = 100
+
+
+class GetTask(CommandBase, frozen=True, kw_only=True, tag="get_task"):
+    task_id: str
+
+
+class ListWorkers(CommandBase, frozen=True, kw_only=True, tag="list_workers"):
+    pass
+
+
+class GetStatus(CommandBase, frozen=True, kw_only=True, tag="status"):
+    pass
+
+
+Command = (
+    SubmitTasks
+    | CancelTask
+    | ReportResults
+    | RegisterWorker
+    | StopWorker
+    | ListTasks
+    | GetTask
+    | ListWorkers
+    | GetStatus
+)
+
+
+class Reply(Struct, frozen=True, kw_only=True):
+    ok: bool
+    result: Any = None
+    error: str = ""
+    code: Literal["", "invalid", "not_found", "refused", "conflict", "unavailable", "internal"] = ""
+
+
+class SubmitResult(Struct, frozen=True, kw_only=True):
+    ids: list[str]
+    run_id: str | None = None
+    created: int = 0
+
+
+class ReportOutcome(Struct, frozen=True, kw_only=True):
+    task_id: str
+    applied: bool
+    reason: str = ""
+
+
+_cmd_encoder = msgspec.msgpack.Encoder()
+_cmd_decoder = msgspec.msgpack.Decoder(Command)
+_reply_decoder = msgspec.msgpack.Decoder(Reply)
+
+
+def encode(obj: Command | Reply) -> bytes:
+    return _cmd_encoder.encode(obj)
+
+
+def decode_command(data: bytes) -> Command:
+    try:
+        return _cmd_decoder.decode(data)  # type: ignore[no-any-return]
+    except RecursionError:  # free-form fields (a spec's config) can nest without limit
+        raise msgspec.DecodeError("command is nested too deeply") from None
+
+
+def decode_reply(data: bytes) -> Reply:
+    return _reply_decoder.decode(data)

@@ -1,0 +1,1 @@
+"""Events, one module per aggregate; ``codec`` encodes them and routes decoding by subject."""

@@ -1,0 +1,93 @@
+"""Encoding of events (msgpack) and decoding routed by the subject's aggregate token.
+
+One decoder per aggregate union, built once. Evolution is additive: new fields get defaults.
+A breaking change gets a new tag and an upcaster here.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from dtf_core import subjects
+from dtf_core.events.run import RunCreated, RunEvent
+from dtf_core.events.task import (
+    ResultRefused,
+    TaskCancelRequested,
+    TaskEvent,
+    TaskEventBase,
+    TaskLeased,
+    TaskSubmitted,
+)
+from dtf_core.events.worker import WorkerEvent
+
+Event = TaskEvent | WorkerEvent | RunEvent
+SCHEMA_VERSION = "1"
+
+_encoder = msgspec.msgpack.Encoder()
+_decoders: dict[str, msgspec.msgpack.Decoder[Event]] = {
+    "task": msgspec.msgpack.Decoder(TaskEvent),  # type: ignore[dict-item]
+    "worker": msgspec.msgpack.Decoder(WorkerEvent),  # type: ignore[dict-item]
+    "run": msgspec.msgpack.Decoder(RunEvent),  # type: ignore[dict-item]
+}
+
+
+class UndecodableEvent(ValueError):
+    """A message on the event stream that is not a valid event: it goes to a dead letter."""
+
+
+def encode(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def event_type(event: Event) -> str:
+    return type(event).__struct_config__.tag  # type: ignore[return-value]
+
+
+def subject_of(event: Event) -> str:
+    """The subject an event is appended on; the aggregate id is always in it."""
+    etype = event_type(event)
+    if isinstance(event, TaskLeased | TaskCancelRequested):
+        return subjects.task_subject(event.task_id, etype, event.worker_id)
+    if isinstance(event, RunCreated):
+        return subjects.run_subject(event.run_id, etype)
+    if hasattr(event, "task_id"):
+        return subjects.task_subject(event.task_id, etype)
+    return subjects.worker_subject(event.worker_id, etype)  # type: ignore[union-attr]
+
+
+def decode(subject: str, data: bytes) -> Event:
+    """Decode an event, checking that its body agrees with its subject."""
+    try:
+        aggregate, agg_id, etype = subjects.aggregate_of(subject)
+        decoder = _decoders[aggregate]
+        event = decoder.decode(data)
+    except (KeyError, ValueError, RecursionError, msgspec.DecodeError) as exc:
+        raise UndecodableEvent(f"undecodable event on {subject!r}: {exc}") from None
+    body_id = getattr(event, f"{aggregate}_id", None)
+    if body_id != agg_id or event_type(event) != etype:
+        raise UndecodableEvent(f"event body does not match its subject {subject!r}")
+    return event
+
+
+def msg_id_of(event: Event) -> str:
+    """A deterministic idempotency key per event: a resend is dropped by the server's
+    duplicate window instead of being applied twice."""
+    etype = event_type(event)
+    match event:
+        case TaskLeased():
+            return f"{event.task_id}.leased.{event.attempt}.{event.worker_id}.{event.session}"
+        case TaskCancelRequested():
+            return f"{event.task_id}.cancel_requested.{event.worker_id}.{event.at}"
+        case RunCreated():
+            return f"run.{event.run_id}.created"
+    if isinstance(event, TaskEventBase):
+        fencing = getattr(event, "fencing", None)
+        if isinstance(event, ResultRefused):
+            return f"{event.task_id}.refused.{event.fencing}.{event.outcome}.{event.at}"
+        if fencing:
+            return f"{event.task_id}.{etype}.{fencing}"
+        if isinstance(event, TaskSubmitted):
+            return f"{event.task_id}.submitted"
+        return f"{event.task_id}.{etype}.{event.at}"
+    session = getattr(event, "session", "")
+    return f"worker.{event.worker_id}.{etype}.{session}"  # type: ignore[union-attr]

@@ -1,0 +1,118 @@
+"""Events of the task aggregate. Subjects: ``dtf.evt.task.<task_id>.<type>[.<worker_id>]``."""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+from dtf_core.spec import TaskSpec
+
+
+class Placement(Struct, frozen=True, kw_only=True):
+    """Why a lease went where it went: the candidates, what filtered the others, the scores."""
+
+    candidates: int = 0
+    filtered: dict[str, str] = {}
+    scores: dict[str, float] = {}
+    policy: str = "priority"
+
+
+class TaskEventBase(Struct, frozen=True, kw_only=True, tag_field="type"):
+    task_id: str
+    at: float
+    actor: str
+
+
+class TaskSubmitted(TaskEventBase, frozen=True, kw_only=True, tag="submitted"):
+    spec: TaskSpec
+    run_id: str | None = None
+
+
+class TaskLeased(TaskEventBase, frozen=True, kw_only=True, tag="leased"):
+    """The lease is the dispatch; its stream sequence is the fencing token."""
+
+    worker_id: str
+    session: str
+    attempt: int
+    why: Placement | None = None
+    spec: TaskSpec | None = None
+
+
+class TaskStarted(TaskEventBase, frozen=True, kw_only=True, tag="started"):
+    attempt: int
+    fencing: int
+    worker_id: str
+    pid: int | None = None
+
+
+class AttemptOutcome(TaskEventBase, frozen=True, kw_only=True):
+    """Fields every end of an attempt shares; ``fencing`` 0 means no lease was involved."""
+
+    attempt: int = 0
+    fencing: int = 0
+    worker_id: str = ""
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    error: str = ""
+    started_at: float | None = None
+    max_rss_mb: float | None = None
+
+
+class TaskSucceeded(AttemptOutcome, frozen=True, kw_only=True, tag="succeeded"):
+    pass
+
+
+class TaskFailed(AttemptOutcome, frozen=True, kw_only=True, tag="failed"):
+    pass
+
+
+class TaskTimedOut(AttemptOutcome, frozen=True, kw_only=True, tag="timed_out"):
+    pass
+
+
+class TaskCancelled(AttemptOutcome, frozen=True, kw_only=True, tag="cancelled"):
+    pass
+
+
+class TaskRequeued(AttemptOutcome, frozen=True, kw_only=True, tag="requeued"):
+    """The attempt ended without a final verdict; another attempt may start at ``not_before``."""
+
+    reason: str
+    not_before: float = 0.0
+    counted: bool = True
+
+
+class TaskCancelRequested(TaskEventBase, frozen=True, kw_only=True, tag="cancel_requested"):
+    worker_id: str
+    reason: str = ""
+
+
+class ResultRefused(TaskEventBase, frozen=True, kw_only=True, tag="result_refused"):
+    """A report under a stale or unknown lease: recorded, never applied."""
+
+    fencing: int
+    worker_id: str
+    outcome: str
+    reason: str
+
+
+TaskEvent = (
+    TaskSubmitted
+    | TaskLeased
+    | TaskStarted
+    | TaskSucceeded
+    | TaskFailed
+    | TaskTimedOut
+    | TaskCancelled
+    | TaskRequeued
+    | TaskCancelRequested
+    | ResultRefused
+)
+
+TERMINAL_TYPES: tuple[str, ...] = ("succeeded", "failed", "timed_out", "cancelled")
+TERMINAL_EVENTS = (TaskSucceeded, TaskFailed, TaskTimedOut, TaskCancelled)
+OUTCOME_EVENTS: dict[str, type[AttemptOutcome]] = {
+    "succeeded": TaskSucceeded,
+    "failed": TaskFailed,
+    "timed_out": TaskTimedOut,
+    "cancelled": TaskCancelled,
+}

@@ -1,0 +1,47 @@
+"""Events of the worker aggregate. Subjects: ``dtf.evt.worker.<worker_id>.<type>``."""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+
+class Capabilities(Struct, frozen=True, kw_only=True):
+    cpu_count: int = 0
+    memory_gb: float = 0.0
+    disk_gb: float = 0.0
+    platform: str = ""
+    machine: str = ""
+    python: str = ""
+    hardware: tuple[str, ...] = ("cpu",)
+    cuda_compute: float | None = None
+    tags: tuple[str, ...] = ()
+
+
+class WorkerEventBase(Struct, frozen=True, kw_only=True, tag_field="type"):
+    worker_id: str
+    at: float
+    actor: str
+
+
+class WorkerRegistered(WorkerEventBase, frozen=True, kw_only=True, tag="registered"):
+    """A worker process came up; ``session`` names this incarnation of the worker id."""
+
+    session: str
+    hostname: str
+    pid: int
+    slots: int
+    capabilities: Capabilities
+
+
+class WorkerStopped(WorkerEventBase, frozen=True, kw_only=True, tag="stopped"):
+    session: str
+    reason: str = "shutdown"
+
+
+class WorkerLost(WorkerEventBase, frozen=True, kw_only=True, tag="lost"):
+    session: str
+    reason: str
+    last_seen: float
+
+
+WorkerEvent = WorkerRegistered | WorkerStopped | WorkerLost

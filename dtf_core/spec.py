@@ -1,0 +1,109 @@
+"""The task specification: the seed's task JSON, strictly typed.
+
+Unknown fields and wrong types are refused with the field's path (msgspec names it).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from dtf_core.errors import InvalidInput
+from dtf_core.ids import validate_id
+
+TaskType = Literal["command", "test", "benchmark", "noop"]
+RUNNABLE_TYPES: frozenset[str] = frozenset({"command", "noop"})
+MAX_SPEC_BYTES = 64 * 1024
+MAX_ARGV = 4096
+
+Priority = Annotated[int, Meta(ge=-1_000_000, le=1_000_000)]
+Seconds = Annotated[float, Meta(gt=0, le=30 * 24 * 3600)]
+Label = Annotated[str, Meta(max_length=256)]
+IdStr = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class Requirements(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    hardware: tuple[Annotated[str, Meta(max_length=64)], ...] = ()
+    min_memory_gb: Annotated[float, Meta(ge=0)] = 0.0
+    min_cuda_compute: Annotated[float, Meta(ge=0)] | None = None
+
+
+class RetryPolicy(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_retries: Annotated[int, Meta(ge=0, le=100)] = 0
+    retry_delay_seconds: Annotated[float, Meta(ge=0, le=24 * 3600)] = 0.0
+
+
+class CommandConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    argv: Annotated[tuple[str, ...], Meta(min_length=1, max_length=MAX_ARGV)]
+    cwd: str | None = None
+    env: dict[str, str] = {}
+
+
+class TaskSpec(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    type: TaskType
+    id: IdStr | None = None
+    name: Label = ""
+    priority: Priority = 0
+    config: dict[str, Any] = {}
+    requirements: Requirements = Requirements()
+    timeout_seconds: Seconds | None = None
+    retry_policy: RetryPolicy = RetryPolicy()
+    dependencies: tuple[IdStr, ...] = ()
+    idempotency_key: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
+
+
+_spec_decoder = msgspec.json.Decoder(TaskSpec | list[TaskSpec])
+
+
+def command_config(spec: TaskSpec) -> CommandConfig:
+    """The typed config of a command task (validated at submit, so this cannot fail later)."""
+    return msgspec.convert(spec.config, CommandConfig)
+
+
+def validate_spec(spec: TaskSpec) -> TaskSpec:
+    """Check what the schema alone cannot: per-type config and runnable types."""
+    if spec.type not in RUNNABLE_TYPES:
+        raise InvalidInput(
+            f"task type {spec.type!r} is not supported yet: only 'command' and 'noop' run today"
+        )
+    if spec.type == "command":
+        try:
+            cfg = command_config(spec)
+        except msgspec.ValidationError as exc:
+            raise InvalidInput(f"invalid command config: {exc} (in `$.config`)") from None
+        if any("\x00" in a for a in cfg.argv):
+            raise InvalidInput("invalid command config: argv contains a NUL byte")
+    elif spec.config:
+        raise InvalidInput("a 'noop' task takes no config")
+    if spec.id is not None:
+        validate_id(spec.id, "task id")  # the schema's `$` lets a trailing newline through
+    for dep in spec.dependencies:
+        validate_id(dep, "dependency id")
+    if len(msgspec.msgpack.encode(spec)) > MAX_SPEC_BYTES:
+        raise InvalidInput(f"task spec is larger than {MAX_SPEC_BYTES} bytes")
+    return spec
+
+
+def parse_specs(data: bytes | str) -> list[TaskSpec]:
+    """Parse the seed's task JSON (one object or a list) into validated specs."""
+    try:
+        parsed = _spec_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid task JSON: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"invalid JSON: {exc}") from None
+    specs = parsed if isinstance(parsed, list) else [parsed]
+    if not specs:
+        raise InvalidInput("invalid task JSON: the list is empty")
+    return [validate_spec(s) for s in specs]
+
+
+def command_spec(argv: list[str], **fields: Any) -> TaskSpec:
+    """A command task from an argv list, validated like any other submission."""
+    try:
+        spec = msgspec.convert({"type": "command", "config": {"argv": argv}, **fields}, TaskSpec)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid task: {exc}") from None
+    return validate_spec(spec)

@@ -1,0 +1,86 @@
+"""Subject names in one place. Every id is validated before it reaches a subject."""
+
+from __future__ import annotations
+
+from dtf_core.ids import validate_id
+
+EVENTS_STREAM = "DTF_EVENTS"
+HEARTBEATS_STREAM = "DTF_HEARTBEATS"
+LOGS_STREAM = "DTF_LOGS"
+DLQ_STREAM = "DTF_DLQ"
+
+EVT = "dtf.evt"
+ALL_EVENTS = "dtf.evt.>"
+TASK_EVENTS = "dtf.evt.task.>"
+WORKER_EVENTS = "dtf.evt.worker.>"
+HEARTBEATS = "dtf.hb.>"
+LOGS = "dtf.log.>"
+DLQ = "dtf.dlq.>"
+
+CMD_SUBMIT = "dtf.cmd.task.submit"
+CMD_CANCEL = "dtf.cmd.task.cancel"
+CMD_REPORT = "dtf.cmd.task.report"
+CMD_REGISTER = "dtf.cmd.worker.register"
+CMD_WORKER_STOP = "dtf.cmd.worker.stop"
+Q_TASKS = "dtf.q.tasks"
+Q_TASK = "dtf.q.task"
+Q_WORKERS = "dtf.q.workers"
+Q_STATUS = "dtf.q.status"
+Q_PROJECTOR = "dtf.q.projector"
+
+
+def task_subject(task_id: str, event_type: str, worker_id: str | None = None) -> str:
+    validate_id(task_id, "task id")
+    if worker_id is None:
+        return f"{EVT}.task.{task_id}.{event_type}"
+    return f"{EVT}.task.{task_id}.{event_type}.{validate_id(worker_id, 'worker id')}"
+
+
+def task_filter(task_id: str) -> str:
+    return f"{EVT}.task.{validate_id(task_id, 'task id')}.>"
+
+
+def worker_subject(worker_id: str, event_type: str) -> str:
+    return f"{EVT}.worker.{validate_id(worker_id, 'worker id')}.{event_type}"
+
+
+def worker_filter(worker_id: str) -> str:
+    return f"{EVT}.worker.{validate_id(worker_id, 'worker id')}.>"
+
+
+def run_subject(run_id: str, event_type: str) -> str:
+    return f"{EVT}.run.{validate_id(run_id, 'run id')}.{event_type}"
+
+
+def run_filter(run_id: str) -> str:
+    return f"{EVT}.run.{validate_id(run_id, 'run id')}.>"
+
+
+def lease_filters(worker_id: str) -> list[str]:
+    """What a worker's durable consumer reads: its leases and cancel requests."""
+    wid = validate_id(worker_id, "worker id")
+    return [f"{EVT}.task.*.leased.{wid}", f"{EVT}.task.*.cancel_requested.{wid}"]
+
+
+def heartbeat_subject(worker_id: str) -> str:
+    return f"dtf.hb.{validate_id(worker_id, 'worker id')}"
+
+
+def log_subject(task_id: str, attempt: int) -> str:
+    return f"dtf.log.{validate_id(task_id, 'task id')}.{int(attempt)}"
+
+
+def log_filter(task_id: str) -> str:
+    return f"dtf.log.{validate_id(task_id, 'task id')}.*"
+
+
+def dlq_subject(agent: str) -> str:
+    return f"dtf.dlq.{validate_id(agent, 'agent name')}"
+
+
+def aggregate_of(subject: str) -> tuple[str, str, str]:
+    """Split ``dtf.evt.<aggregate>.<id>.<type>[...]`` into (aggregate, id, type)."""
+    parts = subject.split(".")
+    if len(parts) < 5 or parts[0] != "dtf" or parts[1] != "evt":
+        raise ValueError(f"not an event subject: {subject!r}")
+    return parts[2], parts[3], parts[4]

@@ -1,0 +1,327 @@
+"""The task aggregate: state, ``evolve`` (fold one event) and ``decide`` (command -> events).
+
+Pure: time, ids and the actor come in as arguments. ``seq`` is the event's stream sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from msgspec import Struct, structs
+
+from dtf_core.errors import NotFound, Refused
+from dtf_core.events.task import (
+    OUTCOME_EVENTS,
+    AttemptOutcome,
+    Placement,
+    ResultRefused,
+    TaskCancelled,
+    TaskCancelRequested,
+    TaskEvent,
+    TaskFailed,
+    TaskLeased,
+    TaskRequeued,
+    TaskStarted,
+    TaskSubmitted,
+    TaskTimedOut,
+)
+from dtf_core.retry import may_retry, retry_delay
+from dtf_core.spec import TaskSpec
+
+Status = Literal[
+    "queued", "leased", "running", "succeeded", "failed", "cancelled", "timed_out"
+]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+LIVE: frozenset[str] = frozenset({"leased", "running"})
+ReportKind = Literal["started", "succeeded", "failed", "timed_out", "cancelled"]
+
+
+class TaskState(Struct, frozen=True, kw_only=True):
+    task_id: str
+    spec: TaskSpec
+    run_id: str | None = None
+    status: Status = "queued"
+    attempt: int = 0
+    lease_seq: int = 0
+    worker_id: str = ""
+    session: str = ""
+    last_seq: int = 0
+    submitted_at: float = 0.0
+    not_before: float = 0.0
+    cancel_requested: bool = False
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    error: str = ""
+    failures: int = 0
+    refused_results: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def live(self) -> bool:
+        return self.status in LIVE
+
+
+class Report(Struct, frozen=True, kw_only=True):
+    """What a worker says about an attempt, under the lease's fencing token."""
+
+    task_id: str
+    kind: ReportKind
+    fencing: int
+    worker_id: str
+    attempt: int = 0
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    error: str = ""
+    started_at: float | None = None
+    max_rss_mb: float | None = None
+    pid: int | None = None
+
+
+def evolve(state: TaskState | None, event: TaskEvent, seq: int) -> TaskState:
+    """Fold one event. Events at or below ``state.last_seq`` were already folded."""
+    if isinstance(event, TaskSubmitted):
+        if state is not None:
+            return state
+        return TaskState(
+            task_id=event.task_id,
+            spec=event.spec,
+            run_id=event.run_id,
+            last_seq=seq,
+            submitted_at=event.at,
+        )
+    if state is None:
+        raise NotFound(f"event {type(event).__name__} for unknown task {event.task_id}")
+    if seq <= state.last_seq:
+        return state
+    return structs.replace(_apply(state, event, seq), last_seq=seq)
+
+
+def _apply(state: TaskState, event: TaskEvent, seq: int) -> TaskState:
+    match event:
+        case TaskLeased():
+            return structs.replace(
+                state,
+                status="leased",
+                attempt=event.attempt,
+                lease_seq=seq,
+                worker_id=event.worker_id,
+                session=event.session,
+                started_at=None,
+            )
+        case TaskStarted():
+            return structs.replace(state, status="running", started_at=event.at)
+        case TaskRequeued():
+            return structs.replace(
+                state,
+                status="queued",
+                lease_seq=0,
+                worker_id="",
+                session="",
+                not_before=event.not_before,
+                exit_code=event.exit_code,
+                error=event.error or event.reason,
+                failures=state.failures + (1 if event.counted else 0),
+            )
+        case TaskCancelRequested():
+            return structs.replace(state, cancel_requested=True)
+        case ResultRefused():
+            return structs.replace(state, refused_results=state.refused_results + 1)
+        case AttemptOutcome():
+            return structs.replace(
+                state,
+                status=_OUTCOME_STATUS[type(event)],
+                finished_at=event.at,
+                exit_code=event.exit_code,
+                error=event.error,
+                started_at=event.started_at or state.started_at,
+            )
+    return state
+
+
+_OUTCOME_STATUS: dict[type[AttemptOutcome], Status] = {
+    cls: name for name, cls in OUTCOME_EVENTS.items()  # type: ignore[misc]
+}
+
+
+def decide_submit(
+    existing: TaskState | None,
+    task_id: str,
+    spec: TaskSpec,
+    *,
+    run_id: str | None,
+    now: float,
+    actor: str,
+) -> list[TaskEvent]:
+    """Submitting an existing id again is a no-op: the same idempotency key, the same task."""
+    if existing is not None:
+        return []
+    return [TaskSubmitted(task_id=task_id, spec=spec, run_id=run_id, at=now, actor=actor)]
+
+
+def decide_lease(
+    state: TaskState,
+    *,
+    worker_id: str,
+    session: str,
+    now: float,
+    actor: str,
+    why: Placement | None = None,
+) -> TaskLeased:
+    if state.status != "queued" or state.cancel_requested:
+        raise Refused(f"task {state.task_id} is {state.status}, not queued")
+    if state.not_before > now:
+        raise Refused(f"task {state.task_id} waits for its retry delay")
+    return TaskLeased(
+        task_id=state.task_id,
+        worker_id=worker_id,
+        session=session,
+        attempt=state.attempt + 1,
+        at=now,
+        actor=actor,
+        why=why,
+        spec=state.spec,
+    )
+
+
+def _refuse(state: TaskState, report: Report, reason: str, now: float, actor: str) -> ResultRefused:
+    return ResultRefused(
+        task_id=state.task_id,
+        fencing=report.fencing,
+        worker_id=report.worker_id,
+        outcome=report.kind,
+        reason=reason,
+        at=now,
+        actor=actor,
+    )
+
+
+def decide_report(
+    state: TaskState, report: Report, *, now: float, actor: str
+) -> list[TaskEvent]:
+    """Apply a worker's report only under the current lease; otherwise record a refusal."""
+    if state.terminal:
+        if report.fencing == state.lease_seq and report.kind in (state.status, "started"):
+            return []  # a resend of a report that was already applied
+        return [_refuse(state, report, f"task is already {state.status}", now, actor)]
+    if state.lease_seq == 0 or report.fencing != state.lease_seq:
+        why = f"stale lease {report.fencing}, current lease is {state.lease_seq or 'none'}"
+        return [_refuse(state, report, why, now, actor)]
+    if report.worker_id != state.worker_id:
+        return [_refuse(state, report, "the lease belongs to another worker", now, actor)]
+    if report.kind == "started":
+        if state.status == "running":
+            return []
+        return [
+            TaskStarted(
+                task_id=state.task_id,
+                attempt=state.attempt,
+                fencing=report.fencing,
+                worker_id=report.worker_id,
+                pid=report.pid,
+                at=now,
+                actor=actor,
+            )
+        ]
+    return [_outcome(state, report, now=now, actor=actor)]
+
+
+def _outcome(state: TaskState, report: Report, *, now: float, actor: str) -> AttemptOutcome:
+    fields = {
+        "task_id": state.task_id,
+        "attempt": state.attempt,
+        "fencing": report.fencing,
+        "worker_id": report.worker_id,
+        "exit_code": report.exit_code,
+        "duration_s": report.duration_s,
+        "error": report.error,
+        "started_at": report.started_at or state.started_at,
+        "max_rss_mb": report.max_rss_mb,
+        "at": now,
+        "actor": actor,
+    }
+    retryable = report.kind in ("failed", "timed_out")
+    if retryable and not state.cancel_requested and may_retry(state.failures, state.spec.retry_policy):
+        delay = retry_delay(state.failures + 1, state.spec.retry_policy)
+        return TaskRequeued(reason=report.kind, not_before=now + delay, **fields)  # type: ignore[arg-type]
+    return OUTCOME_EVENTS[report.kind](**fields)  # type: ignore[arg-type]
+
+
+def decide_cancel(state: TaskState, *, now: float, actor: str, reason: str) -> list[TaskEvent]:
+    if state.terminal:
+        raise Refused(f"task {state.task_id} is already {state.status}")
+    if state.status == "queued":
+        return [
+            TaskCancelled(
+                task_id=state.task_id, attempt=state.attempt, error=reason, at=now, actor=actor
+            )
+        ]
+    if state.cancel_requested:
+        return []
+    return [
+        TaskCancelRequested(
+            task_id=state.task_id, worker_id=state.worker_id, reason=reason, at=now, actor=actor
+        )
+    ]
+
+
+def decide_lease_lost(
+    state: TaskState, *, reason: str, now: float, actor: str, counted: bool = True
+) -> list[TaskEvent]:
+    """The live lease's worker is gone: requeue under the retry policy, or end the task.
+
+    ``counted=False`` (a worker that stopped cleanly) requeues without spending the budget.
+    """
+    if not state.live:
+        return []
+    fields = {
+        "task_id": state.task_id,
+        "attempt": state.attempt,
+        "fencing": state.lease_seq,
+        "worker_id": state.worker_id,
+        "error": reason,
+        "started_at": state.started_at,
+        "at": now,
+        "actor": actor,
+    }
+    if state.cancel_requested:
+        return [TaskCancelled(**fields)]  # type: ignore[arg-type]
+    if not counted:
+        return [TaskRequeued(reason=reason, counted=False, **fields)]  # type: ignore[arg-type]
+    if may_retry(state.failures, state.spec.retry_policy):
+        delay = retry_delay(state.failures + 1, state.spec.retry_policy)
+        return [TaskRequeued(reason=reason, not_before=now + delay, **fields)]  # type: ignore[arg-type]
+    return [TaskFailed(**fields)]  # type: ignore[arg-type]
+
+
+def decide_dependency_failed(
+    state: TaskState, dependency: TaskState, *, now: float, actor: str
+) -> list[TaskEvent]:
+    if state.status != "queued":
+        return []
+    return [
+        TaskCancelled(
+            task_id=state.task_id,
+            attempt=state.attempt,
+            error=f"dependency {dependency.task_id} ended {dependency.status}",
+            at=now,
+            actor=actor,
+        )
+    ]
+
+
+__all__ = [
+    "TaskFailed",
+    "TaskState",
+    "TaskTimedOut",
+    "decide_cancel",
+    "decide_dependency_failed",
+    "decide_lease",
+    "decide_lease_lost",
+    "decide_report",
+    "decide_submit",
+    "evolve",
+]

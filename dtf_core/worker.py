@@ -1,0 +1,110 @@
+"""The worker aggregate: registration, stop and loss, folded from events."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from msgspec import Struct, structs
+
+from dtf_core.events.worker import (
+    Capabilities,
+    WorkerEvent,
+    WorkerLost,
+    WorkerRegistered,
+    WorkerStopped,
+)
+
+WorkerStatus = Literal["alive", "stopped", "lost"]
+
+
+class WorkerState(Struct, frozen=True, kw_only=True):
+    worker_id: str
+    session: str
+    hostname: str = ""
+    pid: int = 0
+    slots: int = 1
+    capabilities: Capabilities = Capabilities()
+    status: WorkerStatus = "alive"
+    registered_at: float = 0.0
+    last_event_at: float = 0.0
+    last_seq: int = 0
+
+
+def evolve(state: WorkerState | None, event: WorkerEvent, seq: int) -> WorkerState:
+    if state is not None and seq <= state.last_seq:
+        return state
+    match event:
+        case WorkerRegistered():
+            return WorkerState(
+                worker_id=event.worker_id,
+                session=event.session,
+                hostname=event.hostname,
+                pid=event.pid,
+                slots=event.slots,
+                capabilities=event.capabilities,
+                registered_at=event.at,
+                last_event_at=event.at,
+                last_seq=seq,
+            )
+        case WorkerStopped() | WorkerLost():
+            status: WorkerStatus = "stopped" if isinstance(event, WorkerStopped) else "lost"
+            if state is None:
+                return WorkerState(
+                    worker_id=event.worker_id,
+                    session=event.session,
+                    status=status,
+                    last_event_at=event.at,
+                    last_seq=seq,
+                )
+            if event.session != state.session:
+                return structs.replace(state, last_seq=seq)
+            return structs.replace(state, status=status, last_event_at=event.at, last_seq=seq)
+    return state
+
+
+def decide_register(
+    *,
+    worker_id: str,
+    session: str,
+    hostname: str,
+    pid: int,
+    slots: int,
+    capabilities: Capabilities,
+    now: float,
+    actor: str,
+) -> list[WorkerEvent]:
+    return [
+        WorkerRegistered(
+            worker_id=worker_id,
+            session=session,
+            hostname=hostname,
+            pid=pid,
+            slots=slots,
+            capabilities=capabilities,
+            at=now,
+            actor=actor,
+        )
+    ]
+
+
+def decide_lost(
+    state: WorkerState, *, session: str, last_seen: float, now: float, actor: str, reason: str
+) -> list[WorkerEvent]:
+    if state.status != "alive" or state.session != session:
+        return []
+    return [
+        WorkerLost(
+            worker_id=state.worker_id,
+            session=session,
+            reason=reason,
+            last_seen=last_seen,
+            at=now,
+            actor=actor,
+        )
+    ]
+
+
+def decide_stop(state: WorkerState, *, session: str, now: float, actor: str) -> list[WorkerEvent]:
+    if state.status != "alive" or state.session != session:
+        return []
+    return [WorkerStopped(worker_id=state.worker_id, session=session, at=now, actor=actor)]

@@ -1,0 +1,86 @@
+"""The board: every task, worker and run folded from the log, with the indices agents need.
+
+A pure fold (no IO): the api, scheduler and recovery agents and the CLI's replay all use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from dtf_core import task as task_agg
+from dtf_core import worker as worker_agg
+from dtf_core.events.codec import Event
+from dtf_core.events.run import RunCreated
+from dtf_core.events.task import TaskEventBase
+from dtf_core.events.worker import WorkerEventBase
+from dtf_core.task import TaskState
+from dtf_core.worker import WorkerState
+
+_hash_encoder = msgspec.msgpack.Encoder(order="deterministic")
+
+
+class Board:
+    def __init__(self) -> None:
+        self.tasks: dict[str, TaskState] = {}
+        self.workers: dict[str, WorkerState] = {}
+        self.runs: dict[str, RunCreated] = {}
+        self.leases_by_worker: dict[str, set[str]] = {}
+        self.dependents: dict[str, set[str]] = {}
+        self.last_seq = 0
+        self.counts: dict[str, int] = {}
+
+    def apply(self, seq: int, event: Event) -> TaskState | WorkerState | None:
+        """Fold one event; returns the changed task or worker state (None for runs/no-ops)."""
+        if seq > self.last_seq:
+            self.last_seq = seq
+        if isinstance(event, TaskEventBase):
+            return self._apply_task(seq, event)
+        if isinstance(event, WorkerEventBase):
+            old_w = self.workers.get(event.worker_id)
+            new_w = worker_agg.evolve(old_w, event, seq)  # type: ignore[arg-type]
+            if new_w is old_w:
+                return None
+            self.workers[event.worker_id] = new_w
+            return new_w
+        if isinstance(event, RunCreated):
+            self.runs.setdefault(event.run_id, event)
+        return None
+
+    def _apply_task(self, seq: int, event: TaskEventBase) -> TaskState | None:
+        old = self.tasks.get(event.task_id)
+        if old is None and not isinstance(event, task_agg.TaskSubmitted):
+            return None  # an event for a task we never saw: nothing to fold into
+        new = task_agg.evolve(old, event, seq)  # type: ignore[arg-type]
+        if new is old:
+            return None
+        self.tasks[new.task_id] = new
+        self._index(old, new)
+        return new
+
+    def _index(self, old: TaskState | None, new: TaskState) -> None:
+        if old is None:
+            for dep in new.spec.dependencies:
+                self.dependents.setdefault(dep, set()).add(new.task_id)
+        else:
+            self.counts[old.status] = self.counts.get(old.status, 0) - 1
+            if old.live and old.worker_id:
+                self.leases_by_worker.get(old.worker_id, set()).discard(old.task_id)
+        self.counts[new.status] = self.counts.get(new.status, 0) + 1
+        if new.live:
+            self.leases_by_worker.setdefault(new.worker_id, set()).add(new.task_id)
+
+    def live_leases(self, worker_id: str) -> list[TaskState]:
+        return [self.tasks[t] for t in self.leases_by_worker.get(worker_id, ())]
+
+    def state_hash(self) -> str:
+        """A hash of the whole folded state: equal logs give equal hashes."""
+        h = hashlib.sha256()
+        for key in sorted(self.tasks):
+            h.update(_hash_encoder.encode(self.tasks[key]))
+        for key in sorted(self.workers):
+            h.update(_hash_encoder.encode(self.workers[key]))
+        for key in sorted(self.runs):
+            h.update(_hash_encoder.encode(self.runs[key]))
+        return h.hexdigest()

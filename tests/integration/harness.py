@@ -1,0 +1,120 @@
+"""An in-process DTF stack on its own nats-server, for integration tests.
+
+Agents run as tasks in the test's event loop; tests that kill processes use subprocesses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+
+from agents.api import ApiAgent
+from agents.client import ApiClient
+from agents.jetstream_log import JetStreamLog
+from agents.nats_conn import connect, ensure_streams
+from agents.natsserver import NatsServer, free_port
+from agents.recovery import RecoveryAgent
+from agents.scheduler import SchedulerAgent
+from agents.worker import WorkerAgent
+from dtf_core import subjects
+from dtf_core.events.codec import Event, decode
+
+
+@dataclass
+class Harness:
+    server: NatsServer
+    nc: Client
+    api: ApiClient
+    log: JetStreamLog
+    tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    agents: dict[str, Any] = field(default_factory=dict)
+    conns: list[Client] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    async def start(self, name: str, agent: Any, ready: asyncio.Event | None = None) -> Any:
+        self.agents[name] = agent
+        self.tasks[name] = asyncio.create_task(agent.run(), name=name)
+        if ready is not None:
+            waiter = asyncio.create_task(ready.wait())
+            done, _ = await asyncio.wait({waiter, self.tasks[name]}, timeout=20,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if self.tasks[name] in done:
+                self.tasks[name].result()  # raise the agent's error
+            waiter.cancel()
+            assert ready.is_set(), f"{name} did not become ready"
+        return agent
+
+    async def stop(self, name: str) -> None:
+        task = self.tasks.pop(name)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def conn(self, name: str) -> Client:
+        nc = await connect(self.url, name)
+        self.conns.append(nc)
+        return nc
+
+    async def add_worker(self, worker_id: str, slots: int = 2, **kw: Any) -> WorkerAgent:
+        w = WorkerAgent(await self.conn(worker_id), worker_id=worker_id, slots=slots, **kw)
+        await self.start(f"worker:{worker_id}", w, w.ready)
+        return w
+
+    async def events(self, task_id: str | None = None) -> list[tuple[int, Event]]:
+        filters = [subjects.task_filter(task_id)] if task_id else [subjects.ALL_EVENTS]
+        return [(r.seq, decode(r.subject, r.data)) for r in await self.log.read(filters)]
+
+    async def wait_status(self, task_id: str, statuses: set[str], timeout: float = 20) -> Any:
+        async with asyncio.timeout(timeout):
+            while True:
+                rows = await self.api.tasks(ids=[task_id])
+                if rows[0]["status"] in statuses:
+                    return rows[0]
+                await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def stack(
+    tmp: Path,
+    *,
+    workers: int = 1,
+    slots: int = 2,
+    heartbeat: float = 0.2,
+    misses: int = 3,
+    recovery: bool = True,
+) -> AsyncIterator[Harness]:
+    server = NatsServer(store_dir=tmp / "nats", port=free_port())
+    server.start()
+    h: Harness | None = None
+    try:
+        nc = await connect(server.url, "test")
+        await ensure_streams(nc.jetstream())
+        h = Harness(server=server, nc=nc, api=ApiClient(nc), log=JetStreamLog(nc))
+        api = ApiAgent(await h.conn("api"), JetStreamLog(h.conns[-1]))
+        await h.start("api", api, api.ready)
+        sched_nc = await h.conn("scheduler")
+        await h.start("scheduler", SchedulerAgent(sched_nc, JetStreamLog(sched_nc)))
+        if recovery:
+            rec_nc = await h.conn("recovery")
+            await h.start("recovery", RecoveryAgent(rec_nc, JetStreamLog(rec_nc),
+                                                    heartbeat_interval=heartbeat, misses=misses))
+        for i in range(1, workers + 1):
+            await h.add_worker(f"w{i}", slots=slots, heartbeat_interval=heartbeat)
+        yield h
+    finally:
+        if h is not None:
+            for name in reversed(list(h.tasks)):
+                await h.stop(name)
+            for c in [*h.conns, h.nc]:
+                with contextlib.suppress(Exception):
+                    await c.close()
+        server.stop()
