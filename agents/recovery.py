@@ -116,13 +116,13 @@ class RecoveryAgent:
                 if w is not None and w.status == "alive" and t.session == w.session:
                     continue
                 if w is not None and w.status == "alive":
-                    reason, counted = f"worker {worker_id} restarted", True
+                    reason, clean = f"worker {worker_id} restarted", False
                 elif w is not None and w.status == "stopped" and t.session == w.session:
-                    reason, counted = f"worker {worker_id} stopped", False
+                    reason, clean = f"worker {worker_id} stopped", True
                 else:
-                    reason, counted = f"worker {worker_id} lost", True
+                    reason, clean = f"worker {worker_id} lost", False
                 events = task_agg.decide_lease_lost(
-                    t, reason=reason, now=now, actor=self.name, counted=counted
+                    t, reason=reason, now=now, actor=self.name, clean_stop=clean
                 )
                 if events:
                     changes.append(task_change(self.board, task_id, list(events)))

@@ -76,6 +76,7 @@ class SchedulerAgent:
         self.ready_q = ReadyQueue()
         self.wake = asyncio.Event()
         self.leases_made = 0
+        self.leases_tried = 0
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -140,6 +141,7 @@ class SchedulerAgent:
             changes.append(task_change(self.board, t.task_id, [lease]))
         if not changes:
             return False
+        self.leases_tried += len(decisions)
         results = await append_groups(self.log, [c.appends() for c in changes])
         for change, seqs in zip(changes, results, strict=True):
             if seqs is None:

@@ -54,6 +54,7 @@ class TaskState(Struct, frozen=True, kw_only=True):
     exit_code: int | None = None
     error: str = ""
     failures: int = 0
+    losses: int = 0
     refused_results: int = 0
 
     @property
@@ -125,6 +126,7 @@ def _apply(state: TaskState, event: TaskEvent, seq: int) -> TaskState:
                 exit_code=event.exit_code,
                 error=event.error or event.reason,
                 failures=state.failures + (1 if event.counted else 0),
+                losses=state.losses + (1 if event.lost else 0),
             )
         case TaskCancelRequested():
             return structs.replace(state, cancel_requested=True)
@@ -268,12 +270,17 @@ def decide_cancel(state: TaskState, *, now: float, actor: str, reason: str) -> l
     ]
 
 
-def decide_lease_lost(
-    state: TaskState, *, reason: str, now: float, actor: str, counted: bool = True
-) -> list[TaskEvent]:
-    """The live lease's worker is gone: requeue under the retry policy, or end the task.
+MAX_LOSSES = 3
 
-    ``counted=False`` (a worker that stopped cleanly) requeues without spending the budget.
+
+def decide_lease_lost(
+    state: TaskState, *, reason: str, now: float, actor: str, clean_stop: bool = False
+) -> list[TaskEvent]:
+    """The live lease's worker is gone: requeue the task, or end it.
+
+    Losing a worker is not the task's failure, so it does not spend the retry policy's
+    budget; but a task that has lost ``MAX_LOSSES`` workers (it may be what kills them)
+    fails. A worker that stopped cleanly (``clean_stop``) always requeues.
     """
     if not state.live:
         return []
@@ -289,11 +296,11 @@ def decide_lease_lost(
     }
     if state.cancel_requested:
         return [TaskCancelled(**fields)]  # type: ignore[arg-type]
-    if not counted:
+    if clean_stop:
         return [TaskRequeued(reason=reason, counted=False, **fields)]  # type: ignore[arg-type]
-    if may_retry(state.failures, state.spec.retry_policy):
-        delay = retry_delay(state.failures + 1, state.spec.retry_policy)
-        return [TaskRequeued(reason=reason, not_before=now + delay, **fields)]  # type: ignore[arg-type]
+    if state.losses + 1 < MAX_LOSSES:
+        return [TaskRequeued(reason=reason, counted=False, lost=True, **fields)]  # type: ignore[arg-type]
+    fields["error"] = f"{reason}; the task has lost {MAX_LOSSES} workers"
     return [TaskFailed(**fields)]  # type: ignore[arg-type]
 
 

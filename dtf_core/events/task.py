@@ -78,7 +78,8 @@ class TaskRequeued(AttemptOutcome, frozen=True, kw_only=True, tag="requeued"):
 
     reason: str
     not_before: float = 0.0
-    counted: bool = True
+    counted: bool = True  # spends the retry policy's budget
+    lost: bool = False  # the attempt's worker was lost
 
 
 class TaskCancelRequested(TaskEventBase, frozen=True, kw_only=True, tag="cancel_requested"):

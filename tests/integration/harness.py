@@ -91,6 +91,7 @@ async def stack(
     heartbeat: float = 0.2,
     misses: int = 3,
     recovery: bool = True,
+    scheduler: bool = True,
 ) -> AsyncIterator[Harness]:
     server = NatsServer(store_dir=tmp / "nats", port=free_port())
     server.start()
@@ -101,8 +102,9 @@ async def stack(
         h = Harness(server=server, nc=nc, api=ApiClient(nc), log=JetStreamLog(nc))
         api = ApiAgent(await h.conn("api"), JetStreamLog(h.conns[-1]))
         await h.start("api", api, api.ready)
-        sched_nc = await h.conn("scheduler")
-        await h.start("scheduler", SchedulerAgent(sched_nc, JetStreamLog(sched_nc)))
+        if scheduler:
+            sched_nc = await h.conn("scheduler")
+            await h.start("scheduler", SchedulerAgent(sched_nc, JetStreamLog(sched_nc)))
         if recovery:
             rec_nc = await h.conn("recovery")
             await h.start("recovery", RecoveryAgent(rec_nc, JetStreamLog(rec_nc),

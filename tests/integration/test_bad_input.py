@@ -1,0 +1,72 @@
+"""Bad input gets a clear error, never a crash or data loss."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from nats.errors import MaxPayloadError
+
+from dtf_core import commands as cmds
+from dtf_core.errors import InvalidInput
+from dtf_core.spec import TaskSpec
+from dtf_core.task import TERMINAL
+from tests.integration.harness import stack
+
+pytestmark = pytest.mark.anyio
+BAD_IDS = ["a.b", "a*", "a>", "a b", "", "x" * 65, "ａbc", "tаsk"]
+
+
+async def test_bad_ids_are_refused_before_any_subject(tmp_path: Path) -> None:
+    async with stack(tmp_path, workers=0) as h:
+        for bad in BAD_IDS:
+            with pytest.raises(InvalidInput):
+                await h.api.cancel(bad)
+            with pytest.raises(InvalidInput):
+                await h.api.task(bad)
+            with pytest.raises(InvalidInput):
+                await h.api.call(cmds.SubmitTasks(tasks=[TaskSpec(type="noop")], run_id=bad))
+        assert [e for _, e in await h.events()] == []
+
+
+async def test_malformed_events_are_dead_lettered_and_agents_go_on(tmp_path: Path) -> None:
+    async with stack(tmp_path) as h:
+        js = h.nc.jetstream()
+        await js.publish("dtf.evt.task.x1.submitted", b"\xff\x00 not msgpack")
+        await js.publish("dtf.evt.task.x2.submitted", b"\x81\xa4type\xa9submitted")
+        await js.publish("dtf.evt.nonsense.x3.thing", b"{}")
+        res = await h.api.submit([TaskSpec(type="noop")])
+        row = await h.wait_status(res.ids[0], TERMINAL)
+        assert row["status"] == "succeeded"
+        dlq = await js.stream_info("DTF_DLQ")
+        # api, scheduler and recovery each dead-letter the three bad messages
+        async with asyncio.timeout(10):
+            while (await js.stream_info("DTF_DLQ")).state.messages < 9:
+                await asyncio.sleep(0.01)
+        dlq = await js.stream_info("DTF_DLQ")
+        assert dlq.state.messages == 9
+        msg = await js.get_msg("DTF_DLQ", 1)
+        assert msg.headers is not None and msg.headers["Dtf-Subject"].startswith("dtf.evt.")
+        assert "undecodable" in msg.headers["Dtf-Error"]
+
+
+async def test_oversized_payloads_are_refused(tmp_path: Path) -> None:
+    async with stack(tmp_path, workers=0) as h:
+        huge = TaskSpec(type="command", config={"argv": ["echo", "x" * 70_000]})
+        with pytest.raises(InvalidInput, match="larger than"):
+            await h.api.submit([huge])
+        with pytest.raises(MaxPayloadError):
+            await h.nc.request("dtf.cmd.task.submit", b"x" * (2 * 1024 * 1024), timeout=2)
+        # garbage that fits is answered with a clear refusal, not silence
+        reply = await h.nc.request("dtf.cmd.task.submit", b"\x93garbage", timeout=2)
+        decoded = cmds.decode_reply(reply.data)
+        assert not decoded.ok and decoded.code == "invalid"
+        assert (await h.api.status())["last_seq"] == 0
+
+
+async def test_unsupported_types_are_refused_not_simulated(tmp_path: Path) -> None:
+    async with stack(tmp_path, workers=0) as h:
+        for kind in ("test", "benchmark"):
+            with pytest.raises(InvalidInput, match="not supported yet"):
+                await h.api.submit([TaskSpec(type=kind)])  # type: ignore[arg-type]
