@@ -79,8 +79,9 @@ def check_server_version(version: str) -> None:
         raise Unavailable(f"nats-server {version} is too old: DTF needs {need} or newer")
 
 
-async def connect(url: str, name: str, **options: Any) -> Client:
-    """Connect with reconnects on; a server that is not there is one clear error."""
+async def connect(url: str, name: str, *, reconnect: bool = True, **options: Any) -> Client:
+    """Connect, failing fast with one clear error when no server is there; once connected,
+    reconnect forever (agents) or not at all (one-shot CLI commands)."""
 
     async def _quiet(exc: Exception) -> None:
         log.debug("nats error: %s", exc)
@@ -90,14 +91,16 @@ async def connect(url: str, name: str, **options: Any) -> Client:
             url,
             name=name,
             connect_timeout=options.pop("connect_timeout", 2),
-            allow_reconnect=options.pop("allow_reconnect", True),
-            max_reconnect_attempts=options.pop("max_reconnect_attempts", -1),
-            reconnect_time_wait=options.pop("reconnect_time_wait", 0.5),
+            max_reconnect_attempts=1,  # nats-py hangs on a refused first connect otherwise
+            reconnect_time_wait=0.05,
             error_cb=_quiet,
             **options,
         )
     except Exception as exc:  # nats raises several unrelated types for "not there"
         raise Unavailable(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None
+    nc.options["max_reconnect_attempts"] = -1 if reconnect else 0
+    nc.options["allow_reconnect"] = reconnect
+    nc.options["reconnect_time_wait"] = 0.5
     v = nc.connected_server_version
     check_server_version(f"{v.major}.{v.minor}.{v.patch}")
     return nc

@@ -89,7 +89,7 @@ class NatsServer:
         if conf is None:
             conf = self.store_dir / "nats.conf"
             conf.write_text(DEFAULT_CONF)
-        log_file = open(self.store_dir / "nats-server.log", "ab")  # noqa: SIM115
+        log_file = open(self.store_dir / "nats-server.log", "ab")
         argv = [
             binary, "-c", str(conf), "-a", self.host, "-p", str(self.port),
             "-js", "-sd", str(self.store_dir),

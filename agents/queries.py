@@ -108,7 +108,9 @@ async def list_workers(board: Board, nc: Client) -> list[dict[str, Any]]:
 async def _worker_row(board: Board, js: Any, w: WorkerState) -> dict[str, Any]:
     last_seen = w.last_event_at
     try:
-        msg = await js.get_last_msg(subjects.HEARTBEATS_STREAM, subjects.heartbeat_subject(w.worker_id))
+        msg = await js.get_last_msg(
+            subjects.HEARTBEATS_STREAM, subjects.heartbeat_subject(w.worker_id)
+        )
         hb = _hb_decoder.decode(msg.data)
         if hb.get("session") == w.session:
             last_seen = max(last_seen, float(hb.get("at", 0.0)))

@@ -24,6 +24,8 @@ from agents.runtime import Folder, jetstream_dead_letter
 from dtf_core import subjects
 from dtf_core import task as task_agg
 from dtf_core import worker as worker_agg
+from dtf_core.events.codec import Event
+from dtf_core.events.worker import WorkerLost, WorkerRegistered, WorkerStopped
 from projections.board import Board
 
 log = logging.getLogger(__name__)
@@ -72,10 +74,9 @@ class RecoveryAgent:
                     pass
                 self.kick.clear()
 
-    async def _on_batch(self, events: list[Any]) -> None:
+    async def _on_batch(self, events: list[tuple[int, Event]]) -> None:
         for _, ev in events:
-            if isinstance(ev, worker_agg.WorkerLost | worker_agg.WorkerStopped |
-                          worker_agg.WorkerRegistered):
+            if isinstance(ev, WorkerLost | WorkerStopped | WorkerRegistered):
                 self.kick.set()
 
     async def _on_heartbeat(self, msg: Msg) -> None:
@@ -104,20 +105,23 @@ class RecoveryAgent:
                 continue
             seen = self._seen(w.worker_id, w.session, mono)
             if mono - seen > deadline:
-                events = worker_agg.decide_lost(
+                lost = worker_agg.decide_lost(
                     w, session=w.session, last_seen=now - (mono - seen), now=now,
                     actor=self.name, reason=f"no heartbeat for {mono - seen:.1f}s",
                 )
-                changes.append(Change(list(events), w.last_seq, subjects.worker_filter(w.worker_id)))
+                changes.append(
+                    Change(list(lost), w.last_seq, subjects.worker_filter(w.worker_id))
+                )
         for worker_id, task_ids in list(self.board.leases_by_worker.items()):
-            w = self.board.workers.get(worker_id)
+            holder = self.board.workers.get(worker_id)
             for task_id in list(task_ids):
                 t = self.board.tasks[task_id]
-                if w is not None and w.status == "alive" and t.session == w.session:
+                if holder is not None and holder.status == "alive" and t.session == holder.session:
                     continue
-                if w is not None and w.status == "alive":
+                if holder is not None and holder.status == "alive":
                     reason, clean = f"worker {worker_id} restarted", False
-                elif w is not None and w.status == "stopped" and t.session == w.session:
+                elif holder is not None and holder.status == "stopped" and \
+                        t.session == holder.session:
                     reason, clean = f"worker {worker_id} stopped", True
                 else:
                     reason, clean = f"worker {worker_id} lost", False

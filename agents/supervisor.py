@@ -38,7 +38,7 @@ class Child:
 
     async def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as out:
+        with open(self.log_path, "ab") as out:  # noqa: ASYNC230 (a short, local open)
             self.proc = await asyncio.create_subprocess_exec(
                 *self.argv, stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL,
             )

@@ -25,16 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from nats.aio.client import Client  # noqa: E402
-from nats.js.api import StorageType, StreamConfig  # noqa: E402
+from nats.aio.client import Client
+from nats.js.api import StorageType, StreamConfig
 
-from agents.client import ApiClient  # noqa: E402
-from agents.jetstream_log import JetStreamLog  # noqa: E402
-from agents.nats_conn import connect  # noqa: E402
-from agents.natsserver import free_port  # noqa: E402
-from agents.supervisor import Stack  # noqa: E402
-from dtf_core.events.task import TERMINAL_TYPES  # noqa: E402
-from dtf_core.spec import TaskSpec  # noqa: E402
+from agents.client import ApiClient
+from agents.jetstream_log import JetStreamLog
+from agents.nats_conn import connect
+from agents.natsserver import free_port
+from agents.supervisor import Stack
+from dtf_core.events.task import TERMINAL_TYPES
+from dtf_core.spec import TaskSpec
 
 NOOP = TaskSpec(type="noop")
 

@@ -24,7 +24,7 @@ FILTERS_PER_WAIT = 40
 
 @asynccontextmanager
 async def connected(server: str) -> AsyncIterator[Client]:
-    nc = await connect(server, "dtf-cli", allow_reconnect=False, max_reconnect_attempts=0)
+    nc = await connect(server, "dtf-cli", reconnect=False)
     try:
         yield nc
     finally:

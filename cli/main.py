@@ -25,8 +25,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def client(name: str, help_: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_)
-        sp.add_argument("--server", help="NATS URL (env DTF_SERVER, default %s)"
-                        % settings_mod.DEFAULT_SERVER)
+        sp.add_argument("--server", help=f"NATS URL (env DTF_SERVER, default "
+                        f"{settings_mod.DEFAULT_SERVER})")
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         return sp
 
@@ -210,8 +210,8 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
 
 
 def _up(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    from agents.supervisor import Stack, up
     from agents.launch import run_until_signal
+    from agents.supervisor import Stack, up
 
     if args.workers < 0 or (args.slots is not None and args.slots < 1):
         raise InvalidInput("--workers must be >= 0 and --slots >= 1")

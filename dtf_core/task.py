@@ -228,7 +228,7 @@ def decide_report(
                 actor=actor,
             )
         ]
-    return [_outcome(state, report, now=now, actor=actor)]
+    return [_outcome(state, report, now=now, actor=actor)]  # type: ignore[list-item]
 
 
 def _outcome(state: TaskState, report: Report, *, now: float, actor: str) -> AttemptOutcome:
@@ -246,7 +246,8 @@ def _outcome(state: TaskState, report: Report, *, now: float, actor: str) -> Att
         "actor": actor,
     }
     retryable = report.kind in ("failed", "timed_out")
-    if retryable and not state.cancel_requested and may_retry(state.failures, state.spec.retry_policy):
+    policy = state.spec.retry_policy
+    if retryable and not state.cancel_requested and may_retry(state.failures, policy):
         delay = retry_delay(state.failures + 1, state.spec.retry_policy)
         return TaskRequeued(reason=report.kind, not_before=now + delay, **fields)  # type: ignore[arg-type]
     return OUTCOME_EVENTS[report.kind](**fields)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from dtf_core import task as task_agg
 from dtf_core import worker as worker_agg
 from dtf_core.events.codec import Event
 from dtf_core.events.run import RunCreated
-from dtf_core.events.task import TaskEventBase
+from dtf_core.events.task import TaskEventBase, TaskSubmitted
 from dtf_core.events.worker import WorkerEventBase
 from dtf_core.task import TaskState
 from dtf_core.worker import WorkerState
@@ -39,7 +39,7 @@ class Board:
             return self._apply_task(seq, event)
         if isinstance(event, WorkerEventBase):
             old_w = self.workers.get(event.worker_id)
-            new_w = worker_agg.evolve(old_w, event, seq)  # type: ignore[arg-type]
+            new_w = worker_agg.evolve(old_w, event, seq)
             if new_w is old_w:
                 return None
             self.workers[event.worker_id] = new_w
@@ -50,7 +50,7 @@ class Board:
 
     def _apply_task(self, seq: int, event: TaskEventBase) -> TaskState | None:
         old = self.tasks.get(event.task_id)
-        if old is None and not isinstance(event, task_agg.TaskSubmitted):
+        if old is None and not isinstance(event, TaskSubmitted):
             return None  # an event for a task we never saw: nothing to fold into
         new = task_agg.evolve(old, event, seq)  # type: ignore[arg-type]
         if new is old:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from dtf_core import subjects
+from dtf_core.errors import InvalidInput
 from dtf_core.events.run import RunCreated, RunEvent
 from dtf_core.events.task import (
     ResultRefused,
@@ -25,9 +26,9 @@ SCHEMA_VERSION = "1"
 
 _encoder = msgspec.msgpack.Encoder()
 _decoders: dict[str, msgspec.msgpack.Decoder[Event]] = {
-    "task": msgspec.msgpack.Decoder(TaskEvent),  # type: ignore[dict-item]
-    "worker": msgspec.msgpack.Decoder(WorkerEvent),  # type: ignore[dict-item]
-    "run": msgspec.msgpack.Decoder(RunEvent),  # type: ignore[dict-item]
+    "task": msgspec.msgpack.Decoder(TaskEvent),
+    "worker": msgspec.msgpack.Decoder(WorkerEvent),
+    "run": msgspec.msgpack.Decoder(RunEvent),
 }
 
 
@@ -52,7 +53,7 @@ def subject_of(event: Event) -> str:
         return subjects.run_subject(event.run_id, etype)
     if hasattr(event, "task_id"):
         return subjects.task_subject(event.task_id, etype)
-    return subjects.worker_subject(event.worker_id, etype)  # type: ignore[union-attr]
+    return subjects.worker_subject(event.worker_id, etype)
 
 
 def decode(subject: str, data: bytes) -> Event:
@@ -63,8 +64,12 @@ def decode(subject: str, data: bytes) -> Event:
         event = decoder.decode(data)
     except (KeyError, ValueError, RecursionError, msgspec.DecodeError) as exc:
         raise UndecodableEvent(f"undecodable event on {subject!r}: {exc}") from None
-    body_id = getattr(event, f"{aggregate}_id", None)
-    if body_id != agg_id or event_type(event) != etype:
+    del agg_id, etype
+    try:
+        expected = subject_of(event)
+    except InvalidInput as exc:
+        raise UndecodableEvent(f"event on {subject!r} names a bad id: {exc}") from None
+    if expected != subject:
         raise UndecodableEvent(f"event body does not match its subject {subject!r}")
     return event
 
@@ -90,4 +95,4 @@ def msg_id_of(event: Event) -> str:
             return f"{event.task_id}.submitted"
         return f"{event.task_id}.{etype}.{event.at}"
     session = getattr(event, "session", "")
-    return f"worker.{event.worker_id}.{etype}.{session}"  # type: ignore[union-attr]
+    return f"worker.{event.worker_id}.{etype}.{session}"

@@ -24,6 +24,7 @@ from agents.scheduler import SchedulerAgent
 from agents.worker import WorkerAgent
 from dtf_core import subjects
 from dtf_core.events.codec import Event, decode
+from tests.conftest import until
 
 
 @dataclass
@@ -73,13 +74,17 @@ class Harness:
         filters = [subjects.task_filter(task_id)] if task_id else [subjects.ALL_EVENTS]
         return [(r.seq, decode(r.subject, r.data)) for r in await self.log.read(filters)]
 
-    async def wait_status(self, task_id: str, statuses: set[str], timeout: float = 20) -> Any:
-        async with asyncio.timeout(timeout):
-            while True:
-                rows = await self.api.tasks(ids=[task_id])
-                if rows[0]["status"] in statuses:
-                    return rows[0]
-                await asyncio.sleep(0.01)
+    async def wait_status(self, task_id: str, statuses: set[str] | frozenset[str],
+                          timeout: float = 20) -> Any:
+        row: dict[str, Any] = {}
+
+        async def reached() -> bool:
+            nonlocal row
+            row = (await self.api.tasks(ids=[task_id]))[0]
+            return row["status"] in statuses
+
+        await until(reached, timeout, f"{task_id} to reach {sorted(statuses)}")
+        return row
 
 
 @contextlib.asynccontextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from dtf_core import commands as cmds
 from dtf_core.errors import InvalidInput
 from dtf_core.spec import TaskSpec
 from dtf_core.task import TERMINAL
+from tests.conftest import until
 from tests.integration.harness import stack
 
 pytestmark = pytest.mark.anyio
@@ -41,9 +41,10 @@ async def test_malformed_events_are_dead_lettered_and_agents_go_on(tmp_path: Pat
         assert row["status"] == "succeeded"
         dlq = await js.stream_info("DTF_DLQ")
         # api, scheduler and recovery each dead-letter the three bad messages
-        async with asyncio.timeout(10):
-            while (await js.stream_info("DTF_DLQ")).state.messages < 9:
-                await asyncio.sleep(0.01)
+        async def dead_lettered() -> bool:
+            return bool((await js.stream_info("DTF_DLQ")).state.messages >= 9)
+
+        await until(dead_lettered, 10, "9 dead letters")
         dlq = await js.stream_info("DTF_DLQ")
         assert dlq.state.messages == 9
         msg = await js.get_msg("DTF_DLQ", 1)

@@ -23,6 +23,7 @@ from dtf_core.events.worker import Capabilities
 from dtf_core.spec import TaskSpec
 from dtf_core.task import TERMINAL, Report
 from projections.board import Board
+from tests.conftest import until
 from tests.integration.harness import stack
 
 pytestmark = pytest.mark.anyio
@@ -90,12 +91,15 @@ async def test_late_finish_from_superseded_lease_is_refused_and_recorded(tmp_pat
             return int(reply["seq"])
 
         async def lease_of(task_id: str, session: str) -> int:
-            async with asyncio.timeout(10):
-                while True:
-                    for seq, ev in await h.events(task_id):
-                        if isinstance(ev, TaskLeased) and ev.session == session:
-                            return seq
-                    await asyncio.sleep(0.01)
+            found: list[int] = []
+
+            async def leased() -> bool:
+                found[:] = [seq for seq, ev in await h.events(task_id)
+                            if isinstance(ev, TaskLeased) and ev.session == session]
+                return bool(found)
+
+            await until(leased, 10, f"a lease for session {session}")
+            return found[0]
 
         await register("s1")
         res = await h.api.submit([TaskSpec(type="noop", retry_policy={"max_retries": 1})])

@@ -3,7 +3,6 @@ on another worker (a bounded smoke test; the full chaos suite is under -m chaos)
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ import pytest
 
 from dtf_core.events.task import TaskLeased, TaskRequeued, TaskSucceeded
 from dtf_core.spec import command_spec
+from tests.conftest import until
 from tests.integration.harness import stack
 
 pytestmark = pytest.mark.anyio
@@ -39,10 +39,11 @@ async def test_sigkill_worker_task_finishes_once_elsewhere(tmp_path: Path) -> No
     async with stack(tmp_path, workers=0, heartbeat=0.2, misses=3) as h:
         victim = spawn_worker(h.url, "victim", tmp_path / "victim.log")
         try:
-            async with asyncio.timeout(20):
-                while not [w for w in await h.api.workers() if w["id"] == "victim"
-                           and w["state"] == "alive"]:
-                    await asyncio.sleep(0.02)
+            async def registered() -> bool:
+                return any(w["id"] == "victim" and w["state"] == "alive"
+                           for w in await h.api.workers())
+
+            await until(registered, 20, "the victim to register")
             res = await h.api.submit([command_spec([PY, "-c", script])])
             task_id = res.ids[0]
             await h.wait_status(task_id, {"running"})

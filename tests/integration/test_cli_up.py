@@ -1,0 +1,137 @@
+"""The user's path: `dtf up`, then the client commands, kill -9 a child, Ctrl-C, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agents.natsserver import free_port
+from tests.conftest import eventually
+
+PY = sys.executable
+
+
+class Up:
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.url = f"nats://127.0.0.1:{port}"
+        env = {**os.environ, "DTF_HEARTBEAT_INTERVAL": "0.2", "DTF_HEARTBEAT_MISSES": "5"}
+        self.proc = subprocess.Popen(
+            [PY, "-m", "cli.main", "up", "--port", str(port), "--data-dir", str(data_dir),
+             "--workers", "2", "--slots", "2"],
+            stdout=subprocess.PIPE, stderr=open(data_dir.parent / f"up-{port}.err", "ab"),
+            env=env, text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # bounded by the pytest timeout
+        assert line.strip() == f"DTF ready at {self.url}", line
+
+    def dtf(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = [PY, "-m", "cli.main", args[0], "--server", self.url, *args[1:]]
+        out = subprocess.run(argv,
+                             capture_output=True, text=True, timeout=60)
+        if check:
+            assert out.returncode == 0, out.stderr
+        return out
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=60)
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    data = tmp_path / "data"
+    data.mkdir()
+    stack = Up(data, free_port())
+    yield stack
+    if stack.proc.poll() is None:
+        stack.stop()
+
+
+def test_submit_wait_inspect(up: Up) -> None:
+    ok = json.loads(up.dtf("submit", "--json", "--", PY, "-c", "print('hi there')").stdout)
+    bad = up.dtf("submit", "--", PY, "-c", "import sys; sys.exit(3)").stdout.strip()
+    assert up.dtf("wait", ok["id"]).returncode == 0
+    assert up.dtf("wait", bad, check=False).returncode == 1
+    assert "hi there" in up.dtf("logs", ok["id"]).stdout
+    task = json.loads(up.dtf("task", ok["id"], "--json").stdout)
+    assert task["status"] == "succeeded"
+    assert [h["type"] for h in task["history"]] == ["submitted", "leased", "started",
+                                                    "succeeded"]
+    assert all({"type", "seq", "time", "actor"} <= set(h) for h in task["history"])
+    tasks = json.loads(up.dtf("tasks", "--json").stdout)
+    assert {t["id"]: t["status"] for t in tasks} == {ok["id"]: "succeeded", bad: "failed"}
+    workers = json.loads(up.dtf("workers", "--json").stdout)
+    assert sorted(w["id"] for w in workers) == ["local-1", "local-2"]
+    for w in workers:
+        assert {"id", "hostname", "pid", "capabilities", "slots", "state", "last_seen"} <= set(w)
+        assert w["state"] == "alive" and w["slots"] == 2
+        assert w["capabilities"]["cpu_count"] >= 1
+
+
+def test_clear_errors(up: Up, tmp_path: Path) -> None:
+    def err(*args: str, code: int) -> str:
+        out = up.dtf(*args, check=False)
+        assert out.returncode == code, (args, out.stdout, out.stderr)
+        assert "Traceback" not in out.stderr
+        assert out.stderr.startswith("dtf: error:") and out.stderr.count("\n") == 1
+        return out.stderr
+
+    assert "invalid task id" in err("task", "bad.id", code=2)
+    assert "unknown task" in err("task", "nope", code=1)
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('{"type": "command", "config": {"argv": ["true"]}, "colour": 1}')
+    assert "colour" in err("submit", str(bad_json), code=2)
+    bad_json.write_text("{not json")
+    assert "invalid JSON" in err("submit", str(bad_json), code=2)
+    assert "cannot reach" in subprocess.run(
+        [PY, "-m", "cli.main", "status", "--server", "nats://127.0.0.1:1"],
+        capture_output=True, text=True, timeout=30).stderr
+
+
+def test_kill_a_worker_then_ctrl_c_then_resume(up: Up, tmp_path: Path) -> None:
+    workers = json.loads(up.dtf("workers", "--json").stdout)
+    victim = next(w for w in workers if w["id"] == "local-1")
+    os.kill(victim["pid"], signal.SIGKILL)
+
+    def restarted() -> bool:
+        rows = json.loads(up.dtf("workers", "--json").stdout)
+        w = next(r for r in rows if r["id"] == "local-1")
+        return w["pid"] != victim["pid"] and w["state"] == "alive"
+
+    eventually(restarted, timeout=30, what="the supervisor to restart local-1")
+    task = up.dtf("submit", "--", PY, "-c", "print(1)").stdout.strip()
+    assert up.dtf("wait", task).returncode == 0
+    queued = up.dtf("submit", "--", PY, "-c", "import time; time.sleep(30)").stdout.strip()
+    eventually(lambda: json.loads(up.dtf("task", queued, "--json").stdout)["status"]
+               == "running", timeout=20, what="the long task to run")
+    t0 = time.monotonic()
+    assert up.stop(signal.SIGINT) == 0
+    assert time.monotonic() - t0 < 30
+    assert not _pid_alive(victim["pid"])
+    data = Path(up.proc.args[up.proc.args.index("--data-dir") + 1])  # type: ignore[index]
+    again = Up(data, free_port())
+    try:
+        rows = {t["id"]: t for t in json.loads(again.dtf("tasks", "--json").stdout)}
+        assert rows[task]["status"] == "succeeded"
+        # the task that was running when we stopped is requeued and runs again
+        assert rows[queued]["status"] in ("queued", "leased", "running")
+        again.dtf("cancel", queued)
+    finally:
+        again.stop()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,204 @@
+"""Event encoding round trips, and decoding that refuses anything but a matching event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dtf_core.events import codec
+from dtf_core.events.codec import Event, UndecodableEvent, decode, encode, subject_of
+from dtf_core.events.run import RunCreated
+from dtf_core.events.task import (
+    Placement,
+    ResultRefused,
+    TaskCancelled,
+    TaskCancelRequested,
+    TaskFailed,
+    TaskLeased,
+    TaskRequeued,
+    TaskStarted,
+    TaskSucceeded,
+    TaskTimedOut,
+)
+from dtf_core.events.worker import Capabilities, WorkerLost, WorkerRegistered, WorkerStopped
+from dtf_core.spec import parse_specs
+from tests.unit.builders import submitted
+
+A = {"at": 1.5, "actor": "alice"}
+OUT = {"task_id": "t1", "attempt": 2, "fencing": 7, "worker_id": "w1", "exit_code": 1,
+       "duration_s": 0.25, "error": "boom", "started_at": 1.0, "max_rss_mb": 3.5, **A}
+SPEC = parse_specs(b'{"type": "command", "config": {"argv": ["ls"]}, "priority": 3}')[0]
+
+EVENTS: list[tuple[Event, str]] = [
+    (submitted(task_spec=SPEC), "dtf.evt.task.t1.submitted"),
+    (TaskLeased(task_id="t1", worker_id="w1", session="s1", attempt=2,
+                why=Placement(candidates=2, filtered={"w2": "no"}, scores={"w1": 0.5}), **A),
+     "dtf.evt.task.t1.leased.w1"),
+    (TaskStarted(task_id="t1", attempt=2, fencing=7, worker_id="w1", pid=9, **A),
+     "dtf.evt.task.t1.started"),
+    (TaskSucceeded(**OUT), "dtf.evt.task.t1.succeeded"),
+    (TaskFailed(**OUT), "dtf.evt.task.t1.failed"),
+    (TaskTimedOut(**OUT), "dtf.evt.task.t1.timed_out"),
+    (TaskCancelled(**OUT), "dtf.evt.task.t1.cancelled"),
+    (TaskRequeued(reason="failed", not_before=9.0, counted=False, **OUT),
+     "dtf.evt.task.t1.requeued"),
+    (TaskCancelRequested(task_id="t1", worker_id="w1", reason="user", **A),
+     "dtf.evt.task.t1.cancel_requested.w1"),
+    (ResultRefused(task_id="t1", fencing=3, worker_id="w2", outcome="succeeded", reason="stale",
+                   **A), "dtf.evt.task.t1.result_refused"),
+    (WorkerRegistered(worker_id="w1", session="s1", hostname="h", pid=4, slots=2,
+                      capabilities=Capabilities(cpu_count=4, tags=("x",), cuda_compute=8.0),
+                      **A), "dtf.evt.worker.w1.registered"),
+    (WorkerStopped(worker_id="w1", session="s1", reason="ctrl-c", **A),
+     "dtf.evt.worker.w1.stopped"),
+    (WorkerLost(worker_id="w1", session="s1", reason="silent", last_seen=1.0, **A),
+     "dtf.evt.worker.w1.lost"),
+    (RunCreated(run_id="r1", task_ids=("t1", "t2"), name="nightly", **A),
+     "dtf.evt.run.r1.created"),
+]
+IDS = [codec.event_type(e) for e, _ in EVENTS]
+
+
+def test_every_event_type_is_covered() -> None:
+    covered = {type(e) for e, _ in EVENTS}
+    unions = (codec.Event,)
+    members = {t for u in unions for t in u.__args__}  # type: ignore[attr-defined]
+    assert members <= covered, members - covered
+
+
+@pytest.mark.parametrize(("event", "subject"), EVENTS, ids=IDS)
+def test_round_trip(event: Event, subject: str) -> None:
+    assert subject_of(event) == subject
+    assert decode(subject, encode(event)) == event
+
+
+@pytest.mark.parametrize(("event", "subject"), EVENTS, ids=IDS)
+def test_msg_id_is_deterministic(event: Event, subject: str) -> None:
+    del subject
+    again = msgspec.msgpack.decode(encode(event), type=type(event))
+    assert codec.msg_id_of(event) == codec.msg_id_of(again)
+
+
+def test_msg_ids_of_one_attempt_differ() -> None:
+    events = [e for e, _ in EVENTS if not isinstance(e, WorkerRegistered | WorkerStopped
+                                                     | WorkerLost | RunCreated)]
+    ids = [codec.msg_id_of(e) for e in events]
+    assert len(set(ids)) == len(ids), ids
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x00", b"\xc1", b"garbage", b"\x91\x01", msgspec.msgpack.encode({"type": "nope"}),
+     msgspec.msgpack.encode({"type": "submitted", "task_id": "t1"}),
+     msgspec.json.encode(submitted())],
+)
+def test_garbage_bytes_are_undecodable(data: bytes) -> None:
+    with pytest.raises(UndecodableEvent):
+        decode("dtf.evt.task.t1.submitted", data)
+
+
+def test_a_body_whose_id_differs_from_the_subject_is_refused() -> None:
+    with pytest.raises(UndecodableEvent, match="does not match"):
+        decode("dtf.evt.task.t2.submitted", encode(submitted("t1")))
+
+
+def test_a_body_whose_type_differs_from_the_subject_is_refused() -> None:
+    with pytest.raises(UndecodableEvent, match="does not match"):
+        decode("dtf.evt.task.t1.succeeded", encode(submitted("t1")))
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["dtf.evt.job.t1.submitted", "dtf.evt.worker.t1.submitted", "dtf.evt.task.t1",
+     "dtf.cmd.task.t1.submitted", "x.evt.task.t1.submitted", ""],
+)
+def test_a_subject_that_names_no_matching_aggregate_is_refused(subject: str) -> None:
+    with pytest.raises(UndecodableEvent):
+        decode(subject, encode(submitted("t1")))
+
+
+def test_deep_nesting_is_undecodable_not_a_crash() -> None:
+    deep = b"\x91" * 200_000 + b"\xc0"
+    body = msgspec.msgpack.encode(
+        {"type": "submitted", "task_id": "t1", "at": 1.0, "actor": "a",
+         "spec": {"type": "noop", "config": {"k": None}}}
+    )
+    poisoned = body[: -1] + deep  # the config value None (0xc0) becomes a 200k-deep list
+    with pytest.raises(UndecodableEvent):
+        decode("dtf.evt.task.t1.submitted", poisoned)
+
+
+# --- fuzzing: decode may only ever raise UndecodableEvent -------------------------------------
+
+TOKENS = st.sampled_from(["dtf", "evt", "task", "worker", "run", "t1", "w1", "r1", "submitted",
+                          "leased", "created", "registered", "lost", "", "*", ">"])
+SUBJECTS = st.one_of(
+    st.sampled_from([s for _, s in EVENTS]),
+    st.lists(TOKENS, min_size=0, max_size=7).map(".".join),
+    st.text(max_size=40),
+)
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=True), st.text(max_size=20), st.binary(max_size=20),
+    st.sampled_from(["t1", "w1", "r1", "submitted", "leased", "noop", "command"]),
+)
+KEYS = st.sampled_from(["type", "task_id", "worker_id", "run_id", "at", "actor", "spec",
+                        "session", "attempt", "fencing", "config", "argv", "task_ids",
+                        "capabilities", "why", "x"])
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.one_of(KEYS, st.text(max_size=5)), inner,
+                                            max_size=6)),
+    max_leaves=12,
+)
+BODIES = st.dictionaries(KEYS, VALUES, max_size=8)
+
+
+def check_decode(subject: str, data: bytes) -> None:
+    try:
+        event = decode(subject, data)
+    except UndecodableEvent:
+        return
+    aggregate, agg_id, etype = subject.split(".")[2:5]
+    assert getattr(event, f"{aggregate}_id") == agg_id
+    assert codec.event_type(event) == etype
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(subject=SUBJECTS, data=st.binary(max_size=200))
+def test_fuzz_random_bytes(subject: str, data: bytes) -> None:
+    check_decode(subject, data)
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(subject=SUBJECTS, body=st.one_of(BODIES, VALUES))
+def test_fuzz_random_structures(subject: str, body: Any) -> None:
+    check_decode(subject, msgspec.msgpack.encode(body))
+    check_decode(subject, msgspec.json.encode(body) if _json_safe(body) else b"{}")
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(index=st.integers(min_value=0, max_value=len(EVENTS) - 1), data=st.data())
+def test_fuzz_mutated_valid_events(index: int, data: st.DataObject) -> None:
+    event, subject = EVENTS[index]
+    raw = msgspec.msgpack.decode(encode(event))
+    key = data.draw(st.sampled_from(sorted(raw)))
+    raw[key] = data.draw(VALUES)
+    check_decode(subject, msgspec.msgpack.encode(raw))
+    blob = bytearray(encode(event))
+    pos = data.draw(st.integers(min_value=0, max_value=len(blob) - 1))
+    blob[pos] = data.draw(st.integers(min_value=0, max_value=255))
+    check_decode(subject, bytes(blob[: data.draw(st.integers(min_value=0, max_value=len(blob)))]))
+
+
+def _json_safe(body: Any) -> bool:
+    try:
+        msgspec.json.encode(body)
+    except (TypeError, ValueError):
+        return False
+    return True

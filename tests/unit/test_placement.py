@@ -1,0 +1,99 @@
+"""Placement: requirements against capabilities, slots, priority order and the recorded why."""
+
+from __future__ import annotations
+
+import pytest
+
+from dtf_core.events.worker import Capabilities
+from dtf_core.placement import Slot, mismatch, place
+from dtf_core.spec import Requirements
+
+CPU = Capabilities(memory_gb=16, hardware=("cpu",))
+GPU = Capabilities(memory_gb=64, hardware=("cpu", "gpu"), cuda_compute=8.0)
+ANY = Requirements()
+
+
+def slot(worker_id: str, caps: Capabilities = CPU, free: int = 1, slots: int | None = None) -> Slot:
+    return Slot(worker_id=worker_id, session="s-" + worker_id, capabilities=caps, free=free,
+                slots=slots if slots is not None else max(free, 1))
+
+
+@pytest.mark.parametrize(
+    ("req", "caps", "reason"),
+    [
+        (Requirements(hardware=("gpu",)), CPU, "lacks hardware gpu"),
+        (Requirements(hardware=("gpu", "tpu")), GPU, "lacks hardware tpu"),
+        (Requirements(min_memory_gb=32), CPU, "has 16.0 GB memory, needs 32"),
+        (Requirements(min_cuda_compute=7.5), CPU, "has no CUDA, needs CUDA compute 7.5"),
+        (Requirements(min_cuda_compute=9.0), GPU, "has CUDA 8, needs CUDA compute 9"),
+    ],
+)
+def test_mismatch_names_the_reason(req: Requirements, caps: Capabilities, reason: str) -> None:
+    assert mismatch(req, caps) == reason
+
+
+@pytest.mark.parametrize(
+    ("req", "caps"),
+    [
+        (ANY, CPU),
+        (Requirements(hardware=("gpu",), min_memory_gb=64, min_cuda_compute=8.0), GPU),
+        (Requirements(hardware=("fast-disk",)), Capabilities(tags=("fast-disk",))),
+        (Requirements(min_memory_gb=0), Capabilities(memory_gb=0)),
+    ],
+)
+def test_mismatch_none_when_the_worker_fits(req: Requirements, caps: Capabilities) -> None:
+    assert mismatch(req, caps) is None
+
+
+def test_place_stops_when_the_slots_are_full() -> None:
+    slots = [slot("w1", free=2)]
+    decisions = place([("t1", ANY), ("t2", ANY), ("t3", ANY)], slots)
+    assert [(d.task_id, d.worker_id, d.session) for d in decisions] == [
+        ("t1", "w1", "s-w1"), ("t2", "w1", "s-w1")]
+    assert slots[0].free == 0
+
+
+def test_place_follows_the_given_priority_order() -> None:
+    decisions = place([("high", ANY), ("mid", ANY), ("low", ANY)], [slot("w1"), slot("w2")])
+    assert [d.task_id for d in decisions] == ["high", "mid"]
+
+
+def test_place_with_no_free_slot_places_nothing() -> None:
+    assert place([("t1", ANY)], [slot("w1", free=0, slots=2)]) == []
+    assert place([("t1", ANY)], []) == []
+
+
+def test_place_prefers_the_least_loaded_worker() -> None:
+    slots = [slot("busy", free=1, slots=4), slot("idle", free=4, slots=4)]
+    [decision] = place([("t1", ANY)], slots)
+    assert decision.worker_id == "idle"
+    assert decision.why.scores == {"idle": 0.75}
+    assert [s.free for s in slots] == [1, 3]
+
+
+def test_place_records_why_others_were_filtered() -> None:
+    slots = [slot("cpu1"), slot("gpu1", GPU)]
+    [decision] = place([("train", Requirements(hardware=("gpu",)))], slots)
+    assert decision.worker_id == "gpu1"
+    assert decision.why.filtered == {"cpu1": "lacks hardware gpu"}
+    assert decision.why.candidates == 1
+    assert decision.why.policy == "priority"
+
+
+def test_a_task_nobody_fits_is_skipped_and_later_ones_still_placed() -> None:
+    decisions = place([("gpu-task", Requirements(hardware=("gpu",))), ("cpu-task", ANY)],
+                      [slot("cpu1")])
+    assert [(d.task_id, d.worker_id) for d in decisions] == [("cpu-task", "cpu1")]
+
+
+def test_a_full_worker_is_not_chosen_again() -> None:
+    slots = [slot("w1", free=1), slot("w2", free=1)]
+    decisions = place([("t1", ANY), ("t2", ANY)], slots)
+    assert sorted(d.worker_id for d in decisions) == ["w1", "w2"]
+
+
+def test_slots_left_over_serve_a_second_call() -> None:
+    slots = [slot("w1", free=3, slots=3)]
+    first = place([("t1", ANY)], slots)
+    second = place([("t2", ANY), ("t3", ANY), ("t4", ANY)], slots)
+    assert [d.task_id for d in first + second] == ["t1", "t2", "t3"]
