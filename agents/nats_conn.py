@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import nats
+from collections.abc import Iterator, Mapping
+
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -18,6 +19,49 @@ log = logging.getLogger(__name__)
 
 MIN_SERVER = (2, 12, 3)
 MAX_PAYLOAD = 1024 * 1024
+
+
+_HDR_PREFIX = len(b"NATS/1.0")
+
+
+class LazyHeaders(Mapping[str, str]):
+    """Message headers parsed on first use. Agents read the headers of few messages (logs,
+    dead letters), but nats-py parses every message's headers eagerly, and JetStream keeps
+    the publish headers (message id, expected sequences, batch ids) on every event."""
+
+    __slots__ = ("_client", "_parsed", "_raw")
+
+    def __init__(self, raw: bytes, client: Client) -> None:
+        self._raw = raw
+        self._client = client
+        self._parsed: dict[str, str] | None = None
+
+    def _headers(self) -> dict[str, str]:
+        if self._parsed is None:
+            body = self._raw[_HDR_PREFIX + 2 :]
+            self._parsed = self._client._parse_header_lines(body) if body else {}
+        return self._parsed
+
+    def __getitem__(self, key: str) -> str:
+        return self._headers()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headers())
+
+    def __len__(self) -> int:
+        return len(self._headers())
+
+    def __bool__(self) -> bool:
+        return len(self._raw) > _HDR_PREFIX + 4
+
+
+class FastClient(Client):
+    """nats-py's client with lazily parsed headers (status messages still parse eagerly)."""
+
+    async def _process_headers(self, headers: bytes) -> Any:
+        if headers and len(headers) > _HDR_PREFIX and headers[_HDR_PREFIX] != 32:
+            return LazyHeaders(bytes(headers), self)
+        return await super()._process_headers(headers)
 
 
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
@@ -86,8 +130,9 @@ async def connect(url: str, name: str, *, reconnect: bool = True, **options: Any
     async def _quiet(exc: Exception) -> None:
         log.debug("nats error: %s", exc)
 
+    nc = FastClient()
     try:
-        nc = await nats.connect(
+        await nc.connect(
             url,
             name=name,
             connect_timeout=options.pop("connect_timeout", 2),

@@ -56,6 +56,15 @@ def run_filter(run_id: str) -> str:
     return f"{EVT}.run.{validate_id(run_id, 'run id')}.>"
 
 
+def task_filters_after_submit(event_types: list[str], addressed: set[str]) -> list[str]:
+    """Filters for every task event but ``submitted`` (always a task's first event)."""
+    return [
+        f"{EVT}.task.*.{t}.*" if t in addressed else f"{EVT}.task.*.{t}"
+        for t in event_types
+        if t != "submitted"
+    ]
+
+
 def lease_filters(worker_id: str) -> list[str]:
     """What a worker's durable consumer reads: its leases and cancel requests."""
     wid = validate_id(worker_id, "worker id")

@@ -13,7 +13,7 @@ from dtf_core import task as task_agg
 from dtf_core import worker as worker_agg
 from dtf_core.events.codec import Event
 from dtf_core.events.run import RunCreated
-from dtf_core.events.task import TaskEventBase, TaskSubmitted
+from dtf_core.events.task import TaskEventBase, TaskLeased, TaskSubmitted
 from dtf_core.events.worker import WorkerEventBase
 from dtf_core.task import TaskState
 from dtf_core.worker import WorkerState
@@ -22,7 +22,11 @@ _hash_encoder = msgspec.msgpack.Encoder(order="deterministic")
 
 
 class Board:
-    def __init__(self) -> None:
+    """``from_leases``: a board that never sees ``submitted`` events (recovery filters them
+    out on the server) creates a task from its first lease, which carries the spec."""
+
+    def __init__(self, *, from_leases: bool = False) -> None:
+        self.from_leases = from_leases
         self.tasks: dict[str, TaskState] = {}
         self.workers: dict[str, WorkerState] = {}
         self.runs: dict[str, RunCreated] = {}
@@ -51,7 +55,10 @@ class Board:
     def _apply_task(self, seq: int, event: TaskEventBase) -> TaskState | None:
         old = self.tasks.get(event.task_id)
         if old is None and not isinstance(event, TaskSubmitted):
-            return None  # an event for a task we never saw: nothing to fold into
+            if not (self.from_leases and isinstance(event, TaskLeased) and event.spec):
+                return None  # an event for a task we never saw: nothing to fold into
+            old = task_agg.TaskState(task_id=event.task_id, spec=event.spec,
+                                     submitted_at=event.at)
         new = task_agg.evolve(old, event, seq)  # type: ignore[arg-type]
         if new is old:
             return None
