@@ -23,6 +23,7 @@ from agents.appender import append_groups
 from agents.eventlog import EventLog
 from agents.runtime import Folder, jetstream_dead_letter
 from dtf_core import commands as cmds
+from dtf_core import subjects
 from dtf_core.errors import DTFError, InvalidInput, NotFound, Refused
 from projections.board import Board
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 3
 QUEUE_GROUP = "dtf-api"
+QUERY_SUBJECTS = (subjects.Q_TASKS, subjects.Q_TASK, subjects.Q_WORKERS, subjects.Q_STATUS)
 MUTATING = (cmds.SubmitTasks, cmds.CancelTask, cmds.ReportResults, cmds.RegisterWorker,
             cmds.StopWorker)
 
@@ -61,14 +63,13 @@ class ApiAgent:
             tg.create_task(self.folder.run())
             await self.folder.caught_up.wait()
             await self.nc.subscribe("dtf.cmd.>", queue=QUEUE_GROUP, cb=self.inbox.put)
-            await self.nc.subscribe("dtf.q.>", queue=QUEUE_GROUP, cb=self._on_query)
+            for subject in QUERY_SUBJECTS:
+                await self.nc.subscribe(subject, queue=QUEUE_GROUP, cb=self._on_query)
             self.ready.set()
             log.info("api ready at seq %d", self.board.last_seq)
             await self._command_loop()
 
     async def _on_query(self, msg: Msg) -> None:
-        if msg.subject == "dtf.q.projector":
-            return
         try:
             cmd = cmds.decode_command(msg.data)
             result = await queries.answer(self.board, self.log, self.nc, cmd)

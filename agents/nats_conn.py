@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
-
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -137,7 +136,7 @@ async def connect(url: str, name: str, *, reconnect: bool = True, **options: Any
             name=name,
             connect_timeout=options.pop("connect_timeout", 2),
             max_reconnect_attempts=1,  # nats-py hangs on a refused first connect otherwise
-            reconnect_time_wait=0.05,
+            reconnect_time_wait=0.05,  # type: ignore[arg-type]  # nats-py takes a float
             error_cb=_quiet,
             **options,
         )

@@ -41,8 +41,8 @@ class Folder:
 
     async def run(self) -> None:
         tail = self.log.tail(self.filters, self.position + 1)
-        async with tail:  # type: ignore[attr-defined]
-            if await tail.empty():  # type: ignore[attr-defined]
+        async with tail:
+            if await tail.empty():
                 self.caught_up.set()
             async for batch in tail:
                 await self.fold(batch)

@@ -1,0 +1,379 @@
+"""The DuckDB tables folded from the log: their schema, the rows each event changes, and
+one transaction per batch that stores those rows together with the last applied sequence.
+
+Row building is pure. ``write_batch``, ``create_tables``, ``read_last_seq`` and ``table_hash``
+take an open DuckDB connection and do nothing else. Table and column names are constants.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import duckdb
+from msgspec import Struct, structs
+
+from dtf_core.errors import Conflict
+from dtf_core.events.codec import Event, event_type
+from dtf_core.events.task import AttemptOutcome, TaskLeased, TaskRequeued, TaskStarted
+from dtf_core.task import TaskState
+from dtf_core.worker import WorkerState
+from projections.board import Board
+
+TASKS = "tasks"
+ATTEMPTS = "attempts"
+WORKERS = "workers"
+TEST_RESULTS = "test_results"
+META = "dtf_meta"
+LAST_SEQ_KEY = "last_seq"
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    columns: str
+    key: tuple[str, ...]
+    # "insert" for rows that are never changed again: half the cost of an upsert, and a
+    # doubled row would fail the batch instead of passing silently.
+    action: Literal["insert", "upsert"] = "upsert"
+
+
+# Column order is the order of the rows built below.
+TABLES: tuple[Table, ...] = (
+    Table(
+        TASKS,
+        """task_id VARCHAR NOT NULL, type VARCHAR, name VARCHAR, status VARCHAR,
+        priority INTEGER, run_id VARCHAR, attempt INTEGER, worker_id VARCHAR,
+        submitted_at TIMESTAMP, started_at TIMESTAMP, finished_at TIMESTAMP,
+        exit_code INTEGER, error VARCHAR, last_seq BIGINT""",
+        ("task_id",),
+    ),
+    Table(
+        ATTEMPTS,
+        """task_id VARCHAR NOT NULL, attempt INTEGER NOT NULL, worker_id VARCHAR,
+        fencing BIGINT, leased_at TIMESTAMP, started_at TIMESTAMP, finished_at TIMESTAMP,
+        outcome VARCHAR, exit_code INTEGER, duration_s DOUBLE, error VARCHAR""",
+        ("task_id", "attempt"),
+    ),
+    Table(
+        WORKERS,
+        """worker_id VARCHAR NOT NULL, session VARCHAR, hostname VARCHAR, pid INTEGER,
+        slots INTEGER, status VARCHAR, platform VARCHAR, machine VARCHAR, cpu_count INTEGER,
+        memory_gb DOUBLE, hardware VARCHAR[], registered_at TIMESTAMP, last_seq BIGINT""",
+        ("worker_id",),
+    ),
+    Table(
+        TEST_RESULTS,
+        """test_id VARCHAR, worker_id VARCHAR, model_name VARCHAR, hardware_type VARCHAR,
+        execution_time DOUBLE, success BOOLEAN, error_message VARCHAR, timestamp TIMESTAMP,
+        memory_usage DOUBLE, details JSON, seq BIGINT NOT NULL, task_id VARCHAR,
+        attempt INTEGER""",
+        ("seq",),
+        action="insert",
+    ),
+)
+META_TABLE = Table(META, "key VARCHAR NOT NULL, value BIGINT", ("key",))
+
+
+def create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for table in (*TABLES, META_TABLE):
+        key = ", ".join(table.key)
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {table.name} ({table.columns}, PRIMARY KEY ({key}))"
+        )
+    con.execute(f"INSERT INTO {META} VALUES (?, 0) ON CONFLICT DO NOTHING", [LAST_SEQ_KEY])  # noqa: S608 -- constant
+
+
+def read_last_seq(con: duckdb.DuckDBPyConnection) -> int:
+    # fetchall, not fetchone: DuckDB 2 keeps an unfinished result open on the connection.
+    rows = con.execute(f"SELECT value FROM {META} WHERE key = ?", [LAST_SEQ_KEY]).fetchall()  # noqa: S608 -- constant table name
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for table in TABLES:
+        rows = con.execute(f"SELECT count(*) FROM {table.name}").fetchall()  # noqa: S608 -- constant
+        counts[table.name] = int(rows[0][0])
+    return counts
+
+
+def table_hash(con: duckdb.DuckDBPyConnection, chunk: int = 10_000) -> str:
+    """A hash of every projected row in key order; ``dtf_meta`` (the read position) is left
+    out so that two databases at the same position compare by their rows alone."""
+    h = hashlib.sha256()
+    for table in TABLES:
+        h.update(f"\x00{table.name}\x00".encode())
+        order = ", ".join(table.key)
+        cur = con.execute(f"SELECT * FROM {table.name} ORDER BY {order}")  # noqa: S608 -- constant
+        while rows := cur.fetchmany(chunk):
+            for row in rows:
+                h.update(repr(row).encode())
+                h.update(b"\n")
+    return h.hexdigest()
+
+
+# --- rows -------------------------------------------------------------------------------------
+
+
+def _ts(epoch: float | None) -> datetime | None:
+    """Event times are epoch seconds; the tables hold them as naive UTC timestamps."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
+
+
+def _text(value: str) -> str | None:
+    return value or None
+
+
+def task_row(state: TaskState) -> Row:
+    spec = state.spec
+    return (
+        state.task_id,
+        spec.type,
+        _text(spec.name),
+        state.status,
+        spec.priority,
+        state.run_id,
+        state.attempt,
+        _text(state.worker_id),
+        _ts(state.submitted_at),
+        _ts(state.started_at),
+        _ts(state.finished_at),
+        state.exit_code,
+        _text(state.error),
+        state.last_seq,
+    )
+
+
+def worker_row(state: WorkerState) -> Row:
+    caps = state.capabilities
+    return (
+        state.worker_id,
+        state.session,
+        _text(state.hostname),
+        state.pid,
+        state.slots,
+        state.status,
+        _text(caps.platform),
+        _text(caps.machine),
+        caps.cpu_count,
+        caps.memory_gb,
+        list(caps.hardware),
+        _ts(state.registered_at) if state.registered_at else None,
+        state.last_seq,
+    )
+
+
+class AttemptRow(Struct, frozen=True, kw_only=True):
+    """One attempt of a task; the field order is the ``attempts`` column order."""
+
+    task_id: str
+    attempt: int
+    worker_id: str | None
+    fencing: int
+    leased_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outcome: str = "leased"
+    exit_code: int | None = None
+    duration_s: float | None = None
+    error: str | None = None
+
+
+def outcome_name(event: AttemptOutcome) -> str:
+    return event_type(event)  # type: ignore[arg-type]
+
+
+def model_name(state: TaskState) -> str | None:
+    cfg = state.spec.config
+    model = cfg.get("model", cfg.get("model_name"))
+    return None if model is None else str(model)
+
+
+def hardware_type(worker: WorkerState | None) -> str | None:
+    if worker is None:
+        return None
+    caps = worker.capabilities
+    if caps.hardware:
+        return caps.hardware[0]
+    return _text(caps.platform)
+
+
+def test_result_row(
+    seq: int, event: AttemptOutcome, task: TaskState, worker: WorkerState | None
+) -> Row:
+    """The seed's ``test_results`` row for one attempt outcome (a requeue is a failed try)."""
+    outcome = outcome_name(event)
+    details: dict[str, Any] = {
+        "outcome": outcome,
+        "exit_code": event.exit_code,
+        "attempt": event.attempt,
+        "task_type": task.spec.type,
+        "fencing": event.fencing,
+    }
+    if isinstance(event, TaskRequeued):
+        details["reason"] = event.reason
+    return (
+        task.spec.name or task.task_id,
+        _text(event.worker_id),
+        model_name(task),
+        hardware_type(worker),
+        event.duration_s,
+        outcome == "succeeded",
+        _text(event.error or (event.reason if isinstance(event, TaskRequeued) else "")),
+        _ts(event.at),
+        event.max_rss_mb,
+        json.dumps(details, sort_keys=True, separators=(",", ":")),
+        seq,
+        task.task_id,
+        event.attempt,
+    )
+
+
+# --- the writer -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Rows to write in one transaction; ``after_seq`` is the position they continue from."""
+
+    after_seq: int
+    last_seq: int
+    rows: dict[str, list[Row]]
+
+    @property
+    def row_count(self) -> int:
+        return sum(len(r) for r in self.rows.values())
+
+
+@dataclass
+class TableWriter:
+    """Folds events into its own board and stages the final row of every changed key.
+
+    Events at or below ``stored_seq`` (already in the database) are folded, because later
+    rows need the state they built, but stage nothing; events at or below ``position``
+    (already folded) are ignored, so a batch applied twice changes nothing.
+    """
+
+    stored_seq: int = 0
+    board: Board = field(default_factory=Board)
+    position: int = 0
+    open_attempts: dict[str, AttemptRow] = field(default_factory=dict)
+    _staged: dict[str, dict[Any, Row]] = field(default_factory=dict)
+    _taken: int = 0
+
+    def __post_init__(self) -> None:
+        self._taken = max(self._taken, self.stored_seq)
+
+    def fold(self, seq: int, event: Event) -> None:
+        if seq <= self.position:
+            return
+        self.position = seq
+        changed = self.board.apply(seq, event)
+        stage = seq > self.stored_seq
+        if isinstance(changed, TaskState):
+            if stage:
+                self._stage(TASKS, changed.task_id, task_row(changed))
+            self._fold_attempt(seq, event, changed, stage)
+        elif isinstance(changed, WorkerState) and stage:
+            self._stage(WORKERS, changed.worker_id, worker_row(changed))
+
+    def skip(self, seq: int) -> None:
+        """A record that is not an event (it was dead-lettered) still moves the position."""
+        self.position = max(self.position, seq)
+
+    def take(self) -> Pending | None:
+        """The staged rows and the position to store with them; None when nothing is new."""
+        if self.position <= self._taken:
+            return None
+        rows = {name: list(staged.values()) for name, staged in self._staged.items() if staged}
+        self._staged = {}
+        pending = Pending(after_seq=self._taken, last_seq=self.position, rows=rows)
+        self._taken = self.position
+        return pending
+
+    def stored(self, pending: Pending) -> None:
+        """``pending`` is committed: its events are in the database now."""
+        self.stored_seq = max(self.stored_seq, pending.last_seq)
+
+    def _stage(self, table: str, key: Any, row: Row) -> None:
+        self._staged.setdefault(table, {})[key] = row
+
+    def _fold_attempt(self, seq: int, event: Event, task: TaskState, stage: bool) -> None:
+        current = self.open_attempts.get(task.task_id)
+        match event:
+            case TaskLeased():
+                row = AttemptRow(
+                    task_id=task.task_id,
+                    attempt=event.attempt,
+                    worker_id=event.worker_id,
+                    fencing=seq,
+                    leased_at=_ts(event.at),
+                )
+                self.open_attempts[task.task_id] = row
+            case TaskStarted() if current is not None and current.fencing == event.fencing:
+                row = structs.replace(current, started_at=_ts(event.at), outcome="running")
+                self.open_attempts[task.task_id] = row
+            case AttemptOutcome() if event.fencing > 0:
+                row = self._end_attempt(event, current)
+                self.open_attempts.pop(task.task_id, None)
+                if stage:
+                    worker = self.board.workers.get(event.worker_id)
+                    self._stage(TEST_RESULTS, seq, test_result_row(seq, event, task, worker))
+            case _:
+                return
+        if stage:
+            self._stage(ATTEMPTS, (row.task_id, row.attempt), structs.astuple(row))
+
+    @staticmethod
+    def _end_attempt(event: AttemptOutcome, current: AttemptRow | None) -> AttemptRow:
+        if current is None or current.fencing != event.fencing:
+            current = AttemptRow(
+                task_id=event.task_id,
+                attempt=event.attempt,
+                worker_id=_text(event.worker_id),
+                fencing=event.fencing,
+            )
+        reason = event.reason if isinstance(event, TaskRequeued) else ""
+        return structs.replace(
+            current,
+            started_at=_ts(event.started_at) or current.started_at,
+            finished_at=_ts(event.at),
+            outcome=outcome_name(event),
+            exit_code=event.exit_code,
+            duration_s=event.duration_s,
+            error=_text(event.error or reason),
+        )
+
+
+def write_batch(con: duckdb.DuckDBPyConnection, pending: Pending) -> None:
+    """Upsert the rows and the new position in one transaction (all or nothing)."""
+    con.begin()
+    try:
+        # Compare-and-set of the position: a batch that does not continue the stored
+        # position (a second writer, a replay) changes nothing.
+        moved = con.execute(
+            f"UPDATE {META} SET value = ? WHERE key = ? AND value = ?",  # noqa: S608 -- constant
+            [pending.last_seq, LAST_SEQ_KEY, pending.after_seq],
+        ).fetchall()
+        if moved != [(1,)]:
+            raise Conflict(f"the projection is not at seq {pending.after_seq}: "
+                           f"it is at {read_last_seq(con)}")
+        for table in TABLES:
+            rows = pending.rows.get(table.name)
+            if rows:
+                with con.appender(table.name, action=table.action) as app:
+                    app.append_rows(rows)
+        con.commit()
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # a failed COMMIT has already rolled back
+            con.rollback()
+        raise

@@ -1,0 +1,298 @@
+"""The DuckDB projector against a real nats-server: rows, reads over NATS, restarts, kill -9,
+dead letters, and the rebuilt projection equal to the live one.
+
+Each test starts its own nats-server: the projector reads the fixed stream DTF_EVENTS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from nats.aio.client import Client
+
+from agents.eventlog import MAX_BATCH, Append
+from agents.jetstream_log import JetStreamLog
+from agents.nats_conn import connect, ensure_streams
+from agents.natsserver import NatsServer, free_port
+from agents.projector import ProjectorAgent, rebuild
+from dtf_core import subjects
+from dtf_core.events import codec
+from dtf_core.events.codec import Event
+from dtf_core.events.task import TaskLeased, TaskStarted, TaskSubmitted, TaskSucceeded
+from dtf_core.events.worker import Capabilities, WorkerRegistered
+from dtf_core.spec import TaskSpec
+from projections.tables import table_counts, table_hash
+from tests.integration.harness import stack
+from tests.unit.test_tables import story
+
+pytestmark = pytest.mark.anyio
+REPO = Path(__file__).resolve().parents[2]
+T0 = 1_700_000_000.0
+
+
+@dataclass
+class Env:
+    server: NatsServer
+    nc: Client
+    log: JetStreamLog
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    server = NatsServer(store_dir=tmp_path / "nats", port=free_port())
+    server.start()
+    try:
+        nc = await connect(server.url, "test")
+        await ensure_streams(nc.jetstream())
+        yield Env(server, nc, JetStreamLog(nc))
+        await nc.close()
+    finally:
+        server.stop()
+
+
+async def append(log: JetStreamLog, events: list[Event]) -> list[int]:
+    seqs: list[int] = []
+    for i in range(0, len(events), MAX_BATCH):
+        chunk = events[i : i + MAX_BATCH]
+        seqs += await log.append([
+            Append(subject=codec.subject_of(e), data=codec.encode(e), msg_id=codec.msg_id_of(e))
+            for e in chunk
+        ])
+    return seqs
+
+
+async def run_tasks(log: JetStreamLog, ids: list[str], worker: str = "w1") -> None:
+    """Submit, lease, start and succeed each task, with the real fencing tokens."""
+    spec = TaskSpec(type="benchmark", config={"model": "m"})
+    await append(log, [TaskSubmitted(task_id=t, spec=spec, at=T0, actor="t") for t in ids])
+    fences = await append(log, [
+        TaskLeased(task_id=t, worker_id=worker, session="s", attempt=1, at=T0 + 1, actor="t")
+        for t in ids
+    ])
+    await append(log, [
+        e
+        for t, f in zip(ids, fences, strict=True)
+        for e in (
+            TaskStarted(task_id=t, attempt=1, fencing=f, worker_id=worker, at=T0 + 2, actor="t"),
+            TaskSucceeded(task_id=t, attempt=1, fencing=f, worker_id=worker, duration_s=1.0,
+                          at=T0 + 3, actor="t"),
+        )
+    ])
+
+
+async def register(log: JetStreamLog, worker: str = "w1") -> None:
+    caps = Capabilities(hardware=("cpu",), platform="linux", cpu_count=4)
+    await append(log, [WorkerRegistered(worker_id=worker, session="s", hostname="h", pid=1,
+                                        slots=4, capabilities=caps, at=T0, actor="t")])
+
+
+async def ask(nc: Client, body: bytes | dict[str, Any]) -> dict[str, Any]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    msg = await nc.request(subjects.Q_PROJECTOR, data, timeout=5)
+    reply: dict[str, Any] = json.loads(msg.data)
+    return reply
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0,
+                what: str = "") -> None:
+    """Poll ``check`` (another process, over NATS) until it holds; fail after ``timeout``."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                if await check():
+                    return
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what or check}") from None
+
+
+async def reached(nc: Client, seq: int) -> bool:
+    try:
+        return int((await ask(nc, {"op": "status"})).get("last_seq", -1)) >= seq
+    except Exception:  # no projector answering yet
+        return False
+
+
+@contextlib.asynccontextmanager
+async def projector(env: Env, db: Path) -> AsyncIterator[tuple[ProjectorAgent, asyncio.Task[None]]]:
+    nc = await connect(env.server.url, "projector")
+    agent = ProjectorAgent(nc, JetStreamLog(nc), db)
+    task = asyncio.create_task(agent.run())
+    try:
+        waiter = asyncio.create_task(agent.ready.wait())
+        await asyncio.wait({waiter, task}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()
+        assert agent.ready.is_set(), "the projector did not catch up"
+        yield agent, task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await nc.close()
+
+
+async def test_rows_appear_and_status_answers(env: Env, tmp_path: Path) -> None:
+    await register(env.log)
+    await run_tasks(env.log, [f"t{i}" for i in range(50)])
+    end = await env.log.last_seq()
+    async with projector(env, tmp_path / "p.duckdb"):
+        await until(lambda: reached(env.nc, end))
+        status = await ask(env.nc, {"op": "status"})
+        assert status == {"last_seq": end, "counts": {
+            "tasks": 50, "attempts": 50, "workers": 1, "test_results": 50}}
+        await run_tasks(env.log, ["late"])
+        await until(lambda: reached(env.nc, end + 4))
+        assert (await ask(env.nc, {"op": "status"}))["counts"]["test_results"] == 51
+        assert "error" in await ask(env.nc, {"op": "drop tables"})
+        assert "error" in await ask(env.nc, b"not json")
+        assert "error" in await ask(env.nc, {"op": "status", "extra": 1})
+        assert (await ask(env.nc, {"op": "hash"}))["last_seq"] == end + 4
+
+
+async def test_rebuilt_hash_equals_the_live_one(env: Env, tmp_path: Path) -> None:
+    await append(env.log, story())  # a fresh stream: seqs 1..15, as the story's fencing says
+    async with projector(env, tmp_path / "live.duckdb"):
+        await until(lambda: reached(env.nc, 15))
+        live = await ask(env.nc, {"op": "hash"})
+    assert live["last_seq"] == 15
+    assert await rebuild(env.log, tmp_path / "rebuilt.duckdb") == live["hash"]
+    with duckdb.connect(str(tmp_path / "live.duckdb")) as con:  # a stopped projector: a file
+        assert table_hash(con) == live["hash"]
+        assert table_counts(con)["test_results"] == 3
+
+
+async def test_restart_mid_stream_loses_and_doubles_nothing(env: Env, tmp_path: Path) -> None:
+    db = tmp_path / "p.duckdb"
+    await register(env.log)
+    async with projector(env, db) as (_, task):
+        feeder = asyncio.create_task(
+            run_batches(env.log, "a", batches=40, size=50))
+        await until(lambda: reached(env.nc, 300))
+        task.cancel()  # stop it while events flow
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await feeder
+    await run_tasks(env.log, [f"b{i}" for i in range(100)])
+    end = await env.log.last_seq()
+    async with projector(env, db):
+        await until(lambda: reached(env.nc, end))
+        live = await ask(env.nc, {"op": "hash"})
+        counts = (await ask(env.nc, {"op": "status"}))["counts"]
+    assert counts == {"tasks": 2100, "attempts": 2100, "workers": 1, "test_results": 2100}
+    assert live == {"hash": await rebuild(env.log, tmp_path / "r.duckdb"), "last_seq": end}
+
+
+async def run_batches(log: JetStreamLog, prefix: str, batches: int, size: int) -> None:
+    for b in range(batches):
+        await run_tasks(log, [f"{prefix}{b}x{i}" for i in range(size)])
+
+
+async def test_malformed_event_is_dead_lettered_and_projection_goes_on(
+    env: Env, tmp_path: Path
+) -> None:
+    await register(env.log)
+    js = env.nc.jetstream()
+    bad = await js.publish("dtf.evt.task.x.submitted", b"\xc1 not msgpack")
+    async with projector(env, tmp_path / "p.duckdb"):
+        await run_tasks(env.log, ["after"])
+        end = await env.log.last_seq()
+        await until(lambda: reached(env.nc, end))
+        assert (await ask(env.nc, {"op": "status"}))["counts"]["tasks"] == 1
+
+        async def dead_lettered() -> bool:
+            try:
+                msg = await js.get_last_msg(subjects.DLQ_STREAM, subjects.dlq_subject("projector"))
+            except Exception:
+                return False
+            return msg.headers is not None and msg.headers.get("Dtf-Seq") == str(bad.seq)
+
+        await until(dead_lettered)
+        dlq = await js.get_last_msg(subjects.DLQ_STREAM, subjects.dlq_subject("projector"))
+        assert dlq.data == b"\xc1 not msgpack"
+        assert dlq.headers is not None and dlq.headers["Dtf-Subject"] == "dtf.evt.task.x.submitted"
+
+
+async def test_projector_of_a_real_stack(tmp_path: Path) -> None:
+    db = tmp_path / "p.duckdb"
+    async with stack(tmp_path) as h:
+        nc = await h.conn("projector")
+        agent = ProjectorAgent(nc, JetStreamLog(nc), db)
+        await h.start("projector", agent, agent.ready)
+        res = await h.api.submit([TaskSpec(type="noop", name=f"n{i}") for i in range(20)])
+        for task_id in res.ids:
+            await h.wait_status(task_id, {"succeeded"})
+        end = await h.log.last_seq()
+
+        async def stored() -> bool:
+            return agent.writer.stored_seq >= end
+
+        await until(stored)
+        await h.stop("projector")  # read the file itself: the stack may run other projectors
+        rebuilt = await rebuild(h.log, tmp_path / "r.duckdb", until_seq=end)
+    with duckdb.connect(str(db)) as con:
+        assert table_counts(con) == {"tasks": 20, "attempts": 20, "workers": 1,
+                                     "test_results": 20}
+        assert table_hash(con) == rebuilt
+        names = con.execute("SELECT test_id FROM test_results ORDER BY test_id").fetchall()
+        assert names == sorted((f"n{i}",) for i in range(20))
+
+
+SERVE = """
+import asyncio, sys
+from agents.jetstream_log import JetStreamLog
+from agents.nats_conn import connect
+from agents.projector import ProjectorAgent
+
+async def main() -> None:
+    nc = await connect(sys.argv[1], "projector")
+    await ProjectorAgent(nc, JetStreamLog(nc), sys.argv[2]).run()
+
+try:
+    asyncio.run(main())
+except KeyboardInterrupt:  # SIGINT is how the test stops it
+    pass
+"""
+
+
+def spawn(url: str, db: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", SERVE, url, str(db)], cwd=REPO)
+
+
+async def test_kill_9_while_events_flow_loses_and_doubles_nothing(
+    env: Env, tmp_path: Path
+) -> None:
+    db = tmp_path / "p.duckdb"
+    await register(env.log)
+    proc = spawn(env.server.url, db)
+    try:
+        await until(lambda: reached(env.nc, 1))
+        feeder = asyncio.create_task(run_batches(env.log, "k", batches=60, size=50))
+        await until(lambda: reached(env.nc, 500))
+        proc.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(proc.wait)
+        assert not feeder.done(), "the kill should land while events flow"
+        await feeder
+        end = await env.log.last_seq()
+        proc = spawn(env.server.url, db)
+        await until(lambda: reached(env.nc, end))
+        live = await ask(env.nc, {"op": "hash"})
+        counts = (await ask(env.nc, {"op": "status"}))["counts"]
+    finally:
+        proc.send_signal(signal.SIGINT)  # a clean stop: asyncio.run cancels, the agent closes
+        await asyncio.to_thread(proc.wait, 20)
+    assert counts == {"tasks": 3000, "attempts": 3000, "workers": 1, "test_results": 3000}
+    assert live == {"hash": await rebuild(env.log, tmp_path / "r.duckdb"), "last_seq": end}
+    with duckdb.connect(str(db)) as con:
+        assert table_hash(con) == live["hash"]
