@@ -14,7 +14,7 @@ import msgspec
 from agents import settings as settings_mod
 from cli import client_cmds as cc
 from cli import render
-from dtf_core.errors import DTFError, InvalidInput
+from dtf_core.errors import DTFError, InvalidInput, NotFound
 from dtf_core.events.task import TERMINAL_TYPES
 from dtf_core.spec import TaskSpec, command_spec, parse_specs
 
@@ -167,7 +167,10 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
                 sys.stdout.write("\n".join(res.ids) + "\n")
             return 0
         case "wait":
-            final = asyncio.run(cc.wait(server, args.ids, args.timeout))
+            try:
+                final = asyncio.run(cc.wait(server, args.ids, args.timeout))
+            except NotFound as exc:
+                raise InvalidInput(str(exc)) from None  # an unknown id is a usage error
             ok = all(final[i]["status"] == "succeeded" for i in args.ids)
             if args.json:
                 render.emit_json({i: final[i]["status"] for i in args.ids})

@@ -77,6 +77,15 @@ def test_submit_wait_inspect(up: Up) -> None:
         assert w["capabilities"]["cpu_count"] >= 1
 
 
+def test_logs_follow_streams_until_the_task_ends(up: Up) -> None:
+    script = "import time\nfor i in range(5):\n    print('line', i, flush=True)\n    time.sleep(0.2)"
+    task = up.dtf("submit", "--", PY, "-c", script).stdout.strip()
+    out = up.dtf("logs", "-f", task)
+    assert [ln for ln in out.stdout.splitlines() if ln.startswith("line")] == [
+        f"line {i}" for i in range(5)]
+    assert json.loads(up.dtf("task", task, "--json").stdout)["status"] == "succeeded"
+
+
 def test_clear_errors(up: Up, tmp_path: Path) -> None:
     def err(*args: str, code: int) -> str:
         out = up.dtf(*args, check=False)
@@ -87,6 +96,7 @@ def test_clear_errors(up: Up, tmp_path: Path) -> None:
 
     assert "invalid task id" in err("task", "bad.id", code=2)
     assert "unknown task" in err("task", "nope", code=1)
+    assert "unknown task" in err("wait", "nope", code=2)
     bad_json = tmp_path / "bad.json"
     bad_json.write_text('{"type": "command", "config": {"argv": ["true"]}, "colour": 1}')
     assert "colour" in err("submit", str(bad_json), code=2)
