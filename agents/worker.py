@@ -141,6 +141,9 @@ class WorkerAgent:
             if event.session != self.session or event.worker_id != self.worker_id:
                 return  # a lease for an earlier incarnation: recovery requeues it
             attempt = Attempt(event, seq)
+            if event.spec is not None and event.spec.type == "noop":
+                self._report(attempt, "succeeded", started_at=time.time())  # no work, no task
+                return
             self.running[event.task_id] = attempt
             task = asyncio.create_task(self._run_attempt(attempt))
             self._tasks.add(task)

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import duckdb
@@ -122,11 +122,14 @@ def table_hash(con: duckdb.DuckDBPyConnection, chunk: int = 10_000) -> str:
 # --- rows -------------------------------------------------------------------------------------
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def _ts(epoch: float | None) -> datetime | None:
     """Event times are epoch seconds; the tables hold them as naive UTC timestamps."""
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
+    return _EPOCH + timedelta(seconds=epoch)
 
 
 def _text(value: str) -> str | None:
