@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +45,18 @@ async def submit(server: str, specs: list[TaskSpec], run_name: str = "") -> Any:
 async def call(server: str, method: str, *args: Any, **kwargs: Any) -> Any:
     async with connected(server) as nc:
         return await getattr(ApiClient(nc), method)(*args, **kwargs)
+
+
+async def status(server: str) -> dict[str, Any]:
+    """The api's summary plus the projector's position (or why it is not available)."""
+    async with connected(server) as nc:
+        st: dict[str, Any] = await ApiClient(nc).status()
+        try:
+            msg = await nc.request(subjects.Q_PROJECTOR, b'{"op":"status"}', timeout=2)
+            st["projector"] = json.loads(msg.data)
+        except Exception as exc:  # the projector is optional for status: say why it is absent
+            st["projector"] = {"error": type(exc).__name__}
+        return st
 
 
 async def wait(server: str, ids: list[str], timeout: float | None) -> dict[str, dict[str, Any]]:

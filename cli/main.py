@@ -201,13 +201,16 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
                 f"{res['id']} {res['status']}\n")
             return 0
         case "status":
-            st = asyncio.run(cc.call(server, "status"))
+            st = asyncio.run(cc.status(server))
             if args.json:
                 render.emit_json(st)
             else:
                 counts = ", ".join(f"{k} {v}" for k, v in sorted(st["tasks"].items())) or "none"
+                proj = st["projector"]
+                projected = (f"{proj['last_seq']}" if "last_seq" in proj
+                             else f"unavailable ({proj.get('error', '?')})")
                 sys.stdout.write(f"tasks: {counts}\nworkers alive: {st['workers_alive']}\n"
-                                 f"log position: {st['last_seq']}\n")
+                                 f"log position: {st['last_seq']}\nprojected to: {projected}\n")
             return 0
     return 2
 

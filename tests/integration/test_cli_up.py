@@ -69,6 +69,10 @@ def test_submit_wait_inspect(up: Up) -> None:
     assert all({"type", "seq", "time", "actor"} <= set(h) for h in task["history"])
     tasks = json.loads(up.dtf("tasks", "--json").stdout)
     assert {t["id"]: t["status"] for t in tasks} == {ok["id"]: "succeeded", bad: "failed"}
+    status = json.loads(up.dtf("status", "--json").stdout)
+    assert status["tasks"] == {"succeeded": 1, "failed": 1}
+    assert status["projector"]["last_seq"] <= status["last_seq"]
+    assert "projected to:" in up.dtf("status").stdout
     workers = json.loads(up.dtf("workers", "--json").stdout)
     assert sorted(w["id"] for w in workers) == ["local-1", "local-2"]
     for w in workers:
