@@ -48,19 +48,24 @@ class ApiAgent:
         *,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = _new_id,
+        folder: Folder | None = None,
     ) -> None:
         self.nc = nc
         self.log = eventlog
         self.clock = clock
         self.new_id = new_id
-        self.board = Board()
-        self.folder = Folder(eventlog, self.board, dead_letter=jetstream_dead_letter(nc, "api"))
+        self.owns_folder = folder is None
+        self.folder = folder or Folder(
+            eventlog, Board(), dead_letter=jetstream_dead_letter(nc, "api")
+        )
+        self.board = self.folder.board
         self.inbox: asyncio.Queue[Msg] = asyncio.Queue()
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.folder.run())
+            if self.owns_folder:
+                tg.create_task(self.folder.run())
             await self.folder.caught_up.wait()
             await self.nc.subscribe("dtf.cmd.>", queue=QUEUE_GROUP, cb=self.inbox.put)
             for subject in QUERY_SUBJECTS:

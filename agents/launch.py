@@ -15,7 +15,7 @@ from agents.nats_conn import connect, ensure_streams
 from agents.settings import Settings
 
 log = logging.getLogger(__name__)
-AGENT_KINDS = ("api", "scheduler", "recovery", "projector")
+AGENT_KINDS = ("api", "scheduler", "recovery", "projector", "control")
 
 
 async def run_until_signal(main: Callable[[], Awaitable[Any]]) -> None:
@@ -60,6 +60,13 @@ async def run_agent(kind: str, settings: Settings, *, db_path: str | None = None
             from agents.recovery import RecoveryAgent
 
             agent = RecoveryAgent(
+                nc, eventlog, heartbeat_interval=settings.heartbeat_interval,
+                misses=settings.heartbeat_misses,
+            )
+        elif kind == "control":
+            from agents.control import ControlPlane
+
+            agent = ControlPlane(
                 nc, eventlog, heartbeat_interval=settings.heartbeat_interval,
                 misses=settings.heartbeat_misses,
             )

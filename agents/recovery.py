@@ -54,6 +54,7 @@ class RecoveryAgent:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         name: str = "recovery",
+        folder: Folder | None = None,
     ) -> None:
         self.nc = nc
         self.log = eventlog
@@ -62,17 +63,20 @@ class RecoveryAgent:
         self.clock = clock
         self.monotonic = monotonic
         self.name = name
-        self.board = Board(from_leases=True)
-        self.folder = Folder(
-            eventlog, self.board, dead_letter=jetstream_dead_letter(nc, name),
-            on_batch=self._on_batch, filters=recovery_filters(),
+        self.owns_folder = folder is None
+        self.folder = folder or Folder(
+            eventlog, Board(from_leases=True), dead_letter=jetstream_dead_letter(nc, name),
+            filters=recovery_filters(),
         )
+        self.folder.listeners.append(self._on_batch)
+        self.board = self.folder.board
         self.last_seen: dict[str, tuple[str, float]] = {}
         self.kick = asyncio.Event()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.folder.run())
+            if self.owns_folder:
+                tg.create_task(self.folder.run())
             await self.folder.caught_up.wait()
             await self.nc.subscribe("dtf.hb.*", cb=self._on_heartbeat)
             log.info("recovery ready at seq %d", self.board.last_seq)

@@ -33,7 +33,7 @@ class Folder:
         self.log = eventlog
         self.board = board
         self.dead_letter = dead_letter
-        self.on_batch = on_batch
+        self.listeners: list[OnBatch] = [on_batch] if on_batch is not None else []
         self.filters = list(filters)
         self.caught_up = asyncio.Event()
         self._progress = asyncio.Event()
@@ -67,8 +67,9 @@ class Folder:
             events.append((rec.seq, event))
         if batch:
             self.position = max(self.position, batch[-1].seq)
-        if self.on_batch is not None and events:
-            await self.on_batch(events)
+        if events:
+            for listener in self.listeners:
+                await listener(events)
         self._progress.set()
         self._progress = asyncio.Event()
 

@@ -66,13 +66,16 @@ class SchedulerAgent:
         *,
         name: str = "scheduler",
         clock: Callable[[], float] = time.time,
+        folder: Folder | None = None,
     ) -> None:
         self.log = eventlog
         self.name = name
         self.clock = clock
-        self.board = Board()
         dead_letter = jetstream_dead_letter(nc, name) if nc is not None else _log_only
-        self.folder = Folder(eventlog, self.board, dead_letter=dead_letter, on_batch=self._on_batch)
+        self.owns_folder = folder is None
+        self.folder = folder or Folder(eventlog, Board(), dead_letter=dead_letter)
+        self.folder.listeners.append(self._on_batch)
+        self.board = self.folder.board
         self.ready_q = ReadyQueue()
         self.wake = asyncio.Event()
         self.leases_made = 0
@@ -80,7 +83,8 @@ class SchedulerAgent:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.folder.run())
+            if self.owns_folder:
+                tg.create_task(self.folder.run())
             await self.folder.caught_up.wait()
             for t in self.board.tasks.values():
                 if t.status == "queued":

@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--tags", default="", help="comma-separated free-form capabilities")
 
     a = client("agent", "run one agent daemon")
-    a.add_argument("kind", choices=["api", "scheduler", "recovery", "projector"])
+    a.add_argument("kind", choices=["api", "scheduler", "recovery", "projector", "control"],
+                   help="control = api + scheduler + recovery sharing one fold")
     a.add_argument("--db", default=None, help="projector: DuckDB file")
 
     s = client("submit", "submit task JSON (file or -) or a command after --")

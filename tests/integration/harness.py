@@ -16,6 +16,7 @@ from nats.aio.client import Client
 
 from agents.api import ApiAgent
 from agents.client import ApiClient
+from agents.control import ControlPlane
 from agents.jetstream_log import JetStreamLog
 from agents.nats_conn import connect, ensure_streams
 from agents.natsserver import NatsServer, free_port
@@ -97,6 +98,7 @@ async def stack(
     misses: int = 3,
     recovery: bool = True,
     scheduler: bool = True,
+    control: bool = False,
 ) -> AsyncIterator[Harness]:
     server = NatsServer(store_dir=tmp / "nats", port=free_port())
     server.start()
@@ -105,8 +107,16 @@ async def stack(
         nc = await connect(server.url, "test")
         await ensure_streams(nc.jetstream())
         h = Harness(server=server, nc=nc, api=ApiClient(nc), log=JetStreamLog(nc))
-        api = ApiAgent(await h.conn("api"), JetStreamLog(h.conns[-1]))
-        await h.start("api", api, api.ready)
+        if control:  # api, scheduler and recovery in one process, sharing one fold
+            ctl_nc = await h.conn("control")
+            plane = ControlPlane(ctl_nc, JetStreamLog(ctl_nc), heartbeat_interval=heartbeat,
+                                 misses=misses)
+            await h.start("control", plane, plane.ready)
+            h.agents.update(api=plane.api, scheduler=plane.scheduler, recovery=plane.recovery)
+            scheduler = recovery = False
+        else:
+            api = ApiAgent(await h.conn("api"), JetStreamLog(h.conns[-1]))
+            await h.start("api", api, api.ready)
         if scheduler:
             sched_nc = await h.conn("scheduler")
             await h.start("scheduler", SchedulerAgent(sched_nc, JetStreamLog(sched_nc)))

@@ -114,3 +114,14 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def test_control_plane_shares_one_fold(tmp_path: Path) -> None:
+    async with stack(tmp_path, control=True) as h:
+        ok = command_spec([PY, "-c", "print('ok')"])
+        bad = command_spec([PY, "-c", "raise SystemExit(4)"])
+        res = await h.api.submit([ok, bad, TaskSpec(type="noop")])
+        rows = [await h.wait_status(t, {"succeeded", "failed"}) for t in res.ids]
+        assert [r["status"] for r in rows] == ["succeeded", "failed", "succeeded"]
+        plane = h.agents["api"]
+        assert plane.board is h.agents["scheduler"].board is h.agents["recovery"].board
