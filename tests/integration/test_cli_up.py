@@ -82,7 +82,8 @@ def test_submit_wait_inspect(up: Up) -> None:
 
 
 def test_logs_follow_streams_until_the_task_ends(up: Up) -> None:
-    script = "import time\nfor i in range(5):\n    print('line', i, flush=True)\n    time.sleep(0.2)"
+    script = ("import time\nfor i in range(5):\n"
+              "    print('line', i, flush=True)\n    time.sleep(0.2)")
     task = up.dtf("submit", "--", PY, "-c", script).stdout.strip()
     out = up.dtf("logs", "-f", task)
     assert [ln for ln in out.stdout.splitlines() if ln.startswith("line")] == [
