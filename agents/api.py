@@ -18,10 +18,14 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from agents import plans, queries
+from agents import auth_plans, plans, queries
 from agents.appender import append_groups
 from agents.eventlog import EventLog
+from agents.gate import Gate
 from agents.runtime import Folder, jetstream_dead_letter
+from agents.security.errors import Forbidden, Unauthenticated
+from agents.security.keyring import Keyring
+from agents.security.tokens import Claims
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.errors import DTFError, InvalidInput, NotFound, Refused
@@ -33,7 +37,11 @@ MAX_CONFLICT_RETRIES = 3
 QUEUE_GROUP = "dtf-api"
 QUERY_SUBJECTS = (subjects.Q_TASKS, subjects.Q_TASK, subjects.Q_WORKERS, subjects.Q_STATUS)
 MUTATING = (cmds.SubmitTasks, cmds.CancelTask, cmds.ReportResults, cmds.RegisterWorker,
-            cmds.StopWorker)
+            cmds.StopWorker, cmds.IssueToken, cmds.RevokeToken, cmds.RefreshToken,
+            cmds.CreateApiKey, cmds.RevokeApiKey)
+
+
+Planned = tuple[Msg, cmds.Command, Claims | None, plans.Plan]
 
 
 def _new_id() -> str:
@@ -49,8 +57,11 @@ class ApiAgent:
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = _new_id,
         folder: Folder | None = None,
+        secure: bool = False,
+        keyring: Keyring | None = None,
     ) -> None:
         self.nc = nc
+        self.keyring = keyring
         self.log = eventlog
         self.clock = clock
         self.new_id = new_id
@@ -59,6 +70,7 @@ class ApiAgent:
             eventlog, Board(), dead_letter=jetstream_dead_letter(nc, "api")
         )
         self.board = self.folder.board
+        self.gate = Gate(self.board, keyring=keyring, clock=clock) if secure else None
         self.inbox: asyncio.Queue[Msg] = asyncio.Queue()
         self.ready = asyncio.Event()
 
@@ -74,9 +86,17 @@ class ApiAgent:
             log.info("api ready at seq %d", self.board.last_seq)
             await self._command_loop()
 
+    def _admit(self, msg: Msg, cmd: cmds.Command) -> tuple[cmds.Command, Claims | None]:
+        """Authenticate and authorise; the actor is the verified subject from now on.
+        Without a gate (``dtf up --insecure-dev``) every request is admitted as sent."""
+        if self.gate is None:
+            return cmd, None
+        claims = self.gate.admit(msg.headers, cmd)
+        return msgspec.structs.replace(cmd, actor=claims.sub), claims
+
     async def _on_query(self, msg: Msg) -> None:
         try:
-            cmd = cmds.decode_command(msg.data)
+            cmd, _ = self._admit(msg, cmds.decode_command(msg.data))
             result = await queries.answer(self.board, self.log, self.nc, cmd)
             await self._reply(msg, cmds.Reply(ok=True, result=result))
         except Exception as exc:  # one broad except per message: answer, never crash
@@ -94,7 +114,7 @@ class ApiAgent:
 
     async def _round(self, batch: list[Msg]) -> list[Msg]:
         """Decide every request of the batch and append all of it at once."""
-        planned: list[tuple[Msg, cmds.Command, plans.Plan]] = []
+        planned: list[Planned] = []
         touched: set[str] = set()
         deferred: list[Msg] = []
         for msg in batch:
@@ -102,8 +122,9 @@ class ApiAgent:
                 cmd = cmds.decode_command(msg.data)
                 if not isinstance(cmd, MUTATING):
                     raise InvalidInput(f"{type(cmd).__name__} is a query: send it to dtf.q.*")
+                cmd, claims = self._admit(msg, cmd)
                 await self._wait_for_fencing(cmd)
-                plan = self._plan(cmd)
+                plan = self._plan(cmd, claims)
             except Exception as exc:
                 await self._reply(msg, _error_reply(exc))
                 continue
@@ -111,7 +132,7 @@ class ApiAgent:
                 deferred.append(msg)  # same aggregate twice in a round: decide it next round
                 continue
             touched |= plan.keys
-            planned.append((msg, cmd, plan))
+            planned.append((msg, cmd, claims, plan))
         await self._commit(planned)
         return deferred
 
@@ -119,9 +140,22 @@ class ApiAgent:
         if isinstance(cmd, cmds.ReportResults) and cmd.reports:
             await self.folder.wait_for(max(r.fencing for r in cmd.reports))
 
-    def _plan(self, cmd: cmds.Command) -> plans.Plan:
+    def _plan(self, cmd: cmds.Command, claims: Claims | None) -> plans.Plan:
         now = self.clock()
         match cmd:
+            case cmds.IssueToken():
+                return auth_plans.plan_issue(self.board, cmd, keyring=self.keyring, now=now)
+            case cmds.RefreshToken():
+                if claims is None:
+                    raise Refused("tokens are not used here (the stack runs --insecure-dev)")
+                return auth_plans.plan_refresh(self.board, cmd, claims, keyring=self.keyring,
+                                               now=now)
+            case cmds.RevokeToken():
+                return auth_plans.plan_revoke(self.board, cmd, now=now)
+            case cmds.CreateApiKey():
+                return auth_plans.plan_create_key(self.board, cmd, now=now)
+            case cmds.RevokeApiKey():
+                return auth_plans.plan_revoke_key(self.board, cmd, now=now)
             case cmds.SubmitTasks():
                 return plans.plan_submit(self.board, cmd, now=now, new_id=self.new_id)
             case cmds.CancelTask():
@@ -134,20 +168,20 @@ class ApiAgent:
                 return plans.plan_stop_worker(self.board, cmd, now=now)
         raise InvalidInput(f"unknown command {type(cmd).__name__}")
 
-    async def _commit(self, planned: list[tuple[Msg, cmds.Command, plans.Plan]]) -> None:
+    async def _commit(self, planned: list[Planned]) -> None:
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             if not planned:
                 return
-            changes = [c for _, _, p in planned for c in p.changes]
+            changes = [c for _, _, _, p in planned for c in p.changes]
             try:
                 results = await append_groups(self.log, [c.appends() for c in changes])
             except Exception as exc:
-                for msg, _, _ in planned:
+                for msg, _, _, _ in planned:
                     await self._reply(msg, _error_reply(exc))
                 return
-            retry: list[tuple[Msg, cmds.Command, plans.Plan]] = []
+            retry: list[Planned] = []
             pos = 0
-            for msg, cmd, plan in planned:
+            for msg, cmd, claims, plan in planned:
                 ok = True
                 for change in plan.changes:
                     seqs = results[pos]
@@ -163,14 +197,14 @@ class ApiAgent:
                     await self._reply(msg, cmds.Reply(ok=False, code="conflict",
                                                       error="too many concurrent changes; retry"))
                 else:
-                    retry.append((msg, cmd, plan))
+                    retry.append((msg, cmd, claims, plan))
             if not retry:
                 return
             await self.folder.catch_up()
             planned = []
-            for msg, cmd, _ in retry:
+            for msg, cmd, claims, _ in retry:
                 try:
-                    planned.append((msg, cmd, self._plan(cmd)))
+                    planned.append((msg, cmd, claims, self._plan(cmd, claims)))
                 except Exception as exc:
                     await self._reply(msg, _error_reply(exc))
 
@@ -183,7 +217,11 @@ def _error_reply(exc: BaseException) -> cmds.Reply:
     if isinstance(exc, msgspec.ValidationError | msgspec.DecodeError):
         return cmds.Reply(ok=False, code="invalid", error=f"invalid request: {exc}")
     code: Any = "internal"
-    if isinstance(exc, InvalidInput):
+    if isinstance(exc, Unauthenticated):
+        code = "unauthenticated"
+    elif isinstance(exc, Forbidden):
+        code = "forbidden"
+    elif isinstance(exc, InvalidInput):
         code = "invalid"
     elif isinstance(exc, NotFound):
         code = "not_found"

@@ -9,18 +9,25 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from agents.security.errors import Forbidden, Unauthenticated
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.errors import Conflict, DTFError, InvalidInput, NotFound, Refused, Unavailable
 from dtf_core.spec import TaskSpec
 
 SUBMIT_CHUNK = 1000
+AUTH_HEADER = "Authorization"
 _SUBJECTS: dict[type, str] = {
     cmds.SubmitTasks: subjects.CMD_SUBMIT,
     cmds.CancelTask: subjects.CMD_CANCEL,
     cmds.ReportResults: subjects.CMD_REPORT,
     cmds.RegisterWorker: subjects.CMD_REGISTER,
     cmds.StopWorker: subjects.CMD_WORKER_STOP,
+    cmds.IssueToken: "dtf.cmd.auth.issue",
+    cmds.RevokeToken: "dtf.cmd.auth.revoke",
+    cmds.RefreshToken: "dtf.cmd.auth.refresh",
+    cmds.CreateApiKey: "dtf.cmd.auth.apikey_create",
+    cmds.RevokeApiKey: "dtf.cmd.auth.apikey_revoke",
     cmds.ListTasks: subjects.Q_TASKS,
     cmds.GetTask: subjects.Q_TASK,
     cmds.ListWorkers: subjects.Q_WORKERS,
@@ -32,18 +39,24 @@ _ERRORS: dict[str, type[DTFError]] = {
     "refused": Refused,
     "conflict": Conflict,
     "unavailable": Unavailable,
+    "unauthenticated": Unauthenticated,
+    "forbidden": Forbidden,
 }
 
 
 class ApiClient:
-    def __init__(self, nc: Client, timeout: float = 10.0) -> None:
+    """``credential``: a token or worker API key, sent as ``Authorization: Bearer``."""
+
+    def __init__(self, nc: Client, timeout: float = 10.0, credential: str | None = None) -> None:
         self.nc = nc
         self.timeout = timeout
+        self.headers = {AUTH_HEADER: f"Bearer {credential}"} if credential else None
 
     async def call(self, cmd: cmds.Command, timeout: float | None = None) -> Any:
         subject = _SUBJECTS[type(cmd)]
         try:
-            msg = await self.nc.request(subject, cmds.encode(cmd), timeout=timeout or self.timeout)
+            msg = await self.nc.request(subject, cmds.encode(cmd), timeout=timeout or self.timeout,
+                                        headers=self.headers)
         except NoRespondersError:
             raise Unavailable("no api agent is running (is `dtf up` running?)") from None
         except NatsTimeout:
@@ -81,3 +94,20 @@ class ApiClient:
 
     async def status(self) -> Any:
         return await self.call(cmds.GetStatus())
+
+    async def issue_token(self, sub: str, role: str, ttl_s: float,
+                          worker_id: str | None = None) -> Any:
+        return await self.call(cmds.IssueToken(sub=sub, role=role, ttl_s=ttl_s,
+                                               worker_id=worker_id))
+
+    async def refresh_token(self, ttl_s: float) -> Any:
+        return await self.call(cmds.RefreshToken(ttl_s=ttl_s))
+
+    async def revoke_token(self, jti: str, reason: str = "") -> Any:
+        return await self.call(cmds.RevokeToken(jti=jti, reason=reason))
+
+    async def create_api_key(self, worker_id: str) -> Any:
+        return await self.call(cmds.CreateApiKey(worker_id=worker_id))
+
+    async def revoke_api_key(self, key_id: str, reason: str = "") -> Any:
+        return await self.call(cmds.RevokeApiKey(key_id=key_id, reason=reason))

@@ -16,16 +16,17 @@ from agents.eventlog import EventLog
 from agents.recovery import RecoveryAgent
 from agents.runtime import Folder, jetstream_dead_letter
 from agents.scheduler import SchedulerAgent
+from agents.security.keyring import Keyring
 from projections.board import Board
 
 
 class ControlPlane:
     def __init__(
         self, nc: Client, eventlog: EventLog, *, heartbeat_interval: float = 1.0,
-        misses: int = 5,
+        misses: int = 5, secure: bool = False, keyring: Keyring | None = None,
     ) -> None:
         self.folder = Folder(eventlog, Board(), dead_letter=jetstream_dead_letter(nc, "control"))
-        self.api = ApiAgent(nc, eventlog, folder=self.folder)
+        self.api = ApiAgent(nc, eventlog, folder=self.folder, secure=secure, keyring=keyring)
         self.scheduler = SchedulerAgent(nc, eventlog, folder=self.folder)
         self.recovery = RecoveryAgent(
             nc, eventlog, heartbeat_interval=heartbeat_interval, misses=misses,

@@ -6,12 +6,14 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client
 
 from agents.jetstream_log import JetStreamLog
 from agents.nats_conn import connect, ensure_streams
+from agents.security.keyring import Keyring
 from agents.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,20 @@ async def _connected(settings: Settings, name: str) -> Client:
     return nc
 
 
-async def run_agent(kind: str, settings: Settings, *, db_path: str | None = None) -> None:
+def _keyring(keys_dir: str | None, settings: Settings) -> Keyring | None:
+    """The signing keys, where this host has them (only needed to issue tokens)."""
+    path = Path(keys_dir) if keys_dir else Path(settings.data_dir) / "keys"
+    if keys_dir is None and not path.exists():
+        return None
+    return Keyring.load(path)
+
+
+async def run_agent(
+    kind: str, settings: Settings, *, db_path: str | None = None, keys_dir: str | None = None,
+    insecure: bool = False,
+) -> None:
+    secure = not insecure
+    keyring = _keyring(keys_dir, settings) if secure and kind in ("api", "control") else None
     nc = await _connected(settings, f"dtf-{kind}")
     eventlog = JetStreamLog(nc)
     agent: Any
@@ -51,7 +66,7 @@ async def run_agent(kind: str, settings: Settings, *, db_path: str | None = None
         if kind == "api":
             from agents.api import ApiAgent
 
-            agent = ApiAgent(nc, eventlog)
+            agent = ApiAgent(nc, eventlog, secure=secure, keyring=keyring)
         elif kind == "scheduler":
             from agents.scheduler import SchedulerAgent
 
@@ -68,7 +83,7 @@ async def run_agent(kind: str, settings: Settings, *, db_path: str | None = None
 
             agent = ControlPlane(
                 nc, eventlog, heartbeat_interval=settings.heartbeat_interval,
-                misses=settings.heartbeat_misses,
+                misses=settings.heartbeat_misses, secure=secure, keyring=keyring,
             )
         elif kind == "projector":
             from agents.projector import ProjectorAgent
@@ -82,14 +97,16 @@ async def run_agent(kind: str, settings: Settings, *, db_path: str | None = None
 
 
 async def run_worker(
-    settings: Settings, *, worker_id: str | None, slots: int | None, tags: tuple[str, ...]
+    settings: Settings, *, worker_id: str | None, slots: int | None, tags: tuple[str, ...],
+    credential: str | None = None,
 ) -> None:
     from agents.worker import WorkerAgent
 
     nc = await _connected(settings, "dtf-worker")
     try:
         agent = WorkerAgent(nc, worker_id=worker_id, slots=slots, tags=tags,
-                            heartbeat_interval=settings.heartbeat_interval)
+                            heartbeat_interval=settings.heartbeat_interval,
+                            credential=credential)
         await run_until_signal(agent.run)
     finally:
         await asyncio.shield(_close(nc))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from msgspec import Struct
 
@@ -18,6 +19,8 @@ class Settings(Struct, frozen=True, kw_only=True):
     heartbeat_interval: float = 1.0
     heartbeat_misses: int = 5
     log_level: str = "INFO"
+    token: str | None = None
+    token_file: str | None = None
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -29,6 +32,25 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             heartbeat_interval=float(env.get("DTF_HEARTBEAT_INTERVAL", "1.0")),
             heartbeat_misses=int(env.get("DTF_HEARTBEAT_MISSES", "5")),
             log_level=env.get("DTF_LOG_LEVEL", "INFO").upper(),
+            token=env.get("DTF_TOKEN") or None,
+            token_file=env.get("DTF_TOKEN_FILE") or None,
         )
     except ValueError as exc:
         raise InvalidInput(f"invalid DTF_* setting: {exc}") from None
+
+
+def credential(settings: Settings, token_file: str | None = None) -> str | None:
+    """The credential to present: ``--token-file``, then DTF_TOKEN, then DTF_TOKEN_FILE,
+    then the local admin credential that `dtf up` wrote into the data dir."""
+    path = token_file or (None if settings.token else settings.token_file)
+    if path is None and settings.token:
+        return settings.token.strip()
+    if path is None:
+        default = Path(settings.data_dir) / "admin.jwt"
+        if not default.exists():
+            return None
+        path = str(default)
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read credential file {path}: {exc.strerror}") from None

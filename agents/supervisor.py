@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agents.bootstrap import Credentials, bootstrap, keys_dir
 from agents.client import ApiClient
+from agents.jetstream_log import JetStreamLog
 from agents.nats_conn import connect, ensure_streams
 from agents.natsserver import NatsServer
 from dtf_core.errors import DTFError
@@ -38,9 +41,10 @@ class Child:
 
     async def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env} if self.env else None
         with open(self.log_path, "ab") as out:  # noqa: ASYNC230 (a short, local open)
             self.proc = await asyncio.create_subprocess_exec(
-                *self.argv, stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL,
+                *self.argv, stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, env=env,
             )
         self.started_at = time.monotonic()
 
@@ -64,9 +68,11 @@ class Stack:
     port: int = 4222
     workers: int = 1
     slots: int | None = None
+    insecure: bool = False
     server: NatsServer | None = None
     agents: list[Child] = field(default_factory=list)
     worker_children: list[Child] = field(default_factory=list)
+    creds: Credentials | None = None
 
     @property
     def url(self) -> str:
@@ -75,13 +81,15 @@ class Stack:
     def _argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "cli.main", *args, "--server", self.url]
 
-    def plan(self) -> None:
+    def plan(self, creds: Credentials | None) -> None:
+        """The control plane (api + scheduler + recovery sharing one fold), the projector
+        and the workers, each with its own credential file."""
         logs = self.data_dir / "logs"
         db = str(self.data_dir / "dtf.duckdb")
+        security = ["--insecure-dev"] if creds is None else [
+            "--keys", str(keys_dir(self.data_dir))]
         self.agents = [
-            Child("api", self._argv("agent", "api"), logs / "api.log"),
-            Child("scheduler", self._argv("agent", "scheduler"), logs / "scheduler.log"),
-            Child("recovery", self._argv("agent", "recovery"), logs / "recovery.log"),
+            Child("control", self._argv("agent", "control", *security), logs / "control.log"),
             Child("projector", self._argv("agent", "projector", "--db", db),
                   logs / "projector.log"),
         ]
@@ -91,17 +99,29 @@ class Stack:
                   logs / f"worker-{i}.log")
             for i in range(1, self.workers + 1)
         ]
+        if creds is not None:
+            for child in self.agents:
+                child.env = {"DTF_TOKEN_FILE": str(creds.files[f"agent-{child.name}"])}
+            for i, child in enumerate(self.worker_children, start=1):
+                child.env = {"DTF_TOKEN_FILE": str(creds.files[f"local-{i}"])}
+        self.creds = creds
 
     async def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.server = NatsServer(store_dir=self.data_dir / "nats", port=self.port)
         await asyncio.to_thread(self.server.start)
         nc = await connect(self.url, "dtf-up")
+        creds = None
         try:
             await ensure_streams(nc.jetstream())
+            if not self.insecure:
+                creds = await bootstrap(
+                    JetStreamLog(nc), self.data_dir, services=["control", "projector"],
+                    workers=[f"local-{i}" for i in range(1, self.workers + 1)],
+                )
         finally:
             await nc.close()
-        self.plan()
+        self.plan(creds)
         for child in [*self.agents, *self.worker_children]:
             await child.start()
 
@@ -109,7 +129,8 @@ class Stack:
         """Ready when the api answers, every local worker is registered and the projector
         has caught up."""
         nc = await connect(self.url, "dtf-up-probe")
-        api = ApiClient(nc, timeout=2.0)
+        admin = self.creds.admin.read_text().strip() if self.creds else None
+        api = ApiClient(nc, timeout=2.0, credential=admin)
         deadline = time.monotonic() + timeout
         try:
             while True:

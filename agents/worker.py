@@ -59,10 +59,11 @@ class WorkerAgent:
         slots: int | None = None,
         tags: tuple[str, ...] = (),
         heartbeat_interval: float = 1.0,
+        credential: str | None = None,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
-        self.api = ApiClient(nc)
+        self.api = ApiClient(nc, credential=credential)
         self.worker_id = validate_id(worker_id or default_worker_id(), "worker id")
         self.session = uuid.uuid4().hex[:16]
         self.capabilities = detect(tags)

@@ -39,10 +39,11 @@ from dtf_core.spec import TaskSpec
 NOOP = TaskSpec(type="noop")
 
 
-async def throughput(nc: Client, n: int) -> tuple[float, float, int]:
+async def throughput(nc: Client, n: int, credential: str | None = None
+                     ) -> tuple[float, float, int]:
     """Submit n noop tasks; returns (seconds to all terminal, seconds to all projected,
     last sequence)."""
-    api = ApiClient(nc, timeout=60)
+    api = ApiClient(nc, timeout=60, credential=credential)
     eventlog = JetStreamLog(nc)
     start_seq = await eventlog.last_seq() + 1
     filters = [f"dtf.evt.task.*.{t}" for t in TERMINAL_TYPES]
@@ -82,8 +83,8 @@ async def throughput(nc: Client, n: int) -> tuple[float, float, int]:
     return t_terminal, time.perf_counter() - t0, last_seq
 
 
-async def latency(nc: Client, samples: int) -> list[float]:
-    api = ApiClient(nc)
+async def latency(nc: Client, samples: int, credential: str | None = None) -> list[float]:
+    api = ApiClient(nc, credential=credential)
     out: list[float] = []
     for _ in range(samples):
         task_id = "lat-" + uuid.uuid4().hex[:16]
@@ -140,9 +141,10 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         try:
             await stack.wait_ready()
             nc = await connect(stack.url, "dtf-bench")
-            await throughput(nc, min(1000, args.tasks))  # warm up
-            t_terminal, t_projected, _ = await throughput(nc, args.tasks)
-            lat = await latency(nc, args.samples)
+            cred = stack.creds.admin.read_text().strip() if stack.creds else None
+            await throughput(nc, min(1000, args.tasks), cred)  # warm up
+            t_terminal, t_projected, _ = await throughput(nc, args.tasks, cred)
+            lat = await latency(nc, args.samples, cred)
             naive, ceiling = await references(nc, args.ref_tasks)
             await nc.close()
         finally:

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client
@@ -23,6 +24,14 @@ from dtf_core.spec import TaskSpec
 FILTERS_PER_WAIT = 40
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where to send commands, and the credential to present."""
+
+    server: str
+    credential: str | None = None
+
+
 @asynccontextmanager
 async def connected(server: str) -> AsyncIterator[Client]:
     nc = await connect(server, "dtf-cli", reconnect=False)
@@ -32,25 +41,26 @@ async def connected(server: str) -> AsyncIterator[Client]:
         await nc.close()
 
 
-async def submit(server: str, specs: list[TaskSpec], run_name: str = "") -> Any:
-    async with connected(server) as nc:
+async def submit(target: Target, specs: list[TaskSpec], run_name: str = "") -> Any:
+    async with connected(target.server) as nc:
         run_id = None
         if len(specs) > 1 or run_name:
             import uuid
 
             run_id = "r-" + uuid.uuid4().hex[:16]
-        return await ApiClient(nc).submit(specs, run_id=run_id, run_name=run_name)
+        api = ApiClient(nc, credential=target.credential)
+        return await api.submit(specs, run_id=run_id, run_name=run_name)
 
 
-async def call(server: str, method: str, *args: Any, **kwargs: Any) -> Any:
-    async with connected(server) as nc:
-        return await getattr(ApiClient(nc), method)(*args, **kwargs)
+async def call(target: Target, method: str, *args: Any, **kwargs: Any) -> Any:
+    async with connected(target.server) as nc:
+        return await getattr(ApiClient(nc, credential=target.credential), method)(*args, **kwargs)
 
 
-async def status(server: str) -> dict[str, Any]:
+async def status(target: Target) -> dict[str, Any]:
     """The api's summary plus the projector's position (or why it is not available)."""
-    async with connected(server) as nc:
-        st: dict[str, Any] = await ApiClient(nc).status()
+    async with connected(target.server) as nc:
+        st: dict[str, Any] = await ApiClient(nc, credential=target.credential).status()
         try:
             msg = await nc.request(subjects.Q_PROJECTOR, b'{"op":"status"}', timeout=2)
             st["projector"] = json.loads(msg.data)
@@ -59,61 +69,80 @@ async def status(server: str) -> dict[str, Any]:
         return st
 
 
-async def wait(server: str, ids: list[str], timeout: float | None) -> dict[str, dict[str, Any]]:
+async def wait(target: Target, ids: list[str], timeout: float | None) -> dict[str, dict[str, Any]]:
     """Wait until every task is terminal; returns the final summary of each."""
     for i in ids:
         validate_id(i, "task id")
-    async with connected(server) as nc:
-        api = ApiClient(nc)
-        summaries = await api.tasks(ids=ids, limit=max(len(ids), 1))
-        final = {t["id"]: t for t in summaries if t["status"] in TERMINAL_TYPES}
-        missing = set(ids) - set(final)
-        if not missing:
-            return final
-        if len(missing) <= FILTERS_PER_WAIT:
-            filters = [f"dtf.evt.task.{i}.{t}" for i in missing for t in TERMINAL_TYPES]
-        else:
-            filters = [f"dtf.evt.task.*.{t}" for t in TERMINAL_TYPES]
-        tail = JetStreamLog(nc).tail(filters)
-        async with asyncio.timeout(timeout):
-            async with tail:
-                async for batch in tail:
-                    for rec in batch:
-                        missing.discard(rec.subject.split(".")[3])
-                    if not missing:
-                        break
-        summaries = await api.tasks(ids=ids, limit=max(len(ids), 1))
-        return {t["id"]: t for t in summaries}
+    async with connected(target.server) as nc:
+        api = ApiClient(nc, credential=target.credential)
+        return await _wait_terminal(nc, api, ids, timeout)
 
 
-async def logs(server: str, task_id: str, follow: bool) -> int:
-    """Print a task's output; with ``follow``, until its final attempt's output ends."""
+async def _wait_terminal(
+    nc: Client, api: ApiClient, ids: list[str], timeout: float | None
+) -> dict[str, dict[str, Any]]:
+    summaries = await api.tasks(ids=ids, limit=max(len(ids), 1))
+    final = {t["id"]: t for t in summaries if t["status"] in TERMINAL_TYPES}
+    missing = set(ids) - set(final)
+    if not missing:
+        return final
+    if len(missing) <= FILTERS_PER_WAIT:
+        filters = [f"dtf.evt.task.{i}.{t}" for i in missing for t in TERMINAL_TYPES]
+    else:
+        filters = [f"dtf.evt.task.*.{t}" for t in TERMINAL_TYPES]
+    async with asyncio.timeout(timeout), JetStreamLog(nc).tail(filters) as tail:
+        async for batch in tail:
+            for rec in batch:
+                missing.discard(rec.subject.split(".")[3])
+            if not missing:
+                break
+    summaries = await api.tasks(ids=ids, limit=max(len(ids), 1))
+    return {t["id"]: t for t in summaries}
+
+
+async def logs(target: Target, task_id: str, follow: bool) -> int:
+    """Print a task's output; with ``follow``, until the task ends and its last attempt's
+    output has been printed (the worker sends the output before it reports)."""
     validate_id(task_id, "task id")
-    async with connected(server) as nc:
-        api = ApiClient(nc)
+    async with connected(target.server) as nc:
+        api = ApiClient(nc, credential=target.credential)
         await api.tasks(ids=[task_id], limit=1)  # a clear error for an unknown id
         eventlog = JetStreamLog(nc, stream=subjects.LOGS_STREAM)
         if not follow:
             for rec in await eventlog.read([subjects.log_filter(task_id)]):
                 _write(rec.data, rec.headers)
             return 0
-        tail = eventlog.tail([subjects.log_filter(task_id)])
-        async with tail:
-            if await tail.empty() and await _finished(api, task_id):
-                return 0
-            async for batch in tail:
-                ended = False
-                for rec in batch:
-                    _write(rec.data, rec.headers)
-                    ended = ended or not rec.data
-                if ended and tail.pending == 0 and await _finished(api, task_id):
-                    return 0
+        printed = 0
+        progress = asyncio.Event()
+
+        async def printer() -> None:
+            nonlocal printed
+            async with eventlog.tail([subjects.log_filter(task_id)]) as tail:
+                async for batch in tail:
+                    for rec in batch:
+                        _write(rec.data, rec.headers)
+                    printed = batch[-1].seq
+                    progress.set()
+
+        task = asyncio.create_task(printer())
+        try:
+            final = (await _wait_terminal(nc, api, [task_id], None))[task_id]
+            last = await _last_log_seq(nc, task_id, int(final["attempt"]))
+            while printed < last and not task.done():
+                progress.clear()
+                await progress.wait()
+        finally:
+            task.cancel()
     return 0
 
 
-async def _finished(api: ApiClient, task_id: str) -> bool:
-    rows = await api.tasks(ids=[task_id], limit=1)
-    return bool(rows and rows[0]["status"] in TERMINAL_TYPES)
+async def _last_log_seq(nc: Client, task_id: str, attempt: int) -> int:
+    try:
+        msg = await nc.jetstream().get_last_msg(subjects.LOGS_STREAM,
+                                                subjects.log_subject(task_id, attempt))
+    except Exception:  # no output at all for that attempt (a noop, or nothing printed)
+        return 0
+    return int(msg.seq or 0)
 
 
 def _write(data: bytes, headers: dict[str, str] | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from pathlib import Path
@@ -28,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--server", help=f"NATS URL (env DTF_SERVER, default "
                         f"{settings_mod.DEFAULT_SERVER})")
         sp.add_argument("--json", action="store_true", help="machine-readable output")
+        sp.add_argument("--token-file", default=None,
+                        help="credential file (env DTF_TOKEN / DTF_TOKEN_FILE; default: the "
+                             "local admin credential in ./.dtf)")
         return sp
 
     up = client("up", "start nats-server, the agents and local workers")
@@ -35,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=4222)
     up.add_argument("--workers", type=int, default=1)
     up.add_argument("--slots", type=int, default=None, help="tasks per worker (default: cores)")
+    up.add_argument("--insecure-dev", action="store_true",
+                    help="no authentication (loopback development only)")
 
     w = client("worker", "run a worker daemon on this host")
     w.add_argument("--id", dest="worker_id", default=None)
@@ -45,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("kind", choices=["api", "scheduler", "recovery", "projector", "control"],
                    help="control = api + scheduler + recovery sharing one fold")
     a.add_argument("--db", default=None, help="projector: DuckDB file")
+    a.add_argument("--keys", default=None, help="api/control: signing key dir (to issue tokens)")
+    a.add_argument("--insecure-dev", action="store_true", help="api/control: no authentication")
 
     s = client("submit", "submit task JSON (file or -) or a command after --")
     s.add_argument("file", nargs="?", help="task JSON file (one object or a list), or -")
@@ -80,7 +88,31 @@ def _parser() -> argparse.ArgumentParser:
     c = client("cancel", "cancel a task")
     c.add_argument("id")
     client("status", "summary of the system")
+
+    tok = client("token", "issue, refresh or revoke tokens")
+    tok.add_argument("action", choices=["issue", "refresh", "revoke"])
+    tok.add_argument("jti", nargs="?", help="revoke: the token id")
+    tok.add_argument("--role", choices=["admin", "manager", "worker", "reader"])
+    tok.add_argument("--sub", default=None, help="issue: the subject (default: the role)")
+    tok.add_argument("--ttl", default="1h", help="lifetime, e.g. 30m, 1h, 7d (default 1h)")
+    tok.add_argument("--worker-id", default=None, help="issue --role worker: its worker id")
+    tok.add_argument("--reason", default="")
+
+    wk = client("worker-key", "create or revoke a worker's API key")
+    wk.add_argument("action", choices=["create", "revoke"])
+    wk.add_argument("id", help="create: the worker id; revoke: the key id")
+    wk.add_argument("--reason", default="")
     return p
+
+
+def parse_ttl(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1:] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"invalid --ttl {text!r}: use e.g. 90s, 30m, 1h or 7d") from None
 
 
 def _specs_from_args(args: argparse.Namespace, argv: list[str] | None) -> list[TaskSpec]:
@@ -138,6 +170,7 @@ def _read(path: str) -> bytes:
 def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
     cfg = settings_mod.load()
     server = args.server or cfg.server
+    target = cc.Target(server, settings_mod.credential(cfg, args.token_file))
     logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.cmd not in ("up", "worker", "agent"):
@@ -149,18 +182,20 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
             from agents.launch import run_agent
 
             cfg = msgspec.structs.replace(cfg, server=server)
-            asyncio.run(run_agent(args.kind, cfg, db_path=args.db))
+            asyncio.run(run_agent(args.kind, cfg, db_path=args.db, keys_dir=args.keys,
+                                  insecure=args.insecure_dev))
             return 0
         case "worker":
             from agents.launch import run_worker
 
             cfg = msgspec.structs.replace(cfg, server=server)
             tags = tuple(t for t in args.tags.split(",") if t)
-            asyncio.run(run_worker(cfg, worker_id=args.worker_id, slots=args.slots, tags=tags))
+            asyncio.run(run_worker(cfg, worker_id=args.worker_id, slots=args.slots, tags=tags,
+                                   credential=target.credential))
             return 0
         case "submit":
             specs = _specs_from_args(args, argv_after)
-            res = asyncio.run(cc.submit(server, specs, run_name=args.run_name))
+            res = asyncio.run(cc.submit(target, specs, run_name=args.run_name))
             if args.json:
                 render.emit_json({"id": res.ids[0]} if len(res.ids) == 1 else
                                  {"ids": res.ids, "run_id": res.run_id})
@@ -169,7 +204,7 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
             return 0
         case "wait":
             try:
-                final = asyncio.run(cc.wait(server, args.ids, args.timeout))
+                final = asyncio.run(cc.wait(target, args.ids, args.timeout))
             except NotFound as exc:
                 raise InvalidInput(str(exc)) from None  # an unknown id is a usage error
             ok = all(final[i]["status"] == "succeeded" for i in args.ids)
@@ -182,27 +217,35 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
                     sys.stdout.write(f"{i} {t['status']}{extra}\n")
             return 0 if ok else 1
         case "tasks":
-            rows = asyncio.run(cc.call(server, "tasks", status=args.status, run_id=args.run_id,
+            rows = asyncio.run(cc.call(target, "tasks", status=args.status, run_id=args.run_id,
                                        limit=args.limit))
             render.emit_json(rows) if args.json else render.tasks_table(rows)
             return 0
         case "task":
-            t = asyncio.run(cc.call(server, "task", args.id))
+            t = asyncio.run(cc.call(target, "task", args.id))
             render.emit_json(t) if args.json else render.task_detail(t)
             return 0
         case "workers":
-            rows = asyncio.run(cc.call(server, "workers"))
+            rows = asyncio.run(cc.call(target, "workers"))
             render.emit_json(rows) if args.json else render.workers_table(rows)
             return 0
         case "logs":
-            return asyncio.run(cc.logs(server, args.id, args.follow))
+            return asyncio.run(cc.logs(target, args.id, args.follow))
         case "cancel":
-            res = asyncio.run(cc.call(server, "cancel", args.id))
+            res = asyncio.run(cc.call(target, "cancel", args.id))
             render.emit_json(res) if args.json else sys.stdout.write(
                 f"{res['id']} {res['status']}\n")
             return 0
+        case "token" | "worker-key":
+            res = asyncio.run(_auth_command(args, target))
+            if args.json:
+                render.emit_json(res)
+            else:
+                secret = res.get("token") or res.get("key")
+                sys.stdout.write((secret or json.dumps(res)) + "\n")
+            return 0
         case "status":
-            st = asyncio.run(cc.status(server))
+            st = asyncio.run(cc.status(target))
             if args.json:
                 render.emit_json(st)
             else:
@@ -216,6 +259,23 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
     return 2
 
 
+async def _auth_command(args: argparse.Namespace, target: cc.Target) -> Any:
+    if args.cmd == "worker-key":
+        if args.action == "create":
+            return await cc.call(target, "create_api_key", args.id)
+        return await cc.call(target, "revoke_api_key", args.id, args.reason)
+    if args.action == "issue":
+        if args.role is None:
+            raise InvalidInput("token issue needs --role")
+        return await cc.call(target, "issue_token", args.sub or args.worker_id or args.role,
+                             args.role, parse_ttl(args.ttl), args.worker_id)
+    if args.action == "refresh":
+        return await cc.call(target, "refresh_token", parse_ttl(args.ttl))
+    if not args.jti:
+        raise InvalidInput("token revoke needs the token id (jti)")
+    return await cc.call(target, "revoke_token", args.jti, args.reason)
+
+
 def _up(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     from agents.launch import run_until_signal
     from agents.supervisor import Stack, up
@@ -223,7 +283,7 @@ def _up(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     if args.workers < 0 or (args.slots is not None and args.slots < 1):
         raise InvalidInput("--workers must be >= 0 and --slots >= 1")
     stack = Stack(data_dir=Path(args.data_dir or cfg.data_dir).resolve(), port=args.port,
-                  workers=args.workers, slots=args.slots)
+                  workers=args.workers, slots=args.slots, insecure=args.insecure_dev)
 
     def ready(s: Stack) -> None:
         sys.stdout.write(f"DTF ready at {s.url}\n")

@@ -45,6 +45,31 @@ class StopWorker(CommandBase, frozen=True, kw_only=True, tag="stop_worker"):
     session: str
 
 
+class IssueToken(CommandBase, frozen=True, kw_only=True, tag="issue_token"):
+    sub: str
+    role: str
+    ttl_s: float = 3600.0
+    worker_id: str | None = None
+
+
+class RevokeToken(CommandBase, frozen=True, kw_only=True, tag="revoke_token"):
+    jti: str
+    reason: str = ""
+
+
+class RefreshToken(CommandBase, frozen=True, kw_only=True, tag="refresh_token"):
+    ttl_s: float = 3600.0
+
+
+class CreateApiKey(CommandBase, frozen=True, kw_only=True, tag="create_apikey"):
+    worker_id: str
+
+
+class RevokeApiKey(CommandBase, frozen=True, kw_only=True, tag="revoke_apikey"):
+    key_id: str
+    reason: str = ""
+
+
 class ListTasks(CommandBase, frozen=True, kw_only=True, tag="list_tasks"):
     ids: list[str] | None = None
     status: str | None = None
@@ -70,6 +95,11 @@ Command = (
     | ReportResults
     | RegisterWorker
     | StopWorker
+    | IssueToken
+    | RevokeToken
+    | RefreshToken
+    | CreateApiKey
+    | RevokeApiKey
     | ListTasks
     | GetTask
     | ListWorkers
@@ -81,7 +111,10 @@ class Reply(Struct, frozen=True, kw_only=True):
     ok: bool
     result: Any = None
     error: str = ""
-    code: Literal["", "invalid", "not_found", "refused", "conflict", "unavailable", "internal"] = ""
+    code: Literal[
+        "", "invalid", "not_found", "refused", "conflict", "unavailable", "internal",
+        "unauthenticated", "forbidden",
+    ] = ""
 
 
 class SubmitResult(Struct, frozen=True, kw_only=True):

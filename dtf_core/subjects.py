@@ -52,6 +52,13 @@ def run_subject(run_id: str, event_type: str) -> str:
     return f"{EVT}.run.{validate_id(run_id, 'run id')}.{event_type}"
 
 
+def auth_subject(auth_id: str, event_type: str) -> str:
+    return f"{EVT}.auth.{validate_id(auth_id, 'auth id')}.{event_type}"
+
+
+AUTH_EVENTS = "dtf.evt.auth.>"
+
+
 def run_filter(run_id: str) -> str:
     return f"{EVT}.run.{validate_id(run_id, 'run id')}.>"
 

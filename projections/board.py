@@ -11,12 +11,14 @@ import msgspec
 
 from dtf_core import task as task_agg
 from dtf_core import worker as worker_agg
+from dtf_core.events.auth import AuthEventBase
 from dtf_core.events.codec import Event
 from dtf_core.events.run import RunCreated
 from dtf_core.events.task import TaskEventBase, TaskLeased, TaskSubmitted
 from dtf_core.events.worker import WorkerEventBase
 from dtf_core.task import TaskState
 from dtf_core.worker import WorkerState
+from projections.auth import AuthState
 
 _hash_encoder = msgspec.msgpack.Encoder(order="deterministic")
 
@@ -34,6 +36,7 @@ class Board:
         self.dependents: dict[str, set[str]] = {}
         self.last_seq = 0
         self.counts: dict[str, int] = {}
+        self.auth = AuthState()
 
     def apply(self, seq: int, event: Event) -> TaskState | WorkerState | None:
         """Fold one event; returns the changed task or worker state (None for runs/no-ops)."""
@@ -50,6 +53,8 @@ class Board:
             return new_w
         if isinstance(event, RunCreated):
             self.runs.setdefault(event.run_id, event)
+        elif isinstance(event, AuthEventBase):
+            self.auth.apply(event)
         return None
 
     def _apply_task(self, seq: int, event: TaskEventBase) -> TaskState | None:
@@ -90,4 +95,5 @@ class Board:
             h.update(_hash_encoder.encode(self.workers[key]))
         for key in sorted(self.runs):
             h.update(_hash_encoder.encode(self.runs[key]))
+        h.update(self.auth.digest())
         return h.hexdigest()

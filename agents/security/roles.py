@@ -30,6 +30,7 @@ class Permission(enum.StrEnum):
     WORKER_MANAGE = "worker.manage"
     TOKEN_ISSUE = "token.issue"
     TOKEN_REVOKE = "token.revoke"
+    TOKEN_REFRESH = "token.refresh"
     QUERY_READ = "query.read"
     KEY_ROTATE = "key.rotate"
 
@@ -38,9 +39,10 @@ P = Permission
 
 ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType({
     Role.ADMIN: frozenset(Permission),
-    Role.MANAGER: frozenset({P.TASK_SUBMIT, P.TASK_CANCEL, P.WORKER_MANAGE, P.QUERY_READ}),
-    Role.WORKER: frozenset({P.TASK_REPORT, P.WORKER_REGISTER, P.WORKER_STOP}),
-    Role.READER: frozenset({P.QUERY_READ}),
+    Role.MANAGER: frozenset({P.TASK_SUBMIT, P.TASK_CANCEL, P.WORKER_MANAGE, P.QUERY_READ,
+                             P.TOKEN_REFRESH}),
+    Role.WORKER: frozenset({P.TASK_REPORT, P.WORKER_REGISTER, P.WORKER_STOP, P.TOKEN_REFRESH}),
+    Role.READER: frozenset({P.QUERY_READ, P.TOKEN_REFRESH}),
 })
 
 # Command tags of dtf_core.commands (the "cmd" field) -> the permission each needs.
@@ -50,6 +52,11 @@ COMMAND_PERMISSIONS: Final[Mapping[str, Permission]] = MappingProxyType({
     "report": P.TASK_REPORT,
     "register": P.WORKER_REGISTER,
     "stop_worker": P.WORKER_STOP,
+    "issue_token": P.TOKEN_ISSUE,
+    "revoke_token": P.TOKEN_REVOKE,
+    "refresh_token": P.TOKEN_REFRESH,
+    "create_apikey": P.TOKEN_ISSUE,
+    "revoke_apikey": P.TOKEN_REVOKE,
     "list_tasks": P.QUERY_READ,
     "get_task": P.QUERY_READ,
     "list_workers": P.QUERY_READ,

@@ -10,6 +10,7 @@ import msgspec
 
 from dtf_core import subjects
 from dtf_core.errors import InvalidInput
+from dtf_core.events.auth import AuthEvent, AuthEventBase
 from dtf_core.events.run import RunCreated, RunEvent
 from dtf_core.events.task import (
     ResultRefused,
@@ -21,7 +22,7 @@ from dtf_core.events.task import (
 )
 from dtf_core.events.worker import WorkerEvent
 
-Event = TaskEvent | WorkerEvent | RunEvent
+Event = TaskEvent | WorkerEvent | RunEvent | AuthEvent
 SCHEMA_VERSION = "1"
 
 _encoder = msgspec.msgpack.Encoder()
@@ -29,6 +30,7 @@ _decoders: dict[str, msgspec.msgpack.Decoder[Event]] = {
     "task": msgspec.msgpack.Decoder(TaskEvent),
     "worker": msgspec.msgpack.Decoder(WorkerEvent),
     "run": msgspec.msgpack.Decoder(RunEvent),
+    "auth": msgspec.msgpack.Decoder(AuthEvent),
 }
 
 
@@ -51,6 +53,8 @@ def subject_of(event: Event) -> str:
         return subjects.task_subject(event.task_id, etype, event.worker_id)
     if isinstance(event, RunCreated):
         return subjects.run_subject(event.run_id, etype)
+    if isinstance(event, AuthEventBase):
+        return subjects.auth_subject(event.auth_id, etype)
     if hasattr(event, "task_id"):
         return subjects.task_subject(event.task_id, etype)
     return subjects.worker_subject(event.worker_id, etype)
@@ -85,6 +89,8 @@ def msg_id_of(event: Event) -> str:
             return f"{event.task_id}.cancel_requested.{event.worker_id}.{event.at}"
         case RunCreated():
             return f"run.{event.run_id}.created"
+        case AuthEventBase():
+            return f"auth.{event.auth_id}.{etype}"
     if isinstance(event, TaskEventBase):
         fencing = getattr(event, "fencing", None)
         if isinstance(event, ResultRefused):

@@ -22,6 +22,7 @@ from agents.nats_conn import connect, ensure_streams
 from agents.natsserver import NatsServer, free_port
 from agents.recovery import RecoveryAgent
 from agents.scheduler import SchedulerAgent
+from agents.security.keyring import Keyring
 from agents.worker import WorkerAgent
 from dtf_core import subjects
 from dtf_core.events.codec import Event, decode
@@ -99,14 +100,19 @@ async def stack(
     recovery: bool = True,
     scheduler: bool = True,
     control: bool = False,
+    keyring: Keyring | None = None,
+    credential: str | None = None,
 ) -> AsyncIterator[Harness]:
+    """``keyring``: run the api secured (every request must carry a credential; the
+    harness's own client presents ``credential``)."""
     server = NatsServer(store_dir=tmp / "nats", port=free_port())
     server.start()
     h: Harness | None = None
     try:
         nc = await connect(server.url, "test")
         await ensure_streams(nc.jetstream())
-        h = Harness(server=server, nc=nc, api=ApiClient(nc), log=JetStreamLog(nc))
+        h = Harness(server=server, nc=nc, api=ApiClient(nc, credential=credential),
+                    log=JetStreamLog(nc))
         if control:  # api, scheduler and recovery in one process, sharing one fold
             ctl_nc = await h.conn("control")
             plane = ControlPlane(ctl_nc, JetStreamLog(ctl_nc), heartbeat_interval=heartbeat,
@@ -115,7 +121,8 @@ async def stack(
             h.agents.update(api=plane.api, scheduler=plane.scheduler, recovery=plane.recovery)
             scheduler = recovery = False
         else:
-            api = ApiAgent(await h.conn("api"), JetStreamLog(h.conns[-1]))
+            api = ApiAgent(await h.conn("api"), JetStreamLog(h.conns[-1]),
+                           secure=keyring is not None, keyring=keyring)
             await h.start("api", api, api.ready)
         if scheduler:
             sched_nc = await h.conn("scheduler")

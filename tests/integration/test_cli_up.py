@@ -22,6 +22,7 @@ PY = sys.executable
 class Up:
     def __init__(self, data_dir: Path, port: int) -> None:
         self.url = f"nats://127.0.0.1:{port}"
+        self.data_dir = data_dir
         env = {**os.environ, "DTF_HEARTBEAT_INTERVAL": "0.2", "DTF_HEARTBEAT_MISSES": "5"}
         self.proc = subprocess.Popen(
             [PY, "-m", "cli.main", "up", "--port", str(port), "--data-dir", str(data_dir),
@@ -35,7 +36,8 @@ class Up:
 
     def dtf(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         argv = [PY, "-m", "cli.main", args[0], "--server", self.url, *args[1:]]
-        out = subprocess.run(argv,
+        env = {**os.environ, "DTF_TOKEN_FILE": str(self.data_dir / "admin.jwt")}
+        out = subprocess.run(argv, env=env,
                              capture_output=True, text=True, timeout=60)
         if check:
             assert out.returncode == 0, out.stderr

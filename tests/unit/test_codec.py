@@ -10,6 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dtf_core.events import codec
+from dtf_core.events.auth import (
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    SigningKeyAdded,
+    SigningKeyRetired,
+    TokenIssued,
+    TokenRevoked,
+)
 from dtf_core.events.codec import Event, UndecodableEvent, decode, encode, subject_of
 from dtf_core.events.run import RunCreated
 from dtf_core.events.task import (
@@ -57,6 +65,14 @@ EVENTS: list[tuple[Event, str]] = [
      "dtf.evt.worker.w1.stopped"),
     (WorkerLost(worker_id="w1", session="s1", reason="silent", last_seen=1.0, **A),
      "dtf.evt.worker.w1.lost"),
+    (TokenIssued(auth_id="j1", sub="alice", role="reader", exp=9.0, **A),
+     "dtf.evt.auth.j1.token_issued"),
+    (TokenRevoked(auth_id="j1", reason="leaked", **A), "dtf.evt.auth.j1.token_revoked"),
+    (ApiKeyCreated(auth_id="k1", worker_id="w1", scheme="scrypt", n=16384, r=8, p=1,
+                   salt=b"s" * 16, hash=b"h" * 32, **A), "dtf.evt.auth.k1.apikey_created"),
+    (ApiKeyRevoked(auth_id="k1", **A), "dtf.evt.auth.k1.apikey_revoked"),
+    (SigningKeyAdded(auth_id="kid1", public_key=b"p" * 32, **A), "dtf.evt.auth.kid1.key_added"),
+    (SigningKeyRetired(auth_id="kid1", **A), "dtf.evt.auth.kid1.key_retired"),
     (RunCreated(run_id="r1", task_ids=("t1", "t2"), name="nightly", **A),
      "dtf.evt.run.r1.created"),
 ]

@@ -1,0 +1,97 @@
+"""Plans for the auth commands: issue, refresh and revoke tokens; create and revoke worker
+API keys. Issuing and revoking are events in the log, with the actor; secrets never are."""
+
+from __future__ import annotations
+
+from agents.plans import Change, Plan
+from agents.security import apikeys
+from agents.security.keyring import Keyring
+from agents.security.roles import Role
+from agents.security.tokens import Claims, issue, new_token_id
+from dtf_core import commands as cmds
+from dtf_core import subjects
+from dtf_core.errors import InvalidInput, NotFound, Refused
+from dtf_core.events.auth import ApiKeyCreated, ApiKeyRevoked, TokenIssued, TokenRevoked
+from dtf_core.ids import validate_id
+from projections.board import Board
+
+MAX_TTL_S = 366 * 24 * 3600.0
+
+
+def _auth_filter(auth_id: str) -> str:
+    return f"dtf.evt.auth.{validate_id(auth_id, 'auth id')}.>"
+
+
+def _signer(keyring: Keyring | None) -> Keyring:
+    if keyring is None:
+        raise Refused("this api agent holds no signing key, so it cannot issue tokens")
+    return keyring
+
+
+def _issued(token: str, event: TokenIssued) -> Plan:
+    change = Change([event], 0, _auth_filter(event.auth_id))
+    return Plan([change], lambda: {"token": token, "jti": event.auth_id, "exp": event.exp},
+                keys={event.auth_id})
+
+
+def plan_issue(board: Board, cmd: cmds.IssueToken, *, keyring: Keyring | None,
+               now: float) -> Plan:
+    if not 0 < cmd.ttl_s <= MAX_TTL_S:
+        raise InvalidInput(f"ttl must be between 0 and {MAX_TTL_S:.0f} seconds")
+    jti = new_token_id()
+    token = issue(_signer(keyring), sub=cmd.sub, role=cmd.role, ttl=cmd.ttl_s, now=now,
+                  jti=jti, wid=cmd.worker_id)
+    event = TokenIssued(auth_id=jti, sub=cmd.sub, role=str(Role(cmd.role)),
+                        exp=int(now + cmd.ttl_s), wid=cmd.worker_id, at=now, actor=cmd.actor)
+    return _issued(token, event)
+
+
+def plan_refresh(board: Board, cmd: cmds.RefreshToken, claims: Claims, *,
+                 keyring: Keyring | None, now: float) -> Plan:
+    """A new token for the same principal; the presented one stays valid until it expires
+    (revoke it to make refresh single-use)."""
+    if not 0 < cmd.ttl_s <= MAX_TTL_S:
+        raise InvalidInput(f"ttl must be between 0 and {MAX_TTL_S:.0f} seconds")
+    jti = new_token_id()
+    token = issue(_signer(keyring), sub=claims.sub, role=claims.role, ttl=cmd.ttl_s, now=now,
+                  jti=jti, wid=claims.wid)
+    event = TokenIssued(auth_id=jti, sub=claims.sub, role=str(claims.role),
+                        exp=int(now + cmd.ttl_s), wid=claims.wid, at=now, actor=cmd.actor)
+    return _issued(token, event)
+
+
+def plan_revoke(board: Board, cmd: cmds.RevokeToken, *, now: float) -> Plan:
+    jti = validate_id(cmd.jti, "token id")
+    if jti not in board.auth.issued:
+        raise NotFound(f"unknown token {jti}")
+    changes = []
+    if jti not in board.auth.revoked:
+        event = TokenRevoked(auth_id=jti, reason=cmd.reason, at=now, actor=cmd.actor)
+        changes.append(Change([event], None, None))
+    return Plan(changes, lambda: {"jti": jti, "revoked": True}, keys={jti})
+
+
+def plan_create_key(board: Board, cmd: cmds.CreateApiKey, *, now: float) -> Plan:
+    new = apikeys.create_api_key(cmd.worker_id)
+    rec = new.record
+    event = ApiKeyCreated(auth_id=rec.key_id, worker_id=rec.worker_id, scheme=rec.scheme,
+                          n=rec.n, r=rec.r, p=rec.p, salt=rec.salt, hash=rec.hash, at=now,
+                          actor=cmd.actor)
+    change = Change([event], 0, _auth_filter(rec.key_id))
+    return Plan([change], lambda: {"key": new.plaintext, "key_id": rec.key_id,
+                                   "worker_id": rec.worker_id}, keys={rec.key_id})
+
+
+def plan_revoke_key(board: Board, cmd: cmds.RevokeApiKey, *, now: float) -> Plan:
+    key_id = validate_id(cmd.key_id, "key id")
+    if key_id not in board.auth.api_keys:
+        raise NotFound(f"unknown api key {key_id}")
+    changes = []
+    if key_id not in board.auth.revoked_keys:
+        event = ApiKeyRevoked(auth_id=key_id, reason=cmd.reason, at=now, actor=cmd.actor)
+        changes.append(Change([event], None, None))
+    return Plan(changes, lambda: {"key_id": key_id, "revoked": True}, keys={key_id})
+
+
+__all__ = ["plan_create_key", "plan_issue", "plan_refresh", "plan_revoke", "plan_revoke_key",
+           "subjects"]

@@ -1,0 +1,78 @@
+"""Credentials for a local stack: `dtf up` creates its signing key once, then at each start
+issues fresh tokens for the local admin, its agents and its workers (revoking the ones it
+issued before), and records all of it in the log with actor ``dtf-up``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agents.appender import append_groups
+from agents.eventlog import EventLog
+from agents.plans import Change
+from agents.security.keyfiles import ensure_private_dir, replace_secret_file
+from agents.security.keyring import Keyring, public_raw
+from agents.security.tokens import issue, new_token_id
+from dtf_core import subjects
+from dtf_core.events.auth import AuthEventBase, SigningKeyAdded, TokenIssued, TokenRevoked
+from dtf_core.events.codec import Event, decode
+from projections.auth import AuthState
+
+ACTOR = "dtf-up"
+SERVICE_TTL_S = 365 * 24 * 3600.0
+ADMIN_TTL_S = 30 * 24 * 3600.0
+
+
+@dataclass
+class Credentials:
+    """Where each principal's credential file is; ``admin`` is the local user's."""
+
+    admin: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def keys_dir(data_dir: Path) -> Path:
+    return data_dir / "keys"
+
+
+def admin_token_file(data_dir: Path) -> Path:
+    return data_dir / "admin.jwt"
+
+
+async def bootstrap(
+    eventlog: EventLog, data_dir: Path, *, services: list[str], workers: list[str]
+) -> Credentials:
+    keyring = Keyring.load_or_create(keys_dir(data_dir))
+    state = AuthState()
+    for rec in await eventlog.read([subjects.AUTH_EVENTS]):
+        ev = decode(rec.subject, rec.data)
+        if isinstance(ev, AuthEventBase):
+            state.apply(ev)
+    now = time.time()
+    events: list[Event] = []
+    for kid in keyring.kids:
+        if kid not in state.public_keys:
+            pub = public_raw(keyring.verification_key(kid))
+            events.append(SigningKeyAdded(auth_id=kid, public_key=pub, at=now, actor=ACTOR))
+    for jti, issued in state.issued.items():
+        if issued.actor == ACTOR and jti not in state.revoked:
+            events.append(TokenRevoked(auth_id=jti, reason="replaced at dtf up start", at=now,
+                                       actor=ACTOR))
+    creds = Credentials(admin=admin_token_file(data_dir))
+    cred_dir = data_dir / "credentials"
+    ensure_private_dir(cred_dir)
+    wanted: list[tuple[str, str, str | None, float, Path]] = [
+        ("local-admin", "admin", None, ADMIN_TTL_S, creds.admin)]
+    wanted += [(f"agent-{s}", "admin", None, SERVICE_TTL_S, cred_dir / f"{s}.jwt")
+               for s in services]
+    wanted += [(w, "worker", w, SERVICE_TTL_S, cred_dir / f"{w}.jwt") for w in workers]
+    for sub, role, wid, ttl, path in wanted:
+        jti = new_token_id()
+        token = issue(keyring, sub=sub, role=role, ttl=ttl, now=now, jti=jti, wid=wid)
+        replace_secret_file(path, token.encode())
+        creds.files[sub] = path
+        events.append(TokenIssued(auth_id=jti, sub=sub, role=role, exp=int(now + ttl), wid=wid,
+                                  at=now, actor=ACTOR))
+    await append_groups(eventlog, [Change([e], None, None).appends() for e in events])
+    return creds

@@ -1,0 +1,99 @@
+"""The api's gate: who sent a request (bearer token or worker API key), and may they?
+
+Requests carry ``Authorization: Bearer <credential>``. A JWT is verified against the
+signing keys (the local keyring, or public keys published in the log); a worker API key
+against its salted hash from the log. Revocations in the log take effect at once. The
+actor of every event is the verified subject, never what the client claims.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from agents.security import apikeys
+from agents.security.errors import Forbidden, Unauthenticated
+from agents.security.keyring import Keyring
+from agents.security.roles import Role, authorize, permission_for_command
+from agents.security.tokens import Claims, verify
+from dtf_core import commands as cmds
+from projections.board import Board
+
+AUTH_HEADER = "Authorization"
+API_KEY_CACHE_S = 60.0
+
+
+class Gate:
+    def __init__(
+        self, board: Board, *, keyring: Keyring | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.board = board
+        self.keyring = keyring
+        self.clock = clock
+        self._key_cache: dict[bytes, tuple[apikeys.ApiKeyRecord, float]] = {}
+
+    def verification_key(self, kid: str) -> Ed25519PublicKey:
+        if kid in self.board.auth.retired_keys:
+            raise Unauthenticated(f"token rejected: signing key {kid!r} is retired")
+        raw = self.board.auth.public_keys.get(kid)
+        if raw is not None:
+            return Ed25519PublicKey.from_public_bytes(raw)
+        if self.keyring is not None:
+            return self.keyring.verification_key(kid)
+        raise Unauthenticated(f"token rejected: unknown signing key {kid!r}")
+
+    def principal(self, headers: Mapping[str, str] | None) -> Claims:
+        value = (headers or {}).get(AUTH_HEADER, "")
+        scheme, _, credential = value.partition(" ")
+        if scheme != "Bearer" or not credential:
+            raise Unauthenticated("unauthenticated: send 'Authorization: Bearer <token>'")
+        if credential.startswith(apikeys.PREFIX + "_"):
+            return self._api_key_claims(credential)
+        return verify(credential, self, now=self.clock(), revoked=self.board.auth.is_revoked)
+
+    def _api_key_claims(self, credential: str) -> Claims:
+        key_id = apikeys.parse_api_key(credential)
+        if key_id in self.board.auth.revoked_keys:
+            raise Unauthenticated(f"api key rejected: key {key_id!r} is revoked")
+        digest = hashlib.sha256(credential.encode()).digest()
+        cached = self._key_cache.get(digest)
+        now = self.clock()
+        if cached is None or cached[1] < now:
+            record = apikeys.verify_api_key(credential, self._lookup)
+            cached = (record, now + API_KEY_CACHE_S)
+            self._key_cache[digest] = cached
+        record = cached[0]
+        return Claims(iss="dtf", aud="dtf-api", sub=f"key-{record.key_id}", role=Role.WORKER,
+                      iat=int(now), nbf=int(now), exp=int(now + API_KEY_CACHE_S),
+                      jti=record.key_id, wid=record.worker_id)
+
+    def _lookup(self, key_id: str) -> apikeys.ApiKeyRecord | None:
+        ev = self.board.auth.api_keys.get(key_id)
+        if ev is None:
+            return None
+        return apikeys.ApiKeyRecord(key_id=key_id, worker_id=ev.worker_id, scheme=ev.scheme,
+                                    n=ev.n, r=ev.r, p=ev.p, salt=ev.salt, hash=ev.hash)
+
+    def admit(self, headers: Mapping[str, str] | None, cmd: cmds.Command) -> Claims:
+        """Authenticate, then check the role (and a worker's scope) for ``cmd``."""
+        claims = self.principal(headers)
+        permission = permission_for_command(type(cmd).__struct_config__.tag)  # type: ignore[arg-type]
+        for worker_id in _named_workers(cmd) or [None]:
+            authorize(claims, permission, worker_id=worker_id)
+        return claims
+
+
+def _named_workers(cmd: cmds.Command) -> list[str | None]:
+    match cmd:
+        case cmds.ReportResults():
+            return list({r.worker_id for r in cmd.reports})
+        case cmds.RegisterWorker() | cmds.StopWorker():
+            return [cmd.worker_id]
+    return []
+
+
+__all__ = ["AUTH_HEADER", "Forbidden", "Gate", "Unauthenticated"]

@@ -1,0 +1,142 @@
+"""DTF's NATS subject permissions per role, as data the auth callout turns into user JWTs.
+
+Everything not allowed is denied by the server. Each principal gets its own inbox prefix
+(``_INBOX.<role>.<principal>``) and may subscribe only below it, so it cannot read other
+clients' replies; clients must connect with ``inbox_prefix=perms.inbox_prefix``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from dtf_core import subjects
+from dtf_core.ids import validate_id
+
+ROLES = ("worker", "reader", "manager", "admin", "agent")
+EVENTS = subjects.EVENTS_STREAM
+# The server answers with the caller's own account, user and permissions: harmless, and
+# the way a client (or a test) sees what the callout granted it.
+USER_INFO = "$SYS.REQ.USER.INFO"
+# Every role may renew its own token (agents/client.py sends RefreshToken there).
+TOKEN_REFRESH = "dtf.cmd.auth.refresh"
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """What one connection may publish and subscribe to; the server enforces it."""
+
+    role: str
+    principal: str
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    publish_deny: tuple[str, ...] = ()
+    subscribe_deny: tuple[str, ...] = ()
+    inbox_prefix: str = "_INBOX"
+    expires: int | None = None  # unix seconds; the server closes the connection then
+
+    def may_publish(self, subject: str) -> bool:
+        return _allowed(subject, self.publish, self.publish_deny)
+
+    def may_subscribe(self, subject: str) -> bool:
+        return _allowed(subject, self.subscribe, self.subscribe_deny)
+
+    def until(self, expires: int | None) -> Permissions:
+        return replace(self, expires=expires)
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: ``*`` is one token, a final ``>`` one or more."""
+    pat, sub = pattern.split("."), subject.split(".")
+    for i, token in enumerate(pat):
+        if token == ">":
+            return len(sub) > i
+        if i >= len(sub) or (token != "*" and token != sub[i]):
+            return False
+    return len(pat) == len(sub)
+
+
+def _allowed(subject: str, allow: tuple[str, ...], deny: tuple[str, ...]) -> bool:
+    return any(subject_matches(p, subject) for p in allow) and not any(
+        subject_matches(p, subject) for p in deny
+    )
+
+
+def inbox_prefix(role: str, principal: str) -> str:
+    return f"_INBOX.{role}.{validate_id(principal, 'principal')}"
+
+
+def consumer_subjects(stream: str, consumer: str) -> tuple[str, ...]:
+    """Publish rights to manage and use exactly one JetStream consumer (push or pull)."""
+    api = "$JS.API.CONSUMER"
+    return (
+        f"{api}.CREATE.{stream}.{consumer}",
+        f"{api}.CREATE.{stream}.{consumer}.>",  # the form with the filter in the subject
+        f"{api}.DURABLE.CREATE.{stream}.{consumer}",
+        f"{api}.DELETE.{stream}.{consumer}",
+        f"{api}.INFO.{stream}.{consumer}",
+        f"{api}.MSG.NEXT.{stream}.{consumer}",
+        f"$JS.ACK.{stream}.{consumer}.>",
+        f"$JS.ACK._.*.{stream}.{consumer}.>",  # the v2 format: $JS.ACK.<domain or _>.<acc hash>...
+        f"$JS.FC.{stream}.{consumer}.*",  # flow-control replies of push consumers
+        f"$JS.FC._.*.{stream}.{consumer}.*",
+    )
+
+
+def worker(worker_id: str) -> Permissions:
+    wid = validate_id(worker_id, "worker id")
+    inbox = inbox_prefix("worker", wid)
+    return Permissions(
+        role="worker",
+        principal=wid,
+        publish=(
+            subjects.CMD_REPORT,
+            subjects.CMD_REGISTER,
+            subjects.CMD_WORKER_STOP,
+            subjects.heartbeat_subject(wid),
+            # Log subjects carry no worker id: any worker may write any task's log.
+            "dtf.log.*.*",
+            *consumer_subjects(EVENTS, f"worker-{wid}"),
+            USER_INFO,
+            TOKEN_REFRESH,
+        ),
+        subscribe=(f"{inbox}.>",),
+        inbox_prefix=inbox,
+    )
+
+
+def reader(principal: str) -> Permissions:
+    inbox = inbox_prefix("reader", principal)
+    return Permissions(role="reader", principal=principal,
+                       publish=("dtf.q.>", USER_INFO, TOKEN_REFRESH),
+                       subscribe=(f"{inbox}.>",), inbox_prefix=inbox)
+
+
+def manager(principal: str) -> Permissions:
+    inbox = inbox_prefix("manager", principal)
+    return Permissions(
+        role="manager",
+        principal=principal,
+        publish=("dtf.q.>", subjects.CMD_SUBMIT, subjects.CMD_CANCEL, "dtf.cmd.worker.>",
+                 USER_INFO, TOKEN_REFRESH),
+        subscribe=(f"{inbox}.>",),
+        inbox_prefix=inbox,
+    )
+
+
+def admin(principal: str, role: str = "admin") -> Permissions:
+    """Everything in the DTF account (the agents: api, scheduler, projector, recovery)."""
+    validate_id(principal, "principal")
+    return Permissions(role=role, principal=principal, publish=(">",), subscribe=(">",))
+
+
+def for_role(role: str, principal: str) -> Permissions:
+    """The permissions of ``principal`` acting as ``role`` (a worker's principal is its id)."""
+    if role == "worker":
+        return worker(principal)
+    if role == "reader":
+        return reader(principal)
+    if role == "manager":
+        return manager(principal)
+    if role in ("admin", "agent"):
+        return admin(principal, role)
+    raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")

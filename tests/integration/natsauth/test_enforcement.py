@@ -1,0 +1,150 @@
+"""The nats-server, not DTF code, refuses what a role may not publish or subscribe to.
+
+Each client gets its permissions from the auth callout; a forbidden publish comes back as
+an asynchronous -ERR ("Permissions Violation for Publish to ...") and never reaches a
+subscriber, which the tests check with an admin subscriber and an allowed marker message.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nats.errors
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from agents.natsauth.callout import AUTH_SUBJECT
+from dtf_core import subjects
+from tests.integration.natsauth.harness import WAIT_S, AuthedServer, harness
+
+pytestmark = pytest.mark.anyio
+
+W1_MARKER = "dtf.hb.w1"
+Q_MARKER = subjects.Q_STATUS
+
+
+def violation(subject: str) -> str:
+    return f'permissions violation for publish to "{subject}"'
+
+
+@pytest.mark.parametrize("subject", [
+    "dtf.hb.w2",  # another worker's heartbeat
+    "dtf.evt.task.x.submitted",  # events are written by the api alone
+    subjects.CMD_SUBMIT,
+    "dtf.q.status",  # workers do not query
+    "$JS.ACK.DTF_EVENTS.worker-w2.1.1.1.1.0",  # another worker's consumer
+])
+async def test_worker_publish_denied(authed_server: AuthedServer, subject: str) -> None:
+    async with harness(authed_server) as h:
+        w1, rec = await h.connect("worker-w1")
+        assert not await h.delivered(w1, subject, W1_MARKER)
+        await rec.wait_error(violation(subject))
+        assert w1.is_connected  # a violation costs the message, not the connection
+
+
+@pytest.mark.parametrize("subject", [
+    "dtf.hb.w1", subjects.CMD_REPORT, subjects.CMD_REGISTER, subjects.CMD_WORKER_STOP,
+    "dtf.log.t-1.1",
+])
+async def test_worker_publish_allowed(authed_server: AuthedServer, subject: str) -> None:
+    async with harness(authed_server) as h:
+        w1, rec = await h.connect("worker-w1")
+        assert await h.delivered(w1, subject, W1_MARKER)
+        assert rec.errors == []
+
+
+async def test_worker_cannot_delete_the_event_stream(authed_server: AuthedServer) -> None:
+    async with harness(authed_server) as h:
+        w1, rec = await h.connect("worker-w1")
+        subject = f"$JS.API.STREAM.DELETE.{subjects.EVENTS_STREAM}"
+        with pytest.raises(nats.errors.TimeoutError):
+            await w1.request(subject, b"", timeout=0.5)
+        await rec.wait_error(violation(subject))
+        info = await h.admin.jetstream().stream_info(subjects.EVENTS_STREAM)
+        assert info.config.name == subjects.EVENTS_STREAM
+
+
+async def test_worker_runs_its_own_consumer_only(authed_server: AuthedServer) -> None:
+    """What agents/worker.py does: delete and recreate durable ``worker-<id>`` as a push
+    consumer with flow control, receive a lease and ack it."""
+    async with harness(authed_server) as h:
+        w1, rec = await h.connect("worker-w1")
+        js, admin_js = w1.jetstream(), h.admin.jetstream()
+        with pytest.raises(NotFoundError):
+            await js.delete_consumer(subjects.EVENTS_STREAM, "worker-w1")
+        filters = subjects.lease_filters("w1")
+        cfg = ConsumerConfig(durable_name="worker-w1", filter_subjects=filters,
+                             deliver_policy=DeliverPolicy.NEW, ack_policy=AckPolicy.EXPLICIT)
+        sub = await js.subscribe(filters[0], stream=subjects.EVENTS_STREAM, durable="worker-w1",
+                                 config=cfg, manual_ack=True, idle_heartbeat=1.0,
+                                 flow_control=True)
+        ack = await admin_js.publish(subjects.task_subject("t-1", "leased", "w1"), b"{}")
+        msg = await sub.next_msg(timeout=WAIT_S)
+        assert msg.metadata.sequence.stream == ack.seq
+        await msg.ack_sync(timeout=WAIT_S)
+        info = await admin_js.consumer_info(subjects.EVENTS_STREAM, "worker-w1")
+        assert info.ack_floor.stream_seq == ack.seq
+        await js.delete_consumer(subjects.EVENTS_STREAM, "worker-w1")
+        assert rec.errors == []
+
+        # Not another worker's consumer: the create request never reaches JetStream.
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.add_consumer(subjects.EVENTS_STREAM, durable_name="worker-w2",
+                                  timeout=0.5)
+        await rec.wait_error("permissions violation for publish to \"$JS.API.CONSUMER.")
+        with pytest.raises(NotFoundError):
+            await admin_js.consumer_info(subjects.EVENTS_STREAM, "worker-w2")
+
+
+async def test_subscriptions_are_confined_to_the_own_inbox(authed_server: AuthedServer) -> None:
+    async with harness(authed_server) as h:
+        w1, rec = await h.connect("worker-w1")
+        for subject in ["_INBOX.reader.r1.>", "dtf.evt.>", AUTH_SUBJECT, "_INBOX.>"]:
+            await w1.subscribe(subject)
+            await rec.wait_error(f'permissions violation for subscription to "{subject}"')
+        mine = await w1.subscribe("_INBOX.worker.w1.mine")
+        assert await h.delivered(w1, W1_MARKER, W1_MARKER)  # w1's SUB is in force now
+        await h.admin.publish("_INBOX.worker.w1.mine", b"reply")
+        assert (await mine.next_msg(timeout=WAIT_S)).data == b"reply"
+        assert not any("_INBOX.worker.w1.mine" in e for e in rec.errors)
+
+
+async def test_reader(authed_server: AuthedServer) -> None:
+    async with harness(authed_server) as h:
+        reader, rec = await h.connect("reader")
+        assert not await h.delivered(reader, subjects.CMD_SUBMIT, Q_MARKER)
+        await rec.wait_error(violation(subjects.CMD_SUBMIT))
+        assert await h.delivered(reader, subjects.Q_TASKS, Q_MARKER)
+
+
+async def test_manager(authed_server: AuthedServer) -> None:
+    async with harness(authed_server) as h:
+        manager, rec = await h.connect("manager")
+        for allowed in [subjects.CMD_SUBMIT, subjects.CMD_CANCEL, subjects.CMD_WORKER_STOP]:
+            assert await h.delivered(manager, allowed, Q_MARKER)
+        assert rec.errors == []
+        for denied in ["dtf.evt.task.x.submitted", subjects.CMD_REPORT, "dtf.hb.w1"]:
+            assert not await h.delivered(manager, denied, Q_MARKER)
+            await rec.wait_error(violation(denied))
+
+
+async def test_the_server_holds_the_callouts_verdict(authed_server: AuthedServer) -> None:
+    """$SYS.REQ.USER.INFO: the account the client landed in and the permissions it has."""
+    async with harness(authed_server) as h:
+        w1, _ = await h.connect("worker-w1")
+        reply = await w1.request("$SYS.REQ.USER.INFO", b"", timeout=WAIT_S)
+        data = json.loads(reply.data)["data"]
+        assert data["user"] == "worker:w1"
+        assert data["account"] == "$G"
+        assert "dtf.hb.w1" in data["permissions"]["publish"]["allow"]
+        assert data["permissions"]["subscribe"]["allow"] == ["_INBOX.worker.w1.>"]
+
+
+@pytest.mark.parametrize("token", ["no-such-token", None])
+async def test_unknown_or_missing_token_is_refused(authed_server: AuthedServer,
+                                                   token: str | None) -> None:
+    async with harness(authed_server) as h:
+        with pytest.raises(nats.errors.Error, match=r"(?i)authorization violation"):
+            await h.connect(token, allow_reconnect=False, max_reconnect_attempts=0)
+        assert h.auth.asked[-1] == (token or "")  # the callout was asked, and said no
