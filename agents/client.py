@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -16,6 +17,7 @@ from dtf_core.errors import Conflict, DTFError, InvalidInput, NotFound, Refused,
 from dtf_core.spec import TaskSpec
 
 SUBMIT_CHUNK = 1000
+DENIAL_CHECK_S = 0.05
 AUTH_HEADER = "Authorization"
 _SUBJECTS: dict[type, str] = {
     cmds.SubmitTasks: subjects.CMD_SUBMIT,
@@ -55,16 +57,35 @@ class ApiClient:
     async def call(self, cmd: cmds.Command, timeout: float | None = None) -> Any:
         subject = _SUBJECTS[type(cmd)]
         try:
-            msg = await self.nc.request(subject, cmds.encode(cmd), timeout=timeout or self.timeout,
-                                        headers=self.headers)
+            msg = await self._request(subject, cmds.encode(cmd), timeout or self.timeout)
         except NoRespondersError:
             raise Unavailable("no api agent is running (is `dtf up` running?)") from None
         except NatsTimeout:
+            denied = getattr(self.nc, "denied", None)
+            if denied is not None and denied(subject):
+                raise Forbidden(f"forbidden: the server refused your publish to {subject}"
+                                ) from None
             raise Unavailable(f"the api agent did not answer {subject} in time") from None
         reply = cmds.decode_reply(msg.data)
         if not reply.ok:
             raise _ERRORS.get(reply.code, DTFError)(reply.error)
         return reply.result
+
+    async def _request(self, subject: str, data: bytes, timeout: float) -> Any:
+        """A request that fails at once, not at the timeout, when the server refuses the
+        publish (a role without permission for ``subject``)."""
+        denied = getattr(self.nc, "denied", None)
+        request = asyncio.ensure_future(
+            self.nc.request(subject, data, timeout=timeout, headers=self.headers))
+        if denied is None:
+            return await request
+        while True:
+            done, _ = await asyncio.wait({request}, timeout=DENIAL_CHECK_S)
+            if done:
+                return request.result()
+            if denied(subject):
+                request.cancel()
+                raise Forbidden(f"forbidden: the server refused your publish to {subject}")
 
     async def submit(
         self, specs: list[TaskSpec], *, run_id: str | None = None, run_name: str = ""

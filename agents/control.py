@@ -24,8 +24,10 @@ class ControlPlane:
     def __init__(
         self, nc: Client, eventlog: EventLog, *, heartbeat_interval: float = 1.0,
         misses: int = 5, secure: bool = False, keyring: Keyring | None = None,
+        board: Board | None = None,
     ) -> None:
-        self.folder = Folder(eventlog, Board(), dead_letter=jetstream_dead_letter(nc, "control"))
+        self.folder = Folder(eventlog, board or Board(),
+                             dead_letter=jetstream_dead_letter(nc, "control"))
         self.api = ApiAgent(nc, eventlog, folder=self.folder, secure=secure, keyring=keyring)
         self.scheduler = SchedulerAgent(nc, eventlog, folder=self.folder)
         self.recovery = RecoveryAgent(

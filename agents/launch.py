@@ -14,7 +14,8 @@ from nats.aio.client import Client
 from agents.jetstream_log import JetStreamLog
 from agents.nats_conn import connect, ensure_streams
 from agents.security.keyring import Keyring
-from agents.settings import Settings
+from agents.server_auth import issuer_file
+from agents.settings import Settings, credential
 
 log = logging.getLogger(__name__)
 AGENT_KINDS = ("api", "scheduler", "recovery", "projector", "control")
@@ -39,9 +40,12 @@ async def _close(nc: Client) -> None:
         await nc.close()
 
 
-async def _connected(settings: Settings, name: str) -> Client:
-    nc = await connect(settings.server, name)
-    await ensure_streams(nc.jetstream())
+async def _connected(settings: Settings, name: str, *, streams: bool = True,
+                     worker_id: str | None = None) -> Client:
+    nc = await connect(settings.server, name, credential=credential(settings),
+                       worker_id=worker_id)
+    if streams:
+        await ensure_streams(nc.jetstream())
     return nc
 
 
@@ -59,6 +63,10 @@ async def run_agent(
 ) -> None:
     secure = not insecure
     keyring = _keyring(keys_dir, settings) if secure and kind in ("api", "control") else None
+    if kind == "control" and secure and keyring is not None and \
+            issuer_file(keyring.path.parent).exists():
+        await run_control_with_callout(settings, keyring)
+        return
     nc = await _connected(settings, f"dtf-{kind}")
     eventlog = JetStreamLog(nc)
     agent: Any
@@ -96,13 +104,46 @@ async def run_agent(
         await asyncio.shield(_close(nc))
 
 
+async def run_control_with_callout(settings: Settings, keyring: Keyring) -> None:
+    """The control plane that also answers the server's auth callout: it connects as the
+    auth user first (nobody else can connect before the callout answers), then as itself."""
+    from agents.control import ControlPlane
+    from agents.gate import Gate
+    from agents.server_auth import AUTH_USER, callout_secrets, kick_revoked, make_callout
+    from projections.board import Board
+
+    issuer, password = callout_secrets(keyring.path.parent)
+    sys_nc = await connect(settings.server, "dtf-auth-callout", user=AUTH_USER,
+                           password=password)
+    board = Board()
+    gate = Gate(board, keyring=keyring)
+    callout = make_callout(gate, issuer)
+    await callout.start(sys_nc)
+    nc = await _connected(settings, "dtf-control")
+    try:
+        plane = ControlPlane(nc, JetStreamLog(nc), heartbeat_interval=settings.heartbeat_interval,
+                             misses=settings.heartbeat_misses, secure=True, keyring=keyring,
+                             board=board)
+
+        async def on_batch(events: list[Any]) -> None:
+            if any(type(e).__name__ in ("TokenRevoked", "ApiKeyRevoked") for _, e in events):
+                closed = await kick_revoked(callout, gate, sys_nc)
+                log.info("revocation: closed %d connection(s)", closed)
+
+        plane.folder.listeners.append(on_batch)
+        await run_until_signal(plane.run)
+    finally:
+        await asyncio.shield(_close(nc))
+        await asyncio.shield(_close(sys_nc))
+
+
 async def run_worker(
     settings: Settings, *, worker_id: str | None, slots: int | None, tags: tuple[str, ...],
     credential: str | None = None,
 ) -> None:
     from agents.worker import WorkerAgent
 
-    nc = await _connected(settings, "dtf-worker")
+    nc = await _connected(settings, "dtf-worker", streams=False, worker_id=worker_id)
     try:
         agent = WorkerAgent(nc, worker_id=worker_id, slots=slots, tags=tags,
                             heartbeat_interval=settings.heartbeat_interval,

@@ -55,7 +55,15 @@ class LazyHeaders(Mapping[str, str]):
 
 
 class FastClient(Client):
-    """nats-py's client with lazily parsed headers (status messages still parse eagerly)."""
+    """nats-py's client with lazily parsed headers (status messages still parse eagerly),
+    remembering the errors the server sent (a refused credential, a denied publish)."""
+
+    server_errors: list[str]
+
+    def denied(self, subject: str) -> bool:
+        """Did the server refuse a publish to ``subject`` on this connection?"""
+        needle = f'publish to "{subject.lower()}"'
+        return any(needle in e.lower() for e in getattr(self, "server_errors", ()))
 
     async def _process_headers(self, headers: bytes) -> Any:
         if headers and len(headers) > _HDR_PREFIX and headers[_HDR_PREFIX] != 32:
@@ -122,14 +130,30 @@ def check_server_version(version: str) -> None:
         raise Unavailable(f"nats-server {version} is too old: DTF needs {need} or newer")
 
 
-async def connect(url: str, name: str, *, reconnect: bool = True, **options: Any) -> Client:
+async def connect(
+    url: str, name: str, *, reconnect: bool = True, credential: str | None = None,
+    worker_id: str | None = None, **options: Any,
+) -> Client:
     """Connect, failing fast with one clear error when no server is there; once connected,
-    reconnect forever (agents) or not at all (one-shot CLI commands)."""
+    reconnect forever (agents) or not at all (one-shot CLI commands).
+
+    ``credential`` (a token or worker API key) is presented to the server's auth callout,
+    with the inbox prefix the callout grants to that principal."""
+    if credential:
+        from agents.server_auth import client_inbox_prefix
+
+        options["token"] = credential
+        prefix = client_inbox_prefix(credential, worker_id)
+        if prefix:
+            options["inbox_prefix"] = prefix
+
+    nc = FastClient()
+    nc.server_errors = []
 
     async def _quiet(exc: Exception) -> None:
         log.debug("nats error: %s", exc)
+        nc.server_errors[:] = [*nc.server_errors[-20:], str(exc)]
 
-    nc = FastClient()
     try:
         await nc.connect(
             url,
@@ -141,7 +165,14 @@ async def connect(url: str, name: str, *, reconnect: bool = True, **options: Any
             **options,
         )
     except Exception as exc:  # nats raises several unrelated types for "not there"
-        raise Unavailable(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None
+        text = str(exc) or type(exc).__name__
+        if any("uthorization" in e for e in [text, *nc.server_errors]):
+            if not credential:
+                raise Unavailable(f"NATS at {url} requires a credential: pass --token-file "
+                                  "or set DTF_TOKEN (the local admin's is .dtf/admin.jwt)"
+                                  ) from None
+            raise Unavailable(f"NATS at {url} refused the credential: {text}") from None
+        raise Unavailable(f"cannot reach NATS at {url}: {text}") from None
     nc.options["max_reconnect_attempts"] = -1 if reconnect else 0
     nc.options["allow_reconnect"] = reconnect
     nc.options["reconnect_time_wait"] = 0.5

@@ -53,6 +53,11 @@ def repo_conf() -> Path | None:
     return path if path.exists() else None
 
 
+def base_conf_text() -> str:
+    conf = repo_conf()
+    return conf.read_text() if conf is not None else DEFAULT_CONF
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

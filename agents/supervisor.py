@@ -17,12 +17,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from agents.bootstrap import Credentials, bootstrap, keys_dir
+from agents.bootstrap import Credentials, keys_dir, mint, record
 from agents.client import ApiClient
 from agents.jetstream_log import JetStreamLog
 from agents.nats_conn import connect, ensure_streams
-from agents.natsserver import NatsServer
+from agents.natsserver import NatsServer, base_conf_text
+from agents.server_auth import server_config
 from dtf_core.errors import DTFError
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class Stack:
     workers: int = 1
     slots: int | None = None
     insecure: bool = False
+    host: str = "127.0.0.1"
     server: NatsServer | None = None
     agents: list[Child] = field(default_factory=list)
     worker_children: list[Child] = field(default_factory=list)
@@ -76,7 +79,8 @@ class Stack:
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        local = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"nats://{local}:{self.port}"
 
     def _argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "cli.main", *args, "--server", self.url]
@@ -107,29 +111,51 @@ class Stack:
         self.creds = creds
 
     async def start(self) -> None:
+        """Secure by default: the server admits no connection that the control plane's auth
+        callout has not checked, so the control plane starts first; then `dtf up` records
+        the credentials it issued, and starts the projector and the workers."""
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.server = NatsServer(store_dir=self.data_dir / "nats", port=self.port)
+        store = self.data_dir / "nats"
+        creds, issued = (None, []) if self.insecure else mint(
+            self.data_dir, services=["control", "projector"],
+            workers=[f"local-{i}" for i in range(1, self.workers + 1)],
+        )
+        conf = None if self.insecure else server_config(
+            base_conf_text(), keys_dir(self.data_dir), self.data_dir / "nats-server.conf")
+        self.server = NatsServer(store_dir=store, port=self.port, conf=conf, host=self.host)
         await asyncio.to_thread(self.server.start)
-        nc = await connect(self.url, "dtf-up")
-        creds = None
+        self.plan(creds)
+        control, *others = self.agents
+        await control.start()
+        nc = await self._connect_when_admitted(creds)
         try:
             await ensure_streams(nc.jetstream())
-            if not self.insecure:
-                creds = await bootstrap(
-                    JetStreamLog(nc), self.data_dir, services=["control", "projector"],
-                    workers=[f"local-{i}" for i in range(1, self.workers + 1)],
-                )
+            if creds is not None:
+                await record(JetStreamLog(nc), self.data_dir, issued)
         finally:
             await nc.close()
-        self.plan(creds)
-        for child in [*self.agents, *self.worker_children]:
+        for child in [*others, *self.worker_children]:
             await child.start()
+
+    async def _connect_when_admitted(self, creds: Credentials | None,
+                                     timeout: float = 30.0) -> Any:
+        credential = creds.admin.read_text().strip() if creds else None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return await connect(self.url, "dtf-up", credential=credential)
+            except DTFError as exc:
+                self._check_alive()
+                if time.monotonic() > deadline:
+                    raise DTFError(f"the control plane did not admit dtf up in {timeout:.0f}s "
+                                   f"({exc}); see {self.data_dir / 'logs'}") from None
+                await asyncio.sleep(0.1)
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Ready when the api answers, every local worker is registered and the projector
         has caught up."""
-        nc = await connect(self.url, "dtf-up-probe")
         admin = self.creds.admin.read_text().strip() if self.creds else None
+        nc = await connect(self.url, "dtf-up-probe", credential=admin)
         api = ApiClient(nc, timeout=2.0, credential=admin)
         deadline = time.monotonic() + timeout
         try:

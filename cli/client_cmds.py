@@ -33,8 +33,9 @@ class Target:
 
 
 @asynccontextmanager
-async def connected(server: str) -> AsyncIterator[Client]:
-    nc = await connect(server, "dtf-cli", reconnect=False)
+async def connected(target: Target) -> AsyncIterator[Client]:
+    nc = await connect(target.server, "dtf-cli", reconnect=False,
+                       credential=target.credential)
     try:
         yield nc
     finally:
@@ -42,7 +43,7 @@ async def connected(server: str) -> AsyncIterator[Client]:
 
 
 async def submit(target: Target, specs: list[TaskSpec], run_name: str = "") -> Any:
-    async with connected(target.server) as nc:
+    async with connected(target) as nc:
         run_id = None
         if len(specs) > 1 or run_name:
             import uuid
@@ -53,13 +54,13 @@ async def submit(target: Target, specs: list[TaskSpec], run_name: str = "") -> A
 
 
 async def call(target: Target, method: str, *args: Any, **kwargs: Any) -> Any:
-    async with connected(target.server) as nc:
+    async with connected(target) as nc:
         return await getattr(ApiClient(nc, credential=target.credential), method)(*args, **kwargs)
 
 
 async def status(target: Target) -> dict[str, Any]:
     """The api's summary plus the projector's position (or why it is not available)."""
-    async with connected(target.server) as nc:
+    async with connected(target) as nc:
         st: dict[str, Any] = await ApiClient(nc, credential=target.credential).status()
         try:
             msg = await nc.request(subjects.Q_PROJECTOR, b'{"op":"status"}', timeout=2)
@@ -73,7 +74,7 @@ async def wait(target: Target, ids: list[str], timeout: float | None) -> dict[st
     """Wait until every task is terminal; returns the final summary of each."""
     for i in ids:
         validate_id(i, "task id")
-    async with connected(target.server) as nc:
+    async with connected(target) as nc:
         api = ApiClient(nc, credential=target.credential)
         return await _wait_terminal(nc, api, ids, timeout)
 
@@ -104,7 +105,7 @@ async def logs(target: Target, task_id: str, follow: bool) -> int:
     """Print a task's output; with ``follow``, until the task ends and its last attempt's
     output has been printed (the worker sends the output before it reports)."""
     validate_id(task_id, "task id")
-    async with connected(target.server) as nc:
+    async with connected(target) as nc:
         api = ApiClient(nc, credential=target.credential)
         await api.tasks(ids=[task_id], limit=1)  # a clear error for an unknown id
         eventlog = JetStreamLog(nc, stream=subjects.LOGS_STREAM)

@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--slots", type=int, default=None, help="tasks per worker (default: cores)")
     up.add_argument("--insecure-dev", action="store_true",
                     help="no authentication (loopback development only)")
+    up.add_argument("--host", default="127.0.0.1",
+                    help="address NATS listens on (default 127.0.0.1; others need auth)")
 
     w = client("worker", "run a worker daemon on this host")
     w.add_argument("--id", dest="worker_id", default=None)
@@ -282,8 +284,11 @@ def _up(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 
     if args.workers < 0 or (args.slots is not None and args.slots < 1):
         raise InvalidInput("--workers must be >= 0 and --slots >= 1")
+    if args.insecure_dev and args.host not in ("127.0.0.1", "localhost", "::1"):
+        raise InvalidInput("--insecure-dev listens on loopback only; drop --host")
     stack = Stack(data_dir=Path(args.data_dir or cfg.data_dir).resolve(), port=args.port,
-                  workers=args.workers, slots=args.slots, insecure=args.insecure_dev)
+                  workers=args.workers, slots=args.slots, insecure=args.insecure_dev,
+                  host=args.host)
 
     def ready(s: Stack) -> None:
         sys.stdout.write(f"DTF ready at {s.url}\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,9 +12,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nats
 import pytest
 
 from agents.natsserver import free_port
+from agents.server_auth import client_inbox_prefix
 from tests.conftest import eventually
 
 PY = sys.executable
@@ -34,9 +37,10 @@ class Up:
         line = self.proc.stdout.readline()  # bounded by the pytest timeout
         assert line.strip() == f"DTF ready at {self.url}", line
 
-    def dtf(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def dtf(self, *args: str, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         argv = [PY, "-m", "cli.main", args[0], "--server", self.url, *args[1:]]
-        env = {**os.environ, "DTF_TOKEN_FILE": str(self.data_dir / "admin.jwt")}
+        env = {**os.environ, "DTF_TOKEN_FILE": str(self.data_dir / "admin.jwt"), **(env or {})}
         out = subprocess.run(argv, env=env,
                              capture_output=True, text=True, timeout=60)
         if check:
@@ -152,3 +156,50 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_server_enforces_roles_and_revocation_closes_connections(up: Up) -> None:
+    issued = json.loads(up.dtf("token", "issue", "--role", "reader", "--ttl", "10m",
+                               "--json").stdout)
+    assert asyncio.run(_refused_without_token(up.url))
+    denied, kicked = asyncio.run(_reader_session(up, issued))
+    assert denied == ['nats: permissions violation for publish to "dtf.evt.task.x.submitted"']
+    assert kicked < 1.0, f"the revoked token's connection stayed open {kicked:.2f}s"
+    out = up.dtf("tasks", check=False, env={"DTF_TOKEN": issued["token"]})
+    assert out.returncode == 1 and "refused" in out.stderr
+
+
+async def _refused_without_token(url: str) -> bool:
+    try:
+        nc = await nats.connect(url, max_reconnect_attempts=1, reconnect_time_wait=0.1,
+                                connect_timeout=2)
+    except Exception:
+        return True
+    await nc.close()
+    return False
+
+
+async def _reader_session(up: Up, issued: dict[str, str]) -> tuple[list[str], float]:
+    errors: list[str] = []
+    gone = asyncio.Event()
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    async def on_disconnect() -> None:
+        gone.set()
+
+    nc = await nats.connect(up.url, token=issued["token"], error_cb=on_error,
+                            disconnected_cb=on_disconnect,
+                            inbox_prefix=client_inbox_prefix(issued["token"]) or "_INBOX",
+                            max_reconnect_attempts=1, reconnect_time_wait=0.1)
+    try:
+        await nc.publish("dtf.evt.task.x.submitted", b"forged")
+        await nc.request("dtf.q.status", b"", timeout=5)  # a round trip: the error is in
+        t0 = time.monotonic()
+        revoke = asyncio.to_thread(up.dtf, "token", "revoke", issued["jti"])
+        await revoke
+        await asyncio.wait_for(gone.wait(), 10)
+        return [e for e in errors if "permissions" in e], time.monotonic() - t0
+    finally:
+        await nc.close()

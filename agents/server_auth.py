@@ -1,0 +1,108 @@
+"""Wiring the NATS auth callout into a stack: the server config, the persisted callout
+keys, and the service that admits each connection with its role's permissions.
+
+The callout runs in the control plane (it has the fold, so revocations in the log reach
+it), on a system-account connection as ``dtf-auth``. A revoked token or API key is denied
+on its next connect, and its live connections are kicked.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+
+from agents.gate import Gate
+from agents.natsauth import nkeys
+from agents.natsauth.callout import AuthCallout, Session, Verdict
+from agents.natsauth.config import CalloutConfig, new_password
+from agents.natsauth.permissions import for_role, inbox_prefix
+from agents.security import apikeys
+from agents.security.errors import Unauthenticated
+from agents.security.keyfiles import create_secret_file, ensure_private_dir, read_secret_file
+
+log = logging.getLogger(__name__)
+AUTH_USER = "dtf-auth"
+
+
+def issuer_file(keys: Path) -> Path:
+    return keys / "callout-issuer.seed"
+
+
+def password_file(keys: Path) -> Path:
+    return keys / "callout-password"
+
+
+def _load_or_create(path: Path, make: Any) -> str:
+    if not path.exists():
+        ensure_private_dir(path.parent)
+        create_secret_file(path, make().encode())
+    return read_secret_file(path).decode().strip()
+
+
+def callout_secrets(keys: Path) -> tuple[nkeys.KeyPair, str]:
+    """The callout's issuer key and the auth user's password: made once, kept 0600."""
+    seed = _load_or_create(issuer_file(keys),
+                           lambda: nkeys.KeyPair.create(nkeys.PREFIX_ACCOUNT).seed)
+    password = _load_or_create(password_file(keys), new_password)
+    return nkeys.KeyPair.from_seed(seed), password
+
+
+def server_config(base: str, keys: Path, path: Path) -> Path:
+    """Write the server config: the base (nats.conf) plus the auth callout block, 0600."""
+    issuer, password = callout_secrets(keys)
+    text = base + "\n" + CalloutConfig(issuer_public_key=issuer.public_key,
+                                       auth_password=password, auth_user=AUTH_USER).render()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    create_secret_file(path, text.encode())
+    return path
+
+
+def make_callout(gate: Gate, issuer: nkeys.KeyPair) -> AuthCallout:
+    def authorize(token: str, client_info: Mapping[str, Any]) -> Verdict:
+        del client_info
+        try:
+            claims = gate.principal({"Authorization": f"Bearer {token}"})
+        except Unauthenticated as exc:
+            return str(exc)
+        principal = claims.wid if claims.role == "worker" and claims.wid else claims.sub
+        return for_role(str(claims.role), principal).until(claims.exp)
+
+    return AuthCallout(issuer, authorize)
+
+
+async def kick_revoked(callout: AuthCallout, gate: Gate, nc_sys: Client) -> int:
+    """Disconnect every admitted connection whose credential no longer passes the gate."""
+
+    def revoked(session: Session) -> bool:
+        try:
+            gate.principal({"Authorization": f"Bearer {session.token}"})
+        except Unauthenticated:
+            return True
+        return False
+
+    return await callout.kick_where(nc_sys, revoked)
+
+
+def client_inbox_prefix(credential: str | None, worker_id: str | None = None) -> str | None:
+    """The inbox prefix the callout grants this credential (read from the token's claims,
+    unverified: the server decides what it really grants)."""
+    if not credential:
+        return None
+    if credential.startswith(apikeys.PREFIX + "_"):
+        return inbox_prefix("worker", worker_id) if worker_id else None
+    try:
+        payload = credential.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        role, sub, wid = claims["role"], claims["sub"], claims.get("wid")
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+    if role in ("admin", "agent"):
+        return None
+    return inbox_prefix(role, wid if role == "worker" and wid else sub)
