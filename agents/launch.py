@@ -147,7 +147,8 @@ async def run_worker(
     try:
         agent = WorkerAgent(nc, worker_id=worker_id, slots=slots, tags=tags,
                             heartbeat_interval=settings.heartbeat_interval,
-                            credential=credential)
+                            credential=credential,
+                            signing_key_dir=Path(settings.data_dir) / "worker-keys")
         await run_until_signal(agent.run)
     finally:
         await asyncio.shield(_close(nc))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.eventlog import Append
+from agents.security.signing import canonical_bytes, public_key_from_bytes, verify_signature
 from dtf_core import subjects
 from dtf_core import task as task_agg
 from dtf_core import worker as worker_agg
@@ -24,7 +25,7 @@ from dtf_core.commands import (
     SubmitTasks,
 )
 from dtf_core.dag import find_cycle
-from dtf_core.errors import InvalidInput, NotFound, Refused
+from dtf_core.errors import DTFError, InvalidInput, NotFound, Refused
 from dtf_core.events.codec import Event, encode, msg_id_of, subject_of
 from dtf_core.events.run import RunCreated
 from dtf_core.events.task import ResultRefused
@@ -147,6 +148,7 @@ def plan_cancel(board: Board, cmd: CancelTask, *, now: float) -> Plan:
 
 
 def plan_report(board: Board, cmd: ReportResults, *, now: float) -> Plan:
+    check_report_signature(board, cmd)
     changes: list[Change] = []
     outcomes: list[ReportOutcome] = []
     keys: set[str] = set()
@@ -184,6 +186,7 @@ def plan_register(board: Board, cmd: RegisterWorker, *, now: float) -> Plan:
         capabilities=cmd.capabilities,
         now=now,
         actor=cmd.actor,
+        signing_key=cmd.signing_key,
     )
     current = board.workers.get(wid)
     change = Change(list(events), current.last_seq if current else 0, subjects.worker_filter(wid))
@@ -201,3 +204,19 @@ def plan_stop_worker(board: Board, cmd: StopWorker, *, now: float) -> Plan:
     events = worker_agg.decide_stop(current, session=cmd.session, now=now, actor=cmd.actor)
     changes = [Change(list(events), current.last_seq, subjects.worker_filter(wid))]
     return Plan(changes if events else [], lambda: {"worker_id": wid}, keys={wid})
+
+
+def check_report_signature(board: Board, cmd: ReportResults) -> None:
+    """Defence in depth beside the server's permissions: a worker that registered a signing
+    key must sign every batch of reports with it."""
+    for worker_id in {r.worker_id for r in cmd.reports}:
+        worker = board.workers.get(worker_id)
+        if worker is None or worker.signing_key is None:
+            continue
+        if cmd.signature is None:
+            raise Refused(f"reports for worker {worker_id} must be signed with its key")
+        try:
+            verify_signature(public_key_from_bytes(worker.signing_key),
+                             canonical_bytes(cmd.reports), cmd.signature)
+        except DTFError:
+            raise Refused(f"bad signature on reports for worker {worker_id}") from None

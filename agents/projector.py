@@ -38,6 +38,8 @@ from projections.tables import (
 log = logging.getLogger(__name__)
 
 AGENT = "projector"
+HARDENED: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False, "lock_configuration": True}
 QUEUE_GROUP = "dtf-projector"
 T = TypeVar("T")
 
@@ -52,7 +54,9 @@ _encoder = msgspec.json.Encoder()
 
 def open_db(path: Path) -> duckdb.DuckDBPyConnection:
     try:
-        con = duckdb.connect(str(path))
+        # Defence in depth: the projector's connection can reach no file or URL but its own
+        # database, and nothing can switch that back on.
+        con = duckdb.connect(str(path), config=HARDENED)
     except duckdb.IOException as exc:  # most often: another process holds the file
         raise Unavailable(f"cannot open {path}: {exc}") from None
     create_tables(con)

@@ -103,11 +103,13 @@ class Stack:
                   logs / f"worker-{i}.log")
             for i in range(1, self.workers + 1)
         ]
+        for child in [*self.agents, *self.worker_children]:
+            child.env = {"DTF_DATA_DIR": str(self.data_dir)}
         if creds is not None:
             for child in self.agents:
-                child.env = {"DTF_TOKEN_FILE": str(creds.files[f"agent-{child.name}"])}
+                child.env["DTF_TOKEN_FILE"] = str(creds.files[f"agent-{child.name}"])
             for i, child in enumerate(self.worker_children, start=1):
-                child.env = {"DTF_TOKEN_FILE": str(creds.files[f"local-{i}"])}
+                child.env["DTF_TOKEN_FILE"] = str(creds.files[f"local-{i}"])
         self.creds = creds
 
     async def start(self) -> None:

@@ -11,6 +11,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -24,6 +25,8 @@ from agents.capabilities import detect
 from agents.client import ApiClient
 from agents.jetstream_log import parse_ack_reply
 from agents.runner import run_command
+from agents.security.keyfiles import ensure_private_dir, load_or_create_private_key_file
+from agents.security.signing import canonical_bytes, public_key_bytes, sign
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.errors import DTFError, Unavailable
@@ -60,6 +63,7 @@ class WorkerAgent:
         tags: tuple[str, ...] = (),
         heartbeat_interval: float = 1.0,
         credential: str | None = None,
+        signing_key_dir: Path | None = None,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
@@ -68,6 +72,13 @@ class WorkerAgent:
         self.session = uuid.uuid4().hex[:16]
         self.capabilities = detect(tags)
         self.slots = slots or self.capabilities.cpu_count
+        # Reports are signed (one signature per batch) with this worker's key, kept in a
+        # 0600 file and registered by its public half.
+        self.signing_key = None
+        if signing_key_dir is not None:
+            ensure_private_dir(signing_key_dir)
+            self.signing_key = load_or_create_private_key_file(
+                signing_key_dir / f"{self.worker_id}.key")
         self.heartbeat_interval = heartbeat_interval
         self.running: dict[str, Attempt] = {}
         self.reports: list[Report] = []
@@ -83,6 +94,8 @@ class WorkerAgent:
         cmd = cmds.RegisterWorker(
             worker_id=self.worker_id, session=self.session, hostname=socket.gethostname(),
             pid=os.getpid(), slots=self.slots, capabilities=self.capabilities,
+            signing_key=(public_key_bytes(self.signing_key.public_key())
+                         if self.signing_key is not None else None),
         )
         delay = 0.1
         while True:
@@ -207,7 +220,7 @@ class WorkerAgent:
             while self.reports:
                 batch = self.reports[:MAX_REPORTS]
                 try:
-                    refused = await self.api.call(cmds.ReportResults(reports=batch))
+                    refused = await self.api.call(self._signed(batch))
                 except DTFError as exc:
                     log.warning("reporting %d results failed (%s); retrying", len(batch), exc)
                     await asyncio.sleep(backoff)
@@ -218,6 +231,12 @@ class WorkerAgent:
                 for item in refused or ():
                     self._stop_refused(item)
             self._reports_idle.set()
+
+    def _signed(self, reports: list[Report]) -> cmds.ReportResults:
+        if self.signing_key is None:
+            return cmds.ReportResults(reports=reports)
+        return cmds.ReportResults(reports=reports,
+                                  signature=sign(self.signing_key, canonical_bytes(reports)))
 
     def _stop_refused(self, item: dict[str, Any]) -> None:
         attempt = self.running.get(str(item.get("task_id")))
@@ -255,7 +274,7 @@ class WorkerAgent:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 if self.reports:
-                    await self.api.call(cmds.ReportResults(reports=list(self.reports)))
+                    await self.api.call(self._signed(list(self.reports)))
                     self.reports.clear()
                 await self.api.call(
                     cmds.StopWorker(worker_id=self.worker_id, session=self.session)

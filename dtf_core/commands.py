@@ -28,7 +28,10 @@ class CancelTask(CommandBase, frozen=True, kw_only=True, tag="cancel"):
 
 
 class ReportResults(CommandBase, frozen=True, kw_only=True, tag="report"):
+    """``signature``: the worker's Ed25519 signature over the reports (one per batch)."""
+
     reports: list[Report]
+    signature: bytes | None = None
 
 
 class RegisterWorker(CommandBase, frozen=True, kw_only=True, tag="register"):
@@ -38,6 +41,7 @@ class RegisterWorker(CommandBase, frozen=True, kw_only=True, tag="register"):
     pid: int
     slots: int
     capabilities: Capabilities
+    signing_key: bytes | None = None  # the public half of the key its reports are signed with
 
 
 class StopWorker(CommandBase, frozen=True, kw_only=True, tag="stop_worker"):

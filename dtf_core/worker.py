@@ -24,6 +24,7 @@ class WorkerState(Struct, frozen=True, kw_only=True):
     pid: int = 0
     slots: int = 1
     capabilities: Capabilities = Capabilities()
+    signing_key: bytes | None = None
     status: WorkerStatus = "alive"
     registered_at: float = 0.0
     last_event_at: float = 0.0
@@ -42,6 +43,7 @@ def evolve(state: WorkerState | None, event: WorkerEvent, seq: int) -> WorkerSta
                 pid=event.pid,
                 slots=event.slots,
                 capabilities=event.capabilities,
+                signing_key=event.signing_key,
                 registered_at=event.at,
                 last_event_at=event.at,
                 last_seq=seq,
@@ -72,6 +74,7 @@ def decide_register(
     capabilities: Capabilities,
     now: float,
     actor: str,
+    signing_key: bytes | None = None,
 ) -> list[WorkerEvent]:
     return [
         WorkerRegistered(
@@ -81,6 +84,7 @@ def decide_register(
             pid=pid,
             slots=slots,
             capabilities=capabilities,
+            signing_key=signing_key,
             at=now,
             actor=actor,
         )

@@ -31,6 +31,7 @@ class WorkerRegistered(WorkerEventBase, frozen=True, kw_only=True, tag="register
     pid: int
     slots: int
     capabilities: Capabilities
+    signing_key: bytes | None = None
 
 
 class WorkerStopped(WorkerEventBase, frozen=True, kw_only=True, tag="stopped"):

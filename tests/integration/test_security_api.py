@@ -14,7 +14,7 @@ from agents.security.errors import Forbidden, Unauthenticated
 from agents.security.keyring import Keyring
 from agents.security.tokens import issue, new_token_id
 from dtf_core import commands as cmds
-from dtf_core.errors import NotFound
+from dtf_core.errors import NotFound, Refused
 from dtf_core.events.auth import ApiKeyCreated, TokenIssued, TokenRevoked
 from dtf_core.events.task import TaskSubmitted
 from dtf_core.events.worker import Capabilities
@@ -125,3 +125,25 @@ async def test_worker_api_key_is_hashed_and_works(secured: tuple[Harness, Keyrin
     await h.api.revoke_api_key(created["key_id"])
     with pytest.raises(Unauthenticated, match="revoked"):
         await as_(h, key).call(cmds.StopWorker(worker_id="w9", session="s"))
+
+
+async def test_signed_reports(secured: tuple[Harness, Keyring], tmp_path: Path) -> None:
+    h, _ = secured
+    created = await h.api.create_api_key("w5")
+    worker = await h.add_worker("w5", credential=created["key"],
+                                signing_key_dir=tmp_path / "worker-keys")
+    assert (tmp_path / "worker-keys" / "w5.key").stat().st_mode & 0o777 == 0o600
+    res = await h.api.submit([NOOP, NOOP])
+    for task_id in res.ids:
+        assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+    other = await h.api.submit([TaskSpec(type="command", config={"argv": ["sleep", "30"]})])
+    row = await h.wait_status(other.ids[0], {"running"})
+    lease = next(seq for seq, e in await h.events(other.ids[0])
+                 if type(e).__name__ == "TaskLeased")
+    forged = [Report(task_id=row["id"], kind="succeeded", fencing=lease, worker_id="w5")]
+    with pytest.raises(Refused, match="must be signed"):
+        await h.api.call(cmds.ReportResults(reports=forged))
+    with pytest.raises(Refused, match="bad signature"):
+        await h.api.call(cmds.ReportResults(reports=forged, signature=b"x" * 64))
+    assert (await h.api.tasks(ids=[row["id"]]))[0]["status"] == "running"
+    assert worker.signing_key is not None
