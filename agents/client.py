@@ -79,13 +79,17 @@ class ApiClient:
             self.nc.request(subject, data, timeout=timeout, headers=self.headers))
         if denied is None:
             return await request
-        while True:
-            done, _ = await asyncio.wait({request}, timeout=DENIAL_CHECK_S)
-            if done:
-                return request.result()
-            if denied(subject):
+        try:
+            while True:
+                done, _ = await asyncio.wait({request}, timeout=DENIAL_CHECK_S)
+                if done:
+                    return request.result()
+                if denied(subject):
+                    raise Forbidden(f"forbidden: your credential may not send {subject} "
+                                    "(the server refused it)")
+        finally:
+            if not request.done():
                 request.cancel()
-                raise Forbidden(f"forbidden: the server refused your publish to {subject}")
 
     async def submit(
         self, specs: list[TaskSpec], *, run_id: str | None = None, run_name: str = ""

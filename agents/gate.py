@@ -67,7 +67,7 @@ class Gate:
             cached = (record, now + API_KEY_CACHE_S)
             self._key_cache[digest] = cached
         record = cached[0]
-        return Claims(iss="dtf", aud="dtf-api", sub=f"key-{record.key_id}", role=Role.WORKER,
+        return Claims(iss="dtf", aud="dtf-api", sub=record.worker_id, role=Role.WORKER,
                       iat=int(now), nbf=int(now), exp=int(now + API_KEY_CACHE_S),
                       jti=record.key_id, wid=record.worker_id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -16,21 +17,37 @@ from agents.nats_conn import connect, ensure_streams
 from agents.security.keyring import Keyring
 from agents.server_auth import issuer_file
 from agents.settings import Settings, credential
+from dtf_core.errors import Unavailable
 
 log = logging.getLogger(__name__)
 AGENT_KINDS = ("api", "scheduler", "recovery", "projector", "control")
 
 
-async def run_until_signal(main: Callable[[], Awaitable[Any]]) -> None:
-    """Run ``main``; SIGINT/SIGTERM cancel it so its cleanup runs."""
+async def run_until_signal(main: Callable[[], Awaitable[Any]],
+                           *conns: Client) -> None:
+    """Run ``main``; SIGINT/SIGTERM cancel it so its cleanup runs. If the server closes one
+    of ``conns`` for good (a revoked or refused credential), stop with a clear error so a
+    supervisor can restart the process."""
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(main())
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
+    watchers = [asyncio.ensure_future(nc.gone.wait()) for nc in conns if hasattr(nc, "gone")]
     try:
+        done, _ = await asyncio.wait({task, *watchers}, return_when=asyncio.FIRST_COMPLETED)
+        if task not in done:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            errors = [e for nc in conns for e in getattr(nc, "server_errors", [])]
+            raise Unavailable("the NATS connection was closed for good"
+                              + (f": {errors[-1]}" if errors else ""))
         await task
     except asyncio.CancelledError:
         log.info("stopped by signal")
+    finally:
+        for w in watchers:
+            w.cancel()
 
 
 async def _close(nc: Client) -> None:
@@ -99,7 +116,7 @@ async def run_agent(
             agent = ProjectorAgent(nc, eventlog, db_path or f"{settings.data_dir}/dtf.duckdb")
         else:
             raise ValueError(f"unknown agent {kind!r}")
-        await run_until_signal(agent.run)
+        await run_until_signal(agent.run, nc)
     finally:
         await asyncio.shield(_close(nc))
 
@@ -117,7 +134,8 @@ async def run_control_with_callout(settings: Settings, keyring: Keyring) -> None
                            password=password)
     board = Board()
     gate = Gate(board, keyring=keyring)
-    callout = make_callout(gate, issuer)
+    folded = asyncio.Event()
+    callout = make_callout(gate, issuer, folded)
     await callout.start(sys_nc)
     nc = await _connected(settings, "dtf-control")
     try:
@@ -131,7 +149,15 @@ async def run_control_with_callout(settings: Settings, keyring: Keyring) -> None
                 log.info("revocation: closed %d connection(s)", closed)
 
         plane.folder.listeners.append(on_batch)
-        await run_until_signal(plane.run)
+
+        async def run() -> None:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(plane.run())
+                await plane.folder.caught_up.wait()
+                folded.set()
+                await kick_revoked(callout, gate, sys_nc)  # admitted before the fold knew
+
+        await run_until_signal(run, nc, sys_nc)
     finally:
         await asyncio.shield(_close(nc))
         await asyncio.shield(_close(sys_nc))
@@ -149,6 +175,6 @@ async def run_worker(
                             heartbeat_interval=settings.heartbeat_interval,
                             credential=credential,
                             signing_key_dir=Path(settings.data_dir) / "worker-keys")
-        await run_until_signal(agent.run)
+        await run_until_signal(agent.run, nc)
     finally:
         await asyncio.shield(_close(nc))

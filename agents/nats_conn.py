@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -59,6 +60,7 @@ class FastClient(Client):
     remembering the errors the server sent (a refused credential, a denied publish)."""
 
     server_errors: list[str]
+    gone: asyncio.Event  # set when the connection is closed for good
 
     def denied(self, subject: str) -> bool:
         """Did the server refuse a publish to ``subject`` on this connection?"""
@@ -149,6 +151,10 @@ async def connect(
 
     nc = FastClient()
     nc.server_errors = []
+    nc.gone = asyncio.Event()
+
+    async def _closed() -> None:
+        nc.gone.set()
 
     async def _quiet(exc: Exception) -> None:
         log.debug("nats error: %s", exc)
@@ -162,6 +168,7 @@ async def connect(
             max_reconnect_attempts=1,  # nats-py hangs on a refused first connect otherwise
             reconnect_time_wait=0.05,  # type: ignore[arg-type]  # nats-py takes a float
             error_cb=_quiet,
+            closed_cb=_closed,
             **options,
         )
     except Exception as exc:  # nats raises several unrelated types for "not there"

@@ -31,6 +31,7 @@ from dtf_core.events.run import RunCreated
 from dtf_core.events.task import ResultRefused
 from dtf_core.ids import child_id, task_id_for_key, validate_id
 from dtf_core.spec import TaskSpec, validate_spec
+from dtf_core.task import TaskState
 from projections.board import Board
 
 MAX_TASKS_PER_SUBMIT = 10_000
@@ -148,28 +149,27 @@ def plan_cancel(board: Board, cmd: CancelTask, *, now: float) -> Plan:
 
 
 def plan_report(board: Board, cmd: ReportResults, *, now: float) -> Plan:
+    """Decide each report in order; several reports on one task (``started`` then
+    ``succeeded``, sent together) are decided one after the other, and appended together."""
     check_report_signature(board, cmd)
-    changes: list[Change] = []
     outcomes: list[ReportOutcome] = []
-    keys: set[str] = set()
+    pending: dict[str, tuple[TaskState, list[Event]]] = {}
     for report in cmd.reports:
-        state = board.tasks.get(report.task_id)
-        if state is None or report.task_id in keys:
-            outcomes.append(ReportOutcome(task_id=report.task_id, applied=False, reason="unknown"))
+        state, events = pending.get(report.task_id) or (board.tasks.get(report.task_id), [])
+        if state is None:
+            outcomes.append(ReportOutcome(task_id=report.task_id, applied=False,
+                                          reason="unknown task"))
             continue
-        events = task_agg.decide_report(state, report, now=now, actor=cmd.actor)
-        keys.add(report.task_id)
-        refused = next((e for e in events if isinstance(e, ResultRefused)), None)
-        outcomes.append(
-            ReportOutcome(
-                task_id=report.task_id,
-                applied=refused is None,
-                reason=refused.reason if refused else "",
-            )
-        )
-        if events:
-            changes.append(task_change(board, report.task_id, list(events)))
-    return Plan(changes, lambda: [o for o in outcomes if not o.applied], keys=keys)
+        decided = task_agg.decide_report(state, report, now=now, actor=cmd.actor)
+        for ev in decided:  # a scratch fold, so the next report sees this one's effect
+            state = task_agg.evolve(state, ev, state.last_seq + 1)
+        pending[report.task_id] = (state, [*events, *decided])
+        refused = next((e for e in decided if isinstance(e, ResultRefused)), None)
+        outcomes.append(ReportOutcome(task_id=report.task_id, applied=refused is None,
+                                      reason=refused.reason if refused else ""))
+    changes = [task_change(board, task_id, events)
+               for task_id, (_, events) in pending.items() if events]
+    return Plan(changes, lambda: [o for o in outcomes if not o.applied], keys=set(pending))
 
 
 def plan_register(board: Board, cmd: RegisterWorker, *, now: float) -> Plan:

@@ -8,7 +8,9 @@ on its next connect, and its live connections are kicked.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -64,9 +66,20 @@ def server_config(base: str, keys: Path, path: Path) -> Path:
     return path
 
 
-def make_callout(gate: Gate, issuer: nkeys.KeyPair) -> AuthCallout:
-    def authorize(token: str, client_info: Mapping[str, Any]) -> Verdict:
+FOLD_WAIT_S = 1.5  # under the server's 2 s authorization timeout
+
+
+def make_callout(gate: Gate, issuer: nkeys.KeyPair,
+                 folded: asyncio.Event | None = None) -> AuthCallout:
+    """``folded``: set once the log is folded. Until then an API key (known only from the
+    log) waits briefly; a token is checked by its signature at once, and any revoked
+    token admitted meanwhile is kicked once the fold is done (``kick_revoked``)."""
+
+    async def authorize(token: str, client_info: Mapping[str, Any]) -> Verdict:
         del client_info
+        if folded is not None and not folded.is_set() and token.startswith(apikeys.PREFIX):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(folded.wait(), FOLD_WAIT_S)
         try:
             claims = gate.principal({"Authorization": f"Bearer {token}"})
         except Unauthenticated as exc:

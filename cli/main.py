@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -205,10 +206,7 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
                 sys.stdout.write("\n".join(res.ids) + "\n")
             return 0
         case "wait":
-            try:
-                final = asyncio.run(cc.wait(target, args.ids, args.timeout))
-            except NotFound as exc:
-                raise InvalidInput(str(exc)) from None  # an unknown id is a usage error
+            final = asyncio.run(cc.wait(target, args.ids, args.timeout))
             ok = all(final[i]["status"] == "succeeded" for i in args.ids)
             if args.json:
                 render.emit_json({i: final[i]["status"] for i in args.ids})
@@ -235,8 +233,13 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
             return asyncio.run(cc.logs(target, args.id, args.follow))
         case "cancel":
             res = asyncio.run(cc.call(target, "cancel", args.id))
-            render.emit_json(res) if args.json else sys.stdout.write(
-                f"{res['id']} {res['status']}\n")
+            if args.json:
+                render.emit_json(res)
+            elif res["status"] == "cancelled":
+                sys.stdout.write(f"{res['id']} cancelled\n")
+            else:
+                sys.stdout.write(f"{res['id']} cancel requested (it was {res['status']}; "
+                                 f"its process is being stopped)\n")
             return 0
         case "token" | "worker-key":
             res = asyncio.run(_auth_command(args, target))
@@ -245,6 +248,9 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
             else:
                 secret = res.get("token") or res.get("key")
                 sys.stdout.write((secret or json.dumps(res)) + "\n")
+                if secret:  # the secret alone on stdout, for scripts; the rest for people
+                    about = {k: v for k, v in res.items() if k not in ("token", "key")}
+                    sys.stderr.write(" ".join(f"{k}={v}" for k, v in about.items()) + "\n")
             return 0
         case "status":
             st = asyncio.run(cc.status(target))
@@ -306,11 +312,13 @@ def main(argv: list[str] | None = None) -> int:
         raw, after = raw[:cut], raw[cut + 1 :]
     parser = _parser()
     args = parser.parse_args(raw)
+    if args.cmd not in ("up", "worker", "agent"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `dtf tasks | head` ends quietly
     try:
         return _run(args, after)
     except DTFError as exc:
         sys.stderr.write(f"dtf: error: {exc}\n")
-        return 2 if isinstance(exc, InvalidInput) else 1
+        return 2 if isinstance(exc, InvalidInput | NotFound) else 1
     except TimeoutError:
         sys.stderr.write("dtf: error: timed out\n")
         return 1

@@ -82,6 +82,17 @@ def consumer_subjects(stream: str, consumer: str) -> tuple[str, ...]:
     )
 
 
+def log_readers() -> tuple[str, ...]:
+    """Reading the event log and task output (`dtf wait`, `dtf logs -f`): ephemeral ordered
+    consumers only. The create subject without a consumer name cannot name (or take over)
+    a worker's durable consumer."""
+    out: list[str] = []
+    for stream in (EVENTS, subjects.LOGS_STREAM):
+        out += [f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.INFO.{stream}.*",
+                f"$JS.API.STREAM.MSG.GET.{stream}", f"$JS.FC.{stream}.>"]
+    return tuple(out)
+
+
 def worker(worker_id: str) -> Permissions:
     wid = validate_id(worker_id, "worker id")
     inbox = inbox_prefix("worker", wid)
@@ -107,7 +118,7 @@ def worker(worker_id: str) -> Permissions:
 def reader(principal: str) -> Permissions:
     inbox = inbox_prefix("reader", principal)
     return Permissions(role="reader", principal=principal,
-                       publish=("dtf.q.>", USER_INFO, TOKEN_REFRESH),
+                       publish=("dtf.q.>", USER_INFO, TOKEN_REFRESH, *log_readers()),
                        subscribe=(f"{inbox}.>",), inbox_prefix=inbox)
 
 
@@ -117,7 +128,7 @@ def manager(principal: str) -> Permissions:
         role="manager",
         principal=principal,
         publish=("dtf.q.>", subjects.CMD_SUBMIT, subjects.CMD_CANCEL, "dtf.cmd.worker.>",
-                 USER_INFO, TOKEN_REFRESH),
+                 USER_INFO, TOKEN_REFRESH, *log_readers()),
         subscribe=(f"{inbox}.>",),
         inbox_prefix=inbox,
     )

@@ -106,7 +106,7 @@ def test_clear_errors(up: Up, tmp_path: Path) -> None:
         return out.stderr
 
     assert "invalid task id" in err("task", "bad.id", code=2)
-    assert "unknown task" in err("task", "nope", code=1)
+    assert "unknown task" in err("task", "nope", code=2)
     assert "unknown task" in err("wait", "nope", code=2)
     bad_json = tmp_path / "bad.json"
     bad_json.write_text('{"type": "command", "config": {"argv": ["true"]}, "colour": 1}')
@@ -162,6 +162,13 @@ def test_server_enforces_roles_and_revocation_closes_connections(up: Up) -> None
     issued = json.loads(up.dtf("token", "issue", "--role", "reader", "--ttl", "10m",
                                "--json").stdout)
     assert asyncio.run(_refused_without_token(up.url))
+    reader = {"DTF_TOKEN": issued["token"]}
+    slow = up.dtf("submit", "--", PY, "-c", "import time; time.sleep(1); print('read me')")
+    task = slow.stdout.strip()
+    assert up.dtf("wait", task, env=reader).returncode == 0  # a reader may follow the log
+    assert "read me" in up.dtf("logs", "-f", task, env=reader).stdout
+    refused = up.dtf("submit", "--", "true", check=False, env=reader)
+    assert refused.returncode == 1 and "may not send dtf.cmd.task.submit" in refused.stderr
     denied, kicked = asyncio.run(_reader_session(up, issued))
     assert denied == ['nats: permissions violation for publish to "dtf.evt.task.x.submitted"']
     assert kicked < 1.0, f"the revoked token's connection stayed open {kicked:.2f}s"

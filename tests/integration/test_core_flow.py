@@ -125,3 +125,25 @@ async def test_control_plane_shares_one_fold(tmp_path: Path) -> None:
         assert [r["status"] for r in rows] == ["succeeded", "failed", "succeeded"]
         plane = h.agents["api"]
         assert plane.board is h.agents["scheduler"].board is h.agents["recovery"].board
+
+
+async def test_started_and_finished_reported_together(tmp_path: Path) -> None:
+    """A worker whose reporter was busy sends `started` and `succeeded` in one batch."""
+    from dtf_core import commands as cmds
+    from dtf_core.events.worker import Capabilities
+    from dtf_core.task import Report
+
+    async with stack(tmp_path, workers=0) as h:
+        await h.api.call(cmds.RegisterWorker(worker_id="wx", session="s1", hostname="h", pid=1,
+                                             slots=1, capabilities=Capabilities()))
+        res = await h.api.submit([command_spec(["true"])])
+        row = await h.wait_status(res.ids[0], {"leased"})
+        lease = next(seq for seq, e in await h.events(row["id"])
+                     if type(e).__name__ == "TaskLeased")
+        both = [Report(task_id=row["id"], kind="started", fencing=lease, worker_id="wx"),
+                Report(task_id=row["id"], kind="succeeded", fencing=lease, worker_id="wx",
+                       exit_code=0)]
+        assert await h.api.call(cmds.ReportResults(reports=both)) == []
+        assert (await h.api.tasks(ids=[row["id"]]))[0]["status"] == "succeeded"
+        types = [type(e).__name__ for _, e in await h.events(row["id"])]
+        assert types == ["TaskSubmitted", "TaskLeased", "TaskStarted", "TaskSucceeded"]
