@@ -140,8 +140,8 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         supervisor = asyncio.create_task(stack.supervise())
         try:
             await stack.wait_ready()
-            nc = await connect(stack.url, "dtf-bench")
             cred = stack.creds.admin.read_text().strip() if stack.creds else None
+            nc = await connect(stack.url, "dtf-bench", credential=cred)
             await throughput(nc, min(1000, args.tasks), cred)  # warm up
             t_terminal, t_projected, _ = await throughput(nc, args.tasks, cred)
             lat = await latency(nc, args.samples, cred)
