@@ -16,7 +16,7 @@ from agents.jetstream_log import JetStreamLog
 from agents.nats_conn import connect, ensure_streams
 from agents.security.keyring import Keyring
 from agents.server_auth import issuer_file
-from agents.settings import Settings, credential
+from agents.settings import Settings, credential, tls_ca
 from dtf_core.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ async def _close(nc: Client) -> None:
 async def _connected(settings: Settings, name: str, *, streams: bool = True,
                      worker_id: str | None = None) -> Client:
     nc = await connect(settings.server, name, credential=credential(settings),
-                       worker_id=worker_id)
+                       worker_id=worker_id, tls_ca=tls_ca(settings))
     if streams:
         await ensure_streams(nc.jetstream())
     return nc
@@ -131,7 +131,7 @@ async def run_control_with_callout(settings: Settings, keyring: Keyring) -> None
 
     issuer, password = callout_secrets(keyring.path.parent)
     sys_nc = await connect(settings.server, "dtf-auth-callout", user=AUTH_USER,
-                           password=password)
+                           password=password, tls_ca=tls_ca(settings))
     board = Board()
     gate = Gate(board, keyring=keyring)
     folded = asyncio.Event()

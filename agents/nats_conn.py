@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 MIN_SERVER = (2, 12, 3)
 MAX_PAYLOAD = 1024 * 1024
+CONNECT_DEADLINE_S = 10.0
 
 
 _HDR_PREFIX = len(b"NATS/1.0")
@@ -134,13 +135,19 @@ def check_server_version(version: str) -> None:
 
 async def connect(
     url: str, name: str, *, reconnect: bool = True, credential: str | None = None,
-    worker_id: str | None = None, **options: Any,
+    worker_id: str | None = None, tls_ca: str | None = None, **options: Any,
 ) -> Client:
     """Connect, failing fast with one clear error when no server is there; once connected,
     reconnect forever (agents) or not at all (one-shot CLI commands).
 
     ``credential`` (a token or worker API key) is presented to the server's auth callout,
     with the inbox prefix the callout grants to that principal."""
+    if url.startswith("tls://"):
+        if tls_ca is None:
+            raise Unavailable(f"{url} needs a CA to verify it: set DTF_TLS_CA")
+        from agents.tls import client_context
+
+        options["tls"] = client_context(tls_ca)
     if credential:
         from agents.server_auth import client_inbox_prefix
 
@@ -161,7 +168,7 @@ async def connect(
         nc.server_errors[:] = [*nc.server_errors[-20:], str(exc)]
 
     try:
-        await nc.connect(
+        await asyncio.wait_for(nc.connect(
             url,
             name=name,
             connect_timeout=options.pop("connect_timeout", 2),
@@ -170,7 +177,10 @@ async def connect(
             error_cb=_quiet,
             closed_cb=_closed,
             **options,
-        )
+        ), CONNECT_DEADLINE_S)
+    except TimeoutError:
+        hint = "" if url.startswith("tls://") else " (if it requires TLS, use a tls:// URL)"
+        raise Unavailable(f"NATS at {url} did not complete the connection{hint}") from None
     except Exception as exc:  # nats raises several unrelated types for "not there"
         text = str(exc) or type(exc).__name__
         if any("uthorization" in e for e in [text, *nc.server_errors]):

@@ -21,6 +21,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
     token: str | None = None
     token_file: str | None = None
+    tls_ca: str | None = None
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -34,6 +35,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             log_level=env.get("DTF_LOG_LEVEL", "INFO").upper(),
             token=env.get("DTF_TOKEN") or None,
             token_file=env.get("DTF_TOKEN_FILE") or None,
+            tls_ca=env.get("DTF_TLS_CA") or None,
         )
     except ValueError as exc:
         raise InvalidInput(f"invalid DTF_* setting: {exc}") from None
@@ -54,3 +56,12 @@ def credential(settings: Settings, token_file: str | None = None) -> str | None:
         return Path(path).read_text().strip()
     except OSError as exc:
         raise InvalidInput(f"cannot read credential file {path}: {exc.strerror}") from None
+
+
+def tls_ca(settings: Settings) -> str | None:
+    """The CA to verify a ``tls://`` server with: DTF_TLS_CA, or the one `dtf up --tls`
+    made in the data dir."""
+    if settings.tls_ca:
+        return settings.tls_ca
+    default = Path(settings.data_dir) / "tls" / "ca.pem"
+    return str(default) if default.exists() else None

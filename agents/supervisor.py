@@ -25,6 +25,7 @@ from agents.jetstream_log import JetStreamLog
 from agents.nats_conn import connect, ensure_streams
 from agents.natsserver import NatsServer, base_conf_text
 from agents.server_auth import server_config
+from agents.tls import TlsFiles, ensure_certs
 from dtf_core.errors import DTFError
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ class Stack:
     slots: int | None = None
     insecure: bool = False
     host: str = "127.0.0.1"
+    tls: bool = False
     server: NatsServer | None = None
+    tls_files: TlsFiles | None = None
     agents: list[Child] = field(default_factory=list)
     worker_children: list[Child] = field(default_factory=list)
     creds: Credentials | None = None
@@ -80,7 +83,11 @@ class Stack:
     @property
     def url(self) -> str:
         local = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"nats://{local}:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://{local}:{self.port}"
+
+    @property
+    def tls_ca(self) -> str | None:
+        return str(self.tls_files.ca) if self.tls_files else None
 
     def _argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "cli.main", *args, "--server", self.url]
@@ -105,6 +112,8 @@ class Stack:
         ]
         for child in [*self.agents, *self.worker_children]:
             child.env = {"DTF_DATA_DIR": str(self.data_dir)}
+            if self.tls_ca:
+                child.env["DTF_TLS_CA"] = self.tls_ca
         if creds is not None:
             for child in self.agents:
                 child.env["DTF_TOKEN_FILE"] = str(creds.files[f"agent-{child.name}"])
@@ -122,8 +131,16 @@ class Stack:
             self.data_dir, services=["control", "projector"],
             workers=[f"local-{i}" for i in range(1, self.workers + 1)],
         )
-        conf = None if self.insecure else server_config(
-            base_conf_text(), keys_dir(self.data_dir), self.data_dir / "nats-server.conf")
+        base = base_conf_text()
+        if self.tls:
+            self.tls_files = ensure_certs(self.data_dir / "tls", hosts=[self.host])
+            base += "\n" + self.tls_files.server_block()
+        conf = server_config(base, keys_dir(self.data_dir), self.data_dir / "nats-server.conf"
+                             ) if not self.insecure else None
+        if conf is None and self.tls:
+            conf = self.data_dir / "nats-server.conf"
+            conf.unlink(missing_ok=True)
+            conf.write_text(base)
         self.server = NatsServer(store_dir=store, port=self.port, conf=conf, host=self.host)
         await asyncio.to_thread(self.server.start)
         self.plan(creds)
@@ -145,7 +162,8 @@ class Stack:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                return await connect(self.url, "dtf-up", credential=credential)
+                return await connect(self.url, "dtf-up", credential=credential,
+                                     tls_ca=self.tls_ca)
             except DTFError as exc:
                 self._check_alive()
                 if time.monotonic() > deadline:
@@ -157,7 +175,7 @@ class Stack:
         """Ready when the api answers, every local worker is registered and the projector
         has caught up."""
         admin = self.creds.admin.read_text().strip() if self.creds else None
-        nc = await connect(self.url, "dtf-up-probe", credential=admin)
+        nc = await connect(self.url, "dtf-up-probe", credential=admin, tls_ca=self.tls_ca)
         api = ApiClient(nc, timeout=2.0, credential=admin)
         deadline = time.monotonic() + timeout
         try:

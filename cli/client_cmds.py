@@ -30,12 +30,13 @@ class Target:
 
     server: str
     credential: str | None = None
+    tls_ca: str | None = None
 
 
 @asynccontextmanager
 async def connected(target: Target) -> AsyncIterator[Client]:
     nc = await connect(target.server, "dtf-cli", reconnect=False,
-                       credential=target.credential)
+                       credential=target.credential, tls_ca=target.tls_ca)
     try:
         yield nc
     finally:

@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--slots", type=int, default=None, help="tasks per worker (default: cores)")
     up.add_argument("--insecure-dev", action="store_true",
                     help="no authentication (loopback development only)")
+    up.add_argument("--tls", action="store_true",
+                    help="TLS for every connection, with a local CA made once in the data dir")
     up.add_argument("--host", default="127.0.0.1",
                     help="address NATS listens on (default 127.0.0.1; others need auth)")
 
@@ -173,7 +175,8 @@ def _read(path: str) -> bytes:
 def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
     cfg = settings_mod.load()
     server = args.server or cfg.server
-    target = cc.Target(server, settings_mod.credential(cfg, args.token_file))
+    target = cc.Target(server, settings_mod.credential(cfg, args.token_file),
+                       settings_mod.tls_ca(cfg))
     logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.cmd not in ("up", "worker", "agent"):
@@ -294,7 +297,7 @@ def _up(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         raise InvalidInput("--insecure-dev listens on loopback only; drop --host")
     stack = Stack(data_dir=Path(args.data_dir or cfg.data_dir).resolve(), port=args.port,
                   workers=args.workers, slots=args.slots, insecure=args.insecure_dev,
-                  host=args.host)
+                  host=args.host, tls=args.tls)
 
     def ready(s: Stack) -> None:
         sys.stdout.write(f"DTF ready at {s.url}\n")

@@ -29,6 +29,9 @@ from dtf_core.events.codec import Event, decode
 from tests.conftest import until
 
 
+STOP_S = 10.0  # teardown never waits longer than this on one agent or connection
+
+
 @dataclass
 class Harness:
     server: NatsServer
@@ -59,8 +62,8 @@ class Harness:
     async def stop(self, name: str) -> None:
         task = self.tasks.pop(name)
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), STOP_S)
 
     async def conn(self, name: str) -> Client:
         nc = await connect(self.url, name)
@@ -140,5 +143,5 @@ async def stack(
                 await h.stop(name)
             for c in [*h.conns, h.nc]:
                 with contextlib.suppress(Exception):
-                    await c.close()
+                    await asyncio.wait_for(c.close(), STOP_S)
         server.stop()

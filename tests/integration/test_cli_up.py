@@ -23,13 +23,14 @@ PY = sys.executable
 
 
 class Up:
-    def __init__(self, data_dir: Path, port: int) -> None:
-        self.url = f"nats://127.0.0.1:{port}"
+    def __init__(self, data_dir: Path, port: int, *extra: str) -> None:
+        scheme = "tls" if "--tls" in extra else "nats"
+        self.url = f"{scheme}://127.0.0.1:{port}"
         self.data_dir = data_dir
         env = {**os.environ, "DTF_HEARTBEAT_INTERVAL": "0.2", "DTF_HEARTBEAT_MISSES": "5"}
         self.proc = subprocess.Popen(
             [PY, "-m", "cli.main", "up", "--port", str(port), "--data-dir", str(data_dir),
-             "--workers", "2", "--slots", "2"],
+             "--workers", "2", "--slots", "2", *extra],
             stdout=subprocess.PIPE, stderr=open(data_dir.parent / f"up-{port}.err", "ab"),
             env=env, text=True,
         )
@@ -40,7 +41,8 @@ class Up:
     def dtf(self, *args: str, check: bool = True,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         argv = [PY, "-m", "cli.main", args[0], "--server", self.url, *args[1:]]
-        env = {**os.environ, "DTF_TOKEN_FILE": str(self.data_dir / "admin.jwt"), **(env or {})}
+        env = {**os.environ, "DTF_TOKEN_FILE": str(self.data_dir / "admin.jwt"),
+               "DTF_TLS_CA": str(self.data_dir / "tls" / "ca.pem"), **(env or {})}
         out = subprocess.run(argv, env=env,
                              capture_output=True, text=True, timeout=60)
         if check:
@@ -210,3 +212,21 @@ async def _reader_session(up: Up, issued: dict[str, str]) -> tuple[list[str], fl
         return [e for e in errors if "permissions" in e], time.monotonic() - t0
     finally:
         await nc.close()
+
+
+def test_tls(tmp_path: Path) -> None:
+    data = tmp_path / "tls-data"
+    data.mkdir()
+    stack = Up(data, free_port(), "--tls")
+    try:
+        task = stack.dtf("submit", "--", PY, "-c", "print('over tls')").stdout.strip()
+        assert stack.dtf("wait", task).returncode == 0
+        assert "over tls" in stack.dtf("logs", task).stdout
+        assert (data / "tls" / "server.key").stat().st_mode & 0o777 == 0o600
+        plain = stack.url.replace("tls://", "nats://")
+        out = subprocess.run([PY, "-m", "cli.main", "status", "--server", plain],
+                             capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "DTF_TOKEN_FILE": str(data / "admin.jwt")})
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    finally:
+        assert stack.stop() == 0
