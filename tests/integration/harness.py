@@ -28,7 +28,6 @@ from dtf_core import subjects
 from dtf_core.events.codec import Event, decode
 from tests.conftest import until
 
-
 STOP_S = 10.0  # teardown never waits longer than this on one agent or connection
 
 
