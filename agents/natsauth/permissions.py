@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from agents.eventlog import subject_matches
 from dtf_core import subjects
 from dtf_core.ids import validate_id
 
@@ -42,17 +43,6 @@ class Permissions:
 
     def until(self, expires: int | None) -> Permissions:
         return replace(self, expires=expires)
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS wildcard matching: ``*`` is one token, a final ``>`` one or more."""
-    pat, sub = pattern.split("."), subject.split(".")
-    for i, token in enumerate(pat):
-        if token == ">":
-            return len(sub) > i
-        if i >= len(sub) or (token != "*" and token != sub[i]):
-            return False
-    return len(pat) == len(sub)
 
 
 def _allowed(subject: str, allow: tuple[str, ...], deny: tuple[str, ...]) -> bool:

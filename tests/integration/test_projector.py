@@ -12,7 +12,7 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from dtf_core.events.task import TaskLeased, TaskStarted, TaskSubmitted, TaskSuc
 from dtf_core.events.worker import Capabilities, WorkerRegistered
 from dtf_core.spec import TaskSpec
 from projections.tables import table_counts, table_hash
+from tests.conftest import until
 from tests.integration.harness import stack
 from tests.unit.test_tables import story
 
@@ -102,19 +103,6 @@ async def ask(nc: Client, body: bytes | dict[str, Any]) -> dict[str, Any]:
     msg = await nc.request(subjects.Q_PROJECTOR, data, timeout=5)
     reply: dict[str, Any] = json.loads(msg.data)
     return reply
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0,
-                what: str = "") -> None:
-    """Poll ``check`` (another process, over NATS) until it holds; fail after ``timeout``."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                if await check():
-                    return
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what or check}") from None
 
 
 async def reached(nc: Client, seq: int) -> bool:
