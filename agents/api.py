@@ -38,7 +38,7 @@ QUEUE_GROUP = "dtf-api"
 QUERY_SUBJECTS = (subjects.Q_TASKS, subjects.Q_TASK, subjects.Q_WORKERS, subjects.Q_STATUS)
 MUTATING = (cmds.SubmitTasks, cmds.CancelTask, cmds.ReportResults, cmds.RegisterWorker,
             cmds.StopWorker, cmds.IssueToken, cmds.RevokeToken, cmds.RefreshToken,
-            cmds.CreateApiKey, cmds.RevokeApiKey)
+            cmds.CreateApiKey, cmds.RevokeApiKey, cmds.RotateKey, cmds.RetireKey)
 
 
 Planned = tuple[Msg, cmds.Command, Claims | None, plans.Plan]
@@ -156,6 +156,10 @@ class ApiAgent:
                 return auth_plans.plan_create_key(self.board, cmd, now=now)
             case cmds.RevokeApiKey():
                 return auth_plans.plan_revoke_key(self.board, cmd, now=now)
+            case cmds.RotateKey():
+                return auth_plans.plan_rotate(self.board, cmd, keyring=self.keyring, now=now)
+            case cmds.RetireKey():
+                return auth_plans.plan_retire(self.board, cmd, keyring=self.keyring, now=now)
             case cmds.SubmitTasks():
                 return plans.plan_submit(self.board, cmd, now=now, new_id=self.new_id)
             case cmds.CancelTask():

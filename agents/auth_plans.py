@@ -5,13 +5,20 @@ from __future__ import annotations
 
 from agents.plans import Change, Plan
 from agents.security import apikeys
-from agents.security.keyring import Keyring
+from agents.security.keyring import Keyring, public_raw
 from agents.security.roles import Role
 from agents.security.tokens import Claims, issue, new_token_id
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.errors import InvalidInput, NotFound, Refused
-from dtf_core.events.auth import ApiKeyCreated, ApiKeyRevoked, TokenIssued, TokenRevoked
+from dtf_core.events.auth import (
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    SigningKeyAdded,
+    SigningKeyRetired,
+    TokenIssued,
+    TokenRevoked,
+)
 from dtf_core.ids import validate_id
 from projections.board import Board
 
@@ -91,6 +98,28 @@ def plan_revoke_key(board: Board, cmd: cmds.RevokeApiKey, *, now: float) -> Plan
         event = ApiKeyRevoked(auth_id=key_id, reason=cmd.reason, at=now, actor=cmd.actor)
         changes.append(Change([event], None, None))
     return Plan(changes, lambda: {"key_id": key_id, "revoked": True}, keys={key_id})
+
+
+def plan_rotate(board: Board, cmd: cmds.RotateKey, *, keyring: Keyring | None,
+                now: float) -> Plan:
+    """A new current signing key; tokens signed by the old ones stay valid until retired."""
+    signer = _signer(keyring)
+    kid = signer.rotate()
+    event = SigningKeyAdded(auth_id=kid, public_key=public_raw(signer.verification_key(kid)),
+                            at=now, actor=cmd.actor)
+    return Plan([Change([event], None, None)], lambda: {"kid": kid}, keys={kid})
+
+
+def plan_retire(board: Board, cmd: cmds.RetireKey, *, keyring: Keyring | None,
+                now: float) -> Plan:
+    kid = validate_id(cmd.kid, "key id")
+    signer = _signer(keyring)
+    if kid == signer.current_kid:
+        raise Refused("rotate first: the current signing key cannot be retired")
+    signer.retire(kid)
+    event = SigningKeyRetired(auth_id=kid, at=now, actor=cmd.actor)
+    return Plan([Change([event], None, None)], lambda: {"kid": kid, "retired": True},
+                keys={kid})
 
 
 __all__ = ["plan_create_key", "plan_issue", "plan_refresh", "plan_revoke", "plan_revoke_key",

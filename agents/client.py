@@ -30,6 +30,8 @@ _SUBJECTS: dict[type, str] = {
     cmds.RefreshToken: "dtf.cmd.auth.refresh",
     cmds.CreateApiKey: "dtf.cmd.auth.apikey_create",
     cmds.RevokeApiKey: "dtf.cmd.auth.apikey_revoke",
+    cmds.RotateKey: "dtf.cmd.auth.key_rotate",
+    cmds.RetireKey: "dtf.cmd.auth.key_retire",
     cmds.ListTasks: subjects.Q_TASKS,
     cmds.GetTask: subjects.Q_TASK,
     cmds.ListWorkers: subjects.Q_WORKERS,
@@ -136,3 +138,9 @@ class ApiClient:
 
     async def revoke_api_key(self, key_id: str, reason: str = "") -> Any:
         return await self.call(cmds.RevokeApiKey(key_id=key_id, reason=reason))
+
+    async def rotate_key(self) -> Any:
+        return await self.call(cmds.RotateKey())
+
+    async def retire_key(self, kid: str) -> Any:
+        return await self.call(cmds.RetireKey(kid=kid))

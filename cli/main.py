@@ -103,6 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     tok.add_argument("--worker-id", default=None, help="issue --role worker: its worker id")
     tok.add_argument("--reason", default="")
 
+    ks = client("keys", "rotate the token signing key, or retire an old one")
+    ks.add_argument("action", choices=["rotate", "retire"])
+    ks.add_argument("kid", nargs="?", help="retire: the key id")
+
     wk = client("worker-key", "create or revoke a worker's API key")
     wk.add_argument("action", choices=["create", "revoke"])
     wk.add_argument("id", help="create: the worker id; revoke: the key id")
@@ -243,6 +247,13 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
             else:
                 sys.stdout.write(f"{res['id']} cancel requested (it was {res['status']}; "
                                  f"its process is being stopped)\n")
+            return 0
+        case "keys":
+            if args.action == "retire" and not args.kid:
+                raise InvalidInput("keys retire needs the key id")
+            res = asyncio.run(cc.call(target, "rotate_key") if args.action == "rotate"
+                              else cc.call(target, "retire_key", args.kid))
+            render.emit_json(res) if args.json else sys.stdout.write(json.dumps(res) + "\n")
             return 0
         case "token" | "worker-key":
             res = asyncio.run(_auth_command(args, target))

@@ -74,6 +74,14 @@ class RevokeApiKey(CommandBase, frozen=True, kw_only=True, tag="revoke_apikey"):
     reason: str = ""
 
 
+class RotateKey(CommandBase, frozen=True, kw_only=True, tag="rotate_key"):
+    pass
+
+
+class RetireKey(CommandBase, frozen=True, kw_only=True, tag="retire_key"):
+    kid: str
+
+
 class ListTasks(CommandBase, frozen=True, kw_only=True, tag="list_tasks"):
     ids: list[str] | None = None
     status: str | None = None
@@ -104,6 +112,8 @@ Command = (
     | RefreshToken
     | CreateApiKey
     | RevokeApiKey
+    | RotateKey
+    | RetireKey
     | ListTasks
     | GetTask
     | ListWorkers

@@ -57,6 +57,8 @@ COMMAND_PERMISSIONS: Final[Mapping[str, Permission]] = MappingProxyType({
     "refresh_token": P.TOKEN_REFRESH,
     "create_apikey": P.TOKEN_ISSUE,
     "revoke_apikey": P.TOKEN_REVOKE,
+    "rotate_key": P.KEY_ROTATE,
+    "retire_key": P.KEY_ROTATE,
     "list_tasks": P.QUERY_READ,
     "get_task": P.QUERY_READ,
     "list_workers": P.QUERY_READ,

@@ -147,3 +147,22 @@ async def test_signed_reports(secured: tuple[Harness, Keyring], tmp_path: Path) 
         await h.api.call(cmds.ReportResults(reports=forged, signature=b"x" * 64))
     assert (await h.api.tasks(ids=[row["id"]]))[0]["status"] == "running"
     assert worker.signing_key is not None
+
+
+async def test_key_rotation_without_downtime(secured: tuple[Harness, Keyring]) -> None:
+    h, keyring = secured
+    old_kid = keyring.current_kid
+    before = await h.api.issue_token("erin", "reader", 600)
+    new_kid = (await h.api.rotate_key())["kid"]
+    assert new_kid != old_kid
+    after = await h.api.issue_token("erin", "reader", 600)
+    await as_(h, before["token"]).status()  # signed by the old key: still valid
+    await as_(h, after["token"]).status()
+    with pytest.raises(Refused, match="rotate first"):
+        await h.api.retire_key(new_kid)
+    await h.api.retire_key(old_kid)
+    with pytest.raises(Unauthenticated, match="retired"):
+        await as_(h, before["token"]).status()
+    await as_(h, after["token"]).status()
+    with pytest.raises(Forbidden):
+        await as_(h, after["token"]).rotate_key()
