@@ -41,30 +41,30 @@ def _issued(token: str, event: TokenIssued) -> Plan:
                 keys={event.auth_id})
 
 
-def plan_issue(board: Board, cmd: cmds.IssueToken, *, keyring: Keyring | None,
-               now: float) -> Plan:
-    if not 0 < cmd.ttl_s <= MAX_TTL_S:
+def _issue_token(keyring: Keyring | None, *, sub: str, role: str, wid: str | None,
+                 ttl_s: float, now: float, actor: str) -> Plan:
+    """Sign a token and record its claims (never the token) as ``token_issued``."""
+    if not 0 < ttl_s <= MAX_TTL_S:
         raise InvalidInput(f"ttl must be between 0 and {MAX_TTL_S:.0f} seconds")
     jti = new_token_id()
-    token = issue(_signer(keyring), sub=cmd.sub, role=cmd.role, ttl=cmd.ttl_s, now=now,
-                  jti=jti, wid=cmd.worker_id)
-    event = TokenIssued(auth_id=jti, sub=cmd.sub, role=str(Role(cmd.role)),
-                        exp=int(now + cmd.ttl_s), wid=cmd.worker_id, at=now, actor=cmd.actor)
+    token = issue(_signer(keyring), sub=sub, role=role, ttl=ttl_s, now=now, jti=jti, wid=wid)
+    event = TokenIssued(auth_id=jti, sub=sub, role=str(Role(role)), exp=int(now + ttl_s),
+                        wid=wid, at=now, actor=actor)
     return _issued(token, event)
+
+
+def plan_issue(board: Board, cmd: cmds.IssueToken, *, keyring: Keyring | None,
+               now: float) -> Plan:
+    return _issue_token(keyring, sub=cmd.sub, role=cmd.role, wid=cmd.worker_id,
+                        ttl_s=cmd.ttl_s, now=now, actor=cmd.actor)
 
 
 def plan_refresh(board: Board, cmd: cmds.RefreshToken, claims: Claims, *,
                  keyring: Keyring | None, now: float) -> Plan:
     """A new token for the same principal; the presented one stays valid until it expires
     (revoke it to make refresh single-use)."""
-    if not 0 < cmd.ttl_s <= MAX_TTL_S:
-        raise InvalidInput(f"ttl must be between 0 and {MAX_TTL_S:.0f} seconds")
-    jti = new_token_id()
-    token = issue(_signer(keyring), sub=claims.sub, role=claims.role, ttl=cmd.ttl_s, now=now,
-                  jti=jti, wid=claims.wid)
-    event = TokenIssued(auth_id=jti, sub=claims.sub, role=str(claims.role),
-                        exp=int(now + cmd.ttl_s), wid=claims.wid, at=now, actor=cmd.actor)
-    return _issued(token, event)
+    return _issue_token(keyring, sub=claims.sub, role=str(claims.role), wid=claims.wid,
+                        ttl_s=cmd.ttl_s, now=now, actor=cmd.actor)
 
 
 def plan_revoke(board: Board, cmd: cmds.RevokeToken, *, now: float) -> Plan:

@@ -87,19 +87,28 @@ def create_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {table.name} ({table.columns}, PRIMARY KEY ({key}))"
         )
-    con.execute(f"INSERT INTO {META} VALUES (?, 0) ON CONFLICT DO NOTHING", [LAST_SEQ_KEY])  # noqa: S608 -- constant
+    con.execute(_INIT_META, [LAST_SEQ_KEY])
+
+
+# Every statement is built once, here, from the table constants above; no value from input
+# ever becomes SQL text (values are parameters).
+_INIT_META = "INSERT INTO " + META + " VALUES (?, 0) ON CONFLICT DO NOTHING"  # noqa: S608
+_READ_LAST_SEQ = "SELECT value FROM " + META + " WHERE key = ?"  # noqa: S608
+_COUNT = {t.name: "SELECT count(*) FROM " + t.name for t in TABLES}  # noqa: S608
+_ALL_ROWS = {t.name: "SELECT * FROM " + t.name + " ORDER BY " + ", ".join(t.key)  # noqa: S608
+             for t in TABLES}
 
 
 def read_last_seq(con: duckdb.DuckDBPyConnection) -> int:
     # fetchall, not fetchone: DuckDB 2 keeps an unfinished result open on the connection.
-    rows = con.execute(f"SELECT value FROM {META} WHERE key = ?", [LAST_SEQ_KEY]).fetchall()  # noqa: S608 -- constant table name
+    rows = con.execute(_READ_LAST_SEQ, [LAST_SEQ_KEY]).fetchall()
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     counts: dict[str, int] = {}
     for table in TABLES:
-        rows = con.execute(f"SELECT count(*) FROM {table.name}").fetchall()  # noqa: S608 -- constant
+        rows = con.execute(_COUNT[table.name]).fetchall()
         counts[table.name] = int(rows[0][0])
     return counts
 
@@ -110,8 +119,7 @@ def table_hash(con: duckdb.DuckDBPyConnection, chunk: int = 10_000) -> str:
     h = hashlib.sha256()
     for table in TABLES:
         h.update(f"\x00{table.name}\x00".encode())
-        order = ", ".join(table.key)
-        cur = con.execute(f"SELECT * FROM {table.name} ORDER BY {order}")  # noqa: S608 -- constant
+        cur = con.execute(_ALL_ROWS[table.name])
         while rows := cur.fetchmany(chunk):
             for row in rows:
                 h.update(repr(row).encode())
