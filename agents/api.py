@@ -22,6 +22,7 @@ from agents import auth_plans, plans, queries
 from agents.appender import append_groups
 from agents.eventlog import EventLog
 from agents.gate import Gate
+from agents.lease_consumer import open_lease_consumer
 from agents.runtime import Folder, jetstream_dead_letter
 from agents.security.errors import Forbidden, Unauthenticated
 from agents.security.keyring import Keyring
@@ -196,7 +197,7 @@ class ApiAgent:
                     for seq, event in zip(seqs, change.events, strict=True):
                         self.board.apply(seq, event)
                 if ok:
-                    await self._reply(msg, cmds.Reply(ok=True, result=plan.reply()))
+                    await self._succeeded(msg, cmd, plan)
                 elif attempt == MAX_CONFLICT_RETRIES:
                     await self._reply(msg, cmds.Reply(ok=False, code="conflict",
                                                       error="too many concurrent changes; retry"))
@@ -211,6 +212,20 @@ class ApiAgent:
                     planned.append((msg, cmd, claims, self._plan(cmd, claims)))
                 except Exception as exc:
                     await self._reply(msg, _error_reply(exc))
+
+    async def _succeeded(self, msg: Msg, cmd: cmds.Command, plan: plans.Plan) -> None:
+        result = plan.reply()
+        if isinstance(cmd, cmds.RegisterWorker):
+            try:
+                await open_lease_consumer(self.nc.jetstream(), cmd.worker_id, cmd.session,
+                                          int(result["seq"]))
+            except Exception as exc:  # the worker retries its registration
+                log.warning("could not open the lease consumer of %s: %r", cmd.worker_id, exc)
+                await self._reply(msg, cmds.Reply(
+                    ok=False, code="unavailable",
+                    error=f"registered, but the lease consumer could not be opened: {exc!r}"))
+                return
+        await self._reply(msg, cmds.Reply(ok=True, result=result))
 
     async def _reply(self, msg: Msg, reply: cmds.Reply) -> None:
         if msg.reply:

@@ -18,8 +18,6 @@ import msgspec
 import psutil
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
 from agents.capabilities import detect
 from agents.client import ApiClient
@@ -108,12 +106,12 @@ class WorkerAgent:
                 delay = min(delay * 2, 2.0)
 
     async def run(self) -> None:
-        reply = await self._register()
+        await self._register()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._heartbeats())
                 tg.create_task(self._reporter())
-                await self._consume(int(reply["seq"]))
+                await self._consume()
                 self.ready.set()
                 log.info("worker %s ready (session %s, %d slots)", self.worker_id,
                          self.session, self.slots)
@@ -121,24 +119,14 @@ class WorkerAgent:
         finally:
             await asyncio.shield(self._shutdown())
 
-    async def _consume(self, after_seq: int) -> None:
-        durable = f"worker-{self.worker_id}"
-        with contextlib.suppress(NotFoundError):
-            await self.js.delete_consumer(subjects.EVENTS_STREAM, durable)
-        cfg = ConsumerConfig(
-            durable_name=durable,
-            filter_subjects=subjects.lease_filters(self.worker_id),
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=after_seq + 1,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=60.0,
-            max_ack_pending=100_000,
-            inactive_threshold=24 * 3600.0,
-        )
-        self._sub = await self.js.subscribe(
-            subjects.lease_filters(self.worker_id)[0], stream=subjects.EVENTS_STREAM,
-            durable=durable, config=cfg, cb=self._on_lease, manual_ack=True,
-            idle_heartbeat=5.0, flow_control=True,
+    async def _consume(self) -> None:
+        """Bind to the lease consumer the api opened for this session at registration."""
+        name = subjects.lease_consumer(self.worker_id)
+        info = await self.js.consumer_info(subjects.EVENTS_STREAM, name)
+        if info.config.deliver_subject != subjects.lease_delivery(self.worker_id, self.session):
+            raise Unavailable(f"consumer {name} belongs to another session of this worker")
+        self._sub = await self.js.subscribe_bind(
+            subjects.EVENTS_STREAM, info.config, name, cb=self._on_lease, manual_ack=True,
             pending_msgs_limit=10_000_000, pending_bytes_limit=1024**3,
         )
 
@@ -177,7 +165,7 @@ class WorkerAgent:
                 self._report(attempt, "succeeded", started_at=time.time())
                 return
             cfg = command_config(spec)
-            log_subject = subjects.log_subject(lease.task_id, lease.attempt)
+            log_subject = subjects.log_subject(lease.task_id, lease.attempt, self.worker_id)
 
             async def sink(stream: str, chunk: bytes) -> None:
                 await self.nc.publish(log_subject, chunk, headers={"Dtf-Stream": stream})

@@ -141,7 +141,7 @@ async def logs(target: Target, task_id: str, follow: bool) -> int:
 async def _last_log_seq(nc: Client, task_id: str, attempt: int) -> int:
     try:
         msg = await nc.jetstream().get_last_msg(subjects.LOGS_STREAM,
-                                                subjects.log_subject(task_id, attempt))
+                                                subjects.attempt_log_filter(task_id, attempt))
     except Exception:  # no output at all for that attempt (a noop, or nothing printed)
         return 0
     return int(msg.seq or 0)

@@ -78,16 +78,37 @@ def lease_filters(worker_id: str) -> list[str]:
     return [f"{EVT}.task.*.leased.{wid}", f"{EVT}.task.*.cancel_requested.{wid}"]
 
 
+def worker_inbox(worker_id: str) -> str:
+    """The only subjects a worker may subscribe to (its replies and its lease deliveries)."""
+    return f"_INBOX.worker.{validate_id(worker_id, 'worker id')}"
+
+
+def lease_delivery(worker_id: str, session: str) -> str:
+    """Where the api's push consumer delivers one worker session's leases."""
+    return f"{worker_inbox(worker_id)}.lease.{validate_id(session, 'session')}"
+
+
+def lease_consumer(worker_id: str) -> str:
+    return f"worker-{validate_id(worker_id, 'worker id')}"
+
+
 def heartbeat_subject(worker_id: str) -> str:
     return f"dtf.hb.{validate_id(worker_id, 'worker id')}"
 
 
-def log_subject(task_id: str, attempt: int) -> str:
-    return f"dtf.log.{validate_id(task_id, 'task id')}.{int(attempt)}"
+def log_subject(task_id: str, attempt: int, worker_id: str) -> str:
+    """A task attempt's output, named by the worker that wrote it: the server lets a worker
+    write only subjects ending in its own id, so output cannot be forged for another."""
+    return (f"dtf.log.{validate_id(task_id, 'task id')}.{int(attempt)}."
+            f"{validate_id(worker_id, 'worker id')}")
 
 
 def log_filter(task_id: str) -> str:
-    return f"dtf.log.{validate_id(task_id, 'task id')}.*"
+    return f"dtf.log.{validate_id(task_id, 'task id')}.>"
+
+
+def attempt_log_filter(task_id: str, attempt: int) -> str:
+    return f"dtf.log.{validate_id(task_id, 'task id')}.{int(attempt)}.*"
 
 
 def dlq_subject(agent: str) -> str:

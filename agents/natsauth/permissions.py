@@ -52,17 +52,17 @@ def _allowed(subject: str, allow: tuple[str, ...], deny: tuple[str, ...]) -> boo
 
 
 def inbox_prefix(role: str, principal: str) -> str:
+    if role == "worker":
+        return subjects.worker_inbox(principal)
     return f"_INBOX.{role}.{validate_id(principal, 'principal')}"
 
 
 def consumer_subjects(stream: str, consumer: str) -> tuple[str, ...]:
-    """Publish rights to manage and use exactly one JetStream consumer (push or pull)."""
+    """Publish rights to use (not create, change or delete) exactly one JetStream consumer.
+    Creating it is the api's job: a client allowed to create its own consumer chooses its
+    filter, and so could read any subject of the stream."""
     api = "$JS.API.CONSUMER"
     return (
-        f"{api}.CREATE.{stream}.{consumer}",
-        f"{api}.CREATE.{stream}.{consumer}.>",  # the form with the filter in the subject
-        f"{api}.DURABLE.CREATE.{stream}.{consumer}",
-        f"{api}.DELETE.{stream}.{consumer}",
         f"{api}.INFO.{stream}.{consumer}",
         f"{api}.MSG.NEXT.{stream}.{consumer}",
         f"$JS.ACK.{stream}.{consumer}.>",
@@ -94,9 +94,8 @@ def worker(worker_id: str) -> Permissions:
             subjects.CMD_REGISTER,
             subjects.CMD_WORKER_STOP,
             subjects.heartbeat_subject(wid),
-            # Log subjects carry no worker id: any worker may write any task's log.
-            "dtf.log.*.*",
-            *consumer_subjects(EVENTS, f"worker-{wid}"),
+            f"dtf.log.*.*.{wid}",  # output, named by the worker that wrote it
+            *consumer_subjects(EVENTS, subjects.lease_consumer(wid)),
             USER_INFO,
             TOKEN_REFRESH,
         ),

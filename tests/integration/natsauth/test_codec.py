@@ -119,13 +119,15 @@ async def test_callout_answers_grant_and_denial() -> None:
 
 def test_worker_permissions_as_data() -> None:
     w1 = permissions.worker("w1")
-    for ok in ["dtf.hb.w1", "dtf.cmd.task.report", "dtf.log.t-1.3", "dtf.cmd.auth.refresh",
+    for ok in ["dtf.hb.w1", "dtf.cmd.task.report", "dtf.log.t-1.3.w1", "dtf.cmd.auth.refresh",
                "$JS.API.CONSUMER.INFO.DTF_EVENTS.worker-w1",
                "$JS.ACK.DTF_EVENTS.worker-w1.1.2.3.4.0"]:
         assert w1.may_publish(ok), ok
     for no in ["dtf.hb.w2", "dtf.evt.task.x.submitted", "dtf.cmd.task.submit",
                "$JS.API.STREAM.DELETE.DTF_EVENTS", "$JS.API.CONSUMER.INFO.DTF_EVENTS.worker-w2",
-               "$JS.ACK.DTF_EVENTS.worker-w2.1.2.3.4.0", "dtf.log.t-1.3.extra",
+               "$JS.ACK.DTF_EVENTS.worker-w2.1.2.3.4.0", "dtf.log.t-1.3.extra", "dtf.log.t-1.3.w2",
+               "$JS.API.CONSUMER.CREATE.DTF_EVENTS.worker-w1",
+               "$JS.API.CONSUMER.DELETE.DTF_EVENTS.worker-w1",
                "dtf.cmd.auth.issue", "dtf.cmd.auth.revoke"]:
         assert not w1.may_publish(no), no
     assert w1.may_subscribe("_INBOX.worker.w1.abc")

@@ -7,6 +7,7 @@ subscriber, which the tests check with an admin subscriber and an allowed marker
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import nats.errors
@@ -14,6 +15,7 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from agents.lease_consumer import open_lease_consumer
 from agents.natsauth.callout import AUTH_SUBJECT
 from dtf_core import subjects
 from tests.integration.natsauth.harness import WAIT_S, AuthedServer, harness
@@ -34,6 +36,8 @@ def violation(subject: str) -> str:
     subjects.CMD_SUBMIT,
     "dtf.q.status",  # workers do not query
     "$JS.ACK.DTF_EVENTS.worker-w2.1.1.1.1.0",  # another worker's consumer
+    "dtf.log.t-1.1.w2",  # output in another worker's name
+    "dtf.log.t-1.1",
 ])
 async def test_worker_publish_denied(authed_server: AuthedServer, subject: str) -> None:
     async with harness(authed_server) as h:
@@ -45,7 +49,7 @@ async def test_worker_publish_denied(authed_server: AuthedServer, subject: str) 
 
 @pytest.mark.parametrize("subject", [
     "dtf.hb.w1", subjects.CMD_REPORT, subjects.CMD_REGISTER, subjects.CMD_WORKER_STOP,
-    "dtf.log.t-1.1",
+    "dtf.log.t-1.1.w1",
 ])
 async def test_worker_publish_allowed(authed_server: AuthedServer, subject: str) -> None:
     async with harness(authed_server) as h:
@@ -65,36 +69,59 @@ async def test_worker_cannot_delete_the_event_stream(authed_server: AuthedServer
         assert info.config.name == subjects.EVENTS_STREAM
 
 
-async def test_worker_runs_its_own_consumer_only(authed_server: AuthedServer) -> None:
-    """What agents/worker.py does: delete and recreate durable ``worker-<id>`` as a push
-    consumer with flow control, receive a lease and ack it."""
+async def test_worker_uses_the_consumer_the_api_opened(authed_server: AuthedServer) -> None:
+    """What agents/worker.py does: bind to durable ``worker-<id>``, which the api opened at
+    registration with the worker's lease filters, receive a lease and ack it."""
     async with harness(authed_server) as h:
         w1, rec = await h.connect("worker-w1")
         js, admin_js = w1.jetstream(), h.admin.jetstream()
-        with pytest.raises(NotFoundError):
-            await js.delete_consumer(subjects.EVENTS_STREAM, "worker-w1")
-        filters = subjects.lease_filters("w1")
-        cfg = ConsumerConfig(durable_name="worker-w1", filter_subjects=filters,
-                             deliver_policy=DeliverPolicy.NEW, ack_policy=AckPolicy.EXPLICIT)
-        sub = await js.subscribe(filters[0], stream=subjects.EVENTS_STREAM, durable="worker-w1",
-                                 config=cfg, manual_ack=True, idle_heartbeat=1.0,
-                                 flow_control=True)
+        last = (await admin_js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+        await open_lease_consumer(admin_js, "w1", "s1", last)
+        info = await js.consumer_info(subjects.EVENTS_STREAM, "worker-w1")
+        sub = await js.subscribe_bind(subjects.EVENTS_STREAM, info.config, "worker-w1",
+                                      manual_ack=True)
+        await admin_js.publish(subjects.task_subject("t-0", "leased", "w2"), b"{}")
         ack = await admin_js.publish(subjects.task_subject("t-1", "leased", "w1"), b"{}")
         msg = await sub.next_msg(timeout=WAIT_S)
-        assert msg.metadata.sequence.stream == ack.seq
+        assert msg.metadata.sequence.stream == ack.seq  # not w2's lease
         await msg.ack_sync(timeout=WAIT_S)
         info = await admin_js.consumer_info(subjects.EVENTS_STREAM, "worker-w1")
         assert info.ack_floor.stream_seq == ack.seq
-        await js.delete_consumer(subjects.EVENTS_STREAM, "worker-w1")
         assert rec.errors == []
 
-        # Not another worker's consumer: the create request never reaches JetStream.
+
+@pytest.mark.parametrize("name", ["worker-w1", "worker-w2", "spy"])
+async def test_worker_cannot_create_or_delete_consumers(authed_server: AuthedServer,
+                                                        name: str) -> None:
+    """A consumer a worker could create would have a filter of its choosing: dtf.evt.> would
+    read every event. The create request never reaches JetStream, even for its own name."""
+    async with harness(authed_server) as h:
+        w1, rec = await h.connect("worker-w1")
+        js, admin_js = w1.jetstream(), h.admin.jetstream()
+        with contextlib.suppress(NotFoundError):  # the server is shared by the tests
+            await admin_js.delete_consumer(subjects.EVENTS_STREAM, name)
+        cfg = ConsumerConfig(durable_name=name, filter_subject="dtf.evt.>",
+                             deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT)
         with pytest.raises(nats.errors.TimeoutError):
-            await js.add_consumer(subjects.EVENTS_STREAM, durable_name="worker-w2",
-                                  timeout=0.5)
-        await rec.wait_error("permissions violation for publish to \"$JS.API.CONSUMER.")
+            await js.add_consumer(subjects.EVENTS_STREAM, cfg, timeout=0.5)
+        await rec.wait_error('permissions violation for publish to "$JS.API.CONSUMER.')
+        body = json.dumps({"stream_name": subjects.EVENTS_STREAM,
+                           "config": cfg.as_dict()}).encode()
+        for form in (f"CREATE.{subjects.EVENTS_STREAM}.{name}",
+                     f"CREATE.{subjects.EVENTS_STREAM}.{name}.dtf.evt.>",
+                     f"DURABLE.CREATE.{subjects.EVENTS_STREAM}.{name}"):
+            subject = f"$JS.API.CONSUMER.{form}"
+            with pytest.raises(nats.errors.TimeoutError):
+                await w1.request(subject, body, timeout=0.5)
+            await rec.wait_error(violation(subject))
         with pytest.raises(NotFoundError):
-            await admin_js.consumer_info(subjects.EVENTS_STREAM, "worker-w2")
+            await admin_js.consumer_info(subjects.EVENTS_STREAM, name)
+        await open_lease_consumer(admin_js, "w1", "s1", 0)
+        delete = f"$JS.API.CONSUMER.DELETE.{subjects.EVENTS_STREAM}.worker-w1"
+        with pytest.raises(nats.errors.TimeoutError):
+            await w1.request(delete, b"", timeout=0.5)
+        await rec.wait_error(violation(delete))
+        assert (await admin_js.consumer_info(subjects.EVENTS_STREAM, "worker-w1")).name
 
 
 async def test_subscriptions_are_confined_to_the_own_inbox(authed_server: AuthedServer) -> None:
@@ -148,3 +175,46 @@ async def test_unknown_or_missing_token_is_refused(authed_server: AuthedServer,
         with pytest.raises(nats.errors.Error, match=r"(?i)authorization violation"):
             await h.connect(token, allow_reconnect=False, max_reconnect_attempts=0)
         assert h.auth.asked[-1] == (token or "")  # the callout was asked, and said no
+
+
+COMMANDS = {
+    "submit": subjects.CMD_SUBMIT, "cancel": subjects.CMD_CANCEL,
+    "report": subjects.CMD_REPORT, "register": subjects.CMD_REGISTER,
+    "stop_worker": subjects.CMD_WORKER_STOP, "issue": "dtf.cmd.auth.issue",
+    "revoke": "dtf.cmd.auth.revoke", "refresh": "dtf.cmd.auth.refresh",
+    "apikey_create": "dtf.cmd.auth.apikey_create", "apikey_revoke": "dtf.cmd.auth.apikey_revoke",
+    "key_rotate": "dtf.cmd.auth.key_rotate", "key_retire": "dtf.cmd.auth.key_retire",
+    "q_tasks": subjects.Q_TASKS, "q_task": subjects.Q_TASK, "q_workers": subjects.Q_WORKERS,
+    "q_status": subjects.Q_STATUS, "q_projector": subjects.Q_PROJECTOR,
+    "event": "dtf.evt.task.x.submitted", "stream_delete": "$JS.API.STREAM.DELETE.DTF_EVENTS",
+    "stream_purge": "$JS.API.STREAM.PURGE.DTF_EVENTS",
+}
+QUERIES = {"q_tasks", "q_task", "q_workers", "q_status", "q_projector"}
+# The server's side of the role table, written out: a role's subjects may be wider than its
+# api permissions (a manager reaches dtf.cmd.worker.* for drain and cordon), never narrower.
+SERVER_ALLOWS = {
+    "worker-w1": {"report", "register", "stop_worker", "refresh"},
+    "reader": {"refresh"} | QUERIES,
+    "manager": {"submit", "cancel", "register", "stop_worker", "refresh"} | QUERIES,
+    "admin": set(COMMANDS),
+}
+MARKERS = {"worker-w1": W1_MARKER, "reader": Q_MARKER, "manager": Q_MARKER, "admin": Q_MARKER}
+
+
+@pytest.mark.parametrize("who", list(SERVER_ALLOWS))
+async def test_every_role_against_every_subject(authed_server: AuthedServer, who: str) -> None:
+    async with harness(authed_server) as h:
+        client, rec = await h.connect(who)
+        for name, subject in COMMANDS.items():
+            if name.startswith("stream_"):
+                continue  # a stream API call answers; delivered() would see a reply, not ours
+            got = await h.delivered(client, subject, MARKERS[who])
+            assert got == (name in SERVER_ALLOWS[who]), (who, name)
+            if not got:
+                await rec.wait_error(violation(subject))
+        if who == "admin":
+            return  # the agents' role may manage streams; not tried on the shared server
+        for name in ("stream_delete", "stream_purge"):
+            with pytest.raises(nats.errors.TimeoutError):
+                await client.request(COMMANDS[name], b"", timeout=0.5)
+            await rec.wait_error(violation(COMMANDS[name]))
