@@ -1,0 +1,91 @@
+"""Cluster routes are mutual TLS and verified: three nodes with certificates from the
+cluster CA form a cluster (an R3 stream can be created); a node whose certificate comes from
+another CA, or a route without TLS, never joins."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import nats
+import pytest
+
+from agents.cluster import Node, node_conf
+from agents.natsserver import NatsServer, base_conf_text, free_port
+from agents.tls import TlsFiles, ensure_certs
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.anyio
+
+
+def make_node(i: int) -> Node:
+    return Node(name=f"n{i}", host="127.0.0.1", client_port=free_port(), route_port=free_port())
+
+
+@contextmanager
+def servers(tmp: Path, nodes: list[Node], peers: list[Node], tls: list[TlsFiles | None],
+            ) -> Iterator[list[tuple[NatsServer, int]]]:
+    started: list[tuple[NatsServer, int]] = []
+    try:
+        for node, node_tls in zip(nodes, tls, strict=True):
+            conf = tmp / f"{node.name}.conf"
+            monitor = free_port()
+            conf.write_text(node_conf(base_conf_text(), node, peers, tls=node_tls)
+                            + f"http_port: {monitor}\n")
+            server = NatsServer(store_dir=tmp / node.name, port=node.client_port, conf=conf)
+            server.start()
+            started.append((server, monitor))
+        yield started
+    finally:
+        for server, _ in started:
+            server.stop()
+
+
+def route_peers(monitor: int) -> set[str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/routez", timeout=2) as reply:
+        routes = json.load(reply).get("routes") or []
+    return {r.get("remote_name", "") for r in routes}
+
+
+def meta_ready(monitor: int, size: int) -> bool:
+    """A meta leader that sees every other peer as current: R3 placement can succeed."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/jsz?leader-only=0",
+                                timeout=2) as reply:
+        meta = json.load(reply).get("meta_cluster") or {}
+    current = [r for r in meta.get("replicas") or [] if r.get("current")]
+    return bool(meta.get("leader")) and len(current) == size - 1
+
+
+async def test_verified_routes_form_a_cluster_and_keep_strangers_out(tmp_path: Path) -> None:
+    tls = ensure_certs(tmp_path / "tls")
+    stranger_tls = ensure_certs(tmp_path / "other-ca")
+    nodes = [make_node(i) for i in range(3)]
+    rogue, plain = make_node(3), make_node(4)
+    peers = [*nodes, rogue, plain]
+    with servers(tmp_path, nodes, nodes, [tls] * 3) as members, \
+         servers(tmp_path, [rogue, plain], peers, [stranger_tls, None]) as outsiders:
+        for name, (_, monitor) in zip(["n0", "n1", "n2"], members, strict=True):
+            others = {"n0", "n1", "n2"} - {name}
+            eventually(lambda m=monitor, o=others: route_peers(m) >= o,  # type: ignore[misc]
+                       what="the three nodes to route to each other", timeout=15)
+        eventually(lambda: any(meta_ready(m, 3) for _, m in members), timeout=15,
+                   what="a JetStream meta leader with every peer current")
+        nc = await nats.connect(members[0][0].url)
+        try:
+            js = nc.jetstream()
+            info = await js.add_stream(name="R3CHECK", subjects=["r3.>"], num_replicas=3)
+            assert info.config.num_replicas == 3
+            ack = await js.publish("r3.x", b"replicated")
+            assert ack.seq == 1
+        finally:
+            await nc.close()
+        for _, monitor in members:
+            assert route_peers(monitor) & {"n3", "n4"} == set()
+        for _, monitor in outsiders:
+            assert route_peers(monitor) == set()
+        logs = "".join((tmp_path / n.name / "nats-server.log").read_text() for n in nodes)
+        assert "TLS route handshake error: remote error: tls: bad certificate" in logs  # n3
+        assert "TLS route handshake error: tls: first record does not look like a TLS" in logs
