@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    DiscardPolicy,
+    ObjectStoreConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import BadRequestError
 
 from dtf_core import subjects
@@ -207,3 +214,10 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
             if exc.err_code != 10058:  # stream name already in use with a different config
                 raise
             await js.update_stream(cfg)
+    buckets = {subjects.PACKS_BUCKET: ("code packs", 7 * 24 * 3600.0),
+               subjects.ARTIFACTS_BUCKET: ("run artifacts", 30 * 24 * 3600.0)}
+    for bucket, (what, ttl) in buckets.items():
+        with contextlib.suppress(BadRequestError):  # there already, with another config
+            await js.create_object_store(bucket, ObjectStoreConfig(
+                bucket=bucket, ttl=ttl, replicas=replicas, storage=StorageType.FILE,
+                description=f"DTF {what}"))

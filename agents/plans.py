@@ -23,12 +23,14 @@ from dtf_core.commands import (
     StopWorker,
     SubmitResult,
     SubmitTasks,
+    TestBatch,
 )
 from dtf_core.dag import find_cycle
 from dtf_core.errors import DTFError, InvalidInput, NotFound, Refused
 from dtf_core.events.codec import Event, encode, msg_id_of, subject_of
 from dtf_core.events.run import RunCreated
 from dtf_core.events.task import ResultRefused
+from dtf_core.events.tests import TestsReported
 from dtf_core.ids import child_id, task_id_for_key, validate_id
 from dtf_core.spec import TaskSpec, validate_spec
 from dtf_core.task import TaskState
@@ -153,6 +155,8 @@ def plan_report(board: Board, cmd: ReportResults, *, now: float) -> Plan:
     ``succeeded``, sent together) are decided one after the other, and appended together."""
     check_report_signature(board, cmd)
     outcomes: list[ReportOutcome] = []
+    tests = [tests_change(board, batch, now=now, actor=cmd.actor, outcomes=outcomes)
+             for batch in cmd.tests]
     pending: dict[str, tuple[TaskState, list[Event]]] = {}
     for report in cmd.reports:
         state, events = pending.get(report.task_id) or (board.tasks.get(report.task_id), [])
@@ -167,9 +171,34 @@ def plan_report(board: Board, cmd: ReportResults, *, now: float) -> Plan:
         refused = next((e for e in decided if isinstance(e, ResultRefused)), None)
         outcomes.append(ReportOutcome(task_id=report.task_id, applied=refused is None,
                                       reason=refused.reason if refused else ""))
-    changes = [task_change(board, task_id, events)
-               for task_id, (_, events) in pending.items() if events]
+    changes = [c for c in tests if c is not None]
+    changes += [task_change(board, task_id, events)
+                for task_id, (_, events) in pending.items() if events]
     return Plan(changes, lambda: [o for o in outcomes if not o.applied], keys=set(pending))
+
+
+def tests_change(board: Board, batch: TestBatch, *, now: float, actor: str,
+                 outcomes: list[ReportOutcome]) -> Change | None:
+    """Per-test results are written only under the task's live lease (fencing), like any
+    report; they need no concurrency check of their own (each batch has its own id)."""
+    state = board.tasks.get(batch.task_id)
+    reason = ""
+    if state is None:
+        reason = "unknown task"
+    elif state.spec.type != "test":
+        reason = "not a test task"
+    elif (state.lease_seq != batch.fencing or state.worker_id != batch.worker_id
+          or state.terminal):
+        reason = "stale lease: the results of another attempt are not recorded"
+    elif state.run_id is None:
+        reason = "a test task needs a run"
+    if reason or state is None or state.run_id is None:
+        outcomes.append(ReportOutcome(task_id=batch.task_id, applied=False, reason=reason))
+        return None
+    event = TestsReported(run_id=state.run_id, task_id=batch.task_id, at=now, actor=actor,
+                          worker_id=batch.worker_id, attempt=batch.attempt,
+                          fencing=batch.fencing, batch=batch.batch, cases=tuple(batch.cases))
+    return Change([event], None, None)
 
 
 def plan_register(board: Board, cmd: RegisterWorker, *, now: float) -> Plan:
@@ -209,7 +238,7 @@ def plan_stop_worker(board: Board, cmd: StopWorker, *, now: float) -> Plan:
 def check_report_signature(board: Board, cmd: ReportResults) -> None:
     """Defence in depth beside the server's permissions: a worker that registered a signing
     key must sign every batch of reports with it."""
-    for worker_id in {r.worker_id for r in cmd.reports}:
+    for worker_id in {r.worker_id for r in cmd.reports} | {t.worker_id for t in cmd.tests}:
         worker = board.workers.get(worker_id)
         if worker is None or worker.signing_key is None:
             continue
@@ -217,6 +246,6 @@ def check_report_signature(board: Board, cmd: ReportResults) -> None:
             raise Refused(f"reports for worker {worker_id} must be signed with its key")
         try:
             verify_signature(public_key_from_bytes(worker.signing_key),
-                             canonical_bytes(cmd.reports), cmd.signature)
+                             canonical_bytes(cmd.signed_part()), cmd.signature)
         except DTFError:
             raise Refused(f"bad signature on reports for worker {worker_id}") from None

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -29,6 +29,7 @@ from dtf_core.events.codec import UndecodableEvent, decode
 from projections.tables import (
     TableWriter,
     create_tables,
+    median_durations,
     read_last_seq,
     table_counts,
     table_hash,
@@ -61,6 +62,14 @@ def open_db(path: Path) -> duckdb.DuckDBPyConnection:
         raise Unavailable(f"cannot open {path}: {exc}") from None
     create_tables(con)
     return con
+
+
+class DurationsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    node_ids: Annotated[list[Annotated[str, msgspec.Meta(max_length=4096)]],
+                        msgspec.Meta(max_length=5000)]
+
+
+_durations_decoder = msgspec.json.Decoder(DurationsQuery)
 
 
 def answer(con: duckdb.DuckDBPyConnection, op: str) -> dict[str, Any]:
@@ -164,6 +173,7 @@ class ProjectorAgent:
         self.dead_letter = jetstream_dead_letter(nc, AGENT)
         self.writer = TableWriter()
         self.ready = asyncio.Event()
+        self._subs: list[Any] = []
 
     async def run(self) -> None:
         sub = None
@@ -177,11 +187,31 @@ class ProjectorAgent:
             self.writer = TableWriter(stored_seq=stored)
             sub = await self.nc.subscribe(subjects.Q_PROJECTOR, queue=QUEUE_GROUP,
                                           cb=self._on_query)
+            self._subs.append(await self.nc.subscribe(
+                subjects.Q_TEST_DURATIONS, queue=QUEUE_GROUP, cb=self._on_durations))
             await self._project()
         finally:
             await _to_the_end(self._stop(sub))
 
+    async def _on_durations(self, msg: Msg) -> None:
+        """Median passing duration per test node id (``dtf run pytest`` splits by them)."""
+        reply: dict[str, Any]
+        try:
+            query = _durations_decoder.decode(msg.data)
+            reply = {"ok": True, "result": await self.db.call(median_durations, query.node_ids)}
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            reply = {"ok": False, "error": f"invalid request: {exc}"}
+        except Exception as exc:  # one broad except per request: answer, never crash
+            log.exception("durations query failed")
+            reply = {"ok": False, "error": f"internal error: {exc!r}"}
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await self.nc.publish(msg.reply, msgspec.json.encode(reply))
+
     async def _stop(self, sub: Any) -> None:
+        for extra in self._subs:
+            with contextlib.suppress(Exception):
+                await extra.unsubscribe()
         if sub is not None:
             with contextlib.suppress(Exception):  # the NATS connection may be gone already
                 await sub.unsubscribe()

@@ -28,7 +28,7 @@ class Folder:
         *,
         dead_letter: DeadLetter,
         on_batch: OnBatch | None = None,
-        filters: Sequence[str] = (subjects.ALL_EVENTS,),
+        filters: Sequence[str] = subjects.STATE_EVENTS,
     ) -> None:
         self.log = eventlog
         self.board = board

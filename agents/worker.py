@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -22,6 +23,8 @@ from nats.aio.msg import Msg
 from agents.capabilities import detect
 from agents.client import ApiClient
 from agents.jetstream_log import parse_ack_reply
+from agents.packs import fetch_pack
+from agents.pytest.pool import SessionPool
 from agents.runner import run_command
 from agents.security.keyfiles import ensure_private_dir, load_or_create_private_key_file
 from agents.security.signing import canonical_bytes, public_key_bytes, sign
@@ -30,13 +33,34 @@ from dtf_core import subjects
 from dtf_core.errors import DTFError, Unavailable
 from dtf_core.events.codec import UndecodableEvent, decode
 from dtf_core.events.task import TaskCancelRequested, TaskLeased
+from dtf_core.events.tests import TestCase
 from dtf_core.ids import validate_id
-from dtf_core.spec import command_config
+from dtf_core.spec import TestConfig, command_config, test_config
 from dtf_core.task import Report
 
 log = logging.getLogger(__name__)
 _enc = msgspec.msgpack.Encoder()
 MAX_REPORTS = 1000
+MAX_TEST_BYTES = 512 * 1024  # per report command; the server's max payload is 1 MiB
+MAX_CASE_BYTES = 192 * 1024
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DTF_CACHE_DIR") or Path.home() / ".cache" / "dtf")
+
+
+def _bounded(case: TestCase) -> TestCase:
+    """A case small enough for one message: huge captured output is cut, not lost silently."""
+    if len(case.reports) + len(case.message) <= MAX_CASE_BYTES:
+        return case
+    try:
+        text = "\n".join(str(r.get("longrepr") or "") for r in json.loads(case.reports))
+    except ValueError:
+        text = ""
+    cut = MAX_CASE_BYTES // 2
+    return msgspec.structs.replace(
+        case, reports="",
+        message=f"{case.message}{text[:cut]}\n[... report cut at {cut} bytes by the worker]")
 
 
 def default_worker_id() -> str:
@@ -62,6 +86,7 @@ class WorkerAgent:
         heartbeat_interval: float = 1.0,
         credential: str | None = None,
         signing_key_dir: Path | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
@@ -78,8 +103,14 @@ class WorkerAgent:
             self.signing_key = load_or_create_private_key_file(
                 signing_key_dir / f"{self.worker_id}.key")
         self.heartbeat_interval = heartbeat_interval
+        self.cache_dir = cache_dir or default_cache_dir()
+        self.pytest = SessionPool(self.cache_dir / "logs")
         self.running: dict[str, Attempt] = {}
         self.reports: list[Report] = []
+        # Per-test results waiting to be sent, per attempt, then numbered batches in flight.
+        self.cases: dict[tuple[str, int], list[TestCase]] = {}
+        self.batches: dict[tuple[str, int], int] = {}
+        self.test_batches: list[cmds.TestBatch] = []
         self._reports_ready = asyncio.Event()
         self._reports_idle = asyncio.Event()
         self._reports_idle.set()
@@ -164,6 +195,9 @@ class WorkerAgent:
             if spec.type == "noop":
                 self._report(attempt, "succeeded", started_at=time.time())
                 return
+            if spec.type == "test":
+                await self._run_tests(attempt)
+                return
             cfg = command_config(spec)
             log_subject = subjects.log_subject(lease.task_id, lease.attempt, self.worker_id)
 
@@ -190,6 +224,72 @@ class WorkerAgent:
             if self.running.get(lease.task_id) is attempt:
                 self.running.pop(lease.task_id, None)
 
+    async def _run_tests(self, attempt: Attempt) -> None:
+        lease = attempt.lease
+        assert lease.spec is not None
+        cfg = test_config(lease.spec)
+        started = time.time()
+        self._report(attempt, "started", pid=os.getpid())
+        key = (lease.task_id, attempt.fencing)
+        counts: dict[str, int] = {}
+
+        def on_case(case: TestCase) -> None:
+            counts[case.outcome] = counts.get(case.outcome, 0) + 1
+            self.cases.setdefault(key, []).append(_bounded(case))
+            self._reports_idle.clear()
+            self._reports_ready.set()
+
+        try:
+            async with asyncio.timeout(lease.spec.timeout_seconds):
+                root = await self._test_root(cfg)
+                session_key = (str(root), cfg.code or "", cfg.args, cfg.files)
+                errors = await self.pytest.run_chunk(session_key, root, list(cfg.node_ids),
+                                                     on_case)
+        except TimeoutError:
+            self._report(attempt, "timed_out", duration_s=time.time() - started,
+                         started_at=started, error="the test chunk ran past its timeout")
+            return
+        bad = sum(counts.get(k, 0) for k in ("failed", "error", "crashed"))
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        if errors:
+            summary += f"; {len(errors)} collection errors on the worker"
+        self._report(attempt, "failed" if bad or errors else "succeeded",
+                     exit_code=1 if bad or errors else 0, error=summary if bad else "",
+                     duration_s=time.time() - started, started_at=started)
+
+    async def _test_root(self, cfg: TestConfig) -> Path:
+        """The submitter's tree in place when it is on this host, else the verified pack."""
+        local = Path(cfg.rootdir)
+        if (cfg.rootdir and cfg.host == socket.gethostname() and _is_dir(local)
+                and not os.environ.get("DTF_ALWAYS_UNPACK")):
+            return local
+        if not cfg.packed or cfg.code is None:
+            raise DTFError(f"the code is on {cfg.host or 'another host'} and was not packed; "
+                           "run with --dtf-pack to send it to workers on other hosts")
+        return await fetch_pack(self.js, cfg.code, self.cache_dir / "packs")
+
+    def _take_test_batches(self) -> list[cmds.TestBatch]:
+        """Number what finished since the last send; numbered batches are resent as they
+        are (same ids) until the api has them."""
+        for (task_id, fencing), cases in self.cases.items():
+            if not cases:
+                continue
+            attempt = self.running.get(task_id)
+            number = self.batches.get((task_id, fencing), 0)
+            self.batches[(task_id, fencing)] = number + 1
+            self.test_batches.append(cmds.TestBatch(
+                task_id=task_id, worker_id=self.worker_id, fencing=fencing, batch=number,
+                attempt=attempt.lease.attempt if attempt else 0, cases=cases))
+        self.cases = {}
+        out: list[cmds.TestBatch] = []
+        size = 0
+        for batch in self.test_batches:
+            size += sum(len(c.reports) + len(c.message) + 200 for c in batch.cases)
+            if out and size > MAX_TEST_BYTES:
+                break
+            out.append(batch)
+        return out
+
     def _report(self, attempt: Attempt, kind: str, **fields: Any) -> None:
         if self.stopping:
             return  # the stop requeues this attempt; a verdict now would be wrong
@@ -205,10 +305,13 @@ class WorkerAgent:
         while True:
             await self._reports_ready.wait()
             self._reports_ready.clear()
-            while self.reports:
-                batch = self.reports[:MAX_REPORTS]
+            while self.reports or self.cases or self.test_batches:
+                tests = self._take_test_batches()
+                # Reports go after every test of their attempt: hold them while a test batch
+                # is still waiting for the next round.
+                batch = [] if len(tests) < len(self.test_batches) else self.reports[:MAX_REPORTS]
                 try:
-                    refused = await self.api.call(self._signed(batch))
+                    refused = await self.api.call(self._signed(batch, tests))
                 except DTFError as exc:
                     log.warning("reporting %d results failed (%s); retrying", len(batch), exc)
                     await asyncio.sleep(backoff)
@@ -216,15 +319,18 @@ class WorkerAgent:
                     continue
                 backoff = 0.05
                 del self.reports[: len(batch)]
+                del self.test_batches[: len(tests)]
                 for item in refused or ():
                     self._stop_refused(item)
             self._reports_idle.set()
 
-    def _signed(self, reports: list[Report]) -> cmds.ReportResults:
+    def _signed(self, reports: list[Report],
+                tests: list[cmds.TestBatch] | None = None) -> cmds.ReportResults:
+        cmd = cmds.ReportResults(reports=reports, tests=tests or [])
         if self.signing_key is None:
-            return cmds.ReportResults(reports=reports)
-        return cmds.ReportResults(reports=reports,
-                                  signature=sign(self.signing_key, canonical_bytes(reports)))
+            return cmd
+        return msgspec.structs.replace(
+            cmd, signature=sign(self.signing_key, canonical_bytes(cmd.signed_part())))
 
     def _stop_refused(self, item: dict[str, Any]) -> None:
         attempt = self.running.get(str(item.get("task_id")))
@@ -259,6 +365,7 @@ class WorkerAgent:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pytest.close()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 if self.reports:
@@ -268,3 +375,7 @@ class WorkerAgent:
                     cmds.StopWorker(worker_id=self.worker_id, session=self.session)
                 )
                 await self.nc.flush()
+
+
+def _is_dir(path: Path) -> bool:
+    return path.is_dir()

@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     lg = client("logs", "print a task's output")
     lg.add_argument("id")
     lg.add_argument("-f", "--follow", action="store_true")
+    sub.add_parser("run", help="run a tool on the workers: `dtf run pytest [pytest args]`",
+                   add_help=False)
     c = client("cancel", "cancel a task")
     c.add_argument("id")
     client("status", "summary of the system")
@@ -320,6 +322,10 @@ def _up(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:2] == ["run", "pytest"]:
+        from cli.pytest.run import run_pytest
+
+        return run_pytest(raw[2:])
     after: list[str] | None = None
     if "--" in raw:
         cut = raw.index("--")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 from msgspec import Struct
 
+from dtf_core.events.tests import TestCase
 from dtf_core.events.worker import Capabilities
 from dtf_core.spec import TaskSpec
 from dtf_core.task import Report
@@ -27,11 +28,28 @@ class CancelTask(CommandBase, frozen=True, kw_only=True, tag="cancel"):
     reason: str = "cancelled by user"
 
 
+class TestBatch(Struct, frozen=True, kw_only=True):
+    """Per-test results of one attempt of a test task, reported under its fencing token."""
+    __test__: ClassVar[bool] = False  # not a pytest test class
+
+    task_id: str
+    worker_id: str
+    attempt: int
+    fencing: int
+    batch: int
+    cases: list[TestCase]
+
+
 class ReportResults(CommandBase, frozen=True, kw_only=True, tag="report"):
     """``signature``: the worker's Ed25519 signature over the reports (one per batch)."""
 
     reports: list[Report]
     signature: bytes | None = None
+    tests: list[TestBatch] = []  # written before ``reports``, in the same atomic batch
+
+    def signed_part(self) -> object:
+        """What the worker signs: the reports, and the test results when there are any."""
+        return self.reports if not self.tests else [self.reports, self.tests]
 
 
 class RegisterWorker(CommandBase, frozen=True, kw_only=True, tag="register"):

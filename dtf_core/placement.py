@@ -47,6 +47,12 @@ def mismatch(req: Requirements, caps: Capabilities) -> str | None:
     return None
 
 
+def _score(slot: Slot, req: Requirements) -> tuple[bool, float]:
+    """Least loaded first; a worker the task prefers to avoid (a rerun's earlier worker)
+    only when no other fits now."""
+    return (slot.worker_id not in req.avoid_workers, slot.free / slot.slots)
+
+
 def place(
     queued: Iterable[tuple[str, Requirements]], slots: list[Slot]
 ) -> list[Decision]:
@@ -68,7 +74,7 @@ def place(
                                                             or req.min_cuda_compute) else None
             if why_not is not None:
                 filtered[slot.worker_id] = why_not
-            elif best is None or slot.free / slot.slots > best.free / best.slots:
+            elif best is None or _score(slot, req) > _score(best, req):
                 best = slot
         if best is None:
             continue

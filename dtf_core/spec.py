@@ -5,7 +5,7 @@ Unknown fields and wrong types are refused with the field's path (msgspec names 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -14,7 +14,7 @@ from dtf_core.errors import InvalidInput
 from dtf_core.ids import validate_id
 
 TaskType = Literal["command", "test", "benchmark", "noop"]
-RUNNABLE_TYPES: frozenset[str] = frozenset({"command", "noop"})
+RUNNABLE_TYPES: frozenset[str] = frozenset({"command", "noop", "test"})
 MAX_SPEC_BYTES = 64 * 1024
 MAX_ARGV = 4096
 
@@ -28,6 +28,8 @@ class Requirements(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     hardware: tuple[Annotated[str, Meta(max_length=64)], ...] = ()
     min_memory_gb: Annotated[float, Meta(ge=0)] = 0.0
     min_cuda_compute: Annotated[float, Meta(ge=0)] | None = None
+    # A preference, not a requirement: placed elsewhere when another worker fits (reruns).
+    avoid_workers: tuple[Annotated[str, Meta(max_length=128)], ...] = ()
 
 
 class RetryPolicy(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -39,6 +41,28 @@ class CommandConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     argv: Annotated[tuple[str, ...], Meta(min_length=1, max_length=MAX_ARGV)]
     cwd: str | None = None
     env: dict[str, str] = {}
+
+
+MAX_NODE_IDS = 20_000
+NodeId = Annotated[str, Meta(min_length=1, max_length=4096)]
+RelPath = Annotated[str, Meta(min_length=1, max_length=1024)]
+Digest = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+
+
+class TestConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A chunk of a pytest run: the node ids to run, in a warm session over ``files``.
+
+    ``code`` is the content hash of the submitter's tree; a worker on the submitter's host
+    (``host``) uses ``rootdir`` in place, any other unpacks the pack stored under ``code``."""
+    __test__: ClassVar[bool] = False  # not a pytest test class
+
+    node_ids: Annotated[tuple[NodeId, ...], Meta(min_length=1, max_length=MAX_NODE_IDS)]
+    files: Annotated[tuple[RelPath, ...], Meta(max_length=MAX_NODE_IDS)] = ()
+    args: Annotated[tuple[str, ...], Meta(max_length=256)] = ()
+    rootdir: str = ""
+    host: str = ""
+    code: Digest | None = None
+    packed: bool = False
 
 
 class TaskSpec(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -62,13 +86,43 @@ def command_config(spec: TaskSpec) -> CommandConfig:
     return msgspec.convert(spec.config, CommandConfig)
 
 
+def test_config(spec: TaskSpec) -> TestConfig:
+    return msgspec.convert(spec.config, TestConfig)
+
+
+def check_relative(path: str, what: str) -> str:
+    """A path inside the run's root: relative, no ``..``, no NUL, no backslash tricks."""
+    parts = path.replace("\\", "/").split("/")
+    if (not path or "\x00" in path or path.startswith(("/", "~")) or ".." in parts
+            or (len(path) > 1 and path[1] == ":")):
+        raise InvalidInput(f"invalid {what} {path!r}: must be a relative path inside the root")
+    return path
+
+
+def _validate_test(spec: TaskSpec) -> None:
+    try:
+        cfg = test_config(spec)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid test config: {exc} (in `$.config`)") from None
+    for node in cfg.node_ids:
+        check_relative(node.split("::", 1)[0], "test node id")
+    for f in cfg.files:
+        check_relative(f, "test file")
+    if any("\x00" in a for a in cfg.args):
+        raise InvalidInput("invalid test config: args contain a NUL byte")
+    if cfg.packed and cfg.code is None:
+        raise InvalidInput("invalid test config: a packed tree needs its `code` hash")
+
+
 def validate_spec(spec: TaskSpec) -> TaskSpec:
     """Check what the schema alone cannot: per-type config and runnable types."""
     if spec.type not in RUNNABLE_TYPES:
         raise InvalidInput(
-            f"task type {spec.type!r} is not supported yet: only 'command' and 'noop' run today"
+            f"task type {spec.type!r} is not supported yet: 'command', 'test' and 'noop' run today"
         )
-    if spec.type == "command":
+    if spec.type == "test":
+        _validate_test(spec)
+    elif spec.type == "command":
         try:
             cfg = command_config(spec)
         except msgspec.ValidationError as exc:

@@ -8,6 +8,8 @@ EVENTS_STREAM = "DTF_EVENTS"
 HEARTBEATS_STREAM = "DTF_HEARTBEATS"
 LOGS_STREAM = "DTF_LOGS"
 DLQ_STREAM = "DTF_DLQ"
+PACKS_BUCKET = "dtf-packs"  # object store: content-addressed code packs
+ARTIFACTS_BUCKET = "dtf-artifacts"  # object store: reports and logs of runs
 
 EVT = "dtf.evt"
 ALL_EVENTS = "dtf.evt.>"
@@ -27,6 +29,7 @@ Q_TASK = "dtf.q.task"
 Q_WORKERS = "dtf.q.workers"
 Q_STATUS = "dtf.q.status"
 Q_PROJECTOR = "dtf.q.projector"
+Q_TEST_DURATIONS = "dtf.q.test_durations"
 
 
 def task_subject(task_id: str, event_type: str, worker_id: str | None = None) -> str:
@@ -57,6 +60,18 @@ def auth_subject(auth_id: str, event_type: str) -> str:
 
 
 AUTH_EVENTS = "dtf.evt.auth.>"
+# What the board folds: every aggregate but the per-test results, which only the projector
+# and the run's client read.
+STATE_EVENTS = ("dtf.evt.task.>", "dtf.evt.worker.>", "dtf.evt.run.>", "dtf.evt.auth.>")
+
+
+def tests_subject(run_id: str, task_id: str) -> str:
+    return (f"{EVT}.tests.{validate_id(run_id, 'run id')}.reported."
+            f"{validate_id(task_id, 'task id')}")
+
+
+def tests_filter(run_id: str) -> str:
+    return f"{EVT}.tests.{validate_id(run_id, 'run id')}.>"
 
 
 def run_filter(run_id: str) -> str:

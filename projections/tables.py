@@ -20,6 +20,7 @@ from msgspec import Struct, structs
 from dtf_core.errors import Conflict
 from dtf_core.events.codec import Event, event_type
 from dtf_core.events.task import AttemptOutcome, TaskLeased, TaskRequeued, TaskStarted
+from dtf_core.events.tests import TestsReported
 from dtf_core.task import TaskState
 from dtf_core.worker import WorkerState
 from projections.board import Board
@@ -73,15 +74,27 @@ TABLES: tuple[Table, ...] = (
         """test_id VARCHAR, worker_id VARCHAR, model_name VARCHAR, hardware_type VARCHAR,
         execution_time DOUBLE, success BOOLEAN, error_message VARCHAR, timestamp TIMESTAMP,
         memory_usage DOUBLE, details JSON, seq BIGINT NOT NULL, task_id VARCHAR,
-        attempt INTEGER""",
-        ("seq",),
+        attempt INTEGER, kind VARCHAR NOT NULL, run_id VARCHAR""",
+        ("seq", "test_id"),
         action="insert",
     ),
 )
 META_TABLE = Table(META, "key VARCHAR NOT NULL, value BIGINT", ("key",))
 
 
+SCHEMA_KEY = "schema"
+# Bump when a table changes: the projection is then rebuilt from the log, its source.
+SCHEMA_VERSION = 2
+
+
 def create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(_CREATE_META)
+    rows = con.execute(_READ_LAST_SEQ, [SCHEMA_KEY]).fetchall()
+    if not rows or rows[0][0] != SCHEMA_VERSION:
+        for table in TABLES:
+            con.execute("DROP TABLE IF EXISTS " + table.name)
+        con.execute(_DELETE_META)
+        con.execute(_SET_META, [SCHEMA_KEY, SCHEMA_VERSION])
     for table in (*TABLES, META_TABLE):
         key = ", ".join(table.key)
         con.execute(
@@ -93,10 +106,27 @@ def create_tables(con: duckdb.DuckDBPyConnection) -> None:
 # Every statement is built once, here, from the table constants above; no value from input
 # ever becomes SQL text (values are parameters).
 _INIT_META = "INSERT INTO " + META + " VALUES (?, 0) ON CONFLICT DO NOTHING"  # noqa: S608
+_CREATE_META = ("CREATE TABLE IF NOT EXISTS " + META + " (" + META_TABLE.columns
+                + ", PRIMARY KEY (key))")
+_DELETE_META = "DELETE FROM " + META  # noqa: S608
+_SET_META = "INSERT INTO " + META + " VALUES (?, ?)"  # noqa: S608
 _READ_LAST_SEQ = "SELECT value FROM " + META + " WHERE key = ?"  # noqa: S608
 _COUNT = {t.name: "SELECT count(*) FROM " + t.name for t in TABLES}  # noqa: S608
 _ALL_ROWS = {t.name: "SELECT * FROM " + t.name + " ORDER BY " + ", ".join(t.key)  # noqa: S608
              for t in TABLES}
+
+
+_DURATIONS = (
+    "SELECT test_id, median(execution_time) FROM " + TEST_RESULTS  # noqa: S608
+    + " WHERE kind = 'test' AND success AND test_id IN (SELECT unnest(?::VARCHAR[]))"
+    + " GROUP BY test_id"
+)
+
+
+def median_durations(con: duckdb.DuckDBPyConnection, node_ids: list[str]) -> dict[str, float]:
+    """The median duration of each test's passing runs (parameterised: ids are data)."""
+    rows = con.execute(_DURATIONS, [node_ids]).fetchall()
+    return {str(k): float(v) for k, v in rows if v is not None}
 
 
 def read_last_seq(con: duckdb.DuckDBPyConnection) -> int:
@@ -246,7 +276,37 @@ def test_result_row(
         seq,
         task.task_id,
         event.attempt,
+        "task",
+        task.run_id,
     )
+
+
+def test_case_rows(seq: int, event: TestsReported, worker: WorkerState | None) -> list[Row]:
+    """One ``test_results`` row per pytest test (kind ``test``); durations feed the split."""
+    rows: dict[str, Row] = {}
+    for case in event.cases:
+        details: dict[str, Any] = {"outcome": case.outcome, "fencing": event.fencing,
+                                   "batch": event.batch}
+        if case.message:
+            details["message"] = case.message
+        rows[case.nodeid] = (
+            case.nodeid,
+            event.worker_id,
+            None,
+            hardware_type(worker),
+            case.duration_s,
+            case.outcome in ("passed", "skipped", "xfailed", "xpassed"),
+            _text(case.message or ("" if case.outcome != "failed" else "failed")),
+            _ts(event.at),
+            None,
+            json.dumps(details, sort_keys=True, separators=(",", ":")),
+            seq,
+            event.task_id,
+            event.attempt,
+            "test",
+            event.run_id,
+        )
+    return list(rows.values())
 
 
 # --- the writer -------------------------------------------------------------------------------
@@ -290,6 +350,12 @@ class TableWriter:
         self.position = seq
         changed = self.board.apply(seq, event)
         stage = seq > self.stored_seq
+        if isinstance(event, TestsReported):
+            if stage:
+                worker = self.board.workers.get(event.worker_id)
+                for row in test_case_rows(seq, event, worker):
+                    self._stage(TEST_RESULTS, (seq, row[0]), row)
+            return
         if isinstance(changed, TaskState):
             if stage:
                 self._stage(TASKS, changed.task_id, task_row(changed))

@@ -83,6 +83,23 @@ def log_readers() -> tuple[str, ...]:
     return tuple(out)
 
 
+def object_reader(bucket: str) -> tuple[str, ...]:
+    """Reading objects of one JetStream object store bucket (an ordered consumer per get)."""
+    stream = f"OBJ_{bucket}"
+    api = "$JS.API"
+    return (f"{api}.STREAM.INFO.{stream}", f"{api}.STREAM.MSG.GET.{stream}",
+            f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>",
+            f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>",
+            f"{api}.CONSUMER.INFO.{stream}.*", f"{api}.CONSUMER.DELETE.{stream}.*",
+            f"$JS.FC.{stream}.>")
+
+
+def object_writer(bucket: str) -> tuple[str, ...]:
+    """Putting objects: chunks and metadata, and purging an object's old chunks."""
+    return (*object_reader(bucket), f"$O.{bucket}.>",
+            f"$JS.API.STREAM.PURGE.OBJ_{bucket}")
+
+
 def worker(worker_id: str) -> Permissions:
     wid = validate_id(worker_id, "worker id")
     inbox = inbox_prefix("worker", wid)
@@ -96,6 +113,7 @@ def worker(worker_id: str) -> Permissions:
             subjects.heartbeat_subject(wid),
             f"dtf.log.*.*.{wid}",  # output, named by the worker that wrote it
             *consumer_subjects(EVENTS, subjects.lease_consumer(wid)),
+            *object_reader(subjects.PACKS_BUCKET),  # the code of test runs
             USER_INFO,
             TOKEN_REFRESH,
         ),
@@ -107,7 +125,8 @@ def worker(worker_id: str) -> Permissions:
 def reader(principal: str) -> Permissions:
     inbox = inbox_prefix("reader", principal)
     return Permissions(role="reader", principal=principal,
-                       publish=("dtf.q.>", USER_INFO, TOKEN_REFRESH, *log_readers()),
+                       publish=("dtf.q.>", USER_INFO, TOKEN_REFRESH, *log_readers(),
+                                *object_reader(subjects.ARTIFACTS_BUCKET)),
                        subscribe=(f"{inbox}.>",), inbox_prefix=inbox)
 
 
@@ -117,7 +136,8 @@ def manager(principal: str) -> Permissions:
         role="manager",
         principal=principal,
         publish=("dtf.q.>", subjects.CMD_SUBMIT, subjects.CMD_CANCEL, "dtf.cmd.worker.>",
-                 USER_INFO, TOKEN_REFRESH, *log_readers()),
+                 USER_INFO, TOKEN_REFRESH, *log_readers(),
+                 *object_writer(subjects.PACKS_BUCKET), *object_writer(subjects.ARTIFACTS_BUCKET)),
         subscribe=(f"{inbox}.>",),
         inbox_prefix=inbox,
     )

@@ -20,9 +20,10 @@ from dtf_core.events.task import (
     TaskLeased,
     TaskSubmitted,
 )
+from dtf_core.events.tests import TestsEvent, TestsReported
 from dtf_core.events.worker import WorkerEvent
 
-Event = TaskEvent | WorkerEvent | RunEvent | AuthEvent
+Event = TaskEvent | WorkerEvent | RunEvent | AuthEvent | TestsEvent
 SCHEMA_VERSION = "1"
 
 _encoder = msgspec.msgpack.Encoder()
@@ -31,6 +32,7 @@ _decoders: dict[str, msgspec.msgpack.Decoder[Event]] = {
     "worker": msgspec.msgpack.Decoder(WorkerEvent),
     "run": msgspec.msgpack.Decoder(RunEvent),
     "auth": msgspec.msgpack.Decoder(AuthEvent),
+    "tests": msgspec.msgpack.Decoder(TestsEvent),
 }
 
 
@@ -53,6 +55,8 @@ def subject_of(event: Event) -> str:
         return subjects.task_subject(event.task_id, etype, event.worker_id)
     if isinstance(event, RunCreated):
         return subjects.run_subject(event.run_id, etype)
+    if isinstance(event, TestsReported):
+        return subjects.tests_subject(event.run_id, event.task_id)
     if isinstance(event, AuthEventBase):
         return subjects.auth_subject(event.auth_id, etype)
     if hasattr(event, "task_id"):
@@ -89,6 +93,8 @@ def msg_id_of(event: Event) -> str:
             return f"{event.task_id}.cancel_requested.{event.worker_id}.{event.at}"
         case RunCreated():
             return f"run.{event.run_id}.created"
+        case TestsReported():
+            return f"tests.{event.task_id}.{event.fencing}.{event.batch}"
         case AuthEventBase():
             return f"auth.{event.auth_id}.{etype}"
     if isinstance(event, TaskEventBase):

@@ -32,6 +32,7 @@ from dtf_core.events.task import (
     TaskSucceeded,
     TaskTimedOut,
 )
+from dtf_core.events.tests import TestCase, TestsReported
 from dtf_core.events.worker import Capabilities, WorkerLost, WorkerRegistered, WorkerStopped
 from dtf_core.spec import parse_specs
 from tests.unit.builders import submitted
@@ -75,6 +76,10 @@ EVENTS: list[tuple[Event, str]] = [
     (SigningKeyRetired(auth_id="kid1", **A), "dtf.evt.auth.kid1.key_retired"),
     (RunCreated(run_id="r1", task_ids=("t1", "t2"), name="nightly", **A),
      "dtf.evt.run.r1.created"),
+    (TestsReported(run_id="r1", task_id="t1", worker_id="w1", attempt=1, fencing=7, batch=0,
+                   cases=(TestCase(nodeid="tests/test_a.py::test_x[1]", outcome="passed",
+                                   duration_s=0.01, reports="[]"),), **A),
+     "dtf.evt.tests.r1.reported.t1"),
 ]
 IDS = [codec.event_type(e) for e, _ in EVENTS]
 

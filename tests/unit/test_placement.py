@@ -97,3 +97,19 @@ def test_slots_left_over_serve_a_second_call() -> None:
     first = place([("t1", ANY)], slots)
     second = place([("t2", ANY), ("t3", ANY), ("t4", ANY)], slots)
     assert [d.task_id for d in first + second] == ["t1", "t2", "t3"]
+
+
+def test_a_rerun_prefers_a_worker_it_has_not_tried() -> None:
+    from dtf_core.events.worker import Capabilities
+    from dtf_core.placement import Slot, place
+    from dtf_core.spec import Requirements
+
+    def slots() -> list[Slot]:
+        return [Slot(worker_id=w, session="s", capabilities=Capabilities(), slots=4, free=f)
+                for w, f in (("w1", 4), ("w2", 1))]
+
+    req = Requirements(avoid_workers=("w1",))
+    assert place([("t", req)], slots())[0].worker_id == "w2"
+    assert place([("t", Requirements())], slots())[0].worker_id == "w1"  # least loaded
+    only_w1 = [s for s in slots() if s.worker_id == "w1"]
+    assert place([("t", req)], only_w1)[0].worker_id == "w1"  # a preference, not a rule

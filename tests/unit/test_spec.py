@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
 from dtf_core.errors import InvalidInput
@@ -103,11 +104,24 @@ def test_the_path_names_the_element_of_a_list() -> None:
         parse_specs(b'[{"type": "noop"}, {"type": "noop", "priority": "x"}]')
 
 
-@pytest.mark.parametrize("task_type", ["test", "benchmark"])
-def test_types_that_do_not_run_yet_are_refused_clearly(task_type: str) -> None:
-    message = refused({"type": task_type})
-    assert f"'{task_type}' is not supported yet" in message
-    assert "'command' and 'noop'" in message
+def test_types_that_do_not_run_yet_are_refused_clearly() -> None:
+    message = refused({"type": "benchmark"})
+    assert "'benchmark' is not supported yet" in message
+    assert "'command', 'test' and 'noop'" in message
+
+
+def test_a_test_task_names_node_ids_inside_its_root() -> None:
+    ok = {"type": "test", "config": {"node_ids": ["tests/test_a.py::test_x[../a b]"],
+                                     "files": ["tests/test_a.py"]}}
+    assert parse_specs(msgspec.json.encode(ok))[0].type == "test"
+    for bad in ["../etc/passwd::x", "/etc/passwd::x", "~/x.py::t", "a/../../b.py", "C:/x.py",
+                "a\\..\\..\\b.py", "x\x00.py"]:
+        cfg = {"node_ids": [bad]}
+        assert "relative path inside the root" in refused({"type": "test", "config": cfg})
+        cfg = {"node_ids": ["ok.py"], "files": [bad]}
+        assert "relative path inside the root" in refused({"type": "test", "config": cfg})
+    assert "invalid test config" in refused({"type": "test", "config": {"node_ids": []}})
+    assert "invalid test config" in refused({"type": "test", "config": {"argv": ["x"]}})
 
 
 def test_noop_takes_no_config() -> None:

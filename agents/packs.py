@@ -1,0 +1,149 @@
+"""Content-addressed packs of a test root, so that code under test reaches other hosts.
+
+The pack holds the root's tracked files plus uncommitted changes (``git ls-files -co
+--exclude-standard``; outside git, every file but caches and virtualenvs). Its name is the
+digest of a manifest of (path, mode, content hash), so a worker verifies what it unpacked
+and caches it by that digest, as remote-execution systems do with input trees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError, ObjectNotFoundError
+
+from dtf_core.errors import DTFError, InvalidInput
+from dtf_core.spec import check_relative
+from dtf_core.subjects import PACKS_BUCKET
+
+SKIP_DIRS = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".tox",
+             ".nox", "node_modules", ".dtf", ".hypothesis"}
+MAX_PACK_BYTES = 512 * 1024 * 1024
+
+
+def tree_files(root: Path) -> list[str]:
+    """The files a run needs from ``root``, relative, sorted."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root,
+            capture_output=True, check=True, timeout=60,
+        ).stdout
+        files = [f for f in out.decode("utf-8", "surrogateescape").split("\0") if f]
+        return sorted(f for f in files if (root / f).is_file() and not (root / f).is_symlink())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames
+                       if d not in SKIP_DIRS and not d.startswith(".venv") and d != "venv"]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if name.endswith((".pyc", ".pyo")) or path.is_symlink():
+                continue
+            found.append(path.relative_to(root).as_posix())
+    return sorted(found)
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_digest(root: Path, files: Iterable[str]) -> str:
+    """The content address of a tree: its files' paths, modes and contents."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        path = root / rel
+        mode = "755" if os.access(path, os.X_OK) else "644"
+        h.update(f"{rel}\0{mode}\0{_file_hash(path)}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def make_pack(root: Path, files: list[str]) -> bytes:
+    """A deterministic tar.gz of ``files`` (no times, owners or links)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+        for rel in sorted(files):
+            path = root / rel
+            info = tarfile.TarInfo(rel)
+            info.size = path.stat().st_size
+            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            info.mtime = 0
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
+    data = buf.getvalue()
+    if len(data) > MAX_PACK_BYTES:
+        raise InvalidInput(f"the test root packs to {len(data) >> 20} MiB, over the "
+                           f"{MAX_PACK_BYTES >> 20} MiB limit; add large files to .gitignore")
+    return data
+
+
+def unpack(data: bytes, dest: Path) -> list[str]:
+    """Extract safely: regular files only, relative paths only (no ``..``, no links)."""
+    files: list[str] = []
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        members = tar.getmembers()
+        for m in members:
+            check_relative(m.name, "file in the pack")
+            if not m.isfile():
+                raise InvalidInput(f"the pack holds {m.name!r}, which is not a regular file")
+            files.append(m.name)
+        tar.extractall(dest, members=members, filter="data")
+    return files
+
+
+async def put_pack(js: JetStreamContext, root: Path, files: list[str], digest: str) -> bool:
+    """Store the pack unless it is there already; True when it was uploaded now."""
+    store = await js.object_store(PACKS_BUCKET)
+    with contextlib.suppress(ObjectNotFoundError, NotFoundError):
+        info = await store.get_info(digest)
+        if info is not None and not info.deleted:
+            return False
+    await store.put(digest, make_pack(root, files))
+    return True
+
+
+async def fetch_pack(js: JetStreamContext, digest: str, cache_dir: Path) -> Path:
+    """The unpacked tree of ``digest``, from the cache or the object store, verified."""
+    dest = cache_dir / digest
+    if (dest / ".dtf-pack-ok").exists():
+        return dest
+    store = await js.object_store(PACKS_BUCKET)
+    try:
+        obj = await store.get(digest)
+    except (ObjectNotFoundError, NotFoundError):
+        raise DTFError(f"the code pack {digest[:12]} is not in the object store") from None
+    return _install(obj.data or b"", digest, cache_dir)
+
+
+def _install(data: bytes, digest: str, cache_dir: Path) -> Path:
+    dest = cache_dir / digest
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=cache_dir))
+    try:
+        files = unpack(data, tmp)
+        if tree_digest(tmp, files) != digest:
+            raise DTFError(f"the code pack {digest[:12]} does not match its digest")
+        (tmp / ".dtf-pack-ok").write_text(digest)
+        try:
+            tmp.rename(dest)
+        except OSError:  # another attempt unpacked it first
+            if not (dest / ".dtf-pack-ok").exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest

@@ -1,0 +1,1 @@
+"""`dtf run pytest` and `pytest --dtf`: the client side of distributed pytest."""

@@ -1,0 +1,310 @@
+"""``pytest --dtf``: collect here, run the tests on DTF workers, report here.
+
+The workers send pytest's own serialised reports; this plugin feeds them back through
+pytest's hooks (``pytest_runtest_logreport``), as pytest-xdist does, so the terminal
+output, ``--junit-xml``, ``-x``/``--maxfail`` and the exit code are pytest's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from dtf_core.events.tests import TestCase, TestsReported
+from dtf_core.spec import Requirements, TaskSpec
+
+TERMINAL = ("succeeded", "failed", "timed_out", "cancelled")
+# Options a worker's session needs to collect and run the tests as here; reporting options
+# (--junit-xml, -v, -x, ...) act here, on the merged reports.
+PASS_VALUE = {"-p", "-o", "-W", "-c", "--import-mode", "--tb", "--capture", "--confcutdir",
+              "--override-ini", "--pythonwarnings", "--rootdir", "--basetemp", "--config-file"}
+PASS_FLAG = {"-s", "--strict-markers", "--strict-config", "--runxfail", "--showlocals", "-l",
+             "--full-trace", "--noconftest"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dtf", "distributed testing with DTF")
+    group.addoption("--dtf", action="store_true", default=False,
+                    help="run the collected tests on the DTF workers (`dtf run pytest`)")
+    group.addoption("--dtf-server", default=None, help="NATS url (default: DTF_SERVER)")
+    group.addoption("--dtf-reruns", type=int, default=0, metavar="N",
+                    help="rerun a failed test up to N times, on another worker if there is one")
+    group.addoption("--allow-unmatched", action="store_true", default=False,
+                    help="skip, instead of fail, tests whose requirements no worker meets")
+    group.addoption("--dtf-pack", choices=["auto", "always", "never"], default="auto",
+                    help="send the code to the workers: auto = when a worker is on another host")
+    group.addoption("--dtf-timeout", type=float, default=None, metavar="S",
+                    help="give up (exit 2) when the run takes longer than S seconds")
+    group.addoption("--dtf-chunk-timeout", type=float, default=3600.0, metavar="S")
+    group.addoption("--dtf-run-name", default="pytest")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "dtf(hardware=[...], min_memory_gb=0, min_cuda_compute=None): what the DTF worker "
+        "that runs this test must have")
+    if config.getoption("dtf", False) and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(DtfRun(config), "dtf-run")
+
+
+def requirements_of(item: pytest.Item) -> Requirements:
+    marker = item.get_closest_marker("dtf")
+    if marker is None:
+        return Requirements()
+    try:
+        return msgspec.convert(dict(marker.kwargs), Requirements)
+    except msgspec.ValidationError as exc:
+        raise pytest.UsageError(f"{item.nodeid}: bad @pytest.mark.dtf(...): {exc}") from None
+
+
+def worker_args(args: Iterable[str]) -> tuple[str, ...]:
+    """The allow-listed options of this invocation, for the workers' sessions."""
+    out: list[str] = []
+    it = iter(args)
+    for arg in it:
+        name = arg.split("=", 1)[0]
+        if name in PASS_FLAG:
+            out.append(arg)
+        elif name in PASS_VALUE:
+            out.append(arg)
+            if "=" not in arg:
+                value = next(it, None)
+                if value is not None:
+                    out.append(value)
+        elif arg[:2] in PASS_VALUE and len(arg) > 2 and not arg.startswith("--"):
+            out.append(arg)  # -pxdist, -Werror
+    return tuple(out)
+
+
+@dataclass
+class Follow:
+    """What the run waits for, and what it learnt."""
+
+    pending_tasks: dict[str, set[str]] = field(default_factory=dict)  # task -> node ids
+    done: set[str] = field(default_factory=set)
+    held: dict[str, list[Any]] = field(default_factory=dict)  # failures waiting for a rerun
+    workers: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # node -> outcomes
+
+
+class DtfRun:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.follow = Follow()
+        self.reruns_left: dict[str, int] = {}
+        self.flaky: list[str] = []
+        self.task_requirements: dict[str, Requirements] = {}
+
+    # --- pytest hooks ---------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            n = session.testsfailed
+            raise session.Interrupted(f"{n} error{'s' if n != 1 else ''} during collection")
+        if session.config.option.collectonly:
+            return True
+        if not session.items:
+            return True
+        asyncio.run(self._run(session))
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        return True
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.flaky:
+            terminalreporter.section("flaky tests (passed on rerun)", sep="-")
+            for nodeid in self.flaky:
+                outcomes = ", ".join(f"{o} on {w}" for w, o in self.follow.workers[nodeid])
+                terminalreporter.line(f"{nodeid}: {outcomes}")
+
+    # --- the run --------------------------------------------------------------------------
+
+    def _say(self, text: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"dtf: {text}")
+        else:
+            print(f"dtf: {text}", file=sys.stderr)
+
+    async def _run(self, session: pytest.Session) -> None:
+        from agents.client import ApiClient
+        from agents.jetstream_log import JetStreamLog
+        from cli.pytest.remote import Remote, target_from_config
+
+        self.items = {item.nodeid: item for item in session.items}
+        self.reruns_left = dict.fromkeys(self.items, self.config.getoption("dtf_reruns"))
+        target = target_from_config(self.config)
+        remote = await Remote.open(target)
+        try:
+            self.api: ApiClient = remote.api
+            plan = await remote.plan(self, session)
+            if not plan.specs:
+                return
+            self.run_id = "r-" + uuid.uuid4().hex[:16]
+            start = await JetStreamLog(remote.nc).last_seq() + 1
+            res = await self.api.submit(plan.specs, run_id=self.run_id,
+                                        run_name=self.config.getoption("dtf_run_name"))
+            self._say(f"run {self.run_id}: {len(self.items)} tests in {len(res.ids)} tasks")
+            for task_id, spec in zip(res.ids, plan.specs, strict=True):
+                self.follow.pending_tasks[task_id] = set(spec.config["node_ids"])
+                self.task_requirements[task_id] = spec.requirements
+            self.spec_template = plan.template
+            timeout = self.config.getoption("dtf_timeout")
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._follow(remote, start)
+            except TimeoutError:
+                await self._cancel_pending()
+                raise session.Interrupted(
+                    f"dtf: the run did not finish within {timeout:g}s; its tasks are cancelled"
+                ) from None
+            except BaseException:
+                await self._cancel_pending()
+                raise
+        finally:
+            await remote.close()
+
+    async def _follow(self, remote: Any, start: int) -> None:
+        from agents.jetstream_log import JetStreamLog
+        from dtf_core import subjects
+        from dtf_core.events.codec import decode
+
+        filters = [subjects.tests_filter(self.run_id), *(f"dtf.evt.task.*.{t}" for t in TERMINAL)]
+        async with JetStreamLog(remote.nc).tail(filters, start) as tail:
+            async for batch in tail:
+                for rec in batch:
+                    event = decode(rec.subject, rec.data)
+                    if isinstance(event, TestsReported):
+                        self._on_tests(event)
+                    else:
+                        await self._on_task_end(getattr(event, "task_id", ""), event)
+                    if self.session_should_stop():
+                        await self._cancel_pending()
+                        return
+                if not self.follow.pending_tasks:
+                    return
+
+    def session_should_stop(self) -> bool:
+        session = self.items and next(iter(self.items.values())).session
+        return bool(session and (session.shouldfail or session.shouldstop))
+
+    def _on_tests(self, event: TestsReported) -> None:
+        nodes = self.follow.pending_tasks.get(event.task_id)
+        if nodes is None:
+            return  # a task that ended already (a late duplicate), or not ours
+        for case in event.cases:
+            if case.nodeid in self.follow.done or case.nodeid not in self.items:
+                continue
+            self.follow.workers.setdefault(case.nodeid, []).append(
+                (event.worker_id, case.outcome))
+            reports = self._reports(case)
+            nodes.discard(case.nodeid)
+            failed = case.outcome in ("failed", "error", "crashed")
+            if failed and self.reruns_left.get(case.nodeid, 0) > 0:
+                self.reruns_left[case.nodeid] -= 1
+                self.follow.held[case.nodeid] = reports
+                continue
+            if not failed and case.nodeid in self.follow.held:
+                self.flaky.append(case.nodeid)
+            self.follow.held.pop(case.nodeid, None)
+            self._replay(case.nodeid, reports)
+
+    async def _on_task_end(self, task_id: str, event: Any) -> None:
+        nodes = self.follow.pending_tasks.pop(task_id, None)
+        if nodes is None:
+            return
+        why = getattr(event, "error", "") or getattr(event, "reason", "") or ""
+        status = type(event).__struct_config__.tag
+        for nodeid in sorted(nodes):
+            if nodeid in self.follow.done or nodeid in self.follow.held:
+                continue
+            self._replay(nodeid, [self._synthetic(
+                nodeid, "failed", f"not run: DTF task {task_id} ended {status}"
+                                  + (f": {why}" if why else ""))])
+        held = [n for n in self.follow.held if n not in self.follow.done
+                and not any(n in ns for ns in self.follow.pending_tasks.values())]
+        if held:
+            await self._rerun(held)
+
+    async def _rerun(self, nodeids: list[str]) -> None:
+        """Each failed test again, alone, preferring a worker that has not run it."""
+        specs = []
+        for nodeid in nodeids:
+            tried = tuple(sorted({w for w, _ in self.follow.workers.get(nodeid, [])}))
+            req = msgspec.structs.replace(requirements_of(self.items[nodeid]),
+                                          avoid_workers=tried)
+            config = {**self.spec_template, "node_ids": [nodeid]}
+            specs.append(TaskSpec(type="test", name=f"rerun {nodeid}"[:256], priority=10,
+                                  requirements=req, config=config,
+                                  timeout_seconds=self.config.getoption("dtf_chunk_timeout")))
+        res = await self.api.submit(specs, run_id=self.run_id)
+        for task_id, nodeid in zip(res.ids, nodeids, strict=True):
+            self.follow.pending_tasks[task_id] = {nodeid}
+        self._say(f"rerunning {len(nodeids)} failed test(s)")
+
+    async def _cancel_pending(self) -> None:
+        for task_id in list(self.follow.pending_tasks):
+            try:
+                await self.api.cancel(task_id, reason="the pytest run stopped")
+            except Exception:
+                pass
+        self.follow.pending_tasks.clear()
+
+    # --- reports --------------------------------------------------------------------------
+
+    def _reports(self, case: TestCase) -> list[Any]:
+        if case.outcome == "crashed" or not case.reports:
+            return [self._synthetic(case.nodeid, "failed", case.message or "no report")]
+        hook = self.config.hook
+        return [hook.pytest_report_from_serializable(config=self.config, data=data)
+                for data in json.loads(case.reports)]
+
+    def _synthetic(self, nodeid: str, outcome: str, message: str) -> Any:
+        item = self.items[nodeid]
+        longrepr: Any = message
+        if outcome == "skipped":
+            longrepr = (str(item.location[0]), (item.location[1] or 0) + 1, message)
+        return pytest.TestReport(
+            nodeid=nodeid, location=item.location, keywords=dict.fromkeys(item.keywords, 1),
+            outcome=outcome, longrepr=longrepr, when="call", sections=(), duration=0.0,  # type: ignore[arg-type]
+            start=time.time(), stop=time.time())
+
+    def _replay(self, nodeid: str, reports: list[Any]) -> None:
+        self.follow.done.add(nodeid)
+        hook = self.config.hook
+        item = self.items[nodeid]
+        hook.pytest_runtest_logstart(nodeid=nodeid, location=item.location)
+        for rep in reports:
+            hook.pytest_runtest_logreport(report=rep)
+        hook.pytest_runtest_logfinish(nodeid=nodeid, location=item.location)
+
+
+def local_host() -> str:
+    return socket.gethostname()
+
+
+def rel_args(config: pytest.Config, root: Path) -> tuple[str, ...]:
+    """The collection arguments (paths, node ids), relative to the root."""
+    out = []
+    invocation = Path(config.invocation_params.dir)
+    for arg in config.args:
+        path_part, sep, rest = arg.partition("::")
+        path = (invocation / path_part).resolve()
+        try:
+            rel = path.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            raise pytest.UsageError(f"dtf: {arg} is outside the root {root}") from None
+        out.append((rel or ".") + (sep + rest if sep else ""))
+    return tuple(out)

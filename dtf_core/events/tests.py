@@ -1,0 +1,46 @@
+"""Per-test results of pytest tasks. Subjects: ``dtf.evt.tests.<run_id>.reported.<task_id>``.
+
+A worker reports the tests of a chunk as they finish, in batches (whatever finished during
+the previous round trip), so followers see them live. Each case keeps pytest's own
+serialised reports (setup, call and teardown), so the client replays them through pytest's
+hooks and prints exactly what pytest would.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from msgspec import Struct
+
+TestOutcome = Literal["passed", "failed", "skipped", "error", "xfailed", "xpassed", "crashed"]
+
+
+class TestCase(Struct, frozen=True, kw_only=True):
+    __test__: ClassVar[bool] = False  # not a pytest test class
+    nodeid: str
+    outcome: TestOutcome
+    duration_s: float = 0.0
+    # pytest's serialised TestReports of the item (JSON text, from
+    # pytest_report_to_serializable); empty for a crash, which has ``message`` instead.
+    reports: str = ""
+    message: str = ""
+
+
+class TestsEventBase(Struct, frozen=True, kw_only=True, tag_field="type"):
+    __test__: ClassVar[bool] = False  # not a pytest test class
+    run_id: str
+    task_id: str
+    at: float
+    actor: str
+
+
+class TestsReported(TestsEventBase, frozen=True, kw_only=True, tag="reported"):
+    __test__: ClassVar[bool] = False  # not a pytest test class
+    worker_id: str
+    attempt: int
+    fencing: int
+    batch: int  # the worker's counter per attempt: a resent batch has the same number
+    cases: tuple[TestCase, ...]
+
+
+TestsEvent = TestsReported
