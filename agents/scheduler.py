@@ -161,11 +161,10 @@ class SchedulerAgent:
             if w.status != "alive":
                 continue
             free = w.slots - len(self.board.leases_by_worker.get(w.worker_id, ()))
-            if free > 0:
-                slots.append(
-                    Slot(worker_id=w.worker_id, session=w.session, capabilities=w.capabilities,
-                         free=free, slots=w.slots)
-                )
+            # Busy workers too (free 0): placement asks whether any live worker could run
+            # a task before sending a rerun back to a worker it avoids.
+            slots.append(Slot(worker_id=w.worker_id, session=w.session,
+                              capabilities=w.capabilities, free=max(free, 0), slots=w.slots))
         return slots
 
     def _candidates(self, free: int, now: float, changes: list[Change]) -> list[TaskState]:

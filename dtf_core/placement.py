@@ -47,10 +47,20 @@ def mismatch(req: Requirements, caps: Capabilities) -> str | None:
     return None
 
 
-def _score(slot: Slot, req: Requirements) -> tuple[bool, float]:
-    """Least loaded first; a worker the task prefers to avoid (a rerun's earlier worker)
-    only when no other fits now."""
-    return (slot.worker_id not in req.avoid_workers, slot.free / slot.slots)
+def _score(slot: Slot, req: Requirements) -> float:
+    """Least loaded first."""
+    return slot.free / slot.slots
+
+
+def _must_avoid(req: Requirements, slots: list[Slot]) -> frozenset[str]:
+    """The workers a rerun avoids: its earlier ones, as long as another worker (free or
+    busy) can run it; with none, it may go back to them rather than wait forever."""
+    if not req.avoid_workers:
+        return frozenset()
+    needs = req.hardware or req.min_memory_gb or req.min_cuda_compute
+    others = any(s.worker_id not in req.avoid_workers
+                 and (not needs or mismatch(req, s.capabilities) is None) for s in slots)
+    return frozenset(req.avoid_workers) if others else frozenset()
 
 
 def place(
@@ -67,8 +77,12 @@ def place(
     for task_id, req in queued:
         best: Slot | None = None
         filtered: dict[str, str] = {}
+        avoid = _must_avoid(req, slots)
         for slot in open_slots:
             if slot.free <= 0:
+                continue
+            if slot.worker_id in avoid:
+                filtered[slot.worker_id] = "ran this task before (a rerun goes elsewhere)"
                 continue
             why_not = mismatch(req, slot.capabilities) if (req.hardware or req.min_memory_gb
                                                             or req.min_cuda_compute) else None

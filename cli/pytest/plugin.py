@@ -268,8 +268,12 @@ class DtfRun:
         if case.outcome == "crashed" or not case.reports:
             return [self._synthetic(case.nodeid, "failed", case.message or "no report")]
         hook = self.config.hook
-        return [hook.pytest_report_from_serializable(config=self.config, data=data)
-                for data in json.loads(case.reports)]
+        reports = [hook.pytest_report_from_serializable(config=self.config, data=data)
+                   for data in json.loads(case.reports)]
+        for rep in reports:
+            if isinstance(rep.longrepr, list):  # a skip's (path, line, reason): JSON made a list
+                rep.longrepr = tuple(rep.longrepr)
+        return reports
 
     def _synthetic(self, nodeid: str, outcome: str, message: str) -> Any:
         item = self.items[nodeid]

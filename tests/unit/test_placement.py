@@ -111,5 +111,8 @@ def test_a_rerun_prefers_a_worker_it_has_not_tried() -> None:
     req = Requirements(avoid_workers=("w1",))
     assert place([("t", req)], slots())[0].worker_id == "w2"
     assert place([("t", Requirements())], slots())[0].worker_id == "w1"  # least loaded
+    busy_w2 = slots()
+    busy_w2[1].free = 0
+    assert place([("t", req)], busy_w2) == []  # waits for w2 rather than going back to w1
     only_w1 = [s for s in slots() if s.worker_id == "w1"]
-    assert place([("t", req)], only_w1)[0].worker_id == "w1"  # a preference, not a rule
+    assert place([("t", req)], only_w1)[0].worker_id == "w1"  # no other worker: back to w1

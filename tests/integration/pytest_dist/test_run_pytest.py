@@ -1,0 +1,177 @@
+"""`dtf run pytest` runs real pytest sessions on real workers against a real server, and
+says what plain pytest says: the same counts, failure sections and exit codes."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.integration.pytest_dist.conftest import Dist
+
+pytestmark = pytest.mark.anyio
+
+MIXED = {
+    "tests/test_mixed.py": """
+        import pytest
+
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("fixture broke")
+
+        @pytest.mark.parametrize("i", range(12))
+        def test_ok(i):
+            assert i >= 0
+
+        def test_fails():
+            assert [1, 2] == [1, 3], "lists differ"
+
+        @pytest.mark.skip(reason="not today")
+        def test_skipped():
+            pass
+
+        @pytest.mark.xfail(reason="known")
+        def test_xfails():
+            assert False
+
+        @pytest.mark.xfail(reason="known", strict=False)
+        def test_xpasses():
+            pass
+
+        def test_errors(broken):
+            pass
+
+        def test_prints():
+            print("captured words")
+            assert 0
+        """,
+    "tests/test_other.py": """
+        def test_a():
+            pass
+
+        def test_b():
+            pass
+        """,
+}
+
+
+def summary(out: str) -> str:
+    """pytest's final line without the time: '2 failed, 16 passed, ... in 1.23s'."""
+    line = [ln for ln in out.splitlines() if re.match(r"^=+ .* in [0-9.]+s", ln)][-1]
+    return re.sub(r" in [0-9.]+s.*", "", line.strip("= "))
+
+
+async def test_counts_failures_and_exit_code_match_plain_pytest(dist: Dist) -> None:
+    root = dist.suite("mixed", MIXED)
+    rc_plain, plain = await dist.plain(root, "tests")
+    rc, out = await dist.run(root, "tests", "--junit-xml", "junit.xml")
+    assert summary(out) == summary(plain) == (
+        "2 failed, 14 passed, 1 skipped, 1 xfailed, 1 xpassed, 1 error")
+    assert rc == rc_plain == 1
+    assert "no duration history" in out and "splitting by file" in out
+    for text in ("AssertionError: lists differ", "fixture broke", "captured words",
+                 "Captured stdout call", "FAILED tests/test_mixed.py::test_fails",
+                 "ERROR tests/test_mixed.py::test_errors"):
+        assert text in out, text
+    suite = ET.parse(root / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"),
+            suite.get("skipped")) == ("20", "2", "1", "2")
+
+    # The second run splits by the durations the first one recorded in DuckDB.
+    rc2, out2 = await dist.run(root, "tests")
+    assert rc2 == 1 and summary(out2) == summary(out)
+    assert "packed by measured durations" in out2
+
+
+async def test_exit_codes(dist: Dist) -> None:
+    root = dist.suite("codes", {**MIXED, "tests/test_broken.py": "def test_x(:\n"})
+    rc, out = await dist.run(root, "tests/test_other.py")
+    assert rc == 0 and summary(out) == "2 passed"
+    rc, out = await dist.run(root, "tests/test_other.py", "-k", "no_such_test")
+    assert rc == 5, out
+    rc, out = await dist.run(root, "tests")
+    assert rc == 2 and "error during collection" in out.lower(), out
+
+
+async def test_a_crashing_test_fails_alone_and_the_run_ends(dist: Dist) -> None:
+    root = dist.suite("crash", {"tests/test_crash.py": """
+        import os
+
+        def test_before():
+            pass
+
+        def test_segfaults():
+            os._exit(139)
+
+        def test_after():
+            pass
+
+        def test_after_too():
+            pass
+        """})
+    rc, out = await dist.run(root, "tests")
+    assert rc == 1
+    assert summary(out) == "1 failed, 3 passed"
+    assert "the pytest process died (exit code 139) while running this test" in out
+    assert "FAILED tests/test_crash.py::test_segfaults" in out
+
+
+async def test_requirement_markers_route_or_fail_the_unmatched(dist: Dist) -> None:
+    root = dist.suite("markers", {"tests/test_gpu.py": """
+        import pytest
+
+        @pytest.mark.dtf(hardware=["cuda"], min_memory_gb=16)
+        def test_needs_a_gpu():
+            pass
+
+        @pytest.mark.dtf(min_memory_gb=0.001)
+        def test_runs_anywhere():
+            pass
+        """})
+    rc, out = await dist.run(root, "tests")
+    assert rc == 1 and summary(out) == "1 failed, 1 passed"
+    assert "no live DTF worker meets this test's requirements" in out
+    assert '"hardware":["cuda"]' in out
+    rc, out = await dist.run(root, "tests", "--allow-unmatched")
+    assert rc == 0 and summary(out) == "1 passed, 1 skipped"
+
+
+async def test_reruns_mark_a_flaky_test_with_both_workers(dist: Dist, tmp_path: Path) -> None:
+    marker = tmp_path / "flaky-marker"
+    root = dist.suite("flaky", {"tests/test_flaky.py": f"""
+        from pathlib import Path
+
+        def test_flaky():
+            marker = Path({str(marker)!r})
+            if not marker.exists():
+                marker.write_text("failed once")
+                assert False, "first try fails"
+
+        def test_always_fails():
+            assert False
+        """})
+    rc, out = await dist.run(root, "tests", "--reruns", "1")
+    assert rc == 1 and summary(out) == "1 failed, 1 passed", out
+    assert "flaky tests (passed on rerun)" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("tests/test_flaky.py::test_flaky:"))
+    outcomes = re.findall(r"(failed|passed) on (w\d)", line)
+    assert [o for o, _ in outcomes] == ["failed", "passed"]
+    assert outcomes[0][1] != outcomes[1][1]  # the rerun went to the other worker
+
+
+async def test_packed_code_runs_from_the_verified_cache(dist: Dist,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on another host: the worker (in this process) must not use the tree in place."""
+    monkeypatch.setenv("DTF_ALWAYS_UNPACK", "1")
+    root = dist.suite("packed", {"tests/test_where.py": """
+        import os
+
+        def test_runs_from_the_pack():
+            assert os.sep + "packs" + os.sep in __file__, __file__
+        """})
+    rc, out = await dist.run(root, "tests", "--dtf-pack", "always")
+    assert "code pack" in out and "uploaded" in out
+    assert rc == 0, out
