@@ -164,3 +164,28 @@ def parse_env(items: list[str]) -> dict[str, str]:
             raise InvalidInput(f"invalid --env {item!r}: use KEY=VALUE")
         env[key] = value
     return env
+
+
+async def artifacts(target: Target, action: str, run_id: str, name: str | None,
+                    output: str | None, *, as_json: bool = False) -> int:
+    from pathlib import Path
+
+    from agents.artifacts import artifact_name, get_artifact, list_artifacts
+
+    validate_id(run_id, "run id")
+    async with connected(target) as nc:
+        js = nc.jetstream()
+        if action == "list":
+            items = await list_artifacts(js, run_id)
+            if as_json:
+                sys.stdout.write(json.dumps([{"name": n, "size": s} for n, s in items]) + "\n")
+            for n, size in [] if as_json else items:
+                sys.stdout.write(f"{n}\t{size}\n")
+            return 0
+        if name is None:
+            raise InvalidInput("artifacts get needs the artifact's name")
+        data = await get_artifact(js, run_id, artifact_name(name))
+    path = Path(output or name)
+    path.write_bytes(data)  # noqa: ASYNC240 -- the one write, after the connection closed
+    sys.stderr.write(f"wrote {path} ({len(data)} bytes)\n")
+    return 0

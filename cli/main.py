@@ -92,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("-f", "--follow", action="store_true")
     sub.add_parser("run", help="run a tool on the workers: `dtf run pytest [pytest args]`",
                    add_help=False)
+    sub.add_parser("ci", help="CI: run the suite on DTF, write reports, exit with pytest's "
+                   "code (`dtf ci --help`)", add_help=False)
+    art = client("artifacts", "list or fetch a run's stored artifacts (reports, logs)")
+    art.add_argument("action", choices=["list", "get"])
+    art.add_argument("run_id")
+    art.add_argument("name", nargs="?")
+    art.add_argument("-o", "--output", default=None, help="get: file to write (default: NAME)")
     c = client("cancel", "cancel a task")
     c.add_argument("id")
     client("status", "summary of the system")
@@ -214,6 +221,9 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
             else:
                 sys.stdout.write("\n".join(res.ids) + "\n")
             return 0
+        case "artifacts":
+            return asyncio.run(cc.artifacts(target, args.action, args.run_id, args.name,
+                                            args.output, as_json=args.json))
         case "wait":
             final = asyncio.run(cc.wait(target, args.ids, args.timeout))
             ok = all(final[i]["status"] == "succeeded" for i in args.ids)
@@ -326,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli.pytest.run import run_pytest
 
         return run_pytest(raw[2:])
+    if raw[:1] == ["ci"]:
+        from cli.ci.main import run_ci
+
+        return run_ci(raw[1:])
     after: list[str] | None = None
     if "--" in raw:
         cut = raw.index("--")

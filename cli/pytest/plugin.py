@@ -48,6 +48,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="give up (exit 2) when the run takes longer than S seconds")
     group.addoption("--dtf-chunk-timeout", type=float, default=3600.0, metavar="S")
     group.addoption("--dtf-run-name", default="pytest")
+    group.addoption("--dtf-ci", action="store_true", default=False,
+                    help="`dtf ci`: publish to the CI provider and store the reports")
+    group.addoption("--dtf-json", default=None, metavar="PATH", help="write a JSON report")
+    group.addoption("--dtf-md", default=None, metavar="PATH", help="write a Markdown report")
+    group.addoption("--dtf-html", default=None, metavar="PATH",
+                    help="write an HTML report (one file)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,6 +63,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "that runs this test must have")
     if config.getoption("dtf", False) and not hasattr(config, "workerinput"):
         config.pluginmanager.register(DtfRun(config), "dtf-run")
+    if any(config.getoption(o, None) for o in ("dtf_json", "dtf_md", "dtf_html")):
+        from cli.pytest.reports import ReportPlugin
+
+        config.pluginmanager.register(ReportPlugin(config), "dtf-reports")
+    if config.getoption("dtf_ci", False):
+        from cli.ci.main import CiPlugin
+
+        config.pluginmanager.register(CiPlugin(config), "dtf-ci")
 
 
 def requirements_of(item: pytest.Item) -> Requirements:

@@ -175,3 +175,35 @@ async def test_packed_code_runs_from_the_verified_cache(dist: Dist,
     rc, out = await dist.run(root, "tests", "--dtf-pack", "always")
     assert "code pack" in out and "uploaded" in out
     assert rc == 0, out
+
+
+async def test_dtf_ci_writes_reports_stores_artifacts_and_tells_github(dist: Dist) -> None:
+    from tests.fake_http import fake_api
+
+    root = dist.suite("ci", MIXED)
+    summary_file = root / "step-summary.md"
+    with fake_api() as api:
+        env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary_file),
+               "GITHUB_TOKEN": "ghs_x", "GITHUB_REPOSITORY": "acme/app",
+               "GITHUB_REF": "refs/pull/3/merge", "GITHUB_API_URL": api.url}
+        rc, out = await dist.run(root, "--timeout", "120", "--", "tests", command=("ci",),
+                                 env=env)
+    assert rc == 1, out
+    assert summary(out) == "2 failed, 14 passed, 1 skipped, 1 xfailed, 1 xpassed, 1 error"
+    assert "::error file=tests/test_mixed.py,line=" in out
+    reports = root / "dtf-reports"
+    data = __import__("json").loads((reports / "report.json").read_text())
+    assert data["counts"] == {"failed": 2, "passed": 14, "skipped": 1, "xfailed": 1,
+                              "xpassed": 1, "error": 1}
+    assert "<html" in (reports / "report.html").read_text()
+    assert "Failures (3)" in summary_file.read_text()
+    (req,) = api.requests
+    assert req.path == "/repos/acme/app/issues/3/comments"
+    run_id = data["run_id"]
+    assert f"dtf artifacts get {run_id} junit.xml" in out
+    rc, got = await dist.run(root, "get", run_id, "junit.xml", "-o", "fetched.xml",
+                             command=("artifacts",))
+    assert rc == 0, got
+    assert (root / "fetched.xml").read_bytes() == (reports / "junit.xml").read_bytes()
+    rc, bad = await dist.run(root, "get", run_id, "../../etc/passwd", command=("artifacts",))
+    assert rc == 2 and "invalid artifact name" in bad
