@@ -90,7 +90,8 @@ class Gate:
 def _named_workers(cmd: cmds.Command) -> list[str | None]:
     match cmd:
         case cmds.ReportResults():
-            return list({r.worker_id for r in cmd.reports})
+            named: set[str] = {r.worker_id for r in cmd.reports} | {t.worker_id for t in cmd.tests}
+            return list(sorted(named))
         case cmds.RegisterWorker() | cmds.StopWorker():
             return [cmd.worker_id]
     return []

@@ -232,23 +232,33 @@ class WorkerAgent:
         self._report(attempt, "started", pid=os.getpid())
         key = (lease.task_id, attempt.fencing)
         counts: dict[str, int] = {}
+        log_subject = subjects.log_subject(lease.task_id, lease.attempt, self.worker_id)
 
-        def on_case(case: TestCase) -> None:
+        async def on_case(case: TestCase) -> None:
             counts[case.outcome] = counts.get(case.outcome, 0) + 1
             self.cases.setdefault(key, []).append(_bounded(case))
             self._reports_idle.clear()
             self._reports_ready.set()
+            line = f"{case.outcome.upper()} {case.nodeid} ({case.duration_s:.3f}s)\n"
+            with contextlib.suppress(Exception):  # `dtf logs -f` shows tests as they finish
+                await self.nc.publish(log_subject, line.encode(),
+                                      headers={"Dtf-Stream": "stdout"})
 
+        deadline = asyncio.timeout(lease.spec.timeout_seconds)
         try:
-            async with asyncio.timeout(lease.spec.timeout_seconds):
+            async with deadline:
                 root = await self._test_root(cfg)
                 session_key = (str(root), cfg.code or "", cfg.args, cfg.files)
                 errors = await self.pytest.run_chunk(session_key, root, list(cfg.node_ids),
                                                      on_case)
         except TimeoutError:
+            if not deadline.expired():
+                raise  # a NATS request timing out is an error, not the chunk's timeout
             self._report(attempt, "timed_out", duration_s=time.time() - started,
                          started_at=started, error="the test chunk ran past its timeout")
             return
+        with contextlib.suppress(Exception):
+            await self.nc.publish(log_subject, b"", headers={"Dtf-Stream": "eof"})
         bad = sum(counts.get(k, 0) for k in ("failed", "error", "crashed"))
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         if errors:

@@ -87,7 +87,8 @@ def object_reader(bucket: str) -> tuple[str, ...]:
     """Reading objects of one JetStream object store bucket (an ordered consumer per get)."""
     stream = f"OBJ_{bucket}"
     api = "$JS.API"
-    return (f"{api}.STREAM.INFO.{stream}", f"{api}.STREAM.MSG.GET.{stream}",
+    # STREAM.NAMES (names only, no content): nats-py looks up the bucket's stream by subject.
+    return (f"{api}.STREAM.NAMES", f"{api}.STREAM.INFO.{stream}", f"{api}.STREAM.MSG.GET.{stream}",
             f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>",
             f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>",
             f"{api}.CONSUMER.INFO.{stream}.*", f"{api}.CONSUMER.DELETE.{stream}.*",

@@ -20,7 +20,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+import msgspec
 
 from dtf_core.events.tests import TestCase
 
@@ -30,6 +31,23 @@ Key = tuple[str, str, tuple[str, ...], tuple[str, ...]]
 OnCase = Callable[[TestCase], Awaitable[None] | None]
 MAX_IDLE = 4
 READY_TIMEOUT_S = 300.0
+
+
+class Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One line from a session; ``reports`` stays raw JSON (it is stored as it came)."""
+
+    ready: int | None = None
+    errors: list[dict[str, str]] = []
+    start: str | None = None
+    done: str | None = None
+    outcome: str = ""
+    duration: float = 0.0
+    reports: msgspec.Raw = msgspec.Raw(b"[]")
+    message: str = ""
+    chunk_done: bool = False
+
+
+_decode_line = msgspec.json.Decoder(Line).decode
 
 
 class SessionDied(Exception):
@@ -66,20 +84,19 @@ class Session:
         except BaseException:
             session.kill()
             raise
-        if hello is None or "ready" not in hello:
+        if hello is None or hello.ready is None:
             session.kill()
             raise RuntimeError(f"pytest did not start in {root} (see {log_path})")
-        session.collected = int(hello["ready"])
-        session.errors = list(hello.get("errors") or [])
+        session.collected = hello.ready
+        session.errors = list(hello.errors)
         return session
 
-    async def _read(self) -> dict[str, Any] | None:
+    async def _read(self) -> Line | None:
         assert self.proc.stdout is not None
         line = await self.proc.stdout.readline()
         if not line:
             return None
-        obj: dict[str, Any] = json.loads(line)
-        return obj
+        return _decode_line(line)
 
     async def run(self, node_ids: list[str], on_case: OnCase) -> None:
         """Run a chunk; raises SessionDied (with the test that was running) if it dies."""
@@ -95,18 +112,17 @@ class Session:
             msg = await self._read()
             if msg is None:
                 raise SessionDied(running, await self.proc.wait())
-            if "start" in msg:
-                running = str(msg["start"])
-            elif "done" in msg:
+            if msg.start is not None:
+                running = msg.start
+            elif msg.done is not None:
                 running = None
-                case = TestCase(nodeid=str(msg["done"]), outcome=msg["outcome"],
-                                duration_s=float(msg.get("duration") or 0.0),
-                                reports=json.dumps(msg.get("reports") or []),
-                                message=str(msg.get("message") or ""))
+                case = TestCase(nodeid=msg.done, outcome=msg.outcome,  # type: ignore[arg-type]
+                                duration_s=msg.duration, reports=bytes(msg.reports).decode(),
+                                message=msg.message)
                 result = on_case(case)
                 if result is not None:
                     await result
-            elif msg.get("chunk_done"):
+            elif msg.chunk_done:
                 return
 
     def kill(self) -> None:

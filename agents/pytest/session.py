@@ -18,7 +18,10 @@ import os
 import sys
 from typing import IO, Any
 
+import msgspec
 import pytest
+
+_encode = msgspec.json.Encoder().encode
 
 
 def _take_protocol_fds() -> tuple[IO[bytes], IO[bytes]]:
@@ -56,7 +59,7 @@ class SessionPlugin:
         self.errors: list[dict[str, str]] = []
 
     def send(self, obj: dict[str, Any]) -> None:
-        self.proto_out.write(json.dumps(obj).encode() + b"\n")
+        self.proto_out.write(_encode(obj) + b"\n")
 
     @pytest.hookimpl
     def pytest_configure(self, config: Any) -> None:

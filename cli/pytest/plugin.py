@@ -8,7 +8,6 @@ output, ``--junit-xml``, ``-x``/``--maxfail`` and the exit code are pytest's own
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import sys
 import time
@@ -24,6 +23,7 @@ import pytest
 from dtf_core.events.tests import TestCase, TestsReported
 from dtf_core.spec import Requirements, TaskSpec
 
+_decode_reports = msgspec.json.Decoder(list[dict[str, Any]]).decode
 TERMINAL = ("succeeded", "failed", "timed_out", "cancelled")
 # Options a worker's session needs to collect and run the tests as here; reporting options
 # (--junit-xml, -v, -x, ...) act here, on the merged reports.
@@ -131,7 +131,12 @@ class DtfRun:
             return True
         if not session.items:
             return True
-        asyncio.run(self._run(session))
+        from dtf_core.errors import DTFError
+
+        try:
+            asyncio.run(self._run(session))
+        except DTFError as exc:  # no server, no credential, forbidden: one clear line
+            raise session.Interrupted(f"dtf: {exc}") from None
         if session.shouldfail:
             raise session.Failed(session.shouldfail)
         return True
@@ -282,8 +287,9 @@ class DtfRun:
         if case.outcome == "crashed" or not case.reports:
             return [self._synthetic(case.nodeid, "failed", case.message or "no report")]
         hook = self.config.hook
-        reports = [hook.pytest_report_from_serializable(config=self.config, data=data)
-                   for data in json.loads(case.reports)]
+        reports = [pytest.TestReport._from_json(data) if data.get("$report_type") == "TestReport"
+                   else hook.pytest_report_from_serializable(config=self.config, data=data)
+                   for data in _decode_reports(case.reports)]
         for rep in reports:
             if isinstance(rep.longrepr, list):  # a skip's (path, line, reason): JSON made a list
                 rep.longrepr = tuple(rep.longrepr)

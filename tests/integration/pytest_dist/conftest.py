@@ -1,5 +1,5 @@
-"""A DTF stack (control plane, projector, two workers with one slot each) and a helper that
-runs `dtf run pytest` on a generated suite as a real subprocess."""
+"""A secure DTF stack as `dtf up` runs it (control plane, projector, two worker processes
+with one slot each) and a helper that runs `dtf run pytest` on a generated suite."""
 
 from __future__ import annotations
 
@@ -8,21 +8,22 @@ import os
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from agents.jetstream_log import JetStreamLog
-from agents.projector import ProjectorAgent
-from tests.integration.harness import Harness, stack
+from agents.natsserver import free_port
+from agents.supervisor import Stack
 
 RUN_TIMEOUT_S = 90.0
 
 
 @dataclass
 class Dist:
-    h: Harness
+    url: str
+    token: str
     tmp: Path
 
     def suite(self, name: str, files: dict[str, str]) -> Path:
@@ -35,7 +36,7 @@ class Dist:
 
     async def run(self, root: Path, *args: str, env: dict[str, str] | None = None,
                   command: tuple[str, ...] = ("run", "pytest")) -> tuple[int, str]:
-        full_env = {**os.environ, "DTF_SERVER": self.h.url,
+        full_env = {**os.environ, "DTF_SERVER": self.url, "DTF_TOKEN": self.token,
                     "DTF_DATA_DIR": str(self.tmp / "nodata"), **(env or {})}
         full_env.pop("PYTEST_ADDOPTS", None)
         proc = await asyncio.create_subprocess_exec(
@@ -57,11 +58,24 @@ class Dist:
         return proc.returncode or 0, out.decode()
 
 
+@asynccontextmanager
+async def secure_stack(tmp: Path) -> AsyncIterator[Dist]:
+    """What `dtf up --workers 2 --slots 1` runs: secure (auth callout, per-role server
+    permissions), control plane, projector and two worker processes."""
+    stack = Stack(data_dir=tmp / "stack", port=free_port(), workers=2, slots=1)
+    await stack.start()
+    supervisor = asyncio.create_task(stack.supervise())
+    try:
+        await stack.wait_ready()
+        assert stack.creds is not None
+        yield Dist(stack.url, stack.creds.admin.read_text().strip(), tmp)
+    finally:
+        supervisor.cancel()
+        await stack.stop()
+
+
 @pytest.fixture
 async def dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Dist]:
-    monkeypatch.setenv("DTF_CACHE_DIR", str(tmp_path / "cache"))
-    async with stack(tmp_path, workers=2, slots=1, control=True) as h:
-        nc = await h.conn("projector")
-        projector = ProjectorAgent(nc, JetStreamLog(nc), tmp_path / "dtf.duckdb")
-        await h.start("projector", projector)
-        yield Dist(h, tmp_path)
+    monkeypatch.setenv("DTF_CACHE_DIR", str(tmp_path / "cache"))  # the workers inherit it
+    async with secure_stack(tmp_path) as d:
+        yield d

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.pytest_dist.conftest import Dist
+from tests.integration.pytest_dist.conftest import Dist, secure_stack
 
 pytestmark = pytest.mark.anyio
 
@@ -157,15 +157,22 @@ async def test_reruns_mark_a_flaky_test_with_both_workers(dist: Dist, tmp_path: 
     assert rc == 1 and summary(out) == "1 failed, 1 passed", out
     assert "flaky tests (passed on rerun)" in out
     line = next(ln for ln in out.splitlines() if ln.startswith("tests/test_flaky.py::test_flaky:"))
-    outcomes = re.findall(r"(failed|passed) on (w\d)", line)
+    outcomes = re.findall(r"(failed|passed) on ([\w-]+)", line)
     assert [o for o, _ in outcomes] == ["failed", "passed"]
     assert outcomes[0][1] != outcomes[1][1]  # the rerun went to the other worker
 
 
-async def test_packed_code_runs_from_the_verified_cache(dist: Dist,
+async def test_packed_code_runs_from_the_verified_cache(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """As on another host: the worker (in this process) must not use the tree in place."""
+    """As on another host: the workers must not use the tree in place, and may read packs
+    (and only read them) under the server's worker permissions."""
     monkeypatch.setenv("DTF_ALWAYS_UNPACK", "1")
+    monkeypatch.setenv("DTF_CACHE_DIR", str(tmp_path / "cache"))
+    async with secure_stack(tmp_path) as dist:
+        await _packed(dist)
+
+
+async def _packed(dist: Dist) -> None:
     root = dist.suite("packed", {"tests/test_where.py": """
         import os
 
