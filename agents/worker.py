@@ -111,6 +111,7 @@ class WorkerAgent:
         self.cases: dict[tuple[str, int], list[TestCase]] = {}
         self.batches: dict[tuple[str, int], int] = {}
         self.test_batches: list[cmds.TestBatch] = []
+        self.test_lines: dict[str, list[str]] = {}
         self._reports_ready = asyncio.Event()
         self._reports_idle = asyncio.Event()
         self._reports_idle.set()
@@ -239,10 +240,9 @@ class WorkerAgent:
             self.cases.setdefault(key, []).append(_bounded(case))
             self._reports_idle.clear()
             self._reports_ready.set()
+            # `dtf logs -f` shows tests as they finish, a batch per report round
             line = f"{case.outcome.upper()} {case.nodeid} ({case.duration_s:.3f}s)\n"
-            with contextlib.suppress(Exception):  # `dtf logs -f` shows tests as they finish
-                await self.nc.publish(log_subject, line.encode(),
-                                      headers={"Dtf-Stream": "stdout"})
+            self.test_lines.setdefault(log_subject, []).append(line)
 
         deadline = asyncio.timeout(lease.spec.timeout_seconds)
         try:
@@ -257,6 +257,7 @@ class WorkerAgent:
             self._report(attempt, "timed_out", duration_s=time.time() - started,
                          started_at=started, error="the test chunk ran past its timeout")
             return
+        await self._flush_test_lines()
         with contextlib.suppress(Exception):
             await self.nc.publish(log_subject, b"", headers={"Dtf-Stream": "eof"})
         bad = sum(counts.get(k, 0) for k in ("failed", "error", "crashed"))
@@ -277,6 +278,13 @@ class WorkerAgent:
             raise DTFError(f"the code is on {cfg.host or 'another host'} and was not packed; "
                            "run with --dtf-pack to send it to workers on other hosts")
         return await fetch_pack(self.js, cfg.code, self.cache_dir / "packs")
+
+    async def _flush_test_lines(self) -> None:
+        lines, self.test_lines = self.test_lines, {}
+        for subject, chunk in lines.items():
+            with contextlib.suppress(Exception):
+                await self.nc.publish(subject, "".join(chunk).encode(),
+                                      headers={"Dtf-Stream": "stdout"})
 
     def _take_test_batches(self) -> list[cmds.TestBatch]:
         """Number what finished since the last send; numbered batches are resent as they
@@ -316,6 +324,7 @@ class WorkerAgent:
             await self._reports_ready.wait()
             self._reports_ready.clear()
             while self.reports or self.cases or self.test_batches:
+                await self._flush_test_lines()
                 tests = self._take_test_batches()
                 # Reports go after every test of their attempt: hold them while a test batch
                 # is still waiting for the next round.

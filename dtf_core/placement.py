@@ -34,7 +34,8 @@ class Decision(Struct, frozen=True, kw_only=True):
 
 def mismatch(req: Requirements, caps: Capabilities) -> str | None:
     """Why a worker cannot run a task with these requirements, or None if it can."""
-    missing = [h for h in req.hardware if h not in caps.hardware and h not in caps.tags]
+    missing = [h for h in req.hardware
+               if h not in caps.hardware and h not in caps.tags and h not in caps.cpu_flags]
     if missing:
         return f"lacks hardware {','.join(missing)}"
     if req.min_memory_gb and caps.memory_gb < req.min_memory_gb:

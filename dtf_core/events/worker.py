@@ -5,6 +5,14 @@ from __future__ import annotations
 from msgspec import Struct
 
 
+class Gpu(Struct, frozen=True, kw_only=True):
+    vendor: str  # nvidia, amd, apple
+    name: str
+    memory_gb: float = 0.0
+    compute: float | None = None  # CUDA compute capability (nvidia)
+    arch: str = ""  # gfx target (amd)
+
+
 class Capabilities(Struct, frozen=True, kw_only=True):
     cpu_count: int = 0
     memory_gb: float = 0.0
@@ -15,6 +23,11 @@ class Capabilities(Struct, frozen=True, kw_only=True):
     hardware: tuple[str, ...] = ("cpu",)
     cuda_compute: float | None = None
     tags: tuple[str, ...] = ()
+    cpu_model: str = ""
+    cpu_flags: tuple[str, ...] = ()
+    os_release: str = ""
+    gpus: tuple[Gpu, ...] = ()
+    notes: tuple[str, ...] = ()  # what was not detected, and why
 
 
 class WorkerEventBase(Struct, frozen=True, kw_only=True, tag_field="type"):

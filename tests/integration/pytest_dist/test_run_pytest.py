@@ -90,6 +90,15 @@ async def test_exit_codes(dist: Dist) -> None:
     root = dist.suite("codes", {**MIXED, "tests/test_broken.py": "def test_x(:\n"})
     rc, out = await dist.run(root, "tests/test_other.py")
     assert rc == 0 and summary(out) == "2 passed"
+    run_id = re.search(r"dtf: run (r-[0-9a-f]+)", out).group(1)  # type: ignore[union-attr]
+    rc, listed = await dist.run(root, "--run", run_id, "--json", command=("tasks",))
+    logged = ""
+    for task in __import__("json").loads(listed):
+        rc, text = await dist.run(root, task["id"], command=("logs",))
+        assert rc == 0
+        logged += text
+    for name in ("test_a", "test_b"):  # `dtf logs` shows each test of the task
+        assert f"PASSED tests/test_other.py::{name}" in logged, logged
     rc, out = await dist.run(root, "tests/test_other.py", "-k", "no_such_test")
     assert rc == 5, out
     rc, out = await dist.run(root, "tests")
