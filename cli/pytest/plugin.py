@@ -73,9 +73,28 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(CiPlugin(config), "dtf-ci")
 
 
-def requirements_of(item: pytest.Item) -> Requirements:
+def path_requirements(config: pytest.Config) -> list[tuple[str, Requirements]]:
+    """``[tool.dtf.ci.requirements]`` in the root's pyproject.toml: a path prefix (relative
+    to the root) -> requirements, for tests without a marker; the longest prefix wins."""
+    from cli.ci.main import ci_config
+
+    table = ci_config(Path(config.rootpath)).get("requirements", {})
+    out = []
+    for prefix, req in (table.items() if isinstance(table, dict) else ()):
+        try:
+            out.append((str(prefix), msgspec.convert(req, Requirements)))
+        except msgspec.ValidationError as exc:
+            raise pytest.UsageError(f"[tool.dtf.ci.requirements] {prefix!r}: {exc}") from None
+    return sorted(out, key=lambda kv: -len(kv[0]))
+
+
+def requirements_of(item: pytest.Item,
+                    by_path: list[tuple[str, Requirements]] | None = None) -> Requirements:
     marker = item.get_closest_marker("dtf")
     if marker is None:
+        for prefix, req in by_path or ():
+            if item.nodeid.startswith(prefix):
+                return req
         return Requirements()
     try:
         return msgspec.convert(dict(marker.kwargs), Requirements)
@@ -119,6 +138,7 @@ class DtfRun:
         self.reruns_left: dict[str, int] = {}
         self.flaky: list[str] = []
         self.task_requirements: dict[str, Requirements] = {}
+        self.by_path = path_requirements(config)
 
     # --- pytest hooks ---------------------------------------------------------------------
 
@@ -262,7 +282,7 @@ class DtfRun:
         specs = []
         for nodeid in nodeids:
             tried = tuple(sorted({w for w, _ in self.follow.workers.get(nodeid, [])}))
-            req = msgspec.structs.replace(requirements_of(self.items[nodeid]),
+            req = msgspec.structs.replace(requirements_of(self.items[nodeid], self.by_path),
                                           avoid_workers=tried)
             config = {**self.spec_template, "node_ids": [nodeid]}
             specs.append(TaskSpec(type="test", name=f"rerun {nodeid}"[:256], priority=10,
@@ -308,11 +328,12 @@ class DtfRun:
     def _replay(self, nodeid: str, reports: list[Any]) -> None:
         self.follow.done.add(nodeid)
         hook = self.config.hook
-        item = self.items[nodeid]
-        hook.pytest_runtest_logstart(nodeid=nodeid, location=item.location)
+        # The worker computed the location already (pytest reads the source for it).
+        location = tuple(reports[0].location) if reports else self.items[nodeid].location
+        hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
         for rep in reports:
             hook.pytest_runtest_logreport(report=rep)
-        hook.pytest_runtest_logfinish(nodeid=nodeid, location=item.location)
+        hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
 
 
 def local_host() -> str:

@@ -81,7 +81,7 @@ class Remote:
         workers = [w for w in await self.api.workers() if w.get("state") in LIVE]
         groups: dict[Requirements, list[str]] = defaultdict(list)
         for item in session.items:
-            groups[requirements_of(item)].append(item.nodeid)
+            groups[requirements_of(item, run.by_path)].append(item.nodeid)
         root = Path(config.rootpath)
         files = tree_files(root)
         code = tree_digest(root, files)

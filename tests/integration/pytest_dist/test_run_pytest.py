@@ -146,6 +146,13 @@ async def test_requirement_markers_route_or_fail_the_unmatched(dist: Dist) -> No
     assert '"hardware":["cuda"]' in out
     rc, out = await dist.run(root, "tests", "--allow-unmatched")
     assert rc == 0 and summary(out) == "1 passed, 1 skipped"
+    # Requirements by path, from pyproject.toml, for tests without a marker.
+    (root / "tests" / "gpu").mkdir()
+    (root / "tests" / "gpu" / "test_kernel.py").write_text("def test_kernel():\n    pass\n")
+    (root / "pyproject.toml").write_text(
+        '[tool.dtf.ci.requirements]\n"tests/gpu/" = {hardware = ["rocm"]}\n')
+    rc, out = await dist.run(root, "tests/gpu")
+    assert rc == 1 and summary(out) == "1 failed" and '"hardware":["rocm"]' in out
 
 
 async def test_reruns_mark_a_flaky_test_with_both_workers(dist: Dist, tmp_path: Path) -> None:
