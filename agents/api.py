@@ -36,10 +36,12 @@ log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 3
 QUEUE_GROUP = "dtf-api"
-QUERY_SUBJECTS = (subjects.Q_TASKS, subjects.Q_TASK, subjects.Q_WORKERS, subjects.Q_STATUS)
+QUERY_SUBJECTS = (subjects.Q_TASKS, subjects.Q_TASK, subjects.Q_WORKERS, subjects.Q_STATUS,
+                  subjects.Q_EXPLAIN)
 MUTATING = (cmds.SubmitTasks, cmds.CancelTask, cmds.ReportResults, cmds.RegisterWorker,
             cmds.StopWorker, cmds.IssueToken, cmds.RevokeToken, cmds.RefreshToken,
-            cmds.CreateApiKey, cmds.RevokeApiKey, cmds.RotateKey, cmds.RetireKey)
+            cmds.CreateApiKey, cmds.RevokeApiKey, cmds.RotateKey, cmds.RetireKey,
+            cmds.ManageWorker)
 
 
 Planned = tuple[Msg, cmds.Command, Claims | None, plans.Plan]
@@ -171,6 +173,8 @@ class ApiAgent:
                 return plans.plan_register(self.board, cmd, now=now)
             case cmds.StopWorker():
                 return plans.plan_stop_worker(self.board, cmd, now=now)
+            case cmds.ManageWorker():
+                return plans.plan_manage_worker(self.board, cmd, now=now)
         raise InvalidInput(f"unknown command {type(cmd).__name__}")
 
     async def _commit(self, planned: list[Planned]) -> None:

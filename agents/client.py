@@ -36,6 +36,8 @@ _SUBJECTS: dict[type, str] = {
     cmds.GetTask: subjects.Q_TASK,
     cmds.ListWorkers: subjects.Q_WORKERS,
     cmds.GetStatus: subjects.Q_STATUS,
+    cmds.ExplainTask: subjects.Q_EXPLAIN,
+    cmds.ManageWorker: subjects.CMD_WORKER_MANAGE,
 }
 _ERRORS: dict[str, type[DTFError]] = {
     "invalid": InvalidInput,
@@ -118,6 +120,13 @@ class ApiClient:
 
     async def workers(self) -> Any:
         return await self.call(cmds.ListWorkers())
+
+    async def explain(self, task_id: str) -> Any:
+        return await self.call(cmds.ExplainTask(task_id=task_id))
+
+    async def manage_worker(self, worker_id: str, action: str, reason: str = "") -> Any:
+        return await self.call(cmds.ManageWorker(worker_id=worker_id, action=action,  # type: ignore[arg-type]
+                                                 reason=reason))
 
     async def status(self) -> Any:
         return await self.call(cmds.GetStatus())

@@ -165,13 +165,13 @@ async def run_control_with_callout(settings: Settings, keyring: Keyring) -> None
 
 async def run_worker(
     settings: Settings, *, worker_id: str | None, slots: int | None, tags: tuple[str, ...],
-    credential: str | None = None,
+    credential: str | None = None, group: str = "",
 ) -> None:
     from agents.worker import WorkerAgent
 
     nc = await _connected(settings, "dtf-worker", streams=False, worker_id=worker_id)
     try:
-        agent = WorkerAgent(nc, worker_id=worker_id, slots=slots, tags=tags,
+        agent = WorkerAgent(nc, worker_id=worker_id, slots=slots, tags=tags, group=group,
                             heartbeat_interval=settings.heartbeat_interval,
                             credential=credential,
                             signing_key_dir=Path(settings.data_dir) / "worker-keys")

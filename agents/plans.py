@@ -17,6 +17,7 @@ from dtf_core import task as task_agg
 from dtf_core import worker as worker_agg
 from dtf_core.commands import (
     CancelTask,
+    ManageWorker,
     RegisterWorker,
     ReportOutcome,
     ReportResults,
@@ -233,6 +234,34 @@ def plan_stop_worker(board: Board, cmd: StopWorker, *, now: float) -> Plan:
     events = worker_agg.decide_stop(current, session=cmd.session, now=now, actor=cmd.actor)
     changes = [Change(list(events), current.last_seq, subjects.worker_filter(wid))]
     return Plan(changes if events else [], lambda: {"worker_id": wid}, keys={wid})
+
+
+def plan_manage_worker(board: Board, cmd: ManageWorker, *, now: float) -> Plan:
+    """Cordon, drain or uncordon. Draining also requeues the worker's leases that have not
+    started (migration); running ones finish where they are."""
+    wid = validate_id(cmd.worker_id, "worker id")
+    current = board.workers.get(wid)
+    if current is None:
+        raise NotFound(f"unknown worker {wid}")
+    mode = {"cordon": "cordoned", "drain": "draining", "uncordon": "open"}[cmd.action]
+    reason = cmd.reason or f"{cmd.action} by {cmd.actor}"
+    events = worker_agg.decide_scheduling(current, mode, reason=reason, now=now,  # type: ignore[arg-type]
+                                          actor=cmd.actor)
+    changes = [Change(list(events), current.last_seq, subjects.worker_filter(wid))] if events \
+        else []
+    moved: list[str] = []
+    if cmd.action == "drain":
+        for task_id in sorted(board.leases_by_worker.get(wid, ())):
+            t = board.tasks[task_id]
+            if t.status != "leased":
+                continue
+            requeue = task_agg.decide_lease_lost(t, reason=f"migrated off draining worker {wid}",
+                                                 now=now, actor=cmd.actor, clean_stop=True)
+            if requeue:
+                changes.append(task_change(board, task_id, list(requeue)))
+                moved.append(task_id)
+    return Plan(changes, lambda: {"worker_id": wid, "scheduling": mode, "migrated": moved},
+                keys={wid, *moved})
 
 
 def check_report_signature(board: Board, cmd: ReportResults) -> None:

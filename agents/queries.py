@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -12,6 +13,8 @@ from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.errors import InvalidInput, NotFound
 from dtf_core.events.codec import UndecodableEvent, decode, event_type
+from dtf_core.events.task import TaskLeased
+from dtf_core.explain import explain
 from dtf_core.ids import validate_id
 from dtf_core.task import TaskState
 from dtf_core.worker import WorkerState
@@ -49,7 +52,28 @@ async def answer(board: Board, log: EventLog, nc: Client, cmd: cmds.Command) -> 
             return await list_workers(board, nc)
         case cmds.GetStatus():
             return status(board)
+        case cmds.ExplainTask():
+            return await explain_task(board, log, cmd.task_id)
     raise InvalidInput(f"{type(cmd).__name__} is a command: send it to dtf.cmd.*")
+
+
+async def explain_task(board: Board, log: EventLog, task_id: str) -> dict[str, Any]:
+    task = board.tasks.get(validate_id(task_id, "task id"))
+    if task is None:
+        raise NotFound(f"unknown task {task_id}")
+    lease = None
+    for rec in reversed(await log.read([subjects.task_filter(task_id)])):
+        event = decode(rec.subject, rec.data)
+        if isinstance(event, TaskLeased):
+            lease = event
+            break
+    key = (-task.spec.priority, task.last_seq)
+    ahead = sum(1 for t in board.tasks.values()
+                if t.status == "queued" and (-t.spec.priority, t.last_seq) < key)
+    leases = {w: len(ids) for w, ids in board.leases_by_worker.items()}
+    deps = {d: board.tasks.get(d) for d in task.spec.dependencies}
+    lines = explain(task, lease, board.workers, leases, deps, ahead, time.time())
+    return {"task_id": task_id, "status": task.status, "lines": lines}
 
 
 def list_tasks(board: Board, cmd: cmds.ListTasks) -> list[dict[str, Any]]:

@@ -161,6 +161,8 @@ class SchedulerAgent:
             if w.status != "alive":
                 continue
             free = w.slots - len(self.board.leases_by_worker.get(w.worker_id, ()))
+            if w.scheduling != "open":
+                free = 0  # cordoned or draining: no new leases
             # Busy workers too (free 0): placement asks whether any live worker could run
             # a task before sending a rerun back to a worker it avoids.
             slots.append(Slot(worker_id=w.worker_id, session=w.session,

@@ -83,6 +83,7 @@ class WorkerAgent:
         worker_id: str | None = None,
         slots: int | None = None,
         tags: tuple[str, ...] = (),
+        group: str = "",
         heartbeat_interval: float = 1.0,
         credential: str | None = None,
         signing_key_dir: Path | None = None,
@@ -93,7 +94,7 @@ class WorkerAgent:
         self.api = ApiClient(nc, credential=credential)
         self.worker_id = validate_id(worker_id or default_worker_id(), "worker id")
         self.session = uuid.uuid4().hex[:16]
-        self.capabilities = detect(tags)
+        self.capabilities = msgspec.structs.replace(detect(tags), group=group)
         self.slots = slots or self.capabilities.cpu_count
         # Reports are signed (one signature per batch) with this worker's key, kept in a
         # 0600 file and registered by its public half.

@@ -51,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--id", dest="worker_id", default=None)
     w.add_argument("--slots", type=int, default=None)
     w.add_argument("--tags", default="", help="comma-separated free-form capabilities")
+    w.add_argument("--group", default="", help="the named pool this worker serves")
+
+    wm = client("worker-manage", "cordon, drain or uncordon a worker (`dtf worker drain W`)")
+    wm.add_argument("action", choices=["cordon", "drain", "uncordon"])
+    wm.add_argument("id")
+    wm.add_argument("--reason", default="")
+
+    ex = client("explain", "why a task waits, or why it went where it went")
+    ex.add_argument("id")
 
     a = client("agent", "run one agent daemon")
     a.add_argument("kind", choices=["api", "scheduler", "recovery", "projector", "control"],
@@ -210,6 +219,7 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
             cfg = msgspec.structs.replace(cfg, server=server)
             tags = tuple(t for t in args.tags.split(",") if t)
             asyncio.run(run_worker(cfg, worker_id=args.worker_id, slots=args.slots, tags=tags,
+                                   group=args.group,
                                    credential=target.credential))
             return 0
         case "submit":
@@ -220,6 +230,24 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
                                  {"ids": res.ids, "run_id": res.run_id})
             else:
                 sys.stdout.write("\n".join(res.ids) + "\n")
+            return 0
+        case "worker-manage":
+            res = asyncio.run(cc.call(target, "manage_worker", args.id, args.action,
+                                      args.reason))
+            if args.json:
+                render.emit_json(res)
+            else:
+                moved = res.get("migrated") or []
+                sys.stdout.write(f"{res['worker_id']}: {res['scheduling']}"
+                                 + (f"; {len(moved)} queued leases moved off it" if moved
+                                    else "") + "\n")
+            return 0
+        case "explain":
+            res = asyncio.run(cc.call(target, "explain", args.id))
+            if args.json:
+                render.emit_json(res)
+            else:
+                sys.stdout.write("\n".join(res["lines"]) + "\n")
             return 0
         case "artifacts":
             return asyncio.run(cc.artifacts(target, args.action, args.run_id, args.name,
@@ -336,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         from cli.pytest.run import run_pytest
 
         return run_pytest(raw[2:])
+    if raw[:1] == ["worker"] and raw[1:2] in (["cordon"], ["drain"], ["uncordon"]):
+        raw = ["worker-manage", *raw[1:]]
     if raw[:1] == ["ci"]:
         from cli.ci.main import run_ci
 

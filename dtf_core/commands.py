@@ -67,6 +67,19 @@ class StopWorker(CommandBase, frozen=True, kw_only=True, tag="stop_worker"):
     session: str
 
 
+class ManageWorker(CommandBase, frozen=True, kw_only=True, tag="manage_worker"):
+    """cordon: no new leases; drain: cordon, and requeue its leases not started yet;
+    uncordon: open again."""
+
+    worker_id: str
+    action: Literal["cordon", "drain", "uncordon"]
+    reason: str = ""
+
+
+class ExplainTask(CommandBase, frozen=True, kw_only=True, tag="explain_task"):
+    task_id: str
+
+
 class IssueToken(CommandBase, frozen=True, kw_only=True, tag="issue_token"):
     sub: str
     role: str
@@ -136,6 +149,8 @@ Command = (
     | GetTask
     | ListWorkers
     | GetStatus
+    | ManageWorker
+    | ExplainTask
 )
 
 

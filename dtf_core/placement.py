@@ -38,6 +38,8 @@ def mismatch(req: Requirements, caps: Capabilities) -> str | None:
                if h not in caps.hardware and h not in caps.tags and h not in caps.cpu_flags]
     if missing:
         return f"lacks hardware {','.join(missing)}"
+    if req.worker_group is not None and caps.group != req.worker_group:
+        return f"is in group {caps.group or '(none)'!r}, needs {req.worker_group!r}"
     if req.min_memory_gb and caps.memory_gb < req.min_memory_gb:
         return f"has {caps.memory_gb:.1f} GB memory, needs {req.min_memory_gb:g}"
     if req.min_cuda_compute is not None and (
@@ -58,7 +60,8 @@ def _must_avoid(req: Requirements, slots: list[Slot]) -> frozenset[str]:
     busy) can run it; with none, it may go back to them rather than wait forever."""
     if not req.avoid_workers:
         return frozenset()
-    needs = req.hardware or req.min_memory_gb or req.min_cuda_compute
+    needs = (req.hardware or req.min_memory_gb or req.min_cuda_compute
+             or req.worker_group is not None)
     others = any(s.worker_id not in req.avoid_workers
                  and (not needs or mismatch(req, s.capabilities) is None) for s in slots)
     return frozenset(req.avoid_workers) if others else frozenset()
@@ -85,8 +88,9 @@ def place(
             if slot.worker_id in avoid:
                 filtered[slot.worker_id] = "ran this task before (a rerun goes elsewhere)"
                 continue
-            why_not = mismatch(req, slot.capabilities) if (req.hardware or req.min_memory_gb
-                                                            or req.min_cuda_compute) else None
+            why_not = mismatch(req, slot.capabilities) if (
+                req.hardware or req.min_memory_gb or req.min_cuda_compute
+                or req.worker_group is not None) else None
             if why_not is not None:
                 filtered[slot.worker_id] = why_not
             elif best is None or _score(slot, req) > _score(best, req):

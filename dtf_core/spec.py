@@ -28,6 +28,7 @@ class Requirements(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     hardware: tuple[Annotated[str, Meta(max_length=64)], ...] = ()
     min_memory_gb: Annotated[float, Meta(ge=0)] = 0.0
     min_cuda_compute: Annotated[float, Meta(ge=0)] | None = None
+    worker_group: Annotated[str, Meta(max_length=64)] | None = None
     # A preference, not a requirement: placed elsewhere when another worker fits (reruns).
     avoid_workers: tuple[Annotated[str, Meta(max_length=128)], ...] = ()
 

@@ -24,11 +24,13 @@ CMD_CANCEL = "dtf.cmd.task.cancel"
 CMD_REPORT = "dtf.cmd.task.report"
 CMD_REGISTER = "dtf.cmd.worker.register"
 CMD_WORKER_STOP = "dtf.cmd.worker.stop"
+CMD_WORKER_MANAGE = "dtf.cmd.worker.manage"
 Q_TASKS = "dtf.q.tasks"
 Q_TASK = "dtf.q.task"
 Q_WORKERS = "dtf.q.workers"
 Q_STATUS = "dtf.q.status"
 Q_PROJECTOR = "dtf.q.projector"
+Q_EXPLAIN = "dtf.q.explain"
 Q_TEST_DURATIONS = "dtf.q.test_durations"
 
 

@@ -8,9 +8,11 @@ from msgspec import Struct, structs
 
 from dtf_core.events.worker import (
     Capabilities,
+    SchedulingMode,
     WorkerEvent,
     WorkerLost,
     WorkerRegistered,
+    WorkerSchedulingChanged,
     WorkerStopped,
 )
 
@@ -26,6 +28,7 @@ class WorkerState(Struct, frozen=True, kw_only=True):
     capabilities: Capabilities = Capabilities()
     signing_key: bytes | None = None
     status: WorkerStatus = "alive"
+    scheduling: SchedulingMode = "open"
     registered_at: float = 0.0
     last_event_at: float = 0.0
     last_seq: int = 0
@@ -35,8 +38,14 @@ def evolve(state: WorkerState | None, event: WorkerEvent, seq: int) -> WorkerSta
     if state is not None and seq <= state.last_seq:
         return state
     match event:
+        case WorkerSchedulingChanged():
+            if state is None:
+                return WorkerState(worker_id=event.worker_id, session="", status="stopped",
+                                   scheduling=event.mode, last_seq=seq)
+            return structs.replace(state, scheduling=event.mode, last_seq=seq)
         case WorkerRegistered():
             return WorkerState(
+                scheduling=state.scheduling if state is not None else "open",
                 worker_id=event.worker_id,
                 session=event.session,
                 hostname=event.hostname,
@@ -112,3 +121,11 @@ def decide_stop(state: WorkerState, *, session: str, now: float, actor: str) -> 
     if state.status != "alive" or state.session != session:
         return []
     return [WorkerStopped(worker_id=state.worker_id, session=session, at=now, actor=actor)]
+
+
+def decide_scheduling(state: WorkerState, mode: SchedulingMode, *, reason: str, now: float,
+                      actor: str) -> list[WorkerEvent]:
+    if state.scheduling == mode:
+        return []
+    return [WorkerSchedulingChanged(worker_id=state.worker_id, mode=mode, reason=reason,
+                                    at=now, actor=actor)]

@@ -63,6 +63,8 @@ COMMAND_PERMISSIONS: Final[Mapping[str, Permission]] = MappingProxyType({
     "get_task": P.QUERY_READ,
     "list_workers": P.QUERY_READ,
     "status": P.QUERY_READ,
+    "explain_task": P.QUERY_READ,
+    "manage_worker": P.WORKER_MANAGE,
 })
 
 # Commands that name a worker: a worker-role principal may only name itself.

@@ -21,7 +21,7 @@ from dtf_core.events.task import (
     TaskSubmitted,
 )
 from dtf_core.events.tests import TestsEvent, TestsReported
-from dtf_core.events.worker import WorkerEvent
+from dtf_core.events.worker import WorkerEvent, WorkerSchedulingChanged
 
 Event = TaskEvent | WorkerEvent | RunEvent | AuthEvent | TestsEvent
 SCHEMA_VERSION = "1"
@@ -106,5 +106,7 @@ def msg_id_of(event: Event) -> str:
         if isinstance(event, TaskSubmitted):
             return f"{event.task_id}.submitted"
         return f"{event.task_id}.{etype}.{event.at}"
+    if isinstance(event, WorkerSchedulingChanged):
+        return f"worker.{event.worker_id}.scheduling.{event.mode}.{event.at}"
     session = getattr(event, "session", "")
     return f"worker.{event.worker_id}.{etype}.{session}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from msgspec import Struct
 
 
@@ -28,6 +30,7 @@ class Capabilities(Struct, frozen=True, kw_only=True):
     os_release: str = ""
     gpus: tuple[Gpu, ...] = ()
     notes: tuple[str, ...] = ()  # what was not detected, and why
+    group: str = ""  # the named pool it serves (`dtf worker --group`)
 
 
 class WorkerEventBase(Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -58,4 +61,15 @@ class WorkerLost(WorkerEventBase, frozen=True, kw_only=True, tag="lost"):
     last_seen: float
 
 
-WorkerEvent = WorkerRegistered | WorkerStopped | WorkerLost
+SchedulingMode = Literal["open", "cordoned", "draining"]
+
+
+class WorkerSchedulingChanged(WorkerEventBase, frozen=True, kw_only=True, tag="scheduling"):
+    """`dtf worker cordon|drain|uncordon`: whether new leases may go to this worker. It
+    outlives the worker's sessions (a cordoned worker that restarts stays cordoned)."""
+
+    mode: SchedulingMode
+    reason: str = ""
+
+
+WorkerEvent = WorkerRegistered | WorkerStopped | WorkerLost | WorkerSchedulingChanged

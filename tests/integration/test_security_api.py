@@ -192,15 +192,17 @@ def one_of_each(task_id: str) -> dict[str, cmds.Command]:
         "get_task": cmds.GetTask(task_id=task_id),
         "list_workers": cmds.ListWorkers(),
         "status": cmds.GetStatus(),
+        "explain_task": cmds.ExplainTask(task_id=task_id),
+        "manage_worker": cmds.ManageWorker(worker_id="w1", action="cordon"),
     }
 
 
-READS = {"list_tasks", "get_task", "list_workers", "status"}
+READS = {"list_tasks", "get_task", "list_workers", "status", "explain_task"}
 # What the issue asks for, written out here rather than read from the role table, so that
 # a change to the table that widens a role fails this test.
 EXPECTED = {
     Role.ADMIN: set(COMMAND_PERMISSIONS),
-    Role.MANAGER: {"submit", "cancel", "refresh_token"} | READS,
+    Role.MANAGER: {"submit", "cancel", "refresh_token", "manage_worker"} | READS,
     Role.WORKER: {"report", "register", "stop_worker", "refresh_token"},
     Role.READER: {"refresh_token"} | READS,
 }

@@ -33,7 +33,13 @@ from dtf_core.events.task import (
     TaskTimedOut,
 )
 from dtf_core.events.tests import TestCase, TestsReported
-from dtf_core.events.worker import Capabilities, WorkerLost, WorkerRegistered, WorkerStopped
+from dtf_core.events.worker import (
+    Capabilities,
+    WorkerLost,
+    WorkerRegistered,
+    WorkerSchedulingChanged,
+    WorkerStopped,
+)
 from dtf_core.spec import parse_specs
 from tests.unit.builders import submitted
 
@@ -66,6 +72,8 @@ EVENTS: list[tuple[Event, str]] = [
      "dtf.evt.worker.w1.stopped"),
     (WorkerLost(worker_id="w1", session="s1", reason="silent", last_seen=1.0, **A),
      "dtf.evt.worker.w1.lost"),
+    (WorkerSchedulingChanged(worker_id="w1", mode="draining", reason="maintenance", **A),
+     "dtf.evt.worker.w1.scheduling"),
     (TokenIssued(auth_id="j1", sub="alice", role="reader", exp=9.0, **A),
      "dtf.evt.auth.j1.token_issued"),
     (TokenRevoked(auth_id="j1", reason="leaked", **A), "dtf.evt.auth.j1.token_revoked"),

@@ -186,16 +186,17 @@ COMMANDS = {
     "key_rotate": "dtf.cmd.auth.key_rotate", "key_retire": "dtf.cmd.auth.key_retire",
     "q_tasks": subjects.Q_TASKS, "q_task": subjects.Q_TASK, "q_workers": subjects.Q_WORKERS,
     "q_status": subjects.Q_STATUS, "q_projector": subjects.Q_PROJECTOR,
+    "q_explain": subjects.Q_EXPLAIN, "manage": subjects.CMD_WORKER_MANAGE,
     "event": "dtf.evt.task.x.submitted", "stream_delete": "$JS.API.STREAM.DELETE.DTF_EVENTS",
     "stream_purge": "$JS.API.STREAM.PURGE.DTF_EVENTS",
 }
-QUERIES = {"q_tasks", "q_task", "q_workers", "q_status", "q_projector"}
+QUERIES = {"q_tasks", "q_task", "q_workers", "q_status", "q_projector", "q_explain"}
 # The server's side of the role table, written out: a role's subjects may be wider than its
 # api permissions (a manager reaches dtf.cmd.worker.* for drain and cordon), never narrower.
 SERVER_ALLOWS = {
     "worker-w1": {"report", "register", "stop_worker", "refresh"},
     "reader": {"refresh"} | QUERIES,
-    "manager": {"submit", "cancel", "register", "stop_worker", "refresh"} | QUERIES,
+    "manager": {"submit", "cancel", "register", "stop_worker", "manage", "refresh"} | QUERIES,
     "admin": set(COMMANDS),
 }
 MARKERS = {"worker-w1": W1_MARKER, "reader": Q_MARKER, "manager": Q_MARKER, "admin": Q_MARKER}

@@ -1,0 +1,84 @@
+"""`dtf explain`: in plain words, why a task waits or why it went where it went.
+
+A pure function of folded state (the task, its last lease, the workers, its dependencies),
+so the same words come out of a replay as out of the live system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dtf_core.events.task import TaskLeased
+from dtf_core.placement import mismatch
+from dtf_core.task import TaskState
+from dtf_core.worker import WorkerState
+
+
+def _ago(now: float, at: float) -> str:
+    s = max(0.0, now - at)
+    return f"{s:.1f}s" if s < 120 else f"{s / 60:.0f}m"
+
+
+def placement_lines(lease: TaskLeased) -> list[str]:
+    lines = [f"Attempt {lease.attempt} was placed on worker {lease.worker_id}."]
+    why = lease.why
+    if why is None:
+        return lines
+    lines.append(f"Policy {why.policy!r}: {why.candidates} worker(s) could take it"
+                 + (f"; {len(why.filtered)} were ruled out:" if why.filtered else "."))
+    for worker, reason in sorted(why.filtered.items()):
+        lines.append(f"  - {worker} {reason}")
+    if why.scores:
+        best = ", ".join(f"{w} {s:g}" for w, s in sorted(why.scores.items()))
+        lines.append(f"Chosen by score (free share of its slots): {best}.")
+    return lines
+
+
+def explain(task: TaskState, lease: TaskLeased | None, workers: Mapping[str, WorkerState],
+            leases: Mapping[str, int], deps: Mapping[str, TaskState | None],
+            queued_ahead: int, now: float) -> list[str]:
+    """The lines `dtf explain` prints. ``leases``: live leases per worker; ``deps``: the
+    state of each dependency (None: unknown); ``queued_ahead``: queued tasks placed first."""
+    head = f"Task {task.task_id} is {task.status}"
+    if task.terminal:
+        out = [f"{head}" + (f": {task.error}" if task.error else "") + "."]
+        return out + (placement_lines(lease) if lease is not None else [])
+    if task.status in ("leased", "running"):
+        out = [f"{head} on worker {task.worker_id} (attempt {task.attempt})."]
+        return out + (placement_lines(lease) if lease is not None else [])
+    out = [f"{head}, waiting {_ago(now, task.submitted_at)} since it was submitted."]
+    if task.cancel_requested:
+        return [*out, "A cancel was requested; it ends at the next scheduling round."]
+    if task.not_before > now:
+        out.append(f"It waits for its retry back-off: {task.not_before - now:.1f}s more "
+                   f"(after {task.failures} failed attempt(s)).")
+    pending = [(d, s) for d, s in deps.items() if s is None or not s.terminal]
+    for dep_id, dep in pending:
+        out.append(f"It waits for dependency {dep_id} ({dep.status if dep else 'unknown'}).")
+    req = task.spec.requirements
+    alive = [w for w in workers.values() if w.status == "alive"]
+    if not alive:
+        return [*out, "No worker is alive: start one with `dtf worker` (or `dtf up`)."]
+    fits: list[str] = []
+    busy: list[str] = []
+    for w in sorted(alive, key=lambda w: w.worker_id):
+        reason = mismatch(req, w.capabilities)
+        if reason is None and w.scheduling != "open":
+            reason = f"is {w.scheduling}"
+        if reason is not None:
+            out.append(f"  - {w.worker_id} {reason}")
+            continue
+        used = leases.get(w.worker_id, 0)
+        (fits if used < w.slots else busy).append(f"{w.worker_id} ({used}/{w.slots} slots)")
+    if not fits and not busy:
+        out.insert(1, "No live worker meets its requirements:")
+        return out
+    if pending or task.not_before > now:
+        return out
+    if fits:
+        out.append(f"Workers with free slots that can run it: {', '.join(fits)}; "
+                   f"{queued_ahead} queued task(s) go first (priority {task.spec.priority}).")
+    else:
+        out.append(f"Every worker that can run it is full: {', '.join(busy)}; "
+                   f"{queued_ahead} queued task(s) are ahead of it.")
+    return out

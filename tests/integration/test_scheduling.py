@@ -1,0 +1,78 @@
+"""Placement with real workers that advertise different capabilities: groups, cordon,
+drain and `dtf explain`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dtf_core import commands as cmds
+from dtf_core.events.task import TaskLeased, TaskRequeued
+from dtf_core.events.worker import Capabilities
+from dtf_core.spec import Requirements, TaskSpec
+from dtf_core.task import TERMINAL
+from tests.conftest import until
+from tests.integration.harness import stack
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_groups_route_and_explain_says_why(tmp_path: Path) -> None:
+    async with stack(tmp_path, workers=0) as h:
+        await h.add_worker("cpu-1", slots=1)
+        await h.add_worker("lab-1", slots=1, group="lab2", tags=("gpu-a",))
+        res = await h.api.submit([
+            TaskSpec(type="noop", requirements=Requirements(worker_group="lab2")),
+            TaskSpec(type="noop", requirements=Requirements(hardware=("gpu-a",))),
+            TaskSpec(type="noop", requirements=Requirements(hardware=("tpu",))),
+        ])
+        lab, tagged, nowhere = res.ids
+        for task_id in (lab, tagged):
+            assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+            leases = [e for _, e in await h.events(task_id) if isinstance(e, TaskLeased)]
+            assert [e.worker_id for e in leases] == ["lab-1"]
+            assert leases[0].why is not None
+            assert "cpu-1" in leases[0].why.filtered
+        explained = await h.api.explain(lab)
+        assert "Attempt 1 was placed on worker lab-1." in explained["lines"]
+        assert any("cpu-1 is in group '(none)', needs 'lab2'" in ln for ln in explained["lines"])
+        waiting = await h.api.explain(nowhere)
+        assert waiting["status"] == "queued"
+        assert "No live worker meets its requirements:" in waiting["lines"]
+        assert "  - cpu-1 lacks hardware tpu" in waiting["lines"]
+
+
+async def test_cordon_stops_new_leases_and_uncordon_resumes(tmp_path: Path) -> None:
+    async with stack(tmp_path, workers=1, slots=1) as h:
+        reply = await h.api.manage_worker("w1", "cordon", "maintenance")
+        assert reply["scheduling"] == "cordoned"
+        task_id = (await h.api.submit([TaskSpec(type="noop")])).ids[0]
+        waiting = await h.api.explain(task_id)
+        assert "  - w1 is cordoned" in waiting["lines"]
+        assert (await h.api.tasks(ids=[task_id]))[0]["status"] == "queued"
+        await h.api.manage_worker("w1", "uncordon")
+        assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+
+
+async def test_drain_moves_leases_that_have_not_started(tmp_path: Path) -> None:
+    """A registered worker that never starts its leases (no process behind it) keeps them
+    in `leased`; draining requeues them, and another worker runs them."""
+    async with stack(tmp_path, workers=0, recovery=False) as h:
+        await h.api.call(cmds.RegisterWorker(worker_id="stuck", session="s1", hostname="h",
+                                             pid=1, slots=4, capabilities=Capabilities()))
+        res = await h.api.submit([TaskSpec(type="noop") for _ in range(3)])
+
+        async def all_leased() -> bool:
+            rows = await h.api.tasks(ids=res.ids)
+            return all(r["status"] == "leased" for r in rows)
+
+        await until(all_leased, what="three leases on the stuck worker")
+        drained = await h.api.manage_worker("stuck", "drain")
+        assert sorted(drained["migrated"]) == sorted(res.ids)
+        await h.add_worker("fresh", slots=4)
+        for task_id in res.ids:
+            assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+            events = [e for _, e in await h.events(task_id)]
+            assert any(isinstance(e, TaskRequeued) and "draining" in e.reason for e in events)
+            assert [e.worker_id for e in events if isinstance(e, TaskLeased)] == ["stuck", "fresh"]

@@ -1,0 +1,69 @@
+"""Given folded state, when explained, then the words say why."""
+
+from __future__ import annotations
+
+from dtf_core.events.task import Placement, TaskLeased
+from dtf_core.events.worker import Capabilities
+from dtf_core.explain import explain
+from dtf_core.spec import Requirements, TaskSpec
+from dtf_core.task import TaskState
+from dtf_core.worker import WorkerState
+
+NOW = 1000.0
+
+
+def task(**kw: object) -> TaskState:
+    spec = TaskSpec(type="noop", requirements=kw.pop("req", Requirements()))  # type: ignore[arg-type]
+    return TaskState(task_id="t1", spec=spec, submitted_at=990.0, **kw)  # type: ignore[arg-type]
+
+
+def worker(wid: str, slots: int = 2, **caps: object) -> WorkerState:
+    return WorkerState(worker_id=wid, session="s", slots=slots,
+                       capabilities=Capabilities(**caps))  # type: ignore[arg-type]
+
+
+def test_no_live_worker() -> None:
+    lines = explain(task(), None, {}, {}, {}, 0, NOW)
+    assert lines[0] == "Task t1 is queued, waiting 10.0s since it was submitted."
+    assert "No worker is alive" in lines[-1]
+
+
+def test_requirements_nobody_meets_are_named_per_worker() -> None:
+    workers = {"w1": worker("w1", hardware=("cpu",)), "w2": worker("w2", group="lab")}
+    lines = explain(task(req=Requirements(hardware=("cuda",))), None, workers, {}, {}, 0, NOW)
+    assert lines[1] == "No live worker meets its requirements:"
+    assert "  - w1 lacks hardware cuda" in lines and "  - w2 lacks hardware cuda" in lines
+
+
+def test_full_workers_and_the_queue_ahead() -> None:
+    lines = explain(task(), None, {"w1": worker("w1", slots=1)}, {"w1": 1}, {}, 3, NOW)
+    assert lines[-1] == ("Every worker that can run it is full: w1 (1/1 slots); "
+                         "3 queued task(s) are ahead of it.")
+
+
+def test_cordoned_worker_and_dependencies_and_backoff() -> None:
+    w = worker("w1")
+    cordoned = WorkerState(**{**{f: getattr(w, f) for f in w.__struct_fields__},
+                              "scheduling": "cordoned"})
+    dep = TaskState(task_id="d1", spec=TaskSpec(type="noop"), status="running")
+    lines = explain(task(not_before=NOW + 5, failures=1), None, {"w1": cordoned}, {},
+                    {"d1": dep, "d2": None}, 0, NOW)
+    assert "It waits for its retry back-off: 5.0s more (after 1 failed attempt(s))." in lines
+    assert "It waits for dependency d1 (running)." in lines
+    assert "It waits for dependency d2 (unknown)." in lines
+    assert "  - w1 is cordoned" in lines
+
+
+def test_a_placed_task_says_why_it_went_there() -> None:
+    why = Placement(candidates=1, filtered={"w2": "lacks hardware cuda"}, scores={"w1": 0.5})
+    lease = TaskLeased(task_id="t1", worker_id="w1", session="s", attempt=1, why=why,
+                       at=NOW, actor="scheduler")
+    lines = explain(task(status="running", worker_id="w1", attempt=1), lease, {}, {}, {}, 0,
+                    NOW)
+    assert lines == [
+        "Task t1 is running on worker w1 (attempt 1).",
+        "Attempt 1 was placed on worker w1.",
+        "Policy 'priority': 1 worker(s) could take it; 1 were ruled out:",
+        "  - w2 lacks hardware cuda",
+        "Chosen by score (free share of its slots): w1 0.5.",
+    ]
