@@ -17,6 +17,7 @@ from agents.recovery import RecoveryAgent
 from agents.runtime import Folder, jetstream_dead_letter
 from agents.scheduler import SchedulerAgent
 from agents.security.keyring import Keyring
+from dtf_core.policy import Policy
 from projections.board import Board
 
 
@@ -24,12 +25,12 @@ class ControlPlane:
     def __init__(
         self, nc: Client, eventlog: EventLog, *, heartbeat_interval: float = 1.0,
         misses: int = 5, secure: bool = False, keyring: Keyring | None = None,
-        board: Board | None = None,
+        board: Board | None = None, policy: Policy | None = None,
     ) -> None:
         self.folder = Folder(eventlog, board or Board(),
                              dead_letter=jetstream_dead_letter(nc, "control"))
         self.api = ApiAgent(nc, eventlog, folder=self.folder, secure=secure, keyring=keyring)
-        self.scheduler = SchedulerAgent(nc, eventlog, folder=self.folder)
+        self.scheduler = SchedulerAgent(nc, eventlog, folder=self.folder, policy=policy)
         self.recovery = RecoveryAgent(
             nc, eventlog, heartbeat_interval=heartbeat_interval, misses=misses,
             folder=self.folder,

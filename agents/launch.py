@@ -95,7 +95,7 @@ async def run_agent(
         elif kind == "scheduler":
             from agents.scheduler import SchedulerAgent
 
-            agent = SchedulerAgent(nc, eventlog)
+            agent = SchedulerAgent(nc, eventlog, policy=_policy(settings))
         elif kind == "recovery":
             from agents.recovery import RecoveryAgent
 
@@ -109,6 +109,7 @@ async def run_agent(
             agent = ControlPlane(
                 nc, eventlog, heartbeat_interval=settings.heartbeat_interval,
                 misses=settings.heartbeat_misses, secure=secure, keyring=keyring,
+                policy=_policy(settings),
             )
         elif kind == "projector":
             from agents.projector import ProjectorAgent
@@ -141,7 +142,7 @@ async def run_control_with_callout(settings: Settings, keyring: Keyring) -> None
     try:
         plane = ControlPlane(nc, JetStreamLog(nc), heartbeat_interval=settings.heartbeat_interval,
                              misses=settings.heartbeat_misses, secure=True, keyring=keyring,
-                             board=board)
+                             board=board, policy=_policy(settings))
 
         async def on_batch(events: list[Any]) -> None:
             if any(type(e).__name__ in ("TokenRevoked", "ApiKeyRevoked") for _, e in events):
@@ -178,3 +179,9 @@ async def run_worker(
         await run_until_signal(agent.run, nc)
     finally:
         await asyncio.shield(_close(nc))
+
+
+def _policy(settings: Settings) -> Any:
+    from agents.policies import load_policy
+
+    return load_policy(settings.policy)

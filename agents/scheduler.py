@@ -11,6 +11,7 @@ import heapq
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from nats.aio.client import Client
 
@@ -22,6 +23,7 @@ from dtf_core import task as task_agg
 from dtf_core.events.codec import Event
 from dtf_core.events.task import TaskEventBase
 from dtf_core.placement import Slot, place
+from dtf_core.policy import DefaultPolicy, Policy
 from dtf_core.task import TaskState
 from projections.board import Board
 
@@ -31,31 +33,59 @@ SCAN_LIMIT = 20_000
 
 
 class ReadyQueue:
-    """Queued tasks in placement order (priority, then submission), with lazy deletion."""
+    """Queued tasks in the policy's order, one heap per fair-share group, lazy deletion.
 
-    def __init__(self) -> None:
-        self._heap: list[tuple[int, int, str]] = []
+    ``pop`` takes the best head across groups; among groups whose heads are in the same
+    queue class (the key's first element, the priority by default), the group with the
+    fewest live leases goes first, then the one granted the fewest leases since its backlog
+    began (so on a single slot two runs alternate): one huge run cannot starve a small one.
+    """
+
+    def __init__(self, policy: Policy | None = None) -> None:
+        self.policy = policy or DefaultPolicy()
+        self._heaps: dict[str, list[tuple[tuple[Any, ...], str]]] = {}
         self._queued: set[str] = set()
         self.delayed: list[tuple[float, str]] = []
+        self.deadlines: list[tuple[float, str]] = []
         self.waiting_on: dict[str, set[str]] = {}
+        self.granted: dict[str, int] = {}
 
     def push(self, t: TaskState) -> None:
-        if t.task_id not in self._queued:
-            self._queued.add(t.task_id)
-            heapq.heappush(self._heap, (-t.spec.priority, t.last_seq, t.task_id))
+        if t.task_id in self._queued:
+            return
+        self._queued.add(t.task_id)
+        heap = self._heaps.setdefault(self.policy.share_key(t), [])
+        heapq.heappush(heap, (self.policy.queue_key(t), t.task_id))
+        if t.spec.deadline is not None and not t.deadline_missed:
+            heapq.heappush(self.deadlines, (t.spec.deadline, t.task_id))
 
-    def pop(self) -> str | None:
-        if not self._heap:
+    def pop(self, load: dict[str, int] | None = None) -> str | None:
+        best: tuple[tuple[Any, ...], str] | None = None  # (rank, share)
+        for share, heap in self._heaps.items():
+            head = heap[0][0]
+            rank = (head[0], (load or {}).get(share, 0), self.granted.get(share, 0), head)
+            if best is None or rank < best[0]:
+                best = (rank, share)
+        if best is None:
             return None
-        _, _, task_id = heapq.heappop(self._heap)
+        share = best[1]
+        heap = self._heaps[share]
+        _, task_id = heapq.heappop(heap)
+        self.granted[share] = self.granted.get(share, 0) + 1
+        if not heap:
+            del self._heaps[share]
+            self.granted.pop(share, None)
         self._queued.discard(task_id)
+        if load is not None:
+            load[share] = load.get(share, 0) + 1
         return task_id
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return sum(len(h) for h in self._heaps.values())
 
     def next_due(self) -> float | None:
-        return self.delayed[0][0] if self.delayed else None
+        due = [q[0][0] for q in (self.delayed, self.deadlines) if q]
+        return min(due) if due else None
 
 
 class SchedulerAgent:
@@ -67,6 +97,7 @@ class SchedulerAgent:
         name: str = "scheduler",
         clock: Callable[[], float] = time.time,
         folder: Folder | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.log = eventlog
         self.name = name
@@ -76,7 +107,8 @@ class SchedulerAgent:
         self.folder = folder or Folder(eventlog, Board(), dead_letter=dead_letter)
         self.folder.listeners.append(self._on_batch)
         self.board = self.folder.board
-        self.ready_q = ReadyQueue()
+        self.policy = policy or DefaultPolicy()
+        self.ready_q = ReadyQueue(self.policy)
         self.wake = asyncio.Event()
         self.leases_made = 0
         self.leases_tried = 0
@@ -128,11 +160,13 @@ class SchedulerAgent:
             t = self.board.tasks.get(task_id)
             if t is not None and t.status == "queued":
                 self.ready_q.push(t)
+        changes: list[Change] = []
+        self._flag_deadlines(now, changes)
         slots = self._slots()
         free = sum(s.free for s in slots)
-        changes: list[Change] = []
         candidates = self._candidates(free, now, changes) if free else []
-        decisions = place(((t.task_id, t.spec.requirements) for t in candidates), slots)
+        decisions = place(((t.task_id, t.spec.requirements) for t in candidates), slots,
+                          score=self.policy.score, policy=self.policy.name)
         placed = {d.task_id for d in decisions}
         for t in candidates:
             if t.task_id not in placed:
@@ -169,11 +203,29 @@ class SchedulerAgent:
                               capabilities=w.capabilities, free=max(free, 0), slots=w.slots))
         return slots
 
+    def _flag_deadlines(self, now: float, changes: list[Change]) -> None:
+        while self.ready_q.deadlines and self.ready_q.deadlines[0][0] < now:
+            _, task_id = heapq.heappop(self.ready_q.deadlines)
+            t = self.board.tasks.get(task_id)
+            if t is not None:
+                events = task_agg.decide_deadline(t, now=now, actor=self.name)
+                if events:
+                    changes.append(task_change(self.board, task_id, list(events)))
+
+    def _share_load(self) -> dict[str, int]:
+        load: dict[str, int] = {}
+        for task_ids in self.board.leases_by_worker.values():
+            for task_id in task_ids:
+                share = self.policy.share_key(self.board.tasks[task_id])
+                load[share] = load.get(share, 0) + 1
+        return load
+
     def _candidates(self, free: int, now: float, changes: list[Change]) -> list[TaskState]:
         out: list[TaskState] = []
         examined = 0
+        load = self._share_load()
         while len(out) < free and examined < SCAN_LIMIT:
-            task_id = self.ready_q.pop()
+            task_id = self.ready_q.pop(load)
             if task_id is None:
                 break
             examined += 1

@@ -22,6 +22,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     token: str | None = None
     token_file: str | None = None
     tls_ca: str | None = None
+    policy: str = "default"  # the scheduling policy (DTF_POLICY; see docs/scheduling.md)
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -36,6 +37,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             token=env.get("DTF_TOKEN") or None,
             token_file=env.get("DTF_TOKEN_FILE") or None,
             tls_ca=env.get("DTF_TLS_CA") or None,
+            policy=env.get("DTF_POLICY", "default"),
         )
     except ValueError as exc:
         raise InvalidInput(f"invalid DTF_* setting: {exc}") from None

@@ -24,10 +24,13 @@ def placement_lines(lease: TaskLeased) -> list[str]:
     why = lease.why
     if why is None:
         return lines
+    ruled_out = len(why.filtered) + why.others_filtered
     lines.append(f"Policy {why.policy!r}: {why.candidates} worker(s) could take it"
-                 + (f"; {len(why.filtered)} were ruled out:" if why.filtered else "."))
+                 + (f"; {ruled_out} were ruled out:" if ruled_out else "."))
     for worker, reason in sorted(why.filtered.items()):
         lines.append(f"  - {worker} {reason}")
+    if why.others_filtered:
+        lines.append(f"  - and {why.others_filtered} more")
     if why.scores:
         best = ", ".join(f"{w} {s:g}" for w, s in sorted(why.scores.items()))
         lines.append(f"Chosen by score (free share of its slots): {best}.")
@@ -47,6 +50,10 @@ def explain(task: TaskState, lease: TaskLeased | None, workers: Mapping[str, Wor
         out = [f"{head} on worker {task.worker_id} (attempt {task.attempt})."]
         return out + (placement_lines(lease) if lease is not None else [])
     out = [f"{head}, waiting {_ago(now, task.submitted_at)} since it was submitted."]
+    deadline = task.spec.deadline
+    if deadline is not None:
+        out.append(f"It missed its deadline by {now - deadline:.1f}s (flagged)." if now > deadline
+                   else f"Its deadline is in {deadline - now:.1f}s (earliest deadline first).")
     if task.cancel_requested:
         return [*out, "A cancel was requested; it ends at the next scheduling round."]
     if task.not_before > now:

@@ -6,7 +6,9 @@ least-loaded matching worker. Every lease records why it went where it went.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from msgspec import Struct
 
@@ -67,51 +69,96 @@ def _must_avoid(req: Requirements, slots: list[Slot]) -> frozenset[str]:
     return frozenset(req.avoid_workers) if others else frozenset()
 
 
+MAX_FILTERED_NAMED = 16  # a lease names this many ruled-out workers, and counts the rest
+
+
+@dataclass
+class _Candidates:
+    """The workers that can take tasks with one set of requirements, best score first
+    (a heap, refreshed lazily: only the chosen slot's score changes per decision)."""
+
+    heap: list[tuple[float, int]]
+    filtered: dict[str, str]
+    others_filtered: int
+    eligible: int
+
+
+def _candidates(req: Requirements, open_slots: list[Slot], all_slots: list[Slot],
+                score: Callable[[Slot, Requirements], float]) -> _Candidates:
+    avoid = _must_avoid(req, all_slots)
+    constrained = (req.hardware or req.min_memory_gb or req.min_cuda_compute
+                   or req.worker_group is not None)
+    heap: list[tuple[float, int]] = []
+    filtered: dict[str, str] = {}
+    others = 0
+    for i, slot in enumerate(open_slots):
+        if slot.worker_id in avoid:
+            why_not: str | None = "ran this task before (a rerun goes elsewhere)"
+        else:
+            why_not = mismatch(req, slot.capabilities) if constrained else None
+        if why_not is None:
+            heap.append((-score(slot, req), i))
+        elif len(filtered) < MAX_FILTERED_NAMED:
+            filtered[slot.worker_id] = why_not
+        else:
+            others += 1
+    heapq.heapify(heap)
+    return _Candidates(heap, filtered, others, len(heap))
+
+
 def place(
-    queued: Iterable[tuple[str, Requirements]], slots: list[Slot]
+    queued: Iterable[tuple[str, Requirements]], slots: list[Slot], *,
+    score: Callable[[Slot, Requirements], float] | None = None, policy: str = "default",
 ) -> list[Decision]:
-    """Place tasks (already in priority order) while any slot is free.
+    """Place tasks (already in queue order) while any slot is free: each on the eligible
+    worker the policy scores highest (ties: the first in ``slots``).
 
     ``slots`` is updated in place (free counts go down) so a caller can keep placing.
+    Tasks with equal requirements share one candidate heap, so a placement costs
+    O(log workers), not O(workers).
     """
+    score = score or _score
     decisions: list[Decision] = []
     open_slots = [s for s in slots if s.free > 0]
-    if not open_slots:
-        return decisions
+    free = sum(s.free for s in open_slots)
+    by_req: dict[Requirements, _Candidates] = {}
     for task_id, req in queued:
+        if free <= 0:
+            break
+        cands = by_req.get(req)
+        if cands is None:
+            cands = by_req[req] = _candidates(req, open_slots, slots, score)
         best: Slot | None = None
-        filtered: dict[str, str] = {}
-        avoid = _must_avoid(req, slots)
-        for slot in open_slots:
+        heap = cands.heap
+        while heap:
+            neg, i = heap[0]
+            slot = open_slots[i]
             if slot.free <= 0:
+                heapq.heappop(heap)
+                cands.eligible -= 1
                 continue
-            if slot.worker_id in avoid:
-                filtered[slot.worker_id] = "ran this task before (a rerun goes elsewhere)"
+            current = -score(slot, req)
+            if current != neg:
+                heapq.heapreplace(heap, (current, i))
                 continue
-            why_not = mismatch(req, slot.capabilities) if (
-                req.hardware or req.min_memory_gb or req.min_cuda_compute
-                or req.worker_group is not None) else None
-            if why_not is not None:
-                filtered[slot.worker_id] = why_not
-            elif best is None or _score(slot, req) > _score(best, req):
-                best = slot
+            best = slot
+            break
         if best is None:
             continue
         best.free -= 1
+        free -= 1
         decisions.append(
             Decision(
                 task_id=task_id,
                 worker_id=best.worker_id,
                 session=best.session,
                 why=Placement(
-                    candidates=len(open_slots) - len(filtered),
-                    filtered=filtered,
-                    scores={best.worker_id: round(best.free / best.slots, 4)},
+                    candidates=cands.eligible,
+                    filtered=cands.filtered,
+                    others_filtered=cands.others_filtered,
+                    scores={best.worker_id: round(score(best, req), 4)},
+                    policy=policy,
                 ),
             )
         )
-        if best.free == 0:
-            open_slots = [s for s in open_slots if s.free > 0]
-            if not open_slots:
-                break
     return decisions

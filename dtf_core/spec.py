@@ -77,6 +77,8 @@ class TaskSpec(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     retry_policy: RetryPolicy = RetryPolicy()
     dependencies: tuple[IdStr, ...] = ()
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
+    # Unix time: earliest deadline first within a priority; flagged when missed in the queue.
+    deadline: Annotated[float, Meta(ge=0)] | None = None
 
 
 _spec_decoder = msgspec.json.Decoder(TaskSpec | list[TaskSpec])

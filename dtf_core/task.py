@@ -17,6 +17,7 @@ from dtf_core.events.task import (
     ResultRefused,
     TaskCancelled,
     TaskCancelRequested,
+    TaskDeadlineMissed,
     TaskEvent,
     TaskFailed,
     TaskLeased,
@@ -56,6 +57,7 @@ class TaskState(Struct, frozen=True, kw_only=True):
     failures: int = 0
     losses: int = 0
     refused_results: int = 0
+    deadline_missed: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -132,6 +134,8 @@ def _apply(state: TaskState, event: TaskEvent, seq: int) -> TaskState:
             return structs.replace(state, cancel_requested=True)
         case ResultRefused():
             return structs.replace(state, refused_results=state.refused_results + 1)
+        case TaskDeadlineMissed():
+            return structs.replace(state, deadline_missed=True)
         case AttemptOutcome():
             return structs.replace(
                 state,
@@ -333,3 +337,12 @@ __all__ = [
     "decide_submit",
     "evolve",
 ]
+
+
+def decide_deadline(state: TaskState, *, now: float, actor: str) -> list[TaskEvent]:
+    """Flag a queued task whose deadline has passed (once)."""
+    deadline = state.spec.deadline
+    if deadline is None or state.deadline_missed or state.status != "queued" or now <= deadline:
+        return []
+    return [TaskDeadlineMissed(task_id=state.task_id, deadline=deadline,
+                               waited_s=round(now - state.submitted_at, 3), at=now, actor=actor)]

@@ -12,6 +12,7 @@ class Placement(Struct, frozen=True, kw_only=True):
 
     candidates: int = 0
     filtered: dict[str, str] = {}
+    others_filtered: int = 0  # ruled out too, not named (a lease names at most 16)
     scores: dict[str, float] = {}
     policy: str = "priority"
 
@@ -96,6 +97,13 @@ class ResultRefused(TaskEventBase, frozen=True, kw_only=True, tag="result_refuse
     reason: str
 
 
+class TaskDeadlineMissed(TaskEventBase, frozen=True, kw_only=True, tag="deadline_missed"):
+    """A flag, once per task: its deadline passed while it was still queued."""
+
+    deadline: float
+    waited_s: float
+
+
 TaskEvent = (
     TaskSubmitted
     | TaskLeased
@@ -107,6 +115,7 @@ TaskEvent = (
     | TaskRequeued
     | TaskCancelRequested
     | ResultRefused
+    | TaskDeadlineMissed
 )
 
 TERMINAL_TYPES: tuple[str, ...] = ("succeeded", "failed", "timed_out", "cancelled")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dtf_core import commands as cmds
-from dtf_core.events.task import TaskLeased, TaskRequeued
+from dtf_core.events.task import TaskDeadlineMissed, TaskLeased, TaskRequeued
 from dtf_core.events.worker import Capabilities
 from dtf_core.spec import Requirements, TaskSpec
 from dtf_core.task import TERMINAL
@@ -76,3 +76,33 @@ async def test_drain_moves_leases_that_have_not_started(tmp_path: Path) -> None:
             events = [e for _, e in await h.events(task_id)]
             assert any(isinstance(e, TaskRequeued) and "draining" in e.reason for e in events)
             assert [e.worker_id for e in events if isinstance(e, TaskLeased)] == ["stuck", "fresh"]
+
+
+async def test_a_missed_deadline_is_flagged_and_explained(tmp_path: Path) -> None:
+    async with stack(tmp_path, workers=0) as h:
+        import time
+
+        task_id = (await h.api.submit([TaskSpec(type="noop", deadline=time.time() + 0.3)])).ids[0]
+
+        async def flagged() -> bool:
+            return any(isinstance(e, TaskDeadlineMissed) for _, e in await h.events(task_id))
+
+        await until(flagged, what="the deadline flag")
+        assert any("missed its deadline" in ln for ln in (await h.api.explain(task_id))["lines"])
+        await h.add_worker("w1", slots=1)  # a late task still runs
+        assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+
+
+async def test_fair_share_with_a_real_worker(tmp_path: Path) -> None:
+    """Run "huge" is queued before run "small"; on one slot, the small run's tasks are not
+    left until the huge one is done."""
+    async with stack(tmp_path, workers=0) as h:
+        huge = (await h.api.submit([TaskSpec(type="noop") for _ in range(8)],
+                                   run_id="huge")).ids
+        small = (await h.api.submit([TaskSpec(type="noop") for _ in range(2)],
+                                    run_id="small")).ids
+        await h.add_worker("w1", slots=1)
+        for task_id in huge + small:
+            await h.wait_status(task_id, TERMINAL)
+        order = [e.task_id for _, e in await h.events() if isinstance(e, TaskLeased)]
+        assert max(order.index(s) for s in small) <= 4, order

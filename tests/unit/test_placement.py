@@ -77,7 +77,7 @@ def test_place_records_why_others_were_filtered() -> None:
     assert decision.worker_id == "gpu1"
     assert decision.why.filtered == {"cpu1": "lacks hardware gpu"}
     assert decision.why.candidates == 1
-    assert decision.why.policy == "priority"
+    assert decision.why.policy == "default"
 
 
 def test_a_task_nobody_fits_is_skipped_and_later_ones_still_placed() -> None:
