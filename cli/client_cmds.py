@@ -22,6 +22,7 @@ from dtf_core.ids import validate_id
 from dtf_core.spec import TaskSpec
 
 FILTERS_PER_WAIT = 40
+TERMINAL_STATUSES = frozenset(TERMINAL_TYPES)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,17 @@ async def submit(target: Target, specs: list[TaskSpec], run_name: str = "") -> A
             run_id = "r-" + uuid.uuid4().hex[:16]
         api = ApiClient(nc, credential=target.credential)
         return await api.submit(specs, run_id=run_id, run_name=run_name)
+
+
+async def cancel_run(target: Target, run_id: str) -> list[str]:
+    """Cancel every unfinished task of a run; running ones are killed (process group)."""
+    validate_id(run_id, "run id")
+    async with connected(target) as nc:
+        api = ApiClient(nc, credential=target.credential)
+        rows = await api.tasks(run_id=run_id, limit=10_000)
+        todo = [r["id"] for r in rows if r["status"] not in TERMINAL_STATUSES]
+        await asyncio.gather(*(api.cancel(t, reason=f"run {run_id} cancelled") for t in todo))
+        return todo
 
 
 async def call(target: Target, method: str, *args: Any, **kwargs: Any) -> Any:

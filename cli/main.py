@@ -108,8 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     art.add_argument("run_id")
     art.add_argument("name", nargs="?")
     art.add_argument("-o", "--output", default=None, help="get: file to write (default: NAME)")
-    c = client("cancel", "cancel a task")
-    c.add_argument("id")
+    c = client("cancel", "cancel a task, or every unfinished task of a run (--run)")
+    c.add_argument("id", nargs="?")
+    c.add_argument("--run", dest="run_id", default=None)
     client("status", "summary of the system")
 
     tok = client("token", "issue, refresh or revoke tokens")
@@ -278,7 +279,16 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
             return 0
         case "logs":
             return asyncio.run(cc.logs(target, args.id, args.follow))
+        case "cancel" if args.run_id is not None:
+            done = asyncio.run(cc.cancel_run(target, args.run_id))
+            if args.json:
+                render.emit_json({"run_id": args.run_id, "cancelled": done})
+            else:
+                sys.stdout.write(f"run {args.run_id}: {len(done)} unfinished tasks cancelled\n")
+            return 0
         case "cancel":
+            if args.id is None:
+                raise InvalidInput("give a task id, or --run RUN")
             res = asyncio.run(cc.call(target, "cancel", args.id))
             if args.json:
                 render.emit_json(res)

@@ -36,6 +36,9 @@ class Requirements(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 class RetryPolicy(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     max_retries: Annotated[int, Meta(ge=0, le=100)] = 0
     retry_delay_seconds: Annotated[float, Meta(ge=0, le=24 * 3600)] = 0.0
+    backoff: Annotated[float, Meta(ge=1, le=10)] = 1.0  # exponential factor per retry
+    max_delay_seconds: Annotated[float, Meta(ge=0, le=24 * 3600)] | None = None
+    jitter: Annotated[float, Meta(ge=0, le=1)] = 0.0  # ± this fraction of the delay
 
 
 class CommandConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -252,7 +252,7 @@ def _outcome(state: TaskState, report: Report, *, now: float, actor: str) -> Att
     retryable = report.kind in ("failed", "timed_out")
     policy = state.spec.retry_policy
     if retryable and not state.cancel_requested and may_retry(state.failures, policy):
-        delay = retry_delay(state.failures + 1, state.spec.retry_policy)
+        delay = retry_delay(state.failures + 1, state.spec.retry_policy, state.task_id)
         return TaskRequeued(reason=report.kind, not_before=now + delay, **fields)  # type: ignore[arg-type]
     return OUTCOME_EVENTS[report.kind](**fields)  # type: ignore[arg-type]
 

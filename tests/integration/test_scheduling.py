@@ -106,3 +106,35 @@ async def test_fair_share_with_a_real_worker(tmp_path: Path) -> None:
             await h.wait_status(task_id, TERMINAL)
         order = [e.task_id for _, e in await h.events() if isinstance(e, TaskLeased)]
         assert max(order.index(s) for s in small) <= 4, order
+
+
+async def test_cancelling_a_run_kills_its_process_trees(tmp_path: Path) -> None:
+    import sys
+
+    import psutil
+
+    from cli.client_cmds import Target, cancel_run
+
+    async with stack(tmp_path, workers=1, slots=2) as h:
+        pidfiles = [tmp_path / f"child{i}.pid" for i in range(2)]
+        script = ("import subprocess, sys, time; p = subprocess.Popen(['sleep', '60']); "
+                  "open(sys.argv[1], 'w').write(str(p.pid)); time.sleep(60)")
+        specs = [TaskSpec(type="command", config={"argv": [sys.executable, "-c", script,
+                                                           str(f)]}) for f in pidfiles]
+        ids = (await h.api.submit(specs, run_id="doomed")).ids
+
+        async def children_started() -> bool:
+            return all(f.exists() and f.read_text() for f in pidfiles)
+
+        await until(children_started, what="both tasks to start their child processes")
+        children = [int(f.read_text()) for f in pidfiles]
+        cancelled = await cancel_run(Target(h.url), "doomed")
+        assert sorted(cancelled) == sorted(ids)
+        for task_id in ids:
+            assert (await h.wait_status(task_id, TERMINAL, timeout=5))["status"] == "cancelled"
+
+        async def children_gone() -> bool:
+            return not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+                           for p in children)
+
+        await until(children_gone, timeout=2, what="the grandchildren to be killed")

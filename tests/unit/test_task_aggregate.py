@@ -389,3 +389,17 @@ def test_dependency_failure_cancels_a_queued_dependent() -> None:
 def test_dependency_failure_leaves_a_started_dependent_alone() -> None:
     dep = then(fold(submitted("d1")), [outcome(TaskCancelled, task_id="d1", fencing=0)])
     assert decide_dependency_failed(given_leased(), dep, now=NOW, actor=ACTOR) == []
+
+
+def test_exponential_backoff_with_deterministic_jitter() -> None:
+    from dtf_core.retry import retry_delay
+    from dtf_core.spec import RetryPolicy
+
+    fixed = RetryPolicy(max_retries=5, retry_delay_seconds=2)
+    assert [retry_delay(n, fixed) for n in (1, 2, 3)] == [2, 2, 2]  # the seed's fixed delay
+    expo = RetryPolicy(max_retries=5, retry_delay_seconds=1, backoff=2, max_delay_seconds=5)
+    assert [retry_delay(n, expo) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
+    jittered = RetryPolicy(max_retries=5, retry_delay_seconds=10, jitter=0.5)
+    delays = {retry_delay(1, jittered, f"t{i}") for i in range(50)}
+    assert len(delays) > 40 and all(5 <= d <= 15 for d in delays)  # spread, bounded
+    assert retry_delay(1, jittered, "t1") == retry_delay(1, jittered, "t1")  # replayable
