@@ -201,3 +201,29 @@ async def artifacts(target: Target, action: str, run_id: str, name: str | None,
     path.write_bytes(data)  # noqa: ASYNC240 -- the one write, after the connection closed
     sys.stderr.write(f"wrote {path} ({len(data)} bytes)\n")
     return 0
+
+
+async def simulate(target: Target, policy_name: str, from_seq: int) -> dict[str, Any]:
+    """What happened from ``from_seq`` on, and what ``policy_name`` would have done."""
+    from dataclasses import asdict
+
+    from agents.policies import load_policy
+    from dtf_core.events.codec import UndecodableEvent, decode
+    from dtf_core.simulate import History
+    from dtf_core.simulate import simulate as run_simulation
+
+    if from_seq < 1:
+        raise InvalidInput("--from must be a sequence number, 1 or more")
+    policy = load_policy(policy_name)
+    async with connected(target) as nc:
+        records = await JetStreamLog(nc).read(list(subjects.STATE_EVENTS), from_seq)
+    events = []
+    for rec in records:
+        try:
+            events.append((rec.seq, decode(rec.subject, rec.data)))
+        except UndecodableEvent:
+            continue  # dead-lettered by the agents; not part of the history
+    history = History.from_events(events)
+    return {"from_seq": from_seq, "policy": policy.name,
+            "actual": asdict(history.actual()),
+            "simulated": asdict(run_simulation(history, policy))}

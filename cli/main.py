@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     wm.add_argument("id")
     wm.add_argument("--reason", default="")
 
+    sim = client("simulate", "replay the recorded submissions and workers under a policy")
+    sim.add_argument("--policy", default="default", help="default, fifo, or a plug-in's name")
+    sim.add_argument("--from", dest="from_seq", type=int, default=1, metavar="SEQ")
+
     ex = client("explain", "why a task waits, or why it went where it went")
     ex.add_argument("id")
 
@@ -242,6 +246,13 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
                 sys.stdout.write(f"{res['worker_id']}: {res['scheduling']}"
                                  + (f"; {len(moved)} queued leases moved off it" if moved
                                     else "") + "\n")
+            return 0
+        case "simulate":
+            res = asyncio.run(cc.simulate(target, args.policy, args.from_seq))
+            if args.json:
+                render.emit_json(res)
+            else:
+                sys.stdout.write(render.simulation(res))
             return 0
         case "explain":
             res = asyncio.run(cc.call(target, "explain", args.id))

@@ -57,3 +57,15 @@ def task_detail(t: dict[str, Any]) -> None:
     for h in t["history"]:
         stamp = time.strftime("%H:%M:%S", time.localtime(h["time"]))
         sys.stdout.write(f"  {h['seq']:>8}  {stamp}  {h['type']:<17} by {h.get('actor', '?')}\n")
+
+
+def simulation(res: dict[str, Any]) -> str:
+    rows = [("tasks", "tasks"), ("makespan", "makespan_s"), ("mean wait", "mean_wait_s"),
+            ("p95 wait", "p95_wait_s"), ("fairness (Jain, 1 = even)", "fairness")]
+    head = f"{'':28}{'actual':>12}{'policy ' + res['policy']:>20}"
+    lines = [f"from seq {res['from_seq']}", head]
+    for label, key in rows:
+        a, s = res["actual"][key], res["simulated"][key]
+        unit = "s" if key.endswith("_s") else ""
+        lines.append(f"{label:28}{a:>11}{unit:1}{s:>19}{unit:1}")
+    return "\n".join(lines) + "\n"

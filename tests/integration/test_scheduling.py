@@ -138,3 +138,21 @@ async def test_cancelling_a_run_kills_its_process_trees(tmp_path: Path) -> None:
                            for p in children)
 
         await until(children_gone, timeout=2, what="the grandchildren to be killed")
+
+
+async def test_simulate_replays_the_log_under_another_policy(tmp_path: Path) -> None:
+    from cli.client_cmds import Target, simulate
+    from cli.render import simulation
+
+    async with stack(tmp_path, workers=1, slots=1) as h:
+        ids = (await h.api.submit([TaskSpec(type="noop") for _ in range(5)], run_id="a")).ids
+        ids += (await h.api.submit([TaskSpec(type="noop") for _ in range(2)], run_id="b")).ids
+        for task_id in ids:
+            await h.wait_status(task_id, TERMINAL)
+        res = await simulate(Target(h.url), "fifo", 1)
+        assert res["actual"]["tasks"] == res["simulated"]["tasks"] == 7
+        assert res["policy"] == "fifo"
+        table = simulation(res)
+        assert "makespan" in table and "policy fifo" in table and "fairness" in table
+        with pytest.raises(Exception, match="unknown scheduling policy"):
+            await simulate(Target(h.url), "no-such-policy", 1)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from agents.policies import available, load_policy
-from agents.scheduler import ReadyQueue
 from dtf_core import task as task_agg
 from dtf_core.errors import InvalidInput
 from dtf_core.events.task import TaskDeadlineMissed
 from dtf_core.policy import DefaultPolicy, FifoPolicy
+from dtf_core.queue import ReadyQueue
 from dtf_core.spec import TaskSpec
 from dtf_core.task import TaskState
 
