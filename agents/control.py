@@ -26,11 +26,13 @@ class ControlPlane:
         self, nc: Client, eventlog: EventLog, *, heartbeat_interval: float = 1.0,
         misses: int = 5, secure: bool = False, keyring: Keyring | None = None,
         board: Board | None = None, policy: Policy | None = None,
+        quotas: dict[str, int] | None = None,
     ) -> None:
         self.folder = Folder(eventlog, board or Board(),
                              dead_letter=jetstream_dead_letter(nc, "control"))
         self.api = ApiAgent(nc, eventlog, folder=self.folder, secure=secure, keyring=keyring)
-        self.scheduler = SchedulerAgent(nc, eventlog, folder=self.folder, policy=policy)
+        self.scheduler = SchedulerAgent(nc, eventlog, folder=self.folder, policy=policy,
+                                        quotas=quotas)
         self.recovery = RecoveryAgent(
             nc, eventlog, heartbeat_interval=heartbeat_interval, misses=misses,
             folder=self.folder,

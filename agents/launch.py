@@ -95,7 +95,8 @@ async def run_agent(
         elif kind == "scheduler":
             from agents.scheduler import SchedulerAgent
 
-            agent = SchedulerAgent(nc, eventlog, policy=_policy(settings))
+            agent = SchedulerAgent(nc, eventlog, policy=_policy(settings),
+                                   quotas=settings.quotas)
         elif kind == "recovery":
             from agents.recovery import RecoveryAgent
 
@@ -109,7 +110,7 @@ async def run_agent(
             agent = ControlPlane(
                 nc, eventlog, heartbeat_interval=settings.heartbeat_interval,
                 misses=settings.heartbeat_misses, secure=secure, keyring=keyring,
-                policy=_policy(settings),
+                policy=_policy(settings), quotas=settings.quotas,
             )
         elif kind == "projector":
             from agents.projector import ProjectorAgent
@@ -142,7 +143,7 @@ async def run_control_with_callout(settings: Settings, keyring: Keyring) -> None
     try:
         plane = ControlPlane(nc, JetStreamLog(nc), heartbeat_interval=settings.heartbeat_interval,
                              misses=settings.heartbeat_misses, secure=True, keyring=keyring,
-                             board=board, policy=_policy(settings))
+                             board=board, policy=_policy(settings), quotas=settings.quotas)
 
         async def on_batch(events: list[Any]) -> None:
             if any(type(e).__name__ in ("TokenRevoked", "ApiKeyRevoked") for _, e in events):

@@ -10,7 +10,7 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from nats.aio.client import Client
 
@@ -42,6 +42,7 @@ class SchedulerAgent:
         clock: Callable[[], float] = time.time,
         folder: Folder | None = None,
         policy: Policy | None = None,
+        quotas: Mapping[str, int] | None = None,
     ) -> None:
         self.log = eventlog
         self.name = name
@@ -52,6 +53,8 @@ class SchedulerAgent:
         self.folder.listeners.append(self._on_batch)
         self.board = self.folder.board
         self.policy = policy or DefaultPolicy()
+        self.quotas = dict(quotas or {})  # owner -> most live leases at once
+        self.parked: dict[str, list[TaskState]] = {}  # owner at quota -> its waiting tasks
         self.ready_q = ReadyQueue(self.policy)
         self.wake = asyncio.Event()
         self.leases_made = 0
@@ -74,6 +77,9 @@ class SchedulerAgent:
                 t = self.board.tasks.get(ev.task_id)
                 if t is None:
                     continue
+                if not t.live and t.owner in self.parked:
+                    for parked in self.parked.pop(t.owner):  # a lease of theirs ended
+                        self.ready_q.push(parked)
                 if t.status == "queued":
                     self.ready_q.push(t)
                 elif t.terminal:
@@ -168,6 +174,7 @@ class SchedulerAgent:
         out: list[TaskState] = []
         examined = 0
         load = self._share_load()
+        owners = self._owner_load() if self.quotas else {}
         while len(out) < free and examined < SCAN_LIMIT:
             task_id = self.ready_q.pop(load)
             if task_id is None:
@@ -181,8 +188,21 @@ class SchedulerAgent:
                 continue
             if not self._deps_ready(t, now, changes):
                 continue
+            quota = self.quotas.get(t.owner)
+            if quota is not None and owners.get(t.owner, 0) >= quota:
+                self.parked.setdefault(t.owner, []).append(t)  # back when a lease ends
+                continue
+            owners[t.owner] = owners.get(t.owner, 0) + 1
             out.append(t)
         return out
+
+    def _owner_load(self) -> dict[str, int]:
+        load: dict[str, int] = {}
+        for task_ids in self.board.leases_by_worker.values():
+            for task_id in task_ids:
+                owner = self.board.tasks[task_id].owner
+                load[owner] = load.get(owner, 0) + 1
+        return load
 
     def _deps_ready(self, t: TaskState, now: float, changes: list[Change]) -> bool:
         for dep_id in t.spec.dependencies:

@@ -23,6 +23,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     token_file: str | None = None
     tls_ca: str | None = None
     policy: str = "default"  # the scheduling policy (DTF_POLICY; see docs/scheduling.md)
+    quotas: dict[str, int] = {}  # DTF_QUOTAS="alice=4,ci-bot=10": most live leases per user
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -38,9 +39,20 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             token_file=env.get("DTF_TOKEN_FILE") or None,
             tls_ca=env.get("DTF_TLS_CA") or None,
             policy=env.get("DTF_POLICY", "default"),
+            quotas=parse_quotas(env.get("DTF_QUOTAS", "")),
         )
     except ValueError as exc:
         raise InvalidInput(f"invalid DTF_* setting: {exc}") from None
+
+
+def parse_quotas(text: str) -> dict[str, int]:
+    quotas: dict[str, int] = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        user, sep, limit = item.partition("=")
+        if not sep or not user.strip() or not limit.strip().isdigit():
+            raise InvalidInput(f"invalid DTF_QUOTAS entry {item!r}: use user=N,other=M")
+        quotas[user.strip()] = int(limit)
+    return quotas
 
 
 def credential(settings: Settings, token_file: str | None = None) -> str | None:

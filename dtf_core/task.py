@@ -58,6 +58,7 @@ class TaskState(Struct, frozen=True, kw_only=True):
     losses: int = 0
     refused_results: int = 0
     deadline_missed: bool = False
+    owner: str = ""  # who submitted it (the verified actor): quotas count per owner
 
     @property
     def terminal(self) -> bool:
@@ -93,6 +94,7 @@ def evolve(state: TaskState | None, event: TaskEvent, seq: int) -> TaskState:
             task_id=event.task_id,
             spec=event.spec,
             run_id=event.run_id,
+            owner=event.actor,
             last_seq=seq,
             submitted_at=event.at,
         )

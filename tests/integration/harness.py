@@ -40,6 +40,7 @@ class Harness:
     tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     agents: dict[str, Any] = field(default_factory=dict)
     conns: list[Client] = field(default_factory=list)
+    heartbeat: float = 1.0  # the interval recovery expects; workers default to it
 
     @property
     def url(self) -> str:
@@ -70,6 +71,7 @@ class Harness:
         return nc
 
     async def add_worker(self, worker_id: str, slots: int = 2, **kw: Any) -> WorkerAgent:
+        kw.setdefault("heartbeat_interval", self.heartbeat)
         w = WorkerAgent(await self.conn(worker_id), worker_id=worker_id, slots=slots, **kw)
         await self.start(f"worker:{worker_id}", w, w.ready)
         return w
@@ -114,7 +116,7 @@ async def stack(
         nc = await connect(server.url, "test")
         await ensure_streams(nc.jetstream())
         h = Harness(server=server, nc=nc, api=ApiClient(nc, credential=credential),
-                    log=JetStreamLog(nc))
+                    log=JetStreamLog(nc), heartbeat=heartbeat)
         if control:  # api, scheduler and recovery in one process, sharing one fold
             ctl_nc = await h.conn("control")
             plane = ControlPlane(ctl_nc, JetStreamLog(ctl_nc), heartbeat_interval=heartbeat,

@@ -3,6 +3,7 @@ drain and `dtf explain`."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,9 @@ pytestmark = pytest.mark.anyio
 
 async def test_groups_route_and_explain_says_why(tmp_path: Path) -> None:
     async with stack(tmp_path, workers=0) as h:
-        await h.add_worker("cpu-1", slots=1)
-        await h.add_worker("lab-1", slots=1, group="lab2", tags=("gpu-a",))
+        await h.add_worker("cpu-1", slots=1, heartbeat_interval=0.2)
+        await h.add_worker("lab-1", slots=1, group="lab2", tags=("gpu-a",),
+                           heartbeat_interval=0.2)
         res = await h.api.submit([
             TaskSpec(type="noop", requirements=Requirements(worker_group="lab2")),
             TaskSpec(type="noop", requirements=Requirements(hardware=("gpu-a",))),
@@ -70,7 +72,7 @@ async def test_drain_moves_leases_that_have_not_started(tmp_path: Path) -> None:
         await until(all_leased, what="three leases on the stuck worker")
         drained = await h.api.manage_worker("stuck", "drain")
         assert sorted(drained["migrated"]) == sorted(res.ids)
-        await h.add_worker("fresh", slots=4)
+        await h.add_worker("fresh", slots=4, heartbeat_interval=0.2)
         for task_id in res.ids:
             assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
             events = [e for _, e in await h.events(task_id)]
@@ -89,7 +91,7 @@ async def test_a_missed_deadline_is_flagged_and_explained(tmp_path: Path) -> Non
 
         await until(flagged, what="the deadline flag")
         assert any("missed its deadline" in ln for ln in (await h.api.explain(task_id))["lines"])
-        await h.add_worker("w1", slots=1)  # a late task still runs
+        await h.add_worker("w1", slots=1, heartbeat_interval=0.2)  # a late task still runs
         assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
 
 
@@ -101,7 +103,7 @@ async def test_fair_share_with_a_real_worker(tmp_path: Path) -> None:
                                    run_id="huge")).ids
         small = (await h.api.submit([TaskSpec(type="noop") for _ in range(2)],
                                     run_id="small")).ids
-        await h.add_worker("w1", slots=1)
+        await h.add_worker("w1", slots=1, heartbeat_interval=0.2)
         for task_id in huge + small:
             await h.wait_status(task_id, TERMINAL)
         order = [e.task_id for _, e in await h.events() if isinstance(e, TaskLeased)]
@@ -156,3 +158,30 @@ async def test_simulate_replays_the_log_under_another_policy(tmp_path: Path) -> 
         assert "makespan" in table and "policy fifo" in table and "fairness" in table
         with pytest.raises(Exception, match="unknown scheduling policy"):
             await simulate(Target(h.url), "no-such-policy", 1)
+
+
+async def test_a_quota_caps_one_users_live_leases(tmp_path: Path) -> None:
+    import sys
+
+    async with stack(tmp_path, workers=0, scheduler=False) as h:
+        from agents.jetstream_log import JetStreamLog
+        from agents.scheduler import SchedulerAgent
+
+        nc = await h.conn("quota-scheduler")
+        await h.start("scheduler", SchedulerAgent(nc, JetStreamLog(nc), quotas={"alice": 1}))
+        await h.add_worker("w1", slots=4, heartbeat_interval=0.2)
+        sleep = TaskSpec(type="command", config={"argv": [sys.executable, "-c",
+                                                          "import time; time.sleep(0.5)"]})
+        alice = (await h.api.call(cmds.SubmitTasks(tasks=[sleep] * 3, actor="alice")))["ids"]
+        bob = (await h.api.call(cmds.SubmitTasks(tasks=[sleep] * 2, actor="bob")))["ids"]
+        for task_id in alice + bob:
+            assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+        spans = {}
+        for task_id in alice:
+            events = [e for _, e in await h.events(task_id)]
+            lease = next(e.at for e in events if isinstance(e, TaskLeased))
+            end = max(e.at for e in events)
+            spans[task_id] = (lease, end)
+        ordered = sorted(spans.values())
+        for (_, end), (start, _) in itertools.pairwise(ordered):
+            assert start >= end - 0.05  # alice never had two leases at once
