@@ -144,13 +144,18 @@ class SchedulerAgent:
         for w in self.board.workers.values():
             if w.status != "alive":
                 continue
-            free = w.slots - len(self.board.leases_by_worker.get(w.worker_id, ()))
+            live = [self.board.tasks[t].spec.requirements
+                    for t in self.board.leases_by_worker.get(w.worker_id, ())]
+            free = w.slots - len(live)
             if w.scheduling != "open":
                 free = 0  # cordoned or draining: no new leases
             # Busy workers too (free 0): placement asks whether any live worker could run
             # a task before sending a rerun back to a worker it avoids.
-            slots.append(Slot(worker_id=w.worker_id, session=w.session,
-                              capabilities=w.capabilities, free=max(free, 0), slots=w.slots))
+            slots.append(Slot(
+                worker_id=w.worker_id, session=w.session, capabilities=w.capabilities,
+                free=max(free, 0), slots=w.slots,
+                free_memory_gb=w.capabilities.memory_gb - sum(r.min_memory_gb for r in live),
+                free_gpus=len(w.capabilities.gpus) - sum(r.gpus for r in live)))
         return slots
 
     def _flag_deadlines(self, now: float, changes: list[Change]) -> None:

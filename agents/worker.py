@@ -176,6 +176,11 @@ class WorkerAgent:
             if event.session != self.session or event.worker_id != self.worker_id:
                 return  # a lease for an earlier incarnation: recovery requeues it
             attempt = Attempt(event, seq)
+            overcommit = self._overcommit(event)
+            if overcommit:
+                log.warning("declining the lease of %s: %s", event.task_id, overcommit)
+                self._report(attempt, "declined", error=overcommit)
+                return
             if event.spec is not None and event.spec.type == "noop":
                 self._report(attempt, "succeeded", started_at=time.time())  # no work, no task
                 return
@@ -187,6 +192,24 @@ class WorkerAgent:
             running = self.running.get(event.task_id)
             if running is not None:
                 running.cancel.set()
+
+    def _overcommit(self, lease: TaskLeased) -> str:
+        """Why running this lease now would overcommit the host ("" when it fits): the
+        reservations (memory, GPUs) of what runs here are the worker's to enforce too."""
+        if lease.spec is None:
+            return ""
+        req = lease.spec.requirements
+        running = [a.lease.spec.requirements for a in self.running.values() if a.lease.spec]
+        if len(running) >= self.slots:
+            return f"all {self.slots} slots are busy"
+        memory = sum(r.min_memory_gb for r in running) + req.min_memory_gb
+        if req.min_memory_gb and memory > self.capabilities.memory_gb:
+            return (f"{memory:g} GB reserved would exceed its "
+                    f"{self.capabilities.memory_gb:g} GB")
+        gpus = sum(r.gpus for r in running) + req.gpus
+        if req.gpus and gpus > len(self.capabilities.gpus):
+            return f"{gpus} GPUs reserved would exceed its {len(self.capabilities.gpus)}"
+        return ""
 
     async def _run_attempt(self, attempt: Attempt) -> None:
         lease = attempt.lease

@@ -25,6 +25,26 @@ class Slot(Struct, kw_only=True):
     capabilities: Capabilities
     free: int
     slots: int
+    # Not yet reserved by live leases (None: the capacity, nothing reserved).
+    free_memory_gb: float | None = None
+    free_gpus: int | None = None
+
+    def fits(self, req: Requirements) -> bool:
+        """Room for the task's reservations (memory and GPUs) beside the live leases."""
+        memory = self.capabilities.memory_gb if self.free_memory_gb is None \
+            else self.free_memory_gb
+        gpus = len(self.capabilities.gpus) if self.free_gpus is None else self.free_gpus
+        return (not req.min_memory_gb or memory >= req.min_memory_gb) and gpus >= req.gpus
+
+    def reserve(self, req: Requirements) -> None:
+        self.free -= 1
+        if req.min_memory_gb:
+            base = self.capabilities.memory_gb if self.free_memory_gb is None \
+                else self.free_memory_gb
+            self.free_memory_gb = base - req.min_memory_gb
+        if req.gpus:
+            base_gpus = len(self.capabilities.gpus) if self.free_gpus is None else self.free_gpus
+            self.free_gpus = base_gpus - req.gpus
 
 
 class Decision(Struct, frozen=True, kw_only=True):
@@ -44,6 +64,8 @@ def mismatch(req: Requirements, caps: Capabilities) -> str | None:
         return f"is in group {caps.group or '(none)'!r}, needs {req.worker_group!r}"
     if req.min_memory_gb and caps.memory_gb < req.min_memory_gb:
         return f"has {caps.memory_gb:.1f} GB memory, needs {req.min_memory_gb:g}"
+    if req.gpus and len(caps.gpus) < req.gpus:
+        return f"has {len(caps.gpus)} GPUs, needs {req.gpus}"
     if req.min_cuda_compute is not None and (
         caps.cuda_compute is None or caps.cuda_compute < req.min_cuda_compute
     ):
@@ -87,7 +109,7 @@ def _candidates(req: Requirements, open_slots: list[Slot], all_slots: list[Slot]
                 score: Callable[[Slot, Requirements], float]) -> _Candidates:
     avoid = _must_avoid(req, all_slots)
     constrained = (req.hardware or req.min_memory_gb or req.min_cuda_compute
-                   or req.worker_group is not None)
+                   or req.worker_group is not None or req.gpus)
     heap: list[tuple[float, int]] = []
     filtered: dict[str, str] = {}
     others = 0
@@ -133,7 +155,7 @@ def place(
         while heap:
             neg, i = heap[0]
             slot = open_slots[i]
-            if slot.free <= 0:
+            if slot.free <= 0 or not slot.fits(req):  # reservations only shrink in a round
                 heapq.heappop(heap)
                 cands.eligible -= 1
                 continue
@@ -145,7 +167,7 @@ def place(
             break
         if best is None:
             continue
-        best.free -= 1
+        best.reserve(req)
         free -= 1
         decisions.append(
             Decision(

@@ -29,6 +29,9 @@ class Requirements(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     min_memory_gb: Annotated[float, Meta(ge=0)] = 0.0
     min_cuda_compute: Annotated[float, Meta(ge=0)] | None = None
     worker_group: Annotated[str, Meta(max_length=64)] | None = None
+    # Reserved per lease: a worker runs tasks whose min_memory_gb and gpus add up to no
+    # more than it has (and declines a lease that would overcommit it).
+    gpus: Annotated[int, Meta(ge=0, le=64)] = 0
     # A preference, not a requirement: placed elsewhere when another worker fits (reruns).
     avoid_workers: tuple[Annotated[str, Meta(max_length=128)], ...] = ()
 

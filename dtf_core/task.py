@@ -34,7 +34,7 @@ Status = Literal[
 ]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 LIVE: frozenset[str] = frozenset({"leased", "running"})
-ReportKind = Literal["started", "succeeded", "failed", "timed_out", "cancelled"]
+ReportKind = Literal["started", "succeeded", "failed", "timed_out", "cancelled", "declined"]
 
 
 class TaskState(Struct, frozen=True, kw_only=True):
@@ -220,6 +220,12 @@ def decide_report(
         return [_refuse(state, report, why, now, actor)]
     if report.worker_id != state.worker_id:
         return [_refuse(state, report, "the lease belongs to another worker", now, actor)]
+    if report.kind == "declined":
+        if state.status != "leased":
+            return [_refuse(state, report, "only a lease not yet started can be declined",
+                            now, actor)]
+        return decide_lease_lost(state, reason=f"declined by worker {report.worker_id}: "
+                                 f"{report.error}", now=now, actor=actor, clean_stop=True)
     if report.kind == "started":
         if state.status == "running":
             return []

@@ -185,3 +185,33 @@ async def test_a_quota_caps_one_users_live_leases(tmp_path: Path) -> None:
         ordered = sorted(spans.values())
         for (_, end), (start, _) in itertools.pairwise(ordered):
             assert start >= end - 0.05  # alice never had two leases at once
+
+
+async def test_a_worker_declines_a_lease_that_would_overcommit_it(tmp_path: Path) -> None:
+    """Placement never overcommits a worker; a lease that would (written here by hand, as
+    a second, confused scheduler could) is declined by the worker and requeued."""
+    import sys
+
+    from agents.appender import append_groups
+    from agents.plans import task_change
+    from dtf_core import task as task_agg
+
+    async with stack(tmp_path, workers=1, slots=1, scheduler=False, recovery=False) as h:
+        sleep = TaskSpec(type="command", config={"argv": [sys.executable, "-c",
+                                                          "import time; time.sleep(2)"]})
+        ids = (await h.api.submit([sleep, sleep])).ids
+        board = h.agents["api"].board
+        worker = board.workers["w1"]
+        for task_id in ids:
+            lease = task_agg.decide_lease(board.tasks[task_id], worker_id="w1",
+                                          session=worker.session, now=0.0, actor="by-hand")
+            await append_groups(h.log, [task_change(board, task_id, [lease]).appends()])
+
+        async def declined() -> bool:
+            events = [e for _, e in await h.events(ids[1])]
+            return any(isinstance(e, TaskRequeued) and "declined by worker w1" in e.reason
+                       for e in events)
+
+        await until(declined, what="the second lease to be declined")
+        assert (await h.api.tasks(ids=[ids[1]]))[0]["status"] == "queued"
+        assert (await h.wait_status(ids[0], TERMINAL))["status"] == "succeeded"

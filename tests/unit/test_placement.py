@@ -116,3 +116,21 @@ def test_a_rerun_prefers_a_worker_it_has_not_tried() -> None:
     assert place([("t", req)], busy_w2) == []  # waits for w2 rather than going back to w1
     only_w1 = [s for s in slots() if s.worker_id == "w1"]
     assert place([("t", req)], only_w1)[0].worker_id == "w1"  # no other worker: back to w1
+
+
+def test_memory_and_gpu_reservations_limit_leases_per_worker() -> None:
+    from dtf_core.events.worker import Capabilities, Gpu
+    from dtf_core.placement import Slot, place
+    from dtf_core.spec import Requirements
+
+    two_gpus = (Gpu(vendor="nvidia", name="H100"), Gpu(vendor="nvidia", name="H100"))
+    slot = Slot(worker_id="w1", session="s", slots=8, free=8,
+                capabilities=Capabilities(memory_gb=32, gpus=two_gpus))
+    mem = Requirements(min_memory_gb=12)
+    assert len(place([(f"m{i}", mem) for i in range(5)], [slot])) == 2  # 12 + 12 <= 32
+    gpu = Requirements(gpus=1)
+    assert len(place([(f"g{i}", gpu) for i in range(5)], [slot])) == 2  # two devices
+    assert place([("big", Requirements(gpus=3))], [slot]) == []
+    busy = Slot(worker_id="w2", session="s", slots=8, free=8, free_gpus=0,
+                capabilities=Capabilities(memory_gb=32, gpus=two_gpus))
+    assert place([("g", gpu)], [busy]) == []  # its GPUs are reserved by live leases

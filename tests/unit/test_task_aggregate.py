@@ -403,3 +403,23 @@ def test_exponential_backoff_with_deterministic_jitter() -> None:
     delays = {retry_delay(1, jittered, f"t{i}") for i in range(50)}
     assert len(delays) > 40 and all(5 <= d <= 15 for d in delays)  # spread, bounded
     assert retry_delay(1, jittered, "t1") == retry_delay(1, jittered, "t1")  # replayable
+
+
+def test_a_worker_may_decline_a_lease_it_has_not_started() -> None:
+    from dtf_core import task as agg
+    from dtf_core.events.task import ResultRefused, TaskLeased, TaskRequeued, TaskStarted
+    from dtf_core.spec import TaskSpec
+    from dtf_core.task import Report, TaskState
+
+    state = TaskState(task_id="t1", spec=TaskSpec(type="noop"))
+    state = agg.evolve(state, TaskLeased(task_id="t1", worker_id="w1", session="s",
+                                         attempt=1, at=1.0, actor="s"), 5)
+    declined = Report(task_id="t1", kind="declined", fencing=5, worker_id="w1",
+                      error="all 1 slots are busy")
+    (requeued,) = agg.decide_report(state, declined, now=2.0, actor="w1")
+    assert isinstance(requeued, TaskRequeued) and not requeued.counted
+    assert "declined by worker w1: all 1 slots are busy" in requeued.reason
+    running = agg.evolve(state, TaskStarted(task_id="t1", attempt=1, fencing=5,
+                                            worker_id="w1", at=2.0, actor="w1"), 6)
+    (refused,) = agg.decide_report(running, declined, now=3.0, actor="w1")
+    assert isinstance(refused, ResultRefused)
