@@ -33,7 +33,7 @@ from dtf_core.events.run import RunCreated
 from dtf_core.events.task import ResultRefused
 from dtf_core.events.tests import TestsReported
 from dtf_core.ids import child_id, task_id_for_key, validate_id
-from dtf_core.spec import TaskSpec, validate_spec
+from dtf_core.spec import TaskSpec, all_dependencies, validate_spec
 from dtf_core.task import TaskState
 from projections.board import Board
 
@@ -127,10 +127,10 @@ def _check_dependencies(board: Board, ids: list[str], specs: list[TaskSpec]) -> 
     in_batch = set(ids)
     edges: dict[str, Iterable[str]] = {}
     for task_id, spec in zip(ids, specs, strict=True):
-        for dep in spec.dependencies:
+        for dep in all_dependencies(spec):
             if dep not in in_batch and dep not in board.tasks:
                 raise InvalidInput(f"task {task_id} depends on unknown task {dep}")
-        edges[task_id] = [d for d in spec.dependencies if d in in_batch]
+        edges[task_id] = [d for d in all_dependencies(spec) if d in in_batch]
     cycle = find_cycle(edges)
     if cycle:
         raise InvalidInput("dependency cycle: " + " -> ".join(cycle))

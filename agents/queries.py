@@ -71,7 +71,8 @@ async def explain_task(board: Board, log: EventLog, task_id: str) -> dict[str, A
     ahead = sum(1 for t in board.tasks.values()
                 if t.status == "queued" and (-t.spec.priority, t.last_seq) < key)
     leases = {w: len(ids) for w, ids in board.leases_by_worker.items()}
-    deps = {d: board.tasks.get(d) for d in task.spec.dependencies}
+    deps = {d: board.tasks.get(d) for d in (*task.spec.dependencies,
+                                             *task.spec.soft_dependencies)}
     lines = explain(task, lease, board.workers, leases, deps, ahead, time.time())
     return {"task_id": task_id, "status": task.status, "lines": lines}
 

@@ -24,6 +24,7 @@ from dtf_core.events.task import TaskEventBase
 from dtf_core.placement import Slot, place
 from dtf_core.policy import DefaultPolicy, Policy
 from dtf_core.queue import ReadyQueue
+from dtf_core.spec import all_dependencies
 from dtf_core.task import TaskState
 from projections.board import Board
 
@@ -210,12 +211,13 @@ class SchedulerAgent:
         return load
 
     def _deps_ready(self, t: TaskState, now: float, changes: list[Change]) -> bool:
-        for dep_id in t.spec.dependencies:
+        soft = set(t.spec.soft_dependencies)
+        for dep_id in all_dependencies(t.spec):
             dep = self.board.tasks.get(dep_id)
             if dep is None or not dep.terminal:
                 self.ready_q.waiting_on.setdefault(dep_id, set()).add(t.task_id)
                 return False
-            if dep.status != "succeeded":
+            if dep.status != "succeeded" and dep_id not in soft:
                 events = task_agg.decide_dependency_failed(t, dep, now=now, actor=self.name)
                 if events:
                     changes.append(task_change(self.board, t.task_id, list(events)))

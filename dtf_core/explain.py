@@ -33,7 +33,7 @@ def placement_lines(lease: TaskLeased) -> list[str]:
         lines.append(f"  - and {why.others_filtered} more")
     if why.scores:
         best = ", ".join(f"{w} {s:g}" for w, s in sorted(why.scores.items()))
-        lines.append(f"Chosen by score (free share of its slots): {best}.")
+        lines.append(f"Chosen by the policy's score: {best}.")
     return lines
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
+from dtf_core.events.worker import Capabilities
 from dtf_core.spec import Requirements
 from dtf_core.task import TaskState
 
@@ -19,6 +20,8 @@ from dtf_core.task import TaskState
 class SlotView(Protocol):
     @property
     def worker_id(self) -> str: ...
+    @property
+    def capabilities(self) -> Capabilities: ...
     @property
     def free(self) -> int: ...
     @property
@@ -37,7 +40,9 @@ class Policy(Protocol):
 
 class DefaultPolicy:
     """Priority; earliest deadline first within a priority; then submission order. Fair
-    share across runs (tasks without a run share one group). Least-loaded worker."""
+    share across runs (tasks without a run share one group). Least-loaded worker, with
+    hardware affinity: a task that needs no accelerator avoids workers that have one, while
+    a plain worker can take it, so GPUs stay free for the tasks that need them."""
 
     name = "default"
 
@@ -49,7 +54,9 @@ class DefaultPolicy:
         return task.run_id or ""
 
     def score(self, slot: SlotView, req: Requirements) -> float:
-        return slot.free / slot.slots
+        unused = set(slot.capabilities.hardware) - {"cpu"} - set(req.hardware)
+        penalty = 1.0 if unused and not req.gpus else 0.0
+        return slot.free / slot.slots - penalty
 
 
 class FifoPolicy:

@@ -81,7 +81,8 @@ class TaskSpec(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     requirements: Requirements = Requirements()
     timeout_seconds: Seconds | None = None
     retry_policy: RetryPolicy = RetryPolicy()
-    dependencies: tuple[IdStr, ...] = ()
+    dependencies: tuple[IdStr, ...] = ()  # hard: a failed one fails this task
+    soft_dependencies: tuple[IdStr, ...] = ()  # wait for them to end, whatever the outcome
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
     # Unix time: earliest deadline first within a priority; flagged when missed in the queue.
     deadline: Annotated[float, Meta(ge=0)] | None = None
@@ -142,7 +143,7 @@ def validate_spec(spec: TaskSpec) -> TaskSpec:
         raise InvalidInput("a 'noop' task takes no config")
     if spec.id is not None:
         validate_id(spec.id, "task id")  # the schema's `$` lets a trailing newline through
-    for dep in spec.dependencies:
+    for dep in (*spec.dependencies, *spec.soft_dependencies):
         validate_id(dep, "dependency id")
     if len(msgspec.msgpack.encode(spec)) > MAX_SPEC_BYTES:
         raise InvalidInput(f"task spec is larger than {MAX_SPEC_BYTES} bytes")
@@ -161,6 +162,10 @@ def parse_specs(data: bytes | str) -> list[TaskSpec]:
     if not specs:
         raise InvalidInput("invalid task JSON: the list is empty")
     return [validate_spec(s) for s in specs]
+
+
+def all_dependencies(spec: TaskSpec) -> tuple[str, ...]:
+    return (*spec.dependencies, *spec.soft_dependencies)
 
 
 def command_spec(argv: list[str], **fields: Any) -> TaskSpec:

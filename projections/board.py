@@ -16,6 +16,7 @@ from dtf_core.events.codec import Event
 from dtf_core.events.run import RunCreated
 from dtf_core.events.task import TaskEventBase, TaskLeased, TaskSubmitted
 from dtf_core.events.worker import WorkerEventBase
+from dtf_core.spec import all_dependencies
 from dtf_core.task import TaskState
 from dtf_core.worker import WorkerState
 from projections.auth import AuthState
@@ -73,7 +74,7 @@ class Board:
 
     def _index(self, old: TaskState | None, new: TaskState) -> None:
         if old is None:
-            for dep in new.spec.dependencies:
+            for dep in all_dependencies(new.spec):
                 self.dependents.setdefault(dep, set()).add(new.task_id)
         else:
             self.counts[old.status] = self.counts.get(old.status, 0) - 1

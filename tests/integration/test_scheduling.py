@@ -215,3 +215,21 @@ async def test_a_worker_declines_a_lease_that_would_overcommit_it(tmp_path: Path
         await until(declined, what="the second lease to be declined")
         assert (await h.api.tasks(ids=[ids[1]]))[0]["status"] == "queued"
         assert (await h.wait_status(ids[0], TERMINAL))["status"] == "succeeded"
+
+
+async def test_a_soft_dependency_waits_but_does_not_fail_its_dependent(tmp_path: Path) -> None:
+    import sys
+
+    async with stack(tmp_path, workers=1, slots=2) as h:
+        failing = TaskSpec(type="command", config={"argv": [sys.executable, "-c", "exit(3)"]})
+        first = (await h.api.submit([failing])).ids[0]
+        hard, soft = (await h.api.submit([
+            TaskSpec(type="noop", dependencies=(first,)),
+            TaskSpec(type="noop", soft_dependencies=(first,)),
+        ])).ids
+        assert (await h.wait_status(first, TERMINAL))["status"] == "failed"
+        assert (await h.wait_status(hard, TERMINAL))["status"] == "cancelled"
+        assert (await h.wait_status(soft, TERMINAL))["status"] == "succeeded"
+        soft_lease = next(s for s, e in await h.events(soft) if isinstance(e, TaskLeased))
+        first_end = max(s for s, _ in await h.events(first))
+        assert soft_lease > first_end  # it waited for the end

@@ -65,5 +65,5 @@ def test_a_placed_task_says_why_it_went_there() -> None:
         "Attempt 1 was placed on worker w1.",
         "Policy 'priority': 1 worker(s) could take it; 1 were ruled out:",
         "  - w2 lacks hardware cuda",
-        "Chosen by score (free share of its slots): w1 0.5.",
+        "Chosen by the policy's score: w1 0.5.",
     ]

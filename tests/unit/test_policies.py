@@ -82,3 +82,22 @@ def test_a_missed_deadline_is_flagged_once() -> None:
     flagged = task_agg.evolve(task, flag, 5)
     assert flagged.deadline_missed
     assert task_agg.decide_deadline(flagged, now=20, actor="s") == []
+
+
+def test_hardware_affinity_keeps_gpu_workers_for_gpu_tasks() -> None:
+    from dtf_core.events.worker import Capabilities
+    from dtf_core.placement import Slot, place
+    from dtf_core.spec import Requirements
+
+    def slots() -> list[Slot]:
+        return [Slot(worker_id="gpu", session="s", slots=4, free=4,
+                     capabilities=Capabilities(hardware=("cpu", "cuda"))),
+                Slot(worker_id="cpu", session="s", slots=4, free=1,
+                     capabilities=Capabilities(hardware=("cpu",)))]
+
+    policy = DefaultPolicy()
+    plain = place([("t1", Requirements()), ("t2", Requirements())], slots(),
+                  score=policy.score)
+    assert [d.worker_id for d in plain] == ["cpu", "gpu"]  # the plain worker first, even busier
+    cuda = place([("t", Requirements(hardware=("cuda",)))], slots(), score=policy.score)
+    assert cuda[0].worker_id == "gpu"

@@ -67,7 +67,7 @@ def test_defaults_of_a_minimal_noop() -> None:
     ("obj", "field"),
     [
         ({"type": "noop", "bogus": 1}, "bogus"),
-        ({"type": "noop", "requirements": {"gpus": 2}}, "gpus"),
+        ({"type": "noop", "requirements": {"tpus": 2}}, "tpus"),
         ({"type": "noop", "retry_policy": {"retries": 2}}, "retries"),
         ({"type": "command", "config": {"argv": ["ls"], "shell": True}}, "shell"),
     ],
