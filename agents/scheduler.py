@@ -31,6 +31,7 @@ from projections.board import Board
 log = logging.getLogger(__name__)
 
 SCAN_LIMIT = 20_000
+STEAL_AFTER_S = 5.0  # a lease not started after this long may move to an idle worker
 
 
 class SchedulerAgent:
@@ -44,6 +45,7 @@ class SchedulerAgent:
         folder: Folder | None = None,
         policy: Policy | None = None,
         quotas: Mapping[str, int] | None = None,
+        steal_after: float | None = STEAL_AFTER_S,
     ) -> None:
         self.log = eventlog
         self.name = name
@@ -55,6 +57,7 @@ class SchedulerAgent:
         self.board = self.folder.board
         self.policy = policy or DefaultPolicy()
         self.quotas = dict(quotas or {})  # owner -> most live leases at once
+        self.steal_after = steal_after  # seconds a lease may sit unstarted before a steal
         self.parked: dict[str, list[TaskState]] = {}  # owner at quota -> its waiting tasks
         self.ready_q = ReadyQueue(self.policy)
         self.wake = asyncio.Event()
@@ -94,6 +97,9 @@ class SchedulerAgent:
         while True:
             due = self.ready_q.next_due()
             timeout = None if due is None else max(0.0, due - self.clock())
+            if self.steal_after is not None and self.board.counts.get("leased", 0):
+                timeout = min(timeout if timeout is not None else self.steal_after,
+                              self.steal_after)  # unstarted leases: look again for steals
             try:
                 async with asyncio.timeout(timeout):
                     await self.wake.wait()
@@ -122,6 +128,8 @@ class SchedulerAgent:
         for t in candidates:
             if t.task_id not in placed:
                 self.ready_q.push(t)
+        if not candidates and free:
+            self._steal(slots, now, changes)
         for d in decisions:
             t = self.board.tasks[d.task_id]
             lease = task_agg.decide_lease(
@@ -158,6 +166,24 @@ class SchedulerAgent:
                 free_memory_gb=w.capabilities.memory_gb - sum(r.min_memory_gb for r in live),
                 free_gpus=len(w.capabilities.gpus) - sum(r.gpus for r in live)))
         return slots
+
+    def _steal(self, slots: list[Slot], now: float, changes: list[Change]) -> None:
+        """Idle slots and nothing queued: take over leases that have sat unstarted on
+        another worker for ``steal_after`` seconds (a stalled or overloaded worker)."""
+        if self.steal_after is None:
+            return
+        stale = [t for ids in self.board.leases_by_worker.values() for t in
+                 (self.board.tasks[i] for i in ids)
+                 if t.status == "leased" and now - (t.leased_at or now) >= self.steal_after]
+        if not stale:
+            return
+        for d in place(((t.task_id, t.spec.requirements) for t in stale), slots,
+                       score=self.policy.score, policy=self.policy.name):
+            t = self.board.tasks[d.task_id]
+            events = task_agg.decide_steal(t, worker_id=d.worker_id, session=d.session,
+                                           now=now, actor=self.name, why=d.why)
+            if events:
+                changes.append(task_change(self.board, t.task_id, list(events)))
 
     def _flag_deadlines(self, now: float, changes: list[Change]) -> None:
         while self.ready_q.deadlines and self.ready_q.deadlines[0][0] < now:

@@ -59,6 +59,7 @@ class TaskState(Struct, frozen=True, kw_only=True):
     refused_results: int = 0
     deadline_missed: bool = False
     owner: str = ""  # who submitted it (the verified actor): quotas count per owner
+    leased_at: float | None = None  # when the live lease was written
 
     @property
     def terminal(self) -> bool:
@@ -116,6 +117,7 @@ def _apply(state: TaskState, event: TaskEvent, seq: int) -> TaskState:
                 worker_id=event.worker_id,
                 session=event.session,
                 started_at=None,
+                leased_at=event.at,
             )
         case TaskStarted():
             return structs.replace(state, status="running", started_at=event.at)
@@ -193,6 +195,23 @@ def decide_lease(
         why=why,
         spec=state.spec,
     )
+
+
+def decide_steal(state: TaskState, *, worker_id: str, session: str, now: float, actor: str,
+                 why: Placement | None = None) -> list[TaskEvent]:
+    """Work stealing: move a lease that has not started to an idle worker. The old lease is
+    ended (requeued, not counted) and the new one written in the same change, checked
+    against the task's last sequence: never two live leases, and the old worker's late
+    reports are refused by their stale fencing token."""
+    if state.status != "leased" or state.cancel_requested or state.worker_id == worker_id:
+        return []
+    requeue = decide_lease_lost(state, reason=f"stolen by idle worker {worker_id}", now=now,
+                                actor=actor, clean_stop=True)
+    queued = state
+    for ev in requeue:
+        queued = _apply(queued, ev, queued.last_seq + 1)
+    return [*requeue, decide_lease(queued, worker_id=worker_id, session=session, now=now,
+                                   actor=actor, why=why)]
 
 
 def _refuse(state: TaskState, report: Report, reason: str, now: float, actor: str) -> ResultRefused:

@@ -233,3 +233,31 @@ async def test_a_soft_dependency_waits_but_does_not_fail_its_dependent(tmp_path:
         soft_lease = next(s for s, e in await h.events(soft) if isinstance(e, TaskLeased))
         first_end = max(s for s, _ in await h.events(first))
         assert soft_lease > first_end  # it waited for the end
+
+
+async def test_an_idle_worker_steals_leases_that_sit_unstarted(tmp_path: Path) -> None:
+    from agents.jetstream_log import JetStreamLog
+    from agents.scheduler import SchedulerAgent
+
+    async with stack(tmp_path, workers=0, scheduler=False, recovery=False) as h:
+        nc = await h.conn("stealing-scheduler")
+        await h.start("scheduler", SchedulerAgent(nc, JetStreamLog(nc), steal_after=0.5))
+        await h.api.call(cmds.RegisterWorker(worker_id="stalled", session="s1", hostname="h",
+                                             pid=1, slots=4, capabilities=Capabilities()))
+        ids = (await h.api.submit([TaskSpec(type="noop") for _ in range(3)])).ids
+
+        async def all_leased() -> bool:
+            return all(r["status"] == "leased" for r in await h.api.tasks(ids=ids))
+
+        await until(all_leased, what="three leases on the stalled worker")
+        await h.add_worker("idle", slots=4)
+        for task_id in ids:
+            assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+            events = [e for _, e in await h.events(task_id)]
+            kinds = [type(e).__name__ for e in events]
+            # stalled lease, then requeued, then the idle worker's lease: one live lease
+            assert kinds[:4] == ["TaskSubmitted", "TaskLeased", "TaskRequeued", "TaskLeased"]
+            assert [e.worker_id for e in events if isinstance(e, TaskLeased)] == [
+                "stalled", "idle"]
+            assert "stolen by idle worker idle" in next(
+                e.reason for e in events if isinstance(e, TaskRequeued))

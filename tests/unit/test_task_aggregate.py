@@ -423,3 +423,27 @@ def test_a_worker_may_decline_a_lease_it_has_not_started() -> None:
                                             worker_id="w1", at=2.0, actor="w1"), 6)
     (refused,) = agg.decide_report(running, declined, now=3.0, actor="w1")
     assert isinstance(refused, ResultRefused)
+
+
+def test_a_steal_ends_the_old_lease_before_the_new_one() -> None:
+    from dtf_core import task as agg
+    from dtf_core.events.task import TaskLeased, TaskRequeued, TaskStarted
+    from dtf_core.spec import TaskSpec
+    from dtf_core.task import Report, TaskState
+
+    state = TaskState(task_id="t1", spec=TaskSpec(type="noop"), last_seq=1)
+    state = agg.evolve(state, TaskLeased(task_id="t1", worker_id="busy", session="s",
+                                         attempt=1, at=1.0, actor="s"), 5)
+    requeue, lease = agg.decide_steal(state, worker_id="idle", session="s2", now=9.0,
+                                      actor="scheduler")
+    assert isinstance(requeue, TaskRequeued) and not requeue.counted
+    assert isinstance(lease, TaskLeased) and lease.worker_id == "idle" and lease.attempt == 2
+    stolen = agg.evolve(agg.evolve(state, requeue, 6), lease, 7)
+    assert (stolen.status, stolen.worker_id, stolen.lease_seq) == ("leased", "idle", 7)
+    late = Report(task_id="t1", kind="started", fencing=5, worker_id="busy")
+    assert type(agg.decide_report(stolen, late, now=10, actor="busy")[0]).__name__ == \
+        "ResultRefused"  # the old worker's start is refused by its stale fencing token
+    started = agg.evolve(stolen, TaskStarted(task_id="t1", attempt=2, fencing=7,
+                                             worker_id="idle", at=9.5, actor="idle"), 8)
+    assert agg.decide_steal(started, worker_id="other", session="x", now=20,
+                            actor="s") == []  # a started lease is never stolen
