@@ -29,7 +29,7 @@ from agents.security.keyring import Keyring
 from agents.security.tokens import Claims
 from dtf_core import commands as cmds
 from dtf_core import subjects
-from dtf_core.errors import DTFError, InvalidInput, NotFound, Refused
+from dtf_core.errors import DTFError, InvalidInput, NotFound, Refused, Unavailable
 from projections.board import Board
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,9 @@ class ApiAgent:
     async def _on_query(self, msg: Msg) -> None:
         try:
             cmd, _ = self._admit(msg, cmds.decode_command(msg.data))
+            if isinstance(cmd, cmds.ListTasks) and cmd.min_seq > self.board.last_seq:
+                if not await self.folder.wait_for(cmd.min_seq):
+                    raise Unavailable(f"the api has not folded seq {cmd.min_seq} yet")
             result = await queries.answer(self.board, self.log, self.nc, cmd)
             await self._reply(msg, cmds.Reply(ok=True, result=result))
         except Exception as exc:  # one broad except per message: answer, never crash

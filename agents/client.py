@@ -112,8 +112,11 @@ class ApiClient:
         return await self.call(cmds.CancelTask(task_id=task_id, reason=reason))
 
     async def tasks(self, status: str | None = None, run_id: str | None = None,
-                    limit: int = 100, ids: list[str] | None = None) -> Any:
-        return await self.call(cmds.ListTasks(ids=ids, status=status, run_id=run_id, limit=limit))
+                    limit: int = 100, ids: list[str] | None = None, min_seq: int = 0) -> Any:
+        """``min_seq``: answer only once the api has folded the log up to that sequence
+        (read-your-writes after following the log)."""
+        return await self.call(cmds.ListTasks(ids=ids, status=status, run_id=run_id,
+                                              limit=limit, min_seq=min_seq))
 
     async def task(self, task_id: str) -> Any:
         return await self.call(cmds.GetTask(task_id=task_id))

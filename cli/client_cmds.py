@@ -104,13 +104,16 @@ async def _wait_terminal(
         filters = [f"dtf.evt.task.{i}.{t}" for i in missing for t in TERMINAL_TYPES]
     else:
         filters = [f"dtf.evt.task.*.{t}" for t in TERMINAL_TYPES]
+    seen = 0
     async with asyncio.timeout(timeout), JetStreamLog(nc).tail(filters) as tail:
         async for batch in tail:
             for rec in batch:
                 missing.discard(rec.subject.split(".")[3])
+                seen = max(seen, rec.seq)
             if not missing:
                 break
-    summaries = await api.tasks(ids=ids, limit=max(len(ids), 1))
+    # The api folds the log on its own: ask it to answer once it has folded what we saw.
+    summaries = await api.tasks(ids=ids, limit=max(len(ids), 1), min_seq=seen)
     return {t["id"]: t for t in summaries}
 
 

@@ -118,6 +118,7 @@ class ListTasks(CommandBase, frozen=True, kw_only=True, tag="list_tasks"):
     status: str | None = None
     run_id: str | None = None
     limit: int = 100
+    min_seq: int = 0  # answer once the api's fold has reached this stream sequence
 
 
 class GetTask(CommandBase, frozen=True, kw_only=True, tag="get_task"):
