@@ -58,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     wm.add_argument("id")
     wm.add_argument("--reason", default="")
 
+    au = client("audit", "a task's, worker's or run's history with actors; or `verify`: "
+                "check the invariants over the whole log")
+    au.add_argument("kind", choices=["task", "worker", "run", "verify"])
+    au.add_argument("id", nargs="?")
+
+    rp = client("replay", "the folded state as of a sequence or a time")
+    rp.add_argument("--at", required=True, metavar="SEQ|TIME")
+
     sim = client("simulate", "replay the recorded submissions and workers under a policy")
     sim.add_argument("--policy", default="default", help="default, fifo, or a plug-in's name")
     sim.add_argument("--from", dest="from_seq", type=int, default=1, metavar="SEQ")
@@ -246,6 +254,35 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
                 sys.stdout.write(f"{res['worker_id']}: {res['scheduling']}"
                                  + (f"; {len(moved)} queued leases moved off it" if moved
                                     else "") + "\n")
+            return 0
+        case "audit":
+            from cli import audit_cmds
+
+            if args.kind == "verify":
+                result = asyncio.run(audit_cmds.audit_verify(target))
+                if args.json:
+                    render.emit_json(result)
+                else:
+                    sys.stdout.write(render.audit(result))
+                return 0 if result["clean"] else 1
+            if args.id is None:
+                raise InvalidInput(f"dtf audit {args.kind} needs an id")
+            rows = asyncio.run(audit_cmds.history(target, args.kind, args.id))
+            if not rows:
+                raise NotFound(f"no events for {args.kind} {args.id}")
+            if args.json:
+                render.emit_json(rows)
+            else:
+                sys.stdout.write(render.history(rows))
+            return 0
+        case "replay":
+            from cli import audit_cmds
+
+            state = asyncio.run(audit_cmds.replay(target, args.at))
+            if args.json:
+                render.emit_json(state)
+            else:
+                sys.stdout.write(render.replayed(state))
             return 0
         case "simulate":
             res = asyncio.run(cc.simulate(target, args.policy, args.from_seq))

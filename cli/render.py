@@ -69,3 +69,40 @@ def simulation(res: dict[str, Any]) -> str:
         unit = "s" if key.endswith("_s") else ""
         lines.append(f"{label:28}{a:>11}{unit:1}{s:>19}{unit:1}")
     return "\n".join(lines) + "\n"
+
+
+def audit(res: dict[str, Any]) -> str:
+    lines = [f"{res['events']} events, {res['tasks']} tasks ({res['open_tasks']} not ended yet)"]
+    proj = res["projection"]
+    if proj.get("checked"):
+        lines.append(f"invariant 4: projection at seq {proj['last_seq']} "
+                     + ("equals a rebuild from the log" if proj["equal"] else "DIFFERS"))
+    else:
+        lines.append(f"invariant 4: not checked: {proj.get('why')}")
+    for v in res["violations"]:
+        lines.append(f"VIOLATION of invariant {v['invariant']} at seq {v['seq']} "
+                     f"({v['subject_id']}): {v['detail']}")
+    lines.append("clean: invariants 1, 2, 3, 5 and 6 hold over the whole log"
+                 if res["clean"] else f"{len(res['violations'])} violation(s)")
+    return "\n".join(lines) + "\n"
+
+
+def history(rows: list[dict[str, Any]]) -> str:
+    out = []
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["at"]))
+        extra = " ".join(f"{k}={v}" for k, v in r["fields"].items()
+                         if v not in (None, "", 0, [], {}) and k not in ("task_id",))
+        out.append(f"{r['seq']:>8}  {when}Z  {r['type']:<16} by {r['actor']:<14} {extra}")
+    return "\n".join(out) + "\n"
+
+
+def replayed(state: dict[str, Any]) -> str:
+    lines = [f"as of seq {state['seq']} (--at {state['at']}); state hash {state['state_hash']}",
+             "tasks: " + (", ".join(f"{n} {k}" for k, n in sorted(state["tasks"].items()))
+                          or "none"),
+             f"runs: {state['runs']}"]
+    for wid, w in sorted(state["workers"].items()):
+        lines.append(f"worker {wid}: {w['status']}, {w['scheduling']}, "
+                     f"{len(w['leases'])}/{w['slots']} slots leased")
+    return "\n".join(lines) + "\n"
