@@ -26,16 +26,16 @@ class ControlPlane:
         self, nc: Client, eventlog: EventLog, *, heartbeat_interval: float = 1.0,
         misses: int = 5, secure: bool = False, keyring: Keyring | None = None,
         board: Board | None = None, policy: Policy | None = None,
-        quotas: dict[str, int] | None = None,
+        quotas: dict[str, int] | None = None, lead: bool = False,
     ) -> None:
         self.folder = Folder(eventlog, board or Board(),
                              dead_letter=jetstream_dead_letter(nc, "control"))
         self.api = ApiAgent(nc, eventlog, folder=self.folder, secure=secure, keyring=keyring)
         self.scheduler = SchedulerAgent(nc, eventlog, folder=self.folder, policy=policy,
-                                        quotas=quotas)
+                                        quotas=quotas, lead=lead)
         self.recovery = RecoveryAgent(
             nc, eventlog, heartbeat_interval=heartbeat_interval, misses=misses,
-            folder=self.folder,
+            folder=self.folder, lead=lead,
         )
         self.ready = self.api.ready
 

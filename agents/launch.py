@@ -96,13 +96,13 @@ async def run_agent(
             from agents.scheduler import SchedulerAgent
 
             agent = SchedulerAgent(nc, eventlog, policy=_policy(settings),
-                                   quotas=settings.quotas)
+                                   quotas=settings.quotas, lead=settings.lead)
         elif kind == "recovery":
             from agents.recovery import RecoveryAgent
 
             agent = RecoveryAgent(
                 nc, eventlog, heartbeat_interval=settings.heartbeat_interval,
-                misses=settings.heartbeat_misses,
+                misses=settings.heartbeat_misses, lead=settings.lead,
             )
         elif kind == "control":
             from agents.control import ControlPlane
@@ -110,7 +110,7 @@ async def run_agent(
             agent = ControlPlane(
                 nc, eventlog, heartbeat_interval=settings.heartbeat_interval,
                 misses=settings.heartbeat_misses, secure=secure, keyring=keyring,
-                policy=_policy(settings), quotas=settings.quotas,
+                policy=_policy(settings), quotas=settings.quotas, lead=settings.lead,
             )
         elif kind == "projector":
             from agents.projector import ProjectorAgent
@@ -143,7 +143,8 @@ async def run_control_with_callout(settings: Settings, keyring: Keyring) -> None
     try:
         plane = ControlPlane(nc, JetStreamLog(nc), heartbeat_interval=settings.heartbeat_interval,
                              misses=settings.heartbeat_misses, secure=True, keyring=keyring,
-                             board=board, policy=_policy(settings), quotas=settings.quotas)
+                             board=board, policy=_policy(settings), quotas=settings.quotas,
+                             lead=settings.lead)
 
         async def on_batch(events: list[Any]) -> None:
             if any(type(e).__name__ in ("TokenRevoked", "ApiKeyRevoked") for _, e in events):

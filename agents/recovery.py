@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, get_args
 
@@ -19,6 +20,7 @@ from nats.aio.msg import Msg
 
 from agents.appender import append_groups
 from agents.eventlog import EventLog
+from agents.leadership import Leadership
 from agents.plans import Change, task_change
 from agents.runtime import Folder, jetstream_dead_letter
 from dtf_core import subjects
@@ -40,7 +42,7 @@ def recovery_filters() -> list[str]:
     tags = [cls.__struct_config__.tag for cls in get_args(TaskEvent)]
     addressed = {"leased", "cancel_requested"}
     return [*subjects.task_filters_after_submit([str(t) for t in tags], addressed),
-            subjects.WORKER_EVENTS]
+            subjects.WORKER_EVENTS, subjects.lead_filter("recovery")]
 
 
 class RecoveryAgent:
@@ -55,6 +57,8 @@ class RecoveryAgent:
         monotonic: Callable[[], float] = time.monotonic,
         name: str = "recovery",
         folder: Folder | None = None,
+        lead: bool = False,
+        lead_ttl: float = 1.5,
     ) -> None:
         self.nc = nc
         self.log = eventlog
@@ -72,6 +76,11 @@ class RecoveryAgent:
         self.board = self.folder.board
         self.last_seen: dict[str, tuple[str, float]] = {}
         self.kick = asyncio.Event()
+        # With ``lead``, only the holder of the recovery claim declares workers lost and
+        # requeues; a standby keeps its heartbeat table warm and takes over on expiry.
+        self.leadership = Leadership("recovery", f"{name}-{uuid.uuid4().hex[:8]}", eventlog,
+                                     self.board, ttl=lead_ttl, clock=clock,
+                                     on_gain=self.kick.set) if lead else None
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -80,6 +89,8 @@ class RecoveryAgent:
             await self.folder.caught_up.wait()
             await self.nc.subscribe("dtf.hb.*", cb=self._on_heartbeat)
             log.info("recovery ready at seq %d", self.board.last_seq)
+            if self.leadership is not None:
+                tg.create_task(self.leadership.run())
             while True:
                 await self.sweep()
                 try:
@@ -112,6 +123,8 @@ class RecoveryAgent:
 
     async def sweep(self) -> int:
         """Declare silent workers lost and requeue orphaned leases; returns events written."""
+        if self.leadership is not None and not self.leadership.is_leader():
+            return 0
         now, mono = self.clock(), self.monotonic()
         deadline = self.interval * self.misses
         changes: list[Change] = []

@@ -10,12 +10,14 @@ import asyncio
 import heapq
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping
 
 from nats.aio.client import Client
 
 from agents.appender import append_groups
 from agents.eventlog import EventLog
+from agents.leadership import Leadership
 from agents.plans import Change, task_change
 from agents.runtime import Folder, jetstream_dead_letter
 from dtf_core import task as task_agg
@@ -46,6 +48,8 @@ class SchedulerAgent:
         policy: Policy | None = None,
         quotas: Mapping[str, int] | None = None,
         steal_after: float | None = STEAL_AFTER_S,
+        lead: bool = False,
+        lead_ttl: float = 1.5,
     ) -> None:
         self.log = eventlog
         self.name = name
@@ -61,6 +65,11 @@ class SchedulerAgent:
         self.parked: dict[str, list[TaskState]] = {}  # owner at quota -> its waiting tasks
         self.ready_q = ReadyQueue(self.policy)
         self.wake = asyncio.Event()
+        # With ``lead``, only the holder of the scheduler claim places tasks (standbys fold
+        # and wait); without it, every scheduler places and OCC keeps leases single.
+        self.leadership = Leadership("scheduler", f"{name}-{uuid.uuid4().hex[:8]}", eventlog,
+                                     self.board, ttl=lead_ttl, clock=clock,
+                                     on_gain=self.wake.set) if lead else None
         self.leases_made = 0
         self.leases_tried = 0
 
@@ -73,6 +82,8 @@ class SchedulerAgent:
                 if t.status == "queued":
                     self.ready_q.push(t)
             log.info("scheduler ready at seq %d, %d queued", self.board.last_seq, len(self.ready_q))
+            if self.leadership is not None:
+                tg.create_task(self.leadership.run())
             await self._loop()
 
     async def _on_batch(self, events: list[tuple[int, Event]]) -> None:
@@ -111,6 +122,8 @@ class SchedulerAgent:
 
     async def round(self) -> bool:
         """One scheduling round; True if it appended anything (so another may help)."""
+        if self.leadership is not None and not self.leadership.is_leader():
+            return False  # a standby: folds, and takes over when the claim expires
         now = self.clock()
         while self.ready_q.delayed and self.ready_q.delayed[0][0] <= now:
             _, task_id = heapq.heappop(self.ready_q.delayed)

@@ -23,6 +23,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     token_file: str | None = None
     tls_ca: str | None = None
     policy: str = "default"  # the scheduling policy (DTF_POLICY; see docs/scheduling.md)
+    lead: bool = True  # DTF_LEAD=0: schedulers place without a leadership claim
     quotas: dict[str, int] = {}  # DTF_QUOTAS="alice=4,ci-bot=10": most live leases per user
 
 
@@ -40,6 +41,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             tls_ca=env.get("DTF_TLS_CA") or None,
             policy=env.get("DTF_POLICY", "default"),
             quotas=parse_quotas(env.get("DTF_QUOTAS", "")),
+            lead=env.get("DTF_LEAD", "1") != "0",
         )
     except ValueError as exc:
         raise InvalidInput(f"invalid DTF_* setting: {exc}") from None

@@ -64,7 +64,16 @@ def auth_subject(auth_id: str, event_type: str) -> str:
 AUTH_EVENTS = "dtf.evt.auth.>"
 # What the board folds: every aggregate but the per-test results, which only the projector
 # and the run's client read.
-STATE_EVENTS = ("dtf.evt.task.>", "dtf.evt.worker.>", "dtf.evt.run.>", "dtf.evt.auth.>")
+STATE_EVENTS = ("dtf.evt.task.>", "dtf.evt.worker.>", "dtf.evt.run.>", "dtf.evt.auth.>",
+                "dtf.evt.lead.>")
+
+
+def lead_subject(role: str) -> str:
+    return f"{EVT}.lead.{validate_id(role, 'role')}.claimed"
+
+
+def lead_filter(role: str) -> str:
+    return f"{EVT}.lead.{validate_id(role, 'role')}.>"
 
 
 def tests_subject(run_id: str, task_id: str) -> str:

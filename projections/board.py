@@ -13,6 +13,7 @@ from dtf_core import task as task_agg
 from dtf_core import worker as worker_agg
 from dtf_core.events.auth import AuthEventBase
 from dtf_core.events.codec import Event
+from dtf_core.events.lead import LeadershipClaimed
 from dtf_core.events.run import RunCreated
 from dtf_core.events.task import TaskEventBase, TaskLeased, TaskSubmitted
 from dtf_core.events.worker import WorkerEventBase
@@ -38,6 +39,8 @@ class Board:
         self.last_seq = 0
         self.counts: dict[str, int] = {}
         self.auth = AuthState()
+        self.leaders: dict[str, LeadershipClaimed] = {}  # role -> newest claim
+        self.lead_seq: dict[str, int] = {}  # role -> its last claim's sequence
 
     def apply(self, seq: int, event: Event) -> TaskState | WorkerState | None:
         """Fold one event; returns the changed task or worker state (None for runs/no-ops)."""
@@ -56,6 +59,11 @@ class Board:
             self.runs.setdefault(event.run_id, event)
         elif isinstance(event, AuthEventBase):
             self.auth.apply(event)
+        elif isinstance(event, LeadershipClaimed):
+            current = self.leaders.get(event.role)
+            if current is None or event.term >= current.term:
+                self.leaders[event.role] = event
+            self.lead_seq[event.role] = seq
         return None
 
     def _apply_task(self, seq: int, event: TaskEventBase) -> TaskState | None:

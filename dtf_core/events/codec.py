@@ -11,6 +11,7 @@ import msgspec
 from dtf_core import subjects
 from dtf_core.errors import InvalidInput
 from dtf_core.events.auth import AuthEvent, AuthEventBase
+from dtf_core.events.lead import LeadershipClaimed, LeadEvent
 from dtf_core.events.run import RunCreated, RunEvent
 from dtf_core.events.task import (
     ResultRefused,
@@ -23,7 +24,7 @@ from dtf_core.events.task import (
 from dtf_core.events.tests import TestsEvent, TestsReported
 from dtf_core.events.worker import WorkerEvent, WorkerSchedulingChanged
 
-Event = TaskEvent | WorkerEvent | RunEvent | AuthEvent | TestsEvent
+Event = TaskEvent | WorkerEvent | RunEvent | AuthEvent | TestsEvent | LeadEvent
 SCHEMA_VERSION = "1"
 
 _encoder = msgspec.msgpack.Encoder()
@@ -33,6 +34,7 @@ _decoders: dict[str, msgspec.msgpack.Decoder[Event]] = {
     "run": msgspec.msgpack.Decoder(RunEvent),
     "auth": msgspec.msgpack.Decoder(AuthEvent),
     "tests": msgspec.msgpack.Decoder(TestsEvent),
+    "lead": msgspec.msgpack.Decoder(LeadEvent),
 }
 
 
@@ -57,6 +59,8 @@ def subject_of(event: Event) -> str:
         return subjects.run_subject(event.run_id, etype)
     if isinstance(event, TestsReported):
         return subjects.tests_subject(event.run_id, event.task_id)
+    if isinstance(event, LeadershipClaimed):
+        return subjects.lead_subject(event.role)
     if isinstance(event, AuthEventBase):
         return subjects.auth_subject(event.auth_id, etype)
     if hasattr(event, "task_id"):
@@ -95,6 +99,8 @@ def msg_id_of(event: Event) -> str:
             return f"run.{event.run_id}.created"
         case TestsReported():
             return f"tests.{event.task_id}.{event.fencing}.{event.batch}"
+        case LeadershipClaimed():
+            return f"lead.{event.role}.{event.term}.{event.holder}.{event.at}"
         case AuthEventBase():
             return f"auth.{event.auth_id}.{etype}"
     if isinstance(event, TaskEventBase):

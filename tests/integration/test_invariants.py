@@ -145,3 +145,42 @@ async def test_same_command_twice_makes_one_task(tmp_path: Path) -> None:
         assert sum(r.created for r in results) == 20
         submitted = [e for _, e in await h.events() if isinstance(e, TaskSubmitted)]
         assert len(submitted) == 20
+
+
+async def test_a_standby_scheduler_takes_over_when_the_leader_dies(tmp_path: Path) -> None:
+    """Two schedulers with leadership: only the claim holder leases; when it stops, the
+    standby takes a higher term after the claim expires and places the next tasks."""
+    from dtf_core.events.lead import LeadershipClaimed
+    from dtf_core.events.task import TaskLeased
+    from dtf_core.task import TERMINAL
+    from tests.conftest import until
+
+    async with stack(tmp_path, workers=1, slots=4, scheduler=False) as h:
+        agents = {}
+        for name in ("s1", "s2"):
+            nc = await h.conn(name)
+            agents[name] = SchedulerAgent(nc, JetStreamLog(nc), name=name, lead=True,
+                                          lead_ttl=0.6)
+            await h.start(name, agents[name])
+
+        async def someone_leads() -> bool:
+            return any(a.leadership is not None and a.leadership.is_leader()
+                       for a in agents.values())
+
+        await until(someone_leads, what="a leader")
+        leader = next(n for n, a in agents.items() if a.leadership and a.leadership.is_leader())
+        standby = "s2" if leader == "s1" else "s1"
+        first = (await h.api.submit([TaskSpec(type="noop") for _ in range(5)])).ids
+        for task_id in first:
+            await h.wait_status(task_id, TERMINAL)
+        await h.stop(leader)
+        second = (await h.api.submit([TaskSpec(type="noop") for _ in range(5)])).ids
+        for task_id in second:
+            assert (await h.wait_status(task_id, TERMINAL, timeout=10))["status"] == "succeeded"
+        events = [e for _, e in await h.events()]
+        by = {e.task_id: e.actor for e in events if isinstance(e, TaskLeased)}
+        assert {by[t] for t in first} == {leader} and {by[t] for t in second} == {standby}
+        claims = [e for e in events if isinstance(e, LeadershipClaimed)]
+        terms = [c.term for c in claims]
+        assert terms == sorted(terms) and claims[-1].holder.startswith(standby)
+        assert claims[-1].term > next(c.term for c in claims if c.holder.startswith(leader))

@@ -19,6 +19,7 @@ from dtf_core.events.auth import (
     TokenRevoked,
 )
 from dtf_core.events.codec import Event, UndecodableEvent, decode, encode, subject_of
+from dtf_core.events.lead import LeadershipClaimed
 from dtf_core.events.run import RunCreated
 from dtf_core.events.task import (
     Placement,
@@ -87,6 +88,8 @@ EVENTS: list[tuple[Event, str]] = [
     (SigningKeyRetired(auth_id="kid1", **A), "dtf.evt.auth.kid1.key_retired"),
     (RunCreated(run_id="r1", task_ids=("t1", "t2"), name="nightly", **A),
      "dtf.evt.run.r1.created"),
+    (LeadershipClaimed(role="scheduler", holder="s1-ab", term=3, expires_at=9.0, **A),
+     "dtf.evt.lead.scheduler.claimed"),
     (TestsReported(run_id="r1", task_id="t1", worker_id="w1", attempt=1, fencing=7, batch=0,
                    cases=(TestCase(nodeid="tests/test_a.py::test_x[1]", outcome="passed",
                                    duration_s=0.01, reports="[]"),), **A),

@@ -1,0 +1,75 @@
+"""Holding a leadership claim for a singleton role (scheduler, recovery).
+
+The claim is appended with optimistic concurrency on ``dtf.evt.lead.<role>.>`` and renewed
+every third of its time to live; a standby takes over once it expires, with a higher term.
+An old leader that comes back sees the newer term in its fold and stands down. Safety never
+rests on this: two agents that both believe they lead still cannot write two live leases
+(every lease is checked against the task's last sequence); leadership only keeps standbys
+from doing the same work twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from agents.appender import append_groups
+from agents.eventlog import Append, EventLog
+from dtf_core import subjects
+from dtf_core.events.codec import encode, msg_id_of, subject_of
+from dtf_core.lead import decide_claim, leads
+from projections.board import Board
+
+log = logging.getLogger(__name__)
+TTL_S = 1.5  # a standby takes over within this (plus a renewal period)
+
+
+class Leadership:
+    def __init__(self, role: str, holder: str, eventlog: EventLog, board: Board, *,
+                 ttl: float = TTL_S, clock: Callable[[], float] = time.time,
+                 on_gain: Callable[[], None] | None = None) -> None:
+        self.role = role
+        self.holder = holder
+        self.log = eventlog
+        self.board = board
+        self.ttl = ttl
+        self.margin = ttl / 6
+        self.clock = clock
+        self.on_gain = on_gain
+        self.was_leader = False
+
+    def is_leader(self) -> bool:
+        return leads(self.board.leaders.get(self.role), self.holder, self.clock(), self.margin)
+
+    async def claim_once(self) -> bool:
+        """Claim or renew if the role is free or ours; True while we lead."""
+        claim = decide_claim(self.board.leaders.get(self.role), role=self.role,
+                             holder=self.holder, now=self.clock(), ttl=self.ttl)
+        if claim is not None:
+            append = Append(subject=subject_of(claim), data=encode(claim),
+                            msg_id=msg_id_of(claim),
+                            expect_seq=self.board.lead_seq.get(self.role, 0),
+                            expect_filter=subjects.lead_filter(self.role))
+            (seqs,) = await append_groups(self.log, [[append]])
+            if seqs is not None:
+                self.board.apply(seqs[0], claim)
+        leading = self.is_leader()
+        if leading and not self.was_leader:
+            log.info("%s leads %s (term %d)", self.holder, self.role,
+                     self.board.leaders[self.role].term)
+            if self.on_gain is not None:
+                self.on_gain()
+        elif self.was_leader and not leading:
+            log.warning("%s no longer leads %s", self.holder, self.role)
+        self.was_leader = leading
+        return leading
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.claim_once()
+            except Exception as exc:  # a failed append: try again at the next renewal
+                log.warning("leadership claim for %s failed: %r", self.role, exc)
+            await asyncio.sleep(self.ttl / 3)  # the renewal period of a time-bound claim
