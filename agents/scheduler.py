@@ -23,6 +23,7 @@ from agents.runtime import Folder, jetstream_dead_letter
 from dtf_core import task as task_agg
 from dtf_core.events.codec import Event
 from dtf_core.events.task import TaskEventBase
+from dtf_core.explain import waiting_reason
 from dtf_core.placement import Slot, place
 from dtf_core.policy import DefaultPolicy, Policy
 from dtf_core.queue import ReadyQueue
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 SCAN_LIMIT = 20_000
 STEAL_AFTER_S = 5.0  # a lease not started after this long may move to an idle worker
+WAITING_AFTER_S = 30.0  # a task queued longer than this gets a `waiting` explanation
+WAITING_PER_ROUND = 500  # explanations written per sweep at most
 
 
 class SchedulerAgent:
@@ -50,6 +53,7 @@ class SchedulerAgent:
         steal_after: float | None = STEAL_AFTER_S,
         lead: bool = False,
         lead_ttl: float = 1.5,
+        waiting_after: float | None = WAITING_AFTER_S,
     ) -> None:
         self.log = eventlog
         self.name = name
@@ -62,6 +66,9 @@ class SchedulerAgent:
         self.policy = policy or DefaultPolicy()
         self.quotas = dict(quotas or {})  # owner -> most live leases at once
         self.steal_after = steal_after  # seconds a lease may sit unstarted before a steal
+        self.waiting_after = waiting_after
+        self._next_waiting_sweep = 0.0
+        self.waiting_sweeps = 0
         self.parked: dict[str, list[TaskState]] = {}  # owner at quota -> its waiting tasks
         self.ready_q = ReadyQueue(self.policy)
         self.wake = asyncio.Event()
@@ -108,6 +115,9 @@ class SchedulerAgent:
         while True:
             due = self.ready_q.next_due()
             timeout = None if due is None else max(0.0, due - self.clock())
+            if self.waiting_after is not None and self.board.counts.get("queued", 0):
+                timeout = min(timeout if timeout is not None else self.waiting_after,
+                              self.waiting_after / 2)  # queued tasks: explain long waits
             if self.steal_after is not None and self.board.counts.get("leased", 0):
                 timeout = min(timeout if timeout is not None else self.steal_after,
                               self.steal_after)  # unstarted leases: look again for steals
@@ -143,6 +153,8 @@ class SchedulerAgent:
                 self.ready_q.push(t)
         if not candidates and free:
             self._steal(slots, now, changes)
+        touched = {str(getattr(c.events[0], "task_id", "")) for c in changes if c.events}
+        self._explain_waiting(now, changes, skip=touched | placed)
         for d in decisions:
             t = self.board.tasks[d.task_id]
             lease = task_agg.decide_lease(
@@ -197,6 +209,28 @@ class SchedulerAgent:
                                            now=now, actor=self.name, why=d.why)
             if events:
                 changes.append(task_change(self.board, t.task_id, list(events)))
+
+    def _explain_waiting(self, now: float, changes: list[Change], skip: set[str]) -> None:
+        """Every so often, write why tasks queued past the threshold still wait, once per
+        reason (the explanation is deduplicated by the task's last one)."""
+        if self.waiting_after is None or now < self._next_waiting_sweep:
+            return
+        self._next_waiting_sweep = now + self.waiting_after / 2
+        self.waiting_sweeps += 1
+        leases = {w: len(ids) for w, ids in self.board.leases_by_worker.items()}
+        written = 0
+        for t in self.board.tasks.values():
+            if written >= WAITING_PER_ROUND:
+                break
+            if (t.status != "queued" or now - t.submitted_at < self.waiting_after
+                    or t.task_id in skip):
+                continue
+            deps = {d: self.board.tasks.get(d) for d in all_dependencies(t.spec)}
+            reason, detail = waiting_reason(t, self.board.workers, leases, deps, now)
+            events = task_agg.decide_waiting(t, reason, detail, now=now, actor=self.name)
+            if events:
+                changes.append(task_change(self.board, t.task_id, list(events)))
+                written += 1
 
     def _flag_deadlines(self, now: float, changes: list[Change]) -> None:
         while self.ready_q.deadlines and self.ready_q.deadlines[0][0] < now:

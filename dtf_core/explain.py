@@ -89,3 +89,26 @@ def explain(task: TaskState, lease: TaskLeased | None, workers: Mapping[str, Wor
         out.append(f"Every worker that can run it is full: {', '.join(busy)}; "
                    f"{queued_ahead} queued task(s) are ahead of it.")
     return out
+
+
+def waiting_reason(task: TaskState, workers: Mapping[str, WorkerState],
+                   leases: Mapping[str, int], deps: Mapping[str, TaskState | None],
+                   now: float) -> tuple[str, str]:
+    """The one main reason a queued task waits, as a short code and a sentence."""
+    if task.not_before > now:
+        return "backoff", f"retry back-off until {task.not_before:.0f}"
+    pending = [d for d, s in deps.items() if s is None or not s.terminal]
+    if pending:
+        return "dependencies", "waits for " + ", ".join(sorted(pending)[:5])
+    alive = [w for w in workers.values() if w.status == "alive"]
+    if not alive:
+        return "no_worker", "no worker is alive"
+    usable = [w for w in alive if mismatch(task.spec.requirements, w.capabilities) is None]
+    if not usable:
+        return "no_match", "no live worker meets its requirements"
+    open_ = [w for w in usable if w.scheduling == "open"]
+    if not open_:
+        return "cordoned", "every worker that can run it is cordoned or draining"
+    if all(leases.get(w.worker_id, 0) >= w.slots for w in open_):
+        return "full", "every worker that can run it is full"
+    return "queued", "other tasks go first (priority, deadline, fair share or quota)"

@@ -25,6 +25,7 @@ from dtf_core.events.task import (
     TaskStarted,
     TaskSubmitted,
     TaskTimedOut,
+    TaskWaiting,
 )
 from dtf_core.retry import may_retry, retry_delay
 from dtf_core.spec import TaskSpec
@@ -60,6 +61,7 @@ class TaskState(Struct, frozen=True, kw_only=True):
     deadline_missed: bool = False
     owner: str = ""  # who submitted it (the verified actor): quotas count per owner
     leased_at: float | None = None  # when the live lease was written
+    waiting_reason: str = ""  # the last `waiting` explanation written for it
 
     @property
     def terminal(self) -> bool:
@@ -140,6 +142,8 @@ def _apply(state: TaskState, event: TaskEvent, seq: int) -> TaskState:
             return structs.replace(state, refused_results=state.refused_results + 1)
         case TaskDeadlineMissed():
             return structs.replace(state, deadline_missed=True)
+        case TaskWaiting():
+            return structs.replace(state, waiting_reason=event.reason)
         case AttemptOutcome():
             return structs.replace(
                 state,
@@ -373,3 +377,12 @@ def decide_deadline(state: TaskState, *, now: float, actor: str) -> list[TaskEve
         return []
     return [TaskDeadlineMissed(task_id=state.task_id, deadline=deadline,
                                waited_s=round(now - state.submitted_at, 3), at=now, actor=actor)]
+
+
+def decide_waiting(state: TaskState, reason: str, detail: str, *, now: float,
+                   actor: str) -> list[TaskEvent]:
+    """A `waiting` explanation, unless the last one said the same."""
+    if state.status != "queued" or reason == state.waiting_reason:
+        return []
+    return [TaskWaiting(task_id=state.task_id, reason=reason, detail=detail[:500],
+                        waited_s=round(now - state.submitted_at, 3), at=now, actor=actor)]

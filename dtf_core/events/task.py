@@ -104,6 +104,15 @@ class TaskDeadlineMissed(TaskEventBase, frozen=True, kw_only=True, tag="deadline
     waited_s: float
 
 
+class TaskWaiting(TaskEventBase, frozen=True, kw_only=True, tag="waiting"):
+    """Why a task has waited past the threshold; written again only when the reason
+    changes (deduplicated), so a long wait costs a few events, not one per round."""
+
+    reason: str  # a short code: no_worker, no_match, full, dependencies, backoff, quota, ...
+    detail: str = ""
+    waited_s: float = 0.0
+
+
 TaskEvent = (
     TaskSubmitted
     | TaskLeased
@@ -116,6 +125,7 @@ TaskEvent = (
     | TaskCancelRequested
     | ResultRefused
     | TaskDeadlineMissed
+    | TaskWaiting
 )
 
 TERMINAL_TYPES: tuple[str, ...] = ("succeeded", "failed", "timed_out", "cancelled")

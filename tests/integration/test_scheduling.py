@@ -275,7 +275,10 @@ async def test_audit_verify_and_replay_over_a_real_log(tmp_path: Path) -> None:
         ids = (await h.api.submit([TaskSpec(type="noop") for _ in range(4)], run_id="r1")).ids
         for task_id in ids:
             await h.wait_status(task_id, TERMINAL)
-        middle = max(s for s, _ in await h.events(ids[0]))  # after the first task ended
+        from dtf_core.events.task import TaskSucceeded
+
+        ends = sorted(s for s, e in await h.events() if isinstance(e, TaskSucceeded))
+        middle = ends[0]  # the first task has ended, the last has not
         target = Target(h.url)
 
         async def projected() -> bool:
@@ -304,3 +307,32 @@ async def test_audit_verify_and_replay_over_a_real_log(tmp_path: Path) -> None:
         assert "clean: invariants 1, 2, 3, 5 and 6 hold" in render.audit(result)
         assert "equals a rebuild from the log" in render.audit(result)
         assert " by " in render.history(rows) and "tasks: 4 succeeded" in render.replayed(now)
+
+
+async def test_long_waits_are_explained_once_per_reason(tmp_path: Path) -> None:
+    from agents.scheduler import SchedulerAgent
+    from dtf_core.events.task import TaskWaiting
+
+    async with stack(tmp_path, workers=0, scheduler=False) as h:
+        nc = await h.conn("explaining-scheduler")
+        scheduler = SchedulerAgent(nc, JetStreamLog(nc), waiting_after=0.2)
+        await h.start("scheduler", scheduler)
+        await h.add_worker("cpu-1", slots=1)
+        task_id = (await h.api.submit([TaskSpec(
+            type="noop", requirements=Requirements(hardware=("tpu",)))])).ids[0]
+
+        async def explained() -> bool:
+            return any(isinstance(e, TaskWaiting) for _, e in await h.events(task_id))
+
+        await until(explained, what="a waiting explanation")
+        sweeps = scheduler.waiting_sweeps
+
+        async def three_more_sweeps() -> bool:
+            return scheduler.waiting_sweeps >= sweeps + 3
+
+        await until(three_more_sweeps, what="three more sweeps")  # none writes it again
+        waits = [e for _, e in await h.events(task_id) if isinstance(e, TaskWaiting)]
+        assert [(w.reason, w.detail) for w in waits] == [
+            ("no_match", "no live worker meets its requirements")]
+        await h.add_worker("tpu-1", slots=1, tags=("tpu",))
+        assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"

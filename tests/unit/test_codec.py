@@ -33,6 +33,7 @@ from dtf_core.events.task import (
     TaskStarted,
     TaskSucceeded,
     TaskTimedOut,
+    TaskWaiting,
 )
 from dtf_core.events.tests import TestCase, TestsReported
 from dtf_core.events.worker import (
@@ -69,6 +70,8 @@ EVENTS: list[tuple[Event, str]] = [
                    **A), "dtf.evt.task.t1.result_refused"),
     (TaskDeadlineMissed(task_id="t1", deadline=5.0, waited_s=2.0, **A),
      "dtf.evt.task.t1.deadline_missed"),
+    (TaskWaiting(task_id="t1", reason="no_match", detail="needs cuda", waited_s=31.0, **A),
+     "dtf.evt.task.t1.waiting"),
     (WorkerRegistered(worker_id="w1", session="s1", hostname="h", pid=4, slots=2,
                       capabilities=Capabilities(cpu_count=4, tags=("x",), cuda_compute=8.0),
                       **A), "dtf.evt.worker.w1.registered"),

@@ -67,3 +67,20 @@ def test_a_placed_task_says_why_it_went_there() -> None:
         "  - w2 lacks hardware cuda",
         "Chosen by the policy's score: w1 0.5.",
     ]
+
+
+def test_waiting_reasons_are_short_codes_and_deduplicated() -> None:
+    from dtf_core import task as agg
+    from dtf_core.explain import waiting_reason
+
+    gpu = task(req=Requirements(hardware=("cuda",)))
+    assert waiting_reason(gpu, {}, {}, {}, NOW)[0] == "no_worker"
+    assert waiting_reason(gpu, {"w1": worker("w1")}, {}, {}, NOW)[0] == "no_match"
+    assert waiting_reason(task(), {"w1": worker("w1", slots=1)}, {"w1": 1}, {}, NOW)[0] == "full"
+    assert waiting_reason(task(not_before=NOW + 1), {}, {}, {}, NOW)[0] == "backoff"
+    assert waiting_reason(task(), {}, {}, {"d": None}, NOW)[0] == "dependencies"
+    (first,) = agg.decide_waiting(gpu, "no_match", "no live worker", now=NOW, actor="s")
+    again = agg.evolve(gpu, first, 7)
+    assert agg.decide_waiting(again, "no_match", "no live worker", now=NOW + 60,
+                              actor="s") == []  # the same reason is not written twice
+    assert agg.decide_waiting(again, "full", "busy", now=NOW + 60, actor="s") != []
