@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -44,17 +45,24 @@ def servers(tmp: Path, nodes: list[Node], peers: list[Node], tls: list[TlsFiles 
             server.stop()
 
 
+def monitor_json(monitor: int, path: str) -> dict[str, Any]:
+    """The node's monitoring endpoint; empty until its HTTP listener is up."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/{path}", timeout=2) as reply:
+            data: dict[str, Any] = json.load(reply)
+            return data
+    except OSError:  # the monitor port opens a moment after the client port
+        return {}
+
+
 def route_peers(monitor: int) -> set[str]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/routez", timeout=2) as reply:
-        routes = json.load(reply).get("routes") or []
+    routes = monitor_json(monitor, "routez").get("routes") or []
     return {r.get("remote_name", "") for r in routes}
 
 
 def meta_ready(monitor: int, size: int) -> bool:
     """A meta leader that sees every other peer as current: R3 placement can succeed."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/jsz?leader-only=0",
-                                timeout=2) as reply:
-        meta = json.load(reply).get("meta_cluster") or {}
+    meta = monitor_json(monitor, "jsz?leader-only=0").get("meta_cluster") or {}
     current = [r for r in meta.get("replicas") or [] if r.get("current")]
     return bool(meta.get("leader")) and len(current) == size - 1
 
@@ -85,6 +93,8 @@ async def test_verified_routes_form_a_cluster_and_keep_strangers_out(tmp_path: P
         for _, monitor in members:
             assert route_peers(monitor) & {"n3", "n4"} == set()
         for _, monitor in outsiders:
+            eventually(lambda m=monitor: bool(monitor_json(m, "routez")),  # type: ignore[misc]
+                       what="the outsider's monitor to answer")
             assert route_peers(monitor) == set()
         logs = "".join((tmp_path / n.name / "nats-server.log").read_text() for n in nodes)
         assert "TLS route handshake error: remote error: tls: bad certificate" in logs  # n3
