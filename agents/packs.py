@@ -26,8 +26,16 @@ from dtf_core.errors import DTFError, InvalidInput
 from dtf_core.spec import check_relative
 from dtf_core.subjects import PACKS_BUCKET
 
+# Never packed, even when git does not ignore them: caches, and what DTF itself writes into
+# a project (`dtf up`'s data dir, `dtf ci`'s reports), which changes on every run.
 SKIP_DIRS = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".tox",
-             ".nox", "node_modules", ".dtf", ".hypothesis"}
+             ".nox", "node_modules", ".dtf", ".hypothesis", "dtf-reports"}
+
+
+def _skipped(rel: str) -> bool:
+    return any(part in SKIP_DIRS for part in rel.split("/")[:-1])
+
+
 MAX_PACK_BYTES = 512 * 1024 * 1024
 
 
@@ -39,7 +47,8 @@ def tree_files(root: Path) -> list[str]:
             capture_output=True, check=True, timeout=60,
         ).stdout
         files = [f for f in out.decode("utf-8", "surrogateescape").split("\0") if f]
-        return sorted(f for f in files if (root / f).is_file() and not (root / f).is_symlink())
+        return sorted(f for f in files if not _skipped(f) and (root / f).is_file()
+                      and not (root / f).is_symlink())
     except (OSError, subprocess.SubprocessError):
         pass
     found: list[str] = []

@@ -56,3 +56,16 @@ def test_unpack_refuses_paths_outside_the_root(tmp_path: Path, name: str) -> Non
 def test_unpack_refuses_links(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="not a regular file"):
         unpack(tar_with("link", tarfile.SYMTYPE), tmp_path)
+
+
+def test_dtfs_own_files_are_never_packed_even_in_git(tmp_path: Path) -> None:
+    import subprocess
+
+    root = tmp_path / "proj"
+    make_tree(root)
+    (root / ".dtf" / "nats").mkdir(parents=True)
+    (root / ".dtf" / "nats" / "store.blk").write_bytes(b"changes every run")
+    (root / "dtf-reports").mkdir()
+    (root / "dtf-reports" / "junit.xml").write_text("<x/>")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    assert tree_files(root) == ["pkg/a.py", "run.sh"]
