@@ -1,4 +1,4 @@
-"""bench/e2e.py runs end to end and prints its JSON line (a smoke test, not a timing)."""
+"""The benchmarks run end to end and print their JSON line (smoke tests, not timings)."""
 
 from __future__ import annotations
 
@@ -22,3 +22,23 @@ def test_e2e_bench_prints_its_json_line() -> None:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert KEYS <= set(result)
     assert result["tasks"] == 200 and result["tasks_per_s"] > 0
+
+
+def _bench(script: str, *args: str) -> dict[str, object]:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args, "--json"],
+                         capture_output=True, text=True, timeout=110, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_scheduler_bench_places_everything() -> None:
+    result = _bench("scheduler.py", "--workers", "50", "--queued", "2000")
+    assert result["placed"] == 2000
+    assert {"us_per_placement", "rss_mb"} <= set(result)
+
+
+def test_replay_bench_is_deterministic() -> None:
+    result = _bench("replay.py", "--events", "3000")
+    assert result["deterministic"] is True and result["events"] == 3000
+    assert "replay_events_per_s" in result
