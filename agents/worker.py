@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -24,6 +23,7 @@ from agents.capabilities import detect
 from agents.client import ApiClient
 from agents.jetstream_log import parse_ack_reply
 from agents.packs import fetch_pack
+from agents.pytest.outbox import Outbox
 from agents.pytest.pool import SessionPool
 from agents.runner import run_command
 from agents.security.keyfiles import ensure_private_dir, load_or_create_private_key_file
@@ -35,32 +35,17 @@ from dtf_core.events.codec import UndecodableEvent, decode
 from dtf_core.events.task import TaskCancelRequested, TaskLeased
 from dtf_core.events.tests import TestCase
 from dtf_core.ids import validate_id
+from dtf_core.placement import overcommit
 from dtf_core.spec import TestConfig, command_config, test_config
 from dtf_core.task import Report
 
 log = logging.getLogger(__name__)
 _enc = msgspec.msgpack.Encoder()
 MAX_REPORTS = 1000
-MAX_TEST_BYTES = 512 * 1024  # per report command; the server's max payload is 1 MiB
-MAX_CASE_BYTES = 192 * 1024
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("DTF_CACHE_DIR") or Path.home() / ".cache" / "dtf")
-
-
-def _bounded(case: TestCase) -> TestCase:
-    """A case small enough for one message: huge captured output is cut, not lost silently."""
-    if len(case.reports) + len(case.message) <= MAX_CASE_BYTES:
-        return case
-    try:
-        text = "\n".join(str(r.get("longrepr") or "") for r in json.loads(case.reports))
-    except ValueError:
-        text = ""
-    cut = MAX_CASE_BYTES // 2
-    return msgspec.structs.replace(
-        case, reports="",
-        message=f"{case.message}{text[:cut]}\n[... report cut at {cut} bytes by the worker]")
 
 
 def default_worker_id() -> str:
@@ -108,11 +93,7 @@ class WorkerAgent:
         self.pytest = SessionPool(self.cache_dir / "logs")
         self.running: dict[str, Attempt] = {}
         self.reports: list[Report] = []
-        # Per-test results waiting to be sent, per attempt, then numbered batches in flight.
-        self.cases: dict[tuple[str, int], list[TestCase]] = {}
-        self.batches: dict[tuple[str, int], int] = {}
-        self.test_batches: list[cmds.TestBatch] = []
-        self.test_lines: dict[str, list[str]] = {}
+        self.outbox = Outbox(self.worker_id)  # per-test results waiting to be reported
         self._reports_ready = asyncio.Event()
         self._reports_idle = asyncio.Event()
         self._reports_idle.set()
@@ -194,22 +175,11 @@ class WorkerAgent:
                 running.cancel.set()
 
     def _overcommit(self, lease: TaskLeased) -> str:
-        """Why running this lease now would overcommit the host ("" when it fits): the
-        reservations (memory, GPUs) of what runs here are the worker's to enforce too."""
+        """The worker enforces the reservations of what runs here too."""
         if lease.spec is None:
             return ""
-        req = lease.spec.requirements
         running = [a.lease.spec.requirements for a in self.running.values() if a.lease.spec]
-        if len(running) >= self.slots:
-            return f"all {self.slots} slots are busy"
-        memory = sum(r.min_memory_gb for r in running) + req.min_memory_gb
-        if req.min_memory_gb and memory > self.capabilities.memory_gb:
-            return (f"{memory:g} GB reserved would exceed its "
-                    f"{self.capabilities.memory_gb:g} GB")
-        gpus = sum(r.gpus for r in running) + req.gpus
-        if req.gpus and gpus > len(self.capabilities.gpus):
-            return f"{gpus} GPUs reserved would exceed its {len(self.capabilities.gpus)}"
-        return ""
+        return overcommit(running, lease.spec.requirements, self.slots, self.capabilities)
 
     async def _run_attempt(self, attempt: Attempt) -> None:
         lease = attempt.lease
@@ -255,18 +225,16 @@ class WorkerAgent:
         cfg = test_config(lease.spec)
         started = time.time()
         self._report(attempt, "started", pid=os.getpid())
-        key = (lease.task_id, attempt.fencing)
+        key = (lease.task_id, attempt.fencing, lease.attempt)
         counts: dict[str, int] = {}
         log_subject = subjects.log_subject(lease.task_id, lease.attempt, self.worker_id)
 
-        async def on_case(case: TestCase) -> None:
+        def on_case(case: TestCase) -> None:
             counts[case.outcome] = counts.get(case.outcome, 0) + 1
-            self.cases.setdefault(key, []).append(_bounded(case))
+            # `dtf logs -f` shows tests as they finish, a batch per report round
+            self.outbox.add(key, case, log_subject)
             self._reports_idle.clear()
             self._reports_ready.set()
-            # `dtf logs -f` shows tests as they finish, a batch per report round
-            line = f"{case.outcome.upper()} {case.nodeid} ({case.duration_s:.3f}s)\n"
-            self.test_lines.setdefault(log_subject, []).append(line)
 
         deadline = asyncio.timeout(lease.spec.timeout_seconds)
         try:
@@ -284,6 +252,7 @@ class WorkerAgent:
         await self._flush_test_lines()
         with contextlib.suppress(Exception):
             await self.nc.publish(log_subject, b"", headers={"Dtf-Stream": "eof"})
+        self.outbox.finished(key)
         bad = sum(counts.get(k, 0) for k in ("failed", "error", "crashed"))
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         if errors:
@@ -304,33 +273,10 @@ class WorkerAgent:
         return await fetch_pack(self.js, cfg.code, self.cache_dir / "packs")
 
     async def _flush_test_lines(self) -> None:
-        lines, self.test_lines = self.test_lines, {}
-        for subject, chunk in lines.items():
+        for subject, chunk in self.outbox.take_lines().items():
             with contextlib.suppress(Exception):
                 await self.nc.publish(subject, "".join(chunk).encode(),
                                       headers={"Dtf-Stream": "stdout"})
-
-    def _take_test_batches(self) -> list[cmds.TestBatch]:
-        """Number what finished since the last send; numbered batches are resent as they
-        are (same ids) until the api has them."""
-        for (task_id, fencing), cases in self.cases.items():
-            if not cases:
-                continue
-            attempt = self.running.get(task_id)
-            number = self.batches.get((task_id, fencing), 0)
-            self.batches[(task_id, fencing)] = number + 1
-            self.test_batches.append(cmds.TestBatch(
-                task_id=task_id, worker_id=self.worker_id, fencing=fencing, batch=number,
-                attempt=attempt.lease.attempt if attempt else 0, cases=cases))
-        self.cases = {}
-        out: list[cmds.TestBatch] = []
-        size = 0
-        for batch in self.test_batches:
-            size += sum(len(c.reports) + len(c.message) + 200 for c in batch.cases)
-            if out and size > MAX_TEST_BYTES:
-                break
-            out.append(batch)
-        return out
 
     def _report(self, attempt: Attempt, kind: str, **fields: Any) -> None:
         if self.stopping:
@@ -347,12 +293,13 @@ class WorkerAgent:
         while True:
             await self._reports_ready.wait()
             self._reports_ready.clear()
-            while self.reports or self.cases or self.test_batches:
+            while self.reports or self.outbox:
                 await self._flush_test_lines()
-                tests = self._take_test_batches()
+                tests = self.outbox.take()
                 # Reports go after every test of their attempt: hold them while a test batch
                 # is still waiting for the next round.
-                batch = [] if len(tests) < len(self.test_batches) else self.reports[:MAX_REPORTS]
+                batch = [] if len(tests) < len(self.outbox.batches) else \
+                    self.reports[:MAX_REPORTS]
                 try:
                     refused = await self.api.call(self._signed(batch, tests))
                 except DTFError as exc:
@@ -362,7 +309,7 @@ class WorkerAgent:
                     continue
                 backoff = 0.05
                 del self.reports[: len(batch)]
-                del self.test_batches[: len(tests)]
+                self.outbox.sent(len(tests))
                 for item in refused or ():
                     self._stop_refused(item)
             self._reports_idle.set()

@@ -106,3 +106,9 @@ def replayed(state: dict[str, Any]) -> str:
         lines.append(f"worker {wid}: {w['status']}, {w['scheduling']}, "
                      f"{len(w['leases'])}/{w['slots']} slots leased")
     return "\n".join(lines) + "\n"
+
+
+def worker_scheduling(res: dict[str, Any]) -> str:
+    moved = res.get("migrated") or []
+    return (f"{res['worker_id']}: {res['scheduling']}"
+            + (f"; {len(moved)} queued leases moved off it" if moved else "") + "\n")

@@ -184,3 +184,18 @@ def place(
             )
         )
     return decisions
+
+
+def overcommit(running: list[Requirements], req: Requirements, slots: int,
+               caps: Capabilities) -> str:
+    """Why one more task with ``req`` beside ``running`` would overcommit a worker ("" when
+    it fits): its slots, and the memory and GPUs the leases reserve."""
+    if len(running) >= slots:
+        return f"all {slots} slots are busy"
+    memory = sum(r.min_memory_gb for r in running) + req.min_memory_gb
+    if req.min_memory_gb and memory > caps.memory_gb:
+        return f"{memory:g} GB reserved would exceed its {caps.memory_gb:g} GB"
+    gpus = sum(r.gpus for r in running) + req.gpus
+    if req.gpus and gpus > len(caps.gpus):
+        return f"{gpus} GPUs reserved would exceed its {len(caps.gpus)}"
+    return ""

@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import duckdb
-from msgspec import Struct, structs
+from msgspec import structs
 
 from dtf_core.errors import Conflict
-from dtf_core.events.codec import Event, event_type
+from dtf_core.events.codec import Event
 from dtf_core.events.task import AttemptOutcome, TaskLeased, TaskRequeued, TaskStarted
 from dtf_core.events.tests import TestsReported
 from dtf_core.task import TaskState
 from dtf_core.worker import WorkerState
 from projections.board import Board
+from projections.rows import (
+    AttemptRow,
+    Row,
+    as_timestamp,
+    none_if_empty,
+    outcome_name,
+    task_row,
+    test_case_rows,
+    test_result_row,
+    worker_row,
+)
 
 TASKS = "tasks"
 ATTEMPTS = "attempts"
@@ -32,7 +41,6 @@ TEST_RESULTS = "test_results"
 META = "dtf_meta"
 LAST_SEQ_KEY = "last_seq"
 
-Row = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,158 +165,6 @@ def table_hash(con: duckdb.DuckDBPyConnection, chunk: int = 10_000) -> str:
     return h.hexdigest()
 
 
-# --- rows -------------------------------------------------------------------------------------
-
-
-_EPOCH = datetime(1970, 1, 1)
-
-
-def _ts(epoch: float | None) -> datetime | None:
-    """Event times are epoch seconds; the tables hold them as naive UTC timestamps."""
-    if epoch is None:
-        return None
-    return _EPOCH + timedelta(seconds=epoch)
-
-
-def _text(value: str) -> str | None:
-    return value or None
-
-
-def task_row(state: TaskState) -> Row:
-    spec = state.spec
-    return (
-        state.task_id,
-        spec.type,
-        _text(spec.name),
-        state.status,
-        spec.priority,
-        state.run_id,
-        state.attempt,
-        _text(state.worker_id),
-        _ts(state.submitted_at),
-        _ts(state.started_at),
-        _ts(state.finished_at),
-        state.exit_code,
-        _text(state.error),
-        state.last_seq,
-    )
-
-
-def worker_row(state: WorkerState) -> Row:
-    caps = state.capabilities
-    return (
-        state.worker_id,
-        state.session,
-        _text(state.hostname),
-        state.pid,
-        state.slots,
-        state.status,
-        _text(caps.platform),
-        _text(caps.machine),
-        caps.cpu_count,
-        caps.memory_gb,
-        list(caps.hardware),
-        _ts(state.registered_at) if state.registered_at else None,
-        state.last_seq,
-    )
-
-
-class AttemptRow(Struct, frozen=True, kw_only=True):
-    """One attempt of a task; the field order is the ``attempts`` column order."""
-
-    task_id: str
-    attempt: int
-    worker_id: str | None
-    fencing: int
-    leased_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    outcome: str = "leased"
-    exit_code: int | None = None
-    duration_s: float | None = None
-    error: str | None = None
-
-
-def outcome_name(event: AttemptOutcome) -> str:
-    return event_type(event)  # type: ignore[arg-type]
-
-
-def model_name(state: TaskState) -> str | None:
-    cfg = state.spec.config
-    model = cfg.get("model", cfg.get("model_name"))
-    return None if model is None else str(model)
-
-
-def hardware_type(worker: WorkerState | None) -> str | None:
-    if worker is None:
-        return None
-    caps = worker.capabilities
-    if caps.hardware:
-        return caps.hardware[0]
-    return _text(caps.platform)
-
-
-def test_result_row(
-    seq: int, event: AttemptOutcome, task: TaskState, worker: WorkerState | None
-) -> Row:
-    """The seed's ``test_results`` row for one attempt outcome (a requeue is a failed try)."""
-    outcome = outcome_name(event)
-    details: dict[str, Any] = {
-        "outcome": outcome,
-        "exit_code": event.exit_code,
-        "attempt": event.attempt,
-        "task_type": task.spec.type,
-        "fencing": event.fencing,
-    }
-    if isinstance(event, TaskRequeued):
-        details["reason"] = event.reason
-    return (
-        task.spec.name or task.task_id,
-        _text(event.worker_id),
-        model_name(task),
-        hardware_type(worker),
-        event.duration_s,
-        outcome == "succeeded",
-        _text(event.error or (event.reason if isinstance(event, TaskRequeued) else "")),
-        _ts(event.at),
-        event.max_rss_mb,
-        json.dumps(details, sort_keys=True, separators=(",", ":")),
-        seq,
-        task.task_id,
-        event.attempt,
-        "task",
-        task.run_id,
-    )
-
-
-def test_case_rows(seq: int, event: TestsReported, worker: WorkerState | None) -> list[Row]:
-    """One ``test_results`` row per pytest test (kind ``test``); durations feed the split."""
-    rows: dict[str, Row] = {}
-    for case in event.cases:
-        details: dict[str, Any] = {"outcome": case.outcome, "fencing": event.fencing,
-                                   "batch": event.batch}
-        if case.message:
-            details["message"] = case.message
-        rows[case.nodeid] = (
-            case.nodeid,
-            event.worker_id,
-            None,
-            hardware_type(worker),
-            case.duration_s,
-            case.outcome in ("passed", "skipped", "xfailed", "xpassed"),
-            _text(case.message or ("" if case.outcome != "failed" else "failed")),
-            _ts(event.at),
-            None,
-            json.dumps(details, sort_keys=True, separators=(",", ":")),
-            seq,
-            event.task_id,
-            event.attempt,
-            "test",
-            event.run_id,
-        )
-    return list(rows.values())
-
-
 # --- the writer -------------------------------------------------------------------------------
 
 
@@ -393,11 +249,11 @@ class TableWriter:
                     attempt=event.attempt,
                     worker_id=event.worker_id,
                     fencing=seq,
-                    leased_at=_ts(event.at),
+                    leased_at=as_timestamp(event.at),
                 )
                 self.open_attempts[task.task_id] = row
             case TaskStarted() if current is not None and current.fencing == event.fencing:
-                row = structs.replace(current, started_at=_ts(event.at), outcome="running")
+                row = structs.replace(current, started_at=as_timestamp(event.at), outcome="running")
                 self.open_attempts[task.task_id] = row
             case AttemptOutcome() if event.fencing > 0:
                 row = self._end_attempt(event, current)
@@ -416,18 +272,18 @@ class TableWriter:
             current = AttemptRow(
                 task_id=event.task_id,
                 attempt=event.attempt,
-                worker_id=_text(event.worker_id),
+                worker_id=none_if_empty(event.worker_id),
                 fencing=event.fencing,
             )
         reason = event.reason if isinstance(event, TaskRequeued) else ""
         return structs.replace(
             current,
-            started_at=_ts(event.started_at) or current.started_at,
-            finished_at=_ts(event.at),
+            started_at=as_timestamp(event.started_at) or current.started_at,
+            finished_at=as_timestamp(event.at),
             outcome=outcome_name(event),
             exit_code=event.exit_code,
             duration_s=event.duration_s,
-            error=_text(event.error or reason),
+            error=none_if_empty(event.error or reason),
         )
 
 

@@ -133,7 +133,8 @@ def test_kill_a_worker_then_ctrl_c_then_resume(up: Up, tmp_path: Path) -> None:
     eventually(restarted, timeout=30, what="the supervisor to restart local-1")
     task = up.dtf("submit", "--", PY, "-c", "print(1)").stdout.strip()
     assert up.dtf("wait", task).returncode == 0
-    queued = up.dtf("submit", "--", PY, "-c", "import time; time.sleep(30)").stdout.strip()
+    queued = up.dtf("submit", "--", PY, "-c",  # runs until it is stopped
+                    "import threading; threading.Event().wait()").stdout.strip()
     eventually(lambda: json.loads(up.dtf("task", queued, "--json").stdout)["status"]
                == "running", timeout=20, what="the long task to run")
     t0 = time.monotonic()

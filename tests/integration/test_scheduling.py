@@ -120,8 +120,11 @@ async def test_cancelling_a_run_kills_its_process_trees(tmp_path: Path) -> None:
 
     async with stack(tmp_path, workers=1, slots=2) as h:
         pidfiles = [tmp_path / f"child{i}.pid" for i in range(2)]
-        script = ("import subprocess, sys, time; p = subprocess.Popen(['sleep', '60']); "
-                  "open(sys.argv[1], 'w').write(str(p.pid)); time.sleep(60)")
+        # each task starts a child and then blocks until it is killed
+        block = "import threading; threading.Event().wait()"
+        script = ("import subprocess, sys; "
+                  f"p = subprocess.Popen([sys.executable, '-c', {block!r}]); "
+                  f"open(sys.argv[1], 'w').write(str(p.pid)); {block}")
         specs = [TaskSpec(type="command", config={"argv": [sys.executable, "-c", script,
                                                            str(f)]}) for f in pidfiles]
         ids = (await h.api.submit(specs, run_id="doomed")).ids

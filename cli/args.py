@@ -1,0 +1,201 @@
+"""The `dtf` command line's arguments, and turning submit arguments into task specs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from agents import settings as settings_mod
+from cli import client_cmds as cc
+from dtf_core.errors import InvalidInput
+from dtf_core.spec import TaskSpec, command_spec, parse_specs
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dtf", description="DTF: distributed testing framework")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def client(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--server", help=f"NATS URL (env DTF_SERVER, default "
+                        f"{settings_mod.DEFAULT_SERVER})")
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+        sp.add_argument("--token-file", default=None,
+                        help="credential file (env DTF_TOKEN / DTF_TOKEN_FILE; default: the "
+                             "local admin credential in ./.dtf)")
+        return sp
+
+    up = client("up", "start nats-server, the agents and local workers")
+    up.add_argument("--data-dir", default=None, help="state directory (default ./.dtf)")
+    up.add_argument("--port", type=int, default=4222)
+    up.add_argument("--workers", type=int, default=1)
+    up.add_argument("--slots", type=int, default=None, help="tasks per worker (default: cores)")
+    up.add_argument("--insecure-dev", action="store_true",
+                    help="no authentication (loopback development only)")
+    up.add_argument("--tls", action="store_true",
+                    help="TLS for every connection, with a local CA made once in the data dir")
+    up.add_argument("--host", default="127.0.0.1",
+                    help="address NATS listens on (default 127.0.0.1; others need auth)")
+
+    w = client("worker", "run a worker daemon on this host")
+    w.add_argument("--id", dest="worker_id", default=None)
+    w.add_argument("--slots", type=int, default=None)
+    w.add_argument("--tags", default="", help="comma-separated free-form capabilities")
+    w.add_argument("--group", default="", help="the named pool this worker serves")
+
+    wm = client("worker-manage", "cordon, drain or uncordon a worker (`dtf worker drain W`)")
+    wm.add_argument("action", choices=["cordon", "drain", "uncordon"])
+    wm.add_argument("id")
+    wm.add_argument("--reason", default="")
+
+    au = client("audit", "a task's, worker's or run's history with actors; or `verify`: "
+                "check the invariants over the whole log")
+    au.add_argument("kind", choices=["task", "worker", "run", "verify"])
+    au.add_argument("id", nargs="?")
+
+    rp = client("replay", "the folded state as of a sequence or a time")
+    rp.add_argument("--at", required=True, metavar="SEQ|TIME")
+
+    sim = client("simulate", "replay the recorded submissions and workers under a policy")
+    sim.add_argument("--policy", default="default", help="default, fifo, or a plug-in's name")
+    sim.add_argument("--from", dest="from_seq", type=int, default=1, metavar="SEQ")
+
+    ex = client("explain", "why a task waits, or why it went where it went")
+    ex.add_argument("id")
+
+    a = client("agent", "run one agent daemon")
+    a.add_argument("kind", choices=["api", "scheduler", "recovery", "projector", "control"],
+                   help="control = api + scheduler + recovery sharing one fold")
+    a.add_argument("--db", default=None, help="projector: DuckDB file")
+    a.add_argument("--keys", default=None, help="api/control: signing key dir (to issue tokens)")
+    a.add_argument("--insecure-dev", action="store_true", help="api/control: no authentication")
+
+    s = client("submit", "submit task JSON (file or -) or a command after --")
+    s.add_argument("file", nargs="?", help="task JSON file (one object or a list), or -")
+    s.add_argument("--name", default="")
+    s.add_argument("--priority", type=int, default=None)
+    s.add_argument("--timeout", type=float, default=None, help="seconds")
+    s.add_argument("--retries", type=int, default=None)
+    s.add_argument("--retry-delay", type=float, default=None)
+    s.add_argument("--idempotency-key", default=None)
+    s.add_argument("--cwd", default=None)
+    s.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--requires", action="append", default=[], metavar="HARDWARE")
+    s.add_argument("--min-memory-gb", type=float, default=None)
+    s.add_argument("--depends-on", action="append", default=[], metavar="TASK_ID")
+    s.add_argument("--run-name", default="")
+
+    wt = client("wait", "wait for tasks; exit 0 if all succeeded, 1 otherwise")
+    wt.add_argument("ids", nargs="+")
+    wt.add_argument("--timeout", type=float, default=None)
+
+    t = client("tasks", "list tasks")
+    t.add_argument("--status", default=None)
+    t.add_argument("--run", dest="run_id", default=None)
+    t.add_argument("--limit", type=int, default=50)
+
+    one = client("task", "show a task and its event history")
+    one.add_argument("id")
+
+    client("workers", "list workers")
+    lg = client("logs", "print a task's output")
+    lg.add_argument("id")
+    lg.add_argument("-f", "--follow", action="store_true")
+    sub.add_parser("run", help="run a tool on the workers: `dtf run pytest [pytest args]`",
+                   add_help=False)
+    sub.add_parser("ci", help="CI: run the suite on DTF, write reports, exit with pytest's "
+                   "code (`dtf ci --help`)", add_help=False)
+    art = client("artifacts", "list or fetch a run's stored artifacts (reports, logs)")
+    art.add_argument("action", choices=["list", "get"])
+    art.add_argument("run_id")
+    art.add_argument("name", nargs="?")
+    art.add_argument("-o", "--output", default=None, help="get: file to write (default: NAME)")
+    c = client("cancel", "cancel a task, or every unfinished task of a run (--run)")
+    c.add_argument("id", nargs="?")
+    c.add_argument("--run", dest="run_id", default=None)
+    client("status", "summary of the system")
+
+    tok = client("token", "issue, refresh or revoke tokens")
+    tok.add_argument("action", choices=["issue", "refresh", "revoke"])
+    tok.add_argument("jti", nargs="?", help="revoke: the token id")
+    tok.add_argument("--role", choices=["admin", "manager", "worker", "reader"])
+    tok.add_argument("--sub", default=None, help="issue: the subject (default: the role)")
+    tok.add_argument("--ttl", default="1h", help="lifetime, e.g. 30m, 1h, 7d (default 1h)")
+    tok.add_argument("--worker-id", default=None, help="issue --role worker: its worker id")
+    tok.add_argument("--reason", default="")
+
+    ks = client("keys", "rotate the token signing key, or retire an old one")
+    ks.add_argument("action", choices=["rotate", "retire"])
+    ks.add_argument("kid", nargs="?", help="retire: the key id")
+
+    wk = client("worker-key", "create or revoke a worker's API key")
+    wk.add_argument("action", choices=["create", "revoke"])
+    wk.add_argument("id", help="create: the worker id; revoke: the key id")
+    wk.add_argument("--reason", default="")
+    return p
+
+
+def parse_ttl(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1:] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"invalid --ttl {text!r}: use e.g. 90s, 30m, 1h or 7d") from None
+
+
+def specs_from_args(args: argparse.Namespace, argv: list[str] | None) -> list[TaskSpec]:
+    fields: dict[str, Any] = {}
+    for key, attr in (("priority", "priority"), ("timeout_seconds", "timeout"),
+                      ("idempotency_key", "idempotency_key")):
+        if getattr(args, attr) is not None:
+            fields[key] = getattr(args, attr)
+    if args.name:
+        fields["name"] = args.name
+    if args.retries is not None or args.retry_delay is not None:
+        fields["retry_policy"] = {"max_retries": args.retries or 0,
+                                  "retry_delay_seconds": args.retry_delay or 0.0}
+    if args.requires or args.min_memory_gb is not None:
+        fields["requirements"] = {"hardware": args.requires,
+                                  "min_memory_gb": args.min_memory_gb or 0.0}
+    if args.depends_on:
+        fields["dependencies"] = args.depends_on
+    if argv is not None:
+        if args.file is not None:
+            raise InvalidInput("give either a task JSON file or a command after --, not both")
+        if not argv:
+            raise InvalidInput("no command after --")
+        config: dict[str, Any] = {"argv": argv}
+        if args.cwd:
+            config["cwd"] = args.cwd
+        if args.env:
+            config["env"] = cc.parse_env(args.env)
+        return [_convert_command(config, fields)]
+    if args.file is None:
+        raise InvalidInput("nothing to submit: give a task JSON file, - for stdin, or -- CMD...")
+    data = sys.stdin.buffer.read() if args.file == "-" else _read(args.file)
+    specs = parse_specs(data)
+    if args.idempotency_key:
+        specs = [s if s.idempotency_key else msgspec.structs.replace(
+            s, idempotency_key=f"{args.idempotency_key}/{i}") for i, s in enumerate(specs)]
+    return specs
+
+
+def _convert_command(config: dict[str, Any], fields: dict[str, Any]) -> TaskSpec:
+    spec = command_spec(list(config["argv"]), **fields)
+    if len(config) > 1:
+        merged = {**msgspec.to_builtins(spec), "config": config}
+        return parse_specs(msgspec.json.encode(merged))[0]
+    return spec
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None

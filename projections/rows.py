@@ -1,0 +1,165 @@
+"""Rows of the DuckDB tables, built from folded state and events. Pure: no DuckDB here."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from msgspec import Struct
+
+from dtf_core.events.codec import event_type
+from dtf_core.events.task import AttemptOutcome, TaskRequeued
+from dtf_core.events.tests import TestsReported
+from dtf_core.task import TaskState
+from dtf_core.worker import WorkerState
+
+Row = tuple[Any, ...]
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def as_timestamp(epoch: float | None) -> datetime | None:
+    """Event times are epoch seconds; the tables hold them as naive UTC timestamps."""
+    if epoch is None:
+        return None
+    return _EPOCH + timedelta(seconds=epoch)
+
+
+def none_if_empty(value: str) -> str | None:
+    return value or None
+
+
+def task_row(state: TaskState) -> Row:
+    spec = state.spec
+    return (
+        state.task_id,
+        spec.type,
+        none_if_empty(spec.name),
+        state.status,
+        spec.priority,
+        state.run_id,
+        state.attempt,
+        none_if_empty(state.worker_id),
+        as_timestamp(state.submitted_at),
+        as_timestamp(state.started_at),
+        as_timestamp(state.finished_at),
+        state.exit_code,
+        none_if_empty(state.error),
+        state.last_seq,
+    )
+
+
+def worker_row(state: WorkerState) -> Row:
+    caps = state.capabilities
+    return (
+        state.worker_id,
+        state.session,
+        none_if_empty(state.hostname),
+        state.pid,
+        state.slots,
+        state.status,
+        none_if_empty(caps.platform),
+        none_if_empty(caps.machine),
+        caps.cpu_count,
+        caps.memory_gb,
+        list(caps.hardware),
+        as_timestamp(state.registered_at) if state.registered_at else None,
+        state.last_seq,
+    )
+
+
+class AttemptRow(Struct, frozen=True, kw_only=True):
+    """One attempt of a task; the field order is the ``attempts`` column order."""
+
+    task_id: str
+    attempt: int
+    worker_id: str | None
+    fencing: int
+    leased_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outcome: str = "leased"
+    exit_code: int | None = None
+    duration_s: float | None = None
+    error: str | None = None
+
+
+def outcome_name(event: AttemptOutcome) -> str:
+    return event_type(event)  # type: ignore[arg-type]
+
+
+def model_name(state: TaskState) -> str | None:
+    cfg = state.spec.config
+    model = cfg.get("model", cfg.get("model_name"))
+    return None if model is None else str(model)
+
+
+def hardware_type(worker: WorkerState | None) -> str | None:
+    if worker is None:
+        return None
+    caps = worker.capabilities
+    if caps.hardware:
+        return caps.hardware[0]
+    return none_if_empty(caps.platform)
+
+
+def test_result_row(
+    seq: int, event: AttemptOutcome, task: TaskState, worker: WorkerState | None
+) -> Row:
+    """The seed's ``test_results`` row for one attempt outcome (a requeue is a failed try)."""
+    outcome = outcome_name(event)
+    details: dict[str, Any] = {
+        "outcome": outcome,
+        "exit_code": event.exit_code,
+        "attempt": event.attempt,
+        "task_type": task.spec.type,
+        "fencing": event.fencing,
+    }
+    if isinstance(event, TaskRequeued):
+        details["reason"] = event.reason
+    return (
+        task.spec.name or task.task_id,
+        none_if_empty(event.worker_id),
+        model_name(task),
+        hardware_type(worker),
+        event.duration_s,
+        outcome == "succeeded",
+        none_if_empty(event.error or (event.reason if isinstance(event, TaskRequeued) else "")),
+        as_timestamp(event.at),
+        event.max_rss_mb,
+        json.dumps(details, sort_keys=True, separators=(",", ":")),
+        seq,
+        task.task_id,
+        event.attempt,
+        "task",
+        task.run_id,
+    )
+
+
+def test_case_rows(seq: int, event: TestsReported, worker: WorkerState | None) -> list[Row]:
+    """One ``test_results`` row per pytest test (kind ``test``); durations feed the split."""
+    rows: dict[str, Row] = {}
+    for case in event.cases:
+        details: dict[str, Any] = {"outcome": case.outcome, "fencing": event.fencing,
+                                   "batch": event.batch}
+        if case.message:
+            details["message"] = case.message
+        rows[case.nodeid] = (
+            case.nodeid,
+            event.worker_id,
+            None,
+            hardware_type(worker),
+            case.duration_s,
+            case.outcome in ("passed", "skipped", "xfailed", "xpassed"),
+            none_if_empty(case.message or ("" if case.outcome != "failed" else "failed")),
+            as_timestamp(event.at),
+            None,
+            json.dumps(details, sort_keys=True, separators=(",", ":")),
+            seq,
+            event.task_id,
+            event.attempt,
+            "test",
+            event.run_id,
+        )
+    return list(rows.values())
