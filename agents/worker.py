@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 
 from agents.capabilities import detect
 from agents.client import ApiClient
+from agents.gpu_slots import GpuSlots
 from agents.jetstream_log import parse_ack_reply
 from agents.packs import fetch_pack
 from agents.pytest.outbox import Outbox
@@ -81,6 +82,7 @@ class WorkerAgent:
         self.session = uuid.uuid4().hex[:16]
         self.capabilities = msgspec.structs.replace(detect(tags), group=group)
         self.slots = slots or self.capabilities.cpu_count
+        self.gpu_slots = GpuSlots(self.capabilities.gpus)
         # Reports are signed (one signature per batch) with this worker's key, kept in a
         # 0600 file and registered by its public half.
         self.signing_key = None
@@ -194,6 +196,10 @@ class WorkerAgent:
                 await self._run_tests(attempt)
                 return
             cfg = command_config(spec)
+            pinned = self.gpu_slots.take(f"{lease.task_id}/{lease.attempt}",
+                                         spec.requirements.gpus)
+            if pinned:
+                cfg = msgspec.structs.replace(cfg, env={**cfg.env, **pinned})
             log_subject = subjects.log_subject(lease.task_id, lease.attempt, self.worker_id)
 
             async def sink(stream: str, chunk: bytes) -> None:
@@ -216,6 +222,7 @@ class WorkerAgent:
             log.exception("attempt of %s failed inside the worker", lease.task_id)
             self._report(attempt, "failed", error=f"worker error: {exc!r}")
         finally:
+            self.gpu_slots.give_back(f"{lease.task_id}/{lease.attempt}")
             if self.running.get(lease.task_id) is attempt:
                 self.running.pop(lease.task_id, None)
 

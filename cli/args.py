@@ -86,6 +86,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--requires", action="append", default=[], metavar="HARDWARE")
     s.add_argument("--min-memory-gb", type=float, default=None)
+    s.add_argument("--gpus", type=int, default=None,
+                   help="GPUs to reserve; the task sees only those (CUDA_VISIBLE_DEVICES)")
+    s.add_argument("--min-cuda-compute", type=float, default=None, metavar="X.Y")
+    s.add_argument("--group", default=None, help="only workers of this group")
     s.add_argument("--depends-on", action="append", default=[], metavar="TASK_ID")
     s.add_argument("--run-name", default="")
 
@@ -160,9 +164,11 @@ def specs_from_args(args: argparse.Namespace, argv: list[str] | None) -> list[Ta
     if args.retries is not None or args.retry_delay is not None:
         fields["retry_policy"] = {"max_retries": args.retries or 0,
                                   "retry_delay_seconds": args.retry_delay or 0.0}
-    if args.requires or args.min_memory_gb is not None:
-        fields["requirements"] = {"hardware": args.requires,
-                                  "min_memory_gb": args.min_memory_gb or 0.0}
+    wanted = {"hardware": args.requires, "min_memory_gb": args.min_memory_gb,
+              "gpus": args.gpus, "min_cuda_compute": args.min_cuda_compute,
+              "worker_group": args.group}
+    if any(v not in (None, []) for v in wanted.values()):
+        fields["requirements"] = {k: v for k, v in wanted.items() if v not in (None, [])}
     if args.depends_on:
         fields["dependencies"] = args.depends_on
     if argv is not None:

@@ -30,7 +30,7 @@ def cpuinfo(text: str) -> tuple[str, tuple[str, ...]]:
 
 
 def nvidia_smi_csv(text: str) -> list[Gpu]:
-    """`nvidia-smi --query-gpu=name,memory.total,compute_cap --format=csv,noheader,nounits`;
+    """`nvidia-smi --query-gpu=name,memory.total,compute_cap,uuid --format=csv,noheader,nounits`;
     older drivers print "[N/A]" or "[Not Supported]" for compute_cap."""
     gpus = []
     for line in text.strip().splitlines():
@@ -47,7 +47,9 @@ def nvidia_smi_csv(text: str) -> list[Gpu]:
                 compute = float(parts[2])
             except ValueError:
                 compute = None
-        gpus.append(Gpu(vendor="nvidia", name=parts[0], memory_gb=memory_gb, compute=compute))
+        uuid = parts[3] if len(parts) > 3 and parts[3].startswith(("GPU-", "MIG-")) else ""
+        gpus.append(Gpu(vendor="nvidia", name=parts[0], memory_gb=memory_gb, compute=compute,
+                        uuid=uuid))
     return gpus
 
 

@@ -46,13 +46,14 @@ def cpu(read: Callable[[], str] | None = None) -> tuple[str, tuple[str, ...], st
         return platform.processor(), (), f"cpu details not detected: {exc}"
 
 
-def nvidia(run: Runner = run_tool) -> tuple[list[Gpu], str | None]:
+def nvidia(run: Runner = run_tool,
+           nvml: Callable[[], list[Gpu]] | None = None) -> tuple[list[Gpu], str | None]:
     try:
-        return _nvml(), None
+        return (nvml or _nvml)(), None
     except Exception as nvml_exc:  # no library, no driver, no device: try the tool
         why_nvml = f"NVML: {nvml_exc.__class__.__name__}: {nvml_exc}"
     try:
-        out = run(["nvidia-smi", "--query-gpu=name,memory.total,compute_cap",
+        out = run(["nvidia-smi", "--query-gpu=name,memory.total,compute_cap,uuid",
                    "--format=csv,noheader,nounits"], TOOL_TIMEOUT_S)
         gpus = parse.nvidia_smi_csv(out)
         return gpus, None if gpus else f"no NVIDIA GPU: nvidia-smi listed none ({why_nvml})"
@@ -74,8 +75,10 @@ def _nvml() -> list[Gpu]:
             name = name.decode() if isinstance(name, bytes) else str(name)
             memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total
             major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+            uuid = pynvml.nvmlDeviceGetUUID(handle)
+            uuid = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
             gpus.append(Gpu(vendor="nvidia", name=name, memory_gb=round(memory / 1024**3, 2),
-                            compute=float(f"{major}.{minor}")))
+                            compute=float(f"{major}.{minor}"), uuid=uuid))
         return gpus
     finally:
         pynvml.nvmlShutdown()

@@ -13,6 +13,7 @@ class Gpu(Struct, frozen=True, kw_only=True):
     memory_gb: float = 0.0
     compute: float | None = None  # CUDA compute capability (nvidia)
     arch: str = ""  # gfx target (amd)
+    uuid: str = ""  # "GPU-…" (nvidia): what CUDA_VISIBLE_DEVICES pins a task to
 
 
 class Capabilities(Struct, frozen=True, kw_only=True):

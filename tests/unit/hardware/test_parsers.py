@@ -21,10 +21,12 @@ BogoMIPS\t: 243.75
 Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics sve sve2
 CPU implementer\t: 0x41
 """
-# nvidia-smi --query-gpu=name,memory.total,compute_cap --format=csv,noheader,nounits
-NVIDIA_SMI = """NVIDIA H100 80GB HBM3, 81559, 9.0
-NVIDIA H100 80GB HBM3, 81559, 9.0
+# nvidia-smi --query-gpu=name,memory.total,compute_cap,uuid --format=csv,noheader,nounits
+NVIDIA_SMI = """NVIDIA H100 80GB HBM3, 81559, 9.0, GPU-5f2c8a51-0d6b-4c1e-9f3a-2b7e6d1c0a11
+NVIDIA H100 80GB HBM3, 81559, 9.0, GPU-5f2c8a51-0d6b-4c1e-9f3a-2b7e6d1c0a11
 """
+# Captured on a real H200 host (2026-11-27), the same query.
+NVIDIA_SMI_H200 = "NVIDIA H200, 143771, 9.0, GPU-4414616b-870e-7996-cfd6-53e7710533e7\n"
 NVIDIA_SMI_OLD = "Tesla K80, 11441, [N/A]\n"
 # rocm-smi --showproductname --showmeminfo vram --json
 ROCM_SMI = """{"card0": {"Card series": "Instinct MI210", "Card model": "0x0c34",
@@ -43,10 +45,14 @@ def test_cpuinfo_x86_and_arm() -> None:
 
 def test_nvidia_smi() -> None:
     assert parse.nvidia_smi_csv(NVIDIA_SMI) == [
-        Gpu(vendor="nvidia", name="NVIDIA H100 80GB HBM3", memory_gb=79.65, compute=9.0)] * 2
+        Gpu(vendor="nvidia", name="NVIDIA H100 80GB HBM3", memory_gb=79.65, compute=9.0,
+            uuid="GPU-5f2c8a51-0d6b-4c1e-9f3a-2b7e6d1c0a11")] * 2
     assert parse.nvidia_smi_csv(NVIDIA_SMI_OLD) == [
         Gpu(vendor="nvidia", name="Tesla K80", memory_gb=11.17, compute=None)]
     assert parse.nvidia_smi_csv("") == []
+    assert parse.nvidia_smi_csv(NVIDIA_SMI_H200) == [
+        Gpu(vendor="nvidia", name="NVIDIA H200", memory_gb=140.4, compute=9.0,
+            uuid="GPU-4414616b-870e-7996-cfd6-53e7710533e7")]
 
 
 def test_rocm_smi() -> None:
@@ -60,6 +66,10 @@ def test_apple_and_browser() -> None:
     assert parse.browser_dom("<html><body>dtf-webgpu-yes-webnn-no</body>") == ["webgpu"]
     assert parse.browser_dom("<body>dtf-webgpu-no-webnn-yes</body>") == ["webnn"]
     assert parse.browser_dom("<body></body>") == []
+
+
+def no_nvml() -> list[Gpu]:  # as on a host without the library (a GPU host has it)
+    raise ImportError("No module named 'pynvml'")
 
 
 def runner(result: str | BaseException) -> probe.Runner:
@@ -77,17 +87,19 @@ def runner(result: str | BaseException) -> probe.Runner:
     PermissionError("denied"),
 ])
 def test_a_failing_tool_is_a_note_never_a_crash(failure: BaseException) -> None:
-    gpus, note = probe.nvidia(runner(failure))
+    gpus, note = probe.nvidia(runner(failure), no_nvml)
     assert gpus == [] and note is not None and note.startswith("no NVIDIA GPU")
     gpus, note = probe.amd(runner(failure))
     assert gpus == [] and note is not None and note.startswith("no AMD GPU")
 
 
 def test_tools_that_answer() -> None:
-    gpus, note = probe.nvidia(runner(NVIDIA_SMI))
+    gpus, note = probe.nvidia(runner(NVIDIA_SMI), no_nvml)
     assert len(gpus) == 2 and note is None
+    gpus, note = probe.nvidia(runner(""), no_nvml)
+    assert gpus == [] and note is not None and "No module named 'pynvml'" in note
     assert probe.amd(runner(ROCM_SMI))[0][0].name == "Instinct MI210"
-    assert probe.nvidia(runner("garbage without commas"))[0] == []
+    assert probe.nvidia(runner("garbage without commas"), no_nvml)[0] == []
 
 
 def test_cpu_probe_survives_a_bad_read() -> None:
