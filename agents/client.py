@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
 from typing import Any
 
 import msgspec
@@ -14,11 +16,20 @@ from agents.security.errors import Forbidden, Unauthenticated
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.errors import Conflict, DTFError, InvalidInput, NotFound, Refused, Unavailable
+from dtf_core.ids import child_id
 from dtf_core.spec import TaskSpec
+
+log = logging.getLogger(__name__)
 
 SUBMIT_CHUNK = 1000
 DENIAL_CHECK_S = 0.05
 AUTH_HEADER = "Authorization"
+# A request that got no answer (the connection dropped, or the api that had it died) is
+# sent again after these pauses, when sending it twice changes nothing: queries, cancels,
+# and submissions whose task ids the client fixed before the first send.
+RESEND_DELAYS = (0.1, 0.5, 1.0, 2.0)
+RESENDABLE = (cmds.SubmitTasks, cmds.CancelTask, cmds.ListTasks, cmds.GetTask,
+              cmds.ListWorkers, cmds.GetStatus, cmds.ExplainTask)
 _SUBJECTS: dict[type, str] = {
     cmds.SubmitTasks: subjects.CMD_SUBMIT,
     cmds.CancelTask: subjects.CMD_CANCEL,
@@ -59,6 +70,17 @@ class ApiClient:
         self.headers = {AUTH_HEADER: f"Bearer {credential}"} if credential else None
 
     async def call(self, cmd: cmds.Command, timeout: float | None = None) -> Any:
+        if not isinstance(cmd, RESENDABLE):
+            return await self._call_once(cmd, timeout)
+        for delay in RESEND_DELAYS:
+            try:
+                return await self._call_once(cmd, timeout)
+            except Unavailable as exc:
+                log.info("no answer to %s (%s); sending it again", type(cmd).__name__, exc)
+                await asyncio.sleep(delay)
+        return await self._call_once(cmd, timeout)
+
+    async def _call_once(self, cmd: cmds.Command, timeout: float | None = None) -> Any:
         subject = _SUBJECTS[type(cmd)]
         try:
             msg = await self._request(subject, cmds.encode(cmd), timeout or self.timeout)
@@ -100,6 +122,11 @@ class ApiClient:
     ) -> cmds.SubmitResult:
         ids: list[str] = []
         created = 0
+        # Fix each task's id before the first send, so that sending again is harmless.
+        base = f"c-{uuid.uuid4().hex}"
+        specs = [s if s.id is not None or s.idempotency_key is not None
+                 else msgspec.structs.replace(s, id=child_id(base, i))
+                 for i, s in enumerate(specs)]
         for start in range(0, len(specs), SUBMIT_CHUNK):
             chunk = specs[start : start + SUBMIT_CHUNK]
             raw = await self.call(cmds.SubmitTasks(tasks=chunk, run_id=run_id, run_name=run_name))

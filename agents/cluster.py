@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from agents.tls import TlsFiles
 from dtf_core.ids import validate_id
@@ -59,3 +60,16 @@ def node_conf(base: str, node: Node, nodes: list[Node], *, tls: TlsFiles | None,
         + "}\n"
     )
     return text.rstrip() + "\n" + block
+
+
+ROUTE_PORT_OFFSET = 2000  # node i of `dtf up --cluster N`: client port P+i, route port P+2000+i
+
+
+def local_nodes(size: int, host: str, port: int) -> list[Node]:
+    """The nodes of a local cluster: consecutive client ports from ``port``."""
+    return [Node(name=f"dtf-{i + 1}", host=host, client_port=port + i,
+                 route_port=port + ROUTE_PORT_OFFSET + i) for i in range(size)]
+
+
+def store_dir(data_dir: Path, node: Node) -> Path:
+    return data_dir / "nats" / node.name

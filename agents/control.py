@@ -11,6 +11,7 @@ import asyncio
 
 from nats.aio.client import Client
 
+from agents import snapshots
 from agents.api import ApiAgent
 from agents.eventlog import EventLog
 from agents.recovery import RecoveryAgent
@@ -27,7 +28,11 @@ class ControlPlane:
         misses: int = 5, secure: bool = False, keyring: Keyring | None = None,
         board: Board | None = None, policy: Policy | None = None,
         quotas: dict[str, int] | None = None, lead: bool = False,
+        snapshot_every: int | None = snapshots.EVERY_EVENTS,
     ) -> None:
+        """``snapshot_every``: store a board snapshot after this many events (None: never,
+        and a cold start replays the whole log)."""
+        self.nc = nc
         self.folder = Folder(eventlog, board or Board(),
                              dead_letter=jetstream_dead_letter(nc, "control"))
         self.api = ApiAgent(nc, eventlog, folder=self.folder, secure=secure, keyring=keyring)
@@ -38,9 +43,22 @@ class ControlPlane:
             folder=self.folder, lead=lead,
         )
         self.ready = self.api.ready
+        self.snapshot_every = snapshot_every
+        self.snapshotter: snapshots.Snapshotter | None = None
+
+    def _leads(self) -> bool:
+        lead = self.scheduler.leadership
+        return lead is None or lead.is_leader()
 
     async def run(self) -> None:
+        if self.snapshot_every is not None and not self.folder.board.tasks:
+            js = self.nc.jetstream()
+            self.folder.position = await snapshots.load_into(js, self.folder.board)
+            self.snapshotter = snapshots.Snapshotter(
+                js, self.folder, every_events=self.snapshot_every, allowed=self._leads)
         async with asyncio.TaskGroup() as tg:
+            if self.snapshotter is not None:
+                tg.create_task(self.snapshotter.run())
             tg.create_task(self.folder.run())
             tg.create_task(self.api.run())
             tg.create_task(self.scheduler.run())

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 
 from agents.appender import append_groups
@@ -24,6 +27,12 @@ from projections.board import Board
 
 log = logging.getLogger(__name__)
 TTL_S = 1.5  # a standby takes over within this (plus a renewal period)
+
+
+def holder_id(name: str) -> str:
+    """Who holds a claim: the agent, its host and pid (for audits and for operators who
+    must find the process), and a random part that keeps a restarted pid distinct."""
+    return f"{name}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class Leadership:
@@ -68,8 +77,19 @@ class Leadership:
 
     async def run(self) -> None:
         while True:
+            leading = False
             try:
-                await self.claim_once()
+                leading = await self.claim_once()
             except Exception as exc:  # a failed append: try again at the next renewal
                 log.warning("leadership claim for %s failed: %r", self.role, exc)
-            await asyncio.sleep(self.ttl / 3)  # the renewal period of a time-bound claim
+            await asyncio.sleep(self.pause(leading))
+
+    def pause(self, leading: bool) -> float:
+        """A leader renews every third of the ttl. A standby wakes just after the current
+        claim expires (checking the claim is local, so waking costs nothing), so that it
+        takes over within the ttl of the leader's last renewal."""
+        period = self.ttl / 3
+        current = self.board.leaders.get(self.role)
+        if leading or current is None:
+            return period
+        return min(period, max(0.01, current.expires_at - self.clock() + 0.01))

@@ -174,9 +174,10 @@ async def connect(
         log.debug("nats error: %s", exc)
         nc.server_errors[:] = [*nc.server_errors[-20:], str(exc)]
 
+    servers = [u.strip() for u in url.split(",") if u.strip()]  # a cluster: any node will do
     try:
         await asyncio.wait_for(nc.connect(
-            url,
+            servers,
             name=name,
             connect_timeout=options.pop("connect_timeout", 2),
             max_reconnect_attempts=1,  # nats-py hangs on a refused first connect otherwise
@@ -206,18 +207,27 @@ async def connect(
 
 
 async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create the streams, or update them to the current config; safe to run concurrently."""
+    """Create the streams, or update them to the current config; safe to run concurrently.
+    Never lowers a stream's replicas: an agent that asks for the default (1) on a cluster
+    that `dtf up --cluster 3` or an operator made R3 leaves it R3."""
     for cfg in stream_configs(replicas):
         try:
             await js.add_stream(cfg)
         except BadRequestError as exc:
             if exc.err_code != 10058:  # stream name already in use with a different config
                 raise
+            existing = (await js.stream_info(str(cfg.name))).config.num_replicas or 1
+            cfg.num_replicas = max(replicas, existing)
             await js.update_stream(cfg)
     buckets = {subjects.PACKS_BUCKET: ("code packs", 7 * 24 * 3600.0),
-               subjects.ARTIFACTS_BUCKET: ("run artifacts", 30 * 24 * 3600.0)}
+               subjects.ARTIFACTS_BUCKET: ("run artifacts", 30 * 24 * 3600.0),
+               subjects.SNAPSHOTS_BUCKET: ("board snapshots", 0.0)}
     for bucket, (what, ttl) in buckets.items():
         with contextlib.suppress(BadRequestError):  # there already, with another config
             await js.create_object_store(bucket, ObjectStoreConfig(
-                bucket=bucket, ttl=ttl, replicas=replicas, storage=StorageType.FILE,
+                bucket=bucket, ttl=ttl or None, replicas=replicas, storage=StorageType.FILE,
                 description=f"DTF {what}"))
+        info = await js.stream_info(f"OBJ_{bucket}")
+        if (info.config.num_replicas or 1) < replicas:
+            info.config.num_replicas = replicas
+            await js.update_stream(info.config)

@@ -21,6 +21,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from agents import faults
 from agents.eventlog import EventLog, Record
 from agents.runtime import jetstream_dead_letter
 from dtf_core import subjects
@@ -241,6 +242,7 @@ class ProjectorAgent:
         pending = self.writer.take()
         if pending is not None:
             await self.db.call(write_batch, pending)
+            faults.point("projector.after_commit")  # committed; the position not yet taken
             self.writer.stored(pending)
 
     async def _on_query(self, msg: Msg) -> None:

@@ -162,4 +162,6 @@ def status(board: Board) -> dict[str, Any]:
         "tasks": counts,
         "workers_alive": alive,
         "workers": len(board.workers),
+        "leaders": {role: {"holder": c.holder, "term": c.term, "expires_at": c.expires_at}
+                    for role, c in sorted(board.leaders.items())},
     }

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, get_args
 
@@ -20,7 +19,7 @@ from nats.aio.msg import Msg
 
 from agents.appender import append_groups
 from agents.eventlog import EventLog
-from agents.leadership import Leadership
+from agents.leadership import Leadership, holder_id
 from agents.plans import Change, task_change
 from agents.runtime import Folder, jetstream_dead_letter
 from dtf_core import subjects
@@ -78,7 +77,7 @@ class RecoveryAgent:
         self.kick = asyncio.Event()
         # With ``lead``, only the holder of the recovery claim declares workers lost and
         # requeues; a standby keeps its heartbeat table warm and takes over on expiry.
-        self.leadership = Leadership("recovery", f"{name}-{uuid.uuid4().hex[:8]}", eventlog,
+        self.leadership = Leadership("recovery", holder_id(name), eventlog,
                                      self.board, ttl=lead_ttl, clock=clock,
                                      on_gain=self.kick.set) if lead else None
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +27,19 @@ class Outcome:
     error: str
     started_at: float
     duration_s: float
+
+
+PR_SET_PDEATHSIG = 1
+# resolved here, once: the child between fork and exec should not load libraries
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def _die_with_worker() -> None:  # pragma: no cover (runs in the child, before exec)
+    """Linux: the task's process gets SIGKILL when the worker dies (even by SIGKILL), so
+    a crashed worker leaves no attempt running that recovery has already given to another
+    worker. Its own children are the task's business; a clean stop kills the whole group."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -59,6 +74,7 @@ async def run_command(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=_die_with_worker if _prctl is not None else None,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         return Outcome("failed", None, f"cannot start {cfg.argv[0]!r}: {exc.strerror or exc}",

@@ -38,6 +38,7 @@ class Folder:
         self.caught_up = asyncio.Event()
         self._progress = asyncio.Event()
         self.position = board.last_seq
+        self.folded = 0  # records folded by this process (a cold start from a snapshot: few)
 
     async def run(self) -> None:
         tail = self.log.tail(self.filters, self.position + 1)
@@ -66,6 +67,7 @@ class Folder:
                 continue
             events.append((rec.seq, event))
         if batch:
+            self.folded += len(batch)
             self.position = max(self.position, batch[-1].seq)
         if events:
             for listener in self.listeners:

@@ -10,14 +10,13 @@ import asyncio
 import heapq
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 
 from nats.aio.client import Client
 
 from agents.appender import append_groups
 from agents.eventlog import EventLog
-from agents.leadership import Leadership
+from agents.leadership import Leadership, holder_id
 from agents.plans import Change, task_change
 from agents.runtime import Folder, jetstream_dead_letter
 from dtf_core import task as task_agg
@@ -74,9 +73,11 @@ class SchedulerAgent:
         self.wake = asyncio.Event()
         # With ``lead``, only the holder of the scheduler claim places tasks (standbys fold
         # and wait); without it, every scheduler places and OCC keeps leases single.
-        self.leadership = Leadership("scheduler", f"{name}-{uuid.uuid4().hex[:8]}", eventlog,
+        self.leadership = Leadership("scheduler", holder_id(name), eventlog,
                                      self.board, ttl=lead_ttl, clock=clock,
                                      on_gain=self.wake.set) if lead else None
+        # the lease's actor names which scheduler placed it (`dtf audit`)
+        self.actor = self.leadership.holder if self.leadership else name
         self.leases_made = 0
         self.leases_tried = 0
 
@@ -158,7 +159,7 @@ class SchedulerAgent:
         for d in decisions:
             t = self.board.tasks[d.task_id]
             lease = task_agg.decide_lease(
-                t, worker_id=d.worker_id, session=d.session, now=now, actor=self.name, why=d.why
+                t, worker_id=d.worker_id, session=d.session, now=now, actor=self.actor, why=d.why
             )
             changes.append(task_change(self.board, t.task_id, [lease]))
         if not changes:
@@ -206,7 +207,7 @@ class SchedulerAgent:
                        score=self.policy.score, policy=self.policy.name):
             t = self.board.tasks[d.task_id]
             events = task_agg.decide_steal(t, worker_id=d.worker_id, session=d.session,
-                                           now=now, actor=self.name, why=d.why)
+                                           now=now, actor=self.actor, why=d.why)
             if events:
                 changes.append(task_change(self.board, t.task_id, list(events)))
 
@@ -227,7 +228,7 @@ class SchedulerAgent:
                 continue
             deps = {d: self.board.tasks.get(d) for d in all_dependencies(t.spec)}
             reason, detail = waiting_reason(t, self.board.workers, leases, deps, now)
-            events = task_agg.decide_waiting(t, reason, detail, now=now, actor=self.name)
+            events = task_agg.decide_waiting(t, reason, detail, now=now, actor=self.actor)
             if events:
                 changes.append(task_change(self.board, t.task_id, list(events)))
                 written += 1
@@ -237,7 +238,7 @@ class SchedulerAgent:
             _, task_id = heapq.heappop(self.ready_q.deadlines)
             t = self.board.tasks.get(task_id)
             if t is not None:
-                events = task_agg.decide_deadline(t, now=now, actor=self.name)
+                events = task_agg.decide_deadline(t, now=now, actor=self.actor)
                 if events:
                     changes.append(task_change(self.board, task_id, list(events)))
 
@@ -291,7 +292,7 @@ class SchedulerAgent:
                 self.ready_q.waiting_on.setdefault(dep_id, set()).add(t.task_id)
                 return False
             if dep.status != "succeeded" and dep_id not in soft:
-                events = task_agg.decide_dependency_failed(t, dep, now=now, actor=self.name)
+                events = task_agg.decide_dependency_failed(t, dep, now=now, actor=self.actor)
                 if events:
                     changes.append(task_change(self.board, t.task_id, list(events)))
                 return False

@@ -21,6 +21,7 @@ from typing import Any
 
 from agents.bootstrap import Credentials, keys_dir, mint, record
 from agents.client import ApiClient
+from agents.cluster import local_nodes, node_conf, store_dir
 from agents.jetstream_log import JetStreamLog
 from agents.nats_conn import connect, ensure_streams
 from agents.natsserver import NatsServer, base_conf_text
@@ -74,7 +75,9 @@ class Stack:
     insecure: bool = False
     host: str = "127.0.0.1"
     tls: bool = False
-    server: NatsServer | None = None
+    cluster: int = 1  # nodes; >1: a local cluster, R<n> streams, two of every agent
+    server: NatsServer | None = None  # the first node
+    servers: list[NatsServer] = field(default_factory=list)
     tls_files: TlsFiles | None = None
     agents: list[Child] = field(default_factory=list)
     worker_children: list[Child] = field(default_factory=list)
@@ -82,8 +85,14 @@ class Stack:
 
     @property
     def url(self) -> str:
+        """Every node's address, comma-separated: clients connect to any that answers."""
         local = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"{'tls' if self.tls else 'nats'}://{local}:{self.port}"
+        scheme = "tls" if self.tls else "nats"
+        return ",".join(f"{scheme}://{local}:{self.port + i}" for i in range(self.cluster))
+
+    @property
+    def replicas(self) -> int:
+        return min(self.cluster, 3)
 
     @property
     def tls_ca(self) -> str | None:
@@ -104,6 +113,14 @@ class Stack:
             Child("projector", self._argv("agent", "projector", "--db", db),
                   logs / "projector.log"),
         ]
+        if self.cluster > 1:  # a standby of each; the projector's keeps its own DuckDB file
+            self.agents += [
+                Child("control-2", self._argv("agent", "control", *security),
+                      logs / "control-2.log"),
+                Child("projector-2", self._argv(
+                    "agent", "projector", "--db", str(self.data_dir / "dtf-2.duckdb")),
+                    logs / "projector-2.log"),
+            ]
         slots = ["--slots", str(self.slots)] if self.slots else []
         self.worker_children = [
             Child(f"worker-{i}", self._argv("worker", "--id", f"local-{i}", *slots),
@@ -116,7 +133,8 @@ class Stack:
                 child.env["DTF_TLS_CA"] = self.tls_ca
         if creds is not None:
             for child in self.agents:
-                child.env["DTF_TOKEN_FILE"] = str(creds.files[f"agent-{child.name}"])
+                role = child.name.split("-")[0]
+                child.env["DTF_TOKEN_FILE"] = str(creds.files[f"agent-{role}"])
             for i, child in enumerate(self.worker_children, start=1):
                 child.env["DTF_TOKEN_FILE"] = str(creds.files[f"local-{i}"])
         self.creds = creds
@@ -141,20 +159,58 @@ class Stack:
             conf = self.data_dir / "nats-server.conf"
             conf.unlink(missing_ok=True)
             conf.write_text(base)
-        self.server = NatsServer(store_dir=store, port=self.port, conf=conf, host=self.host)
-        await asyncio.to_thread(self.server.start)
+        if self.cluster > 1:
+            self.servers = self._cluster_servers(base)
+        else:
+            self.servers = [NatsServer(store_dir=store, port=self.port, conf=conf,
+                                       host=self.host)]
+        self.server = self.servers[0]
+        for server in self.servers:
+            await asyncio.to_thread(server.start)
         self.plan(creds)
-        control, *others = self.agents
-        await control.start()
+        controls = [c for c in self.agents if c.name.startswith("control")]
+        for control in controls:
+            await control.start()
         nc = await self._connect_when_admitted(creds)
         try:
-            await ensure_streams(nc.jetstream())
+            await self._ensure_streams(nc)
             if creds is not None:
                 await record(JetStreamLog(nc), self.data_dir, issued)
         finally:
             await nc.close()
-        for child in [*others, *self.worker_children]:
-            await child.start()
+        for child in [*self.agents, *self.worker_children]:
+            if child not in controls:
+                await child.start()
+
+    def _cluster_servers(self, base: str) -> list[NatsServer]:
+        """One node per store, routes mutual TLS with a CA made once in the data dir."""
+        route_tls = ensure_certs(self.data_dir / "tls-routes", hosts=[self.host])
+        nodes = local_nodes(self.cluster, self.host, self.port)
+        servers = []
+        for node in nodes:
+            text = node_conf(base, node, nodes, tls=route_tls)
+            path = self.data_dir / f"{node.name}.conf"
+            if self.insecure:
+                path.write_text(text)
+            else:  # plus the auth callout block, written 0600
+                path = server_config(text, keys_dir(self.data_dir), path)
+            servers.append(NatsServer(store_dir=store_dir(self.data_dir, node),
+                                      port=node.client_port, conf=path, host=self.host))
+        return servers
+
+    async def _ensure_streams(self, nc: Any, timeout: float = 30.0) -> None:
+        """Create the streams; a new cluster refuses R3 until it has elected a meta leader."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await ensure_streams(nc.jetstream(), replicas=self.replicas)
+                return
+            except Exception as exc:  # no meta leader yet, or peers still joining
+                if time.monotonic() > deadline:
+                    raise DTFError(f"could not create the streams in {timeout:.0f}s: "
+                                   f"{exc!r}") from None
+                log.info("waiting for the cluster to accept streams: %r", exc)
+                await asyncio.sleep(0.25)
 
     async def _connect_when_admitted(self, creds: Credentials | None,
                                      timeout: float = 30.0) -> Any:
@@ -198,8 +254,9 @@ class Stack:
             await nc.close()
 
     def _check_alive(self) -> None:
-        if self.server is not None and self.server.proc is not None and \
-                self.server.proc.poll() is not None:
+        """A cluster carries on while a node is down; a stack with no server left cannot."""
+        if self.servers and all(s.proc is not None and s.proc.poll() is not None
+                                for s in self.servers):
             raise DTFError("nats-server exited; see " + str(self.data_dir / "nats"))
 
     async def supervise(self) -> None:
@@ -225,8 +282,8 @@ class Stack:
     async def stop(self) -> None:
         await asyncio.gather(*(c.stop() for c in self.worker_children))
         await asyncio.gather(*(c.stop() for c in self.agents))
-        if self.server is not None:
-            await asyncio.to_thread(self.server.stop)
+        for server in self.servers:
+            await asyncio.to_thread(server.stop)
 
 
 async def up(stack: Stack, on_ready: object = None) -> None:

@@ -33,6 +33,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", default=None, help="state directory (default ./.dtf)")
     up.add_argument("--port", type=int, default=4222)
     up.add_argument("--workers", type=int, default=1)
+    up.add_argument("--cluster", type=int, default=1, metavar="N",
+                    help="N local NATS nodes (ports PORT..PORT+N-1), R3 streams and two of "
+                         "every agent (default 1)")
     up.add_argument("--slots", type=int, default=None, help="tasks per worker (default: cores)")
     up.add_argument("--insecure-dev", action="store_true",
                     help="no authentication (loopback development only)")

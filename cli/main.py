@@ -169,6 +169,8 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
                              else f"unavailable ({proj.get('error', '?')})")
                 sys.stdout.write(f"tasks: {counts}\nworkers alive: {st['workers_alive']}\n"
                                  f"log position: {st['last_seq']}\nprojected to: {projected}\n")
+                for role, claim in st.get("leaders", {}).items():
+                    sys.stdout.write(f"{role} leader: {claim['holder']} (term {claim['term']})\n")
             return 0
     return 2
 
@@ -204,11 +206,13 @@ def _up(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 
     if args.workers < 0 or (args.slots is not None and args.slots < 1):
         raise InvalidInput("--workers must be >= 0 and --slots >= 1")
+    if args.cluster not in (1, 3, 5):
+        raise InvalidInput("--cluster takes 1, 3 or 5 nodes (an odd number keeps a quorum)")
     if args.insecure_dev and args.host not in ("127.0.0.1", "localhost", "::1"):
         raise InvalidInput("--insecure-dev listens on loopback only; drop --host")
     stack = Stack(data_dir=Path(args.data_dir or cfg.data_dir).resolve(), port=args.port,
                   workers=args.workers, slots=args.slots, insecure=args.insecure_dev,
-                  host=args.host, tls=args.tls)
+                  host=args.host, tls=args.tls, cluster=args.cluster)
 
     def ready(s: Stack) -> None:
         sys.stdout.write(f"DTF ready at {s.url}\n")

@@ -10,6 +10,7 @@ LOGS_STREAM = "DTF_LOGS"
 DLQ_STREAM = "DTF_DLQ"
 PACKS_BUCKET = "dtf-packs"  # object store: content-addressed code packs
 ARTIFACTS_BUCKET = "dtf-artifacts"  # object store: reports and logs of runs
+SNAPSHOTS_BUCKET = "dtf-snapshots"  # object store: the newest board snapshot
 
 EVT = "dtf.evt"
 ALL_EVENTS = "dtf.evt.>"

@@ -65,7 +65,8 @@ class AuthCallout:
         """Serve on ``nc``, a connection as one of the config's ``auth_users``. In the system
         account it also hears of disconnects, and forgets those sessions."""
         self._subs = [
-            await nc.subscribe(AUTH_SUBJECT, cb=self._on_request),
+            # a queue group: with several control planes, one of them answers each request
+            await nc.subscribe(AUTH_SUBJECT, queue="dtf-auth", cb=self._on_request),
             await nc.subscribe(f"$SYS.ACCOUNT.{self.account}.DISCONNECT",
                                cb=self._on_disconnect),
         ]

@@ -178,7 +178,8 @@ async def test_a_standby_scheduler_takes_over_when_the_leader_dies(tmp_path: Pat
         for task_id in second:
             assert (await h.wait_status(task_id, TERMINAL, timeout=10))["status"] == "succeeded"
         events = [e for _, e in await h.events()]
-        by = {e.task_id: e.actor for e in events if isinstance(e, TaskLeased)}
+        # the lease's actor is the scheduler's holder id, "<name>@<host>:<pid>:<nonce>"
+        by = {e.task_id: e.actor.split("@")[0] for e in events if isinstance(e, TaskLeased)}
         assert {by[t] for t in first} == {leader} and {by[t] for t in second} == {standby}
         claims = [e for e in events if isinstance(e, LeadershipClaimed)]
         terms = [c.term for c in claims]

@@ -1,0 +1,44 @@
+"""Fault points for the chaos suite: ``DTF_FAULTS=name@N`` makes the Nth pass through
+``point(name)`` kill its own process with SIGKILL, as a crash at exactly that line would.
+
+Each named fault fires once per data dir (a marker file records it), so a supervisor that
+restarts the process does not crash it again. Unset (always, outside chaos tests), a point
+costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+_counts: dict[str, int] = {}
+
+
+def _armed() -> dict[str, int]:
+    spec = os.environ.get("DTF_FAULTS", "")
+    out = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, nth = item.partition("@")
+        out[name] = int(nth or "1")
+    return out
+
+
+ARMED = _armed()
+
+
+def point(name: str) -> None:
+    nth = ARMED.get(name)
+    if nth is None:
+        return
+    _counts[name] = _counts.get(name, 0) + 1
+    if _counts[name] != nth:
+        return
+    marker = Path(os.environ.get("DTF_DATA_DIR", ".dtf")) / "faults" / name
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        with open(marker, "x"):  # fired already for this data dir: carry on
+            pass
+    except FileExistsError:
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
