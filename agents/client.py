@@ -158,8 +158,8 @@ class ApiClient:
         return await self.call(cmds.ManageWorker(worker_id=worker_id, action=action,  # type: ignore[arg-type]
                                                  reason=reason))
 
-    async def status(self) -> Any:
-        return await self.call(cmds.GetStatus())
+    async def status(self, state_hash: bool = False) -> Any:
+        return await self.call(cmds.GetStatus(state_hash=state_hash))
 
     async def issue_token(self, sub: str, role: str, ttl_s: float,
                           worker_id: str | None = None) -> Any:

@@ -51,7 +51,10 @@ async def answer(board: Board, log: EventLog, nc: Client, cmd: cmds.Command) -> 
         case cmds.ListWorkers():
             return await list_workers(board, nc)
         case cmds.GetStatus():
-            return status(board)
+            out = status(board)
+            if cmd.state_hash:  # computed on the loop that folds: the hash is at last_seq
+                out["state_hash"] = board.state_hash()
+            return out
         case cmds.ExplainTask():
             return await explain_task(board, log, cmd.task_id)
     raise InvalidInput(f"{type(cmd).__name__} is a command: send it to dtf.cmd.*")

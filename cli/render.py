@@ -79,10 +79,22 @@ def audit(res: dict[str, Any]) -> str:
                      + ("equals a rebuild from the log" if proj["equal"] else "DIFFERS"))
     else:
         lines.append(f"invariant 4: not checked: {proj.get('why')}")
+    live, snap = res.get("live_state", {}), res.get("snapshot", {})
+    if live.get("checked"):
+        lines.append(f"invariant 7: the api's state at seq {live['last_seq']} "
+                     + ("equals a replay of the log" if live["equal"] else "DIFFERS"))
+    else:
+        lines.append(f"invariant 7 (live state): not checked: {live.get('why')}")
+    if snap.get("checked"):
+        lines.append(f"invariant 7: the snapshot at seq {snap['snapshot_seq']} plus the tail "
+                     + ("equals a replay of the log" if snap["equal"] else "DIFFERS"))
+    else:
+        lines.append(f"invariant 7 (snapshot): not checked: {snap.get('why')}")
     for v in res["violations"]:
         lines.append(f"VIOLATION of invariant {v['invariant']} at seq {v['seq']} "
                      f"({v['subject_id']}): {v['detail']}")
-    lines.append("clean: invariants 1, 2, 3, 5 and 6 hold over the whole log"
+    lines.append("clean: invariants 1, 2, 3, 5 and 6 hold over the whole log, and every "
+                 "comparison above is equal"
                  if res["clean"] else f"{len(res['violations'])} violation(s)")
     return "\n".join(lines) + "\n"
 

@@ -130,7 +130,7 @@ class ListWorkers(CommandBase, frozen=True, kw_only=True, tag="list_workers"):
 
 
 class GetStatus(CommandBase, frozen=True, kw_only=True, tag="status"):
-    pass
+    state_hash: bool = False  # also the hash of the folded state, at ``last_seq`` (audits)
 
 
 Command = (

@@ -270,6 +270,7 @@ async def test_an_idle_worker_steals_leases_that_sit_unstarted(tmp_path: Path) -
 async def test_audit_verify_and_replay_over_a_real_log(tmp_path: Path) -> None:
     from agents.projector import ProjectorAgent
     from cli.audit_cmds import audit_verify, history, replay
+    from projections.board import Board
     from cli.client_cmds import Target
 
     async with stack(tmp_path, workers=1, slots=2) as h:
@@ -296,6 +297,21 @@ async def test_audit_verify_and_replay_over_a_real_log(tmp_path: Path) -> None:
         assert result["clean"], result["violations"]
         assert result["tasks"] == 4 and result["open_tasks"] == 0
         assert result["projection"]["checked"] and result["projection"]["equal"]
+        assert result["live_state"]["checked"] and result["live_state"]["equal"]
+        assert result["snapshot"] == {"checked": False, "why": "no snapshot stored"}
+        from agents import snapshots
+
+        api_board = h.agents["api"].board
+        await snapshots.save(h.nc.jetstream(), api_board, api_board.last_seq)
+        again = await audit_verify(target)
+        assert again["clean"] and again["snapshot"]["equal"], again["snapshot"]
+        short = Board()  # a snapshot that claims a position it did not fold up to
+        for seq, ev in [(s, e) for s, e in await h.events()][:-1]:
+            short.apply(seq, ev)
+        await snapshots.save(h.nc.jetstream(), short, api_board.last_seq)
+        bad = await audit_verify(target)
+        assert not bad["clean"] and bad["snapshot"]["equal"] is False
+        assert [v["invariant"] for v in bad["violations"]] == [7]
 
         rows = await history(target, "run", "r1")
         assert {r["type"] for r in rows} >= {"created", "submitted", "leased", "succeeded"}
@@ -308,6 +324,8 @@ async def test_audit_verify_and_replay_over_a_real_log(tmp_path: Path) -> None:
         from cli import render
 
         assert "clean: invariants 1, 2, 3, 5 and 6 hold" in render.audit(result)
+        assert "the api's state at seq" in render.audit(again)
+        assert "plus the tail equals a replay" in render.audit(again)
         assert "equals a rebuild from the log" in render.audit(result)
         assert " by " in render.history(rows) and "tasks: 4 succeeded" in render.replayed(now)
 
