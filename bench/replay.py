@@ -58,16 +58,20 @@ def fold(records: list[tuple[str, bytes]]) -> tuple[float, str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=300_000)
+    p.add_argument("--repeat", type=int, default=5, help="folds; the fastest counts "
+                   "(a shared 2-core machine varies by half from run to run)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     records = recorded(args.events)
-    (t1, h1), (t2, h2) = fold(records), fold(records)
-    best = min(t1, t2)
+    runs = [fold(records) for _ in range(args.repeat)]
+    best = min(t for t, _ in runs)
+    h1 = runs[0][1]
     result = {"events": len(records), "replay_events_per_s": round(len(records) / best),
-              "seconds": round(best, 3), "deterministic": h1 == h2}
+              "seconds": round(best, 3), "deterministic": all(h == h1 for _, h in runs)}
     if not args.json:
         print(f"{len(records)} events decoded and folded in {best:.2f}s: "
-              f"{result['replay_events_per_s']} events/s; same state hash twice: {h1 == h2}")
+              f"{result['replay_events_per_s']} events/s (best of {args.repeat}); "
+              f"same state hash every time: {result['deterministic']}")
     print(json.dumps(result))
 
 

@@ -18,7 +18,7 @@ from dtf_core.events.run import RunCreated
 from dtf_core.events.task import TaskEventBase, TaskLeased, TaskSubmitted
 from dtf_core.events.worker import WorkerEventBase
 from dtf_core.spec import all_dependencies
-from dtf_core.task import TaskState
+from dtf_core.task import LIVE, TaskState
 from dtf_core.worker import WorkerState
 from projections.auth import AuthState
 
@@ -81,15 +81,19 @@ class Board:
         return new
 
     def _index(self, old: TaskState | None, new: TaskState) -> None:
+        counts = self.counts
         if old is None:
-            for dep in all_dependencies(new.spec):
-                self.dependents.setdefault(dep, set()).add(new.task_id)
+            if new.spec.dependencies or new.spec.soft_dependencies:
+                for dep in all_dependencies(new.spec):
+                    self.dependents.setdefault(dep, set()).add(new.task_id)
         else:
-            self.counts[old.status] = self.counts.get(old.status, 0) - 1
-            if old.live and old.worker_id:
+            if old.status == new.status and old.worker_id == new.worker_id:
+                return  # the indexed facts did not change (a start, a waiting note, ...)
+            counts[old.status] = counts.get(old.status, 0) - 1
+            if old.status in LIVE and old.worker_id:
                 self.leases_by_worker.get(old.worker_id, set()).discard(old.task_id)
-        self.counts[new.status] = self.counts.get(new.status, 0) + 1
-        if new.live:
+        counts[new.status] = counts.get(new.status, 0) + 1
+        if new.status in LIVE:
             self.leases_by_worker.setdefault(new.worker_id, set()).add(new.task_id)
 
     def live_leases(self, worker_id: str) -> list[TaskState]:
