@@ -103,6 +103,10 @@ class ApiAgent:
             if isinstance(cmd, cmds.ListTasks) and cmd.min_seq > self.board.last_seq:
                 if not await self.folder.wait_for(cmd.min_seq):
                     raise Unavailable(f"the api has not folded seq {cmd.min_seq} yet")
+            if isinstance(cmd, cmds.GetStatus) and cmd.state_hash and \
+                    not await self.folder.settled():
+                raise Unavailable(f"the api's fold is behind its own writes (at seq "
+                                  f"{self.folder.position}, holding {self.board.last_seq})")
             result = await queries.answer(self.board, self.log, self.nc, cmd)
             await self._reply(msg, cmds.Reply(ok=True, result=result))
         except Exception as exc:  # one broad except per message: answer, never crash

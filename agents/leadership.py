@@ -77,12 +77,12 @@ class Leadership:
 
     async def run(self) -> None:
         while True:
-            leading = False
             try:
-                leading = await self.claim_once()
-            except Exception as exc:  # a failed append: try again at the next renewal
+                pause = self.pause(await self.claim_once())
+            except Exception as exc:  # a failed append: try again a little later
                 log.warning("leadership claim for %s failed: %r", self.role, exc)
-            await asyncio.sleep(self.pause(leading))
+                pause = self.ttl / 6
+            await asyncio.sleep(pause)
 
     def pause(self, leading: bool) -> float:
         """A leader renews every third of the ttl. A standby wakes just after the current

@@ -28,6 +28,7 @@ from dtf_core import worker as worker_agg
 from dtf_core.events.codec import Event
 from dtf_core.events.task import TaskEvent
 from dtf_core.events.worker import WorkerLost, WorkerRegistered, WorkerStopped
+from dtf_core.task import TaskState
 from projections.board import Board
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,10 @@ class RecoveryAgent:
         self.folder.listeners.append(self._on_batch)
         self.board = self.folder.board
         self.last_seen: dict[str, tuple[str, float]] = {}
+        # worker -> (session, fencing tokens it listed, when): from heartbeats
+        self.held: dict[str, tuple[str, frozenset[int], float]] = {}
+        self.lease_seen: dict[tuple[str, int], float] = {}  # live lease -> first sweep seen
+        self.unheld_grace = max(2.0, 3 * heartbeat_interval)
         self.kick = asyncio.Event()
         # With ``lead``, only the holder of the recovery claim declares workers lost and
         # requeues; a standby keeps its heartbeat table warm and takes over on expiry.
@@ -111,7 +116,12 @@ class RecoveryAgent:
         except (msgspec.DecodeError, KeyError):
             log.warning("malformed heartbeat on %s", msg.subject)
             return
-        self.last_seen[msg.subject.rsplit(".", 1)[-1]] = (session, self.monotonic())
+        worker_id = msg.subject.rsplit(".", 1)[-1]
+        now = self.monotonic()
+        self.last_seen[worker_id] = (session, now)
+        leases = hb.get("leases")
+        if isinstance(leases, list):
+            self.held[worker_id] = (session, frozenset(leases), now)
 
     def _seen(self, worker_id: str, session: str, since: float) -> float:
         seen = self.last_seen.get(worker_id)
@@ -119,6 +129,15 @@ class RecoveryAgent:
             self.last_seen[worker_id] = (session, since)
             return since
         return seen[1]
+
+    def _unheld(self, t: TaskState, mono: float) -> bool:
+        """A live lease that its worker's heartbeats have not listed for the grace period
+        since recovery first saw the lease (a lost delivery; an attempt the worker dropped)."""
+        first = self.lease_seen.setdefault((t.task_id, t.lease_seq), mono)
+        held = self.held.get(t.worker_id)
+        if held is None or held[0] != t.session:
+            return False  # a worker that does not list its leases: nothing to compare
+        return held[2] - first >= self.unheld_grace and t.lease_seq not in held[1]
 
     async def sweep(self) -> int:
         """Declare silent workers lost and requeue orphaned leases; returns events written."""
@@ -144,6 +163,14 @@ class RecoveryAgent:
             for task_id in list(task_ids):
                 t = self.board.tasks[task_id]
                 if holder is not None and holder.status == "alive" and t.session == holder.session:
+                    if not self._unheld(t, mono):
+                        continue
+                    reason = (f"worker {worker_id} does not hold the lease (it never got it, "
+                              "or lost the attempt)")
+                    events = task_agg.decide_lease_lost(  # counted: a worker that keeps
+                        t, reason=reason, now=now, actor=self.name)  # dropping it ends it
+                    if events:
+                        changes.append(task_change(self.board, task_id, list(events)))
                     continue
                 if holder is not None and holder.status == "alive":
                     reason, clean = f"worker {worker_id} restarted", False
@@ -157,6 +184,9 @@ class RecoveryAgent:
                 )
                 if events:
                     changes.append(task_change(self.board, task_id, list(events)))
+        live = {(t.task_id, t.lease_seq) for ids in self.board.leases_by_worker.values()
+                for t in (self.board.tasks[i] for i in ids)}
+        self.lease_seen = {k: v for k, v in self.lease_seen.items() if k in live}
         if not changes:
             return 0
         results = await append_groups(self.log, [c.appends() for c in changes])

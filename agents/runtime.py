@@ -85,6 +85,18 @@ class Folder:
             return False
         return True
 
+    async def settled(self, timeout: float = 5.0) -> bool:
+        """Wait until the fold has reached every event the board holds (an agent applies its
+        own appends before the fold delivers them, and may be missing others' in between);
+        True, with no await after the check, when the board is exactly the log's prefix."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.position < self.board.last_seq:
+                    await self._progress.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def catch_up(self, timeout: float = 5.0) -> bool:
         """Wait until everything stored now has been folded."""
         return await self.wait_for(await self.log.last_seq(), timeout)

@@ -20,6 +20,7 @@ from agents.leadership import Leadership, holder_id
 from agents.plans import Change, task_change
 from agents.runtime import Folder, jetstream_dead_letter
 from dtf_core import task as task_agg
+from dtf_core.errors import DTFError
 from dtf_core.events.codec import Event
 from dtf_core.events.task import TaskEventBase
 from dtf_core.explain import waiting_reason
@@ -31,6 +32,7 @@ from dtf_core.task import TaskState
 from projections.board import Board
 
 log = logging.getLogger(__name__)
+RETRY_S = 0.25
 
 SCAN_LIMIT = 20_000
 STEAL_AFTER_S = 5.0  # a lease not started after this long may move to an idle worker
@@ -128,8 +130,22 @@ class SchedulerAgent:
             except TimeoutError:
                 pass
             self.wake.clear()
-            while await self.round():
-                pass
+            try:
+                while await self.round():
+                    pass
+            except DTFError as exc:  # the log did not answer (a node died): try again soon
+                log.warning("scheduling round failed: %s; retrying", exc)
+                self._requeue_all()
+                await asyncio.sleep(RETRY_S)
+                self.wake.set()
+
+    def _requeue_all(self) -> None:
+        """After a failed round, the queue is rebuilt from the board (which holds only what
+        the log acknowledged), so no task taken out for the round is forgotten."""
+        self.ready_q = ReadyQueue(self.policy)
+        for t in self.board.tasks.values():
+            if t.status == "queued":
+                self.ready_q.push(t)
 
     async def round(self) -> bool:
         """One scheduling round; True if it appended anything (so another may help)."""

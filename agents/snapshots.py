@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Callable
 
 from nats.js import JetStreamContext
@@ -25,6 +26,9 @@ from projections.board import Board
 
 log = logging.getLogger(__name__)
 OBJECT = "board"
+# Compressed: a board of specs repeats itself (a 64 MB snapshot of 100k tasks packs into a
+# few MB), and nats-py reads an object back in time that grows with the square of its size.
+LEVEL = 1
 EVERY_EVENTS = 100_000
 EVERY_S = 600.0
 CHECK_S = 1.0
@@ -38,21 +42,33 @@ async def load_into(js: JetStreamContext, board: Board) -> int:
         result = await store.get(OBJECT)
     except (BucketNotFoundError, ObjectNotFoundError, NotFoundError):
         return 0
-    data = result.data or b""
+    packed = result.data or b""
     try:
+        data = await asyncio.to_thread(_unpack, packed)
         position = snapshot.restore(board, data)
     except snapshot.SnapshotMismatch as exc:  # raised before the board is touched
         log.warning("ignoring the stored snapshot (%s); replaying the whole log", exc)
         return 0
-    log.info("loaded a snapshot at seq %d (%d tasks, %.1f MB)", position, len(board.tasks),
-             len(data) / 1e6)
+    log.info("loaded a snapshot at seq %d (%d tasks, %.1f MB packed)", position,
+             len(board.tasks), len(packed) / 1e6)
     return position
+
+
+def _unpack(packed: bytes) -> bytes:
+    try:
+        return zlib.decompress(packed)
+    except zlib.error as exc:
+        raise snapshot.SnapshotMismatch(f"not a compressed snapshot: {exc}") from None
+
+
+def _pack(captured: snapshot.BoardSnapshot) -> bytes:
+    return zlib.compress(snapshot.encode_captured(captured), LEVEL)
 
 
 async def save(js: JetStreamContext, board: Board, position: int) -> int:
     """Store a snapshot of ``board`` at ``position``; its size in bytes."""
     captured = snapshot.capture(board, position)
-    data = await asyncio.to_thread(snapshot.encode_captured, captured)
+    data = await asyncio.to_thread(_pack, captured)
     store = await js.object_store(subjects.SNAPSHOTS_BUCKET)
     await store.put(OBJECT, data)
     return len(data)

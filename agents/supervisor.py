@@ -27,7 +27,8 @@ from agents.nats_conn import connect, ensure_streams
 from agents.natsserver import NatsServer, base_conf_text
 from agents.server_auth import server_config
 from agents.tls import TlsFiles, ensure_certs
-from dtf_core.errors import DTFError
+from dtf_core import subjects
+from dtf_core.errors import DTFError, Unavailable
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 15.0
@@ -175,12 +176,26 @@ class Stack:
         try:
             await self._ensure_streams(nc)
             if creds is not None:
-                await record(JetStreamLog(nc), self.data_dir, issued)
+                await self._record(nc, issued)
         finally:
             await nc.close()
         for child in [*self.agents, *self.worker_children]:
             if child not in controls:
                 await child.start()
+
+    async def _record(self, nc: Any, issued: list[Any], timeout: float = 30.0) -> None:
+        """Append the credentials' events; again while a new cluster settles (the events
+        have deterministic message ids, so a resend is dropped as a duplicate)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await record(JetStreamLog(nc), self.data_dir, issued)
+                return
+            except Unavailable as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.info("recording the credentials again: %s", exc)
+                await asyncio.sleep(0.25)
 
     def _cluster_servers(self, base: str) -> list[NatsServer]:
         """One node per store, routes mutual TLS with a CA made once in the data dir."""
@@ -204,6 +219,7 @@ class Stack:
         while True:
             try:
                 await ensure_streams(nc.jetstream(), replicas=self.replicas)
+                await self._leaders_elected(nc)
                 return
             except Exception as exc:  # no meta leader yet, or peers still joining
                 if time.monotonic() > deadline:
@@ -211,6 +227,18 @@ class Stack:
                                    f"{exc!r}") from None
                 log.info("waiting for the cluster to accept streams: %r", exc)
                 await asyncio.sleep(0.25)
+
+    async def _leaders_elected(self, nc: Any) -> None:
+        """A replicated stream takes appends once its group has a leader; until then a
+        publish times out. Raises (to be retried) while any stream has none."""
+        if self.replicas == 1:
+            return
+        js = nc.jetstream()
+        for name in (subjects.EVENTS_STREAM, subjects.HEARTBEATS_STREAM, subjects.LOGS_STREAM,
+                     subjects.DLQ_STREAM):
+            info = await js.stream_info(name)
+            if info.cluster is None or not info.cluster.leader:
+                raise Unavailable(f"stream {name} has no leader yet")
 
     async def _connect_when_admitted(self, creds: Credentials | None,
                                      timeout: float = 30.0) -> Any:

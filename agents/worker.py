@@ -344,6 +344,10 @@ class WorkerAgent:
                 "session": self.session,
                 "at": time.time(),
                 "running": len(self.running),
+                # the leases this session holds (running, or finished and not yet reported):
+                # recovery requeues a lease its worker never got
+                "leases": sorted({a.fencing for a in self.running.values()}
+                                 | {r.fencing for r in self.reports}),
                 "cpu_percent": psutil.cpu_percent(),
                 "memory_percent": psutil.virtual_memory().percent,
                 "rss_mb": proc.memory_info().rss / 1024**2,

@@ -42,3 +42,14 @@ def test_replay_bench_is_deterministic() -> None:
     result = _bench("replay.py", "--events", "3000")
     assert result["deterministic"] is True and result["events"] == 3000
     assert "replay_events_per_s" in result
+
+
+def test_failover_bench_prints_its_three_figures() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "failover.py"), "--tasks", "400",
+         "--replay-events", "3000", "--cold-events", "5000", "--json"],
+        capture_output=True, text=True, timeout=170, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"failover_s", "replay_events_per_s", "cold_start_s"} <= set(result)
+    assert result["cold_equals_full"] is True and result["failover_s"] is not None

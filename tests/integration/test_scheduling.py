@@ -270,8 +270,8 @@ async def test_an_idle_worker_steals_leases_that_sit_unstarted(tmp_path: Path) -
 async def test_audit_verify_and_replay_over_a_real_log(tmp_path: Path) -> None:
     from agents.projector import ProjectorAgent
     from cli.audit_cmds import audit_verify, history, replay
-    from projections.board import Board
     from cli.client_cmds import Target
+    from projections.board import Board
 
     async with stack(tmp_path, workers=1, slots=2) as h:
         nc = await h.conn("projector")
