@@ -33,6 +33,11 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", default=None, help="state directory (default ./.dtf)")
     up.add_argument("--port", type=int, default=4222)
     up.add_argument("--workers", type=int, default=1)
+    up.add_argument("--heartbeat-interval", type=float, default=None, metavar="S",
+                    help="seconds between worker heartbeats (default 1; DTF_HEARTBEAT_INTERVAL)")
+    up.add_argument("--heartbeat-misses", type=int, default=None, metavar="N",
+                    help="missed heartbeats before a worker is lost (default 5; "
+                         "DTF_HEARTBEAT_MISSES)")
     up.add_argument("--cluster", type=int, default=1, metavar="N",
                     help="N local NATS nodes (ports PORT..PORT+N-1), R3 streams and two of "
                          "every agent (default 1)")

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -206,6 +207,14 @@ def _up(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 
     if args.workers < 0 or (args.slots is not None and args.slots < 1):
         raise InvalidInput("--workers must be >= 0 and --slots >= 1")
+    if args.heartbeat_interval is not None:
+        if not 0.05 <= args.heartbeat_interval <= 3600:
+            raise InvalidInput("--heartbeat-interval takes 0.05 to 3600 seconds")
+        os.environ["DTF_HEARTBEAT_INTERVAL"] = repr(args.heartbeat_interval)  # the children
+    if args.heartbeat_misses is not None:
+        if not 1 <= args.heartbeat_misses <= 1000:
+            raise InvalidInput("--heartbeat-misses takes 1 to 1000")
+        os.environ["DTF_HEARTBEAT_MISSES"] = str(args.heartbeat_misses)
     if args.cluster not in (1, 3, 5):
         raise InvalidInput("--cluster takes 1, 3 or 5 nodes (an odd number keeps a quorum)")
     if args.insecure_dev and args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -25,3 +25,13 @@ def test_hardware_flags_become_requirements() -> None:
 def test_bad_gpu_count_is_a_clear_error() -> None:
     with pytest.raises(InvalidInput, match="gpus"):
         _specs("--gpus", "-1")
+
+
+@pytest.mark.parametrize("flags", [["--heartbeat-interval", "0"], ["--heartbeat-misses", "0"],
+                                   ["--cluster", "2"]])
+def test_dtf_up_refuses_bad_settings_before_starting_anything(
+        flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    assert main(["up", *flags]) == 2
+    assert "dtf: error:" in capsys.readouterr().err
