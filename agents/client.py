@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -27,7 +28,10 @@ AUTH_HEADER = "Authorization"
 # A request that got no answer (the connection dropped, or the api that had it died) is
 # sent again after these pauses, when sending it twice changes nothing: queries, cancels,
 # and submissions whose task ids the client fixed before the first send.
-RESEND_DELAYS = (0.1, 0.5, 1.0, 2.0)
+# A failover (a new stream leader elected, a standby api) takes a few seconds; the client
+# keeps resending for RESEND_WINDOW_S, pausing a little longer each time.
+RESEND_WINDOW_S = 20.0
+RESEND_MAX_PAUSE_S = 1.0
 RESENDABLE = (cmds.SubmitTasks, cmds.CancelTask, cmds.ListTasks, cmds.GetTask,
               cmds.ListWorkers, cmds.GetStatus, cmds.ExplainTask)
 _SUBJECTS: dict[type, str] = {
@@ -61,6 +65,10 @@ _ERRORS: dict[str, type[DTFError]] = {
 }
 
 
+class NoApi(Unavailable):
+    """Nothing serves the api at all: said at once, not after the resend window."""
+
+
 class ApiClient:
     """``credential``: a token or worker API key, sent as ``Authorization: Bearer``."""
 
@@ -72,20 +80,24 @@ class ApiClient:
     async def call(self, cmd: cmds.Command, timeout: float | None = None) -> Any:
         if not isinstance(cmd, RESENDABLE):
             return await self._call_once(cmd, timeout)
-        for delay in RESEND_DELAYS:
+        deadline = time.monotonic() + RESEND_WINDOW_S
+        pause = 0.1
+        while True:
             try:
                 return await self._call_once(cmd, timeout)
             except Unavailable as exc:
+                if isinstance(exc, NoApi) or time.monotonic() + pause > deadline:
+                    raise
                 log.info("no answer to %s (%s); sending it again", type(cmd).__name__, exc)
-                await asyncio.sleep(delay)
-        return await self._call_once(cmd, timeout)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RESEND_MAX_PAUSE_S)
 
     async def _call_once(self, cmd: cmds.Command, timeout: float | None = None) -> Any:
         subject = _SUBJECTS[type(cmd)]
         try:
             msg = await self._request(subject, cmds.encode(cmd), timeout or self.timeout)
         except NoRespondersError:
-            raise Unavailable("no api agent is running (is `dtf up` running?)") from None
+            raise NoApi("no api agent is running (is `dtf up` running?)") from None
         except NatsTimeout:
             denied = getattr(self.nc, "denied", None)
             if denied is not None and denied(subject):

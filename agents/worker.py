@@ -41,6 +41,10 @@ from dtf_core.spec import TestConfig, command_config, test_config
 from dtf_core.task import Report
 
 log = logging.getLogger(__name__)
+# A report batch sent to an api that dies with it gets no answer: resend it soon (a resend
+# of applied reports changes nothing) rather than after the default 10 s, so a failover of
+# the control plane does not stall every worker's results for that long.
+REPORT_TIMEOUT_S = 2.0
 _enc = msgspec.msgpack.Encoder()
 MAX_REPORTS = 1000
 
@@ -308,7 +312,8 @@ class WorkerAgent:
                 batch = [] if len(tests) < len(self.outbox.batches) else \
                     self.reports[:MAX_REPORTS]
                 try:
-                    refused = await self.api.call(self._signed(batch, tests))
+                    refused = await self.api.call(self._signed(batch, tests),
+                                                  timeout=REPORT_TIMEOUT_S)
                 except DTFError as exc:
                     log.warning("reporting %d results failed (%s); retrying", len(batch), exc)
                     await asyncio.sleep(backoff)
