@@ -101,6 +101,8 @@ def plan_submit(
     _check_dependencies(board, ids, specs)
     changes: list[Change] = []
     for task_id, spec in zip(ids, specs, strict=True):
+        if task_id in board.finished:
+            continue  # it ended long ago (compacted): submitting it again is a no-op
         existing = board.tasks.get(task_id)
         if existing is not None and existing.spec != spec:
             raise Refused(f"task {task_id} already exists with a different spec")
@@ -128,7 +130,7 @@ def _check_dependencies(board: Board, ids: list[str], specs: list[TaskSpec]) -> 
     edges: dict[str, Iterable[str]] = {}
     for task_id, spec in zip(ids, specs, strict=True):
         for dep in all_dependencies(spec):
-            if dep not in in_batch and dep not in board.tasks:
+            if dep not in in_batch and not board.known(dep):
                 raise InvalidInput(f"task {task_id} depends on unknown task {dep}")
         edges[task_id] = [d for d in all_dependencies(spec) if d in in_batch]
     cycle = find_cycle(edges)
@@ -139,6 +141,9 @@ def _check_dependencies(board: Board, ids: list[str], specs: list[TaskSpec]) -> 
 def plan_cancel(board: Board, cmd: CancelTask, *, now: float) -> Plan:
     validate_id(cmd.task_id, "task id")
     state = board.tasks.get(cmd.task_id)
+    if state is None and cmd.task_id in board.finished:
+        status = board.finished[cmd.task_id]
+        return Plan([], lambda: {"id": cmd.task_id, "status": status}, keys={cmd.task_id})
     if state is None:
         raise NotFound(f"unknown task {cmd.task_id}")
     events = task_agg.decide_cancel(state, now=now, actor=cmd.actor, reason=cmd.reason)
@@ -162,8 +167,10 @@ def plan_report(board: Board, cmd: ReportResults, *, now: float) -> Plan:
     for report in cmd.reports:
         state, events = pending.get(report.task_id) or (board.tasks.get(report.task_id), [])
         if state is None:
-            outcomes.append(ReportOutcome(task_id=report.task_id, applied=False,
-                                          reason="unknown task"))
+            done = board.finished.get(report.task_id)
+            outcomes.append(ReportOutcome(
+                task_id=report.task_id, applied=False,
+                reason=f"task is already {done}" if done else "unknown task"))
             continue
         decided = task_agg.decide_report(state, report, now=now, actor=cmd.actor)
         for ev in decided:  # a scratch fold, so the next report sees this one's effect
@@ -185,7 +192,8 @@ def tests_change(board: Board, batch: TestBatch, *, now: float, actor: str,
     state = board.tasks.get(batch.task_id)
     reason = ""
     if state is None:
-        reason = "unknown task"
+        reason = (f"task is already {board.finished[batch.task_id]}"
+                  if batch.task_id in board.finished else "unknown task")
     elif state.spec.type != "test":
         reason = "not a test task"
     elif (state.lease_seq != batch.fencing or state.worker_id != batch.worker_id

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -11,12 +13,13 @@ from nats.aio.client import Client
 from agents.eventlog import EventLog
 from dtf_core import commands as cmds
 from dtf_core import subjects
-from dtf_core.errors import InvalidInput, NotFound
+from dtf_core import task as task_agg
+from dtf_core.errors import DTFError, InvalidInput, NotFound
 from dtf_core.events.codec import UndecodableEvent, decode, event_type
-from dtf_core.events.task import TaskLeased
+from dtf_core.events.task import TaskEventBase, TaskLeased
 from dtf_core.explain import explain
 from dtf_core.ids import validate_id
-from dtf_core.task import TaskState
+from dtf_core.task import TERMINAL, TaskState
 from dtf_core.worker import WorkerState
 from projections.board import Board
 
@@ -60,8 +63,21 @@ async def answer(board: Board, log: EventLog, nc: Client, cmd: cmds.Command) -> 
     raise InvalidInput(f"{type(cmd).__name__} is a command: send it to dtf.cmd.*")
 
 
+def compacted_summary(task_id: str, status: str) -> dict[str, Any]:
+    """A task that ended long ago keeps only its status on the board (`dtf task ID` folds
+    its whole history from the log; DuckDB has its rows)."""
+    return {"id": task_id, "type": None, "name": "", "status": status, "priority": None,
+            "attempt": None, "worker_id": None, "run_id": None, "submitted_at": None,
+            "started_at": None, "finished_at": None, "exit_code": None, "error": "",
+            "compacted": True}
+
+
 async def explain_task(board: Board, log: EventLog, task_id: str) -> dict[str, Any]:
     task = board.tasks.get(validate_id(task_id, "task id"))
+    if task is None and task_id in board.finished:
+        return {"task_id": task_id, "status": board.finished[task_id],
+                "lines": [f"Task {task_id} ended {board.finished[task_id]} long ago; "
+                          f"`dtf audit task {task_id}` shows its history."]}
     if task is None:
         raise NotFound(f"unknown task {task_id}")
     lease = None
@@ -74,18 +90,19 @@ async def explain_task(board: Board, log: EventLog, task_id: str) -> dict[str, A
     ahead = sum(1 for t in board.tasks.values()
                 if t.status == "queued" and (-t.spec.priority, t.last_seq) < key)
     leases = {w: len(ids) for w, ids in board.leases_by_worker.items()}
-    deps = {d: board.tasks.get(d) for d in (*task.spec.dependencies,
-                                             *task.spec.soft_dependencies)}
+    deps = {d: board.task_or_tombstone(d) for d in (*task.spec.dependencies,
+                                                     *task.spec.soft_dependencies)}
     lines = explain(task, lease, board.workers, leases, deps, ahead, time.time())
     return {"task_id": task_id, "status": task.status, "lines": lines}
 
 
 def list_tasks(board: Board, cmd: cmds.ListTasks) -> list[dict[str, Any]]:
     if cmd.ids is not None:
-        missing = [i for i in cmd.ids if validate_id(i, "task id") not in board.tasks]
+        missing = [i for i in cmd.ids if not board.known(validate_id(i, "task id"))]
         if missing:
             raise NotFound(f"unknown task {', '.join(missing[:5])}")
-        return [task_summary(board.tasks[i]) for i in cmd.ids]
+        return [task_summary(board.tasks[i]) if i in board.tasks
+                else compacted_summary(i, board.finished[i]) for i in cmd.ids]
     if not 1 <= cmd.limit <= MAX_LIST:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIST}")
     if cmd.run_id is not None:
@@ -97,27 +114,53 @@ def list_tasks(board: Board, cmd: cmds.ListTasks) -> list[dict[str, Any]]:
         and (cmd.run_id is None or t.run_id == cmd.run_id)
     ]
     rows.sort(key=lambda t: t.last_seq, reverse=True)
-    return [task_summary(t) for t in rows[: cmd.limit]]
+    out = [task_summary(t) for t in rows[: cmd.limit]]
+    if len(out) < cmd.limit and (cmd.status is None or cmd.status in TERMINAL):
+        out += _compacted_rows(board, cmd, cmd.limit - len(out))  # older than every row
+    return out
+
+
+def _compacted_rows(board: Board, cmd: cmds.ListTasks, room: int) -> list[dict[str, Any]]:
+    if cmd.run_id is not None:
+        run = board.runs.get(cmd.run_id)
+        ids: Iterable[str] = run.task_ids if run is not None else ()
+    else:
+        ids = board.finished
+    found = []
+    for task_id in ids:
+        status = board.finished.get(task_id)
+        if status is not None and (cmd.status is None or status == cmd.status):
+            found.append(compacted_summary(task_id, status))
+            if len(found) >= room:
+                break
+    return found
 
 
 async def get_task(board: Board, log: EventLog, task_id: str) -> dict[str, Any]:
     validate_id(task_id, "task id")
     state = board.tasks.get(task_id)
-    if state is None:
+    if state is None and task_id not in board.finished:
         raise NotFound(f"unknown task {task_id}")
     history: list[dict[str, Any]] = []
+    folded: TaskState | None = None  # a compacted task: its state folded from its events
     for rec in await log.read([subjects.task_filter(task_id)]):
         try:
             ev = decode(rec.subject, rec.data)
         except UndecodableEvent:
             history.append({"type": "undecodable", "seq": rec.seq, "time": rec.time})
             continue
+        if state is None and isinstance(ev, TaskEventBase):
+            with contextlib.suppress(DTFError):  # an event before its submission: skipped
+                folded = task_agg.evolve(folded, ev, rec.seq)
         body = msgspec.to_builtins(ev)
         body.pop("spec", None)
         history.append(
             {"type": event_type(ev), "seq": rec.seq, "time": rec.time, "actor": ev.actor,
              "data": body}
         )
+    state = state or folded
+    if state is None:
+        raise NotFound(f"task {task_id} has no events left in the log")
     out = task_summary(state)
     out["spec"] = msgspec.to_builtins(state.spec)
     out["lease_seq"] = state.lease_seq

@@ -303,7 +303,7 @@ class SchedulerAgent:
     def _deps_ready(self, t: TaskState, now: float, changes: list[Change]) -> bool:
         soft = set(t.spec.soft_dependencies)
         for dep_id in all_dependencies(t.spec):
-            dep = self.board.tasks.get(dep_id)
+            dep = self.board.task_or_tombstone(dep_id)
             if dep is None or not dep.terminal:
                 self.ready_q.waiting_on.setdefault(dep_id, set()).add(t.task_id)
                 return False

@@ -179,9 +179,7 @@ async def replay(target: Target, at: str) -> dict[str, Any]:
             break
         board.apply(seq, ev)
         last = seq
-    tasks: dict[str, int] = {}
-    for t in board.tasks.values():
-        tasks[t.status] = tasks.get(t.status, 0) + 1
+    tasks = {status: n for status, n in sorted(board.counts.items()) if n}
     return {
         "at": at, "seq": last, "state_hash": board.state_hash(),
         "tasks": tasks, "runs": len(board.runs),

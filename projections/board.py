@@ -6,6 +6,7 @@ A pure fold (no IO): the api, scheduler and recovery agents and the CLI's replay
 from __future__ import annotations
 
 import hashlib
+import heapq
 
 import msgspec
 
@@ -17,21 +18,33 @@ from dtf_core.events.lead import LeadershipClaimed
 from dtf_core.events.run import RunCreated
 from dtf_core.events.task import TaskEventBase, TaskLeased, TaskSubmitted
 from dtf_core.events.worker import WorkerEventBase
-from dtf_core.spec import all_dependencies
-from dtf_core.task import LIVE, TaskState
+from dtf_core.spec import TaskSpec, all_dependencies
+from dtf_core.task import LIVE, TERMINAL, TaskState
 from dtf_core.worker import WorkerState
 from projections.auth import AuthState
 
 _hash_encoder = msgspec.msgpack.Encoder(order="deterministic")
+# A task that ended more than this many events ago leaves the board: only its id and final
+# status stay (``finished``). Its history is in the log and its rows in DuckDB. The rule
+# depends on log positions only, so a replay compacts exactly what the live fold did, and a
+# snapshot (and a cold start) grows with recent work, not with every task ever submitted.
+COMPACT_AFTER = 100_000
+_TOMBSTONE_SPEC = TaskSpec(type="noop")
 
 
 class Board:
     """``from_leases``: a board that never sees ``submitted`` events (recovery filters them
     out on the server) creates a task from its first lease, which carries the spec."""
 
-    def __init__(self, *, from_leases: bool = False) -> None:
+    def __init__(self, *, from_leases: bool = False,
+                 compact_after: int | None = COMPACT_AFTER) -> None:
         self.from_leases = from_leases
+        self.compact_after = compact_after
         self.tasks: dict[str, TaskState] = {}
+        self.finished: dict[str, str] = {}  # compacted: task id -> its terminal status
+        # (seq it ended at, task), a heap: an agent applies its own appends before the fold
+        # delivers earlier ones, so they do not come in order
+        self.ended: list[tuple[int, str]] = []
         self.workers: dict[str, WorkerState] = {}
         self.runs: dict[str, RunCreated] = {}
         self.leases_by_worker: dict[str, set[str]] = {}
@@ -47,7 +60,10 @@ class Board:
         if seq > self.last_seq:
             self.last_seq = seq
         if isinstance(event, TaskEventBase):
-            return self._apply_task(seq, event)
+            changed = self._apply_task(seq, event)
+            if self.ended and self.compact_after is not None:
+                self._compact(self.last_seq - self.compact_after)
+            return changed
         if isinstance(event, WorkerEventBase):
             old_w = self.workers.get(event.worker_id)
             new_w = worker_agg.evolve(old_w, event, seq)
@@ -68,6 +84,8 @@ class Board:
 
     def _apply_task(self, seq: int, event: TaskEventBase) -> TaskState | None:
         old = self.tasks.get(event.task_id)
+        if old is None and event.task_id in self.finished:
+            return None  # ended long ago and compacted: a late event changes nothing
         if old is None and not isinstance(event, TaskSubmitted):
             if not (self.from_leases and isinstance(event, TaskLeased) and event.spec):
                 return None  # an event for a task we never saw: nothing to fold into
@@ -78,7 +96,40 @@ class Board:
             return None
         self.tasks[new.task_id] = new
         self._index(old, new)
+        if new.status in TERMINAL:
+            heapq.heappush(self.ended, (new.last_seq, new.task_id))
         return new
+
+    def _compact(self, limit: int) -> None:
+        ended = self.ended
+        while ended and ended[0][0] <= limit:
+            seq, task_id = heapq.heappop(ended)
+            t = self.tasks.get(task_id)
+            if t is None or t.last_seq != seq or t.status not in TERMINAL:
+                continue  # a later event re-queued this entry
+            del self.tasks[task_id]
+            self.finished[task_id] = t.status
+            self.dependents.pop(task_id, None)
+            for dep in all_dependencies(t.spec):
+                waiting = self.dependents.get(dep)
+                if waiting is not None:
+                    waiting.discard(task_id)
+                    if not waiting:
+                        del self.dependents[dep]
+
+    def known(self, task_id: str) -> bool:
+        return task_id in self.tasks or task_id in self.finished
+
+    def task_or_tombstone(self, task_id: str) -> TaskState | None:
+        """The task, or for a compacted one a stand-in that holds only its id and final
+        status (what dependency checks need); None for an unknown id."""
+        t = self.tasks.get(task_id)
+        if t is not None:
+            return t
+        status = self.finished.get(task_id)
+        if status is None:
+            return None
+        return TaskState(task_id=task_id, spec=_TOMBSTONE_SPEC, status=status)  # type: ignore[arg-type]
 
     def _index(self, old: TaskState | None, new: TaskState) -> None:
         counts = self.counts
@@ -108,5 +159,6 @@ class Board:
             h.update(_hash_encoder.encode(self.workers[key]))
         for key in sorted(self.runs):
             h.update(_hash_encoder.encode(self.runs[key]))
+        h.update(_hash_encoder.encode(sorted(self.finished.items())))
         h.update(self.auth.digest())
         return h.hexdigest()

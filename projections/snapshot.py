@@ -15,11 +15,11 @@ import msgspec
 from dtf_core.events.auth import ApiKeyCreated, TokenIssued, TokenRevoked
 from dtf_core.events.lead import LeadershipClaimed
 from dtf_core.events.run import RunCreated
-from dtf_core.task import TaskState
+from dtf_core.task import TERMINAL, TaskState
 from dtf_core.worker import WorkerState
 from projections.board import Board
 
-VERSION = 1
+VERSION = 2  # 2: compacted tasks (``finished``)
 
 
 class AuthPart(msgspec.Struct, frozen=True):
@@ -41,6 +41,7 @@ class BoardSnapshot(msgspec.Struct, frozen=True):
     auth: AuthPart
     leaders: list[LeadershipClaimed]
     lead_seq: dict[str, int]
+    finished: dict[str, str]  # compacted tasks: id -> final status
 
 
 class _Version(msgspec.Struct):
@@ -78,6 +79,7 @@ def capture(board: Board, position: int) -> BoardSnapshot:
                       api_keys=list(a.api_keys.values()), revoked_keys=sorted(a.revoked_keys),
                       public_keys=dict(a.public_keys), retired_keys=sorted(a.retired_keys)),
         leaders=list(board.leaders.values()), lead_seq=dict(board.lead_seq),
+        finished=dict(board.finished),
     ))
 
 
@@ -114,4 +116,7 @@ def restore(board: Board, data: bytes) -> int:
     a.retired_keys = set(snap.auth.retired_keys)
     board.leaders = {c.role: c for c in snap.leaders}
     board.lead_seq = dict(snap.lead_seq)
+    board.finished = dict(snap.finished)
+    board.ended = sorted((t.last_seq, t.task_id) for t in snap.tasks  # a sorted list is a heap
+                         if t.status in TERMINAL)
     return snap.position

@@ -26,6 +26,7 @@ from agents.security.keyring import Keyring
 from agents.worker import WorkerAgent
 from dtf_core import subjects
 from dtf_core.events.codec import Event, decode
+from projections.board import COMPACT_AFTER, Board
 from tests.conftest import until
 
 STOP_S = 10.0  # teardown never waits longer than this on one agent or connection
@@ -106,6 +107,7 @@ async def stack(
     control: bool = False,
     keyring: Keyring | None = None,
     credential: str | None = None,
+    compact_after: int | None = COMPACT_AFTER,
 ) -> AsyncIterator[Harness]:
     """``keyring``: run the api secured (every request must carry a credential; the
     harness's own client presents ``credential``)."""
@@ -120,7 +122,7 @@ async def stack(
         if control:  # api, scheduler and recovery in one process, sharing one fold
             ctl_nc = await h.conn("control")
             plane = ControlPlane(ctl_nc, JetStreamLog(ctl_nc), heartbeat_interval=heartbeat,
-                                 misses=misses)
+                                 misses=misses, board=Board(compact_after=compact_after))
             await h.start("control", plane, plane.ready)
             h.agents.update(api=plane.api, scheduler=plane.scheduler, recovery=plane.recovery)
             scheduler = recovery = False
