@@ -33,6 +33,7 @@ from dtf_core.errors import DTFError, InvalidInput, NotFound, Refused, Unavailab
 from projections.board import Board
 
 log = logging.getLogger(__name__)
+CATCH_UP_S = 5.0
 
 MAX_CONFLICT_RETRIES = 3
 QUEUE_GROUP = "dtf-api"
@@ -107,7 +108,14 @@ class ApiAgent:
                     not await self.folder.settled():
                 raise Unavailable(f"the api's fold is behind its own writes (at seq "
                                   f"{self.folder.position}, holding {self.board.last_seq})")
-            result = await queries.answer(self.board, self.log, self.nc, cmd)
+            try:
+                result = await queries.answer(self.board, self.log, self.nc, cmd)
+            except NotFound:
+                # Another api replica may have written it a moment ago: "unknown" only once
+                # this fold has caught up with the log as it is now.
+                if not await self.folder.catch_up(CATCH_UP_S):
+                    raise Unavailable("this api is catching up with the log") from None
+                result = await queries.answer(self.board, self.log, self.nc, cmd)
             await self._reply(msg, cmds.Reply(ok=True, result=result))
         except Exception as exc:  # one broad except per message: answer, never crash
             await self._reply(msg, _error_reply(exc))
@@ -134,7 +142,12 @@ class ApiAgent:
                     raise InvalidInput(f"{type(cmd).__name__} is a query: send it to dtf.q.*")
                 cmd, claims = self._admit(msg, cmd)
                 await self._wait_for_fencing(cmd)
-                plan = self._plan(cmd, claims)
+                try:
+                    plan = self._plan(cmd, claims)
+                except NotFound:  # written through another api replica a moment ago?
+                    if not await self.folder.catch_up(CATCH_UP_S):
+                        raise Unavailable("this api is catching up with the log") from None
+                    plan = self._plan(cmd, claims)
             except Exception as exc:
                 await self._reply(msg, _error_reply(exc))
                 continue

@@ -87,7 +87,11 @@ async def test_kill_a_nats_node_under_load_loses_no_acknowledged_event(
             leader = info.cluster.leader if info.cluster else "dtf-1"
             cluster.node(int(str(leader).rsplit("-", 1)[1]) - 1).kill()
             # acknowledged submissions after the kill: the client reconnects to a live node
-            ids += (await api.submit([TaskSpec(type="noop")] * 150)).ids
+            more = (await api.submit([TaskSpec(type="noop")] * 150)).ids
+            ids += more
+            # read-your-writes across the api replicas, one of them still catching up
+            for _ in range(5):
+                assert {r["id"] for r in await api.tasks(ids=more, limit=150)} == set(more)
 
             async def all_done() -> bool:
                 return (await api.status())["tasks"].get("succeeded", 0) >= len(ids)
