@@ -125,7 +125,7 @@ def _compacted_rows(board: Board, cmd: cmds.ListTasks, room: int) -> list[dict[s
         run = board.runs.get(cmd.run_id)
         ids: Iterable[str] = run.task_ids if run is not None else ()
     else:
-        ids = board.finished
+        ids = reversed(board.finished)  # the most recently compacted first
     found = []
     for task_id in ids:
         status = board.finished.get(task_id)
