@@ -85,6 +85,10 @@ class EventLog(Protocol):
 
     async def last_seq(self) -> int: ...
 
+    async def last_seq_on(self, filters: Sequence[str]) -> int:
+        """The sequence of the newest message on any of ``filters`` (0: none)."""
+        ...
+
 
 def subject_matches(pattern: str, subject: str) -> bool:
     """NATS wildcard matching: ``*`` is one token, ``>`` the rest (one token or more)."""

@@ -19,6 +19,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from agents.eventlog import MAX_BATCH, Append, AppendConflict, DuplicateBatch, Record
 from dtf_core.errors import DTFError, InvalidInput, Unavailable
@@ -103,6 +104,16 @@ class JetStreamLog:
     async def last_seq(self) -> int:
         info = await self.js.stream_info(self.stream)
         return int(info.state.last_seq)
+
+    async def last_seq_on(self, filters: Sequence[str]) -> int:
+        last = 0
+        for subject in filters:  # the stream leader answers: no replica lag
+            try:
+                msg = await self.js.get_last_msg(self.stream, subject, direct=True)
+            except NotFoundError:
+                continue
+            last = max(last, int(msg.seq or 0))
+        return last
 
     def tail(self, filters: Sequence[str], start_seq: int = 1) -> JetStreamTail:
         return JetStreamTail(self, list(filters), start_seq)

@@ -72,6 +72,9 @@ class MemoryLog:
     async def last_seq(self) -> int:
         return len(self.records)
 
+    async def last_seq_on(self, filters: Sequence[str]) -> int:
+        return max((self._last_on(f) for f in filters), default=0)
+
 
 class MemoryTail:
     """The same interface as ``JetStreamTail``: an async context manager and iterator."""

@@ -98,8 +98,17 @@ class Folder:
         return True
 
     async def catch_up(self, timeout: float = 5.0) -> bool:
-        """Wait until everything stored now has been folded."""
-        return await self.wait_for(await self.log.last_seq(), timeout)
+        """Wait until everything stored now has been folded. By the fold's own position: the
+        board's ``last_seq`` runs ahead when the agent applies its own appends, while
+        another agent's earlier writes are still on their way."""
+        end = await self.log.last_seq_on(self.filters)  # the last event this fold takes
+        try:
+            async with asyncio.timeout(timeout):
+                while self.position < end:
+                    await self._progress.wait()
+        except TimeoutError:
+            return False
+        return True
 
 
 def _header_safe(text: str) -> str:
