@@ -17,8 +17,8 @@ from nats.errors import TimeoutError as NatsTimeout
 from dtf_core.events.task import TaskSucceeded
 from dtf_core.spec import TaskSpec
 from tests.chaos.cluster import running, start, task_events
-from tests.chaos.test_workers_and_nodes import blocked_until
 from tests.conftest import until
+from tests.gates import Gate
 
 pytestmark = pytest.mark.anyio
 
@@ -49,12 +49,12 @@ async def test_projector_killed_between_commit_and_position_loses_and_doubles_no
 
 
 async def test_the_whole_stack_killed_mid_run_resumes_queue_and_leases(tmp_path: Path) -> None:
-    data, release = tmp_path / "dtf", tmp_path / "release"
+    data, gate = tmp_path / "dtf", Gate(tmp_path / "gate")
     cluster = start(data, workers=2, slots=2)
     try:
         nc, api, _ = await cluster.client()
         try:
-            blocked = (await api.submit([blocked_until(release)] * 4)).ids
+            blocked = (await api.submit([gate.task()] * 4)).ids
             queued = (await api.submit([TaskSpec(type="noop")] * 50)).ids
 
             async def leased() -> bool:
@@ -74,7 +74,7 @@ async def test_the_whole_stack_killed_mid_run_resumes_queue_and_leases(tmp_path:
                 p.wait(10)
     finally:
         cluster.stop()
-    release.touch()
+    gate.open()
     with running(data, workers=2, slots=2, base=cluster.base) as again:
         nc, api, log = await again.client()
         try:

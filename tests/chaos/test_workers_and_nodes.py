@@ -3,36 +3,27 @@ with a late result; a NATS node dies under load. Each ends with `dtf audit verif
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import psutil
 import pytest
 
 from dtf_core.events.task import ResultRefused, TaskLeased, TaskSucceeded
-from dtf_core.spec import TaskSpec, command_spec
+from dtf_core.spec import TaskSpec
 from tests.chaos.cluster import running, stopped, task_events
 from tests.conftest import until
+from tests.gates import Gate
 
 pytestmark = pytest.mark.anyio
-PY = sys.executable
-
-
-def blocked_until(release: Path) -> TaskSpec:
-    """A task that runs until ``release`` exists (the test decides when it may finish)."""
-    script = ("import os, time\n"
-              f"while not os.path.exists({str(release)!r}):\n"
-              "    time.sleep(0.02)\n")
-    return command_spec([PY, "-c", script])
 
 
 async def test_a_frozen_worker_comes_back_and_its_late_result_is_refused(
         tmp_path: Path) -> None:
-    release = tmp_path / "release"
+    gate = Gate(tmp_path / "gate")
     with running(tmp_path / "dtf", workers=2, slots=1) as cluster:
         nc, api, log = await cluster.client()
         try:
-            task_id = (await api.submit([blocked_until(release)])).ids[0]
+            task_id = (await api.submit([gate.task()])).ids[0]
 
             async def running_on() -> bool:
                 row = (await api.tasks(ids=[task_id]))[0]
@@ -48,7 +39,7 @@ async def test_a_frozen_worker_comes_back_and_its_late_result_is_refused(
                     return row["status"] == "running" and row["worker_id"] != first
 
                 await until(moved, 30, "the task to run on the other worker")
-                release.touch()  # both attempts' processes may now finish
+                gate.open()  # both attempts' processes may now finish
 
                 async def succeeded() -> bool:
                     return (await api.tasks(ids=[task_id]))[0]["status"] == "succeeded"
@@ -108,11 +99,11 @@ async def test_kill_a_nats_node_under_load_loses_no_acknowledged_event(
 @pytest.mark.chaos
 async def test_sigkill_a_worker_holding_leases_its_tasks_finish_once_elsewhere(
         tmp_path: Path) -> None:
-    release = tmp_path / "release"
+    gate = Gate(tmp_path / "gate")
     with running(tmp_path / "dtf", workers=2, slots=2) as cluster:
         nc, api, log = await cluster.client()
         try:
-            ids = (await api.submit([blocked_until(release)] * 4)).ids
+            ids = (await api.submit([gate.task()] * 4)).ids
 
             async def all_running() -> bool:
                 return all(r["status"] == "running" for r in await api.tasks(ids=ids))
@@ -124,7 +115,7 @@ async def test_sigkill_a_worker_holding_leases_its_tasks_finish_once_elsewhere(
             victim.kill()  # the supervisor starts it again, as a new session
             _, alive = psutil.wait_procs(attempts, timeout=10)
             assert not alive, f"the dead worker's attempts still run: {alive}"
-            release.touch()
+            gate.open()
 
             async def all_done() -> bool:
                 return all(r["status"] == "succeeded" for r in await api.tasks(ids=ids))

@@ -18,6 +18,7 @@ import pytest
 from agents.natsserver import free_port
 from agents.server_auth import client_inbox_prefix
 from tests.conftest import eventually
+from tests.gates import Gate
 
 PY = sys.executable
 
@@ -38,11 +39,19 @@ class Up:
         line = self.proc.stdout.readline()  # bounded by the pytest timeout
         assert line.strip() == f"DTF ready at {self.url}", line
 
+    def _cli(self, args: tuple[str, ...], env: dict[str, str] | None = None,
+             ) -> tuple[list[str], dict[str, str]]:
+        argv = [PY, "-m", "cli.main", args[0], "--server", self.url, *args[1:]]
+        return argv, {**os.environ, "DTF_TOKEN_FILE": str(self.data_dir / "admin.jwt"),
+                      "DTF_TLS_CA": str(self.data_dir / "tls" / "ca.pem"), **(env or {})}
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        argv, env = self._cli(args)
+        return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+
     def dtf(self, *args: str, check: bool = True,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        argv = [PY, "-m", "cli.main", args[0], "--server", self.url, *args[1:]]
-        env = {**os.environ, "DTF_TOKEN_FILE": str(self.data_dir / "admin.jwt"),
-               "DTF_TLS_CA": str(self.data_dir / "tls" / "ca.pem"), **(env or {})}
+        argv, env = self._cli(args, env)
         out = subprocess.run(argv, env=env,
                              capture_output=True, text=True, timeout=60)
         if check:
@@ -89,13 +98,18 @@ def test_submit_wait_inspect(up: Up) -> None:
         assert w["capabilities"]["cpu_count"] >= 1
 
 
-def test_logs_follow_streams_until_the_task_ends(up: Up) -> None:
-    script = ("import time\nfor i in range(5):\n"
-              "    print('line', i, flush=True)\n    time.sleep(0.2)")
+def test_logs_follow_streams_until_the_task_ends(up: Up, tmp_path: Path) -> None:
+    gate = Gate(tmp_path / "gate")  # the task prints, then waits until the test lets it end
+    script = "for i in range(5):\n    print('line', i, flush=True)\n" + gate.script()
     task = up.dtf("submit", "--", PY, "-c", script).stdout.strip()
-    out = up.dtf("logs", "-f", task)
-    assert [ln for ln in out.stdout.splitlines() if ln.startswith("line")] == [
-        f"line {i}" for i in range(5)]
+    follow = up.popen("logs", "-f", task)
+    assert follow.stdout is not None
+    seen = [follow.stdout.readline().strip() for _ in range(5)]  # while the task still runs
+    assert seen == [f"line {i}" for i in range(5)]
+    assert json.loads(up.dtf("task", task, "--json").stdout)["status"] == "running"
+    gate.open()
+    rest, _ = follow.communicate(timeout=60)
+    assert follow.returncode == 0 and "line" not in rest
     assert json.loads(up.dtf("task", task, "--json").stdout)["status"] == "succeeded"
 
 
@@ -166,7 +180,7 @@ def test_server_enforces_roles_and_revocation_closes_connections(up: Up) -> None
                                "--json").stdout)
     assert asyncio.run(_refused_without_token(up.url))
     reader = {"DTF_TOKEN": issued["token"]}
-    slow = up.dtf("submit", "--", PY, "-c", "import time; time.sleep(1); print('read me')")
+    slow = up.dtf("submit", "--", PY, "-c", "print('read me')")
     task = slow.stdout.strip()
     assert up.dtf("wait", task, env=reader).returncode == 0  # a reader may follow the log
     assert "read me" in up.dtf("logs", "-f", task, env=reader).stdout

@@ -9,6 +9,7 @@ import pytest
 
 from dtf_core.errors import InvalidInput, NotFound
 from dtf_core.spec import TaskSpec, command_spec
+from tests.gates import Gate
 from tests.integration.harness import stack
 
 pytestmark = pytest.mark.anyio
@@ -52,11 +53,12 @@ async def test_failure_retries_then_fails(tmp_path: Path) -> None:
 
 async def test_timeout_kills_the_process_tree(tmp_path: Path) -> None:
     pidfile = tmp_path / "grandchild.pid"
+    gate = Gate(tmp_path / "gate")  # never opened: both processes run until killed
     script = (
-        "import subprocess, sys, time\n"
-        f"p = subprocess.Popen([{PY!r}, '-c', 'import time; time.sleep(60)'])\n"
+        "import subprocess\n"
+        f"p = subprocess.Popen({gate.argv()!r})\n"
         f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
-        "time.sleep(60)\n"
+        + gate.script()
     )
     async with stack(tmp_path) as h:
         res = await h.api.submit([command_spec([PY, "-c", script], timeout_seconds=1.0)])
@@ -68,7 +70,8 @@ async def test_timeout_kills_the_process_tree(tmp_path: Path) -> None:
 
 async def test_cancel_running_task(tmp_path: Path) -> None:
     async with stack(tmp_path) as h:
-        res = await h.api.submit([command_spec([PY, "-c", "import time; time.sleep(60)"])])
+        gate = Gate(tmp_path / "gate")  # never opened: the task runs until cancelled
+        res = await h.api.submit([gate.task()])
         await h.wait_status(res.ids[0], {"running"})
         await h.api.cancel(res.ids[0])
         row = await h.wait_status(res.ids[0], {"cancelled", "failed", "succeeded"}, timeout=5)

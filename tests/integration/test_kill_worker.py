@@ -14,6 +14,7 @@ import pytest
 from dtf_core.events.task import TaskLeased, TaskRequeued, TaskSucceeded
 from dtf_core.spec import command_spec
 from tests.conftest import until
+from tests.gates import Gate
 from tests.integration.harness import stack
 
 pytestmark = pytest.mark.anyio
@@ -31,10 +32,11 @@ def spawn_worker(url: str, worker_id: str, log: Path) -> subprocess.Popen[bytes]
 
 async def test_sigkill_worker_task_finishes_once_elsewhere(tmp_path: Path) -> None:
     marker = tmp_path / "runs"
+    gate = Gate(tmp_path / "gate")  # the task runs until the survivor has it
     script = (
-        "import os, sys, time\n"
+        "import os\n"
         f"open({str(marker)!r}, 'a').write(os.environ.get('DTF_W', '?') + '\\n')\n"
-        "time.sleep(1.5)\n"
+        + gate.script()
     )
     async with stack(tmp_path, workers=0, heartbeat=0.2, misses=3) as h:
         victim = spawn_worker(h.url, "victim", tmp_path / "victim.log")
@@ -50,6 +52,7 @@ async def test_sigkill_worker_task_finishes_once_elsewhere(tmp_path: Path) -> No
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             survivor = spawn_worker(h.url, "survivor", tmp_path / "survivor.log")
+            gate.open()
             try:
                 row = await h.wait_status(task_id, {"succeeded", "failed"}, timeout=30)
             finally:

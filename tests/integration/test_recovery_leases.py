@@ -12,6 +12,7 @@ from agents.worker import WorkerAgent
 from dtf_core.events.task import TaskLeased, TaskRequeued, TaskSucceeded
 from dtf_core.spec import TaskSpec
 from dtf_core.task import TERMINAL
+from tests.gates import Gate
 from tests.integration.harness import stack
 
 pytestmark = pytest.mark.anyio
@@ -47,15 +48,9 @@ async def test_a_lease_the_worker_never_got_is_requeued(tmp_path: Path) -> None:
 
 
 async def test_a_long_task_outlives_the_grace_and_is_never_requeued(tmp_path: Path) -> None:
-    import sys
-
-    from dtf_core.spec import command_spec
-
-    release = tmp_path / "release"
-    script = ("import os, time\n"
-              f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.02)\n")
+    gate = Gate(tmp_path / "gate")
     async with stack(tmp_path, workers=1, heartbeat=0.2) as h:
-        task_id = (await h.api.submit([command_spec([sys.executable, "-c", script])])).ids[0]
+        task_id = (await h.api.submit([gate.task()])).ids[0]
         await h.wait_status(task_id, {"running"})
         recovery = h.agents["recovery"]
 
@@ -67,7 +62,7 @@ async def test_a_long_task_outlives_the_grace_and_is_never_requeued(tmp_path: Pa
         from tests.conftest import until
 
         await until(swept_past_grace, 20, "heartbeats past the grace period")
-        release.touch()
+        gate.open()
         row = await h.wait_status(task_id, TERMINAL)
         assert row["status"] == "succeeded"
         assert not [e for _, e in await h.events(task_id) if isinstance(e, TaskRequeued)]

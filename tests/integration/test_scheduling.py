@@ -15,6 +15,7 @@ from dtf_core.events.worker import Capabilities
 from dtf_core.spec import Requirements, TaskSpec
 from dtf_core.task import TERMINAL
 from tests.conftest import until
+from tests.gates import Gate
 from tests.integration.harness import stack
 
 pytestmark = pytest.mark.anyio
@@ -165,7 +166,6 @@ async def test_simulate_replays_the_log_under_another_policy(tmp_path: Path) -> 
 
 
 async def test_a_quota_caps_one_users_live_leases(tmp_path: Path) -> None:
-    import sys
 
     async with stack(tmp_path, workers=0, scheduler=False) as h:
         from agents.jetstream_log import JetStreamLog
@@ -174,10 +174,19 @@ async def test_a_quota_caps_one_users_live_leases(tmp_path: Path) -> None:
         nc = await h.conn("quota-scheduler")
         await h.start("scheduler", SchedulerAgent(nc, JetStreamLog(nc), quotas={"alice": 1}))
         await h.add_worker("w1", slots=4, heartbeat_interval=0.2)
-        sleep = TaskSpec(type="command", config={"argv": [sys.executable, "-c",
-                                                          "import time; time.sleep(0.5)"]})
-        alice = (await h.api.call(cmds.SubmitTasks(tasks=[sleep] * 3, actor="alice")))["ids"]
-        bob = (await h.api.call(cmds.SubmitTasks(tasks=[sleep] * 2, actor="bob")))["ids"]
+        gate = Gate(tmp_path / "gate")
+        held = gate.task()  # runs until the gate opens: alice's first lease stays live
+        alice = (await h.api.call(cmds.SubmitTasks(tasks=[held] * 3, actor="alice")))["ids"]
+        bob = (await h.api.call(cmds.SubmitTasks(tasks=[held] * 2, actor="bob")))["ids"]
+
+        async def bob_and_one_of_alice_run() -> bool:
+            rows = await h.api.tasks(ids=alice + bob)
+            return sum(r["status"] == "running" for r in rows) == 3
+
+        await until(bob_and_one_of_alice_run, what="bob's two tasks and one of alice's")
+        statuses = sorted(r["status"] for r in await h.api.tasks(ids=alice))
+        assert statuses == ["queued", "queued", "running"]  # the quota: one at a time
+        gate.open()
         for task_id in alice + bob:
             assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
         spans = {}
@@ -194,16 +203,14 @@ async def test_a_quota_caps_one_users_live_leases(tmp_path: Path) -> None:
 async def test_a_worker_declines_a_lease_that_would_overcommit_it(tmp_path: Path) -> None:
     """Placement never overcommits a worker; a lease that would (written here by hand, as
     a second, confused scheduler could) is declined by the worker and requeued."""
-    import sys
 
     from agents.appender import append_groups
     from agents.plans import task_change
     from dtf_core import task as task_agg
 
     async with stack(tmp_path, workers=1, slots=1, scheduler=False, recovery=False) as h:
-        sleep = TaskSpec(type="command", config={"argv": [sys.executable, "-c",
-                                                          "import time; time.sleep(2)"]})
-        ids = (await h.api.submit([sleep, sleep])).ids
+        gate = Gate(tmp_path / "gate")  # the first task holds the only slot until it opens
+        ids = (await h.api.submit([gate.task(), gate.task()])).ids
         board = h.agents["api"].board
         worker = board.workers["w1"]
         for task_id in ids:
@@ -218,6 +225,7 @@ async def test_a_worker_declines_a_lease_that_would_overcommit_it(tmp_path: Path
 
         await until(declined, what="the second lease to be declined")
         assert (await h.api.tasks(ids=[ids[1]]))[0]["status"] == "queued"
+        gate.open()
         assert (await h.wait_status(ids[0], TERMINAL))["status"] == "succeeded"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from agents.natsauth import nkeys
 from agents.natsauth.config import CalloutConfig, new_password
 from agents.natsserver import free_port, port_open, server_binary
+from tests.conftest import eventually
 from tests.integration.natsauth.harness import AuthedServer
 
 
@@ -33,11 +33,11 @@ def authed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthedSe
         proc = subprocess.Popen([server_binary(), "-c", str(conf)], stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 10
-        while not port_open("127.0.0.1", port):  # another process: poll its port
+        def listening() -> bool:  # another process: poll its port
             assert proc.poll() is None, (base / "nats-server.log").read_text()
-            assert time.monotonic() < deadline, "nats-server did not start"
-            time.sleep(0.02)
+            return port_open("127.0.0.1", port)
+
+        eventually(listening, 10, "nats-server to start")
         yield AuthedServer(f"nats://127.0.0.1:{port}", issuer, callout.auth_user,
                            callout.auth_password, base / "nats-server.log")
     finally:
