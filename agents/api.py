@@ -113,8 +113,7 @@ class ApiAgent:
             except NotFound:
                 # Another api replica may have written it a moment ago: "unknown" only once
                 # this fold has caught up with the log as it is now.
-                if not await self.folder.catch_up(CATCH_UP_S):
-                    raise Unavailable("this api is catching up with the log") from None
+                await self._caught_up()
                 result = await queries.answer(self.board, self.log, self.nc, cmd)
             await self._reply(msg, cmds.Reply(ok=True, result=result))
         except Exception as exc:  # one broad except per message: answer, never crash
@@ -145,8 +144,7 @@ class ApiAgent:
                 try:
                     plan = self._plan(cmd, claims)
                 except NotFound:  # written through another api replica a moment ago?
-                    if not await self.folder.catch_up(CATCH_UP_S):
-                        raise Unavailable("this api is catching up with the log") from None
+                    await self._caught_up()
                     plan = self._plan(cmd, claims)
             except Exception as exc:
                 await self._reply(msg, _error_reply(exc))
@@ -158,6 +156,12 @@ class ApiAgent:
             planned.append((msg, cmd, claims, plan))
         await self._commit(planned)
         return deferred
+
+    async def _caught_up(self) -> None:
+        """Before calling an id unknown: another api replica may have written it a moment
+        ago, so fold the log as it is now first."""
+        if not await self.folder.catch_up(CATCH_UP_S):
+            raise Unavailable("this api is catching up with the log")
 
     async def _wait_for_fencing(self, cmd: cmds.Command) -> None:
         if isinstance(cmd, cmds.ReportResults) and cmd.reports:

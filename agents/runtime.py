@@ -75,40 +75,32 @@ class Folder:
         self._progress.set()
         self._progress = asyncio.Event()
 
-    async def wait_for(self, seq: int, timeout: float = 5.0) -> bool:
-        """Wait until the folded position reaches ``seq``; False on timeout."""
+    async def _until(self, reached: Callable[[], bool], timeout: float) -> bool:
+        """Wait, fold by fold, until ``reached()``; False on timeout. True returns with no
+        await after the check, so the caller sees the board exactly as checked."""
         try:
             async with asyncio.timeout(timeout):
-                while self.position < seq and self.board.last_seq < seq:
+                while not reached():
                     await self._progress.wait()
         except TimeoutError:
             return False
         return True
+
+    async def wait_for(self, seq: int, timeout: float = 5.0) -> bool:
+        """Until the board holds ``seq`` (folded, or applied by this agent itself)."""
+        return await self._until(
+            lambda: self.position >= seq or self.board.last_seq >= seq, timeout)
 
     async def settled(self, timeout: float = 5.0) -> bool:
-        """Wait until the fold has reached every event the board holds (an agent applies its
-        own appends before the fold delivers them, and may be missing others' in between);
-        True, with no await after the check, when the board is exactly the log's prefix."""
-        try:
-            async with asyncio.timeout(timeout):
-                while self.position < self.board.last_seq:
-                    await self._progress.wait()
-        except TimeoutError:
-            return False
-        return True
+        """Until the fold has reached every event the board holds: an agent applies its own
+        appends before the fold delivers them, and may lack others' in between."""
+        return await self._until(lambda: self.position >= self.board.last_seq, timeout)
 
     async def catch_up(self, timeout: float = 5.0) -> bool:
-        """Wait until everything stored now has been folded. By the fold's own position: the
-        board's ``last_seq`` runs ahead when the agent applies its own appends, while
-        another agent's earlier writes are still on their way."""
-        end = await self.log.last_seq_on(self.filters)  # the last event this fold takes
-        try:
-            async with asyncio.timeout(timeout):
-                while self.position < end:
-                    await self._progress.wait()
-        except TimeoutError:
-            return False
-        return True
+        """Until everything stored now on this fold's filters has been folded (by the fold's
+        own position, which the agent's own appends do not move)."""
+        end = await self.log.last_seq_on(self.filters)
+        return await self._until(lambda: self.position >= end, timeout)
 
 
 def _header_safe(text: str) -> str:

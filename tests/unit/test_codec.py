@@ -203,7 +203,8 @@ def check_decode(subject: str, data: bytes) -> None:
     except UndecodableEvent:
         return
     aggregate, agg_id, etype = subject.split(".")[2:5]
-    key = "role" if aggregate == "lead" else f"{aggregate}_id"  # dtf.evt.lead.<role>.claimed
+    # dtf.evt.lead.<role>.claimed, dtf.evt.tests.<run>.reported.<task>
+    key = {"lead": "role", "tests": "run_id"}.get(aggregate, f"{aggregate}_id")
     assert getattr(event, key) == agg_id
     assert codec.event_type(event) == etype
 
