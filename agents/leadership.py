@@ -26,7 +26,7 @@ from dtf_core.lead import decide_claim, leads
 from projections.board import Board
 
 log = logging.getLogger(__name__)
-TTL_S = 1.5  # a standby takes over within this (plus a renewal period)
+TTL_S = 1.0  # a standby takes over within this of the last renewal (renewals every third)
 
 
 def holder_id(name: str) -> str:

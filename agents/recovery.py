@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 
 from agents.appender import append_groups
 from agents.eventlog import EventLog
-from agents.leadership import Leadership, holder_id
+from agents.leadership import TTL_S, Leadership, holder_id
 from agents.plans import Change, task_change
 from agents.runtime import Folder, jetstream_dead_letter
 from dtf_core import subjects
@@ -58,7 +58,7 @@ class RecoveryAgent:
         name: str = "recovery",
         folder: Folder | None = None,
         lead: bool = False,
-        lead_ttl: float = 1.5,
+        lead_ttl: float = TTL_S,
     ) -> None:
         self.nc = nc
         self.log = eventlog

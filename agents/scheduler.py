@@ -16,7 +16,7 @@ from nats.aio.client import Client
 
 from agents.appender import append_groups
 from agents.eventlog import EventLog
-from agents.leadership import Leadership, holder_id
+from agents.leadership import TTL_S, Leadership, holder_id
 from agents.plans import Change, task_change
 from agents.runtime import Folder, jetstream_dead_letter
 from dtf_core import task as task_agg
@@ -53,7 +53,7 @@ class SchedulerAgent:
         quotas: Mapping[str, int] | None = None,
         steal_after: float | None = STEAL_AFTER_S,
         lead: bool = False,
-        lead_ttl: float = 1.5,
+        lead_ttl: float = TTL_S,
         waiting_after: float | None = WAITING_AFTER_S,
     ) -> None:
         self.log = eventlog

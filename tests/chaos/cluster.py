@@ -24,6 +24,7 @@ from agents.nats_conn import connect
 from agents.natsserver import port_open
 from dtf_core import subjects
 from dtf_core.events.codec import Event, decode
+from dtf_core.events.lead import LeadershipClaimed
 from tests.conftest import eventually
 
 PY = sys.executable
@@ -162,6 +163,11 @@ def running(data_dir: Path, **kw: Any) -> Iterator[Cluster]:
 async def task_events(log: JetStreamLog) -> list[tuple[int, Event]]:
     return [(r.seq, decode(r.subject, r.data))
             for r in await log.read([subjects.TASK_EVENTS])]
+
+
+async def lead_events(log: JetStreamLog, role: str) -> list[LeadershipClaimed]:
+    claims = [decode(r.subject, r.data) for r in await log.read([subjects.lead_filter(role)])]
+    return [c for c in claims if isinstance(c, LeadershipClaimed)]
 
 
 @contextlib.contextmanager
