@@ -44,7 +44,7 @@ from dtf_core.events.codec import decode
 from dtf_core.events.task import TaskLeased, TaskSucceeded
 from dtf_core.spec import TaskSpec
 from projections.board import Board
-from tests.chaos.cluster import pid_of, running, task_events
+from tests.chaos.cluster import failover_phases, lead_events, pid_of, running, task_events
 from tests.conftest import until
 
 WINDOW_S = 1.0
@@ -67,6 +67,7 @@ async def failover(tasks: int, data: Path) -> dict[str, float | None]:
             killed = time.time()
             await until(lambda: succeeded(tasks), 600, "every task")
             events = [e for _, e in await task_events(log)]
+            claims = await lead_events(log, "scheduler")
         finally:
             await nc.close()
     leases = [e.at for e in events if isinstance(e, TaskLeased)
@@ -85,7 +86,9 @@ async def failover(tasks: int, data: Path) -> dict[str, float | None]:
             recovered = start + WINDOW_S - killed
             break
         start += 0.1
+    phases = failover_phases(claims, holder, killed, min(leases)) if leases else "no new lease"
     return {"failover_s": round(min(leases) - killed, 3) if leases else None,
+            "failover_phases": phases,
             "recovered_s": round(recovered, 3) if recovered == recovered else None,
             "base_tasks_per_s": round(base_rate, 1)}
 
@@ -175,6 +178,7 @@ def main() -> None:
     p.add_argument("--replay-events", type=int, default=300_000)
     p.add_argument("--cold-events", type=int, default=1_000_000)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--failover-only", action="store_true", help="measure the failover only")
     p.add_argument("--start-from", help=argparse.SUPPRESS)  # internal: one cold start
     p.add_argument("--snapshot", action=argparse.BooleanOptionalAction, default=True,
                    help=argparse.SUPPRESS)
@@ -185,6 +189,9 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="dtf-failover-") as tmp:
         result: dict[str, Any] = dict(asyncio.run(failover(args.tasks, Path(tmp) / "dtf")))
+        if args.failover_only:
+            print(result)
+            return
         records = replay.recorded(args.replay_events)
         best = min(replay.fold(records)[0] for _ in range(3))
         result["replay_events_per_s"] = round(len(records) / best)
@@ -195,7 +202,8 @@ def main() -> None:
     result["cold_over_full"] = round(result["cold_start_s"] / result["full_replay_s"], 3)
     if not args.json:
         print(f"failover: first lease by the new leader {result['failover_s']}s after the "
-              f"kill; throughput back to 90% after {result['recovered_s']}s")
+              f"kill ({result['failover_phases']}); throughput back to 90% after "
+              f"{result['recovered_s']}s")
         print(f"replay: {result['replay_events_per_s']} events/s")
         print(f"cold start at {args.cold_events} events: {result['cold_start_s']}s from the "
               f"snapshot (median of {COLD_REPEAT}: {result['cold_start_median_s']}s), "

@@ -24,7 +24,8 @@ Label = Annotated[str, Meta(max_length=256)]
 IdStr = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
-class Requirements(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Requirements(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
+                   omit_defaults=True, gc=False):
     hardware: tuple[Annotated[str, Meta(max_length=64)], ...] = ()
     min_memory_gb: Annotated[float, Meta(ge=0)] = 0.0
     min_cuda_compute: Annotated[float, Meta(ge=0)] | None = None
@@ -36,7 +37,8 @@ class Requirements(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     avoid_workers: tuple[Annotated[str, Meta(max_length=128)], ...] = ()
 
 
-class RetryPolicy(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class RetryPolicy(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
+                  omit_defaults=True, gc=False):
     max_retries: Annotated[int, Meta(ge=0, le=100)] = 0
     retry_delay_seconds: Annotated[float, Meta(ge=0, le=24 * 3600)] = 0.0
     backoff: Annotated[float, Meta(ge=1, le=10)] = 1.0  # exponential factor per retry
@@ -72,7 +74,8 @@ class TestConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     packed: bool = False
 
 
-class TaskSpec(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class TaskSpec(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
+               omit_defaults=True, gc=False):
     type: TaskType
     id: IdStr | None = None
     name: Label = ""

@@ -39,7 +39,7 @@ LIVE: frozenset[str] = frozenset({"leased", "running"})
 ReportKind = Literal["started", "succeeded", "failed", "timed_out", "cancelled", "declined"]
 
 
-class TaskState(Struct, frozen=True, kw_only=True):
+class TaskState(Struct, frozen=True, kw_only=True, gc=False):
     task_id: str
     spec: TaskSpec
     run_id: str | None = None
@@ -91,6 +91,9 @@ class Report(Struct, frozen=True, kw_only=True):
 
 def evolve(state: TaskState | None, event: TaskEvent, seq: int) -> TaskState:
     """Fold one event. Events at or below ``state.last_seq`` were already folded."""
+    fn = _APPLY.get(type(event))
+    if fn is not None and state is not None:  # the hot path of every fold
+        return state if seq <= state.last_seq else fn(state, event, seq)
     if isinstance(event, TaskSubmitted):
         if state is not None:
             return state
@@ -106,8 +109,7 @@ def evolve(state: TaskState | None, event: TaskEvent, seq: int) -> TaskState:
         raise NotFound(f"event {type(event).__name__} for unknown task {event.task_id}")
     if seq <= state.last_seq:
         return state
-    new = _apply(state, event, seq)
-    return new if new is not state else structs.replace(state, last_seq=seq)
+    return structs.replace(state, last_seq=seq)  # an event type this fold does not know
 
 
 def _leased(state: TaskState, event: TaskLeased, seq: int) -> TaskState:
@@ -168,11 +170,6 @@ _APPLY: dict[type, Callable[[TaskState, Any, int], TaskState]] = {
 }
 
 
-def _apply(state: TaskState, event: TaskEvent, seq: int) -> TaskState:
-    fn = _APPLY.get(type(event))
-    return state if fn is None else fn(state, event, seq)
-
-
 def decide_submit(
     existing: TaskState | None,
     task_id: str,
@@ -225,7 +222,7 @@ def decide_steal(state: TaskState, *, worker_id: str, session: str, now: float, 
                                 actor=actor, clean_stop=True)
     queued = state
     for ev in requeue:
-        queued = _apply(queued, ev, queued.last_seq + 1)
+        queued = evolve(queued, ev, queued.last_seq + 1)
     return [*requeue, decide_lease(queued, worker_id=worker_id, session=session, now=now,
                                    actor=actor, why=why)]
 

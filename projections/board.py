@@ -61,7 +61,9 @@ class Board:
             self.last_seq = seq
         if isinstance(event, TaskEventBase):
             changed = self._apply_task(seq, event)
-            if self.ended and self.compact_after is not None:
+            ended = self.ended
+            if (ended and self.compact_after is not None
+                    and ended[0][0] <= self.last_seq - self.compact_after):
                 self._compact(self.last_seq - self.compact_after)
             return changed
         if isinstance(event, WorkerEventBase):

@@ -87,27 +87,26 @@ def decode(subject: str, data: bytes) -> Event:
 
 _PLAIN_TASK_SUBJECT = 5  # dtf.evt.task.<id>.<type>
 _WORKER_TASK_SUBJECT = 6  # dtf.evt.task.<id>.<type>.<worker>: leases and cancel requests
-# task event classes on a plain subject -> their type token (one dict lookup per event)
 _WITH_WORKER = (TaskLeased, TaskCancelRequested)
-_PLAIN_TASK_TAGS: dict[type, str] = {
-    cls: cls.__struct_config__.tag
-    for cls in typing.get_args(TaskEvent) if cls not in (TaskLeased, TaskCancelRequested)
+# task event class -> (its type token, its subject's length): one dict lookup per event
+_TASK_SHAPES: dict[type, tuple[str, int]] = {
+    cls: (cls.__struct_config__.tag,
+          _WORKER_TASK_SUBJECT if cls in _WITH_WORKER else _PLAIN_TASK_SUBJECT)
+    for cls in typing.get_args(TaskEvent)
 }
 
 
 def _agrees(event: Event, parts: list[str]) -> bool:
     """Does ``event`` belong on the subject ``parts``? Task events, nearly all of the log,
     are compared token by token (ids checked with a memo); the rest build the subject."""
-    if parts[2] == "task":
-        if len(parts) == _PLAIN_TASK_SUBJECT:
-            tag = _PLAIN_TASK_TAGS.get(type(event))
-            if tag is not None:
-                return (tag == parts[4] and event.task_id == parts[3]  # type: ignore[union-attr]
-                        and is_valid_token(parts[3]))
-        elif len(parts) == _WORKER_TASK_SUBJECT and isinstance(event, _WITH_WORKER):
-            return (event_type(event) == parts[4] and event.task_id == parts[3]
-                    and event.worker_id == parts[5]
-                    and is_valid_token(parts[3]) and is_valid_token(parts[5]))
+    shape = _TASK_SHAPES.get(type(event))
+    if shape is not None:
+        tag, length = shape
+        if (len(parts) != length or parts[2] != "task" or tag != parts[4]
+                or event.task_id != parts[3] or not is_valid_token(parts[3])):  # type: ignore[union-attr]
+            return False
+        return length == _PLAIN_TASK_SUBJECT or (
+            event.worker_id == parts[5] and is_valid_token(parts[5]))  # type: ignore[union-attr]
     try:
         return subject_of(event) == ".".join(parts)
     except InvalidInput:

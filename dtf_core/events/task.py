@@ -7,7 +7,7 @@ from msgspec import Struct
 from dtf_core.spec import TaskSpec
 
 
-class Placement(Struct, frozen=True, kw_only=True):
+class Placement(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Why a lease went where it went: the candidates, what filtered the others, the scores."""
 
     candidates: int = 0
@@ -17,7 +17,7 @@ class Placement(Struct, frozen=True, kw_only=True):
     policy: str = "priority"
 
 
-class TaskEventBase(Struct, frozen=True, kw_only=True, tag_field="type"):
+class TaskEventBase(Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True, gc=False):
     task_id: str
     at: float
     actor: str

@@ -165,6 +165,20 @@ async def task_events(log: JetStreamLog) -> list[tuple[int, Event]]:
             for r in await log.read([subjects.TASK_EVENTS])]
 
 
+def failover_phases(claims: list[LeadershipClaimed], old: str, killed_at: float,
+                    first_lease: float) -> str:
+    """Where a slow failover spent its time: the old claim's life left at the kill, the
+    standby's lag past its expiry, and the new leader's first round."""
+    last_old = max((c for c in claims if c.holder == old), key=lambda c: c.at)
+    new = min((c for c in claims if c.holder != old and c.at >= killed_at),
+              key=lambda c: c.at, default=None)
+    if new is None:
+        return "no new claim"
+    return (f"old claim expired {last_old.expires_at - killed_at:.2f}s after the kill; "
+            f"new claim {new.at - last_old.expires_at:.2f}s after that; "
+            f"first lease {first_lease - new.at:.2f}s after the claim")
+
+
 async def lead_events(log: JetStreamLog, role: str) -> list[LeadershipClaimed]:
     claims = [decode(r.subject, r.data) for r in await log.read([subjects.lead_filter(role)])]
     return [c for c in claims if isinstance(c, LeadershipClaimed)]

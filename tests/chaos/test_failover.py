@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from dtf_core.events.lead import LeadershipClaimed
 from dtf_core.events.task import (
     TaskCancelled,
     TaskFailed,
@@ -21,7 +20,7 @@ from dtf_core.events.task import (
     TaskTimedOut,
 )
 from dtf_core.spec import TaskSpec
-from tests.chaos.cluster import lead_events, pid_of, running, task_events
+from tests.chaos.cluster import failover_phases, lead_events, pid_of, running, task_events
 from tests.conftest import until
 
 pytestmark = pytest.mark.anyio
@@ -74,20 +73,6 @@ async def kill_leading_scheduler_while_tasks_flow(tmp_path: Path, n: int) -> Non
             f"a new leader placed its first task {failover:.2f}s after the kill "
             f"({failover_phases(claims, holder_before, killed_at, first_lease)})")
         cluster.audit_clean()
-
-
-def failover_phases(claims: list[LeadershipClaimed], old: str, killed_at: float,
-                    first_lease: float) -> str:
-    """Where a slow failover spent its time: the old claim's life left at the kill, the
-    standby's lag past its expiry, and the new leader's first round."""
-    last_old = max((c for c in claims if c.holder == old), key=lambda c: c.at)
-    new = min((c for c in claims if c.holder != old and c.at >= killed_at),
-              key=lambda c: c.at, default=None)
-    if new is None:
-        return "no new claim"
-    return (f"old claim expired {last_old.expires_at - killed_at:.2f}s after the kill; "
-            f"new claim {new.at - last_old.expires_at:.2f}s after that; "
-            f"first lease {first_lease - new.at:.2f}s after the claim")
 
 
 async def test_kill_the_leading_scheduler_while_tasks_flow(tmp_path: Path) -> None:
