@@ -100,3 +100,17 @@ def subject_matches(pattern: str, subject: str) -> bool:
         if i >= len(sub) or (token != "*" and token != sub[i]):
             return False
     return len(pat) == len(sub)
+
+
+def covering_filter(filters: Sequence[str]) -> str | None:
+    """One filter that matches everything each of ``filters`` matches (their common leading
+    tokens, then ``>``), or None when they share no leading token."""
+    split = [f.split(".") for f in filters]
+    prefix: list[str] = []
+    for tokens in zip(*split, strict=False):
+        if tokens[0] == ">" or any(t != tokens[0] for t in tokens):
+            break
+        prefix.append(tokens[0])
+    if not prefix or any(len(s) == len(prefix) for s in split):
+        return None  # a filter that is all prefix would not match "prefix.>"
+    return ".".join([*prefix, ">"])

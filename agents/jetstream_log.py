@@ -21,7 +21,15 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from agents.eventlog import MAX_BATCH, Append, AppendConflict, DuplicateBatch, Record
+from agents.eventlog import (
+    MAX_BATCH,
+    Append,
+    AppendConflict,
+    DuplicateBatch,
+    Record,
+    covering_filter,
+    subject_matches,
+)
 from dtf_core.errors import DTFError, InvalidInput, Unavailable
 from dtf_core.subjects import EVENTS_STREAM
 
@@ -131,6 +139,14 @@ class JetStreamLog:
         return out
 
 
+# A consumer with several filters costs the server time in proportion to the subjects they
+# match in the whole stream (about 0.3 s per million events, at any start), where one filter
+# costs nothing. So a tail that starts near the end of a large stream (a cold start after a
+# snapshot, a client following its run) asks for one covering filter and drops the rest here.
+COSTLY_STREAM = 100_000  # events: below this, several filters cost little
+SHORT_TAIL = 100  # a tail at most 1/SHORT_TAIL of the stream is short
+
+
 class JetStreamTail:
     """An ordered push consumer (server-side filters) delivering batches of records."""
 
@@ -141,27 +157,45 @@ class JetStreamTail:
         self._buf: list[Record] = []
         self._ready = asyncio.Event()
         self._sub: Any = None
+        self._wanted: list[str] | None = None  # set when the server sends a covering filter
         self.pending = -1
 
     async def _on_msg(self, msg: Msg) -> None:
         seq, ts, pending = parse_ack_reply(msg.reply)
+        self.pending = pending
+        if self._wanted is not None and not any(
+                subject_matches(f, msg.subject) for f in self._wanted):
+            if pending == 0:
+                self._ready.set()  # an empty batch: the caller learns it has caught up
+            return
         self._buf.append(
             Record(seq=seq, subject=msg.subject, data=msg.data, time=ts / 1e9, headers=msg.headers)
         )
-        self.pending = pending
         self._ready.set()
+
+    async def _server_filters(self) -> list[str]:
+        cover = covering_filter(self._filters) if len(self._filters) > 1 else None
+        if cover is None:
+            return self._filters
+        state = (await self._log.js.stream_info(self._log.stream)).state
+        tail = state.last_seq - self._start + 1
+        if state.messages < COSTLY_STREAM or tail * SHORT_TAIL > state.messages:
+            return self._filters
+        self._wanted = self._filters
+        return [cover]
 
     async def start(self) -> None:
         if self._sub is not None:
             return
+        filters = await self._server_filters()
         cfg = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=self._start,
-            filter_subjects=self._filters if len(self._filters) > 1 else None,
+            filter_subjects=filters if len(filters) > 1 else None,
             inactive_threshold=30.0,
         )
         self._sub = await self._log.js.subscribe(
-            self._filters[0],
+            filters[0],
             stream=self._log.stream,
             cb=self._on_msg,
             ordered_consumer=True,
@@ -195,10 +229,12 @@ class JetStreamTail:
         await self.close()
 
     async def __aiter__(self) -> AsyncIterator[list[Record]]:
+        """Batches of records; an empty one when only dropped records brought the tail to
+        its end (``pending`` is 0 then)."""
         await self.start()
         while True:
             await self._ready.wait()
             self._ready.clear()
             batch, self._buf = self._buf, []
-            if batch:
+            if batch or self.pending == 0:
                 yield batch

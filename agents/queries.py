@@ -15,7 +15,7 @@ from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core import task as task_agg
 from dtf_core.errors import DTFError, InvalidInput, NotFound
-from dtf_core.events.codec import UndecodableEvent, decode, event_type
+from dtf_core.events.codec import UndecodableEvent, decode, event_type, to_plain
 from dtf_core.events.task import TaskEventBase, TaskLeased
 from dtf_core.explain import explain
 from dtf_core.ids import validate_id
@@ -42,6 +42,7 @@ def task_summary(t: TaskState) -> dict[str, Any]:
         "finished_at": t.finished_at,
         "exit_code": t.exit_code,
         "error": t.error,
+        "last_seq": t.last_seq,  # its newest event's position in the log
     }
 
 
@@ -69,7 +70,7 @@ def compacted_summary(task_id: str, status: str) -> dict[str, Any]:
     return {"id": task_id, "type": None, "name": "", "status": status, "priority": None,
             "attempt": None, "worker_id": None, "run_id": None, "submitted_at": None,
             "started_at": None, "finished_at": None, "exit_code": None, "error": "",
-            "compacted": True}
+            "last_seq": None, "compacted": True}
 
 
 async def explain_task(board: Board, log: EventLog, task_id: str) -> dict[str, Any]:
@@ -152,7 +153,7 @@ async def get_task(board: Board, log: EventLog, task_id: str) -> dict[str, Any]:
         if state is None and isinstance(ev, TaskEventBase):
             with contextlib.suppress(DTFError):  # an event before its submission: skipped
                 folded = task_agg.evolve(folded, ev, rec.seq)
-        body = msgspec.to_builtins(ev)
+        body = to_plain(ev)
         body.pop("spec", None)
         history.append(
             {"type": event_type(ev), "seq": rec.seq, "time": rec.time, "actor": ev.actor,
@@ -162,7 +163,7 @@ async def get_task(board: Board, log: EventLog, task_id: str) -> dict[str, Any]:
     if state is None:
         raise NotFound(f"task {task_id} has no events left in the log")
     out = task_summary(state)
-    out["spec"] = msgspec.to_builtins(state.spec)
+    out["spec"] = to_plain(state.spec)
     out["lease_seq"] = state.lease_seq
     out["history"] = history
     return out

@@ -43,8 +43,10 @@ from dtf_core.task import Report
 log = logging.getLogger(__name__)
 # A report batch sent to an api that dies with it gets no answer: resend it soon (a resend
 # of applied reports changes nothing) rather than after the default 10 s, so a failover of
-# the control plane does not stall every worker's results for that long.
-REPORT_TIMEOUT_S = 2.0
+# the control plane does not stall every worker's results, and the slots they hold on the
+# new leader's board, for that long. The wait doubles after each miss (a loaded api).
+REPORT_TIMEOUT_S = 0.5
+REPORT_MAX_TIMEOUT_S = 4.0
 _enc = msgspec.msgpack.Encoder()
 MAX_REPORTS = 1000
 
@@ -301,6 +303,7 @@ class WorkerAgent:
 
     async def _reporter(self) -> None:
         backoff = 0.05
+        timeout = REPORT_TIMEOUT_S
         while True:
             await self._reports_ready.wait()
             self._reports_ready.clear()
@@ -312,14 +315,15 @@ class WorkerAgent:
                 batch = [] if len(tests) < len(self.outbox.batches) else \
                     self.reports[:MAX_REPORTS]
                 try:
-                    refused = await self.api.call(self._signed(batch, tests),
-                                                  timeout=REPORT_TIMEOUT_S)
+                    refused = await self.api.call(self._signed(batch, tests), timeout=timeout)
                 except DTFError as exc:
                     log.warning("reporting %d results failed (%s); retrying", len(batch), exc)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
+                    timeout = min(timeout * 2, REPORT_MAX_TIMEOUT_S)
                     continue
                 backoff = 0.05
+                timeout = REPORT_TIMEOUT_S
                 del self.reports[: len(batch)]
                 self.outbox.sent(len(tests))
                 for item in refused or ():

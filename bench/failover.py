@@ -86,7 +86,8 @@ async def failover(tasks: int, data: Path) -> dict[str, float | None]:
             recovered = start + WINDOW_S - killed
             break
         start += 0.1
-    phases = failover_phases(claims, holder, killed, min(leases)) if leases else "no new lease"
+    phases = (failover_phases(claims, events, holder, killed, min(leases)) if leases
+              else "no new lease")
     return {"failover_s": round(min(leases) - killed, 3) if leases else None,
             "failover_phases": phases,
             "recovered_s": round(recovered, 3) if recovered == recovered else None,

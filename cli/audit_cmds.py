@@ -14,7 +14,7 @@ from cli.client_cmds import Target, connected
 from dtf_core import subjects
 from dtf_core.audit import verify
 from dtf_core.errors import InvalidInput
-from dtf_core.events.codec import Event, UndecodableEvent, decode, event_type
+from dtf_core.events.codec import Event, UndecodableEvent, decode, event_type, to_plain
 from dtf_core.ids import validate_id
 from projections.board import Board
 
@@ -58,9 +58,7 @@ async def history(target: Target, kind: str, ident: str) -> list[dict[str, Any]]
 
 
 def _plain(ev: Event) -> dict[str, Any]:
-    import msgspec
-
-    out: dict[str, Any] = msgspec.to_builtins(ev)
+    out: dict[str, Any] = to_plain(ev)
     return out
 
 

@@ -104,8 +104,12 @@ async def _wait_terminal(
         filters = [f"dtf.evt.task.{i}.{t}" for i in missing for t in TERMINAL_TYPES]
     else:
         filters = [f"dtf.evt.task.*.{t}" for t in TERMINAL_TYPES]
+    # A task's end comes after its newest event the api has folded: start there, not at
+    # the first event of a log that may hold millions.
+    known = [t["last_seq"] for t in summaries if t["id"] in missing and t.get("last_seq")]
+    start = min(known) + 1 if len(known) == len(missing) else 1
     seen = 0
-    async with asyncio.timeout(timeout), JetStreamLog(nc).tail(filters) as tail:
+    async with asyncio.timeout(timeout), JetStreamLog(nc).tail(filters, start) as tail:
         async for batch in tail:
             for rec in batch:
                 missing.discard(rec.subject.split(".")[3])

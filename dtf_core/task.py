@@ -39,7 +39,7 @@ LIVE: frozenset[str] = frozenset({"leased", "running"})
 ReportKind = Literal["started", "succeeded", "failed", "timed_out", "cancelled", "declined"]
 
 
-class TaskState(Struct, frozen=True, kw_only=True, gc=False):
+class TaskState(Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     task_id: str
     spec: TaskSpec
     run_id: str | None = None

@@ -17,7 +17,8 @@ class Placement(Struct, frozen=True, kw_only=True, omit_defaults=True):
     policy: str = "priority"
 
 
-class TaskEventBase(Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True, gc=False):
+class TaskEventBase(Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True,
+                    gc=False):
     task_id: str
     at: float
     actor: str

@@ -25,6 +25,7 @@ from agents.natsserver import port_open
 from dtf_core import subjects
 from dtf_core.events.codec import Event, decode
 from dtf_core.events.lead import LeadershipClaimed
+from dtf_core.events.task import AttemptOutcome, TaskLeased
 from tests.conftest import eventually
 
 PY = sys.executable
@@ -165,18 +166,25 @@ async def task_events(log: JetStreamLog) -> list[tuple[int, Event]]:
             for r in await log.read([subjects.TASK_EVENTS])]
 
 
-def failover_phases(claims: list[LeadershipClaimed], old: str, killed_at: float,
-                    first_lease: float) -> str:
+def failover_phases(claims: list[LeadershipClaimed], events: list[Event], old: str,
+                    killed_at: float, first_lease: float) -> str:
     """Where a slow failover spent its time: the old claim's life left at the kill, the
-    standby's lag past its expiry, and the new leader's first round."""
+    standby's lag past its expiry, the new leader's first round, and when the last task
+    the old leader had placed ended (results sent to a killed api wait for a resend)."""
     last_old = max((c for c in claims if c.holder == old), key=lambda c: c.at)
     new = min((c for c in claims if c.holder != old and c.at >= killed_at),
               key=lambda c: c.at, default=None)
     if new is None:
         return "no new claim"
+    old_leases = {(e.task_id, e.attempt) for e in events
+                  if isinstance(e, TaskLeased) and e.actor == old}
+    ends = [e.at for e in events if isinstance(e, AttemptOutcome)
+            and (e.task_id, e.attempt) in old_leases]
     return (f"old claim expired {last_old.expires_at - killed_at:.2f}s after the kill; "
             f"new claim {new.at - last_old.expires_at:.2f}s after that; "
-            f"first lease {first_lease - new.at:.2f}s after the claim")
+            f"first lease {first_lease - new.at:.2f}s after the claim; the old leader's "
+            f"last placed task ended {max(ends, default=killed_at) - killed_at:.2f}s after "
+            f"the kill")
 
 
 async def lead_events(log: JetStreamLog, role: str) -> list[LeadershipClaimed]:

@@ -15,6 +15,7 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 
+from agents import jetstream_log
 from agents.eventlog import MAX_BATCH, Append, AppendConflict, DuplicateBatch, Record
 from agents.jetstream_log import JetStreamLog
 from agents.memory_log import MemoryLog
@@ -51,11 +52,17 @@ class Ctx:
         return await self.log.read([f"{self.prefix}.>"])
 
 
-@pytest.fixture(params=["memory", "jetstream"])
-async def ctx(request: pytest.FixtureRequest) -> AsyncIterator[Ctx]:
+@pytest.fixture(params=["memory", "jetstream", "jetstream-covering"])
+async def ctx(request: pytest.FixtureRequest,
+              monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Ctx]:
     if request.param == "memory":
         yield Ctx(MemoryLog(), "m" + uuid.uuid4().hex[:12])
         return
+    if request.param == "jetstream-covering":
+        # every tail counts as short in a costly stream: several filters become one
+        # covering filter on the server, and the records it adds are dropped client-side
+        monkeypatch.setattr(jetstream_log, "COSTLY_STREAM", 1)
+        monkeypatch.setattr(jetstream_log, "SHORT_TAIL", 1)
     server = request.getfixturevalue("nats_server")
     unique = uuid.uuid4().hex[:12]
     nc = await nats.connect(server.url)
@@ -253,6 +260,34 @@ async def test_read_with_several_filters_is_in_sequence_order(ctx: Ctx) -> None:
     got = await ctx.log.read([ctx.subject("*", "succeeded"), ctx.subject("y", "leased", "w2"),
                               ctx.subject("x", "submitted")])
     assert seqs(got) == [1, 4, 5]
+
+
+async def test_read_ends_when_the_last_records_match_no_filter(ctx: Ctx) -> None:
+    await fill(ctx)
+    with anyio.fail_after(WAIT):
+        got = await ctx.log.read([ctx.subject("x", "submitted"), ctx.subject("y", "submitted")])
+    assert seqs(got) == [1, 2]
+
+
+async def test_a_covering_tail_says_when_dropped_records_bring_it_to_the_end(
+        ctx: Ctx, request: pytest.FixtureRequest) -> None:
+    if request.node.callspec.params["ctx"] != "jetstream-covering":
+        pytest.skip("only a covering filter drops records")
+    await fill(ctx)
+    async with ctx.log.tail([ctx.subject("x", "submitted"), ctx.subject("y", "submitted")]) \
+            as tail:
+        batches = tail.__aiter__()
+        got: list[Record] = []
+        try:
+            with anyio.fail_after(WAIT):
+                while tail.pending != 0:
+                    got.extend(await batches.__anext__())
+                await ctx.log.append([ctx.msg("z", "succeeded")])  # dropped: no filter
+                assert await batches.__anext__() == []
+        finally:
+            await batches.aclose()
+    assert seqs(got) == [1, 2]
+    assert tail.pending == 0
 
 
 async def test_read_from_a_start_sequence(ctx: Ctx) -> None:

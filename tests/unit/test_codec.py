@@ -242,3 +242,18 @@ def _json_safe(body: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def test_what_users_read_keeps_every_field_though_the_log_omits_defaults() -> None:
+    from dtf_core.events.codec import to_plain
+    from dtf_core.events.task import TaskFailed, TaskSubmitted
+    from dtf_core.spec import TaskSpec
+
+    failed = TaskFailed(task_id="t1", at=1.0, actor="w1", fencing=3, worker_id="w1")
+    assert b"exit_code" not in encode(failed)  # defaults stay out of the log
+    plain = to_plain(failed)
+    assert plain["type"] == "failed" and plain["exit_code"] is None and plain["error"] == ""
+    sub = to_plain(TaskSubmitted(task_id="t1", at=1.0, actor="a", spec=TaskSpec(type="noop")))
+    assert sub["spec"]["timeout_seconds"] is None
+    assert sub["spec"]["requirements"]["hardware"] == []
+    assert sub["spec"]["retry_policy"]["max_retries"] == 0
