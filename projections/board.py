@@ -97,7 +97,8 @@ class Board:
         if new is old:
             return None
         self.tasks[new.task_id] = new
-        self._index(old, new)
+        if old is None or old.status != new.status or old.worker_id != new.worker_id:
+            self._index(old, new)  # else the indexed facts did not change (a start, a note)
         if new.status in TERMINAL:
             heapq.heappush(self.ended, (new.last_seq, new.task_id))
         return new
@@ -140,8 +141,6 @@ class Board:
                 for dep in all_dependencies(new.spec):
                     self.dependents.setdefault(dep, set()).add(new.task_id)
         else:
-            if old.status == new.status and old.worker_id == new.worker_id:
-                return  # the indexed facts did not change (a start, a waiting note, ...)
             counts[old.status] = counts.get(old.status, 0) - 1
             if old.status in LIVE and old.worker_id:
                 self.leases_by_worker.get(old.worker_id, set()).discard(old.task_id)

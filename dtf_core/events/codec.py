@@ -26,7 +26,7 @@ from dtf_core.events.task import (
 )
 from dtf_core.events.tests import TestsEvent, TestsReported
 from dtf_core.events.worker import WorkerEvent, WorkerSchedulingChanged
-from dtf_core.ids import is_valid_token
+from dtf_core.ids import KNOWN_VALID, is_valid_token
 
 Event = TaskEvent | WorkerEvent | RunEvent | AuthEvent | TestsEvent | LeadEvent
 SCHEMA_VERSION = "1"
@@ -103,8 +103,10 @@ def _agrees(event: Event, parts: list[str]) -> bool:
     shape = _TASK_SHAPES.get(type(event))
     if shape is not None:
         tag, length = shape
+        task_id = parts[3]
         if (len(parts) != length or parts[2] != "task" or tag != parts[4]
-                or event.task_id != parts[3] or not is_valid_token(parts[3])):  # type: ignore[union-attr]
+                or event.task_id != task_id  # type: ignore[union-attr]
+                or (task_id not in KNOWN_VALID and not is_valid_token(task_id))):
             return False
         return length == _PLAIN_TASK_SUBJECT or (
             event.worker_id == parts[5] and is_valid_token(parts[5]))  # type: ignore[union-attr]
