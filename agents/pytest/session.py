@@ -61,9 +61,15 @@ class SessionPlugin:
     def send(self, obj: dict[str, Any]) -> None:
         self.proto_out.write(_encode(obj) + b"\n")
 
-    @pytest.hookimpl
+    @pytest.hookimpl(trylast=True)
     def pytest_configure(self, config: Any) -> None:
         self.config = config
+        # Nobody reads this session's terminal: the client prints the run's report from
+        # the reports sent here. Its reporter would cost half a millisecond a test (its
+        # options stay registered, so `--tb` and the like still parse and apply).
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            config.pluginmanager.unregister(reporter)
 
     @pytest.hookimpl
     def pytest_collectreport(self, report: Any) -> None:
