@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -33,6 +34,7 @@ from agents.eventlog import (
 from dtf_core.errors import DTFError, InvalidInput, Unavailable
 from dtf_core.subjects import EVENTS_STREAM
 
+log = logging.getLogger(__name__)
 ERR_WRONG_LAST_SEQ = 10071
 ERR_BATCH_DUPLICATE = 10201
 ERR_MSG_TOO_BIG = 10054
@@ -145,6 +147,7 @@ class JetStreamLog:
 # snapshot, a client following its run) asks for one covering filter and drops the rest here.
 COSTLY_STREAM = 100_000  # events: below this, several filters cost little
 SHORT_TAIL = 100  # a tail at most 1/SHORT_TAIL of the stream is short
+STREAM_INFO_WAIT_S = 2.0  # a credential without stream info gets no answer, only a timeout
 
 
 class JetStreamTail:
@@ -177,7 +180,13 @@ class JetStreamTail:
         cover = covering_filter(self._filters) if len(self._filters) > 1 else None
         if cover is None:
             return self._filters
-        state = (await self._log.js.stream_info(self._log.stream)).state
+        try:
+            async with asyncio.timeout(STREAM_INFO_WAIT_S):
+                state = (await self._log.js.stream_info(self._log.stream)).state
+        except Exception as exc:  # not allowed, or not answered: the filters as they are
+            log.debug("no stream info for %s (%r); using %d filters", self._log.stream, exc,
+                      len(self._filters))
+            return self._filters
         tail = state.last_seq - self._start + 1
         if state.messages < COSTLY_STREAM or tail * SHORT_TAIL > state.messages:
             return self._filters

@@ -75,11 +75,13 @@ def consumer_subjects(stream: str, consumer: str) -> tuple[str, ...]:
 def log_readers() -> tuple[str, ...]:
     """Reading the event log and task output (`dtf wait`, `dtf logs -f`): ephemeral ordered
     consumers only. The create subject without a consumer name cannot name (or take over)
-    a worker's durable consumer."""
+    a worker's durable consumer. Stream info (sizes and sequences, no content) tells a tail
+    whether it is short enough for one covering filter."""
     out: list[str] = []
     for stream in (EVENTS, subjects.LOGS_STREAM):
         out += [f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.INFO.{stream}.*",
-                f"$JS.API.STREAM.MSG.GET.{stream}", f"$JS.FC.{stream}.>"]
+                f"$JS.API.STREAM.MSG.GET.{stream}", f"$JS.API.STREAM.INFO.{stream}",
+                f"$JS.FC.{stream}.>"]
     return tuple(out)
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 
+import anyio
 import nats.errors
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from agents import jetstream_log
 from agents.lease_consumer import open_lease_consumer
 from agents.natsauth.callout import AUTH_SUBJECT
 from dtf_core import subjects
@@ -219,3 +221,28 @@ async def test_every_role_against_every_subject(authed_server: AuthedServer, who
             with pytest.raises(nats.errors.TimeoutError):
                 await client.request(COMMANDS[name], b"", timeout=0.5)
             await rec.wait_error(violation(COMMANDS[name]))
+
+
+@pytest.mark.parametrize("role", ["reader", "manager"])
+@pytest.mark.parametrize("covering", [False, True])
+async def test_readers_follow_the_event_log_with_several_filters(
+        authed_server: AuthedServer, monkeypatch: pytest.MonkeyPatch, role: str,
+        covering: bool) -> None:
+    """`dtf wait` and `dtf run pytest` tail the log with several filters; in a large stream
+    a short tail asks the stream's size first (one covering filter), which these roles may."""
+    if covering:
+        monkeypatch.setattr(jetstream_log, "COSTLY_STREAM", 1)
+        monkeypatch.setattr(jetstream_log, "SHORT_TAIL", 1)
+    async with harness(authed_server) as h:
+        js = h.admin.jetstream()
+        first = (await js.publish("dtf.evt.task.rf1.submitted", b"1")).seq
+        await js.publish("dtf.evt.worker.w9.registered", b"2")
+        await js.publish("dtf.evt.task.rf1.succeeded", b"3")
+        client, rec = await h.connect(role)
+        log = jetstream_log.JetStreamLog(client)
+        with anyio.move_on_after(WAIT_S) as scope:
+            got = await log.read(["dtf.evt.task.*.succeeded", "dtf.evt.task.*.submitted"],
+                                 first)
+        assert not scope.cancelled_caught, rec.errors
+        assert [r.data for r in got] == [b"1", b"3"]
+        assert rec.errors == []
