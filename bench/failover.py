@@ -191,7 +191,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dtf-failover-") as tmp:
         result: dict[str, Any] = dict(asyncio.run(failover(args.tasks, Path(tmp) / "dtf")))
         if args.failover_only:
-            print(result)
+            print(json.dumps(result))
             return
         records = replay.recorded(args.replay_events)
         best = min(replay.fold(records)[0] for _ in range(3))
