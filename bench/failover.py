@@ -1,6 +1,6 @@
 """Failover, replay and cold-start speed, measured on real servers in one run.
 
-    python bench/failover.py [--tasks 3000] [--cold-events 1000000] [--json]
+    python bench/failover.py [--tasks 3000] [--cold-events 1000000] [--json] [--failover-only]
 
 1. failover: `dtf up --cluster 3` (three nats-server nodes, R3 streams, two control planes,
    two workers). N noop tasks flow; the process holding the scheduler claim is killed with
