@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 RENAMED = {"--reruns": "--dtf-reruns", "--server": "--dtf-server", "--timeout-run": "--dtf-timeout"}
@@ -17,4 +19,7 @@ def translate(args: list[str]) -> list[str]:
 
 
 def run_pytest(args: list[str]) -> int:
-    return int(pytest.main(["--dtf", *translate(args)]))
+    """Run pytest with DTF; the process is expected to end right after (the CLI's path)."""
+    code = int(pytest.main(["--dtf", *translate(args)]))
+    gc.freeze()  # exit without a last full collection over every report and item
+    return code
