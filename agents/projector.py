@@ -43,8 +43,9 @@ AGENT = "projector"
 HARDENED: dict[str, str | bool | int | float | list[str]] = {
     "enable_external_access": False, "lock_configuration": True}
 QUEUE_GROUP = "dtf-projector"
-# A live run brings events a few at a time, and each batch is a DuckDB transaction: after a
-# small batch, wait a moment so that the next one carries more (analytics can lag 50 ms).
+# A live run brings events a few at a time, and each batch is a DuckDB transaction: at the
+# end of the log, after a small batch, wait a moment so that the next one carries more
+# (analytics can lag 50 ms). A catch-up has its next records on their way already.
 LINGER_BELOW = 500
 LINGER_S = 0.05
 T = TypeVar("T")
@@ -231,8 +232,8 @@ class ProjectorAgent:
                 await self._apply(batch)
                 if tail.pending == 0:
                     self._caught_up()
-                if len(batch) < LINGER_BELOW:
-                    await asyncio.sleep(LINGER_S)  # let a few more arrive: fewer commits
+                    if len(batch) < LINGER_BELOW:  # live: let a few more arrive first
+                        await asyncio.sleep(LINGER_S)
 
     def _caught_up(self) -> None:
         if not self.ready.is_set():

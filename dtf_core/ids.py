@@ -23,20 +23,20 @@ def is_valid_id(value: object) -> bool:
     return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 
 
-KNOWN_VALID: set[str] = set()  # ids checked recently; the codec looks here before calling
+_SEEN_VALID: set[str] = set()
 _SEEN_MAX = 200_000
 
 
 def is_valid_token(value: str) -> bool:
     """``is_valid_id`` for the hot path of decoding the log, where each id comes back
     several times: ids checked recently are remembered (a bounded set)."""
-    if value in KNOWN_VALID:
+    if value in _SEEN_VALID:
         return True
     if ID_PATTERN.fullmatch(value) is None:
         return False
-    if len(KNOWN_VALID) >= _SEEN_MAX:
-        KNOWN_VALID.clear()
-    KNOWN_VALID.add(value)
+    if len(_SEEN_VALID) >= _SEEN_MAX:
+        _SEEN_VALID.clear()
+    _SEEN_VALID.add(value)
     return True
 
 

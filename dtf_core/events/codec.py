@@ -26,7 +26,7 @@ from dtf_core.events.task import (
 )
 from dtf_core.events.tests import TestsEvent, TestsReported
 from dtf_core.events.worker import WorkerEvent, WorkerSchedulingChanged
-from dtf_core.ids import KNOWN_VALID, is_valid_token
+from dtf_core.ids import is_valid_token
 
 Event = TaskEvent | WorkerEvent | RunEvent | AuthEvent | TestsEvent | LeadEvent
 SCHEMA_VERSION = "1"
@@ -54,10 +54,13 @@ def event_type(event: Event) -> str:
     return type(event).__struct_config__.tag  # type: ignore[return-value]
 
 
+_WITH_WORKER = (TaskLeased, TaskCancelRequested)  # task events addressed to a worker
+
+
 def subject_of(event: Event) -> str:
     """The subject an event is appended on; the aggregate id is always in it."""
     etype = event_type(event)
-    if isinstance(event, TaskLeased | TaskCancelRequested):
+    if isinstance(event, _WITH_WORKER):
         return subjects.task_subject(event.task_id, etype, event.worker_id)
     if isinstance(event, RunCreated):
         return subjects.run_subject(event.run_id, etype)
@@ -98,9 +101,8 @@ def decode(subject: str, data: bytes) -> Event:
     return event
 
 
-_TASK_PREFIX = "dtf.evt.task."
+_TASK_PREFIX = f"{subjects.EVT}.task."
 _task_decoder = _decoders["task"]
-_WITH_WORKER = (TaskLeased, TaskCancelRequested)
 # task event class -> its type token, and whether its subject ends in the worker id
 _TASK_SHAPES: dict[type, tuple[str, bool]] = {
     cls: (cls.__struct_config__.tag, cls in _WITH_WORKER)
@@ -116,12 +118,12 @@ def _task_agrees(event: Event, subject: str) -> bool:
     task_id: str = event.task_id  # type: ignore[union-attr]
     if with_worker:
         worker_id: str = event.worker_id  # type: ignore[union-attr]
-        if subject != f"{_TASK_PREFIX}{task_id}.{tag}.{worker_id}" or not (
-                worker_id in KNOWN_VALID or is_valid_token(worker_id)):
+        if (subject != f"{_TASK_PREFIX}{task_id}.{tag}.{worker_id}"
+                or not is_valid_token(worker_id)):
             return False
     elif subject != f"{_TASK_PREFIX}{task_id}.{tag}":
         return False
-    return task_id in KNOWN_VALID or is_valid_token(task_id)
+    return is_valid_token(task_id)
 
 
 def to_plain(value: Any) -> Any:
