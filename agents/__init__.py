@@ -1,1 +1,5 @@
-"""IO shells around the pure core: NATS, processes, DuckDB."""
+"""IO shells around the pure core: NATS, processes, DuckDB.
+
+PYTEST_DONT_REWRITE: imported before pytest starts (`dtf run pytest`), so pytest must not
+try to rewrite it (it would warn, an error under `filterwarnings = error`).
+"""

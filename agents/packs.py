@@ -16,9 +16,11 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
+import msgspec
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 
@@ -138,6 +140,34 @@ async def fetch_pack(js: JetStreamContext, digest: str, cache_dir: Path) -> Path
     return _install(obj.data or b"", digest, cache_dir)
 
 
+async def working_copy(js: JetStreamContext, digest: str, cache_dir: Path) -> Path:
+    """A copy of the verified pack for tests to run in: what they write (into their
+    working directory, say) never changes the pack that later runs verify and copy."""
+    dest = cache_dir / "work" / digest
+    if not _is_ready(dest):
+        _copy_tree(await fetch_pack(js, digest, cache_dir / "packs"), dest)
+    return dest
+
+
+def _is_ready(dest: Path) -> bool:
+    return (dest / ".dtf-pack-ok").exists()
+
+
+def _copy_tree(pristine: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name[:12]}-", dir=dest.parent))
+    try:
+        shutil.copytree(pristine, tmp, dirs_exist_ok=True)
+        try:
+            tmp.rename(dest)
+        except OSError:  # another session copied it first
+            if not _is_ready(dest):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _install(data: bytes, digest: str, cache_dir: Path) -> Path:
     dest = cache_dir / digest
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -156,3 +186,64 @@ def _install(data: bytes, digest: str, cache_dir: Path) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+# --- run plans: which tests each chunk of a run runs ------------------------------------
+
+PLAN_PREFIX = "plan-"
+_plan_decoder = msgspec.json.Decoder(list[list[str]])
+
+
+def encode_plan(chunks: list[list[str]]) -> tuple[str, bytes]:
+    """A run's chunks of node ids, compressed, and the digest that names them."""
+    raw = msgspec.json.encode(chunks)
+    return hashlib.sha256(raw).hexdigest(), zlib.compress(raw, 1)
+
+
+def decode_plan(digest: str, data: bytes) -> list[list[str]]:
+    try:
+        raw = zlib.decompress(data)
+    except zlib.error:
+        raise DTFError(f"the run plan {digest[:12]} is not readable") from None
+    if hashlib.sha256(raw).hexdigest() != digest:
+        raise DTFError(f"the run plan {digest[:12]} does not match its digest")
+    try:
+        return _plan_decoder.decode(raw)
+    except msgspec.DecodeError:
+        raise DTFError(f"the run plan {digest[:12]} is not a list of chunks") from None
+
+
+async def put_plan(js: JetStreamContext, chunks: list[list[str]]) -> str:
+    """Store a run's plan (content-addressed, so a rerun of the same plan stores nothing)."""
+    digest, data = encode_plan(chunks)
+    store = await js.object_store(PACKS_BUCKET)
+    with contextlib.suppress(ObjectNotFoundError, NotFoundError):
+        info = await store.get_info(PLAN_PREFIX + digest)
+        if info is not None and not info.deleted:
+            return digest
+    await store.put(PLAN_PREFIX + digest, data)
+    return digest
+
+
+class PlanCache:
+    """The plans a worker has read, newest last: every chunk of a run reads the same one."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self.plans: dict[str, list[list[str]]] = {}
+
+    async def chunk(self, js: JetStreamContext, digest: str, index: int) -> list[str]:
+        plan = self.plans.pop(digest, None)
+        if plan is None:
+            store = await js.object_store(PACKS_BUCKET)
+            try:
+                obj = await store.get(PLAN_PREFIX + digest)
+            except (ObjectNotFoundError, NotFoundError):
+                raise DTFError(f"the run plan {digest[:12]} is not in the object store") from None
+            plan = decode_plan(digest, obj.data or b"")
+        self.plans[digest] = plan
+        while len(self.plans) > self.size:
+            self.plans.pop(next(iter(self.plans)))
+        if not 0 <= index < len(plan):
+            raise DTFError(f"the run plan {digest[:12]} has no chunk {index}")
+        return plan[index]

@@ -27,6 +27,7 @@ from agents.runtime import jetstream_dead_letter
 from dtf_core import subjects
 from dtf_core.errors import DTFError, InvalidInput, Unavailable
 from dtf_core.events.codec import UndecodableEvent, decode
+from dtf_core.spec import NODE_ID_MAX
 from projections.tables import (
     TableWriter,
     create_tables,
@@ -71,7 +72,7 @@ def open_db(path: Path) -> duckdb.DuckDBPyConnection:
 
 
 class DurationsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    node_ids: Annotated[list[Annotated[str, msgspec.Meta(max_length=4096)]],
+    node_ids: Annotated[list[Annotated[str, msgspec.Meta(max_length=NODE_ID_MAX)]],
                         msgspec.Meta(max_length=5000)]
 
 

@@ -23,9 +23,9 @@ from agents.capabilities import detect
 from agents.client import ApiClient
 from agents.gpu_slots import GpuSlots
 from agents.jetstream_log import parse_ack_reply
-from agents.packs import fetch_pack
+from agents.packs import PlanCache, working_copy
 from agents.pytest.outbox import Outbox
-from agents.pytest.pool import SessionPool
+from agents.pytest.pool import ExitRequested, SessionFailed, SessionPool, SessionSpec
 from agents.runner import run_command
 from agents.security.keyfiles import ensure_private_dir, load_or_create_private_key_file
 from agents.security.signing import canonical_bytes, public_key_bytes, sign
@@ -34,7 +34,7 @@ from dtf_core import subjects
 from dtf_core.errors import DTFError, Unavailable
 from dtf_core.events.codec import UndecodableEvent, decode
 from dtf_core.events.task import TaskCancelRequested, TaskLeased
-from dtf_core.events.tests import TestCase
+from dtf_core.events.tests import SESSION_EXIT, SESSION_FAILED, TestCase
 from dtf_core.ids import validate_id
 from dtf_core.placement import overcommit
 from dtf_core.spec import TestConfig, command_config, test_config
@@ -49,6 +49,7 @@ REPORT_TIMEOUT_S = 0.5
 REPORT_MAX_TIMEOUT_S = 4.0
 _enc = msgspec.msgpack.Encoder()
 MAX_REPORTS = 1000
+MAX_ERROR = 16 * 1024
 
 
 def default_cache_dir() -> Path:
@@ -98,7 +99,8 @@ class WorkerAgent:
                 signing_key_dir / f"{self.worker_id}.key")
         self.heartbeat_interval = heartbeat_interval
         self.cache_dir = cache_dir or default_cache_dir()
-        self.pytest = SessionPool(self.cache_dir / "logs")
+        self.pytest = SessionPool(self.cache_dir / "logs", self.worker_id)
+        self.plans = PlanCache()
         self.running: dict[str, Attempt] = {}
         self.reports: list[Report] = []
         self.outbox = Outbox(self.worker_id)  # per-test results waiting to be reported
@@ -249,41 +251,84 @@ class WorkerAgent:
             self._reports_idle.clear()
             self._reports_ready.set()
 
+        async def ended(kind: str, **fields: Any) -> None:
+            await self._flush_test_lines()
+            with contextlib.suppress(Exception):
+                await self.nc.publish(log_subject, b"", headers={"Dtf-Stream": "eof"})
+            self.outbox.finished(key)
+            self._report(attempt, kind, duration_s=time.time() - started, started_at=started,
+                         **fields)
+
         deadline = asyncio.timeout(lease.spec.timeout_seconds)
         try:
             async with deadline:
-                root = await self._test_root(cfg)
-                session_key = (str(root), cfg.code or "", cfg.args, cfg.files)
-                errors = await self.pytest.run_chunk(session_key, root, list(cfg.node_ids),
-                                                     on_case)
+                node_ids = list(cfg.node_ids) or await self.plans.chunk(
+                    self.js, cfg.plan or "", cfg.chunk)
+                spec = await self._session_spec(cfg)
+                chunk = asyncio.ensure_future(self.pytest.run_chunk(
+                    spec, node_ids, on_case, run_id=cfg.run or lease.task_id, workers=cfg.workers))
+                cancel = asyncio.ensure_future(attempt.cancel.wait())
+                try:
+                    await asyncio.wait({chunk, cancel}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    cancel.cancel()
+                    if not chunk.done():
+                        chunk.cancel()  # kills the chunk's process and what it started
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await chunk
+                if chunk.cancelled():
+                    await ended("cancelled", error="cancelled")
+                    return
+                errors = chunk.result()
         except TimeoutError:
             if not deadline.expired():
                 raise  # a NATS request timing out is an error, not the chunk's timeout
-            self._report(attempt, "timed_out", duration_s=time.time() - started,
-                         started_at=started, error="the test chunk ran past its timeout")
+            await ended("timed_out", error="the test chunk ran past its timeout")
             return
-        await self._flush_test_lines()
-        with contextlib.suppress(Exception):
-            await self.nc.publish(log_subject, b"", headers={"Dtf-Stream": "eof"})
-        self.outbox.finished(key)
+        except SessionFailed as exc:
+            await ended("failed", exit_code=exc.exit_code,
+                        error=f"{SESSION_FAILED} on worker {self.worker_id}: {exc}"[:MAX_ERROR])
+            return
+        except ExitRequested as exc:
+            await ended("failed", exit_code=exc.returncode,
+                        error=f"{SESSION_EXIT}{exc}"[:MAX_ERROR])
+            return
         bad = sum(counts.get(k, 0) for k in ("failed", "error", "crashed"))
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         if errors:
             summary += f"; {len(errors)} collection errors on the worker"
-        self._report(attempt, "failed" if bad or errors else "succeeded",
-                     exit_code=1 if bad or errors else 0, error=summary if bad else "",
-                     duration_s=time.time() - started, started_at=started)
+        await ended("failed" if bad or errors else "succeeded",
+                    exit_code=1 if bad or errors else 0, error=summary if bad else "")
 
-    async def _test_root(self, cfg: TestConfig) -> Path:
-        """The submitter's tree in place when it is on this host, else the verified pack."""
+    async def _session_spec(self, cfg: TestConfig) -> SessionSpec:
+        """Where and how the chunk's pytest session runs: in the submitter's directory on
+        its own host, else in the same directory of a working copy of the verified pack."""
         local = Path(cfg.rootdir)
+        invocation = Path(cfg.invocation_dir or cfg.rootdir)
+        env = dict(cfg.env)
         if (cfg.rootdir and cfg.host == socket.gethostname() and _is_dir(local)
                 and not os.environ.get("DTF_ALWAYS_UNPACK")):
-            return local
-        if not cfg.packed or cfg.code is None:
-            raise DTFError(f"the code is on {cfg.host or 'another host'} and was not packed; "
-                           "run with --dtf-pack to send it to workers on other hosts")
-        return await fetch_pack(self.js, cfg.code, self.cache_dir / "packs")
+            cwd, args = invocation, cfg.args
+            env.setdefault("PYTHONPATH", "")  # the submitter's, or none, as it ran
+        else:
+            if not cfg.packed or cfg.code is None:
+                raise DTFError(f"the code is on {cfg.host or 'another host'} and was not "
+                               "packed; run with --dtf-pack to send it to workers on other "
+                               "hosts")
+            try:
+                rel = invocation.relative_to(local)
+            except ValueError:
+                raise DTFError(f"pytest ran in {invocation}, outside its root {local}: a "
+                               "packed run starts inside its root") from None
+            copy = await working_copy(self.js, cfg.code, self.cache_dir)
+            cwd = copy / rel
+            prefix = cfg.rootdir.rstrip("/") + "/"
+            args = tuple(str(copy / a[len(prefix):]) if a.startswith(prefix) else a
+                         for a in cfg.args)
+            env.pop("PYTHONPATH", None)  # paths on another host: the worker's own applies
+        return SessionSpec(cwd=str(cwd), args=tuple(args), code=cfg.code or "",
+                           env=tuple(sorted(env.items())), path0=cfg.path0, markup=cfg.markup,
+                           highlight=cfg.highlight, width=cfg.width)
 
     async def _flush_test_lines(self) -> None:
         for subject, chunk in self.outbox.take_lines().items():

@@ -1,1 +1,5 @@
-"""DTF's pure domain: events, commands, decide/evolve and placement. No IO here."""
+"""DTF's pure domain: events, commands, decide/evolve and placement. No IO here.
+
+PYTEST_DONT_REWRITE: imported before pytest starts (`dtf run pytest`), so pytest must not
+try to rewrite it (it would warn, an error under `filterwarnings = error`).
+"""

@@ -188,7 +188,8 @@ def encode(obj: Command | Reply) -> bytes:
 
 def decode_command(data: bytes) -> Command:
     try:
-        return _cmd_decoder.decode(data)  # type: ignore[no-any-return]
+        cmd: Command = _cmd_decoder.decode(data)  # typed or Any, by msgspec's version
+        return cmd
     except RecursionError:  # free-form fields (a spec's config) can nest without limit
         raise msgspec.DecodeError("command is nested too deeply") from None
 

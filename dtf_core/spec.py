@@ -53,25 +53,44 @@ class CommandConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 MAX_NODE_IDS = 20_000
-NodeId = Annotated[str, Meta(min_length=1, max_length=4096)]
+# pytest sets no limit; real suites have parametrised ids of over 5,000 characters
+NODE_ID_MAX = 32 * 1024
+NodeId = Annotated[str, Meta(min_length=1, max_length=NODE_ID_MAX)]
 RelPath = Annotated[str, Meta(min_length=1, max_length=1024)]
 Digest = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
 
 
 class TestConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A chunk of a pytest run: the node ids to run, in a warm session over ``files``.
+    """A chunk of a pytest run: the tests to run, named inline (``node_ids``, for a few) or
+    as chunk ``chunk`` of the run's plan, stored in the object store under
+    ``plan-<plan>`` (so that a run of any size fits: a task spec stays small).
 
-    ``code`` is the content hash of the submitter's tree; a worker on the submitter's host
-    (``host``) uses ``rootdir`` in place, any other unpacks the pack stored under ``code``."""
+    The worker's session is pytest run as the submitter ran it: ``args`` (DTF's own
+    options removed) in ``invocation_dir``, with the submitter's ``env`` for pytest
+    (``PYTEST_ADDOPTS`` and the like) and ``path0`` when the submitter's directory was first
+    on ``sys.path`` (``python -m pytest``). ``code`` is the content hash of the submitter's
+    tree; a worker on the submitter's host (``host``) runs ``rootdir`` in place, any other
+    unpacks the pack stored under ``code`` and runs the same relative directory in it."""
     __test__: ClassVar[bool] = False  # not a pytest test class
 
-    node_ids: Annotated[tuple[NodeId, ...], Meta(min_length=1, max_length=MAX_NODE_IDS)]
-    files: Annotated[tuple[RelPath, ...], Meta(max_length=MAX_NODE_IDS)] = ()
-    args: Annotated[tuple[str, ...], Meta(max_length=256)] = ()
+    node_ids: Annotated[tuple[NodeId, ...], Meta(max_length=MAX_NODE_IDS)] = ()
+    plan: Digest | None = None
+    chunk: Annotated[int, Meta(ge=0, le=1_000_000)] = 0
+    args: Annotated[tuple[Annotated[str, Meta(max_length=8192)], ...],
+                    Meta(max_length=1024)] = ()
+    invocation_dir: str = ""
     rootdir: str = ""
     host: str = ""
     code: Digest | None = None
     packed: bool = False
+    env: dict[Annotated[str, Meta(pattern=r"^(PYTEST_[A-Z_]{1,64}|PYTHONPATH)$")],
+              Annotated[str, Meta(max_length=8192)]] = {}
+    path0: bool = False
+    markup: bool = False  # the submitter's terminal: failure explanations are built for it
+    highlight: bool = False
+    width: Annotated[int, Meta(ge=10, le=10_000)] = 80
+    workers: Annotated[int, Meta(ge=1, le=1_000_000)] = 1  # PYTEST_XDIST_WORKER_COUNT
+    run: Annotated[str, Meta(max_length=64)] = ""  # PYTEST_XDIST_TESTRUNUID
 
 
 class TaskSpec(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
@@ -117,12 +136,13 @@ def _validate_test(spec: TaskSpec) -> None:
         cfg = test_config(spec)
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"invalid test config: {exc} (in `$.config`)") from None
+    if bool(cfg.node_ids) == (cfg.plan is not None):
+        raise InvalidInput("invalid test config: name the tests by `node_ids` or by a `plan`"
+                           " and its `chunk`, not both")
     for node in cfg.node_ids:
         check_relative(node.split("::", 1)[0], "test node id")
-    for f in cfg.files:
-        check_relative(f, "test file")
-    if any("\x00" in a for a in cfg.args):
-        raise InvalidInput("invalid test config: args contain a NUL byte")
+    if any("\x00" in a for a in (*cfg.args, *cfg.env.values(), cfg.invocation_dir)):
+        raise InvalidInput("invalid test config: a NUL byte in args, env or invocation_dir")
     if cfg.packed and cfg.code is None:
         raise InvalidInput("invalid test config: a packed tree needs its `code` hash")
 

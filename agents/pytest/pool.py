@@ -1,25 +1,32 @@
-"""Warm pytest sessions on a worker, one per slot in use, reused across chunks and runs.
+"""Pytest fork servers on a worker, one per session key, each running many chunks at once.
 
-A session is keyed by what it collected: the root, the code hash, the pytest args and the
-files. A chunk with the same key reuses an idle session (no interpreter start, no
-collection); any other key starts a new one and the least recently used idle one is
-closed. A session that dies mid-chunk (a segfault, ``os._exit``) fails the test it was
-running; the rest of the chunk goes on in a fresh session.
+A server (``session.py``) collects the tests once; each chunk runs in a child forked from
+it, so a run never sees what another run (or chunk) left behind, and a new run of unchanged
+code pays no interpreter start and no collection. The key is what the collection depends
+on: the directory, the code's hash, pytest's arguments and environment, and the installed
+packages. A chunk whose child dies (a segfault, ``os._exit``) fails the test it was
+running; the rest of the chunk goes on in a new child. Cancelling a chunk kills its child
+and whatever its tests started; the server lives on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import itertools
 import json
 import logging
 import os
 import signal
+import site
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 import msgspec
 
@@ -27,199 +34,431 @@ from dtf_core.events.tests import TestCase
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str, tuple[str, ...], tuple[str, ...]]
 OnCase = Callable[[TestCase], Awaitable[None] | None]
-MAX_IDLE = 4
-READY_TIMEOUT_S = 300.0
+MAX_SERVERS = 2  # fork servers kept per worker (each holds a whole collection)
+IDLE_CLOSE_S = 1800.0
+READY_TIMEOUT_S = 600.0
+LOG_TAIL_BYTES = 6000
+SESSION_FILE = Path(__file__).with_name("session.py")
+# `python -c BOOT session.py`: the session script runs by path, with no DTF directory on
+# sys.path (``-c`` puts the working directory first; the setup says whether pytest's
+# submitter had it there too).
+BOOT = ("import sys, runpy\n"
+        "if sys.path and sys.path[0] == '': del sys.path[0]\n"
+        "sys.argv[:] = sys.argv[1:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n")
 
 
 class Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One line from a session; ``reports`` stays raw JSON (it is stored as it came)."""
+    """One line from a server or its children; ``reports`` stays raw JSON (it is stored as
+    it came)."""
 
+    id: str | None = None
     ready: int | None = None
     errors: list[dict[str, str]] = []
+    internal_error: str | None = None
+    forked: int | None = None
     start: str | None = None
     done: str | None = None
     outcome: str = ""
     duration: float = 0.0
     reports: msgspec.Raw = msgspec.Raw(b"[]")
+    warnings: msgspec.Raw = msgspec.Raw(b"[]")
     message: str = ""
-    chunk_done: bool = False
+    end: bool = False
+    exit_requested: str | None = None
+    returncode: int | None = None
+    exit: int | None = None
 
 
 _decode_line = msgspec.json.Decoder(Line).decode
 
 
-class SessionDied(Exception):
-    def __init__(self, running: str | None, returncode: int | None) -> None:
-        super().__init__(f"pytest session exited with {returncode}")
-        self.running = running
+class SessionFailed(Exception):
+    """pytest could not start on this worker (a usage error, a broken conftest, a plugin
+    missing here): the run's problem, not a test's."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class ExitRequested(Exception):
+    """A test called ``pytest.exit()`` (or raised KeyboardInterrupt): the run stops."""
+
+    def __init__(self, message: str, returncode: int) -> None:
+        super().__init__(message)
         self.returncode = returncode
 
 
-@dataclass(eq=False)
-class Session:
-    key: Key
-    proc: asyncio.subprocess.Process
-    collected: int = 0
-    errors: list[dict[str, str]] = field(default_factory=list)
-    used: float = field(default_factory=time.monotonic)
+@dataclass(frozen=True)
+class SessionSpec:
+    """What a fork server is started with; equal specs share a server."""
+
+    cwd: str
+    args: tuple[str, ...]
+    code: str = ""
+    env: tuple[tuple[str, str], ...] = ()
+    path0: bool = False
+    markup: bool = False
+    highlight: bool = False
+    width: int = 80
+
+    def key(self) -> tuple[Any, ...]:
+        return (self.cwd, self.code, self.args, self.env, self.path0, self.markup,
+                self.highlight, self.width, installed_fingerprint())
+
+
+def installed_fingerprint() -> tuple[float, ...]:
+    """When packages are installed or removed, site-packages changes: a server that
+    imported the old ones is not reused."""
+    dirs = [*site.getsitepackages(), site.getusersitepackages()]
+    out = []
+    for d in dirs:
+        try:
+            out.append(os.stat(d).st_mtime)
+        except OSError:
+            out.append(0.0)
+    return tuple(out)
+
+
+@dataclass
+class ChunkEnd:
+    ended: bool  # every test ran
+    running: str | None = None  # the test running when the child died
+    status: int | None = None  # the child's exit status when it died
+
+
+class SlotNumbers:
+    """Host-wide numbers for concurrent chunks (``PYTEST_XDIST_WORKER=gwN``): tests use
+    them to keep ports, files and databases apart, so two chunks on one host never share
+    one, whichever worker runs them. A number is held by a lock file while a chunk runs."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.dir = directory or Path(tempfile.gettempdir()) / f"dtf-slots-{os.getuid()}"
+        self.held: dict[int, IO[bytes]] = {}
+
+    def take(self) -> int:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for n in itertools.count():
+            if n in self.held:
+                continue
+            f = open(self.dir / f"gw{n}.lock", "ab")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                continue
+            self.held[n] = f
+            return n
+        raise AssertionError("unreachable")
+
+    def give_back(self, n: int) -> None:
+        f = self.held.pop(n, None)
+        if f is not None:
+            f.close()
+
+
+class ForkServer:
+    def __init__(self, spec: SessionSpec, proc: asyncio.subprocess.Process,
+                 log_path: Path) -> None:
+        self.spec = spec
+        self.proc = proc
+        self.log_path = log_path
+        self.collected = 0
+        self.errors: list[dict[str, str]] = []
+        self.internal_error: str | None = None
+        self.queues: dict[str, asyncio.Queue[Line | None]] = {}
+        self.pids: dict[str, int] = {}
+        self.used = time.monotonic()
+        self.ids = itertools.count(1)
+        self.reader: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, key: Key, root: Path, log_path: Path) -> Session:
-        _, _, args, files = key
-        env = dict(os.environ)
-        env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    async def start(cls, spec: SessionSpec, log_path: Path, workerinput: dict[str, Any],
+                    env: dict[str, str]) -> ForkServer:
         with open(log_path, "ab") as err:  # noqa: ASYNC230 -- a local log file
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "agents.pytest.session", *args, *files,
-                cwd=str(root), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=err, env=_with_dtf_on_path(env), start_new_session=True,
-                limit=64 * 1024 * 1024,
+                sys.executable, "-c", BOOT, str(SESSION_FILE),
+                cwd=spec.cwd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=err, env=env, start_new_session=True, limit=64 * 1024 * 1024,
             )
-        session = cls(key, proc)
+        server = cls(spec, proc, log_path)
         try:
+            setup = {"args": list(spec.args), "path0": spec.cwd if spec.path0 else None,
+                     "markup": spec.markup, "highlight": spec.highlight, "width": spec.width,
+                     "workerinput": workerinput}
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(setup).encode() + b"\n")
+            await proc.stdin.drain()
             async with asyncio.timeout(READY_TIMEOUT_S):
-                hello = await session._read()
+                await server._hello()
         except BaseException:
-            session.kill()
+            server.kill()
             raise
-        if hello is None or hello.ready is None:
-            session.kill()
-            raise RuntimeError(f"pytest did not start in {root} (see {log_path})")
-        session.collected = hello.ready
-        session.errors = list(hello.errors)
-        return session
+        server.reader = asyncio.create_task(server._read_loop())
+        return server
+
+    async def _hello(self) -> None:
+        while True:
+            line = await self._read()
+            if line is None or (line.ready is None and line.internal_error is None
+                                and line.id is None):
+                break
+            if line.internal_error is not None:
+                self.internal_error = line.internal_error
+                continue
+            if line.ready is not None:
+                self.collected = line.ready
+                self.errors = list(line.errors)
+                return
+        code = await self.proc.wait()
+        raise SessionFailed(self._why(code), 4 if code == 4 else 3)
+
+    def _why(self, code: int | None) -> str:
+        detail = self.internal_error or _tail(self.log_path)
+        return (f"pytest could not start (exit code {code}) in {self.spec.cwd} with "
+                f"{' '.join(self.spec.args) or 'no arguments'}:\n{detail.rstrip()}")
 
     async def _read(self) -> Line | None:
         assert self.proc.stdout is not None
-        line = await self.proc.stdout.readline()
-        if not line:
+        raw = await self.proc.stdout.readline()
+        if not raw:
             return None
-        return _decode_line(line)
+        return _decode_line(raw)
 
-    async def run(self, node_ids: list[str], on_case: OnCase) -> None:
-        """Run a chunk; raises SessionDied (with the test that was running) if it dies."""
-        assert self.proc.stdin is not None
-        self.used = time.monotonic()
+    async def _read_loop(self) -> None:
         try:
-            self.proc.stdin.write(json.dumps({"run": node_ids}).encode() + b"\n")
-            await self.proc.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            raise SessionDied(None, await self.proc.wait()) from None
+            while True:
+                line = await self._read()
+                if line is None:
+                    break
+                if line.id is not None and line.id in self.queues:
+                    if line.forked is not None:
+                        self.pids[line.id] = line.forked
+                    self.queues[line.id].put_nowait(line)
+        finally:
+            for queue in self.queues.values():
+                queue.put_nowait(None)  # the server is gone
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None and (self.reader is None or not self.reader.done())
+
+    async def run(self, node_ids: list[str], on_case: OnCase,
+                  child_env: dict[str, Any]) -> ChunkEnd:
+        """Run ``node_ids`` in a new child. Raises ExitRequested when a test stopped the
+        run, SessionFailed when the server itself died."""
+        chunk_id = str(next(self.ids))
+        queue: asyncio.Queue[Line | None] = asyncio.Queue()
+        self.queues[chunk_id] = queue
+        self.used = time.monotonic()
         running: str | None = None
-        while True:
-            msg = await self._read()
-            if msg is None:
-                raise SessionDied(running, await self.proc.wait())
-            if msg.start is not None:
-                running = msg.start
-            elif msg.done is not None:
-                running = None
-                case = TestCase(nodeid=msg.done, outcome=msg.outcome,  # type: ignore[arg-type]
-                                duration_s=msg.duration, reports=bytes(msg.reports).decode(),
-                                message=msg.message)
-                result = on_case(case)
-                if result is not None:
-                    await result
-            elif msg.chunk_done:
-                return
+        ended = False
+        try:
+            assert self.proc.stdin is not None
+            request = {"id": chunk_id, "run": node_ids, **child_env}
+            try:
+                self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+                await self.proc.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                raise SessionFailed(self._why(await self.proc.wait()), 3) from None
+            exit_requested: Line | None = None
+            while True:
+                line = await queue.get()
+                if line is None:
+                    raise SessionFailed(self._why(await self.proc.wait()), 3)
+                if line.start is not None:
+                    running = line.start
+                elif line.done is not None:
+                    running = None
+                    result = on_case(_case(line))
+                    if result is not None:
+                        await result
+                elif line.end:
+                    ended = True
+                    return ChunkEnd(True)  # the child finishes its session on its own
+                elif line.exit_requested is not None:
+                    exit_requested = line
+                elif line.exit is not None:
+                    if exit_requested is not None:
+                        raise ExitRequested(exit_requested.exit_requested or "",
+                                            exit_requested.returncode or 2)
+                    return ChunkEnd(ended, running, line.exit)
+        finally:
+            if not ended:
+                self.kill_child(chunk_id)  # cancelled, timed out, or it died
+            self.queues.pop(chunk_id, None)
+            self.pids.pop(chunk_id, None)
+            self.used = time.monotonic()
+
+    def kill_child(self, chunk_id: str) -> None:
+        pid = self.pids.get(chunk_id)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.queues)
 
     def kill(self) -> None:
+        for chunk_id in list(self.pids):
+            self.kill_child(chunk_id)
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
     async def close(self) -> None:
         if self.proc.stdin is not None and not self.proc.stdin.is_closing():
-            self.proc.stdin.close()
+            self.proc.stdin.close()  # the server kills its children and ends its session
         try:
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(10):
                 await self.proc.wait()
         except TimeoutError:
             self.kill()
             await self.proc.wait()
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reader
 
 
-def _with_dtf_on_path(env: dict[str, str]) -> dict[str, str]:
-    """The session imports agents.pytest.session from this installation, whatever the
-    test root is."""
-    here = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), here) if p)
+def _case(line: Line) -> TestCase:
+    warnings = bytes(line.warnings)
+    return TestCase(nodeid=line.done or "", outcome=line.outcome,  # type: ignore[arg-type]
+                    duration_s=line.duration, reports=bytes(line.reports).decode(),
+                    message=line.message,
+                    warnings="" if warnings in (b"[]", b"") else warnings.decode())
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - LOG_TAIL_BYTES))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+    lines = text.splitlines()
+    return "\n".join(lines[1:] if size > LOG_TAIL_BYTES else lines)
+
+
+def session_env(base: dict[str, str], spec: SessionSpec) -> dict[str, str]:
+    env = dict(base)
+    env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        env.pop(name, None)  # the submitter's own, from the spec, or none
+    env.update(dict(spec.env))
+    if env.get("PYTHONPATH") == "":  # the submitter had none
+        del env["PYTHONPATH"]
     return env
-
-
-def _recorder(seen: set[str], on_case: OnCase) -> Callable[[TestCase], Awaitable[None]]:
-    async def record(case: TestCase) -> None:
-        seen.add(case.nodeid)
-        result = on_case(case)
-        if result is not None:
-            await result
-    return record
 
 
 @dataclass
 class SessionPool:
     log_dir: Path
-    idle: list[Session] = field(default_factory=list)
-    busy: set[Session] = field(default_factory=set)
+    worker_id: str = "worker"
+    servers: dict[tuple[Any, ...], ForkServer] = field(default_factory=dict)
+    starting: dict[tuple[Any, ...], asyncio.Task[ForkServer]] = field(default_factory=dict)
+    slots: SlotNumbers = field(default_factory=SlotNumbers)
+    base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    started = 0
 
-    async def run_chunk(self, key: Key, root: Path, node_ids: list[str], on_case: OnCase,
-                        ) -> list[dict[str, str]]:
+    async def run_chunk(self, spec: SessionSpec, node_ids: list[str], on_case: OnCase,
+                        *, run_id: str = "", workers: int = 1) -> list[dict[str, str]]:
         """Run ``node_ids``; every one of them gets exactly one case. Returns the
         collection errors the session saw."""
         remaining = list(node_ids)
         errors: list[dict[str, str]] = []
-        while remaining:
-            session = await self._take(key, root)
-            errors = session.errors
-            seen: set[str] = set()
-            record = _recorder(seen, on_case)
+        slot = self.slots.take()
+        try:
+            while remaining:
+                server = await self._server(spec)
+                errors = server.errors
+                seen: set[str] = set()
 
-            try:
-                await session.run(remaining, record)
-            except SessionDied as died:
-                self.busy.discard(session)
-                crashed = died.running
-                message = (f"the pytest process died (exit code {died.returncode}) while "
-                           f"running this test; the rest of the chunk ran in a new process")
+                async def record(case: TestCase, seen: set[str] = seen) -> None:
+                    seen.add(case.nodeid)
+                    result = on_case(case)
+                    if result is not None:
+                        await result
+
+                child_env = {"workerid": f"gw{slot}", "workercount": workers,
+                             "testrunuid": run_id}
+                end = await server.run(remaining, record, child_env)
+                if end.ended:
+                    break
+                crashed = end.running
                 if crashed is not None:
-                    await record(TestCase(nodeid=crashed, outcome="crashed", message=message))
+                    await record(TestCase(
+                        nodeid=crashed, outcome="crashed",
+                        message=(f"the pytest process died ({_status(end.status)}) while "
+                                 "running this test; the rest of the chunk ran in a new "
+                                 "process")))
                 elif not seen:
-                    raise RuntimeError(f"pytest session exited with {died.returncode} before "
-                                       "running any test") from None
+                    raise SessionFailed(
+                        f"the pytest process for this chunk died ({_status(end.status)}) "
+                        "before running any test", 3)
                 remaining = [n for n in remaining if n not in seen]
-                continue
-            except BaseException:
-                self.busy.discard(session)
-                session.kill()
-                raise
-            self.busy.discard(session)
-            self.idle.append(session)
-            remaining = []
+        finally:
+            self.slots.give_back(slot)
         await self._trim()
         return errors
 
-    async def _take(self, key: Key, root: Path) -> Session:
-        for session in self.idle:
-            if session.key == key and session.proc.returncode is None:
-                self.idle.remove(session)
-                self.busy.add(session)
-                return session
-        log_path = self.log_dir / "pytest-sessions.log"
+    async def _server(self, spec: SessionSpec) -> ForkServer:
+        key = spec.key()
+        server = self.servers.get(key)
+        if server is not None and server.alive:
+            return server
+        if server is not None:
+            self.servers.pop(key, None)
+            server.kill()
+        task = self.starting.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._start(spec))
+            self.starting[key] = task
+            task.add_done_callback(lambda _t: self.starting.pop(key, None))
+        server = await asyncio.shield(task)
+        self.servers[key] = server
+        await self._trim()
+        return server
+
+    async def _start(self, spec: SessionSpec) -> ForkServer:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        session = await Session.start(key, root, log_path)
-        self.busy.add(session)
-        return session
+        self.started += 1
+        log_path = self.log_dir / f"pytest-session-{os.getpid()}-{self.started}.log"
+        workerinput = {"workerid": "gw0", "workercount": 1, "testrunuid": "",
+                       "mainargv": [sys.executable, "-m", "pytest"], "dtf": True,
+                       "dtf_worker": self.worker_id}
+        server = await ForkServer.start(spec, log_path, workerinput,
+                                        session_env(self.base_env, spec))
+        log.info("pytest session %s ready in %s: %d tests collected", server.proc.pid,
+                 spec.cwd, server.collected)
+        return server
 
     async def _trim(self) -> None:
-        self.idle = [s for s in self.idle if s.proc.returncode is None]
-        self.idle.sort(key=lambda s: s.used)
-        while len(self.idle) > MAX_IDLE:
-            await self.idle.pop(0).close()
+        now = time.monotonic()
+        for key, server in list(self.servers.items()):
+            if not server.alive or (not server.busy and now - server.used > IDLE_CLOSE_S):
+                self.servers.pop(key, None)
+                await server.close()
+        idle = sorted((s.used, k) for k, s in self.servers.items() if not s.busy)
+        while len(self.servers) > MAX_SERVERS and idle:
+            _, key = idle.pop(0)
+            await self.servers.pop(key).close()
 
     async def close(self) -> None:
-        for session in [*self.idle, *self.busy]:
-            session.kill()
-        self.idle.clear()
-        self.busy.clear()
+        for task in list(self.starting.values()):
+            task.cancel()
+        for server in list(self.servers.values()):
+            server.kill()
+        self.servers.clear()
+
+
+def _status(status: int | None) -> str:
+    if status is not None and status < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-status).name}"
+    return f"exit code {status}"

@@ -1,32 +1,65 @@
-"""A warm pytest session: ``python -m agents.pytest.session ARGS...`` in the test root.
+"""A pytest fork server: it collects once, then forks a child per chunk of tests.
 
-It collects ``ARGS`` once, like an xdist worker, then runs the chunks of node ids it is sent
-and writes each test's serialised reports as it finishes. The protocol uses the process's
-original stdin and stdout, which are moved aside first, so nothing a test prints or reads
-can corrupt it (tests see /dev/null on fd 0, and their stdout goes to stderr).
+The pool starts it as ``python -c BOOT this_file`` in the run's directory (see ``pool.py``),
+so that nothing of DTF is importable in it beyond what the worker's environment installs,
+and no DTF package is imported before pytest's assertion rewriting is set up. It imports
+only the standard library, pytest and msgspec.
 
-In:  one JSON object per line: {"run": [node ids]}.
-Out: {"ready": n_items, "errors": [...]} once; then per test {"start": nodeid} and
-     {"done": nodeid, "outcome": ..., "duration": s, "reports": [serialised, ...]};
-     {"chunk_done": true} after each chunk.
+Why a fork server: a chunk runs in a fresh copy (fork, copy-on-write) of a process that has
+collected the tests and run none of them. No run sees module state, monkeypatching or a
+library-wide mode left by another run or chunk, a chunk starts in milliseconds, and a chunk
+that hangs or crashes is killed alone.
+
+Protocol, over the process's original stdin and stdout (moved aside first, so nothing a
+test prints or reads can corrupt it; tests see /dev/null on fd 0, their stdout goes to
+stderr, which is the session's log):
+
+In:  one JSON object per line. First the setup: {"args": [...], "path0": dir or null,
+     "markup": bool, "highlight": bool, "width": n, "workerinput": {...}}; then
+     {"id": ID, "run": [node ids]} per chunk.
+Out: {"ready": n_items, "errors": [...]} once, or {"internal_error": text} and exit;
+     then per chunk {"id": ID, "forked": pid}, and from the child {"id": ID, "start": nodeid},
+     {"id": ID, "done": nodeid, "outcome": ..., "duration": s, "reports": [...],
+     "warnings": [...]}, {"id": ID, "end": true} when every test ran (or
+     {"id": ID, "exit_requested": text, "returncode": n} when a test called pytest.exit);
+     finally {"id": ID, "exit": status} when the child is gone (a negative status is the
+     signal that killed it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import json
 import os
+import selectors
+import signal
 import sys
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, Any, TextIO, cast
 
 import msgspec
 import pytest
 
 _encode = msgspec.json.Encoder().encode
 
+# What only the submitting side does: stop after N failures, pick the last failed, step
+# wise, debug, distribute. The submitter collected with them already.
+OVERRIDES: dict[str, Any] = {
+    "maxfail": 0, "lf": False, "failedfirst": False, "newfirst": False,
+    "stepwise": False, "stepwise_skip": False, "usepdb": False, "trace": False,
+    "numprocesses": None, "dist": "no", "distload": False, "looponfail": False,
+    "collectonly": False, "dtf": False,
+}
+
+MAX_CASE_BYTES = 192 * 1024  # one test's reports, serialised (the server's max payload is 1 MiB)
+MIN_KEEP = 512
+
 
 def _take_protocol_fds() -> tuple[IO[bytes], IO[bytes]]:
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
-    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    proto_out = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -50,35 +83,197 @@ def outcome_of(reports: list[Any]) -> str:
     return "passed"
 
 
-class SessionPlugin:
-    def __init__(self, proto_in: IO[bytes], proto_out: IO[bytes]) -> None:
+# --- size: cut captured output, never an outcome ----------------------------------------
+
+def _cut(text: str, keep: int, what: str) -> str:
+    if len(text) <= keep:
+        return text
+    half = max(keep // 2, 1)
+    dropped = len(text) - 2 * half
+    return (f"{text[:half]}\n[... DTF cut {dropped:,} of the {len(text):,} characters of "
+            f"{what} here: the head and the tail are shown ...]\n{text[-half:]}")
+
+
+def _sections(data: list[dict[str, Any]]) -> list[list[Any]]:
+    """Every captured-output section of the serialised reports (mutable in place)."""
+    out: list[list[Any]] = []
+    for rep in data:
+        out.extend(s for s in rep.get("sections") or () if isinstance(s, list))
+        longrepr = rep.get("longrepr")
+        if isinstance(longrepr, dict):
+            out.extend(s for s in longrepr.get("sections") or () if isinstance(s, list))
+    return out
+
+
+def _strings(node: Any, found: list[tuple[Any, Any]]) -> None:
+    """Every long string inside a serialised longrepr, with where it sits."""
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        if isinstance(value, str):
+            if len(value) > MIN_KEEP:
+                found.append((node, key))
+        elif isinstance(value, (dict, list)):
+            _strings(value, found)
+
+
+def fit(data: list[dict[str, Any]], limit: int = MAX_CASE_BYTES) -> bytes:
+    """The reports as JSON within ``limit`` bytes. Captured output is cut first (its head
+    and tail kept, and the cut said); only if that is not enough are the longest strings of
+    the tracebacks cut the same way. The outcome, the crash line and the structure stay."""
+    encoded = _encode(data)
+    if len(encoded) <= limit:
+        return encoded
+    data = msgspec.json.decode(encoded)  # plain lists and dicts, to cut in place
+    for pick in (lambda: _sections(data), lambda: _longrepr_strings(data)):
+        targets = pick()
+        if not targets:
+            continue
+        originals = [t[1] if isinstance(t, list) else t[0][t[1]] for t in targets]
+        lo, hi = MIN_KEEP, max(len(s) for s in originals)
+        best = None
+        while lo <= hi:  # the largest per-string cap that fits
+            cap = (lo + hi) // 2
+            _apply(targets, originals, cap)
+            encoded = _encode(data)
+            if len(encoded) <= limit:
+                best, lo = cap, cap + 1
+            else:
+                hi = cap - 1
+        _apply(targets, originals, best if best is not None else MIN_KEEP)
+        encoded = _encode(data)
+        if len(encoded) <= limit:
+            return encoded
+    return encoded
+
+
+def _longrepr_strings(data: list[dict[str, Any]]) -> list[tuple[Any, Any]]:
+    found: list[tuple[Any, Any]] = []
+    for rep in data:
+        longrepr = rep.get("longrepr")
+        if isinstance(longrepr, (dict, list)):
+            _strings(longrepr, found)
+    return found
+
+
+def _apply(targets: list[Any], originals: list[str], cap: int) -> None:
+    for target, text in zip(targets, originals, strict=True):
+        if isinstance(target, list):  # a section: [title, content]
+            target[1] = _cut(text, cap, "captured output")
+        else:
+            node, key = target
+            node[key] = _cut(text, cap, "this text")
+
+
+# --- warnings, as pytest-xdist sends them -----------------------------------------------
+
+def serialize_warning(message: Any) -> dict[str, Any]:
+    msg = message.message
+    out: dict[str, Any] = {"filename": str(message.filename), "lineno": message.lineno,
+                           "message_str": str(msg)}
+    if isinstance(msg, Warning):
+        out["message_module"] = type(msg).__module__
+        out["message_class"] = type(msg).__name__
+        try:
+            _encode(msg.args)
+            out["message_args"] = list(msg.args)
+        except (TypeError, msgspec.EncodeError):
+            pass
+    if message.category is not None:
+        out["category_module"] = message.category.__module__
+        out["category_class"] = message.category.__name__
+    return out
+
+
+# --- the terminal nobody reads ----------------------------------------------------------
+
+class _Null(io.TextIOBase):
+    """A file that takes everything and keeps nothing: the session's terminal writer writes
+    here (pytest and plugins need a real TerminalWriter to explain failures)."""
+
+    def write(self, s: str) -> int:
+        return len(s)
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class ForkServer:
+    def __init__(self, proto_in: IO[bytes], proto_out: IO[bytes], setup: dict[str, Any]):
         self.proto_in = proto_in
-        self.proto_out = proto_out
-        self.current: list[Any] = []
+        self.out = proto_out
+        self.setup = setup
+        self.child_id: str | None = None  # set in a forked child
         self.config: Any = None
         self.errors: list[dict[str, str]] = []
+        self.items: dict[str, Any] = {}
+        self.current: list[Any] = []
+        self.warnings: list[dict[str, Any]] = []
+        self.finished_test: bytes | None = None
+        self.finished: list[str] = []  # basetemps of ended children, oldest first
+        self.base: Path | None = None  # the server's temporary directory
+        self.forks = 0
 
     def send(self, obj: dict[str, Any]) -> None:
-        self.proto_out.write(_encode(obj) + b"\n")
+        if self.child_id is not None:
+            obj["id"] = self.child_id
+        self.out.write(_encode(obj) + b"\n")
+        self.out.flush()
+
+    # --- configuration -------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_cmdline_main(self, config: Any) -> None:
+        # What pytest-xdist gives its workers: plugins that write files once per run
+        # (junitxml, the last-failed cache, report logs) skip them when they see this.
+        config.workerinput = dict(self.setup.get("workerinput") or {})
+        config.workeroutput = {}
+        for name, value in OVERRIDES.items():
+            if hasattr(config.option, name):
+                setattr(config.option, name, value)
 
     @pytest.hookimpl(trylast=True)
     def pytest_configure(self, config: Any) -> None:
         self.config = config
-        # Nobody reads this session's terminal: the client prints the run's report from
-        # the reports sent here. Its reporter would cost half a millisecond a test (its
-        # options stay registered, so `--tb` and the like still parse and apply).
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            config.pluginmanager.unregister(reporter)
+            from _pytest._io import TerminalWriter
+
+            tw = TerminalWriter(file=cast(TextIO, _Null()))
+            tw.hasmarkup = bool(self.setup.get("markup"))
+            tw.code_highlight = bool(self.setup.get("highlight"))
+            if self.setup.get("width"):
+                tw.fullwidth = int(self.setup["width"])
+            reporter._tw = tw
+
+    @pytest.hookimpl
+    def pytest_internalerror(self, excrepr: Any, excinfo: Any) -> None:
+        self.send({"internal_error": str(excrepr)})
 
     @pytest.hookimpl
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed:
             self.errors.append({"nodeid": report.nodeid, "longrepr": str(report.longrepr)})
 
+    # --- one test ------------------------------------------------------------------------
+
+    @pytest.hookimpl
+    def pytest_warning_recorded(self, warning_message: Any, when: str, nodeid: str,
+                                location: Any) -> None:
+        if when == "runtest" and self.child_id is not None:
+            self.warnings.append(serialize_warning(warning_message))
+
     @pytest.hookimpl
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         self.current = []
+        self.warnings = []
         self.send({"start": nodeid})
 
     @pytest.hookimpl
@@ -87,42 +282,266 @@ class SessionPlugin:
 
     @pytest.hookimpl
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
-        reports = self.current
-        self.current = []
-        serial = [self.config.hook.pytest_report_to_serializable(config=self.config, report=r)
-                  for r in reports]
+        reports, self.current = self.current, []
+        hook = self.config.hook
+        data = [hook.pytest_report_to_serializable(config=self.config, report=r)
+                for r in reports]
         duration = sum(float(getattr(r, "duration", 0.0)) for r in reports)
-        self.send({"done": nodeid, "outcome": outcome_of(reports), "duration": duration,
-                   "reports": serial})
+        # Sent once the protocol returns: pytest records the test's warnings after it.
+        self.finished_test = (b'{"done":' + _encode(nodeid) + b',"outcome":'
+                              + _encode(outcome_of(reports)) + b',"duration":'
+                              + _encode(duration) + b',"reports":' + fit(data))
+
+    def _send_finished(self) -> None:
+        line, self.finished_test = self.finished_test, None
+        if line is None:
+            return
+        line += b',"warnings":' + _encode(self.warnings)
+        self.warnings = []
+        if self.child_id is not None:
+            line += b',"id":' + _encode(self.child_id)
+        self.out.write(line + b"}\n")
+        self.out.flush()
+
+    # --- the loop ------------------------------------------------------------------------
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: Any) -> bool:
-        items = {item.nodeid: item for item in session.items}
-        self.send({"ready": len(items), "errors": self.errors})
-        for line in self.proto_in:
-            request = json.loads(line)
-            chunk = [str(n) for n in request.get("run", [])]
-            known = [items[n] for n in chunk if n in items]
-            for nodeid in chunk:
-                if nodeid not in items:
-                    self.send({"done": nodeid, "outcome": "error", "duration": 0.0,
-                               "reports": [], "message": "not collected by the worker"})
+        self.items = {item.nodeid: item for item in session.items}
+        self._zygote_basetemp()
+        self.send({"ready": len(self.items), "errors": self.errors, "pid": os.getpid()})
+        # Children share the collected objects copy-on-write: out of the cyclic collector's
+        # sight, its passes in a child do not touch (and so copy) every page of them.
+        gc.collect()
+        gc.freeze()
+        request = self._serve()
+        if request is not None:  # in a forked child
+            self._run_chunk(session, request)
+        return True
+
+    def _zygote_basetemp(self) -> None:
+        """The server's own temporary directory; each chunk gets a fresh one inside it, as
+        pytest-xdist gives each worker one inside the run's. A ``--basetemp`` is shared by
+        every session on the host, so the server takes a directory of its own in it."""
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        if factory is None:
+            return
+        with contextlib.suppress(Exception):
+            given = factory._given_basetemp
+            if given is not None:
+                given.mkdir(parents=True, exist_ok=True)
+                factory._given_basetemp = given / f"dtf-{os.getpid()}"
+                factory._basetemp = None
+            self.base = Path(factory.getbasetemp())
+
+    def _serve(self) -> dict[str, Any] | None:
+        """Fork a child per request and relay its lines, until stdin closes. Returns the
+        request in a child, None in the server once it is told to stop."""
+        sel = selectors.DefaultSelector()
+        fd_in = self.proto_in.fileno()
+        sel.register(fd_in, selectors.EVENT_READ, None)
+        children: dict[int, _Child] = {}
+        pending = b""
+        eof = False
+        while not eof or children:
+            for key, _ in sel.select(timeout=0.05 if children else None):
+                child = key.data
+                if child is None:
+                    data = os.read(fd_in, 1 << 20)
+                    if not data:
+                        eof = True
+                        sel.unregister(fd_in)
+                        for c in children.values():
+                            c.kill()
+                        continue
+                    pending += data
+                    while b"\n" in pending:
+                        line, pending = pending.split(b"\n", 1)
+                        request: dict[str, Any] = json.loads(line)
+                        new = self._fork(request, sel, children)
+                        if new is None:
+                            return request
+                else:
+                    child.pump(self.out)
+            for pid in list(children):
+                child = children[pid]
+                status = child.reaped()
+                if status is not None:
+                    child.drain(self.out)
+                    with contextlib.suppress(KeyError, ValueError):
+                        sel.unregister(child.fd)
+                    os.close(child.fd)
+                    del children[pid]
+                    self.send({"id": child.id, "exit": status})
+                    self._forget_basetemp(child.basetemp)
+        return None
+
+    def _fork(self, request: dict[str, Any], sel: selectors.BaseSelector,
+              children: dict[int, _Child]) -> _Child | None:
+        self.forks += 1
+        basetemp = str(self.base / f"chunk-{self.forks}") if self.base is not None else ""
+        r, w = os.pipe()
+        self.out.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: it runs the chunk and nothing else
+            os.close(r)
+            sel.close()
+            for c in children.values():
+                with contextlib.suppress(OSError):
+                    os.close(c.fd)
+            self.proto_in.close()
+            self.out.close()
+            self.out = os.fdopen(w, "wb")
+            self.child_id = str(request["id"])
+            request["basetemp"] = basetemp
+            return None
+        os.close(w)
+        os.set_blocking(r, False)
+        child = _Child(str(request["id"]), pid, r, basetemp)
+        children[pid] = child
+        sel.register(r, selectors.EVENT_READ, child)
+        self.send({"id": child.id, "forked": pid})
+        return child
+
+    def _forget_basetemp(self, path: str) -> None:
+        """Keep the temporary directories of the last three chunks, as pytest keeps the
+        last three runs'."""
+        if not path:
+            return
+        self.finished.append(path)
+        keep = 3
+        with contextlib.suppress(Exception):
+            keep = int(self.config.getini("tmp_path_retention_count"))
+        while len(self.finished) > keep:
+            import shutil
+
+            shutil.rmtree(self.finished.pop(0), ignore_errors=True)
+
+    # --- in the child ---------------------------------------------------------------------
+
+    def _run_chunk(self, session: Any, request: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)  # a cancel kills the chunk and what its tests started
+        _die_with_parent()
+        self._fresh_capture()
+        workerinput = getattr(self.config, "workerinput", None)
+        for name, key in (("PYTEST_XDIST_WORKER", "workerid"),
+                          ("PYTEST_XDIST_WORKER_COUNT", "workercount"),
+                          ("PYTEST_XDIST_TESTRUNUID", "testrunuid")):
+            if key in request:  # as pytest-xdist sets them: tests use them to stay apart
+                os.environ[name] = str(request[key])
+                if isinstance(workerinput, dict):
+                    workerinput[key] = request[key]
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        if factory is not None and request.get("basetemp"):
+            factory._given_basetemp = Path(request["basetemp"])
+            factory._basetemp = None
+        known = []
+        for nodeid in request.get("run", []):
+            item = self.items.get(nodeid)
+            if item is None:
+                self.send({"done": nodeid, "outcome": "error", "duration": 0.0, "reports": [],
+                           "message": "not collected by the pytest session on the worker"})
+            else:
+                known.append(item)
+        try:
             for i, item in enumerate(known):
                 nextitem = known[i + 1] if i + 1 < len(known) else None
                 item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
-            self.send({"chunk_done": True})
-        return True
+                self._send_finished()
+                if session.shouldstop or session.shouldfail:
+                    break
+        except pytest.exit.Exception as exc:
+            self.send({"exit_requested": str(exc.msg), "returncode": exc.returncode})
+            raise
+        except KeyboardInterrupt:
+            self.send({"exit_requested": "KeyboardInterrupt", "returncode": 2})
+            raise
+        self.send({"end": True})
+
+    def _fresh_capture(self) -> None:
+        """The child captures into files of its own: output of a killed sibling, left in
+        the files it shared with the server, never shows up in this chunk's reports."""
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
+        current = getattr(capman, "_global_capturing", None)
+        if current is None:
+            return
+        with contextlib.suppress(Exception):
+            current.stop_capturing()
+        capman._global_capturing = None
+        capman.start_global_capturing()
+        capman.suspend_global_capture()
 
 
-def main(argv: list[str]) -> int:
+class _Child:
+    def __init__(self, id: str, pid: int, fd: int, basetemp: str) -> None:
+        self.id = id
+        self.pid = pid
+        self.fd = fd
+        self.basetemp = basetemp
+        self.buf = b""
+        self.status: int | None = None
+
+    def pump(self, out: IO[bytes]) -> None:
+        """Relay whole lines only: the pool reads one JSON object per line."""
+        try:
+            data = os.read(self.fd, 1 << 20)
+        except BlockingIOError:
+            return
+        if not data:
+            return
+        self.buf += data
+        cut = self.buf.rfind(b"\n") + 1
+        if cut:
+            out.write(self.buf[:cut])
+            out.flush()
+            self.buf = self.buf[cut:]
+
+    def drain(self, out: IO[bytes]) -> None:
+        while True:
+            try:
+                data = os.read(self.fd, 1 << 20)
+            except (BlockingIOError, OSError):
+                break
+            if not data:
+                break
+            self.buf += data
+        cut = self.buf.rfind(b"\n") + 1
+        if cut:
+            out.write(self.buf[:cut])
+            out.flush()
+        self.buf = b""
+
+    def reaped(self) -> int | None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return -1
+        if pid == 0:
+            return None
+        return os.waitstatus_to_exitcode(status)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def main() -> int:
     proto_in, proto_out = _take_protocol_fds()
-    plugin = SessionPlugin(proto_in, proto_out)
-    # -p no:cacheprovider: a worker never writes the user's .pytest_cache;
-    # -q: the session's own output only goes to the worker's log.
-    code = pytest.main([*argv, "-q", "-p", "no:cacheprovider", "-p", "no:dtf"],
-                       plugins=[plugin])
+    setup = json.loads(proto_in.readline() or b"{}")
+    if setup.get("path0"):
+        sys.path.insert(0, str(setup["path0"]))
+    server = ForkServer(proto_in, proto_out, setup)
+    code = pytest.main(list(setup.get("args") or []), plugins=[server])
+    if server.child_id is not None:  # a child ends here, without the server's exit handlers
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(0)
     return int(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -8,11 +8,16 @@ output, ``--junit-xml``, ``-x``/``--maxfail`` and the exit code are pytest's own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import importlib
+import os
+import shutil
 import socket
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +26,22 @@ from typing import Any
 import msgspec
 import pytest
 
-from dtf_core.events.tests import TestCase, TestsReported
+from cli.pytest.split import DEFAULT_DIST, DIST_MODES
+from dtf_core.events.tests import SESSION_EXIT, SESSION_FAILED, TestCase, TestsReported
 from dtf_core.spec import Requirements, TaskSpec
 
 _decode_reports = msgspec.json.Decoder(list[dict[str, Any]]).decode
+_decode_warnings = msgspec.json.Decoder(list[dict[str, Any]]).decode
 TERMINAL = ("succeeded", "failed", "timed_out", "cancelled")
-# Options a worker's session needs to collect and run the tests as here; reporting options
-# (--junit-xml, -v, -x, ...) act here, on the merged reports.
-PASS_VALUE = {"-p", "-o", "-W", "-c", "--import-mode", "--tb", "--capture", "--confcutdir",
-              "--override-ini", "--pythonwarnings", "--rootdir", "--basetemp", "--config-file"}
-PASS_FLAG = {"-s", "--strict-markers", "--strict-config", "--runxfail", "--showlocals", "-l",
-             "--full-trace", "--noconftest"}
+# DTF's own options: everything else on the command line goes to the workers' sessions as
+# given, so that they collect and run the tests as plain pytest would here.
+DTF_FLAGS = {"--dtf", "--allow-unmatched", "--dtf-ci"}
+DTF_VALUES = {"--dtf-server", "--dtf-reruns", "--dtf-pack", "--dtf-timeout",
+              "--dtf-chunk-timeout", "--dtf-run-name", "--dtf-json", "--dtf-md", "--dtf-html",
+              "--dtf-dist"}
+# Whether the directory pytest started in was first on sys.path (`python -m pytest`), as
+# it was when this module was imported (before any conftest changed sys.path).
+_PATH0 = bool(sys.path) and sys.path[0] in ("", os.getcwd())
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -45,6 +55,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="skip, instead of fail, tests whose requirements no worker meets")
     group.addoption("--dtf-pack", choices=["auto", "always", "never"], default="auto",
                     help="send the code to the workers: auto = when a worker is on another host")
+    group.addoption("--dtf-dist", choices=list(DIST_MODES), default=DEFAULT_DIST,
+                    help="which tests run together in one process, in collection order, as "
+                         "pytest-xdist's --dist: loadfile (default), loadscope, loadgroup, "
+                         "load; @pytest.mark.xdist_group is honoured")
     group.addoption("--dtf-timeout", type=float, default=None, metavar="S",
                     help="give up (exit 2) when the run takes longer than S seconds")
     group.addoption("--dtf-chunk-timeout", type=float, default=3600.0, metavar="S")
@@ -62,7 +76,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "dtf(hardware=[...], min_memory_gb=0, min_cuda_compute=None): what the DTF worker "
         "that runs this test must have")
-    if config.getoption("dtf", False) and not hasattr(config, "workerinput"):
+    if not config.pluginmanager.hasplugin("xdist"):
+        config.addinivalue_line(
+            "markers", "xdist_group(name): run these tests in one process (`--dtf-dist`)")
+    if hasattr(config, "workerinput"):
+        return  # a worker's session: the submitter reports
+    if config.getoption("dtf", False):
         config.pluginmanager.register(DtfRun(config), "dtf-run")
     if any(config.getoption(o, None) for o in ("dtf_json", "dtf_md", "dtf_html")):
         from cli.pytest.reports import ReportPlugin
@@ -104,22 +123,37 @@ def requirements_of(item: pytest.Item,
 
 
 def worker_args(args: Iterable[str]) -> tuple[str, ...]:
-    """The allow-listed options of this invocation, for the workers' sessions."""
+    """This invocation's arguments without DTF's own options: the workers' sessions run
+    pytest with them, as pytest-xdist's workers get the controller's."""
     out: list[str] = []
     it = iter(args)
     for arg in it:
-        name = arg.split("=", 1)[0]
-        if name in PASS_FLAG:
-            out.append(arg)
-        elif name in PASS_VALUE:
-            out.append(arg)
-            if "=" not in arg:
-                value = next(it, None)
-                if value is not None:
-                    out.append(value)
-        elif arg[:2] in PASS_VALUE and len(arg) > 2 and not arg.startswith("--"):
-            out.append(arg)  # -pxdist, -Werror
+        name, eq, _ = arg.partition("=")
+        if name in DTF_FLAGS:
+            continue
+        if name in DTF_VALUES:
+            if not eq:
+                next(it, None)
+            continue
+        out.append(arg)
     return tuple(out)
+
+
+def session_template(config: pytest.Config, root: Path, *, code: str,
+                     packed: bool) -> dict[str, Any]:
+    """How every chunk's session runs pytest: as it was run here."""
+    env = {name: os.environ[name] for name in
+           ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTHONPATH")
+           if name in os.environ}
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    tw = getattr(reporter, "_tw", None)
+    width = int(getattr(tw, "fullwidth", 0) or shutil.get_terminal_size().columns)
+    return {"args": list(worker_args(str(a) for a in config.invocation_params.args)),
+            "invocation_dir": str(Path(config.invocation_params.dir).resolve()),
+            "rootdir": str(root), "host": local_host(), "code": code, "packed": packed,
+            "env": env, "path0": _PATH0, "markup": bool(getattr(tw, "hasmarkup", False)),
+            "highlight": bool(getattr(tw, "code_highlight", False)),
+            "width": max(10, min(width, 10_000))}
 
 
 @dataclass
@@ -193,16 +227,16 @@ class DtfRun:
         remote = await Remote.open(target)
         try:
             self.api: ApiClient = remote.api
+            self.run_id = "r-" + uuid.uuid4().hex[:16]
             plan = await remote.plan(self, session)
             if not plan.specs:
                 return
-            self.run_id = "r-" + uuid.uuid4().hex[:16]
             start = await JetStreamLog(remote.nc).last_seq() + 1
             res = await self.api.submit(plan.specs, run_id=self.run_id,
                                         run_name=self.config.getoption("dtf_run_name"))
             self._say(f"run {self.run_id}: {len(self.items)} tests in {len(res.ids)} tasks")
-            for task_id, spec in zip(res.ids, plan.specs, strict=True):
-                self.follow.pending_tasks[task_id] = set(spec.config["node_ids"])
+            for task_id, spec, nodes in zip(res.ids, plan.specs, plan.chunks, strict=True):
+                self.follow.pending_tasks[task_id] = set(nodes)
                 self.task_requirements[task_id] = spec.requirements
             self.spec_template = plan.template
             timeout = self.config.getoption("dtf_timeout")
@@ -263,7 +297,7 @@ class DtfRun:
             if not failed and case.nodeid in self.follow.held:
                 self.flaky.append(case.nodeid)
             self.follow.held.pop(case.nodeid, None)
-            self._replay(case.nodeid, reports)
+            self._replay(case.nodeid, reports, case.warnings)
 
     async def _on_task_end(self, task_id: str, event: Any) -> None:
         nodes = self.follow.pending_tasks.pop(task_id, None)
@@ -271,6 +305,14 @@ class DtfRun:
             return
         why = getattr(event, "error", "") or getattr(event, "reason", "") or ""
         status = type(event).__struct_config__.tag
+        if status == "failed" and why.startswith((SESSION_FAILED, SESSION_EXIT)):
+            # Not a test's failure: pytest itself could not run there, or a test stopped the
+            # run with pytest.exit(). Stop here as pytest would, with its message and code.
+            await self._cancel_pending()
+            code = getattr(event, "exit_code", None) or 3
+            if why.startswith(SESSION_EXIT):
+                pytest.exit(why[len(SESSION_EXIT):], returncode=code)
+            pytest.exit(f"dtf: {why}", returncode=code)
         for nodeid in sorted(nodes):
             if nodeid in self.follow.done or nodeid in self.follow.held:
                 continue
@@ -309,8 +351,9 @@ class DtfRun:
     # --- reports --------------------------------------------------------------------------
 
     def _reports(self, case: TestCase) -> list[Any]:
-        if case.outcome == "crashed" or not case.reports:
-            return [self._synthetic(case.nodeid, "failed", case.message or "no report")]
+        if case.outcome == "crashed" or not case.reports or case.reports == "[]":
+            outcome = {"passed": "passed", "skipped": "skipped"}.get(case.outcome, "failed")
+            return [self._synthetic(case.nodeid, outcome, case.message or "no report")]
         hook = self.config.hook
         reports = [pytest.TestReport._from_json(data) if data.get("$report_type") == "TestReport"
                    else hook.pytest_report_from_serializable(config=self.config, data=data)
@@ -330,7 +373,7 @@ class DtfRun:
             outcome=outcome, longrepr=longrepr, when="call", sections=(), duration=0.0,  # type: ignore[arg-type]
             start=time.time(), stop=time.time())
 
-    def _replay(self, nodeid: str, reports: list[Any]) -> None:
+    def _replay(self, nodeid: str, reports: list[Any], warnings: str = "") -> None:
         self.follow.done.add(nodeid)
         hook = self.config.hook
         # The worker computed the location already (pytest reads the source for it).
@@ -338,23 +381,37 @@ class DtfRun:
         hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
         for rep in reports:
             hook.pytest_runtest_logreport(report=rep)
+        for data in _decode_warnings(warnings) if warnings else ():
+            hook.pytest_warning_recorded.call_historic(kwargs={
+                "warning_message": unserialize_warning(data), "when": "runtest",
+                "nodeid": nodeid, "location": None})
         hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+
+def unserialize_warning(data: dict[str, Any]) -> warnings.WarningMessage:
+    """A warning a worker's test raised, rebuilt as pytest-xdist rebuilds it."""
+    message: Any = data.get("message_str", "")
+    category: Any = None
+    with contextlib.suppress(Exception):
+        if data.get("message_module"):
+            cls = getattr(importlib.import_module(data["message_module"]), data["message_class"])
+            try:
+                message = cls(*data["message_args"]) if "message_args" in data else None
+            except TypeError:
+                message = None
+            if message is None:
+                message = Warning(f"{data['message_module']}.{data['message_class']}: "
+                                  f"{data.get('message_str', '')}")
+    with contextlib.suppress(Exception):
+        if data.get("category_module"):
+            category = getattr(importlib.import_module(data["category_module"]),
+                               data["category_class"])
+    if category is None:
+        category = type(message) if isinstance(message, Warning) else UserWarning
+    return warnings.WarningMessage(message=message, category=category,
+                                   filename=str(data.get("filename", "")),
+                                   lineno=int(data.get("lineno") or 0))
 
 
 def local_host() -> str:
     return socket.gethostname()
-
-
-def rel_args(config: pytest.Config, root: Path) -> tuple[str, ...]:
-    """The collection arguments (paths, node ids), relative to the root."""
-    out = []
-    invocation = Path(config.invocation_params.dir)
-    for arg in config.args:
-        path_part, sep, rest = arg.partition("::")
-        path = (invocation / path_part).resolve()
-        try:
-            rel = path.relative_to(root.resolve()).as_posix()
-        except ValueError:
-            raise pytest.UsageError(f"dtf: {arg} is outside the root {root}") from None
-        out.append((rel or ".") + (sep + rest if sep else ""))
-    return tuple(out)

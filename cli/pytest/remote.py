@@ -3,7 +3,6 @@ and turn the collected items into test tasks."""
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +14,9 @@ from nats.aio.client import Client
 
 from agents.client import ApiClient
 from agents.nats_conn import connect
-from agents.packs import put_pack, tree_digest, tree_files
+from agents.packs import put_pack, put_plan, tree_digest, tree_files
 from cli.client_cmds import Target
-from cli.pytest.split import split
+from cli.pytest.split import Entry, split
 from dtf_core import subjects
 from dtf_core.events.worker import Capabilities
 from dtf_core.placement import mismatch
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
 
 LIVE = ("alive", "idle", "busy")
 DURATIONS_CHUNK = 2000
+DURATIONS_BYTES = 256 * 1024
 
 
 def target_from_config(config: pytest.Config) -> Target:
@@ -41,7 +41,22 @@ def target_from_config(config: pytest.Config) -> Target:
 @dataclass(frozen=True)
 class RunPlan:
     specs: list[TaskSpec]
+    chunks: list[list[str]]  # the node ids of each spec, in order
     template: dict[str, Any]
+
+
+def batches(node_ids: list[str]) -> list[list[str]]:
+    """Node ids in requests of bounded count and size (ids can be thousands of bytes)."""
+    out: list[list[str]] = [[]]
+    size = 0
+    for nodeid in node_ids:
+        if out[-1] and (len(out[-1]) >= DURATIONS_CHUNK
+                        or size + len(nodeid) > DURATIONS_BYTES):
+            out.append([])
+            size = 0
+        out[-1].append(nodeid)
+        size += len(nodeid) + 8
+    return [b for b in out if b]
 
 
 @dataclass
@@ -61,8 +76,8 @@ class Remote:
     async def durations(self, node_ids: list[str]) -> dict[str, float]:
         """Measured durations from the projection; empty when the projector is not there."""
         out: dict[str, float] = {}
-        for i in range(0, len(node_ids), DURATIONS_CHUNK):
-            body = msgspec.json.encode({"node_ids": node_ids[i:i + DURATIONS_CHUNK]})
+        for batch in batches(node_ids):
+            body = msgspec.json.encode({"node_ids": batch})
             try:
                 msg = await self.nc.request(subjects.Q_TEST_DURATIONS, body, timeout=10,
                                             headers=self.api.headers)
@@ -75,13 +90,16 @@ class Remote:
         return out
 
     async def plan(self, run: DtfRun, session: pytest.Session) -> RunPlan:
-        from cli.pytest.plugin import local_host, rel_args, requirements_of
+        from cli.pytest.plugin import local_host, requirements_of, session_template
 
         config = run.config
         workers = [w for w in await self.api.workers() if w.get("state") in LIVE]
-        groups: dict[Requirements, list[str]] = defaultdict(list)
+        groups: dict[Requirements, list[Entry]] = defaultdict(list)
         for item in session.items:
-            groups[requirements_of(item, run.by_path)].append(item.nodeid)
+            marker = item.get_closest_marker("xdist_group")
+            group = str(marker.args[0] if marker.args else marker.kwargs.get("name", "")) \
+                if marker is not None else ""
+            groups[requirements_of(item, run.by_path)].append(Entry(item.nodeid, group))
         root = Path(config.rootpath)
         files = tree_files(root)
         code = tree_digest(root, files)
@@ -92,33 +110,39 @@ class Remote:
             uploaded = await put_pack(self.nc.jetstream(), root, files, code)
             run._say(f"code pack {code[:12]} ({len(files)} files) "
                      + ("uploaded" if uploaded else "already stored"))
-        template: dict[str, Any] = {
-            "files": list(rel_args(config, root)), "args": list(_args(config)),
-            "rootdir": str(root), "host": local_host(), "code": code, "packed": packed,
-        }
+        template = session_template(config, root, code=code, packed=packed)
+        template["run"] = run.run_id
         durations = await self.durations([i.nodeid for i in session.items])
-        specs: list[TaskSpec] = []
+        mode = config.getoption("dtf_dist")
+        chunks: list[list[str]] = []
+        meta: list[tuple[Requirements, int, int]] = []  # requirements, index, count
         timeout = config.getoption("dtf_chunk_timeout")
-        for req, nodes in groups.items():
+        for req, tests in groups.items():
             matching = [w for w in workers if mismatch(
                 req, msgspec.convert(w["capabilities"], Capabilities)) is None]
             if not matching:
-                run_unmatched(run, nodes, req, allow=config.getoption("allow_unmatched"))
+                run_unmatched(run, [t.nodeid for t in tests], req,
+                              allow=config.getoption("allow_unmatched"))
                 continue
-            result = split(nodes, durations, sum(int(w["slots"]) for w in matching))
-            if result.by_history:
-                run._say(f"{len(nodes)} tests in {len(result.chunks)} chunks, packed by "
-                         f"measured durations ({result.known} known)")
-            else:
-                run._say(f"no duration history for {len(nodes) - result.known} of "
-                         f"{len(nodes)} tests: splitting by file into "
-                         f"{len(result.chunks)} chunks")
+            slots = sum(int(w["slots"]) for w in matching)
+            template["workers"] = max(template.get("workers", 1), slots)
+            result = split(tests, durations, slots, mode)
+            how = (f"packed by measured durations ({result.known} known)" if result.by_history
+                   else f"no duration history for {len(tests) - result.known} of {len(tests)} "
+                        "tests: packed by test count")
+            run._say(f"{len(tests)} tests in {len(result.chunks)} chunks of {result.units} "
+                     f"{mode} units, {how}")
             for i, chunk in enumerate(result.chunks):
-                specs.append(TaskSpec(
-                    type="test", name=f"pytest chunk {i + 1}/{len(result.chunks)}",
-                    priority=len(result.chunks) - i, requirements=req,
-                    config={**template, "node_ids": chunk.node_ids}, timeout_seconds=timeout))
-        return RunPlan(specs, template)
+                chunks.append(chunk.node_ids)
+                meta.append((req, i, len(result.chunks)))
+        if not chunks:
+            return RunPlan([], [], template)
+        digest = await put_plan(self.nc.jetstream(), chunks)
+        specs = [TaskSpec(type="test", name=f"pytest chunk {i + 1}/{n}", priority=n - i,
+                          requirements=req, timeout_seconds=timeout,
+                          config={**template, "plan": digest, "chunk": index})
+                 for index, (req, i, n) in enumerate(meta)]
+        return RunPlan(specs, chunks, template)
 
 
 def run_unmatched(run: DtfRun, nodes: list[str], req: Requirements, *, allow: bool) -> None:
@@ -128,10 +152,3 @@ def run_unmatched(run: DtfRun, nodes: list[str], req: Requirements, *, allow: bo
              + ("; skipped (--allow-unmatched)" if allow else "; they fail"))
     for nodeid in nodes:
         run._replay(nodeid, [run._synthetic(nodeid, "skipped" if allow else "failed", message)])
-
-
-def _args(config: pytest.Config) -> tuple[str, ...]:
-    from cli.pytest.plugin import worker_args
-
-    extra = os.environ.get("DTF_PYTEST_WORKER_ARGS", "").split()
-    return (*worker_args(config.invocation_params.args), *extra)

@@ -6,7 +6,8 @@ import gc
 
 import pytest
 
-RENAMED = {"--reruns": "--dtf-reruns", "--server": "--dtf-server", "--timeout-run": "--dtf-timeout"}
+RENAMED = {"--reruns": "--dtf-reruns", "--server": "--dtf-server", "--timeout-run": "--dtf-timeout",
+           "--dist": "--dtf-dist"}
 
 
 def translate(args: list[str]) -> list[str]:

@@ -1,12 +1,24 @@
-"""Splitting a run's tests into chunks: longest-processing-time packing on measured
-durations, or by file when there is no history. Pure functions."""
+"""Splitting a run's tests into chunks. Pure functions.
+
+Tests are grouped into units that must run in one process, in collection order, as
+pytest-xdist's ``--dist`` modes group them: ``loadfile`` (the default: a module's tests
+together, so module-level state and order-dependent tests behave as in plain pytest),
+``loadscope`` (a class's tests together, a module's free functions together),
+``loadgroup`` (``loadscope``, and ``@pytest.mark.xdist_group(name)`` together) and
+``load`` (each test alone). ``xdist_group`` is honoured in every mode but ``load``.
+
+Units are packed longest-processing-time-first into chunks, weighted by measured durations
+(by test count when there is no history); a chunk runs its tests in collection order.
+"""
 
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+DIST_MODES = ("loadfile", "loadscope", "loadgroup", "load")
+DEFAULT_DIST = "loadfile"
 # Tests without history get the median of those with history.
 MIN_HISTORY_FRACTION = 0.5
 CHUNKS_PER_SLOT = 2
@@ -23,54 +35,69 @@ class Split:
     chunks: list[Chunk]
     by_history: bool
     known: int  # tests with a measured duration
+    units: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    nodeid: str
+    group: str = ""  # @pytest.mark.xdist_group's name
 
 
 def file_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
-def lpt(weights: dict[str, float], bins: int) -> list[Chunk]:
-    """Longest-processing-time-first into ``bins`` chunks, returned biggest first, so that
-    the scheduler places the long chunks first and the short ones fill in at the end."""
+def scope_of(nodeid: str) -> str:
+    """pytest-xdist's loadscope: the class of a method, the module of a function."""
+    param = nodeid.find("[")
+    return nodeid[:param if param != -1 else len(nodeid)].rsplit("::", 1)[0]
+
+
+def unit_of(test: Entry, mode: str) -> str:
+    if mode == "load":
+        return test.nodeid
+    if test.group:
+        return "@" + test.group
+    if mode == "loadfile":
+        return file_of(test.nodeid)
+    return scope_of(test.nodeid)
+
+
+def lpt(weights: dict[str, float], bins: int) -> list[list[str]]:
+    """Longest-processing-time-first into ``bins``, returned biggest first, so that the
+    scheduler places the long chunks first and the short ones fill in at the end."""
     heap: list[tuple[float, int]] = [(0.0, i) for i in range(bins)]
-    chunks = [Chunk() for _ in range(bins)]
+    members: list[list[str]] = [[] for _ in range(bins)]
+    totals = [0.0] * bins
     for key, weight in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0])):
         total, i = heapq.heappop(heap)
-        chunks[i].node_ids.append(key)
-        chunks[i].seconds += weight
+        members[i].append(key)
+        totals[i] = total + weight
         heapq.heappush(heap, (total + weight, i))
-    return sorted((c for c in chunks if c.node_ids), key=lambda c: -c.seconds)
+    order = sorted((i for i in range(bins) if members[i]), key=lambda i: -totals[i])
+    return [members[i] for i in order]
 
 
-def split(node_ids: list[str], durations: dict[str, float], slots: int) -> Split:
-    """Chunks for ``slots`` parallel sessions. With history for most tests, pack tests by
-    duration; otherwise pack whole files by test count."""
-    bins = max(1, min(len(node_ids), max(1, slots) * CHUNKS_PER_SLOT))
-    known = {n: durations[n] for n in node_ids if n in durations}
-    if node_ids and len(known) >= MIN_HISTORY_FRACTION * len(node_ids):
+def split(tests: Sequence[Entry], durations: dict[str, float], slots: int,
+          mode: str = DEFAULT_DIST) -> Split:
+    """Chunks for ``slots`` parallel sessions."""
+    units: dict[str, list[str]] = {}
+    for test in tests:
+        units.setdefault(unit_of(test, mode), []).append(test.nodeid)
+    known = {t.nodeid: durations[t.nodeid] for t in tests if t.nodeid in durations}
+    by_history = bool(tests) and len(known) >= MIN_HISTORY_FRACTION * len(tests)
+    if by_history:
         ordered = sorted(known.values())
         median = ordered[len(ordered) // 2] if ordered else 0.0
-        weights = {n: max(known.get(n, median), 1e-4) for n in node_ids}
-        chunks = lpt(weights, bins)
-        order = {n: i for i, n in enumerate(node_ids)}
-        for c in chunks:  # run in collection order inside a chunk (module fixtures reuse)
-            c.node_ids.sort(key=order.__getitem__)
-        return Split(chunks, True, len(known))
-    per_file: dict[str, list[str]] = defaultdict(list)
-    cap = -(-len(node_ids) // bins)  # a file bigger than one chunk's share is cut in pieces
-    for n in node_ids:
-        per_file[file_of(n) + "#"].append(n)
-    per_file = _cut(per_file, cap)
-    file_chunks = lpt({f: float(len(ns)) for f, ns in per_file.items()},
-                      min(bins, len(per_file)))
-    chunks = [Chunk([n for f in c.node_ids for n in per_file[f]], c.seconds)
-              for c in file_chunks]
-    return Split(chunks, False, len(known))
-
-
-def _cut(per_file: dict[str, list[str]], cap: int) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for key, nodes in per_file.items():
-        for i in range(0, len(nodes), cap):
-            out[f"{key}{i // cap}"] = nodes[i:i + cap]
-    return out
+        weight = {t.nodeid: max(known.get(t.nodeid, median), 1e-4) for t in tests}
+    else:
+        weight = {t.nodeid: 1.0 for t in tests}
+    unit_weights = {u: sum(weight[n] for n in nodes) for u, nodes in units.items()}
+    bins = max(1, min(len(units), max(1, slots) * CHUNKS_PER_SLOT))
+    order = {t.nodeid: i for i, t in enumerate(tests)}
+    chunks = []
+    for members in lpt(unit_weights, bins):
+        nodes = sorted((n for u in members for n in units[u]), key=order.__getitem__)
+        chunks.append(Chunk(nodes, sum(unit_weights[u] for u in members)))
+    return Split(chunks, by_history, len(known), len(units))

@@ -12,10 +12,16 @@ from typing import ClassVar, Literal
 
 from msgspec import Struct
 
+# How a worker says, in a test task's error, that the chunk's pytest session could not start
+# (exit code 3 or 4, as pytest's) or that a test called pytest.exit() (its return code):
+# the run stops with that message, as pytest would, instead of failing each test.
+SESSION_FAILED = "pytest could not start"
+SESSION_EXIT = "pytest.exit: "
+
 TestOutcome = Literal["passed", "failed", "skipped", "error", "xfailed", "xpassed", "crashed"]
 
 
-class TestCase(Struct, frozen=True, kw_only=True):
+class TestCase(Struct, frozen=True, kw_only=True, omit_defaults=True):
     __test__: ClassVar[bool] = False  # not a pytest test class
     nodeid: str
     outcome: TestOutcome
@@ -24,6 +30,9 @@ class TestCase(Struct, frozen=True, kw_only=True):
     # pytest_report_to_serializable); empty for a crash, which has ``message`` instead.
     reports: str = ""
     message: str = ""
+    # warnings the test raised, as pytest-xdist serialises them (JSON text), so the run's
+    # "warnings summary" is pytest's own
+    warnings: str = ""
 
 
 class TestsEventBase(Struct, frozen=True, kw_only=True, tag_field="type"):

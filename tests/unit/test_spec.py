@@ -112,16 +112,24 @@ def test_types_that_do_not_run_yet_are_refused_clearly() -> None:
 
 def test_a_test_task_names_node_ids_inside_its_root() -> None:
     ok = {"type": "test", "config": {"node_ids": ["tests/test_a.py::test_x[../a b]"],
-                                     "files": ["tests/test_a.py"]}}
+                                     "args": ["-v", "tests"]}}
     assert parse_specs(msgspec.json.encode(ok))[0].type == "test"
     for bad in ["../etc/passwd::x", "/etc/passwd::x", "~/x.py::t", "a/../../b.py", "C:/x.py",
                 "a\\..\\..\\b.py", "x\x00.py"]:
         cfg = {"node_ids": [bad]}
         assert "relative path inside the root" in refused({"type": "test", "config": cfg})
-        cfg = {"node_ids": ["ok.py"], "files": [bad]}
-        assert "relative path inside the root" in refused({"type": "test", "config": cfg})
     assert "invalid test config" in refused({"type": "test", "config": {"node_ids": []}})
     assert "invalid test config" in refused({"type": "test", "config": {"argv": ["x"]}})
+    assert "NUL" in refused({"type": "test", "config": {"node_ids": ["a.py"], "args": ["\x00"]}})
+    # A plan's chunk instead of inline ids; never both, never neither.
+    plan = {"plan": "a" * 64, "chunk": 3}
+    assert parse_specs(msgspec.json.encode({"type": "test", "config": plan}))[0]
+    assert "not both" in refused({"type": "test", "config": {**plan, "node_ids": ["a.py"]}})
+    # Only pytest's own environment variables travel with a run.
+    env = {"node_ids": ["a.py"], "env": {"PYTEST_ADDOPTS": "-x", "PYTHONPATH": "src"}}
+    assert parse_specs(msgspec.json.encode({"type": "test", "config": env}))[0]
+    assert "invalid test config" in refused(
+        {"type": "test", "config": {"node_ids": ["a.py"], "env": {"LD_PRELOAD": "x.so"}}})
 
 
 def test_noop_takes_no_config() -> None:

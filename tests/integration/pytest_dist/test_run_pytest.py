@@ -70,7 +70,7 @@ async def test_counts_failures_and_exit_code_match_plain_pytest(dist: Dist) -> N
     assert summary(out) == summary(plain) == (
         "2 failed, 14 passed, 1 skipped, 1 xfailed, 1 xpassed, 1 error")
     assert rc == rc_plain == 1
-    assert "no duration history" in out and "splitting by file" in out
+    assert "no duration history" in out and "packed by test count" in out
     for text in ("AssertionError: lists differ", "fixture broke", "captured words",
                  "Captured stdout call", "FAILED tests/test_mixed.py::test_fails",
                  "ERROR tests/test_mixed.py::test_errors"):
@@ -191,13 +191,21 @@ async def test_packed_code_runs_from_the_verified_cache(tmp_path: Path,
 async def _packed(dist: Dist) -> None:
     root = dist.suite("packed", {"tests/test_where.py": """
         import os
+        from pathlib import Path
 
-        def test_runs_from_the_pack():
-            assert os.sep + "packs" + os.sep in __file__, __file__
+        def test_runs_from_a_working_copy_of_the_pack():
+            assert os.sep + "work" + os.sep in __file__, __file__
+            Path("written-by-a-test.txt").write_text("tests write where they run")
         """})
     rc, out = await dist.run(root, "tests", "--dtf-pack", "always")
     assert "code pack" in out and "uploaded" in out
     assert rc == 0, out
+    cache = dist.tmp / "cache"
+    (pristine,) = (cache / "packs").iterdir()
+    assert (pristine / ".dtf-pack-ok").exists()
+    assert not (pristine / "written-by-a-test.txt").exists()  # the verified pack is intact
+    assert (cache / "work" / pristine.name / "written-by-a-test.txt").exists()
+    assert not (root / "written-by-a-test.txt").exists()  # nor did it run in place
 
 
 async def test_dtf_ci_writes_reports_stores_artifacts_and_tells_github(dist: Dist) -> None:
