@@ -117,7 +117,7 @@ def run(label: str, argv: list[str], cwd: Path, env: dict[str, str], out_dir: Pa
     (out_dir / f"{label}.out").write_text(text)
     lines = [m.group(1) for ln in text.splitlines() if (m := SUMMARY.match(ln.strip()))]
     result = Run(label, seconds, proc.returncode, lines[-1] if lines else "(no summary)",
-                 tail="\n".join(text.splitlines()[-15:]))
+                 tail="\n".join(ln[:300] for ln in text.splitlines()[-15:]))
     if outcomes_file.exists():
         for line in outcomes_file.read_text().splitlines():
             rec = json.loads(line)
@@ -226,6 +226,26 @@ def compare(ref: Run, other: Run, root: str) -> list[str]:
         diffs.append(f"collection of {nodeid}: {other.collect.get(nodeid, ('ok',))[0]}, "
                      f"plain pytest {ref.collect.get(nodeid, ('ok',))[0]}")
     return diffs
+
+
+def junit_cases(path: Path) -> dict[tuple[str, str], tuple[str, ...]]:
+    """A JUnit file's test cases with what pytest wrote of each, times left out."""
+    import xml.etree.ElementTree as ET
+
+    out: dict[tuple[str, str], tuple[str, ...]] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        key = (case.get("classname", ""), case.get("name", ""))
+        out[key] = tuple(f"{c.tag}:{c.get('type', '')}:{c.get('message', '')}"
+                         for c in case if c.tag not in ("system-out", "system-err"))
+    return out
+
+
+def compare_junit(ref: Path, other: Path, root: str) -> list[str]:
+    a = {k: tuple(normalise(x, root) for x in v) for k, v in junit_cases(ref).items()}
+    b = {k: tuple(normalise(x, root) for x in v) for k, v in junit_cases(other).items()}
+    diffs = [f"junit {'::'.join(k)}: {b.get(k)}, plain pytest {a.get(k)}"
+             for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+    return diffs[:20]
 
 
 def phases(records: list[Any]) -> str:

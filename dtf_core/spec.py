@@ -83,7 +83,7 @@ class TestConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     host: str = ""
     code: Digest | None = None
     packed: bool = False
-    env: dict[Annotated[str, Meta(pattern=r"^(PYTEST_[A-Z_]{1,64}|PYTHONPATH)$")],
+    env: dict[Annotated[str, Meta(pattern=r"^(PYTEST_[A-Z_]{1,64}|PYTHONPATH|PYTHONHASHSEED)$")],
               Annotated[str, Meta(max_length=8192)]] = {}
     path0: bool = False
     markup: bool = False  # the submitter's terminal: failure explanations are built for it

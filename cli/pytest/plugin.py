@@ -143,7 +143,8 @@ def session_template(config: pytest.Config, root: Path, *, code: str,
                      packed: bool) -> dict[str, Any]:
     """How every chunk's session runs pytest: as it was run here."""
     env = {name: os.environ[name] for name in
-           ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTHONPATH")
+           ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTHONPATH",
+            "PYTHONHASHSEED")
            if name in os.environ}
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     tw = getattr(reporter, "_tw", None)

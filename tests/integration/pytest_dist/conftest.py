@@ -79,3 +79,4 @@ async def dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
     monkeypatch.setenv("DTF_CACHE_DIR", str(tmp_path / "cache"))  # the workers inherit it
     async with secure_stack(tmp_path) as d:
         yield d
+collect_ignore = ["nasty"]  # a suite of its own, run by test_equivalence.py
