@@ -49,6 +49,8 @@ REPORT_TIMEOUT_S = 0.5
 REPORT_MAX_TIMEOUT_S = 4.0
 _enc = msgspec.msgpack.Encoder()
 MAX_REPORTS = 1000
+TESTS_LINGER_S = 0.1
+TESTS_BATCH_BYTES = 256 * 1024
 MAX_ERROR = 16 * 1024
 
 
@@ -107,6 +109,7 @@ class WorkerAgent:
         self._reports_ready = asyncio.Event()
         self._reports_idle = asyncio.Event()
         self._reports_idle.set()
+        self._send_now = asyncio.Event()
         self.ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sub: Any = None
@@ -250,6 +253,8 @@ class WorkerAgent:
             self.outbox.add(key, case, log_subject)
             self._reports_idle.clear()
             self._reports_ready.set()
+            if self.outbox.size >= TESTS_BATCH_BYTES:
+                self._send_now.set()
 
         async def ended(kind: str, **fields: Any) -> None:
             await self._flush_test_lines()
@@ -345,6 +350,19 @@ class WorkerAgent:
         )
         self._reports_idle.clear()
         self._reports_ready.set()
+        self._send_now.set()
+
+    async def _linger(self) -> None:
+        """Per-test results wait up to TESTS_LINGER_S for more, as a producer lingers to
+        batch: a fast suite's results go in a few large appends instead of thousands of
+        small ones (each a round trip, an fsync and a wake-up of every follower). A task's
+        own report, or a full batch, goes at once."""
+        if self.reports or self.outbox.size >= TESTS_BATCH_BYTES:
+            return
+        self._send_now.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(TESTS_LINGER_S):
+                await self._send_now.wait()
 
     async def _reporter(self) -> None:
         backoff = 0.05
@@ -353,6 +371,7 @@ class WorkerAgent:
             await self._reports_ready.wait()
             self._reports_ready.clear()
             while self.reports or self.outbox:
+                await self._linger()
                 await self._flush_test_lines()
                 tests = self.outbox.take()
                 # Reports go after every test of their attempt: hold them while a test batch

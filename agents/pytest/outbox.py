@@ -41,10 +41,13 @@ class Outbox:
     batches: list[cmds.TestBatch] = field(default_factory=list)  # numbered, not yet sent
     lines: dict[str, list[str]] = field(default_factory=dict)  # log subject -> lines
     ended: set[AttemptKey] = field(default_factory=set)
+    size: int = 0  # bytes of the cases added since the last take
 
     def add(self, key: AttemptKey, case: TestCase, log_subject: str) -> None:
-        self.cases.setdefault(key, []).append(bounded(case))
+        case = bounded(case)
+        self.cases.setdefault(key, []).append(case)
         self.lines.setdefault(log_subject, []).append(log_line(case))
+        self.size += len(case.reports) + len(case.message) + len(case.warnings) + 200
 
     def __bool__(self) -> bool:
         return bool(self.cases or self.batches)
@@ -60,6 +63,7 @@ class Outbox:
                                                fencing=fencing, attempt=attempt,
                                                batch=number, cases=cases))
         self.cases = {}
+        self.size = 0
         out: list[cmds.TestBatch] = []
         size = 0
         for batch in self.batches:

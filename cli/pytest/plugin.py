@@ -30,7 +30,7 @@ from cli.pytest.split import DEFAULT_DIST, DIST_MODES
 from dtf_core.events.tests import SESSION_EXIT, SESSION_FAILED, TestCase, TestsReported
 from dtf_core.spec import Requirements, TaskSpec
 
-_decode_reports = msgspec.json.Decoder(list[dict[str, Any]]).decode
+_decode_reports = msgspec.json.Decoder(list[dict[str, Any]] | dict[str, Any]).decode
 _decode_warnings = msgspec.json.Decoder(list[dict[str, Any]]).decode
 TERMINAL = ("succeeded", "failed", "timed_out", "cancelled")
 # DTF's own options: everything else on the command line goes to the workers' sessions as
@@ -358,7 +358,7 @@ class DtfRun:
         hook = self.config.hook
         reports = [pytest.TestReport._from_json(data) if data.get("$report_type") == "TestReport"
                    else hook.pytest_report_from_serializable(config=self.config, data=data)
-                   for data in _decode_reports(case.reports)]
+                   for data in unpack_reports(_decode_reports(case.reports))]
         for rep in reports:
             if isinstance(rep.longrepr, list):  # a skip's (path, line, reason): JSON made a list
                 rep.longrepr = tuple(rep.longrepr)
@@ -387,6 +387,15 @@ class DtfRun:
                 "warning_message": unserialize_warning(data), "when": "runtest",
                 "nodeid": nodeid, "location": None})
         hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+
+def unpack_reports(data: list[dict[str, Any]] | dict[str, Any]) -> list[dict[str, Any]]:
+    """A test's serialised reports, from the session's packed form (what they share once,
+    then what each phase adds) or the plain list."""
+    if isinstance(data, list):
+        return data
+    common = data.get("c") or {}
+    return [{**common, **phase} for phase in data.get("p") or ()]
 
 
 def unserialize_warning(data: dict[str, Any]) -> warnings.WarningMessage:

@@ -27,7 +27,9 @@ class TestCase(Struct, frozen=True, kw_only=True, omit_defaults=True):
     outcome: TestOutcome
     duration_s: float = 0.0
     # pytest's serialised TestReports of the item (JSON text, from
-    # pytest_report_to_serializable); empty for a crash, which has ``message`` instead.
+    # pytest_report_to_serializable): a list, or packed as {"c": what the reports share,
+    # "p": [what each adds]} (report i is {**c, **p[i]}); empty for a crash, which has
+    # ``message`` instead.
     reports: str = ""
     message: str = ""
     # warnings the test raised, as pytest-xdist serialises them (JSON text), so the run's
