@@ -8,6 +8,7 @@ and caches it by that digest, as remote-execution systems do with input trees.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import io
@@ -191,38 +192,49 @@ def _install(data: bytes, digest: str, cache_dir: Path) -> Path:
 # --- run plans: which tests each chunk of a run runs ------------------------------------
 
 PLAN_PREFIX = "plan-"
-_plan_decoder = msgspec.json.Decoder(list[list[str]])
+COLLECTION_PREFIX = "collection-"
 
 
-def encode_plan(chunks: list[list[str]]) -> tuple[str, bytes]:
-    """A run's chunks of node ids, compressed, and the digest that names them."""
-    raw = msgspec.json.encode(chunks)
-    return hashlib.sha256(raw).hexdigest(), zlib.compress(raw, 1)
+class RunPlan(msgspec.Struct, frozen=True):
+    collection: str  # freshness.collection_digest of everything the submitter collected
+    chunks: list[list[str]]
 
 
-def decode_plan(digest: str, data: bytes) -> list[list[str]]:
+_plan_decoder = msgspec.json.Decoder(RunPlan)
+PLAN_POLL_S = (0.02, 0.5)  # the first and the longest wait between looks for a plan
+
+
+def encode_plan(plan: RunPlan) -> bytes:
+    return zlib.compress(msgspec.json.encode(plan), 1)
+
+
+def decode_plan(name: str, data: bytes) -> RunPlan:
     try:
-        raw = zlib.decompress(data)
-    except zlib.error:
-        raise DTFError(f"the run plan {digest[:12]} is not readable") from None
-    if hashlib.sha256(raw).hexdigest() != digest:
-        raise DTFError(f"the run plan {digest[:12]} does not match its digest")
-    try:
-        return _plan_decoder.decode(raw)
-    except msgspec.DecodeError:
-        raise DTFError(f"the run plan {digest[:12]} is not a list of chunks") from None
+        return _plan_decoder.decode(zlib.decompress(data))
+    except (zlib.error, msgspec.DecodeError):
+        raise DTFError(f"the run plan {name} is not readable") from None
 
 
-async def put_plan(js: JetStreamContext, chunks: list[list[str]]) -> str:
-    """Store a run's plan (content-addressed, so a rerun of the same plan stores nothing)."""
-    digest, data = encode_plan(chunks)
+async def put_plan(js: JetStreamContext, name: str, plan: RunPlan) -> None:
+    """A run's chunks of node ids (any number of tests; ids of any length), under a name
+    its tasks carry: the tasks may be submitted before the plan is made."""
     store = await js.object_store(PACKS_BUCKET)
-    with contextlib.suppress(ObjectNotFoundError, NotFoundError):
-        info = await store.get_info(PLAN_PREFIX + digest)
-        if info is not None and not info.deleted:
-            return digest
-    await store.put(PLAN_PREFIX + digest, data)
-    return digest
+    await store.put(PLAN_PREFIX + name, encode_plan(plan))
+
+
+async def put_collection(js: JetStreamContext, key: str, data: bytes) -> None:
+    """What a session key collected, for the next run to plan from before it collects."""
+    store = await js.object_store(PACKS_BUCKET)
+    await store.put(COLLECTION_PREFIX + key, zlib.compress(data, 1))
+
+
+async def get_collection(js: JetStreamContext, key: str) -> bytes | None:
+    store = await js.object_store(PACKS_BUCKET)
+    try:
+        obj = await store.get(COLLECTION_PREFIX + key)
+        return zlib.decompress(obj.data or b"")
+    except (ObjectNotFoundError, NotFoundError, zlib.error):
+        return None
 
 
 class PlanCache:
@@ -230,20 +242,34 @@ class PlanCache:
 
     def __init__(self, size: int = 4) -> None:
         self.size = size
-        self.plans: dict[str, list[list[str]]] = {}
+        self.plans: dict[str, RunPlan] = {}
 
-    async def chunk(self, js: JetStreamContext, digest: str, index: int) -> list[str]:
-        plan = self.plans.pop(digest, None)
+    async def chunk(self, js: JetStreamContext, name: str, index: int,
+                    wait: float = 0.0) -> tuple[list[str], str]:
+        """Chunk ``index`` of plan ``name`` and the plan's collection digest, waiting up to
+        ``wait`` seconds for the plan (the submitter writes it once it has collected)."""
+        plan = self.plans.pop(name, None)
         if plan is None:
-            store = await js.object_store(PACKS_BUCKET)
-            try:
-                obj = await store.get(PLAN_PREFIX + digest)
-            except (ObjectNotFoundError, NotFoundError):
-                raise DTFError(f"the run plan {digest[:12]} is not in the object store") from None
-            plan = decode_plan(digest, obj.data or b"")
-        self.plans[digest] = plan
+            plan = decode_plan(name, await _wait_for_plan(js, name, wait))
+        self.plans[name] = plan
         while len(self.plans) > self.size:
             self.plans.pop(next(iter(self.plans)))
-        if not 0 <= index < len(plan):
-            raise DTFError(f"the run plan {digest[:12]} has no chunk {index}")
-        return plan[index]
+        if not 0 <= index < len(plan.chunks):
+            raise DTFError(f"the run plan {name} has no chunk {index}")
+        return plan.chunks[index], plan.collection
+
+
+async def _wait_for_plan(js: JetStreamContext, name: str, wait: float) -> bytes:
+    store = await js.object_store(PACKS_BUCKET)
+    deadline = asyncio.get_running_loop().time() + wait
+    pause = PLAN_POLL_S[0]
+    while True:
+        try:
+            obj = await store.get(PLAN_PREFIX + name)
+            return obj.data or b""
+        except (ObjectNotFoundError, NotFoundError):
+            if asyncio.get_running_loop().time() >= deadline:
+                raise DTFError(f"the run plan {name} is not in the object store (the run's "
+                               f"client stopped before it collected the tests?)") from None
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, PLAN_POLL_S[1])

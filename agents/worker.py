@@ -10,9 +10,10 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import psutil
@@ -41,6 +42,7 @@ from dtf_core.spec import TestConfig, command_config, test_config
 from dtf_core.task import Report
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # A report batch sent to an api that dies with it gets no answer: resend it soon (a resend
 # of applied reports changes nothing) rather than after the default 10 s, so a failover of
 # the control plane does not stall every worker's results, and the slots they hold on the
@@ -50,6 +52,7 @@ REPORT_MAX_TIMEOUT_S = 4.0
 _enc = msgspec.msgpack.Encoder()
 MAX_REPORTS = 1000
 TESTS_LINGER_S = 0.1
+PLAN_WAIT_S = 600.0  # how long a chunk waits for its run's plan (the submitter collects)
 TESTS_BATCH_BYTES = 256 * 1024
 MAX_ERROR = 16 * 1024
 
@@ -267,11 +270,24 @@ class WorkerAgent:
         deadline = asyncio.timeout(lease.spec.timeout_seconds)
         try:
             async with deadline:
-                node_ids = list(cfg.node_ids) or await self.plans.chunk(
-                    self.js, cfg.plan or "", cfg.chunk)
                 spec = await self._session_spec(cfg)
+                # The session collects while the submitter does: the plan comes after.
+                self.pytest.prepare(spec)
+                node_ids, collection = list(cfg.node_ids), ""
+                if not node_ids:
+                    got = await self._wait_cancellable(
+                        attempt, self.plans.chunk(self.js, cfg.plan or "", cfg.chunk,
+                                                  wait=PLAN_WAIT_S))
+                    if got is None:
+                        await ended("cancelled", error="cancelled")
+                        return
+                    node_ids, collection = got
+                if not node_ids:  # more chunks were submitted than the run had units
+                    await ended("succeeded", exit_code=0)
+                    return
                 chunk = asyncio.ensure_future(self.pytest.run_chunk(
-                    spec, node_ids, on_case, run_id=cfg.run or lease.task_id, workers=cfg.workers))
+                    spec, node_ids, on_case, run_id=cfg.run or lease.task_id, workers=cfg.workers,
+                    collection=collection))
                 cancel = asyncio.ensure_future(attempt.cancel.wait())
                 try:
                     await asyncio.wait({chunk, cancel}, return_when=asyncio.FIRST_COMPLETED)
@@ -305,6 +321,21 @@ class WorkerAgent:
         await ended("failed" if bad or errors else "succeeded",
                     exit_code=1 if bad or errors else 0, error=summary if bad else "")
 
+    async def _wait_cancellable(self, attempt: Attempt,
+                                coro: Coroutine[Any, Any, T]) -> T | None:
+        """What ``coro`` returns, or None when the attempt is cancelled first."""
+        task = asyncio.ensure_future(coro)
+        cancel = asyncio.ensure_future(attempt.cancel.wait())
+        try:
+            await asyncio.wait({task, cancel}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancel.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return None if task.cancelled() else task.result()
+
     async def _session_spec(self, cfg: TestConfig) -> SessionSpec:
         """Where and how the chunk's pytest session runs: in the submitter's directory on
         its own host, else in the same directory of a working copy of the verified pack."""
@@ -331,9 +362,9 @@ class WorkerAgent:
             args = tuple(str(copy / a[len(prefix):]) if a.startswith(prefix) else a
                          for a in cfg.args)
             env.pop("PYTHONPATH", None)  # paths on another host: the worker's own applies
-        return SessionSpec(cwd=str(cwd), args=tuple(args), code=cfg.code or "",
-                           env=tuple(sorted(env.items())), path0=cfg.path0, markup=cfg.markup,
-                           highlight=cfg.highlight, width=cfg.width)
+        return SessionSpec(cwd=str(cwd), args=tuple(args), env=tuple(sorted(env.items())),
+                           path0=cfg.path0, markup=cfg.markup, highlight=cfg.highlight,
+                           width=cfg.width)
 
     async def _flush_test_lines(self) -> None:
         for subject, chunk in self.outbox.take_lines().items():

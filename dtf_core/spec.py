@@ -63,7 +63,8 @@ Digest = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
 class TestConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A chunk of a pytest run: the tests to run, named inline (``node_ids``, for a few) or
     as chunk ``chunk`` of the run's plan, stored in the object store under
-    ``plan-<plan>`` (so that a run of any size fits: a task spec stays small).
+    ``plan-<plan>`` (so that a run of any size fits: a task spec stays small). The chunk
+    may be submitted before the plan is written: the worker starts its session and waits.
 
     The worker's session is pytest run as the submitter ran it: ``args`` (DTF's own
     options removed) in ``invocation_dir``, with the submitter's ``env`` for pytest
@@ -74,7 +75,7 @@ class TestConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     __test__: ClassVar[bool] = False  # not a pytest test class
 
     node_ids: Annotated[tuple[NodeId, ...], Meta(max_length=MAX_NODE_IDS)] = ()
-    plan: Digest | None = None
+    plan: IdStr | None = None
     chunk: Annotated[int, Meta(ge=0, le=1_000_000)] = 0
     args: Annotated[tuple[Annotated[str, Meta(max_length=8192)], ...],
                     Meta(max_length=1024)] = ()

@@ -2,11 +2,12 @@
 
 A server (``session.py``) collects the tests once; each chunk runs in a child forked from
 it, so a run never sees what another run (or chunk) left behind, and a new run of unchanged
-code pays no interpreter start and no collection. The key is what the collection depends
-on: the directory, the code's hash, pytest's arguments and environment, and the installed
-packages. A chunk whose child dies (a segfault, ``os._exit``) fails the test it was
-running; the rest of the chunk goes on in a new child. Cancelling a chunk kills its child
-and whatever its tests started; the server lives on.
+code pays no interpreter start and no collection. The key is how pytest runs (the
+directory, its arguments and environment); a server is reused while every file and
+directory its collection read is unchanged (``freshness.py``). A chunk whose child dies
+(a segfault, ``os._exit``) fails the test it was running; the rest of the chunk goes on
+in a new child. Cancelling a chunk kills its child and whatever its tests started; the
+server lives on.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import IO, Any
 
 import msgspec
 
+from agents.pytest.freshness import changed
 from dtf_core.events.tests import TestCase
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ class Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str | None = None
     ready: int | None = None
     errors: list[dict[str, str]] = []
+    deps: list[list[str]] = []
+    collection: str = ""
     internal_error: str | None = None
     forked: int | None = None
     start: str | None = None
@@ -97,7 +101,6 @@ class SessionSpec:
 
     cwd: str
     args: tuple[str, ...]
-    code: str = ""
     env: tuple[tuple[str, str], ...] = ()
     path0: bool = False
     markup: bool = False
@@ -105,8 +108,11 @@ class SessionSpec:
     width: int = 80
 
     def key(self) -> tuple[Any, ...]:
-        return (self.cwd, self.code, self.args, self.env, self.path0, self.markup,
-                self.highlight, self.width, installed_fingerprint())
+        """A server is reused for the same key while what it read is unchanged
+        (``freshness.changed``); the code's hash is not part of it, so that files tests
+        write do not make every run cold."""
+        return (self.cwd, self.args, self.env, self.path0, self.markup, self.highlight,
+                self.width, installed_fingerprint())
 
 
 def installed_fingerprint() -> tuple[float, ...]:
@@ -167,6 +173,10 @@ class ForkServer:
         self.log_path = log_path
         self.collected = 0
         self.errors: list[dict[str, str]] = []
+        self.deps: list[list[str]] = []  # what its collection read (freshness.py)
+        self.collection = ""  # the digest of what it collected
+        self.fresh = False  # started for the chunk now asking: not replaced again for it
+        self.accepted: set[str] = set()  # the submitters' collections it runs
         self.internal_error: str | None = None
         self.queues: dict[str, asyncio.Queue[Line | None]] = {}
         self.pids: dict[str, int] = {}
@@ -211,6 +221,9 @@ class ForkServer:
             if line.ready is not None:
                 self.collected = line.ready
                 self.errors = list(line.errors)
+                self.deps = list(line.deps)
+                self.collection = line.collection
+                self.accepted = {line.collection}
                 return
         code = await self.proc.wait()
         raise SessionFailed(self._why(code), 4 if code == 4 else 3)
@@ -302,6 +315,11 @@ class ForkServer:
     def busy(self) -> bool:
         return bool(self.queues)
 
+    def retire(self) -> None:
+        """Stop once its running chunks end: it takes no new ones (a newer one does)."""
+        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.close()  # the server waits for its children, then ends
+
     def kill(self) -> None:
         for chunk_id in list(self.pids):
             self.kill_child(chunk_id)
@@ -364,18 +382,21 @@ class SessionPool:
     starting: dict[tuple[Any, ...], asyncio.Task[ForkServer]] = field(default_factory=dict)
     slots: SlotNumbers = field(default_factory=SlotNumbers)
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    preparing: set[asyncio.Task[ForkServer]] = field(default_factory=set)
     started = 0
 
     async def run_chunk(self, spec: SessionSpec, node_ids: list[str], on_case: OnCase,
-                        *, run_id: str = "", workers: int = 1) -> list[dict[str, str]]:
+                        *, run_id: str = "", workers: int = 1,
+                        collection: str = "") -> list[dict[str, str]]:
         """Run ``node_ids``; every one of them gets exactly one case. Returns the
-        collection errors the session saw."""
+        collection errors the session saw. ``collection``: the digest of what the
+        submitter collected; a session that collected something else is replaced once."""
         remaining = list(node_ids)
         errors: list[dict[str, str]] = []
         slot = self.slots.take()
         try:
             while remaining:
-                server = await self._server(spec)
+                server = await self._server(spec, collection)
                 errors = server.errors
                 seen: set[str] = set()
 
@@ -407,20 +428,42 @@ class SessionPool:
         await self._trim()
         return errors
 
-    async def _server(self, spec: SessionSpec) -> ForkServer:
+    def prepare(self, spec: SessionSpec) -> None:
+        """Start the session for ``spec`` now, if it is not there: it collects while the
+        chunk waits for its tests. Its failure, if any, is raised to the chunk that runs."""
+        task = asyncio.ensure_future(self._server(spec))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self.preparing.add(task)
+        task.add_done_callback(self.preparing.discard)
+
+    async def _server(self, spec: SessionSpec, collection: str = "") -> ForkServer:
         key = spec.key()
         server = self.servers.get(key)
         if server is not None and server.alive:
-            return server
+            stale = await asyncio.to_thread(changed, server.deps)
+            if stale is None and collection and collection not in server.accepted:
+                if server.fresh:  # it has just collected: what it has is what there is
+                    server.accepted.add(collection)
+                else:
+                    stale = "the tests the run collected"
+            if stale is None:
+                server.fresh = False
+                return server
+            log.info("pytest session %s is stale (%s changed); starting a new one",
+                     server.proc.pid, stale)
         if server is not None:
             self.servers.pop(key, None)
-            server.kill()
+            if server.busy:
+                server.retire()
+            else:
+                await server.close()
         task = self.starting.get(key)
         if task is None:
             task = asyncio.ensure_future(self._start(spec))
             self.starting[key] = task
             task.add_done_callback(lambda _t: self.starting.pop(key, None))
         server = await asyncio.shield(task)
+        server.fresh = True  # just collected: used as it is, whatever it collected
         self.servers[key] = server
         await self._trim()
         return server
@@ -450,7 +493,7 @@ class SessionPool:
             await self.servers.pop(key).close()
 
     async def close(self) -> None:
-        for task in list(self.starting.values()):
+        for task in [*self.starting.values(), *self.preparing]:
             task.cancel()
         for server in list(self.servers.values()):
             server.kill()

@@ -17,7 +17,9 @@ stderr, which is the session's log):
 In:  one JSON object per line. First the setup: {"args": [...], "path0": dir or null,
      "markup": bool, "highlight": bool, "width": n, "workerinput": {...}}; then
      {"id": ID, "run": [node ids]} per chunk.
-Out: {"ready": n_items, "errors": [...]} once, or {"internal_error": text} and exit;
+Out: {"ready": n_items, "errors": [...], "deps": [...], "collection": digest} once (what
+     collecting read and what it collected, see freshness.py), or {"internal_error": text}
+     and exit;
      then per chunk {"id": ID, "forked": pid}, and from the child {"id": ID, "start": nodeid},
      {"id": ID, "done": nodeid, "outcome": ..., "duration": s, "reports": [...],
      "warnings": [...]}, {"id": ID, "end": true} when every test ran (or
@@ -218,7 +220,10 @@ def _die_with_parent() -> None:
 
 
 class ForkServer:
-    def __init__(self, proto_in: IO[bytes], proto_out: IO[bytes], setup: dict[str, Any]):
+    def __init__(self, proto_in: IO[bytes], proto_out: IO[bytes], setup: dict[str, Any],
+                 recorder: Any = None, digest: Any = None) -> None:
+        self.recorder = recorder
+        self.digest = digest
         self.proto_in = proto_in
         self.out = proto_out
         self.setup = setup
@@ -320,8 +325,11 @@ class ForkServer:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: Any) -> bool:
         self.items = {item.nodeid: item for item in session.items}
+        deps = self.recorder.snapshot() if self.recorder is not None else []
         self._zygote_basetemp()
-        self.send({"ready": len(self.items), "errors": self.errors, "pid": os.getpid()})
+        collection = self.digest([i.nodeid for i in session.items]) if self.digest else ""
+        self.send({"ready": len(self.items), "errors": self.errors, "pid": os.getpid(),
+                   "deps": deps, "collection": collection})
         # Children share the collected objects copy-on-write: out of the cyclic collector's
         # sight, its passes in a child do not touch (and so copy) every page of them.
         gc.collect()
@@ -347,8 +355,8 @@ class ForkServer:
             self.base = Path(factory.getbasetemp())
 
     def _serve(self) -> dict[str, Any] | None:
-        """Fork a child per request and relay its lines, until stdin closes. Returns the
-        request in a child, None in the server once it is told to stop."""
+        """Fork a child per request and relay its lines, until stdin closes and the last
+        child has ended. Returns the request in a child, None in the server at the end."""
         sel = selectors.DefaultSelector()
         fd_in = self.proto_in.fileno()
         sel.register(fd_in, selectors.EVENT_READ, None)
@@ -360,11 +368,9 @@ class ForkServer:
                 child = key.data
                 if child is None:
                     data = os.read(fd_in, 1 << 20)
-                    if not data:
+                    if not data:  # no more chunks: the running ones finish first
                         eof = True
                         sel.unregister(fd_in)
-                        for c in children.values():
-                            c.kill()
                         continue
                     pending += data
                     while b"\n" in pending:
@@ -533,19 +539,28 @@ class _Child:
             return None
         return os.waitstatus_to_exitcode(status)
 
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(self.pid, signal.SIGKILL)
+
+def _load_freshness() -> Any:
+    """``freshness.py``, beside this file, by path: no DTF package enters sys.modules."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_dtf_freshness", Path(__file__).with_name("freshness.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> int:
     proto_in, proto_out = _take_protocol_fds()
     setup = json.loads(proto_in.readline() or b"{}")
+    freshness = _load_freshness()
+    recorder = freshness.Recorder()
+    sys.addaudithook(recorder)  # what the collection reads: the server's freshness
     if setup.get("path0"):
         sys.path.insert(0, str(setup["path0"]))
-    server = ForkServer(proto_in, proto_out, setup)
+    server = ForkServer(proto_in, proto_out, setup, recorder, freshness.collection_digest)
     code = pytest.main(list(setup.get("args") or []), plugins=[server])
     if server.child_id is not None:  # a child ends here, without the server's exit handlers
         with contextlib.suppress(Exception):

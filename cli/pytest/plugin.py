@@ -7,7 +7,7 @@ output, ``--junit-xml``, ``-x``/``--maxfail`` and the exit code are pytest's own
 
 from __future__ import annotations
 
-import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import importlib
@@ -32,7 +32,6 @@ from dtf_core.spec import Requirements, TaskSpec
 
 _decode_reports = msgspec.json.Decoder(list[dict[str, Any]] | dict[str, Any]).decode
 _decode_warnings = msgspec.json.Decoder(list[dict[str, Any]]).decode
-TERMINAL = ("succeeded", "failed", "timed_out", "cancelled")
 # DTF's own options: everything else on the command line goes to the workers' sessions as
 # given, so that they collect and run the tests as plain pytest would here.
 DTF_FLAGS = {"--dtf", "--allow-unmatched", "--dtf-ci"}
@@ -139,8 +138,7 @@ def worker_args(args: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def session_template(config: pytest.Config, root: Path, *, code: str,
-                     packed: bool) -> dict[str, Any]:
+def session_template(config: pytest.Config, root: Path) -> dict[str, Any]:
     """How every chunk's session runs pytest: as it was run here."""
     env = {name: os.environ[name] for name in
            ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTHONPATH",
@@ -151,8 +149,8 @@ def session_template(config: pytest.Config, root: Path, *, code: str,
     width = int(getattr(tw, "fullwidth", 0) or shutil.get_terminal_size().columns)
     return {"args": list(worker_args(str(a) for a in config.invocation_params.args)),
             "invocation_dir": str(Path(config.invocation_params.dir).resolve()),
-            "rootdir": str(root), "host": local_host(), "code": code, "packed": packed,
-            "env": env, "path0": _PATH0, "markup": bool(getattr(tw, "hasmarkup", False)),
+            "rootdir": str(root), "host": local_host(), "env": env, "path0": _PATH0,
+            "markup": bool(getattr(tw, "hasmarkup", False)),
             "highlight": bool(getattr(tw, "code_highlight", False)),
             "width": max(10, min(width, 10_000))}
 
@@ -168,24 +166,51 @@ class Follow:
 
 
 class DtfRun:
+    """The run, in pytest's hooks: it starts at session start (chunks are submitted while
+    pytest collects here), then replays the workers' reports through pytest's hooks in the
+    main thread. The network side runs on its own loop (``remote.Background``)."""
+
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.follow = Follow()
         self.reruns_left: dict[str, int] = {}
         self.flaky: list[str] = []
-        self.task_requirements: dict[str, Requirements] = {}
         self.by_path = path_requirements(config)
+        self.run_id = "r-" + uuid.uuid4().hex[:16]
+        self.bg: Any = None
+        self.remote: Any = None
+        self.begun: Any = None
+        self.begin_error: BaseException | None = None
+        self.starting: concurrent.futures.Future[Any] | None = None
 
     # --- pytest hooks ---------------------------------------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.config.option.collectonly:
+            return
+        from cli.pytest.remote import Background
+
+        self.bg = Background()
+        self.starting = self.bg.submit(self._begin(session_template(
+            self.config, Path(self.config.rootpath))))
+
+    async def _begin(self, template: dict[str, Any]) -> Any:
+        from cli.pytest.remote import Remote, target_from_config
+
+        self.remote = await Remote.open(target_from_config(self.config))
+        opt = self.config.getoption
+        return await self.remote.begin(
+            self.run_id, template, Path(self.config.rootpath), pack=opt("dtf_pack"),
+            local_host=local_host(), mode=opt("dtf_dist"), run_name=opt("dtf_run_name"),
+            timeout=opt("dtf_chunk_timeout"))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         if session.testsfailed and not session.config.option.continue_on_collection_errors:
             n = session.testsfailed
             raise session.Interrupted(f"{n} error{'s' if n != 1 else ''} during collection")
-        if session.config.option.collectonly:
-            return True
-        if not session.items:
+        if session.config.option.collectonly or not session.items:
             return True
         from dtf_core.errors import DTFError
 
@@ -194,12 +219,36 @@ class DtfRun:
         # last one at exit) do not walk them again. Half a second of CPU at 2,000 tests.
         gc.freeze()
         try:
-            asyncio.run(self._run(session))
+            self._run(session)
         except DTFError as exc:  # no server, no credential, forbidden: one clear line
             raise session.Interrupted(f"dtf: {exc}") from None
         if session.shouldfail:
             raise session.Failed(session.shouldfail)
         return True
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Whatever ended the session (a collection error, nothing to run, Ctrl-C, -x), no
+        chunk of this run is left waiting or running."""
+        if self.bg is None:
+            return
+        try:
+            begun = self.begun
+            if begun is None and self.starting is not None:
+                with contextlib.suppress(BaseException):
+                    begun = self.starting.result(30)
+            if self.follow.pending_tasks or self.follow.done:
+                leftover = list(self.follow.pending_tasks)
+            else:  # the run never got to its chunks
+                leftover = list(begun.task_ids) if begun is not None else []
+            if self.remote is not None:
+                if leftover:
+                    self.bg.call(self.remote.cancel(leftover, "the pytest run stopped"), 30)
+                self.bg.call(self.remote.close(), 10)
+        except BaseException:  # best effort at the end: the run's outcome stands
+            pass
+        finally:
+            self.bg.close()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.flaky:
@@ -217,63 +266,71 @@ class DtfRun:
         else:
             print(f"dtf: {text}", file=sys.stderr)
 
-    async def _run(self, session: pytest.Session) -> None:
-        from agents.client import ApiClient
-        from agents.jetstream_log import JetStreamLog
-        from cli.pytest.remote import Remote, target_from_config
+    def _wait(self, future: concurrent.futures.Future[Any], timeout: float | None = None) -> Any:
+        try:
+            return future.result(timeout)
+        except BaseException:
+            future.cancel()
+            raise
 
+    def _run(self, session: pytest.Session) -> None:
+        from cli.pytest.remote import Collected
+        from cli.pytest.split import Entry
+
+        assert self.starting is not None
         self.items = {item.nodeid: item for item in session.items}
         self.reruns_left = dict.fromkeys(self.items, self.config.getoption("dtf_reruns"))
-        target = target_from_config(self.config)
-        remote = await Remote.open(target)
-        try:
-            self.api: ApiClient = remote.api
-            self.run_id = "r-" + uuid.uuid4().hex[:16]
-            plan = await remote.plan(self, session)
-            if not plan.specs:
-                return
-            start = await JetStreamLog(remote.nc).last_seq() + 1
-            res = await self.api.submit(plan.specs, run_id=self.run_id,
-                                        run_name=self.config.getoption("dtf_run_name"))
-            self._say(f"run {self.run_id}: {len(self.items)} tests in {len(res.ids)} tasks")
-            for task_id, spec, nodes in zip(res.ids, plan.specs, plan.chunks, strict=True):
+        begun = self.begun = self._wait(self.starting)
+        tests, reqs = [], []
+        for item in session.items:
+            marker = item.get_closest_marker("xdist_group")
+            group = str(marker.args[0] if marker.args else marker.kwargs.get("name", "")) \
+                if marker is not None else ""
+            tests.append(Entry(item.nodeid, group))
+            reqs.append(requirements_of(item, self.by_path))
+        opt = self.config.getoption
+        plan = self.bg.call(self.remote.finish(
+            begun, Collected(tuple(tests), tuple(reqs)), mode=opt("dtf_dist"),
+            run_name=opt("dtf_run_name"), timeout=opt("dtf_chunk_timeout")))
+        if begun.packed_note:
+            self._say(begun.packed_note)
+        for text in plan.messages:
+            self._say(text)
+        for req, nodes in plan.unmatched:
+            self._unmatched(nodes, req)
+        for task_id, nodes in zip(begun.task_ids, begun.chunks, strict=True):
+            if nodes:
                 self.follow.pending_tasks[task_id] = set(nodes)
-                self.task_requirements[task_id] = spec.requirements
-            self.spec_template = plan.template
-            timeout = self.config.getoption("dtf_timeout")
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._follow(remote, start)
-            except TimeoutError:
-                await self._cancel_pending()
-                raise session.Interrupted(
-                    f"dtf: the run did not finish within {timeout:g}s; its tasks are cancelled"
-                ) from None
-            except BaseException:
-                await self._cancel_pending()
-                raise
-        finally:
-            await remote.close()
+        self.spec_template = begun.template
+        self._say(f"run {begun.run_id}: {len(self.items)} tests in "
+                  f"{len(self.follow.pending_tasks)} tasks"
+                  + (" (started before collection ended)" if begun.speculated else ""))
+        timeout = opt("dtf_timeout")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self._follow(deadline)
+        except concurrent.futures.TimeoutError:
+            raise session.Interrupted(
+                f"dtf: the run did not finish within {timeout:g}s; its tasks are cancelled"
+            ) from None
 
-    async def _follow(self, remote: Any, start: int) -> None:
-        from agents.jetstream_log import JetStreamLog
-        from dtf_core import subjects
-        from dtf_core.events.codec import decode
-
-        filters = [subjects.tests_filter(self.run_id), *(f"dtf.evt.task.*.{t}" for t in TERMINAL)]
-        async with JetStreamLog(remote.nc).tail(filters, start) as tail:
-            async for batch in tail:
-                for rec in batch:
-                    event = decode(rec.subject, rec.data)
+    def _follow(self, deadline: float | None) -> None:
+        if not self.follow.pending_tasks:
+            return
+        events = self.remote.events(self.begun)
+        try:
+            while self.follow.pending_tasks:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                for event in self._wait(self.bg.submit(events.__anext__()), left):
                     if isinstance(event, TestsReported):
                         self._on_tests(event)
                     else:
-                        await self._on_task_end(getattr(event, "task_id", ""), event)
+                        self._on_task_end(getattr(event, "task_id", ""), event)
                     if self.session_should_stop():
-                        await self._cancel_pending()
                         return
-                if not self.follow.pending_tasks:
-                    return
+        finally:
+            with contextlib.suppress(BaseException):
+                self.bg.call(events.aclose(), 10)
 
     def session_should_stop(self) -> bool:
         session = self.items and next(iter(self.items.values())).session
@@ -300,7 +357,7 @@ class DtfRun:
             self.follow.held.pop(case.nodeid, None)
             self._replay(case.nodeid, reports, case.warnings)
 
-    async def _on_task_end(self, task_id: str, event: Any) -> None:
+    def _on_task_end(self, task_id: str, event: Any) -> None:
         nodes = self.follow.pending_tasks.pop(task_id, None)
         if nodes is None:
             return
@@ -309,7 +366,6 @@ class DtfRun:
         if status == "failed" and why.startswith((SESSION_FAILED, SESSION_EXIT)):
             # Not a test's failure: pytest itself could not run there, or a test stopped the
             # run with pytest.exit(). Stop here as pytest would, with its message and code.
-            await self._cancel_pending()
             code = getattr(event, "exit_code", None) or 3
             if why.startswith(SESSION_EXIT):
                 pytest.exit(why[len(SESSION_EXIT):], returncode=code)
@@ -323,9 +379,9 @@ class DtfRun:
         held = [n for n in self.follow.held if n not in self.follow.done
                 and not any(n in ns for ns in self.follow.pending_tasks.values())]
         if held:
-            await self._rerun(held)
+            self._rerun(held)
 
-    async def _rerun(self, nodeids: list[str]) -> None:
+    def _rerun(self, nodeids: list[str]) -> None:
         """Each failed test again, alone, preferring a worker that has not run it."""
         specs = []
         for nodeid in nodeids:
@@ -336,18 +392,20 @@ class DtfRun:
             specs.append(TaskSpec(type="test", name=f"rerun {nodeid}"[:256], priority=10,
                                   requirements=req, config=config,
                                   timeout_seconds=self.config.getoption("dtf_chunk_timeout")))
-        res = await self.api.submit(specs, run_id=self.run_id)
-        for task_id, nodeid in zip(res.ids, nodeids, strict=True):
+        ids = self.bg.call(self.remote.submit(specs, self.begun.run_id))
+        for task_id, nodeid in zip(ids, nodeids, strict=True):
             self.follow.pending_tasks[task_id] = {nodeid}
         self._say(f"rerunning {len(nodeids)} failed test(s)")
 
-    async def _cancel_pending(self) -> None:
-        for task_id in list(self.follow.pending_tasks):
-            try:
-                await self.api.cancel(task_id, reason="the pytest run stopped")
-            except Exception:
-                pass
-        self.follow.pending_tasks.clear()
+    def _unmatched(self, nodes: list[str], req: Requirements) -> None:
+        allow = self.config.getoption("allow_unmatched")
+        what = msgspec.json.encode(msgspec.to_builtins(req)).decode()
+        message = f"no live DTF worker meets this test's requirements {what}"
+        self._say(f"{len(nodes)} tests need {what}, which no live worker has"
+                  + ("; skipped (--allow-unmatched)" if allow else "; they fail"))
+        for nodeid in nodes:
+            self._replay(nodeid, [self._synthetic(nodeid, "skipped" if allow else "failed",
+                                                  message)])
 
     # --- reports --------------------------------------------------------------------------
 

@@ -1,33 +1,60 @@
-"""The DTF side of ``pytest --dtf``: connect, ask for workers and durations, pack the code,
-and turn the collected items into test tasks."""
+"""The DTF side of ``pytest --dtf``: the network work of a run, on a loop of its own.
+
+pytest's hooks run in the main thread; everything that talks to DTF runs on an asyncio loop
+in a background thread (``Background``), so that the run can start while pytest is still
+collecting here:
+
+1. ``begin`` (at session start): connect, hash the code, and submit the run's chunks. When
+   this session key (code, arguments, directory) was collected before, the chunks carry
+   that collection's plan and start at once (warm); otherwise they wait on the workers, with
+   their sessions collecting, for the plan this side makes once it has collected (cold).
+2. ``finish`` (once collected): check the speculation against what pytest collected here
+   (any difference: the early chunks are cancelled and the run is planned afresh), write
+   the plan, and submit the chunks of tests with other requirements.
+3. ``events``: the run's per-test results and its tasks' ends, as they are appended.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
+import asyncio
+import concurrent.futures
+import hashlib
+import threading
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import msgspec
 import pytest
 from nats.aio.client import Client
 
 from agents.client import ApiClient
+from agents.jetstream_log import JetStreamLog
 from agents.nats_conn import connect
-from agents.packs import put_pack, put_plan, tree_digest, tree_files
+from agents.packs import (
+    RunPlan,
+    get_collection,
+    put_collection,
+    put_pack,
+    put_plan,
+    tree_digest,
+    tree_files,
+)
+from agents.pytest.freshness import collection_digest
 from cli.client_cmds import Target
-from cli.pytest.split import Entry, split
+from cli.pytest.split import Entry, early_chunks, split
 from dtf_core import subjects
+from dtf_core.events.codec import decode
 from dtf_core.events.worker import Capabilities
 from dtf_core.placement import mismatch
 from dtf_core.spec import Requirements, TaskSpec
 
-if TYPE_CHECKING:
-    from cli.pytest.plugin import DtfRun
-
 LIVE = ("alive", "idle", "busy")
 DURATIONS_CHUNK = 2000
 DURATIONS_BYTES = 256 * 1024
+TERMINAL = ("succeeded", "failed", "timed_out", "cancelled")
+T = TypeVar("T")
 
 
 def target_from_config(config: pytest.Config) -> Target:
@@ -38,14 +65,101 @@ def target_from_config(config: pytest.Config) -> Target:
                   settings_mod.credential(cfg), settings_mod.tls_ca(cfg))
 
 
+class Background:
+    """An asyncio loop in a daemon thread; the main thread hands it coroutines."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="dtf-net",
+                                       daemon=True)
+        self.thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        future = self.submit(coro)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            future.cancel()
+            raise
+
+    def close(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
 @dataclass(frozen=True)
-class RunPlan:
-    specs: list[TaskSpec]
-    chunks: list[list[str]]  # the node ids of each spec, in order
-    template: dict[str, Any]
+class Collected:
+    """What a plan is made of: the tests in collection order, each with its xdist_group
+    and requirements. Stored per session key for the next run to start from."""
+
+    tests: tuple[Entry, ...]
+    requirements: tuple[Requirements, ...]
+
+    def encode(self) -> bytes:
+        reqs = list(dict.fromkeys(self.requirements))
+        index = {r: i for i, r in enumerate(reqs)}
+        return msgspec.json.encode({
+            "reqs": [msgspec.to_builtins(r) for r in reqs],
+            "tests": [[t.nodeid, t.group, index[r]]
+                      for t, r in zip(self.tests, self.requirements, strict=True)]})
+
+    def run_plan(self, plan: Plan) -> RunPlan:
+        return RunPlan(collection_digest([t.nodeid for t in self.tests]),
+                       [c for _, c in plan.chunks])
+
+    @classmethod
+    def decode(cls, data: bytes) -> Collected:
+        raw = msgspec.json.decode(data)
+        reqs = [msgspec.convert(r, Requirements) for r in raw["reqs"]]
+        return cls(tuple(Entry(str(n), str(g)) for n, g, _ in raw["tests"]),
+                   tuple(reqs[int(i)] for _, _, i in raw["tests"]))
 
 
-def batches(node_ids: list[str]) -> list[list[str]]:
+@dataclass
+class Plan:
+    chunks: list[tuple[Requirements, list[str]]] = field(default_factory=list)
+    unmatched: list[tuple[Requirements, list[str]]] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+def make_plan(collected: Collected, durations: dict[str, float],
+              workers: list[dict[str, Any]], mode: str, early: int = 0) -> Plan:
+    """Chunks per requirement group, for the workers that meet it. With ``early`` chunks
+    already submitted (for tests without requirements), those come first, exactly that
+    many."""
+    groups: dict[Requirements, list[Entry]] = {}
+    if early:
+        groups[Requirements()] = []
+    for test, req in zip(collected.tests, collected.requirements, strict=True):
+        groups.setdefault(req, []).append(test)
+    plan = Plan()
+    for req, tests in groups.items():
+        matching = [w for w in workers if mismatch(
+            req, msgspec.convert(w["capabilities"], Capabilities)) is None]
+        if not matching:
+            plan.unmatched.append((req, [t.nodeid for t in tests]))
+            continue
+        slots = sum(int(w["slots"]) for w in matching)
+        bins = early if early and req == Requirements() else None
+        result = split(tests, durations, slots, mode, bins=bins)
+        if tests:
+            how = (f"packed by measured durations ({result.known} known)" if result.by_history
+                   else f"no duration history for {len(tests) - result.known} of "
+                        f"{len(tests)} tests: packed by test count")
+            used = sum(1 for c in result.chunks if c.node_ids)
+            plan.messages.append(f"{len(tests)} tests in {used} chunks of {result.units} "
+                                 f"{mode} units, {how}")
+        plan.chunks += [(req, c.node_ids) for c in result.chunks]
+    return plan
+
+
+def batches(node_ids: Sequence[str]) -> list[list[str]]:
     """Node ids in requests of bounded count and size (ids can be thousands of bytes)."""
     out: list[list[str]] = [[]]
     size = 0
@@ -57,6 +171,32 @@ def batches(node_ids: list[str]) -> list[list[str]]:
         out[-1].append(nodeid)
         size += len(nodeid) + 8
     return [b for b in out if b]
+
+
+def session_key(template: dict[str, Any], mode: str) -> str:
+    """How pytest was run here: a run with the same key most likely collects what the last
+    one did (``finish`` checks, and plans again when it did not)."""
+    keyed = {k: template.get(k) for k in ("args", "invocation_dir", "rootdir", "env",
+                                          "path0")}
+    return hashlib.sha256(msgspec.json.encode([keyed, mode])).hexdigest()
+
+
+@dataclass
+class Begun:
+    """What ``begin`` submitted."""
+
+    run_id: str
+    start: int  # the log position the run's results come after
+    template: dict[str, Any]
+    workers: list[dict[str, Any]]
+    key: str
+    speculated: Collected | None = None
+    plan: Plan | None = None
+    early: int = 0  # chunks submitted without their tests (they wait for the plan)
+    task_ids: list[str] = field(default_factory=list)
+    chunks: list[list[str]] = field(default_factory=list)  # per task id, its tests
+    packed_note: str = ""
+    plan_name: str = ""  # the object the chunks read their tests from
 
 
 @dataclass
@@ -73,7 +213,7 @@ class Remote:
     async def close(self) -> None:
         await self.nc.close()
 
-    async def durations(self, node_ids: list[str]) -> dict[str, float]:
+    async def durations(self, node_ids: Sequence[str]) -> dict[str, float]:
         """Measured durations from the projection; empty when the projector is not there."""
         out: dict[str, float] = {}
         for batch in batches(node_ids):
@@ -89,66 +229,91 @@ class Remote:
             out.update({str(k): float(v) for k, v in reply["result"].items()})
         return out
 
-    async def plan(self, run: DtfRun, session: pytest.Session) -> RunPlan:
-        from cli.pytest.plugin import local_host, requirements_of, session_template
-
-        config = run.config
+    async def begin(self, run_id: str, template: dict[str, Any], root: Path, *, pack: str,
+                    local_host: str, mode: str, run_name: str, timeout: float) -> Begun:
         workers = [w for w in await self.api.workers() if w.get("state") in LIVE]
-        groups: dict[Requirements, list[Entry]] = defaultdict(list)
-        for item in session.items:
-            marker = item.get_closest_marker("xdist_group")
-            group = str(marker.args[0] if marker.args else marker.kwargs.get("name", "")) \
-                if marker is not None else ""
-            groups[requirements_of(item, run.by_path)].append(Entry(item.nodeid, group))
-        root = Path(config.rootpath)
-        files = tree_files(root)
-        code = tree_digest(root, files)
-        pack = config.getoption("dtf_pack")
-        remote_hosts = {w["hostname"] for w in workers} - {local_host()}
+        remote_hosts = {w["hostname"] for w in workers} - {local_host}
         packed = pack == "always" or (pack == "auto" and bool(remote_hosts))
-        if packed:
+        note = ""
+        template = {**template, "packed": packed, "run": run_id,
+                    "workers": max(1, sum(int(w["slots"]) for w in workers))}
+        if packed:  # the tree goes to other hosts by its content's address
+            files = await asyncio.to_thread(tree_files, root)
+            code = await asyncio.to_thread(tree_digest, root, files)
             uploaded = await put_pack(self.nc.jetstream(), root, files, code)
-            run._say(f"code pack {code[:12]} ({len(files)} files) "
-                     + ("uploaded" if uploaded else "already stored"))
-        template = session_template(config, root, code=code, packed=packed)
-        template["run"] = run.run_id
-        durations = await self.durations([i.nodeid for i in session.items])
-        mode = config.getoption("dtf_dist")
-        chunks: list[list[str]] = []
-        meta: list[tuple[Requirements, int, int]] = []  # requirements, index, count
-        timeout = config.getoption("dtf_chunk_timeout")
-        for req, tests in groups.items():
-            matching = [w for w in workers if mismatch(
-                req, msgspec.convert(w["capabilities"], Capabilities)) is None]
-            if not matching:
-                run_unmatched(run, [t.nodeid for t in tests], req,
-                              allow=config.getoption("allow_unmatched"))
-                continue
-            slots = sum(int(w["slots"]) for w in matching)
-            template["workers"] = max(template.get("workers", 1), slots)
-            result = split(tests, durations, slots, mode)
-            how = (f"packed by measured durations ({result.known} known)" if result.by_history
-                   else f"no duration history for {len(tests) - result.known} of {len(tests)} "
-                        "tests: packed by test count")
-            run._say(f"{len(tests)} tests in {len(result.chunks)} chunks of {result.units} "
-                     f"{mode} units, {how}")
-            for i, chunk in enumerate(result.chunks):
-                chunks.append(chunk.node_ids)
-                meta.append((req, i, len(result.chunks)))
-        if not chunks:
-            return RunPlan([], [], template)
-        digest = await put_plan(self.nc.jetstream(), chunks)
-        specs = [TaskSpec(type="test", name=f"pytest chunk {i + 1}/{n}", priority=n - i,
-                          requirements=req, timeout_seconds=timeout,
-                          config={**template, "plan": digest, "chunk": index})
-                 for index, (req, i, n) in enumerate(meta)]
-        return RunPlan(specs, chunks, template)
+            note = f"code pack {code[:12]} ({len(files)} files) " + (
+                "uploaded" if uploaded else "already stored")
+            template["code"] = code
+        key = session_key(template, mode)
+        begun = Begun(run_id, await JetStreamLog(self.nc).last_seq() + 1, template, workers,
+                      key, packed_note=note, plan_name=run_id)
+        if not workers:
+            return begun  # nothing to start; every test is unmatched, said later
+        known = await get_collection(self.nc.jetstream(), key)
+        if known is not None:
+            begun.speculated = Collected.decode(known)
+            plan = make_plan(begun.speculated, await self.durations(
+                [t.nodeid for t in begun.speculated.tests]), workers, mode)
+            if plan.unmatched:  # the workers changed since: plan when collected
+                begun.speculated = None
+            else:
+                begun.plan = plan
+                await put_plan(self.nc.jetstream(), begun.plan_name,
+                               begun.speculated.run_plan(plan))
+                await self._submit(begun, [(r, c) for r, c in plan.chunks], run_name, timeout)
+                return begun
+        begun.early = early_chunks(begun.template["workers"])
+        await self._submit(begun, [(Requirements(), []) for _ in range(begun.early)],
+                           run_name, timeout)
+        return begun
 
+    async def _submit(self, begun: Begun, chunks: list[tuple[Requirements, list[str]]],
+                      run_name: str, timeout: float, offset: int = 0) -> None:
+        n = len(chunks) + offset
+        specs = [TaskSpec(type="test", name=f"pytest chunk {offset + i + 1}/{n}",
+                          priority=n - offset - i, requirements=req, timeout_seconds=timeout,
+                          config={**begun.template, "plan": begun.plan_name,
+                                  "chunk": offset + i})
+                 for i, (req, _) in enumerate(chunks)]
+        if not specs:
+            return
+        res = await self.api.submit(specs, run_id=begun.run_id, run_name=run_name)
+        begun.task_ids += list(res.ids)
+        begun.chunks += [list(c) for _, c in chunks]
 
-def run_unmatched(run: DtfRun, nodes: list[str], req: Requirements, *, allow: bool) -> None:
-    what = msgspec.json.encode(msgspec.to_builtins(req)).decode()
-    message = f"no live DTF worker meets this test's requirements {what}"
-    run._say(f"{len(nodes)} tests need {what}, which no live worker has"
-             + ("; skipped (--allow-unmatched)" if allow else "; they fail"))
-    for nodeid in nodes:
-        run._replay(nodeid, [run._synthetic(nodeid, "skipped" if allow else "failed", message)])
+    async def finish(self, begun: Begun, collected: Collected, *, mode: str, run_name: str,
+                     timeout: float) -> Plan:
+        """Once pytest has collected here: keep the speculation when it collected the same,
+        else plan now (cancelling what was speculated), and submit the rest."""
+        js = self.nc.jetstream()
+        if begun.speculated is not None and begun.plan is not None:
+            if begun.speculated == collected:
+                return begun.plan
+            await self.cancel(begun.task_ids, "the collection changed; planned again")
+            begun.task_ids, begun.chunks, begun.speculated = [], [], None
+            begun.plan_name = begun.run_id + "-2"  # workers may have read the first one
+        plan = make_plan(collected, await self.durations([t.nodeid for t in collected.tests]),
+                         begun.workers, mode, early=begun.early)
+        await put_plan(js, begun.plan_name, collected.run_plan(plan))
+        early = len(begun.chunks)
+        begun.chunks = [c for _, c in plan.chunks[:early]]
+        await self._submit(begun, plan.chunks[early:], run_name, timeout, offset=early)
+        await put_collection(js, begun.key, collected.encode())
+        return plan
+
+    async def events(self, begun: Begun) -> AsyncIterator[list[Any]]:
+        filters = [subjects.tests_filter(begun.run_id),
+                   *(f"dtf.evt.task.*.{t}" for t in TERMINAL)]
+        async with JetStreamLog(self.nc).tail(filters, begun.start) as tail:
+            async for batch in tail:
+                yield [decode(rec.subject, rec.data) for rec in batch]
+
+    async def cancel(self, task_ids: Sequence[str], reason: str) -> None:
+        for task_id in list(task_ids):
+            try:
+                await self.api.cancel(task_id, reason=reason)
+            except Exception:
+                pass
+
+    async def submit(self, specs: list[TaskSpec], run_id: str) -> list[str]:
+        return list((await self.api.submit(specs, run_id=run_id)).ids)

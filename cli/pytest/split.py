@@ -80,8 +80,9 @@ def lpt(weights: dict[str, float], bins: int) -> list[list[str]]:
 
 
 def split(tests: Sequence[Entry], durations: dict[str, float], slots: int,
-          mode: str = DEFAULT_DIST) -> Split:
-    """Chunks for ``slots`` parallel sessions."""
+          mode: str = DEFAULT_DIST, bins: int | None = None) -> Split:
+    """Chunks for ``slots`` parallel sessions; exactly ``bins`` of them (some empty) when
+    given: the chunks submitted before the tests were known."""
     units: dict[str, list[str]] = {}
     for test in tests:
         units.setdefault(unit_of(test, mode), []).append(test.nodeid)
@@ -94,10 +95,17 @@ def split(tests: Sequence[Entry], durations: dict[str, float], slots: int,
     else:
         weight = {t.nodeid: 1.0 for t in tests}
     unit_weights = {u: sum(weight[n] for n in nodes) for u, nodes in units.items()}
-    bins = max(1, min(len(units), max(1, slots) * CHUNKS_PER_SLOT))
+    count = bins or max(1, min(len(units), max(1, slots) * CHUNKS_PER_SLOT))
     order = {t.nodeid: i for i, t in enumerate(tests)}
     chunks = []
-    for members in lpt(unit_weights, bins):
+    for members in lpt(unit_weights, count):
         nodes = sorted((n for u in members for n in units[u]), key=order.__getitem__)
         chunks.append(Chunk(nodes, sum(unit_weights[u] for u in members)))
+    if bins:
+        chunks += [Chunk() for _ in range(bins - len(chunks))]
     return Split(chunks, by_history, len(known), len(units))
+
+
+def early_chunks(slots: int) -> int:
+    """How many chunks to submit before the tests are known."""
+    return max(1, slots) * CHUNKS_PER_SLOT

@@ -238,3 +238,46 @@ async def test_dtf_ci_writes_reports_stores_artifacts_and_tells_github(dist: Dis
     assert (root / "fetched.xml").read_bytes() == (reports / "junit.xml").read_bytes()
     rc, bad = await dist.run(root, "get", run_id, "../../etc/passwd", command=("artifacts",))
     assert rc == 2 and "invalid artifact name" in bad
+
+
+async def test_a_session_is_reused_until_what_it_collected_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Warm runs fork from the same collected session; a changed source, a new test file
+    or a new module makes a new one, and a test's output file next to the code does not.
+    Every run starts from a fresh fork: what a run changes in memory, the next never sees."""
+    monkeypatch.setenv("DTF_CACHE_DIR", str(tmp_path / "cache"))
+    async with secure_stack(tmp_path, workers=1) as dist:
+        await _reuse(dist, tmp_path)
+
+
+async def _reuse(dist: Dist, tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    root = dist.suite("reuse", {"tests/test_parent.py": f"""
+        import os
+        import pathlib
+        import helper
+
+        def test_records_its_session():
+            pathlib.Path({str(seen)!r}, str(os.getpid())).write_text(str(os.getppid()))
+            assert helper.VALUE == helper.EXPECTED
+            helper.VALUE = "changed by a test"  # never seen by the next run
+        """, "tests/helper.py": "VALUE = 1\nEXPECTED = 1\n"})
+
+    async def session_of_run() -> str:
+        before = set(seen.iterdir())
+        rc, out = await dist.run(root, "tests")
+        assert rc == 0, out
+        (new,) = set(seen.iterdir()) - before
+        return new.read_text()
+
+    first = await session_of_run()
+    assert await session_of_run() == first  # warm: the same session
+    (root / "result.edgelist").write_text("what a test wrote, next to the code")
+    assert await session_of_run() == first
+    (root / "tests" / "helper.py").write_text("VALUE = 2\nEXPECTED = 2\n")
+    second = await session_of_run()
+    assert second != first  # the source it imported changed
+    (root / "tests" / "test_more.py").write_text("def test_new():\n    pass\n")
+    rc, out = await dist.run(root, "tests")
+    assert rc == 0 and summary(out) == "2 passed", out
