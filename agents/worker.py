@@ -136,6 +136,7 @@ class WorkerAgent:
                 delay = min(delay * 2, 2.0)
 
     async def run(self) -> None:
+        self.pytest.keep_spare()
         await self._register()
         try:
             async with asyncio.TaskGroup() as tg:

@@ -185,18 +185,15 @@ class ForkServer:
         self.reader: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, spec: SessionSpec, log_path: Path, workerinput: dict[str, Any],
+    async def start(cls, spec: SessionSpec, spare: Spare, workerinput: dict[str, Any],
                     env: dict[str, str]) -> ForkServer:
-        with open(log_path, "ab") as err:  # noqa: ASYNC230 -- a local log file
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", BOOT, str(SESSION_FILE),
-                cwd=spec.cwd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=err, env=env, start_new_session=True, limit=64 * 1024 * 1024,
-            )
-        server = cls(spec, proc, log_path)
+        """Make ``spare`` (a started process, pytest imported) this session's server."""
+        proc = spare.proc
+        server = cls(spec, proc, spare.log_path)
         try:
-            setup = {"args": list(spec.args), "path0": spec.cwd if spec.path0 else None,
-                     "markup": spec.markup, "highlight": spec.highlight, "width": spec.width,
+            setup = {"args": list(spec.args), "cwd": spec.cwd, "env": env,
+                     "path0": spec.cwd if spec.path0 else None, "markup": spec.markup,
+                     "highlight": spec.highlight, "width": spec.width,
                      "workerinput": workerinput}
             assert proc.stdin is not None
             proc.stdin.write(json.dumps(setup).encode() + b"\n")
@@ -342,6 +339,41 @@ class ForkServer:
                 await self.reader
 
 
+@dataclass
+class Spare:
+    """A session process started ahead of need: its interpreter up and pytest imported
+    (about a third of a second), waiting for its setup. It fits a session whose
+    interpreter settings (the ``PYTHON*`` variables) are its own."""
+
+    proc: asyncio.subprocess.Process
+    log_path: Path
+    env: dict[str, str]
+
+    @classmethod
+    async def spawn(cls, env: dict[str, str], log_path: Path) -> Spare:
+        with open(log_path, "ab") as err:  # noqa: ASYNC230 -- a local log file
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", BOOT, str(SESSION_FILE), cwd=log_path.parent,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
+                env=env, start_new_session=True, limit=64 * 1024 * 1024)
+        return cls(proc, log_path, env)
+
+    def fits(self, env: dict[str, str]) -> bool:
+        return self.proc.returncode is None and interpreter_vars(env) == interpreter_vars(
+            self.env)
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def interpreter_vars(env: dict[str, str]) -> dict[str, str]:
+    """What the interpreter reads when it starts (``sys.path``, the hash seed, ...): a
+    process started with other values cannot become the session."""
+    return {k: v for k, v in env.items() if k.startswith("PYTHON")}
+
+
 def _case(line: Line) -> TestCase:
     warnings = bytes(line.warnings)
     return TestCase(nodeid=line.done or "", outcome=line.outcome,  # type: ignore[arg-type]
@@ -383,6 +415,7 @@ class SessionPool:
     slots: SlotNumbers = field(default_factory=SlotNumbers)
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     preparing: set[asyncio.Task[ForkServer]] = field(default_factory=set)
+    spare: asyncio.Future[Spare] | None = None
     started = 0
 
     async def run_chunk(self, spec: SessionSpec, node_ids: list[str], on_case: OnCase,
@@ -468,15 +501,43 @@ class SessionPool:
         await self._trim()
         return server
 
-    async def _start(self, spec: SessionSpec) -> ForkServer:
+    def keep_spare(self) -> None:
+        """Start a spare session process, if there is none (at the worker's start, and
+        after each use): the next new session skips the interpreter's start."""
+        if self.spare is None or self.spare.done():
+            self.spare = asyncio.ensure_future(self._spawn(self._default_env()))
+            self.spare.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _default_env(self) -> dict[str, str]:
+        env = dict(self.base_env)
+        env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+        return env
+
+    async def _spawn(self, env: dict[str, str]) -> Spare:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.started += 1
-        log_path = self.log_dir / f"pytest-session-{os.getpid()}-{self.started}.log"
+        return await Spare.spawn(
+            env, self.log_dir / f"pytest-session-{os.getpid()}-{self.started}.log")
+
+    async def _take_spare(self, env: dict[str, str]) -> Spare:
+        task, self.spare = self.spare, None
+        spare = None
+        if task is not None:
+            with contextlib.suppress(Exception):
+                spare = await task
+        if spare is None or not spare.fits(env):
+            if spare is not None:
+                spare.kill()
+            spare = await self._spawn(env)
+        self.keep_spare()
+        return spare
+
+    async def _start(self, spec: SessionSpec) -> ForkServer:
         workerinput = {"workerid": "gw0", "workercount": 1, "testrunuid": "",
                        "mainargv": [sys.executable, "-m", "pytest"], "dtf": True,
                        "dtf_worker": self.worker_id}
-        server = await ForkServer.start(spec, log_path, workerinput,
-                                        session_env(self.base_env, spec))
+        env = session_env(self.base_env, spec)
+        server = await ForkServer.start(spec, await self._take_spare(env), workerinput, env)
         log.info("pytest session %s ready in %s: %d tests collected", server.proc.pid,
                  spec.cwd, server.collected)
         return server
@@ -495,6 +556,11 @@ class SessionPool:
     async def close(self) -> None:
         for task in [*self.starting.values(), *self.preparing]:
             task.cancel()
+        if self.spare is not None:
+            if self.spare.done() and not self.spare.cancelled() \
+                    and self.spare.exception() is None:
+                self.spare.result().kill()
+            self.spare.cancel()
         for server in list(self.servers.values()):
             server.kill()
         self.servers.clear()

@@ -14,8 +14,9 @@ Protocol, over the process's original stdin and stdout (moved aside first, so no
 test prints or reads can corrupt it; tests see /dev/null on fd 0, their stdout goes to
 stderr, which is the session's log):
 
-In:  one JSON object per line. First the setup: {"args": [...], "path0": dir or null,
-     "markup": bool, "highlight": bool, "width": n, "workerinput": {...}}; then
+In:  one JSON object per line. First the setup: {"args": [...], "cwd": dir, "env": {...},
+     "path0": dir or null, "markup": bool, "highlight": bool, "width": n,
+     "workerinput": {...}} (the process may have been started before it was known); then
      {"id": ID, "run": [node ids]} per chunk.
 Out: {"ready": n_items, "errors": [...], "deps": [...], "collection": digest} once (what
      collecting read and what it collected, see freshness.py), or {"internal_error": text}
@@ -554,10 +555,17 @@ def _load_freshness() -> Any:
 
 def main() -> int:
     proto_in, proto_out = _take_protocol_fds()
-    setup = json.loads(proto_in.readline() or b"{}")
     freshness = _load_freshness()
     recorder = freshness.Recorder()
     sys.addaudithook(recorder)  # what the collection reads: the server's freshness
+    # Started ahead of need (pytest imported already), the process learns here where and
+    # how its session runs.
+    setup = json.loads(proto_in.readline() or b"{}")
+    if setup.get("cwd"):
+        os.chdir(setup["cwd"])
+    if isinstance(setup.get("env"), dict):
+        os.environ.clear()
+        os.environ.update(setup["env"])
     if setup.get("path0"):
         sys.path.insert(0, str(setup["path0"]))
     server = ForkServer(proto_in, proto_out, setup, recorder, freshness.collection_digest)

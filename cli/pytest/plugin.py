@@ -341,6 +341,8 @@ class DtfRun:
         if nodes is None:
             return  # a task that ended already (a late duplicate), or not ours
         for case in event.cases:
+            if self.session_should_stop():
+                return  # -x or --maxfail: no report after the one that stopped the run
             if case.nodeid in self.follow.done or case.nodeid not in self.items:
                 continue
             self.follow.workers.setdefault(case.nodeid, []).append(
