@@ -1,13 +1,20 @@
-"""Pytest fork servers on a worker, one per session key, each running many chunks at once.
+"""Pytest fork servers, one per session key on a host, shared by its workers.
 
 A server (``session.py``) collects the tests once; each chunk runs in a child forked from
 it, so a run never sees what another run (or chunk) left behind, and a new run of unchanged
 code pays no interpreter start and no collection. The key is how pytest runs (the
-directory, its arguments and environment); a server is reused while every file and
-directory its collection read is unchanged (``freshness.py``). A chunk whose child dies
-(a segfault, ``os._exit``) fails the test it was running; the rest of the chunk goes on
-in a new child. Cancelling a chunk kills its child and whatever its tests started; the
-server lives on.
+directory, its arguments, its environment); a server is reused while every file its
+collection read is unchanged (``freshness.py``) and it collected what the run's plan was
+made from.
+
+Every worker on the host uses the same server for a key (one collection, one copy of the
+collected tests in memory): it listens on a unix socket named by the key, workers attach
+to it, and it ends when the last one detaches. The first worker to need it starts it,
+under a lock the others wait on. A chunk is a connection on which its child writes.
+
+A chunk whose child dies (a segfault, ``os._exit``) fails the test it was running; the
+rest of the chunk goes on in a new child. Cancelling a chunk kills its child and whatever
+its tests started; the server lives on.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import itertools
 import json
 import logging
@@ -42,6 +50,8 @@ IDLE_CLOSE_S = 1800.0
 READY_TIMEOUT_S = 600.0
 LOG_TAIL_BYTES = 6000
 SESSION_FILE = Path(__file__).with_name("session.py")
+SOCKETS = Path(tempfile.gettempdir()) / f"dtf-sessions-{os.getuid()}"
+LOCK_POLL_S = 0.05
 # `python -c BOOT session.py`: the session script runs by path, with no DTF directory on
 # sys.path (``-c`` puts the working directory first; the setup says whether pytest's
 # submitter had it there too).
@@ -55,8 +65,9 @@ class Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One line from a server or its children; ``reports`` stays raw JSON (it is stored as
     it came)."""
 
-    id: str | None = None
     ready: int | None = None
+    pid: int | None = None
+    accepted: list[str] = []
     errors: list[dict[str, str]] = []
     deps: list[list[str]] = []
     collection: str = ""
@@ -107,12 +118,15 @@ class SessionSpec:
     highlight: bool = False
     width: int = 80
 
-    def key(self) -> tuple[Any, ...]:
-        """A server is reused for the same key while what it read is unchanged
-        (``freshness.changed``); the code's hash is not part of it, so that files tests
-        write do not make every run cold."""
-        return (self.cwd, self.args, self.env, self.path0, self.markup, self.highlight,
-                self.width, installed_fingerprint())
+    def key(self, env: dict[str, str]) -> str:
+        """Servers are shared by the workers of a host whose sessions would run the same
+        way: the same directory, arguments and environment (``env``, the session's). The
+        code's hash is not part of it (what it read is checked), so files tests write do
+        not make every run cold."""
+        raw = msgspec.json.encode([self.cwd, self.args, sorted(env.items()), self.path0,
+                                   self.markup, self.highlight, self.width,
+                                   installed_fingerprint(), sys.executable])
+        return hashlib.sha256(raw).hexdigest()[:40]
 
 
 def installed_fingerprint() -> tuple[float, ...]:
@@ -165,120 +179,99 @@ class SlotNumbers:
             f.close()
 
 
-class ForkServer:
-    def __init__(self, spec: SessionSpec, proc: asyncio.subprocess.Process,
-                 log_path: Path) -> None:
-        self.spec = spec
-        self.proc = proc
-        self.log_path = log_path
-        self.collected = 0
-        self.errors: list[dict[str, str]] = []
-        self.deps: list[list[str]] = []  # what its collection read (freshness.py)
-        self.collection = ""  # the digest of what it collected
-        self.fresh = False  # started for the chunk now asking: not replaced again for it
-        self.accepted: set[str] = set()  # the submitters' collections it runs
-        self.internal_error: str | None = None
-        self.queues: dict[str, asyncio.Queue[Line | None]] = {}
-        self.pids: dict[str, int] = {}
+class Server:
+    """A worker's attachment to a fork server: its info, and the connection that keeps it
+    alive for this worker."""
+
+    def __init__(self, path: Path, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, info: Line) -> None:
+        self.path = path
+        self.reader = reader
+        self.writer = writer
+        self.pid = info.pid or 0
+        self.collected = info.ready or 0
+        self.errors = list(info.errors)
+        self.deps = list(info.deps)  # what its collection read (freshness.py)
+        self.collection = info.collection  # the digest of what it collected
+        self.accepted = set(info.accepted)  # the submitters' collections it runs
+        self.fresh = False  # just started for the chunk now asking: not replaced for it
         self.used = time.monotonic()
-        self.ids = itertools.count(1)
-        self.reader: asyncio.Task[None] | None = None
+        self.watch = asyncio.ensure_future(self._watch())
+        self.running = 0
 
     @classmethod
-    async def start(cls, spec: SessionSpec, spare: Spare, workerinput: dict[str, Any],
-                    env: dict[str, str]) -> ForkServer:
-        """Make ``spare`` (a started process, pytest imported) this session's server."""
-        proc = spare.proc
-        server = cls(spec, proc, spare.log_path)
+    async def attach(cls, path: Path) -> Server | None:
+        """The server listening at ``path``, or None when there is none."""
         try:
-            setup = {"args": list(spec.args), "cwd": spec.cwd, "env": env,
-                     "path0": spec.cwd if spec.path0 else None, "markup": spec.markup,
-                     "highlight": spec.highlight, "width": spec.width,
-                     "workerinput": workerinput}
-            assert proc.stdin is not None
-            proc.stdin.write(json.dumps(setup).encode() + b"\n")
-            await proc.stdin.drain()
-            async with asyncio.timeout(READY_TIMEOUT_S):
-                await server._hello()
-        except BaseException:
-            server.kill()
-            raise
-        server.reader = asyncio.create_task(server._read_loop())
-        return server
-
-    async def _hello(self) -> None:
-        while True:
-            line = await self._read()
-            if line is None or (line.ready is None and line.internal_error is None
-                                and line.id is None):
-                break
-            if line.internal_error is not None:
-                self.internal_error = line.internal_error
-                continue
-            if line.ready is not None:
-                self.collected = line.ready
-                self.errors = list(line.errors)
-                self.deps = list(line.deps)
-                self.collection = line.collection
-                self.accepted = {line.collection}
-                return
-        code = await self.proc.wait()
-        raise SessionFailed(self._why(code), 4 if code == 4 else 3)
-
-    def _why(self, code: int | None) -> str:
-        detail = self.internal_error or _tail(self.log_path)
-        return (f"pytest could not start (exit code {code}) in {self.spec.cwd} with "
-                f"{' '.join(self.spec.args) or 'no arguments'}:\n{detail.rstrip()}")
-
-    async def _read(self) -> Line | None:
-        assert self.proc.stdout is not None
-        raw = await self.proc.stdout.readline()
-        if not raw:
+            reader, writer = await asyncio.open_unix_connection(str(path),
+                                                                limit=64 * 1024 * 1024)
+        except (FileNotFoundError, ConnectionRefusedError, OSError):
             return None
-        return _decode_line(raw)
-
-    async def _read_loop(self) -> None:
         try:
-            while True:
-                line = await self._read()
-                if line is None:
-                    break
-                if line.id is not None and line.id in self.queues:
-                    if line.forked is not None:
-                        self.pids[line.id] = line.forked
-                    self.queues[line.id].put_nowait(line)
-        finally:
-            for queue in self.queues.values():
-                queue.put_nowait(None)  # the server is gone
+            writer.write(b'{"attach": true}\n')
+            await writer.drain()
+            raw = await reader.readline()
+        except (ConnectionError, OSError):
+            raw = b""
+        if not raw:
+            writer.close()
+            return None
+        return cls(path, reader, writer, _decode_line(raw))
+
+    async def _watch(self) -> None:
+        with contextlib.suppress(Exception):
+            while await self.reader.readline():
+                pass
 
     @property
     def alive(self) -> bool:
-        return self.proc.returncode is None and (self.reader is None or not self.reader.done())
+        return not self.watch.done()
+
+    def tell(self, request: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.write(json.dumps(request).encode() + b"\n")
+
+    def accept(self, collection: str) -> None:
+        self.accepted.add(collection)
+        self.tell({"accept": collection})
+
+    def retire(self) -> None:
+        """It takes no new chunk; it ends once its running ones have."""
+        self.tell({"retire": True})
+
+    def detach(self) -> None:
+        self.watch.cancel()
+        with contextlib.suppress(Exception):
+            self.writer.close()
 
     async def run(self, node_ids: list[str], on_case: OnCase,
                   child_env: dict[str, Any]) -> ChunkEnd:
         """Run ``node_ids`` in a new child. Raises ExitRequested when a test stopped the
         run, SessionFailed when the server itself died."""
-        chunk_id = str(next(self.ids))
-        queue: asyncio.Queue[Line | None] = asyncio.Queue()
-        self.queues[chunk_id] = queue
         self.used = time.monotonic()
+        self.running += 1
         running: str | None = None
+        pid = 0
         ended = False
+        writer = None
         try:
-            assert self.proc.stdin is not None
-            request = {"id": chunk_id, "run": node_ids, **child_env}
             try:
-                self.proc.stdin.write(json.dumps(request).encode() + b"\n")
-                await self.proc.stdin.drain()
-            except (BrokenPipeError, ConnectionResetError):
-                raise SessionFailed(self._why(await self.proc.wait()), 3) from None
+                reader, writer = await asyncio.open_unix_connection(
+                    str(self.path), limit=64 * 1024 * 1024)
+                writer.write(json.dumps({"run": node_ids, **child_env}).encode() + b"\n")
+                await writer.drain()
+            except (ConnectionError, OSError) as exc:
+                raise SessionFailed(f"the pytest session server is gone ({exc})", 3) from None
             exit_requested: Line | None = None
             while True:
-                line = await queue.get()
-                if line is None:
-                    raise SessionFailed(self._why(await self.proc.wait()), 3)
-                if line.start is not None:
+                raw = await reader.readline()
+                if not raw:
+                    raise SessionFailed("the pytest session server ended while it ran a "
+                                        "chunk", 3)
+                line = _decode_line(raw)
+                if line.forked is not None:
+                    pid = line.forked
+                elif line.start is not None:
                     running = line.start
                 elif line.done is not None:
                     running = None
@@ -294,49 +287,15 @@ class ForkServer:
                     if exit_requested is not None:
                         raise ExitRequested(exit_requested.exit_requested or "",
                                             exit_requested.returncode or 2)
-                    return ChunkEnd(ended, running, line.exit)
+                    return ChunkEnd(False, running, line.exit)
         finally:
-            if not ended:
-                self.kill_child(chunk_id)  # cancelled, timed out, or it died
-            self.queues.pop(chunk_id, None)
-            self.pids.pop(chunk_id, None)
+            self.running -= 1
             self.used = time.monotonic()
-
-    def kill_child(self, chunk_id: str) -> None:
-        pid = self.pids.get(chunk_id)
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.queues)
-
-    def retire(self) -> None:
-        """Stop once its running chunks end: it takes no new ones (a newer one does)."""
-        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
-            self.proc.stdin.close()  # the server waits for its children, then ends
-
-    def kill(self) -> None:
-        for chunk_id in list(self.pids):
-            self.kill_child(chunk_id)
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-    async def close(self) -> None:
-        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
-            self.proc.stdin.close()  # the server kills its children and ends its session
-        try:
-            async with asyncio.timeout(10):
-                await self.proc.wait()
-        except TimeoutError:
-            self.kill()
-            await self.proc.wait()
-        if self.reader is not None:
-            self.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.reader
+            if not ended and pid:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)  # cancelled, timed out, or it died
+            if writer is not None:
+                writer.close()
 
 
 @dataclass
@@ -357,6 +316,33 @@ class Spare:
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
                 env=env, start_new_session=True, limit=64 * 1024 * 1024)
         return cls(proc, log_path, env)
+
+    async def start(self, spec: SessionSpec, setup: dict[str, Any]) -> Line:
+        """Make this process a session's server; returns its ready line."""
+        proc = self.proc
+        internal_error: str | None = None
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(setup).encode() + b"\n")
+            await proc.stdin.drain()
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                while True:
+                    raw = await proc.stdout.readline()
+                    if not raw:
+                        break
+                    line = _decode_line(raw)
+                    if line.internal_error is not None:
+                        internal_error = line.internal_error
+                    elif line.ready is not None:
+                        return line
+        except BaseException:
+            self.kill()
+            raise
+        code = await proc.wait()
+        detail = internal_error or _tail(self.log_path)
+        raise SessionFailed(f"pytest could not start (exit code {code}) in {spec.cwd} with "
+                            f"{' '.join(spec.args) or 'no arguments'}:\n{detail.rstrip()}",
+                            4 if code == 4 else 3)
 
     def fits(self, env: dict[str, str]) -> bool:
         return self.proc.returncode is None and interpreter_vars(env) == interpreter_vars(
@@ -396,7 +382,9 @@ def _tail(path: Path) -> str:
 
 
 def session_env(base: dict[str, str], spec: SessionSpec) -> dict[str, str]:
-    env = dict(base)
+    """The session's environment: the worker's, without DTF's own settings and
+    credentials (tests never see them), with the submitter's pytest settings."""
+    env = {k: v for k, v in base.items() if not k.startswith("DTF_")}
     env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         env.pop(name, None)  # the submitter's own, from the spec, or none
@@ -410,12 +398,13 @@ def session_env(base: dict[str, str], spec: SessionSpec) -> dict[str, str]:
 class SessionPool:
     log_dir: Path
     worker_id: str = "worker"
-    servers: dict[tuple[Any, ...], ForkServer] = field(default_factory=dict)
-    starting: dict[tuple[Any, ...], asyncio.Task[ForkServer]] = field(default_factory=dict)
+    servers: dict[str, Server] = field(default_factory=dict)
+    starting: dict[str, asyncio.Task[Server]] = field(default_factory=dict)
     slots: SlotNumbers = field(default_factory=SlotNumbers)
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    preparing: set[asyncio.Task[ForkServer]] = field(default_factory=set)
+    preparing: set[asyncio.Task[Server]] = field(default_factory=set)
     spare: asyncio.Future[Spare] | None = None
+    sockets: Path = SOCKETS
     started = 0
 
     async def run_chunk(self, spec: SessionSpec, node_ids: list[str], on_case: OnCase,
@@ -458,7 +447,7 @@ class SessionPool:
                 remaining = [n for n in remaining if n not in seen]
         finally:
             self.slots.give_back(slot)
-        await self._trim()
+        self._trim()
         return errors
 
     def prepare(self, spec: SessionSpec) -> None:
@@ -469,36 +458,73 @@ class SessionPool:
         self.preparing.add(task)
         task.add_done_callback(self.preparing.discard)
 
-    async def _server(self, spec: SessionSpec, collection: str = "") -> ForkServer:
-        key = spec.key()
+    async def _server(self, spec: SessionSpec, collection: str = "") -> Server:
+        env = session_env(self.base_env, spec)
+        key = spec.key(env)
         server = self.servers.get(key)
-        if server is not None and server.alive:
-            stale = await asyncio.to_thread(changed, server.deps)
-            if stale is None and collection and collection not in server.accepted:
-                if server.fresh:  # it has just collected: what it has is what there is
-                    server.accepted.add(collection)
-                else:
-                    stale = "the tests the run collected"
-            if stale is None:
-                server.fresh = False
-                return server
-            log.info("pytest session %s is stale (%s changed); starting a new one",
-                     server.proc.pid, stale)
         if server is not None:
+            if await self._usable(server, collection):
+                return server
             self.servers.pop(key, None)
-            if server.busy:
-                server.retire()
-            else:
-                await server.close()
         task = self.starting.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._start(spec))
+            task = asyncio.ensure_future(self._find_or_start(spec, env, key, collection))
             self.starting[key] = task
             task.add_done_callback(lambda _t: self.starting.pop(key, None))
         server = await asyncio.shield(task)
-        server.fresh = True  # just collected: used as it is, whatever it collected
         self.servers[key] = server
-        await self._trim()
+        if collection and collection not in server.accepted and server.fresh:
+            server.accept(collection)  # it has just collected: what it has is what there is
+        server.fresh = False
+        return server
+
+    async def _usable(self, server: Server, collection: str) -> bool:
+        stale = None if server.alive else "it ended"
+        if stale is None:
+            stale = await asyncio.to_thread(changed, server.deps)
+        if stale is None and collection and collection not in server.accepted \
+                and not server.fresh:
+            stale = "the tests the run collected"
+        if stale is None:
+            return True
+        log.info("pytest session %s is stale (%s changed); starting a new one", server.pid,
+                 stale)
+        server.retire()
+        server.detach()
+        return False
+
+    async def _find_or_start(self, spec: SessionSpec, env: dict[str, str], key: str,
+                             collection: str) -> Server:
+        """The host's server for ``key``: another worker's, or one started now. Under the
+        key's lock, so that the workers of a host collect once between them."""
+        self.sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.sockets / f"{key}.sock"
+        async with _host_lock(self.sockets / f"{key}.lock"):
+            server = await Server.attach(path)
+            if server is not None and not await self._usable(server, collection):
+                server = None
+            if server is None:
+                server = await self._start(spec, env, path, collection)
+            return server
+
+    async def _start(self, spec: SessionSpec, env: dict[str, str], path: Path,
+                     collection: str) -> Server:
+        spare = await self._take_spare(env)
+        setup = {"args": list(spec.args), "cwd": spec.cwd, "env": env,
+                 "path0": spec.cwd if spec.path0 else None, "markup": spec.markup,
+                 "highlight": spec.highlight, "width": spec.width, "socket": str(path),
+                 "accepted": [collection] if collection else [],
+                 "workerinput": {"workerid": "gw0", "workercount": 1, "testrunuid": "",
+                                 "mainargv": [sys.executable, "-m", "pytest"], "dtf": True,
+                                 "dtf_worker": self.worker_id}}
+        ready = await spare.start(spec, setup)
+        server = await Server.attach(path)
+        if server is None:
+            raise SessionFailed(f"the pytest session {ready.ready} started but does not "
+                                f"answer on {path}", 3)
+        server.fresh = True
+        log.info("pytest session %s ready in %s: %d tests collected", spare.proc.pid,
+                 spec.cwd, ready.ready or 0)
         return server
 
     def keep_spare(self) -> None:
@@ -509,9 +535,7 @@ class SessionPool:
             self.spare.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _default_env(self) -> dict[str, str]:
-        env = dict(self.base_env)
-        env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-        return env
+        return session_env(self.base_env, SessionSpec(cwd="", args=()))
 
     async def _spawn(self, env: dict[str, str]) -> Spare:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -532,38 +556,46 @@ class SessionPool:
         self.keep_spare()
         return spare
 
-    async def _start(self, spec: SessionSpec) -> ForkServer:
-        workerinput = {"workerid": "gw0", "workercount": 1, "testrunuid": "",
-                       "mainargv": [sys.executable, "-m", "pytest"], "dtf": True,
-                       "dtf_worker": self.worker_id}
-        env = session_env(self.base_env, spec)
-        server = await ForkServer.start(spec, await self._take_spare(env), workerinput, env)
-        log.info("pytest session %s ready in %s: %d tests collected", server.proc.pid,
-                 spec.cwd, server.collected)
-        return server
-
-    async def _trim(self) -> None:
+    def _trim(self) -> None:
+        """Let go of servers this worker has not used for a while (one no worker uses
+        ends), and of all but the most recent few."""
         now = time.monotonic()
         for key, server in list(self.servers.items()):
-            if not server.alive or (not server.busy and now - server.used > IDLE_CLOSE_S):
-                self.servers.pop(key, None)
-                await server.close()
-        idle = sorted((s.used, k) for k, s in self.servers.items() if not s.busy)
+            if not server.alive or (not server.running and now - server.used > IDLE_CLOSE_S):
+                self.servers.pop(key).detach()
+        idle = sorted((s.used, k) for k, s in self.servers.items() if not s.running)
         while len(self.servers) > MAX_SERVERS and idle:
             _, key = idle.pop(0)
-            await self.servers.pop(key).close()
+            self.servers.pop(key).detach()
 
     async def close(self) -> None:
         for task in [*self.starting.values(), *self.preparing]:
             task.cancel()
+        for server in self.servers.values():
+            server.detach()
+        self.servers.clear()
         if self.spare is not None:
             if self.spare.done() and not self.spare.cancelled() \
                     and self.spare.exception() is None:
                 self.spare.result().kill()
             self.spare.cancel()
-        for server in list(self.servers.values()):
-            server.kill()
-        self.servers.clear()
+
+
+@contextlib.asynccontextmanager
+async def _host_lock(path: Path) -> Any:
+    """An exclusive lock on ``path`` across the host's processes, waited for without
+    blocking the loop (and so, cancellably)."""
+    f = open(path, "ab")  # noqa: ASYNC230 -- a lock file, opened once
+    try:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                await asyncio.sleep(LOCK_POLL_S)
+        yield
+    finally:
+        f.close()
 
 
 def _status(status: int | None) -> str:

@@ -10,23 +10,23 @@ collected the tests and run none of them. No run sees module state, monkeypatchi
 library-wide mode left by another run or chunk, a chunk starts in milliseconds, and a chunk
 that hangs or crashes is killed alone.
 
-Protocol, over the process's original stdin and stdout (moved aside first, so nothing a
-test prints or reads can corrupt it; tests see /dev/null on fd 0, their stdout goes to
-stderr, which is the session's log):
+Protocol. The process that starts it (a worker) writes one JSON line on its stdin, the
+setup: {"args": [...], "cwd": dir, "env": {...}, "path0": dir or null, "markup": bool,
+"highlight": bool, "width": n, "workerinput": {...}, "socket": path, "accepted": [...]}
+(the process may have been started before it was known). Once collected, it binds the
+unix socket ``socket`` and answers on stdout {"ready": n_items, "errors": [...], "deps":
+[...], "collection": digest, ...} (what collecting read and what it collected, see
+freshness.py), or {"internal_error": text} before it exits. From then on it serves every
+worker of the host that attaches to the socket (see ``_serve``), and ends when the last has
+detached. Its original stdin and stdout are moved aside first, so nothing a test prints or
+reads can corrupt them: tests see /dev/null on fd 0, their stdout goes to stderr, the
+session's log.
 
-In:  one JSON object per line. First the setup: {"args": [...], "cwd": dir, "env": {...},
-     "path0": dir or null, "markup": bool, "highlight": bool, "width": n,
-     "workerinput": {...}} (the process may have been started before it was known); then
-     {"id": ID, "run": [node ids]} per chunk.
-Out: {"ready": n_items, "errors": [...], "deps": [...], "collection": digest} once (what
-     collecting read and what it collected, see freshness.py), or {"internal_error": text}
-     and exit;
-     then per chunk {"id": ID, "forked": pid}, and from the child {"id": ID, "start": nodeid},
-     {"id": ID, "done": nodeid, "outcome": ..., "duration": s, "reports": [...],
-     "warnings": [...]}, {"id": ID, "end": true} when every test ran (or
-     {"id": ID, "exit_requested": text, "returncode": n} when a test called pytest.exit);
-     finally {"id": ID, "exit": status} when the child is gone (a negative status is the
-     signal that killed it).
+A chunk's child writes, on the chunk's connection: {"forked": pid}, then per test
+{"start": nodeid} and {"done": nodeid, "outcome": ..., "duration": s, "reports": ...,
+"warnings": [...]}, and {"end": true} when every test ran (or {"exit_requested": text,
+"returncode": n} when a test called pytest.exit). The server adds {"exit": status} when
+the child is gone (a negative status is the signal that killed it).
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ import json
 import os
 import selectors
 import signal
+import socket
 import sys
+import time
 from pathlib import Path
 from typing import IO, Any, TextIO, cast
 
@@ -56,6 +58,7 @@ OVERRIDES: dict[str, Any] = {
     "collectonly": False, "dtf": False,
 }
 
+DETACHED_GRACE_S = 2.0  # a server no worker is attached to ends after this
 MAX_CASE_BYTES = 192 * 1024  # one test's reports, serialised (the server's max payload is 1 MiB)
 MIN_KEEP = 512
 
@@ -228,7 +231,11 @@ class ForkServer:
         self.proto_in = proto_in
         self.out = proto_out
         self.setup = setup
-        self.child_id: str | None = None  # set in a forked child
+        self.in_child = False
+        self.info: dict[str, Any] = {}
+        self.accepted: set[str] = set()
+        self.socket_path = ""
+        self.socket_inode = 0
         self.config: Any = None
         self.errors: list[dict[str, str]] = []
         self.items: dict[str, Any] = {}
@@ -240,8 +247,6 @@ class ForkServer:
         self.forks = 0
 
     def send(self, obj: dict[str, Any]) -> None:
-        if self.child_id is not None:
-            obj["id"] = self.child_id
         self.out.write(_encode(obj) + b"\n")
         self.out.flush()
 
@@ -285,7 +290,7 @@ class ForkServer:
     @pytest.hookimpl
     def pytest_warning_recorded(self, warning_message: Any, when: str, nodeid: str,
                                 location: Any) -> None:
-        if when == "runtest" and self.child_id is not None:
+        if when == "runtest" and self.in_child:
             self.warnings.append(serialize_warning(warning_message))
 
     @pytest.hookimpl
@@ -316,8 +321,6 @@ class ForkServer:
             return
         line += b',"warnings":' + _encode(self.warnings)
         self.warnings = []
-        if self.child_id is not None:
-            line += b',"id":' + _encode(self.child_id)
         self.out.write(line + b"}\n")
         self.out.flush()
 
@@ -329,16 +332,35 @@ class ForkServer:
         deps = self.recorder.snapshot() if self.recorder is not None else []
         self._zygote_basetemp()
         collection = self.digest([i.nodeid for i in session.items]) if self.digest else ""
-        self.send({"ready": len(self.items), "errors": self.errors, "pid": os.getpid(),
-                   "deps": deps, "collection": collection})
+        self.info = {"ready": len(self.items), "errors": self.errors, "pid": os.getpid(),
+                     "deps": deps, "collection": collection}
+        self.accepted = {collection, *self.setup.get("accepted", ())}
+        listener = self._listen(str(self.setup["socket"]))
+        self.send({**self.info, "accepted": sorted(self.accepted)})
+        self.proto_in.close()  # detached: the workers that use it talk on its socket
+        self.out.close()
         # Children share the collected objects copy-on-write: out of the cyclic collector's
         # sight, its passes in a child do not touch (and so copy) every page of them.
         gc.collect()
         gc.freeze()
-        request = self._serve()
+        request = self._serve(listener)
         if request is not None:  # in a forked child
             self._run_chunk(session, request)
         return True
+
+    def _listen(self, path: str) -> socket.socket:
+        """The server's socket, put in place atomically (a retired server's may be there)."""
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        tmp = f"{path}.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        listener.bind(tmp)
+        os.chmod(tmp, 0o600)
+        listener.listen(64)
+        os.rename(tmp, path)
+        self.socket_path = path
+        self.socket_inode = os.stat(path).st_ino
+        return listener
 
     def _zygote_basetemp(self) -> None:
         """The server's own temporary directory; each chunk gets a fresh one inside it, as
@@ -355,72 +377,116 @@ class ForkServer:
                 factory._basetemp = None
             self.base = Path(factory.getbasetemp())
 
-    def _serve(self) -> dict[str, Any] | None:
-        """Fork a child per request and relay its lines, until stdin closes and the last
-        child has ended. Returns the request in a child, None in the server at the end."""
+    def _serve(self, listener: socket.socket) -> dict[str, Any] | None:
+        """Serve the workers that attach, forking a child per chunk, until the last one
+        detaches (or it is retired) and the last child has ended. Returns the request in a
+        child, None in the server at the end.
+
+        Requests, one JSON line per connection: {"attach": true} (the worker keeps it open
+        while it may use this server; replies with the server's info; later lines on it:
+        {"accept": digest}, {"retire": true}), or {"run": [node ids], ...} (a chunk: the
+        child writes its lines on that connection; the server adds {"exit": status})."""
         sel = selectors.DefaultSelector()
-        fd_in = self.proto_in.fileno()
-        sel.register(fd_in, selectors.EVENT_READ, None)
+        sel.register(listener, selectors.EVENT_READ, ("listen", None))
         children: dict[int, _Child] = {}
-        pending = b""
-        eof = False
-        while not eof or children:
-            for key, _ in sel.select(timeout=0.05 if children else None):
-                child = key.data
-                if child is None:
-                    data = os.read(fd_in, 1 << 20)
-                    if not data:  # no more chunks: the running ones finish first
-                        eof = True
-                        sel.unregister(fd_in)
-                        continue
-                    pending += data
-                    while b"\n" in pending:
-                        line, pending = pending.split(b"\n", 1)
-                        request: dict[str, Any] = json.loads(line)
-                        new = self._fork(request, sel, children)
-                        if new is None:
-                            return request
+        attached: dict[socket.socket, bytes] = {}
+        serving = True
+        alone_since: float | None = None
+        while True:
+            if not children and (not serving or not attached):
+                alone_since = alone_since or time.monotonic()
+                if not serving or time.monotonic() - alone_since > DETACHED_GRACE_S:
+                    break
+            else:
+                alone_since = None
+            for key, _ in sel.select(timeout=0.05 if children else 0.5):
+                kind, conn = key.data
+                if kind == "listen":
+                    new, _ = listener.accept()
+                    sel.register(new, selectors.EVENT_READ, ("new", new))
+                    attached[new] = b""
+                elif kind == "child":  # its worker hung up: the chunk is cancelled
+                    data = b""
+                    with contextlib.suppress(OSError):
+                        data = conn.recv(1 << 16)
+                    if not data:
+                        sel.unregister(conn)
+                        for c in children.values():
+                            if c.conn is conn:
+                                c.kill()
                 else:
-                    child.pump(self.out)
+                    data = b""
+                    with contextlib.suppress(OSError):
+                        data = conn.recv(1 << 20)
+                    if not data:
+                        sel.unregister(conn)
+                        attached.pop(conn, None)
+                        conn.close()
+                        continue
+                    attached[conn] += data
+                    while b"\n" in attached.get(conn, b""):
+                        line, attached[conn] = attached[conn].split(b"\n", 1)
+                        request: dict[str, Any] = json.loads(line)
+                        if "run" in request:
+                            sel.unregister(conn)
+                            attached.pop(conn, None)
+                            if self._fork(request, conn, sel, listener, children, attached):
+                                return request  # in the child
+                            sel.register(conn, selectors.EVENT_READ, ("child", conn))
+                            break
+                        if request.get("retire") and serving:
+                            serving = False
+                            self._unlisten(listener, sel)
+                        if "accept" in request:
+                            self.accepted.add(str(request["accept"]))
+                        if request.get("attach") or "accept" in request:
+                            info = {**self.info, "accepted": sorted(self.accepted)}
+                            conn.sendall(_encode(info) + b"\n")
             for pid in list(children):
                 child = children[pid]
                 status = child.reaped()
                 if status is not None:
-                    child.drain(self.out)
                     with contextlib.suppress(KeyError, ValueError):
-                        sel.unregister(child.fd)
-                    os.close(child.fd)
+                        sel.unregister(child.conn)
+                    with contextlib.suppress(OSError):
+                        child.conn.sendall(_encode({"exit": status}) + b"\n")
+                    child.conn.close()
                     del children[pid]
-                    self.send({"id": child.id, "exit": status})
                     self._forget_basetemp(child.basetemp)
+        if serving:
+            self._unlisten(listener, sel)
         return None
 
-    def _fork(self, request: dict[str, Any], sel: selectors.BaseSelector,
-              children: dict[int, _Child]) -> _Child | None:
+    def _unlisten(self, listener: socket.socket, sel: selectors.BaseSelector) -> None:
+        """No new workers: the socket goes, unless a newer server has put its own there."""
+        with contextlib.suppress(KeyError, ValueError):
+            sel.unregister(listener)
+        listener.close()
+        with contextlib.suppress(OSError):
+            if os.stat(self.socket_path).st_ino == self.socket_inode:
+                os.unlink(self.socket_path)
+
+    def _fork(self, request: dict[str, Any], conn: socket.socket,
+              sel: selectors.BaseSelector, listener: socket.socket,
+              children: dict[int, _Child], attached: dict[socket.socket, bytes]) -> bool:
+        """Fork the chunk's child; True in the child."""
         self.forks += 1
         basetemp = str(self.base / f"chunk-{self.forks}") if self.base is not None else ""
-        r, w = os.pipe()
-        self.out.flush()
         pid = os.fork()
         if pid == 0:  # the child: it runs the chunk and nothing else
-            os.close(r)
             sel.close()
-            for c in children.values():
+            listener.close()
+            for other in [*attached, *(c.conn for c in children.values())]:
                 with contextlib.suppress(OSError):
-                    os.close(c.fd)
-            self.proto_in.close()
-            self.out.close()
-            self.out = os.fdopen(w, "wb")
-            self.child_id = str(request["id"])
+                    other.close()
+            conn.setblocking(True)
+            self.out = conn.makefile("wb")
+            self.in_child = True
             request["basetemp"] = basetemp
-            return None
-        os.close(w)
-        os.set_blocking(r, False)
-        child = _Child(str(request["id"]), pid, r, basetemp)
-        children[pid] = child
-        sel.register(r, selectors.EVENT_READ, child)
-        self.send({"id": child.id, "forked": pid})
-        return child
+            self.send({"forked": os.getpid()})
+            return True
+        children[pid] = _Child(pid, conn, basetemp)
+        return False
 
     def _forget_basetemp(self, path: str) -> None:
         """Keep the temporary directories of the last three chunks, as pytest keeps the
@@ -493,43 +559,10 @@ class ForkServer:
 
 
 class _Child:
-    def __init__(self, id: str, pid: int, fd: int, basetemp: str) -> None:
-        self.id = id
+    def __init__(self, pid: int, conn: socket.socket, basetemp: str) -> None:
         self.pid = pid
-        self.fd = fd
+        self.conn = conn
         self.basetemp = basetemp
-        self.buf = b""
-        self.status: int | None = None
-
-    def pump(self, out: IO[bytes]) -> None:
-        """Relay whole lines only: the pool reads one JSON object per line."""
-        try:
-            data = os.read(self.fd, 1 << 20)
-        except BlockingIOError:
-            return
-        if not data:
-            return
-        self.buf += data
-        cut = self.buf.rfind(b"\n") + 1
-        if cut:
-            out.write(self.buf[:cut])
-            out.flush()
-            self.buf = self.buf[cut:]
-
-    def drain(self, out: IO[bytes]) -> None:
-        while True:
-            try:
-                data = os.read(self.fd, 1 << 20)
-            except (BlockingIOError, OSError):
-                break
-            if not data:
-                break
-            self.buf += data
-        cut = self.buf.rfind(b"\n") + 1
-        if cut:
-            out.write(self.buf[:cut])
-            out.flush()
-        self.buf = b""
 
     def reaped(self) -> int | None:
         try:
@@ -539,6 +572,10 @@ class _Child:
         if pid == 0:
             return None
         return os.waitstatus_to_exitcode(status)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
 
 
 def _load_freshness() -> Any:
@@ -570,7 +607,7 @@ def main() -> int:
         sys.path.insert(0, str(setup["path0"]))
     server = ForkServer(proto_in, proto_out, setup, recorder, freshness.collection_digest)
     code = pytest.main(list(setup.get("args") or []), plugins=[server])
-    if server.child_id is not None:  # a child ends here, without the server's exit handlers
+    if server.in_child:  # a child ends here, without the server's exit handlers
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
