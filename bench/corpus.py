@@ -10,7 +10,8 @@ suite's own venv and directory, with the suite's own arguments:
 - plain ``pytest`` (the reference),
 - ``pytest -n W`` (pytest-xdist, the speed baseline),
 - ``dtf run pytest`` on a fresh ``dtf up --workers W --slots 1``: cold (no warm session, no
-  duration history), then warm (the same command again).
+  duration history), then warm (the same command again);
+- then, on the same stack, ``pytest --dtf`` and ``dtf ci`` (compared, not timed).
 
 It compares every run with plain pytest test by test: the same node ids, the same outcome
 of each phase, the same failure and skip text (paths, times and addresses normalised), the
@@ -102,7 +103,9 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-SUMMARY = re.compile(r"^=+ (.*) in [0-9.]+s(?: \([0-9:]+\))? =+$")
+# pytest's last line, with or without its rule (-q): "2 failed, 3 passed in 1.2s"
+SUMMARY = re.compile(r"^(?:=+ )?((?:\d+ [a-z]+(?:, )?)+|no tests ran) in [0-9.]+s"
+                     r"(?: \([0-9:]+\))?(?: =+)?$")
 
 
 def run(label: str, argv: list[str], cwd: Path, env: dict[str, str], out_dir: Path) -> Run:
@@ -267,7 +270,8 @@ def first_difference(a: list[Any], b: list[Any]) -> str:
 
 # --- main ---------------------------------------------------------------------------------
 
-def bench_suite(suite: Suite, base: Path, workers: int, serial: bool, out: Path) -> dict[str, Any]:
+def bench_suite(suite: Suite, base: Path, workers: int, serial: bool, out: Path,
+                entries: bool = True) -> dict[str, Any]:
     venv = base / suite.name / "venv"
     cwd = base / suite.name / suite.run_dir
     root = str(cwd)
@@ -284,9 +288,14 @@ def bench_suite(suite: Suite, base: Path, workers: int, serial: bool, out: Path)
             dtf = [str(venv / "bin" / "dtf"), "run", "pytest", *common]
             runs["cold"] = run("cold", dtf, cwd, dtf_env, out)
             runs["warm"] = run("warm", dtf, cwd, dtf_env, out)
+            if entries:  # the other ways in, warm: `pytest --dtf` and `dtf ci`
+                runs["plugin"] = run("plugin", [py, "-m", "pytest", "--dtf", *common], cwd,
+                                     dtf_env, out)
+                runs["ci"] = run("ci", [str(venv / "bin" / "dtf"), "ci", "--reports-dir",
+                                        tmp + "/ci-reports", "--", *common], cwd, dtf_env, out)
     ref = runs["serial"] or runs["xdist"]
     identical = True
-    for label in ("cold", "warm"):
+    for label in [k for k in ("cold", "warm", "plugin", "ci") if k in runs]:
         diffs = compare(ref, runs[label], root)
         identical = identical and not diffs
         status = "identical to plain pytest" if not diffs else f"{len(diffs)} differences"
@@ -321,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-serial", action="store_true",
                    help="compare with pytest -n W instead of plain pytest (faster)")
     p.add_argument("--keep", type=Path, default=None, help="keep every run's output here")
+    p.add_argument("--only-run", action="store_true",
+                   help="compare `dtf run pytest` only (skip `pytest --dtf` and `dtf ci`)")
     args = p.parse_args(argv)
     suites = Suite.all()
     names = [n for n in args.suites.split(",") if n] or list(suites)
@@ -336,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             out = out_root / name
             out.mkdir(parents=True, exist_ok=True)
             results[name] = bench_suite(suites[name], args.dir, args.workers,
-                                        not args.no_serial, out)
+                                        not args.no_serial, out, not args.only_run)
     finally:
         if args.keep is None:
             shutil.rmtree(out_root, ignore_errors=True)

@@ -9,7 +9,9 @@ with W local workers of one slot each, then times:
 - xdist: `pytest -n W`;
 - dtf cold: `dtf run pytest` on the fresh stack (no history: split by file, sessions start);
 - dtf warm: the same again (split by measured durations, warm sessions).
-It checks that all of them report the same outcome counts. The last line is JSON.
+It compares dtf's runs with serial pytest test by test (``bench/corpus.py``'s comparison:
+outcome of every phase, failure text, exit code, summary). The last line is JSON. Real
+projects' suites: ``bench/corpus.py``.
 """
 
 from __future__ import annotations
@@ -19,19 +21,17 @@ import asyncio
 import json
 import os
 import random
-import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from agents.natsserver import free_port
 from agents.supervisor import Stack
+from bench.corpus import Run, compare, run
 
 REPO = str(Path(__file__).resolve().parent.parent)
-SUMMARY = re.compile(r"^=*\s*(.*?) in [0-9.]+s", re.M)
 
 
 def write_mixed(root: Path, n: int = 300, seed: int = 7) -> None:
@@ -63,45 +63,27 @@ def write_trivial(root: Path, n: int = 2000) -> None:
         (root / "tests" / f"test_trivial_{f}.py").write_text(body)
 
 
-def counts(output: str) -> dict[str, int]:
-    found = SUMMARY.findall(output)
-    out: dict[str, int] = {}
-    for part in (found[-1] if found else "").split(","):
-        m = re.match(r"\s*(\d+) (\w+)", part)
-        if m:
-            key = m.group(2).rstrip("s") if m.group(2) in ("errors", "warnings") else m.group(2)
-            if key != "warning":
-                out[key] = int(m.group(1))
-    return out
-
-
-async def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, dict[str, int],
-                                                                             str]:
-    start = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate()
-    elapsed = time.perf_counter() - start
-    text = out.decode()
-    return elapsed, counts(text), text
-
-
 async def three_ways(suite: Path, workers: int, env: dict[str, str]) -> dict[str, object]:
+    """Serial, xdist, dtf cold and warm; dtf's runs compared with serial test by test."""
     py = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     dtf = [sys.executable, "-m", "cli.main", "run", "pytest", "-q", "-p", "no:cacheprovider"]
-    serial_s, serial_c, _ = await timed(py, suite, env)
-    xdist_s, xdist_c, _ = await timed([*py, "-n", str(workers)], suite, env)
-    cold_s, cold_c, cold_out = await timed(dtf, suite, env)
-    warm_s, warm_c, warm_out = await timed(dtf, suite, env)
-    equal = serial_c == xdist_c == cold_c == warm_c and bool(serial_c)
-    if not equal:
-        print(f"counts differ: serial {serial_c} xdist {xdist_c} dtf cold {cold_c} "
-              f"dtf warm {warm_c}\n--- dtf cold ---\n{cold_out[-2000:]}\n--- dtf warm ---\n"
-              f"{warm_out[-2000:]}", file=sys.stderr)
-    return {"serial_s": round(serial_s, 3), "xdist_s": round(xdist_s, 3),
-            "dtf_cold_s": round(cold_s, 3), "dtf_s": round(warm_s, 3),
-            "counts": serial_c, "counts_equal": equal}
+    out = suite.parent / f"{suite.name}-out"
+    out.mkdir(exist_ok=True)
+
+    async def timed(label: str, argv: list[str]) -> Run:
+        return await asyncio.to_thread(run, label, argv, suite, env, out)
+
+    serial = await timed("serial", py)
+    xdist = await timed("xdist", [*py, "-n", str(workers)])
+    cold = await timed("cold", dtf)
+    warm = await timed("warm", dtf)
+    diffs = compare(serial, cold, str(suite)) + compare(serial, warm, str(suite))
+    for d in diffs:
+        print(f"  {d}", file=sys.stderr)
+    return {"serial_s": round(serial.seconds, 3), "xdist_s": round(xdist.seconds, 3),
+            "dtf_cold_s": round(cold.seconds, 3), "dtf_s": round(warm.seconds, 3),
+            "summary": serial.summary, "tests": len(serial.outcomes),
+            "identical": not diffs and bool(serial.outcomes)}
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
@@ -113,7 +95,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         try:
             await stack.wait_ready()
             env = {**os.environ, "DTF_SERVER": stack.url,
-                   "PYTHONPATH": REPO}
+                   "PYTHONPATH": os.pathsep.join((REPO, str(Path(REPO) / "bench")))}
             env.pop("PYTEST_ADDOPTS", None)
             if stack.creds:
                 env["DTF_TOKEN"] = stack.creds.admin.read_text().strip()
@@ -131,7 +113,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 result["trivial_tests"] = args.trivial
                 result["trivial_dtf_over_serial"] = round(
                     float(t["dtf_s"]) / float(t["serial_s"]), 3)  # type: ignore[arg-type]
-                result["counts_equal"] = bool(result["counts_equal"] and t["counts_equal"])
+                result["identical"] = bool(result["identical"] and t["identical"])
         finally:
             supervisor.cancel()
             await stack.stop()
@@ -158,7 +140,7 @@ def cli() -> None:
         print(f"serial {result['serial_s']}s, xdist -n {args.workers} {result['xdist_s']}s, "
               f"dtf cold {result['dtf_cold_s']}s, dtf warm {result['dtf_s']}s; "
               f"dtf/xdist {result['dtf_over_xdist']} (cold {result['dtf_cold_over_xdist']}); "
-              f"counts equal: {result['counts_equal']}")
+              f"identical test by test: {result['identical']}")
     print(json.dumps(result))
 
 

@@ -3,6 +3,9 @@ says what plain pytest says: the same counts, failure sections and exit codes.""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -281,3 +284,66 @@ async def _reuse(dist: Dist, tmp_path: Path) -> None:
     (root / "tests" / "test_more.py").write_text("def test_new():\n    pass\n")
     rc, out = await dist.run(root, "tests")
     assert rc == 0 and summary(out) == "2 passed", out
+
+
+async def test_a_session_that_cannot_start_on_the_workers_is_one_error(dist: Dist) -> None:
+    """pytest runs here but not in the workers' sessions (a conftest refuses them): one
+    clear error with pytest's own exit code, not a failure per test."""
+    root = dist.suite("nostart", {
+        "conftest.py": """
+            import pytest
+
+            def pytest_configure(config):
+                if hasattr(config, "workerinput"):
+                    raise pytest.UsageError("this suite refuses to run in worker processes")
+            """,
+        "tests/test_a.py": "def test_a():\n    pass\n\ndef test_b():\n    pass\n"})
+    rc, out = await dist.run(root, "tests")
+    assert rc == 4, out
+    assert "pytest could not start" in out
+    assert "this suite refuses to run in worker processes" in out
+    assert "FAILED" not in out and "failed" not in summary(out), out
+
+
+async def test_cancelling_a_running_chunk_stops_its_tests(dist: Dist, tmp_path: Path) -> None:
+    """`dtf cancel` of a chunk that is running kills its pytest process (and what the test
+    started), ends the task cancelled, and the run reports the chunk's tests as not run."""
+    from tests.conftest import until
+    from tests.gates import Gate
+
+    gate = Gate(tmp_path / "gate")  # never opened: the test would wait for ever
+    started = tmp_path / "started"
+    root = dist.suite("cancel", {"tests/test_wait.py": f"""
+        import os, pathlib, subprocess, sys
+
+        def test_waits():
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+            pathlib.Path({str(started)!r}).write_text(f"{{os.getpid()}} {{child.pid}}")
+            exec({gate.script()!r})
+        """})
+    run = asyncio.create_task(dist.run(root, "tests"))
+
+    async def has_started() -> bool:
+        return started.exists()
+    await until(has_started, timeout=60, what="the test to start")
+    pids = [int(p) for p in started.read_text().split()]
+    rc, listed = await dist.run(root, "--status", "running", "--json", command=("tasks",))
+    (task,) = [t for t in json.loads(listed) if t["type"] == "test"]
+    rc, said = await dist.run(root, task["id"], command=("cancel",))
+    assert rc == 0, said
+    rc, out = await run
+    assert rc == 1, out
+    assert f"not run: DTF task {task['id']} ended cancelled" in out
+    rc, shown = await dist.run(root, task["id"], "--json", command=("task",))
+    assert json.loads(shown)["status"] == "cancelled"
+
+    async def all_gone() -> bool:
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            return False
+        return True
+    await until(all_gone, timeout=10, what="the test's process and its child to be killed")
+    gate.open()
