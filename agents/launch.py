@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from agents.settings import Settings, credential, tls_ca
 from dtf_core.errors import Unavailable
 
 log = logging.getLogger(__name__)
+PROJECTOR_NICE = 10
 AGENT_KINDS = ("api", "scheduler", "recovery", "projector", "control")
 
 
@@ -115,6 +117,10 @@ async def run_agent(
         elif kind == "projector":
             from agents.projector import ProjectorAgent
 
+            # Analytics, not the critical path: on a host that also runs tests, the tests
+            # and the control plane come first and the projection catches up after.
+            with contextlib.suppress(OSError):
+                os.nice(PROJECTOR_NICE)
             agent = ProjectorAgent(nc, eventlog, db_path or f"{settings.data_dir}/dtf.duckdb")
         else:
             raise ValueError(f"unknown agent {kind!r}")

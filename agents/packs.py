@@ -201,7 +201,11 @@ class RunPlan(msgspec.Struct, frozen=True):
 
 
 _plan_decoder = msgspec.json.Decoder(RunPlan)
-PLAN_POLL_S = (0.02, 0.5)  # the first and the longest wait between looks for a plan
+# Waiting for a plan: a look every 25 ms while the submitter is most likely collecting
+# (a late look is time the run loses), less often after that.
+PLAN_POLL_S = 0.025
+PLAN_POLL_SLOW_S = 0.25
+PLAN_POLL_FAST_FOR_S = 30.0
 
 
 def encode_plan(plan: RunPlan) -> bytes:
@@ -261,15 +265,15 @@ class PlanCache:
 
 async def _wait_for_plan(js: JetStreamContext, name: str, wait: float) -> bytes:
     store = await js.object_store(PACKS_BUCKET)
-    deadline = asyncio.get_running_loop().time() + wait
-    pause = PLAN_POLL_S[0]
+    clock = asyncio.get_running_loop().time
+    start = clock()
     while True:
         try:
             obj = await store.get(PLAN_PREFIX + name)
             return obj.data or b""
         except (ObjectNotFoundError, NotFoundError):
-            if asyncio.get_running_loop().time() >= deadline:
+            if clock() - start >= wait:
                 raise DTFError(f"the run plan {name} is not in the object store (the run's "
                                f"client stopped before it collected the tests?)") from None
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, PLAN_POLL_S[1])
+        fast = clock() - start < PLAN_POLL_FAST_FOR_S
+        await asyncio.sleep(PLAN_POLL_S if fast else PLAN_POLL_SLOW_S)

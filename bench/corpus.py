@@ -15,7 +15,8 @@ suite's own venv and directory, with the suite's own arguments:
 
 It compares every run with plain pytest test by test: the same node ids, the same outcome
 of each phase, the same failure and skip text (paths, times and addresses normalised), the
-same exit code and the same summary counts. Every difference is printed. The last line is
+same exit code, the same summary counts and the same JUnit XML test cases. Every
+difference is printed. The last line is
 JSON: per suite ``{"identical": bool, "warm_vs_xdist": r, "cold_vs_xdist": r, ...}``.
 """
 
@@ -29,6 +30,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -108,11 +110,15 @@ SUMMARY = re.compile(r"^(?:=+ )?((?:\d+ [a-z]+(?:, )?)+|no tests ran) in [0-9.]+
                      r"(?: \([0-9:]+\))?(?: =+)?$")
 
 
-def run(label: str, argv: list[str], cwd: Path, env: dict[str, str], out_dir: Path) -> Run:
+def run(label: str, argv: list[str], cwd: Path, env: dict[str, str], out_dir: Path,
+        junit: bool = False) -> Run:
     outcomes_file = out_dir / f"{label}.jsonl"
     env = {**env, "DTF_BENCH_OUTCOMES": str(outcomes_file)}
+    extra = ["-p", "dtf_bench_outcomes"]
+    if junit:
+        extra.append(f"--junit-xml={out_dir / (label + '.xml')}")
     t0 = time.perf_counter()
-    proc = subprocess.run([*argv, "-p", "dtf_bench_outcomes"], cwd=cwd, env=env,
+    proc = subprocess.run([*argv, *extra], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
                           errors="replace")
     seconds = time.perf_counter() - t0
@@ -194,13 +200,20 @@ def counts(summary: str) -> dict[str, int]:
 
 
 def compare(ref: Run, other: Run, root: str) -> list[str]:
+    """Every difference of ``other`` from ``ref`` (plain pytest). Against pytest-xdist (the
+    reference of ``--no-serial``) only outcomes count: xdist's own texts and counts differ
+    from pytest's (``[gw0] linux -- Python ...`` lines, no deselected count)."""
     diffs: list[str] = []
+    texts = ref.label != "xdist"
     if ref.code != other.code:
         diffs.append(f"exit code {other.code}, plain pytest {ref.code}")
     mine, theirs = counts(other.summary), counts(ref.summary)
-    for key in ("deselected", "warning"):  # xdist drops these; dtf must not
+    for key in ("deselected", "warning", "skipped"):  # xdist drops these; dtf must not
         mine.setdefault(key, 0)
         theirs.setdefault(key, 0)
+        if not texts:
+            mine.pop(key)
+            theirs.pop(key)
     if mine != theirs:
         diffs.append(f"summary '{other.summary}', plain pytest '{ref.summary}'")
     missing = ref.outcomes.keys() - other.outcomes.keys()
@@ -211,8 +224,10 @@ def compare(ref: Run, other: Run, root: str) -> list[str]:
         diffs.append(f"{nodeid}: reported, but plain pytest has no such test")
     shown = 0
     for nodeid in sorted(ref.outcomes.keys() & other.outcomes.keys()):
-        a = [(w, o, x, normalise(t, root), s) for w, o, x, t, s in ref.outcomes[nodeid]]
-        b = [(w, o, x, normalise(t, root), s) for w, o, x, t, s in other.outcomes[nodeid]]
+        a = [(w, o, x, normalise(t, root) if texts else "", s if texts else [])
+             for w, o, x, t, s in ref.outcomes[nodeid]]
+        b = [(w, o, x, normalise(t, root) if texts else "", s if texts else [])
+             for w, o, x, t, s in other.outcomes[nodeid]]
         if a == b:
             continue
         shown += 1
@@ -225,7 +240,7 @@ def compare(ref: Run, other: Run, root: str) -> list[str]:
                              + first_difference(a, b))
     if shown > 30:
         diffs.append(f"... {shown - 30} more tests differ")
-    for nodeid in sorted(ref.collect.keys() ^ other.collect.keys())[:10]:
+    for nodeid in sorted(ref.collect.keys() ^ other.collect.keys())[:10] if texts else ():
         diffs.append(f"collection of {nodeid}: {other.collect.get(nodeid, ('ok',))[0]}, "
                      f"plain pytest {ref.collect.get(nodeid, ('ok',))[0]}")
     return diffs
@@ -271,7 +286,9 @@ def first_difference(a: list[Any], b: list[Any]) -> str:
 # --- main ---------------------------------------------------------------------------------
 
 def bench_suite(suite: Suite, base: Path, workers: int, serial: bool, out: Path,
-                entries: bool = True) -> dict[str, Any]:
+                entries: bool = True, repeat: int = 1) -> dict[str, Any]:
+    """Each comparison on every repetition; times are the medians of ``repeat`` rounds
+    (xdist, then cold and warm on a fresh stack) run one after the other."""
     venv = base / suite.name / "venv"
     cwd = base / suite.name / suite.run_dir
     root = str(cwd)
@@ -279,24 +296,48 @@ def bench_suite(suite: Suite, base: Path, workers: int, serial: bool, out: Path,
     common = ["-p", "no:cacheprovider", *suite.args]
     env = clean_env()
     print(f"\n=== {suite.name} ===", file=sys.stderr)
-    runs: dict[str, Run] = {}
-    runs["serial"] = run("serial", [py, "-m", "pytest", *common], cwd, env, out) \
-        if serial else None  # type: ignore[assignment]
-    runs["xdist"] = run("xdist", [py, "-m", "pytest", "-n", str(workers), *common], cwd, env, out)
-    with tempfile.TemporaryDirectory(prefix=f"dtf-corpus-{suite.name}-") as tmp:
-        with stack(venv, workers, Path(tmp)) as dtf_env:
-            dtf = [str(venv / "bin" / "dtf"), "run", "pytest", *common]
-            runs["cold"] = run("cold", dtf, cwd, dtf_env, out)
-            runs["warm"] = run("warm", dtf, cwd, dtf_env, out)
-            if entries:  # the other ways in, warm: `pytest --dtf` and `dtf ci`
-                runs["plugin"] = run("plugin", [py, "-m", "pytest", "--dtf", *common], cwd,
-                                     dtf_env, out)
-                runs["ci"] = run("ci", [str(venv / "bin" / "dtf"), "ci", "--reports-dir",
-                                        tmp + "/ci-reports", "--", *common], cwd, dtf_env, out)
-    ref = runs["serial"] or runs["xdist"]
+    ref = run("serial", [py, "-m", "pytest", *common], cwd, env, out, junit=True) \
+        if serial else None
+    times: dict[str, list[float]] = {"xdist": [], "cold": [], "warm": []}
+    identical = True
+    for _ in range(repeat):
+        runs: dict[str, Run] = {}
+        runs["xdist"] = run("xdist", [py, "-m", "pytest", "-n", str(workers), *common], cwd,
+                            env, out)
+        with tempfile.TemporaryDirectory(prefix=f"dtf-corpus-{suite.name}-") as tmp:
+            with stack(venv, workers, Path(tmp)) as dtf_env:
+                dtf = [str(venv / "bin" / "dtf"), "run", "pytest", *common]
+                runs["cold"] = run("cold", dtf, cwd, dtf_env, out, junit=True)
+                runs["warm"] = run("warm", dtf, cwd, dtf_env, out, junit=True)
+                if entries:  # the other ways in, warm: `pytest --dtf` and `dtf ci`
+                    runs["plugin"] = run("plugin", [py, "-m", "pytest", "--dtf", *common],
+                                         cwd, dtf_env, out, junit=True)
+                    runs["ci"] = run("ci", [str(venv / "bin" / "dtf"), "ci", "--reports-dir",
+                                            tmp + "/ci-reports", "--", *common],
+                                     cwd, dtf_env, out)
+                    shutil.copy(Path(tmp) / "ci-reports" / "junit.xml", out / "ci.xml")
+        for label in times:
+            times[label].append(runs[label].seconds)
+        identical = report(suite, ref or runs["xdist"], runs, out, root) and identical
+        entries = False  # the other ways in once: they are compared, not timed
+    med = {k: statistics.median(v) for k, v in times.items()}
+    result = {"identical": identical,
+              "warm_vs_xdist": round(med["warm"] / med["xdist"], 3),
+              "cold_vs_xdist": round(med["cold"] / med["xdist"], 3),
+              "xdist_s": round(med["xdist"], 2), "cold_s": round(med["cold"], 2),
+              "warm_s": round(med["warm"], 2), "rounds": repeat}
+    if ref is not None:
+        result["serial_s"] = round(ref.seconds, 2)
+        result["warm_vs_serial"] = round(med["warm"] / ref.seconds, 3)
+    return result
+
+
+def report(suite: Suite, ref: Run, runs: dict[str, Run], out: Path, root: str) -> bool:
     identical = True
     for label in [k for k in ("cold", "warm", "plugin", "ci") if k in runs]:
         diffs = compare(ref, runs[label], root)
+        if ref.label == "serial" and (out / f"{label}.xml").exists():
+            diffs += compare_junit(out / "serial.xml", out / f"{label}.xml", root)
         identical = identical and not diffs
         status = "identical to plain pytest" if not diffs else f"{len(diffs)} differences"
         print(f"{suite.name} {label}: {runs[label].seconds:.1f}s, {status}", file=sys.stderr)
@@ -305,20 +346,10 @@ def bench_suite(suite: Suite, base: Path, workers: int, serial: bool, out: Path,
         if diffs:
             print("  last lines:\n    " + runs[label].tail.replace("\n", "\n    "),
                   file=sys.stderr)
-    x = runs["xdist"].seconds
-    for label, r in runs.items():
-        if r is not None:
-            print(f"{suite.name} {label:6s} {r.seconds:7.1f}s  exit {r.code}  {r.summary}",
-                  file=sys.stderr)
-    result = {"identical": identical,
-              "warm_vs_xdist": round(runs["warm"].seconds / x, 3),
-              "cold_vs_xdist": round(runs["cold"].seconds / x, 3),
-              "xdist_s": round(x, 2), "cold_s": round(runs["cold"].seconds, 2),
-              "warm_s": round(runs["warm"].seconds, 2)}
-    if runs["serial"] is not None:
-        result["serial_s"] = round(runs["serial"].seconds, 2)
-        result["warm_vs_serial"] = round(runs["warm"].seconds / runs["serial"].seconds, 3)
-    return result
+    for r in [ref, *runs.values()]:
+        print(f"{suite.name} {r.label:6s} {r.seconds:7.1f}s  exit {r.code}  {r.summary}",
+              file=sys.stderr)
+    return identical
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-serial", action="store_true",
                    help="compare with pytest -n W instead of plain pytest (faster)")
     p.add_argument("--keep", type=Path, default=None, help="keep every run's output here")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="N rounds of xdist, cold and warm; times are medians (small suites "
+                        "vary by a quarter from run to run)")
     p.add_argument("--only-run", action="store_true",
                    help="compare `dtf run pytest` only (skip `pytest --dtf` and `dtf ci`)")
     args = p.parse_args(argv)
@@ -347,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
             out = out_root / name
             out.mkdir(parents=True, exist_ok=True)
             results[name] = bench_suite(suites[name], args.dir, args.workers,
-                                        not args.no_serial, out, not args.only_run)
+                                        not args.no_serial, out, not args.only_run,
+                                        max(1, args.repeat))
     finally:
         if args.keep is None:
             shutil.rmtree(out_root, ignore_errors=True)

@@ -52,6 +52,7 @@ LOG_TAIL_BYTES = 6000
 SESSION_FILE = Path(__file__).with_name("session.py")
 SOCKETS = Path(tempfile.gettempdir()) / f"dtf-sessions-{os.getuid()}"
 LOCK_POLL_S = 0.05
+SPARE_DELAY_S = 10.0  # a used spare is replaced this long after
 # `python -c BOOT session.py`: the session script runs by path, with no DTF directory on
 # sys.path (``-c`` puts the working directory first; the setup says whether pytest's
 # submitter had it there too).
@@ -73,7 +74,6 @@ class Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     collection: str = ""
     internal_error: str | None = None
     forked: int | None = None
-    start: str | None = None
     done: str | None = None
     outcome: str = ""
     duration: float = 0.0
@@ -250,7 +250,7 @@ class Server:
         run, SessionFailed when the server itself died."""
         self.used = time.monotonic()
         self.running += 1
-        running: str | None = None
+        done: set[str] = set()
         pid = 0
         ended = False
         writer = None
@@ -271,10 +271,8 @@ class Server:
                 line = _decode_line(raw)
                 if line.forked is not None:
                     pid = line.forked
-                elif line.start is not None:
-                    running = line.start
                 elif line.done is not None:
-                    running = None
+                    done.add(line.done)
                     result = on_case(_case(line))
                     if result is not None:
                         await result
@@ -287,6 +285,8 @@ class Server:
                     if exit_requested is not None:
                         raise ExitRequested(exit_requested.exit_requested or "",
                                             exit_requested.returncode or 2)
+                    # tests run in the order asked: it died in the first without a result
+                    running = next((n for n in node_ids if n not in done), None)
                     return ChunkEnd(False, running, line.exit)
         finally:
             self.running -= 1
@@ -527,17 +527,20 @@ class SessionPool:
                  spec.cwd, ready.ready or 0)
         return server
 
-    def keep_spare(self) -> None:
-        """Start a spare session process, if there is none (at the worker's start, and
-        after each use): the next new session skips the interpreter's start."""
+    def keep_spare(self, delay: float = 0.0) -> None:
+        """Start a spare session process, if there is none (at the worker's start, and a
+        little after each use, not while the session it became is busy collecting): the
+        next new session skips the interpreter's start."""
         if self.spare is None or self.spare.done():
-            self.spare = asyncio.ensure_future(self._spawn(self._default_env()))
+            self.spare = asyncio.ensure_future(self._spawn(self._default_env(), delay))
             self.spare.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _default_env(self) -> dict[str, str]:
         return session_env(self.base_env, SessionSpec(cwd="", args=()))
 
-    async def _spawn(self, env: dict[str, str]) -> Spare:
+    async def _spawn(self, env: dict[str, str], delay: float = 0.0) -> Spare:
+        if delay:
+            await asyncio.sleep(delay)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.started += 1
         return await Spare.spawn(
@@ -553,7 +556,7 @@ class SessionPool:
             if spare is not None:
                 spare.kill()
             spare = await self._spawn(env)
-        self.keep_spare()
+        self.keep_spare(delay=SPARE_DELAY_S)
         return spare
 
     def _trim(self) -> None:

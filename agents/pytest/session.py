@@ -22,10 +22,12 @@ detached. Its original stdin and stdout are moved aside first, so nothing a test
 reads can corrupt them: tests see /dev/null on fd 0, their stdout goes to stderr, the
 session's log.
 
-A chunk's child writes, on the chunk's connection: {"forked": pid}, then per test
-{"start": nodeid} and {"done": nodeid, "outcome": ..., "duration": s, "reports": ...,
-"warnings": [...]}, and {"end": true} when every test ran (or {"exit_requested": text,
-"returncode": n} when a test called pytest.exit). The server adds {"exit": status} when
+A chunk's child writes, on the chunk's connection: {"forked": pid}, then per test, as it
+ends, {"done": nodeid, "outcome": ..., "duration": s, "reports": ..., "warnings": [...]}
+(it runs them in the order asked, so when it dies the test it was running is the first
+without a line: one write, and one wake-up of the worker, a test), and {"end": true}
+when every test ran (or {"exit_requested": text, "returncode": n} when a test called
+pytest.exit). The server adds {"exit": status} when
 the child is gone (a negative status is the signal that killed it).
 """
 
@@ -297,7 +299,6 @@ class ForkServer:
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         self.current = []
         self.warnings = []
-        self.send({"start": nodeid})
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: Any) -> None:

@@ -37,7 +37,12 @@ _decode_warnings = msgspec.json.Decoder(list[dict[str, Any]]).decode
 DTF_FLAGS = {"--dtf", "--allow-unmatched", "--dtf-ci"}
 DTF_VALUES = {"--dtf-server", "--dtf-reruns", "--dtf-pack", "--dtf-timeout",
               "--dtf-chunk-timeout", "--dtf-run-name", "--dtf-json", "--dtf-md", "--dtf-html",
-              "--dtf-dist"}
+              "--dtf-dist",
+              # pytest's own options that act only where the run is reported (here): a
+              # worker's session ignores them (it has `workerinput`), so leaving them out
+              # keeps one session for runs that differ only in where the JUnit file goes
+              "--junit-xml", "--junitxml", "--junit-prefix", "--junitprefix", "--durations",
+              "--durations-min"}
 # Whether the directory pytest started in was first on sys.path (`python -m pytest`), as
 # it was when this module was imported (before any conftest changed sys.path).
 _PATH0 = bool(sys.path) and sys.path[0] in ("", os.getcwd())
