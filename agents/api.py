@@ -23,6 +23,7 @@ from agents.appender import append_groups
 from agents.eventlog import EventLog
 from agents.gate import Gate
 from agents.lease_consumer import open_lease_consumer
+from agents.natsauth.permissions import reply_target
 from agents.runtime import Folder, jetstream_dead_letter
 from agents.security.errors import Forbidden, Unauthenticated
 from agents.security.keyring import Keyring
@@ -77,6 +78,7 @@ class ApiAgent:
         self.gate = Gate(self.board, keyring=keyring, clock=clock) if secure else None
         self.inbox: asyncio.Queue[Msg] = asyncio.Queue()
         self.ready = asyncio.Event()
+        self._targets: dict[int, str | None] = {}  # id(request) -> where to answer
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -90,12 +92,28 @@ class ApiAgent:
             log.info("api ready at seq %d", self.board.last_seq)
             await self._command_loop()
 
+    def _authenticate(self, msg: Msg) -> Claims | None:
+        """Who sent ``msg`` (raises Unauthenticated), and so where its answer may go: only
+        into that requester's own inbox (``reply_target``). A request that is not
+        authenticated gets no answer at all. Without a gate (``dtf up --insecure-dev``),
+        None: any inbox."""
+        claims = self.gate.principal(msg.headers) if self.gate is not None else None
+        role = None if claims is None else str(claims.role)
+        principal = None if claims is None else (claims.wid or claims.sub)
+        target = reply_target(msg.reply, role, principal)
+        if target is None and msg.reply:
+            log.warning("not answering a request of %s into %r: not its own inbox",
+                        principal or "an unauthenticated client", msg.reply[:200])
+        self._targets[id(msg)] = target
+        return claims
+
     def _admit(self, msg: Msg, cmd: cmds.Command) -> tuple[cmds.Command, Claims | None]:
         """Authenticate and authorise; the actor is the verified subject from now on.
         Without a gate (``dtf up --insecure-dev``) every request is admitted as sent."""
-        if self.gate is None:
+        claims = self._authenticate(msg)
+        if self.gate is None or claims is None:
             return cmd, None
-        claims = self.gate.admit(msg.headers, cmd)
+        self.gate.authorize(claims, cmd)
         return msgspec.structs.replace(cmd, actor=claims.sub), claims
 
     async def _on_query(self, msg: Msg) -> None:
@@ -256,8 +274,11 @@ class ApiAgent:
         await self._reply(msg, cmds.Reply(ok=True, result=result))
 
     async def _reply(self, msg: Msg, reply: cmds.Reply) -> None:
-        if msg.reply:
-            await self.nc.publish(msg.reply, cmds.encode(reply))
+        """Answer into the requester's inbox, as ``_authenticate`` found it; a request that
+        was not authenticated (or named another subject) is not answered."""
+        target = self._targets.pop(id(msg), None)
+        if target is not None:
+            await self.nc.publish(target, cmds.encode(reply))
 
 
 def _error_reply(exc: BaseException) -> cmds.Reply:

@@ -23,6 +23,10 @@ from dtf_core.ids import validate_id
 from projections.board import Board
 
 MAX_TTL_S = 366 * 24 * 3600.0
+# A refresh renews a session; it never makes a longer-lived credential than this, and a
+# token (or key) may be refreshed once a minute at most.
+MAX_REFRESH_TTL_S = 30 * 24 * 3600.0
+REFRESH_INTERVAL_S = 60.0
 
 
 def _auth_filter(auth_id: str) -> str:
@@ -42,14 +46,15 @@ def _issued(token: str, event: TokenIssued) -> Plan:
 
 
 def _issue_token(keyring: Keyring | None, *, sub: str, role: str, wid: str | None,
-                 ttl_s: float, now: float, actor: str) -> Plan:
+                 ttl_s: float, now: float, actor: str, parent: str | None = None,
+                 max_ttl_s: float = MAX_TTL_S) -> Plan:
     """Sign a token and record its claims (never the token) as ``token_issued``."""
-    if not 0 < ttl_s <= MAX_TTL_S:
-        raise InvalidInput(f"ttl must be between 0 and {MAX_TTL_S:.0f} seconds")
+    if not 0 < ttl_s <= max_ttl_s:
+        raise InvalidInput(f"ttl must be between 0 and {max_ttl_s:.0f} seconds")
     jti = new_token_id()
     token = issue(_signer(keyring), sub=sub, role=role, ttl=ttl_s, now=now, jti=jti, wid=wid)
     event = TokenIssued(auth_id=jti, sub=sub, role=str(Role(role)), exp=int(now + ttl_s),
-                        wid=wid, at=now, actor=actor)
+                        wid=wid, at=now, actor=actor, parent=parent)
     return _issued(token, event)
 
 
@@ -61,10 +66,17 @@ def plan_issue(board: Board, cmd: cmds.IssueToken, *, keyring: Keyring | None,
 
 def plan_refresh(board: Board, cmd: cmds.RefreshToken, claims: Claims, *,
                  keyring: Keyring | None, now: float) -> Plan:
-    """A new token for the same principal; the presented one stays valid until it expires
-    (revoke it to make refresh single-use)."""
+    """A new token for the same principal, of at most 30 days, once a minute at most. The
+    presented token stays valid until it expires, and the new one records it as its parent:
+    revoking the presented token (or the worker API key it came from, or any token before
+    it) revokes the new one too."""
+    last = board.auth.last_refresh.get(claims.jti)
+    if last is not None and now - last < REFRESH_INTERVAL_S:
+        raise Refused(f"this credential was refreshed {now - last:.0f}s ago; refresh at most "
+                      f"once every {REFRESH_INTERVAL_S:.0f}s")
     return _issue_token(keyring, sub=claims.sub, role=str(claims.role), wid=claims.wid,
-                        ttl_s=cmd.ttl_s, now=now, actor=cmd.actor)
+                        ttl_s=cmd.ttl_s, now=now, actor=cmd.actor, parent=claims.jti,
+                        max_ttl_s=MAX_REFRESH_TTL_S)
 
 
 def plan_revoke(board: Board, cmd: cmds.RevokeToken, *, now: float) -> Plan:

@@ -81,10 +81,14 @@ class Gate:
     def admit(self, headers: Mapping[str, str] | None, cmd: cmds.Command) -> Claims:
         """Authenticate, then check the role (and a worker's scope) for ``cmd``."""
         claims = self.principal(headers)
+        self.authorize(claims, cmd)
+        return claims
+
+    def authorize(self, claims: Claims, cmd: cmds.Command) -> None:
+        """May the authenticated ``claims`` send ``cmd`` (a worker: for itself only)?"""
         permission = permission_for_command(type(cmd).__struct_config__.tag)  # type: ignore[arg-type]
         for worker_id in _named_workers(cmd) or [None]:
             authorize(claims, permission, worker_id=worker_id)
-        return claims
 
 
 def _named_workers(cmd: cmds.Command) -> list[str | None]:

@@ -48,6 +48,19 @@ def parse_ack_reply(reply: str) -> tuple[int, int, int]:
     return int(t[7]), int(t[9]), int(t[10])
 
 
+def ack_source(reply: str | None) -> tuple[str, str] | None:
+    """(stream, consumer) that delivered a message, from its JetStream ack subject (v1 or
+    v2 format); None for a message that no consumer delivered."""
+    t = (reply or "").split(".")
+    if t[:2] != ["$JS", "ACK"]:
+        return None
+    if len(t) == 9:
+        return t[2], t[3]
+    if len(t) >= 11:
+        return t[4], t[5]
+    return None
+
+
 def _headers(item: Append) -> dict[str, str]:
     h = {"Nats-Msg-Id": item.msg_id}
     if item.expect_seq is not None:

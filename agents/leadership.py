@@ -59,7 +59,8 @@ class Leadership:
         if claim is not None:
             append = Append(subject=subject_of(claim), data=encode(claim),
                             msg_id=msg_id_of(claim),
-                            expect_seq=self.board.lead_seq.get(self.role, 0),
+                            expect_seq=self.board.expect(
+                                "lead", self.role, self.board.lead_seq.get(self.role, 0)),
                             expect_filter=subjects.lead_filter(self.role))
             (seqs,) = await append_groups(self.log, [[append]])
             if seqs is not None:

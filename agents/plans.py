@@ -70,7 +70,8 @@ class Plan:
 
 def task_change(board: Board, task_id: str, events: list[Event]) -> Change:
     state = board.tasks.get(task_id)
-    return Change(events, state.last_seq if state else 0, subjects.task_filter(task_id))
+    folded = state.last_seq if state else 0
+    return Change(events, board.expect("task", task_id, folded), subjects.task_filter(task_id))
 
 
 def _task_ids(cmd: SubmitTasks, new_id: Callable[[], str]) -> list[str]:
@@ -116,7 +117,8 @@ def plan_submit(
         run = RunCreated(
             run_id=cmd.run_id, task_ids=tuple(ids), name=cmd.run_name, at=now, actor=cmd.actor
         )
-        changes.append(Change([run], 0, subjects.run_filter(cmd.run_id)))
+        changes.append(Change([run], board.expect("run", cmd.run_id, 0),
+                              subjects.run_filter(cmd.run_id)))
     created = sum(1 for c in changes if not isinstance(c.events[0], RunCreated))
     return Plan(
         changes,
@@ -227,7 +229,8 @@ def plan_register(board: Board, cmd: RegisterWorker, *, now: float) -> Plan:
         signing_key=cmd.signing_key,
     )
     current = board.workers.get(wid)
-    change = Change(list(events), current.last_seq if current else 0, subjects.worker_filter(wid))
+    change = Change(list(events), board.expect("worker", wid, current.last_seq if current else 0),
+                    subjects.worker_filter(wid))
     def reply() -> dict[str, object]:
         return {"worker_id": wid, "session": cmd.session, "seq": board.workers[wid].last_seq}
 
@@ -240,7 +243,8 @@ def plan_stop_worker(board: Board, cmd: StopWorker, *, now: float) -> Plan:
     if current is None:
         raise NotFound(f"unknown worker {wid}")
     events = worker_agg.decide_stop(current, session=cmd.session, now=now, actor=cmd.actor)
-    changes = [Change(list(events), current.last_seq, subjects.worker_filter(wid))]
+    changes = [Change(list(events), board.expect("worker", wid, current.last_seq),
+                      subjects.worker_filter(wid))]
     return Plan(changes if events else [], lambda: {"worker_id": wid}, keys={wid})
 
 
@@ -255,7 +259,8 @@ def plan_manage_worker(board: Board, cmd: ManageWorker, *, now: float) -> Plan:
     reason = cmd.reason or f"{cmd.action} by {cmd.actor}"
     events = worker_agg.decide_scheduling(current, mode, reason=reason, now=now,  # type: ignore[arg-type]
                                           actor=cmd.actor)
-    changes = [Change(list(events), current.last_seq, subjects.worker_filter(wid))] if events \
+    changes = [Change(list(events), board.expect("worker", wid, current.last_seq),
+                      subjects.worker_filter(wid))] if events \
         else []
     moved: list[str] = []
     if cmd.action == "drain":

@@ -23,6 +23,7 @@ from nats.aio.msg import Msg
 
 from agents import faults
 from agents.eventlog import EventLog, Record
+from agents.natsauth.permissions import reply_target
 from agents.runtime import jetstream_dead_letter
 from dtf_core import subjects
 from dtf_core.errors import DTFError, InvalidInput, Unavailable
@@ -211,9 +212,7 @@ class ProjectorAgent:
         except Exception as exc:  # one broad except per request: answer, never crash
             log.exception("durations query failed")
             reply = {"ok": False, "error": f"internal error: {exc!r}"}
-        if msg.reply:
-            with contextlib.suppress(Exception):
-                await self.nc.publish(msg.reply, msgspec.json.encode(reply))
+        await self._answer(msg, msgspec.json.encode(reply))
 
     async def _stop(self, sub: Any) -> None:
         for extra in self._subs:
@@ -265,8 +264,18 @@ class ProjectorAgent:
         except Exception as exc:  # one broad except per request: answer, never crash
             log.exception("projector query failed")
             reply = {"error": f"internal error: {exc!r}"}
-        if msg.reply:
-            await self.nc.publish(msg.reply, _encoder.encode(reply))
+        await self._answer(msg, _encoder.encode(reply))
+
+    async def _answer(self, msg: Msg, data: bytes) -> None:
+        """Answers go into an inbox only: a requester names the reply subject, and one on
+        ``dtf.evt.>``, ``$JS.>`` or ``$SYS.>`` would act as whatever is there."""
+        target = reply_target(msg.reply, None, None)
+        if target is None:
+            if msg.reply:
+                log.warning("not answering a query into %r: not an inbox", msg.reply[:200])
+            return
+        with contextlib.suppress(Exception):
+            await self.nc.publish(target, data)
 
 
 async def rebuild(eventlog: EventLog, db_path: str | Path, until_seq: int | None = None) -> str:

@@ -156,7 +156,8 @@ class RecoveryAgent:
                     actor=self.name, reason=f"no heartbeat for {mono - seen:.1f}s",
                 )
                 changes.append(
-                    Change(list(lost), w.last_seq, subjects.worker_filter(w.worker_id))
+                    Change(list(lost), self.board.expect("worker", w.worker_id, w.last_seq),
+                           subjects.worker_filter(w.worker_id))
                 )
         for worker_id, task_ids in list(self.board.leases_by_worker.items()):
             holder = self.board.workers.get(worker_id)

@@ -57,12 +57,14 @@ class Folder:
                 event = decode(rec.subject, rec.data)
             except UndecodableEvent as exc:
                 log.warning("dead-lettering seq %d: %s", rec.seq, exc)
+                self.board.note_stray(rec.seq, rec.subject)
                 await self.dead_letter(rec, str(exc))
                 continue
             try:
                 self.board.apply(rec.seq, event)
             except Exception as exc:  # one bad event must not stop the agent
                 log.exception("cannot fold seq %d", rec.seq)
+                self.board.note_stray(rec.seq, rec.subject)
                 await self.dead_letter(rec, f"fold failed: {exc!r}")
                 continue
             events.append((rec.seq, event))

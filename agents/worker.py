@@ -23,7 +23,7 @@ from nats.aio.msg import Msg
 from agents.capabilities import detect
 from agents.client import ApiClient
 from agents.gpu_slots import GpuSlots
-from agents.jetstream_log import parse_ack_reply
+from agents.jetstream_log import ack_source, parse_ack_reply
 from agents.packs import PlanCache, working_copy
 from agents.pytest.outbox import Outbox
 from agents.pytest.pool import ExitRequested, SessionFailed, SessionPool, SessionSpec
@@ -107,6 +107,8 @@ class WorkerAgent:
         self.pytest = SessionPool(self.cache_dir / "logs", self.worker_id)
         self.plans = PlanCache()
         self.running: dict[str, Attempt] = {}
+        self.fencing_seen: set[int] = set()  # every lease this session took: each runs once
+        self.lease_consumer = subjects.lease_consumer(self.worker_id)
         self.reports: list[Report] = []
         self.outbox = Outbox(self.worker_id)  # per-test results waiting to be reported
         self._reports_ready = asyncio.Event()
@@ -162,6 +164,13 @@ class WorkerAgent:
         )
 
     async def _on_lease(self, msg: Msg) -> None:
+        # Only what this worker's own consumer (the one the api opened) delivers is a
+        # lease: anyone able to aim a delivery or a reply at this inbox could otherwise
+        # make it run a task again.
+        if ack_source(msg.reply) != (subjects.EVENTS_STREAM, self.lease_consumer):
+            log.warning("ignoring a message on the lease inbox that this worker's consumer "
+                        "did not deliver (subject %s)", msg.subject[:200])
+            return
         try:
             seq = parse_ack_reply(msg.reply)[0]
             event = decode(msg.subject, msg.data)
@@ -173,6 +182,10 @@ class WorkerAgent:
         if isinstance(event, TaskLeased):
             if event.session != self.session or event.worker_id != self.worker_id:
                 return  # a lease for an earlier incarnation: recovery requeues it
+            if seq in self.fencing_seen:
+                log.warning("lease %d of %s delivered again; it runs once", seq, event.task_id)
+                return
+            self.fencing_seen.add(seq)
             attempt = Attempt(event, seq)
             overcommit = self._overcommit(event)
             if overcommit:

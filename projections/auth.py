@@ -27,11 +27,15 @@ class AuthState:
         self.revoked_keys: set[str] = set()
         self.public_keys: dict[str, bytes] = {}
         self.retired_keys: set[str] = set()
+        self.last_refresh: dict[str, float] = {}  # parent jti -> when it was last refreshed
 
     def apply(self, event: AuthEventBase) -> None:
         match event:
             case TokenIssued():
                 self.issued.setdefault(event.auth_id, event)
+                if event.parent is not None:
+                    self.last_refresh[event.parent] = max(
+                        event.at, self.last_refresh.get(event.parent, 0.0))
             case TokenRevoked():
                 self.revoked.setdefault(event.auth_id, event)
             case ApiKeyCreated():
@@ -44,7 +48,16 @@ class AuthState:
                 self.retired_keys.add(event.auth_id)
 
     def is_revoked(self, jti: str) -> bool:
-        return jti in self.revoked
+        """Revoked itself, or any token or worker API key it was refreshed from."""
+        seen: set[str] = set()
+        current: str | None = jti
+        while current is not None and current not in seen:
+            if current in self.revoked or current in self.revoked_keys:
+                return True
+            seen.add(current)
+            issued = self.issued.get(current)
+            current = issued.parent if issued is not None else None
+        return False
 
     def digest(self) -> bytes:
         h = hashlib.sha256()

@@ -54,6 +54,9 @@ class Board:
         self.auth = AuthState()
         self.leaders: dict[str, LeadershipClaimed] = {}  # role -> newest claim
         self.lead_seq: dict[str, int] = {}  # role -> its last claim's sequence
+        # "<kind>.<id>" -> the newest message on that aggregate's subjects that is not an
+        # event (see ``note_stray``): its next append must expect it.
+        self.strays: dict[str, int] = {}
 
     def apply(self, seq: int, event: Event) -> TaskState | WorkerState | None:
         """Fold one event; returns the changed task or worker state (None for runs/no-ops)."""
@@ -150,6 +153,25 @@ class Board:
 
     def live_leases(self, worker_id: str) -> list[TaskState]:
         return [self.tasks[t] for t in self.leases_by_worker.get(worker_id, ())]
+
+    def note_stray(self, seq: int, subject: str) -> None:
+        """A message on an aggregate's subjects that is not an event: junk that anyone
+        with a way to publish there put on the log (a redirected reply, a bad client). It is
+        not folded (the agents dead-letter it), but it is the newest message on those
+        subjects, so the aggregate's next append must expect its sequence, or nothing could
+        ever be appended there again and the task (worker, run, leadership) would be stuck."""
+        if seq > self.last_seq:
+            self.last_seq = seq
+        parts = subject.split(".", 4)
+        if len(parts) >= 4 and parts[0] == "dtf" and parts[1] == "evt" and parts[3]:
+            key = f"{parts[2]}.{parts[3]}"
+            if seq > self.strays.get(key, 0):
+                self.strays[key] = seq
+
+    def expect(self, kind: str, ident: str, folded: int) -> int:
+        """The sequence an append to aggregate ``kind``/``ident`` expects last on its
+        subjects: its newest folded event's, or a newer stray message's."""
+        return max(folded, self.strays.get(f"{kind}.{ident}", 0))
 
     def state_hash(self) -> str:
         """A hash of the whole folded state: equal logs give equal hashes."""

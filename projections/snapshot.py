@@ -44,6 +44,7 @@ class BoardSnapshot(msgspec.Struct, frozen=True):
     # compacted tasks: final status -> their ids, one per line. They are most of the tasks
     # ever submitted; one string per status decodes many times faster than a map of ids.
     finished: dict[str, str]
+    strays: dict[str, int] = {}  # Board.strays (absent from older snapshots)
 
 
 class _Version(msgspec.Struct):
@@ -90,6 +91,7 @@ def capture(board: Board, position: int) -> Captured:
                       api_keys=list(a.api_keys.values()), revoked_keys=sorted(a.revoked_keys),
                       public_keys=dict(a.public_keys), retired_keys=sorted(a.retired_keys)),
         leaders=list(board.leaders.values()), lead_seq=dict(board.lead_seq), finished={},
+        strays=dict(board.strays),
     ), dict(board.finished))
 
 
@@ -126,6 +128,7 @@ def restore(board: Board, data: bytes) -> int:
     a.retired_keys = set(snap.auth.retired_keys)
     board.leaders = {c.role: c for c in snap.leaders}
     board.lead_seq = dict(snap.lead_seq)
+    board.strays = dict(snap.strays)
     for status, ids in snap.finished.items():
         if ids:
             board.finished.update(dict.fromkeys(ids.split("\n"), status))

@@ -57,6 +57,25 @@ def inbox_prefix(role: str, principal: str) -> str:
     return f"_INBOX.{role}.{validate_id(principal, 'principal')}"
 
 
+def reply_target(reply: str | None, role: str | None, principal: str | None) -> str | None:
+    """Where an agent may answer a request: into the verified requester's own inbox, and
+    nowhere else (a requester names the reply subject, and an answer published onto
+    ``dtf.evt.>``, ``$JS.>`` or another's inbox would act as whatever is there). ``role``
+    None: a stack without authentication, where any inbox will do. Returns None when the
+    request gets no answer."""
+    if not reply or any(c in reply for c in " *>\t\r\n"):
+        return None
+    if role is None or role in ("admin", "agent"):
+        prefix = "_INBOX."
+    elif role == "worker":
+        prefix = subjects.worker_inbox(principal or "") + "."
+        if reply.startswith(prefix + "lease."):  # its own lease deliveries: never
+            return None
+    else:
+        prefix = inbox_prefix(role, principal or "") + "."
+    return reply if reply.startswith(prefix) and len(reply) > len(prefix) else None
+
+
 def consumer_subjects(stream: str, consumer: str) -> tuple[str, ...]:
     """Publish rights to use (not create, change or delete) exactly one JetStream consumer.
     Creating it is the api's job: a client allowed to create its own consumer chooses its

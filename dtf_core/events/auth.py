@@ -21,6 +21,9 @@ class TokenIssued(AuthEventBase, frozen=True, kw_only=True, tag="token_issued"):
     role: str
     exp: float
     wid: str | None = None
+    # a refreshed token: the token (or worker API key) it was refreshed from. Revoking any
+    # of its ancestors revokes it.
+    parent: str | None = None
 
 
 class TokenRevoked(AuthEventBase, frozen=True, kw_only=True, tag="token_revoked"):

@@ -66,14 +66,17 @@ class Harness:
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(asyncio.shield(task), STOP_S)
 
-    async def conn(self, name: str) -> Client:
-        nc = await connect(self.url, name)
+    async def conn(self, name: str, credential: str | None = None,
+                   worker_id: str | None = None) -> Client:
+        """A connection; with a credential, in its own inbox (the api answers nowhere else)."""
+        nc = await connect(self.url, name, credential=credential, worker_id=worker_id)
         self.conns.append(nc)
         return nc
 
     async def add_worker(self, worker_id: str, slots: int = 2, **kw: Any) -> WorkerAgent:
         kw.setdefault("heartbeat_interval", self.heartbeat)
-        w = WorkerAgent(await self.conn(worker_id), worker_id=worker_id, slots=slots, **kw)
+        nc = await self.conn(worker_id, kw.get("credential"), worker_id)
+        w = WorkerAgent(nc, worker_id=worker_id, slots=slots, **kw)
         await self.start(f"worker:{worker_id}", w, w.ready)
         return w
 

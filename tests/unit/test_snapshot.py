@@ -67,3 +67,13 @@ def test_another_version_or_garbage_is_refused_not_half_read() -> None:
 def test_a_lease_only_board_is_not_snapshotted() -> None:
     with pytest.raises(ValueError, match="full board"):
         snapshot.encode(Board(from_leases=True), 0)
+
+
+def test_strays_survive_a_snapshot() -> None:
+    from projections.board import Board
+    from projections.snapshot import decode, encode
+
+    board = Board()
+    board.note_stray(5, "dtf.evt.task.t1.started")
+    restored, _ = decode(encode(board, 5))
+    assert restored.expect("task", "t1", 0) == 5
