@@ -92,12 +92,13 @@ class ApiAgent:
             log.info("api ready at seq %d", self.board.last_seq)
             await self._command_loop()
 
-    def _authenticate(self, msg: Msg) -> Claims | None:
+    async def _authenticate(self, msg: Msg) -> Claims | None:
         """Who sent ``msg`` (raises Unauthenticated), and so where its answer may go: only
         into that requester's own inbox (``reply_target``). A request that is not
         authenticated gets no answer at all. Without a gate (``dtf up --insecure-dev``),
         None: any inbox."""
-        claims = self.gate.principal(msg.headers) if self.gate is not None else None
+        self._targets.pop(id(msg), None)
+        claims = await self.gate.principal_async(msg.headers) if self.gate is not None else None
         role = None if claims is None else str(claims.role)
         principal = None if claims is None else (claims.wid or claims.sub)
         target = reply_target(msg.reply, role, principal)
@@ -107,18 +108,21 @@ class ApiAgent:
         self._targets[id(msg)] = target
         return claims
 
-    def _admit(self, msg: Msg, cmd: cmds.Command) -> tuple[cmds.Command, Claims | None]:
-        """Authenticate and authorise; the actor is the verified subject from now on.
-        Without a gate (``dtf up --insecure-dev``) every request is admitted as sent."""
-        claims = self._authenticate(msg)
+    def _admit(self, claims: Claims | None, cmd: cmds.Command) -> cmds.Command:
+        """Authorise; the actor is the verified subject from now on. Without a gate
+        (``dtf up --insecure-dev``) every request is admitted as sent."""
         if self.gate is None or claims is None:
-            return cmd, None
+            return cmd
         self.gate.authorize(claims, cmd)
-        return msgspec.structs.replace(cmd, actor=claims.sub), claims
+        return msgspec.structs.replace(cmd, actor=claims.sub)
 
     async def _on_query(self, msg: Msg) -> None:
         try:
-            cmd, _ = self._admit(msg, cmds.decode_command(msg.data))
+            claims = await self._authenticate(msg)
+        except Unauthenticated:
+            return  # no answer at all
+        try:
+            cmd = self._admit(claims, cmds.decode_command(msg.data))
             if isinstance(cmd, cmds.ListTasks) and cmd.min_seq > self.board.last_seq:
                 if not await self.folder.wait_for(cmd.min_seq):
                     raise Unavailable(f"the api has not folded seq {cmd.min_seq} yet")
@@ -154,10 +158,14 @@ class ApiAgent:
         deferred: list[Msg] = []
         for msg in batch:
             try:
+                claims = await self._authenticate(msg)
+            except Unauthenticated:
+                continue  # no answer at all
+            try:
                 cmd = cmds.decode_command(msg.data)
                 if not isinstance(cmd, MUTATING):
                     raise InvalidInput(f"{type(cmd).__name__} is a query: send it to dtf.q.*")
-                cmd, claims = self._admit(msg, cmd)
+                cmd = self._admit(claims, cmd)
                 await self._wait_for_fencing(cmd)
                 try:
                     plan = self._plan(cmd, claims)

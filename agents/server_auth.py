@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from nats.aio.client import Client
 
 from agents.gate import Gate
 from agents.natsauth import nkeys
-from agents.natsauth.callout import AuthCallout, Session, Verdict
+from agents.natsauth.callout import HOLD, AuthCallout, Session, Verdict
 from agents.natsauth.config import CalloutConfig, new_password
 from agents.natsauth.permissions import for_role, inbox_prefix
 from agents.security import apikeys
@@ -75,19 +77,56 @@ def make_callout(gate: Gate, issuer: nkeys.KeyPair,
     log) waits briefly; a token is checked by its signature at once, and any revoked
     token admitted meanwhile is kicked once the fold is done (``kick_revoked``)."""
 
+    failures = FailedLogins()
+
     async def authorize(token: str, client_info: Mapping[str, Any]) -> Verdict:
-        del client_info
-        if folded is not None and not folded.is_set() and token.startswith(apikeys.PREFIX):
+        host = str(client_info.get("host") or "")
+        blocked = failures.blocked(host) > 0
+        api_key = token.startswith(apikeys.PREFIX)
+        if api_key and blocked:
+            # Too many failed logins from there: an API key (scrypt) is not even checked,
+            # and not answered, so each try waits out the server's authorization timeout.
+            return HOLD
+        if api_key and folded is not None and not folded.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(folded.wait(), FOLD_WAIT_S)
         try:
-            claims = gate.principal({"Authorization": f"Bearer {token}"})
+            claims = await gate.principal_async({"Authorization": f"Bearer {token}"})
         except Unauthenticated as exc:
-            return str(exc)
+            failures.failed(host)
+            # A token is cheap to check, so a valid one always passes; a bad one from a
+            # source that keeps failing gets no answer either.
+            return HOLD if blocked else str(exc)
         principal = claims.wid if claims.role == "worker" and claims.wid else claims.sub
         return for_role(str(claims.role), principal).until(claims.exp)
 
     return AuthCallout(issuer, authorize)
+
+
+class FailedLogins:
+    """Per source address: ``limit`` failed logins within ``window`` seconds block it
+    until the window has passed (see ``make_callout``: a blocked source's API keys are not
+    checked and its failures not answered; valid tokens still pass)."""
+
+    def __init__(self, limit: int = 10, window: float = 10.0,
+                 clock: Any = time.monotonic) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self.recent: dict[str, collections.deque[float]] = {}
+
+    def blocked(self, host: str) -> float:
+        times = self.recent.get(host)
+        now = self.clock()
+        while times and now - times[0] > self.window:
+            times.popleft()
+        if not times:
+            self.recent.pop(host, None)
+            return 0.0
+        return self.window - (now - times[0]) if len(times) >= self.limit else 0.0
+
+    def failed(self, host: str) -> None:
+        self.recent.setdefault(host, collections.deque()).append(self.clock())
+        if len(self.recent) > 10_000:  # bounded, whatever the addresses
+            self.recent.pop(next(iter(self.recent)))
 
 
 async def kick_revoked(callout: AuthCallout, gate: Gate, nc_sys: Client) -> int:

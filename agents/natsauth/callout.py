@@ -11,6 +11,7 @@ a kicked client reconnects, and the callout, asked again, denies it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -29,7 +30,12 @@ from agents.natsauth.permissions import Permissions
 log = logging.getLogger(__name__)
 
 AUTH_SUBJECT = "$SYS.REQ.USER.AUTH"
-Verdict = Permissions | str  # a str is the reason to deny
+class _Hold(str):
+    """The verdict for a login not worth an answer (see ``AuthCallout.answer``)."""
+
+
+HOLD = _Hold("held: no answer")
+Verdict = Permissions | str  # a str is the reason to deny; HOLD: no answer at all
 Authorize = Callable[[str, Mapping[str, Any]], Verdict | Awaitable[Verdict]]
 
 
@@ -60,6 +66,7 @@ class AuthCallout:
         self.sessions: dict[tuple[str, int], Session] = {}
         self.sessions_changed = asyncio.Event()  # set whenever ``sessions`` changes
         self._subs: list[Subscription] = []
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def start(self, nc: Client) -> None:
         """Serve on ``nc``, a connection as one of the config's ``auth_users``. In the system
@@ -97,10 +104,22 @@ class AuthCallout:
         except jwt.JwtError as exc:
             log.warning("dropping an undecodable authorization request: %s", exc)
             return  # the server times the client out: a denial
-        await msg.respond(await self.answer(request))
+        # Each request is answered on its own: one slow check (a worker API key's scrypt)
+        # does not hold up the logins behind it.
+        task = asyncio.create_task(self._respond(msg, request))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
-    async def answer(self, request: jwt.AuthorizationRequest) -> bytes:
-        """The signed response to ``request``."""
+    async def _respond(self, msg: Msg, request: jwt.AuthorizationRequest) -> None:
+        answer = await self.answer(request)
+        if answer is None:
+            return  # held: the server refuses the client when its wait for an answer ends
+        with contextlib.suppress(Exception):  # the client may be gone: nothing to answer
+            await msg.respond(answer)
+
+    async def answer(self, request: jwt.AuthorizationRequest) -> bytes | None:
+        """The signed response to ``request``; None when it is not to be answered at all
+        (``HOLD``: a source that keeps failing waits out the server's timeout each time)."""
         try:
             verdict = self.authorize(request.token, request.client_info)
             if inspect.isawaitable(verdict):
@@ -108,9 +127,12 @@ class AuthCallout:
         except Exception:
             log.exception("authorize failed for client %s", request.client_id)
             verdict = "authorization service error"
+        if verdict is HOLD:
+            return None
         if isinstance(verdict, str):
-            log.info("denied client %s on %s: %s", request.client_id, request.server_name,
-                     verdict)
+            log.log(logging.DEBUG if verdict.startswith("api key") else logging.INFO,
+                    "denied client %s on %s: %s", request.client_id, request.server_name,
+                    verdict)
             token = jwt.authorization_response(request, self.issuer, error=verdict or "denied")
             return token.encode()
         user = jwt.encode(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -35,14 +36,9 @@ class NkeyError(ValueError):
 
 
 def crc16(data: bytes) -> int:
-    """CRC-16/XMODEM (polynomial 0x1021, initial value 0), as nkeys use."""
-    crc = 0
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
+    """CRC-16/XMODEM (polynomial 0x1021, initial value 0), as nkeys use: the standard
+    library's, in C (the auth callout checks one for every login)."""
+    return binascii.crc_hqx(data, 0)
 
 
 def _b32encode(raw: bytes) -> str:
@@ -75,12 +71,17 @@ def encode_public(prefix: int, key: bytes) -> str:
 
 def decode_public(text: str, prefix: int | None = None) -> tuple[int, bytes]:
     """Return (prefix, 32-byte key) of a public nkey, checking its type if ``prefix`` is set."""
-    raw = _unchecked(text)
+    raw = _decoded_public(text)
     if len(raw) != 33 or raw[0] not in PUBLIC_PREFIXES:
         raise NkeyError(f"not a public nkey: {text!r}")
     if prefix is not None and raw[0] != prefix:
         raise NkeyError(f"public nkey {text!r} is not of the expected type")
     return raw[0], raw[1:]
+
+
+@functools.lru_cache(maxsize=1024)
+def _decoded_public(text: str) -> bytes:
+    return _unchecked(text)  # the same few keys (the server's, the issuer's) every login
 
 
 def is_valid_public(text: str, prefix: int) -> bool:
@@ -113,10 +114,20 @@ def verify(public_key: str, data: bytes, signature: bytes) -> bool:
     """Whether ``signature`` is ``public_key``'s Ed25519 signature of ``data``."""
     try:
         _, key = decode_public(public_key)
-        Ed25519PublicKey.from_public_bytes(key).verify(signature, data)
+        _public(key).verify(signature, data)
     except (NkeyError, InvalidSignature):
         return False
     return True
+
+
+@functools.lru_cache(maxsize=1024)
+def _public(raw: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+@functools.lru_cache(maxsize=64)
+def _private(raw_seed: bytes) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(raw_seed)
 
 
 @dataclass(frozen=True)
@@ -136,7 +147,7 @@ class KeyPair:
         return cls(*decode_seed(seed))
 
     def _key(self) -> Ed25519PrivateKey:
-        return Ed25519PrivateKey.from_private_bytes(self.raw_seed)
+        return _private(self.raw_seed)
 
     @property
     def seed(self) -> str:
