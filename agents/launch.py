@@ -60,8 +60,8 @@ async def _close(nc: Client) -> None:
 
 
 async def _connected(settings: Settings, name: str, *, streams: bool = True,
-                     worker_id: str | None = None) -> Client:
-    nc = await connect(settings.server, name, credential=credential(settings),
+                     worker_id: str | None = None, cred: str | None = None) -> Client:
+    nc = await connect(settings.server, name, credential=cred or credential(settings),
                        worker_id=worker_id, tls_ca=tls_ca(settings))
     if streams:
         await ensure_streams(nc.jetstream())
@@ -174,15 +174,17 @@ async def run_control_with_callout(settings: Settings, keyring: Keyring) -> None
 
 async def run_worker(
     settings: Settings, *, worker_id: str | None, slots: int | None, tags: tuple[str, ...],
-    credential: str | None = None, group: str = "",
+    credential: str | None = None, group: str = "", task_user: str | None = None,
 ) -> None:
     from agents.worker import WorkerAgent
 
-    nc = await _connected(settings, "dtf-worker", streams=False, worker_id=worker_id)
+    # the credential it was given (--token-file): for the server as for the api
+    nc = await _connected(settings, "dtf-worker", streams=False, worker_id=worker_id,
+                          cred=credential)
     try:
         agent = WorkerAgent(nc, worker_id=worker_id, slots=slots, tags=tags, group=group,
                             heartbeat_interval=settings.heartbeat_interval,
-                            credential=credential,
+                            credential=credential, task_user=task_user,
                             signing_key_dir=Path(settings.data_dir) / "worker-keys")
         await run_until_signal(agent.run, nc)
     finally:

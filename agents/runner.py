@@ -10,14 +10,54 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from dtf_core.errors import InvalidInput
 from dtf_core.spec import CommandConfig
 
 OutputSink = Callable[[str, bytes], Awaitable[None]]
 KILL_GRACE_S = 2.0
 CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class TaskUser:
+    """The account tasks run as (``dtf worker --task-user``), so that a task cannot read
+    the stack's credentials and keys, which belong to the worker's account, 0600."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+    @classmethod
+    def lookup(cls, name: str) -> TaskUser:
+        import pwd
+
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise InvalidInput(f"--task-user: no user {name!r} on this host") from None
+        if os.geteuid() not in (0, entry.pw_uid):
+            raise InvalidInput(f"--task-user {name}: the worker must run as root to run "
+                               "tasks as another user")
+        return cls(name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+    def spawn_options(self) -> dict[str, Any]:
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+
+def task_env(extra: Mapping[str, str] | None = None,
+             user: TaskUser | None = None) -> dict[str, str]:
+    """A task's environment: the worker's, without DTF's own settings and credentials
+    (``DTF_*``: the token file, the data dir, the server), plus the task's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DTF_")}
+    if user is not None:
+        env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
+    env.update(extra or {})
+    return env
 
 
 @dataclass
@@ -61,15 +101,16 @@ async def run_command(
     sink: OutputSink,
     cancel: asyncio.Event,
     on_start: Callable[[int], None] | None = None,
+    user: TaskUser | None = None,
 ) -> Outcome:
     started = time.time()
     t0 = time.monotonic()
-    env = {**os.environ, **cfg.env} if cfg.env else None
     try:
         proc = await asyncio.create_subprocess_exec(
             *cfg.argv,
             cwd=cfg.cwd,
-            env=env,
+            env=task_env(cfg.env, user),
+            **(user.spawn_options() if user is not None else {}),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -77,6 +77,7 @@ class Stack:
     host: str = "127.0.0.1"
     tls: bool = False
     cluster: int = 1  # nodes; >1: a local cluster, R<n> streams, two of every agent
+    task_user: str | None = None  # local workers run tasks as this account
     server: NatsServer | None = None  # the first node
     servers: list[NatsServer] = field(default_factory=list)
     tls_files: TlsFiles | None = None
@@ -123,6 +124,8 @@ class Stack:
                     logs / "projector-2.log"),
             ]
         slots = ["--slots", str(self.slots)] if self.slots else []
+        if self.task_user:
+            slots += ["--task-user", self.task_user]
         self.worker_children = [
             Child(f"worker-{i}", self._argv("worker", "--id", f"local-{i}", *slots),
                   logs / f"worker-{i}.log")
@@ -145,6 +148,7 @@ class Stack:
         callout has not checked, so the control plane starts first; then `dtf up` records
         the credentials it issued, and starts the projector and the workers."""
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)  # an existing one too: credentials and keys live here
         store = self.data_dir / "nats"
         creds, issued = (None, []) if self.insecure else mint(
             self.data_dir, services=["control", "projector"],

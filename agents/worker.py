@@ -27,7 +27,7 @@ from agents.jetstream_log import ack_source, parse_ack_reply
 from agents.packs import PlanCache, working_copy
 from agents.pytest.outbox import Outbox
 from agents.pytest.pool import ExitRequested, SessionFailed, SessionPool, SessionSpec
-from agents.runner import run_command
+from agents.runner import TaskUser, run_command
 from agents.security.keyfiles import ensure_private_dir, load_or_create_private_key_file
 from agents.security.signing import canonical_bytes, public_key_bytes, sign
 from dtf_core import commands as cmds
@@ -86,6 +86,7 @@ class WorkerAgent:
         credential: str | None = None,
         signing_key_dir: Path | None = None,
         cache_dir: Path | None = None,
+        task_user: str | None = None,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
@@ -104,7 +105,9 @@ class WorkerAgent:
                 signing_key_dir / f"{self.worker_id}.key")
         self.heartbeat_interval = heartbeat_interval
         self.cache_dir = cache_dir or default_cache_dir()
-        self.pytest = SessionPool(self.cache_dir / "logs", self.worker_id)
+        # Tasks as another account (--task-user): they cannot read the stack's credentials.
+        self.task_user = TaskUser.lookup(task_user) if task_user else None
+        self.pytest = SessionPool(self.cache_dir / "logs", self.worker_id, user=self.task_user)
         self.plans = PlanCache()
         self.running: dict[str, Attempt] = {}
         self.fencing_seen: set[int] = set()  # every lease this session took: each runs once
@@ -238,7 +241,7 @@ class WorkerAgent:
 
             outcome = await run_command(
                 cfg, timeout=spec.timeout_seconds, sink=sink, cancel=attempt.cancel,
-                on_start=started,
+                on_start=started, user=self.task_user,
             )
             with contextlib.suppress(Exception):
                 await self.nc.publish(log_subject, b"", headers={"Dtf-Stream": "eof"})

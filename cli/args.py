@@ -48,12 +48,17 @@ def parser() -> argparse.ArgumentParser:
                     help="TLS for every connection, with a local CA made once in the data dir")
     up.add_argument("--host", default="127.0.0.1",
                     help="address NATS listens on (default 127.0.0.1; others need auth)")
+    up.add_argument("--task-user", default=None, metavar="USER",
+                    help="local workers run tasks as this account (dtf up runs as root)")
 
     w = client("worker", "run a worker daemon on this host")
     w.add_argument("--id", dest="worker_id", default=None)
     w.add_argument("--slots", type=int, default=None)
     w.add_argument("--tags", default="", help="comma-separated free-form capabilities")
     w.add_argument("--group", default="", help="the named pool this worker serves")
+    w.add_argument("--task-user", default=None, metavar="USER",
+                   help="run tasks as this account (the worker runs as root): they cannot "
+                        "read the stack's credentials and keys")
 
     wm = client("worker-manage", "cordon, drain or uncordon a worker (`dtf worker drain W`)")
     wm.add_argument("action", choices=["cordon", "drain", "uncordon"])

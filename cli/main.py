@@ -48,7 +48,7 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
             cfg = msgspec.structs.replace(cfg, server=server)
             tags = tuple(t for t in args.tags.split(",") if t)
             asyncio.run(run_worker(cfg, worker_id=args.worker_id, slots=args.slots, tags=tags,
-                                   group=args.group,
+                                   group=args.group, task_user=args.task_user,
                                    credential=target.credential))
             return 0
         case "submit":
@@ -219,9 +219,13 @@ def _up(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         raise InvalidInput("--cluster takes 1, 3 or 5 nodes (an odd number keeps a quorum)")
     if args.insecure_dev and args.host not in ("127.0.0.1", "localhost", "::1"):
         raise InvalidInput("--insecure-dev listens on loopback only; drop --host")
+    if args.task_user:
+        from agents.runner import TaskUser
+
+        TaskUser.lookup(args.task_user)  # refused now, with its reason, not in each worker
     stack = Stack(data_dir=Path(args.data_dir or cfg.data_dir).resolve(), port=args.port,
                   workers=args.workers, slots=args.slots, insecure=args.insecure_dev,
-                  host=args.host, tls=args.tls, cluster=args.cluster)
+                  host=args.host, tls=args.tls, cluster=args.cluster, task_user=args.task_user)
 
     def ready(s: Stack) -> None:
         sys.stdout.write(f"DTF ready at {s.url}\n")

@@ -40,6 +40,7 @@ from typing import IO, Any
 import msgspec
 
 from agents.pytest.freshness import changed
+from agents.runner import TaskUser
 from dtf_core.events.tests import TestCase
 
 log = logging.getLogger(__name__)
@@ -309,12 +310,14 @@ class Spare:
     env: dict[str, str]
 
     @classmethod
-    async def spawn(cls, env: dict[str, str], log_path: Path) -> Spare:
+    async def spawn(cls, env: dict[str, str], log_path: Path,
+                    user: TaskUser | None = None) -> Spare:
         with open(log_path, "ab") as err:  # noqa: ASYNC230 -- a local log file
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", BOOT, str(SESSION_FILE), cwd=log_path.parent,
+                sys.executable, "-c", BOOT, str(SESSION_FILE), cwd="/",
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
-                env=env, start_new_session=True, limit=64 * 1024 * 1024)
+                env=env, start_new_session=True, limit=64 * 1024 * 1024,
+                **(user.spawn_options() if user is not None else {}))
         return cls(proc, log_path, env)
 
     async def start(self, spec: SessionSpec, setup: dict[str, Any]) -> Line:
@@ -382,8 +385,8 @@ def _tail(path: Path) -> str:
 
 
 def session_env(base: dict[str, str], spec: SessionSpec) -> dict[str, str]:
-    """The session's environment: the worker's, without DTF's own settings and
-    credentials (tests never see them), with the submitter's pytest settings."""
+    """The session's environment: a task's (the worker's, without DTF's own settings and
+    credentials), with the submitter's pytest settings."""
     env = {k: v for k, v in base.items() if not k.startswith("DTF_")}
     env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
@@ -402,10 +405,17 @@ class SessionPool:
     starting: dict[str, asyncio.Task[Server]] = field(default_factory=dict)
     slots: SlotNumbers = field(default_factory=SlotNumbers)
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    user: TaskUser | None = None  # sessions run as this account (--task-user)
     preparing: set[asyncio.Task[Server]] = field(default_factory=set)
     spare: asyncio.Future[Spare] | None = None
     sockets: Path = SOCKETS
     started = 0
+
+    def __post_init__(self) -> None:
+        if self.user is not None:
+            u = self.user
+            self.base_env = {**self.base_env, "HOME": u.home, "USER": u.name, "LOGNAME": u.name}
+            self.sockets = SOCKETS.with_name(f"dtf-sessions-{u.uid}")
 
     async def run_chunk(self, spec: SessionSpec, node_ids: list[str], on_case: OnCase,
                         *, run_id: str = "", workers: int = 1,
@@ -498,6 +508,8 @@ class SessionPool:
         """The host's server for ``key``: another worker's, or one started now. Under the
         key's lock, so that the workers of a host collect once between them."""
         self.sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.user is not None and self.sockets.stat().st_uid != self.user.uid:
+            os.chown(self.sockets, self.user.uid, self.user.gid)  # its server binds there
         path = self.sockets / f"{key}.sock"
         async with _host_lock(self.sockets / f"{key}.lock"):
             server = await Server.attach(path)
@@ -544,7 +556,7 @@ class SessionPool:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.started += 1
         return await Spare.spawn(
-            env, self.log_dir / f"pytest-session-{os.getpid()}-{self.started}.log")
+            env, self.log_dir / f"pytest-session-{os.getpid()}-{self.started}.log", self.user)
 
     async def _take_spare(self, env: dict[str, str]) -> Spare:
         task, self.spare = self.spare, None

@@ -59,10 +59,12 @@ class Dist:
 
 
 @asynccontextmanager
-async def secure_stack(tmp: Path, workers: int = 2) -> AsyncIterator[Dist]:
+async def secure_stack(tmp: Path, workers: int = 2,
+                       task_user: str | None = None) -> AsyncIterator[Dist]:
     """What `dtf up --workers 2 --slots 1` runs: secure (auth callout, per-role server
     permissions), control plane, projector and two worker processes."""
-    stack = Stack(data_dir=tmp / "stack", port=free_port(), workers=workers, slots=1)
+    stack = Stack(data_dir=tmp / "stack", port=free_port(), workers=workers, slots=1,
+                  task_user=task_user)
     await stack.start()
     supervisor = asyncio.create_task(stack.supervise())
     try:
