@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 from nats.aio.client import Client
 
 from agents.gate import Gate
@@ -60,8 +61,11 @@ def callout_secrets(keys: Path) -> tuple[nkeys.KeyPair, str]:
 def server_config(base: str, keys: Path, path: Path) -> Path:
     """Write the server config: the base (nats.conf) plus the auth callout block, 0600."""
     issuer, password = callout_secrets(keys)
+    # The server keeps only a bcrypt hash of the auth user's password; the plaintext stays
+    # in the 0600 key file the control plane reads.
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=11, prefix=b"2a")).decode()
     text = base + "\n" + CalloutConfig(issuer_public_key=issuer.public_key,
-                                       auth_password=password, auth_user=AUTH_USER).render()
+                                       auth_password=hashed, auth_user=AUTH_USER).render()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     create_secret_file(path, text.encode())

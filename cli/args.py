@@ -48,6 +48,8 @@ def parser() -> argparse.ArgumentParser:
                     help="TLS for every connection, with a local CA made once in the data dir")
     up.add_argument("--host", default="127.0.0.1",
                     help="address NATS listens on (default 127.0.0.1; others need auth)")
+    up.add_argument("--insecure-network", action="store_true",
+                    help="allow a non-loopback --host without --tls (tokens in cleartext)")
     up.add_argument("--task-user", default=None, metavar="USER",
                     help="local workers run tasks as this account (dtf up runs as root)")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -129,9 +130,11 @@ async def logs(target: Target, task_id: str, follow: bool) -> int:
         api = ApiClient(nc, credential=target.credential)
         await api.tasks(ids=[task_id], limit=1)  # a clear error for an unknown id
         eventlog = JetStreamLog(nc, stream=subjects.LOGS_STREAM)
+        leases = Leases(nc, task_id)
         if not follow:
             for rec in await eventlog.read([subjects.log_filter(task_id)]):
-                _write(rec.data, rec.headers)
+                if await leases.wrote(rec.subject):
+                    _write(rec.data, rec.headers)
             return 0
         printed = 0
         progress = asyncio.Event()
@@ -141,7 +144,8 @@ async def logs(target: Target, task_id: str, follow: bool) -> int:
             async with eventlog.tail([subjects.log_filter(task_id)]) as tail:
                 async for batch in tail:
                     for rec in batch:
-                        _write(rec.data, rec.headers)
+                        if await leases.wrote(rec.subject):
+                            _write(rec.data, rec.headers)
                     printed = batch[-1].seq
                     progress.set()
 
@@ -155,6 +159,35 @@ async def logs(target: Target, task_id: str, follow: bool) -> int:
         finally:
             task.cancel()
     return 0
+
+
+class Leases:
+    """Which worker held each attempt of a task: only its output is the task's (any
+    worker may write output under its own id, for any task id)."""
+
+    def __init__(self, nc: Client, task_id: str) -> None:
+        self.nc, self.task_id = nc, task_id
+        self.holders: dict[int, str] = {}
+
+    async def wrote(self, log_subject: str) -> bool:
+        parts = log_subject.split(".")
+        if len(parts) != 5 or not parts[3].isdigit():
+            return False
+        attempt, worker = int(parts[3]), parts[4]
+        if attempt not in self.holders:
+            await self._refresh()
+        return self.holders.get(attempt) == worker
+
+    async def _refresh(self) -> None:
+        from dtf_core.events.codec import UndecodableEvent, decode
+        from dtf_core.events.task import TaskLeased
+
+        for rec in await JetStreamLog(self.nc).read(
+                [f"dtf.evt.task.{self.task_id}.leased.*"]):
+            with contextlib.suppress(UndecodableEvent):
+                event = decode(rec.subject, rec.data)
+                if isinstance(event, TaskLeased):
+                    self.holders[event.attempt] = event.worker_id
 
 
 async def _last_log_seq(nc: Client, task_id: str, attempt: int) -> int:

@@ -217,8 +217,14 @@ def _up(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         os.environ["DTF_HEARTBEAT_MISSES"] = str(args.heartbeat_misses)
     if args.cluster not in (1, 3, 5):
         raise InvalidInput("--cluster takes 1, 3 or 5 nodes (an odd number keeps a quorum)")
-    if args.insecure_dev and args.host not in ("127.0.0.1", "localhost", "::1"):
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if args.insecure_dev and not loopback:
         raise InvalidInput("--insecure-dev listens on loopback only; drop --host")
+    if not loopback and not args.tls and not args.insecure_network:
+        raise InvalidInput(f"--host {args.host} without --tls would send every credential in "
+                           "cleartext over the network: add --tls (workers then need "
+                           "DTF_TLS_CA=<data dir>/tls/ca.pem), or --insecure-network to "
+                           "accept that")
     if args.task_user:
         from agents.runner import TaskUser
 
