@@ -130,13 +130,14 @@ class ApiAgent:
                     not await self.folder.settled():
                 raise Unavailable(f"the api's fold is behind its own writes (at seq "
                                   f"{self.folder.position}, holding {self.board.last_seq})")
+            viewer = None if claims is None else (claims.sub, str(claims.role))
             try:
-                result = await queries.answer(self.board, self.log, self.nc, cmd)
+                result = await queries.answer(self.board, self.log, self.nc, cmd, viewer)
             except NotFound:
                 # Another api replica may have written it a moment ago: "unknown" only once
                 # this fold has caught up with the log as it is now.
                 await self._caught_up()
-                result = await queries.answer(self.board, self.log, self.nc, cmd)
+                result = await queries.answer(self.board, self.log, self.nc, cmd, viewer)
             await self._reply(msg, cmds.Reply(ok=True, result=result))
         except Exception as exc:  # one broad except per message: answer, never crash
             await self._reply(msg, _error_reply(exc))

@@ -46,12 +46,14 @@ def task_summary(t: TaskState) -> dict[str, Any]:
     }
 
 
-async def answer(board: Board, log: EventLog, nc: Client, cmd: cmds.Command) -> Any:
+async def answer(board: Board, log: EventLog, nc: Client, cmd: cmds.Command,
+                 viewer: tuple[str, str] | None = None) -> Any:
+    """``viewer``: the verified (subject, role) asking (None: a stack without auth)."""
     match cmd:
         case cmds.ListTasks():
             return list_tasks(board, cmd)
         case cmds.GetTask():
-            return await get_task(board, log, cmd.task_id)
+            return await get_task(board, log, cmd.task_id, viewer)
         case cmds.ListWorkers():
             return await list_workers(board, nc)
         case cmds.GetStatus():
@@ -137,7 +139,20 @@ def _compacted_rows(board: Board, cmd: cmds.ListTasks, room: int) -> list[dict[s
     return found
 
 
-async def get_task(board: Board, log: EventLog, task_id: str) -> dict[str, Any]:
+HIDDEN = "(hidden: only its submitter and admins see values)"
+
+
+def shown_spec(spec: dict[str, Any], owner: str, viewer: tuple[str, str] | None) -> dict[str, Any]:
+    """A task's spec as ``viewer`` may read it: environment values (often secrets) are
+    shown to the task's submitter and to admins only; others see the names."""
+    env = (spec.get("config") or {}).get("env")
+    if not env or viewer is None or viewer[1] == "admin" or viewer[0] == owner:
+        return spec
+    return {**spec, "config": {**spec["config"], "env": dict.fromkeys(env, HIDDEN)}}
+
+
+async def get_task(board: Board, log: EventLog, task_id: str,
+                   viewer: tuple[str, str] | None = None) -> dict[str, Any]:
     validate_id(task_id, "task id")
     state = board.tasks.get(task_id)
     if state is None and task_id not in board.finished:
@@ -163,7 +178,7 @@ async def get_task(board: Board, log: EventLog, task_id: str) -> dict[str, Any]:
     if state is None:
         raise NotFound(f"task {task_id} has no events left in the log")
     out = task_summary(state)
-    out["spec"] = to_plain(state.spec)
+    out["spec"] = shown_spec(to_plain(state.spec), state.owner, viewer)
     out["lease_seq"] = state.lease_seq
     out["history"] = history
     return out

@@ -84,16 +84,23 @@ def prepare(target: Path, name: str) -> None:
 
 
 def ensure_dtf(venv: Path) -> None:
-    """This checkout of DTF in the suite's venv (editable, so it is always this one)."""
+    """This checkout of DTF in the suite's venv (editable, so it is always this one), with
+    the dependencies its pyproject.toml names now."""
+    import hashlib
+
     py = venv / "bin" / "python"
+    stamp = venv / ".dtf-pyproject"
+    wanted = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
     probe = subprocess.run(
         [str(py), "-c", "import cli.pytest.plugin as p; print(p.__file__)"],
         capture_output=True, text=True)
-    if probe.returncode == 0 and probe.stdout.strip().startswith(str(REPO)):
+    if (probe.returncode == 0 and probe.stdout.strip().startswith(str(REPO))
+            and stamp.exists() and stamp.read_text() == wanted):
         return
     print(f"corpus: installing DTF into {venv}", file=sys.stderr)
     subprocess.run([str(py), "-m", "pip", "install", "-q", "-e", str(REPO)], check=True,
                    stdout=sys.stderr)
+    stamp.write_text(wanted)
 
 
 # --- running ------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def object_reader(bucket: str) -> tuple[str, ...]:
     return (f"{api}.STREAM.NAMES", f"{api}.STREAM.INFO.{stream}", f"{api}.STREAM.MSG.GET.{stream}",
             f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>",
             f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>",
-            f"{api}.CONSUMER.INFO.{stream}.*", f"{api}.CONSUMER.DELETE.{stream}.*",
+            f"{api}.CONSUMER.INFO.{stream}.*",  # no DELETE: a reader deletes nothing
             f"$JS.FC.{stream}.>")
 
 

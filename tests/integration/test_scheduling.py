@@ -224,7 +224,7 @@ async def test_a_worker_declines_a_lease_that_would_overcommit_it(tmp_path: Path
                        for e in events)
 
         await until(declined, what="the second lease to be declined")
-        assert (await h.api.tasks(ids=[ids[1]]))[0]["status"] == "queued"
+        assert (await h.wait_status(ids[1], {"queued"}))["status"] == "queued"  # api folded
         gate.open()
         assert (await h.wait_status(ids[0], TERMINAL))["status"] == "succeeded"
 

@@ -62,3 +62,14 @@ async def test_a_data_dir_made_before_is_made_private(tmp_path: Path,
     (tmp_path / "stack").chmod(0o755)
     async with secure_stack(tmp_path, workers=0):
         assert (tmp_path / "stack").stat().st_mode & 0o777 == 0o700
+
+
+async def test_a_reader_cannot_delete_anothers_consumers(insider: Insider) -> None:
+    import nats.errors
+
+    reader = await insider.connect_as(await insider.token("reader"))
+    subject = "$JS.API.CONSUMER.DELETE.OBJ_dtf-artifacts.someone-elses"
+    with pytest.raises(nats.errors.TimeoutError):
+        await reader.request(subject, b"", timeout=1)
+    assert reader.denied(subject)  # the server refused the publish itself
+    await reader.close()

@@ -21,7 +21,7 @@ BENCH = Path(__file__).resolve().parents[3] / "bench" / "corpus.py"
 def test_jinja2_is_identical_to_plain_pytest_test_by_test() -> None:
     proc = subprocess.run([sys.executable, str(BENCH), "--suites", "jinja2"],
                           capture_output=True, text=True, timeout=900)
-    assert proc.returncode in (0, 1), proc.stderr[-5000:]
+    assert proc.returncode in (0, 1) and proc.stdout.strip(), proc.stderr[-5000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])["jinja2"]
     assert result["identical"], proc.stderr[-5000:]
     assert proc.returncode == 0

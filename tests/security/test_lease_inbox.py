@@ -1,0 +1,48 @@
+"""Insiders, part 2: a reader's own consumer, delivering into a worker's lease inbox, does
+not make the worker run anything again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from agents.jetstream_log import ack_source
+from dtf_core import subjects
+from dtf_core.spec import command_spec
+from tests.security.conftest import Insider
+
+pytestmark = pytest.mark.anyio
+
+
+def test_the_consumer_that_delivered_is_read_from_the_ack_subject() -> None:
+    assert ack_source("$JS.ACK.DTF_EVENTS.worker-w1.1.10.3.1700000000.0") == (
+        "DTF_EVENTS", "worker-w1")
+    assert ack_source("$JS.ACK.dom.acc.DTF_EVENTS.rogue.1.10.3.1700000000.0.tok") == (
+        "DTF_EVENTS", "rogue")
+    assert ack_source("_INBOX.reader.x.y") is None and ack_source(None) is None
+
+
+async def test_a_readers_consumer_aimed_at_a_workers_inbox_runs_nothing_again(
+        insider: Insider, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    first = await insider.admin.submit([command_spec(
+        ["/bin/sh", "-c", f"echo ran >> {runs}"])])
+    rc, out = await insider.cli("wait", first.ids[0], "--timeout", "60")
+    assert rc == 0, out
+    reader = await insider.connect_as(await insider.token("reader"))
+    js = reader.jetstream()
+    worker = (await insider.admin.workers())[0]["id"]
+    lease = await js.consumer_info(subjects.EVENTS_STREAM, subjects.lease_consumer(worker))
+    inbox = lease.config.deliver_subject
+    assert inbox and inbox.startswith(subjects.worker_inbox(worker))
+    for _ in range(3):  # three rogue consumers, each delivering every lease again
+        await js.add_consumer(subjects.EVENTS_STREAM, ConsumerConfig(
+            deliver_subject=inbox, deliver_policy=DeliverPolicy.ALL,
+            filter_subject=f"dtf.evt.task.*.leased.{worker}"))
+    second = await insider.admin.submit([command_spec(["true"])])
+    rc, out = await insider.cli("wait", second.ids[0], "--timeout", "60")
+    assert rc == 0, out
+    assert runs.read_text() == "ran\n"  # once, whatever the rogue consumers delivered
+    await reader.close()
