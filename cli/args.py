@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
@@ -13,6 +13,7 @@ from agents import settings as settings_mod
 from cli import client_cmds as cc
 from dtf_core.errors import InvalidInput
 from dtf_core.spec import TaskSpec, command_spec, parse_specs
+from dtf_core.task import Status
 
 
 def parser() -> argparse.ArgumentParser:
@@ -113,7 +114,8 @@ def parser() -> argparse.ArgumentParser:
     wt.add_argument("--timeout", type=float, default=None)
 
     t = client("tasks", "list tasks")
-    t.add_argument("--status", default=None)
+    t.add_argument("--status", default=None, choices=list(get_args(Status)),
+                   help="only tasks in this status")
     t.add_argument("--run", dest="run_id", default=None)
     t.add_argument("--limit", type=int, default=50)
 

@@ -247,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli.pytest.run import run_pytest
 
         return run_pytest(raw[2:])
+    if raw[:1] == ["run"]:  # `dtf run`, `dtf run --help`, `dtf run <not pytest>`
+        print("usage: dtf run pytest [pytest args]   (runs pytest's own command line on the "
+              "DTF workers; see `dtf run pytest --help`)", file=sys.stderr)
+        return 0 if raw[1:2] in (["--help"], ["-h"]) else 2
     if raw[:1] == ["worker"] and raw[1:2] in (["cordon"], ["drain"], ["uncordon"]):
         raw = ["worker-manage", *raw[1:]]
     if raw[:1] == ["ci"]:

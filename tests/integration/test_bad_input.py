@@ -75,3 +75,19 @@ async def test_unsupported_types_are_refused_not_simulated(tmp_path: Path) -> No
         traversal = TaskSpec(type="test", config={"node_ids": ["../../etc/passwd::x"]})
         with pytest.raises(InvalidInput, match="relative path inside the root"):
             await h.api.submit([traversal])
+
+
+def test_run_without_pytest_and_an_unknown_status_are_usage_errors() -> None:
+    import subprocess
+    import sys
+
+    def dtf(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True,
+                              text=True, timeout=60)
+
+    for args, code in ((("run",), 2), (("run", "--help"), 0), (("run", "nose"), 2)):
+        out = dtf(*args)
+        assert out.returncode == code and "dtf run pytest" in out.stderr, out
+        assert "Traceback" not in out.stderr
+    out = dtf("tasks", "--status", "pending")
+    assert out.returncode == 2 and "'queued'" in out.stderr and "Traceback" not in out.stderr
