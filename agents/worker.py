@@ -302,22 +302,13 @@ class WorkerAgent:
                 if not node_ids:  # more chunks were submitted than the run had units
                     await ended("succeeded", exit_code=0)
                     return
-                chunk = asyncio.ensure_future(self.pytest.run_chunk(
+                # A cancel kills the chunk's process and what it started.
+                errors = await self._wait_cancellable(attempt, self.pytest.run_chunk(
                     spec, node_ids, on_case, run_id=cfg.run or lease.task_id, workers=cfg.workers,
                     collection=collection))
-                cancel = asyncio.ensure_future(attempt.cancel.wait())
-                try:
-                    await asyncio.wait({chunk, cancel}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    cancel.cancel()
-                    if not chunk.done():
-                        chunk.cancel()  # kills the chunk's process and what it started
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await chunk
-                if chunk.cancelled():
+                if errors is None:
                     await ended("cancelled", error="cancelled")
                     return
-                errors = chunk.result()
         except TimeoutError:
             if not deadline.expired():
                 raise  # a NATS request timing out is an error, not the chunk's timeout
