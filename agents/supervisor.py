@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -17,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from agents.bootstrap import Credentials, keys_dir, mint, record
 from agents.client import ApiClient
@@ -28,7 +29,7 @@ from agents.natsserver import NatsServer, base_conf_text
 from agents.server_auth import server_config
 from agents.tls import TlsFiles, ensure_certs
 from dtf_core import subjects
-from dtf_core.errors import DTFError, Unavailable
+from dtf_core.errors import DTFError, InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 15.0
@@ -78,6 +79,7 @@ class Stack:
     tls: bool = False
     cluster: int = 1  # nodes; >1: a local cluster, R<n> streams, two of every agent
     task_user: str | None = None  # local workers run tasks as this account
+    _lock: IO[str] | None = field(default=None, repr=False)  # on the data dir, held while up
     server: NatsServer | None = None  # the first node
     servers: list[NatsServer] = field(default_factory=list)
     tls_files: TlsFiles | None = None
@@ -149,6 +151,7 @@ class Stack:
         the credentials it issued, and starts the projector and the workers."""
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)  # an existing one too: credentials and keys live here
+        self._lock_data_dir()
         store = self.data_dir / "nats"
         creds, issued = (None, []) if self.insecure else mint(
             self.data_dir, services=["control", "projector"],
@@ -311,11 +314,32 @@ class Stack:
                 await child.start()
                 log.info("%s restarted (pid %s)", child.name, child.proc.pid if child.proc else "?")
 
+    def _lock_data_dir(self) -> None:
+        """One stack per data dir: a second nats-server on the same JetStream store risks
+        corrupting it. The lock is held while this process lives; the file says who."""
+        lock = open(self.data_dir / "up.lock", "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
+            raise InvalidInput(f"{self.data_dir} is in use by a running dtf up ({holder}); "
+                               "stop it first, or use another --data-dir") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}, {self.url}\n")
+        lock.flush()
+        self._lock = lock
+
     async def stop(self) -> None:
         await asyncio.gather(*(c.stop() for c in self.worker_children))
         await asyncio.gather(*(c.stop() for c in self.agents))
         for server in self.servers:
             await asyncio.to_thread(server.stop)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
 
 async def up(stack: Stack, on_ready: object = None) -> None:

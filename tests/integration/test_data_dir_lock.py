@@ -1,0 +1,31 @@
+"""One stack per data dir: a second `dtf up` on it is refused with one clear line that
+names the running one (two nats-servers on one JetStream store risk corrupting it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents.natsserver import free_port
+from tests.integration.pytest_dist.conftest import secure_stack
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_second_dtf_up_on_a_data_dir_in_use_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DTF_CACHE_DIR", str(tmp_path / "cache"))
+    async with secure_stack(tmp_path, workers=0) as dist:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cli.main", "up", "--data-dir", str(tmp_path / "stack"),
+            "--port", str(free_port()), env={**os.environ},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        text = err.decode()
+        assert proc.returncode == 2, text
+        assert "in use by a running dtf up" in text and f"pid {os.getpid()}" in text
+        assert dist.url.split(",")[0] in text and "Traceback" not in text
