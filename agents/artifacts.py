@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.errors import NotFoundError
 
+from agents.objects import ObjectMissing, get_object, list_objects
 from dtf_core.errors import InvalidInput
 from dtf_core.errors import NotFound as DTFNotFound
 from dtf_core.ids import validate_id
@@ -35,20 +36,17 @@ async def put_artifact(js: JetStreamContext, run_id: str, name: str, data: bytes
 
 
 async def get_artifact(js: JetStreamContext, run_id: str, name: str) -> bytes:
-    store = await js.object_store(ARTIFACTS_BUCKET)
     try:
-        obj = await store.get(object_key(run_id, name))
-    except (ObjectNotFoundError, NotFoundError):
+        return await get_object(js, ARTIFACTS_BUCKET, object_key(run_id, name))
+    except ObjectMissing:
         raise DTFNotFound(f"no artifact {name} for run {run_id}") from None
-    return obj.data or b""
 
 
 async def list_artifacts(js: JetStreamContext, run_id: str) -> list[tuple[str, int]]:
-    store = await js.object_store(ARTIFACTS_BUCKET)
     prefix = f"{validate_id(run_id, 'run id')}/"
     try:
-        infos = await store.list()
-    except (NotFoundError, ObjectNotFoundError):
+        infos = await list_objects(js, ARTIFACTS_BUCKET)
+    except NotFoundError:  # no bucket yet
         return []
     return sorted((i.name[len(prefix):], int(i.size or 0)) for i in infos
                   if i.name.startswith(prefix) and not i.deleted)

@@ -8,6 +8,7 @@ gets a PubAck, so a batch costs one fsync and one round trip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -85,8 +86,12 @@ def _raise_for(ack: dict[str, Any]) -> None:
 
 
 class JetStreamLog:
-    def __init__(self, nc: Client, stream: str = EVENTS_STREAM, timeout: float = 5.0) -> None:
+    def __init__(self, nc: Client, stream: str = EVENTS_STREAM, timeout: float = 5.0,
+                 opener: Any = None) -> None:
+        """``opener``: the api's ``open_tail`` (a client, which may not create consumers:
+        its tails are served by the api); None for the agents."""
         self.nc = nc
+        self.opener = opener
         self.js: JetStreamContext = nc.jetstream()
         self.stream = stream
         self.timeout = timeout
@@ -139,6 +144,10 @@ class JetStreamLog:
         return last
 
     def tail(self, filters: Sequence[str], start_seq: int = 1) -> JetStreamTail:
+        if self.opener is not None:
+            from agents.served_tail import ServedTail
+
+            return ServedTail(self, list(filters), start_seq, self.opener)
         return JetStreamTail(self, list(filters), start_seq)
 
     async def read(self, filters: Sequence[str], start_seq: int = 1) -> list[Record]:
@@ -161,6 +170,7 @@ class JetStreamLog:
 COSTLY_STREAM = 100_000  # events: below this, several filters cost little
 SHORT_TAIL = 100  # a tail at most 1/SHORT_TAIL of the stream is short
 STREAM_INFO_WAIT_S = 2.0  # a credential without stream info gets no answer, only a timeout
+RELEASE_WAIT_S = 1.0  # deleting a finished tail's consumer: best effort
 
 
 class JetStreamTail:
@@ -242,6 +252,16 @@ class JetStreamTail:
                 await sub.unsubscribe()
             except Exception:  # the connection may already be gone; nothing to release then
                 pass
+            await self._release(sub)
+
+    async def _release(self, sub: Any) -> None:
+        """Delete the consumer now rather than when the server notices nobody listens
+        (streams hold a bounded number of consumers)."""
+        name = getattr(sub, "_consumer", None)
+        if name and not self._log.nc.is_closed:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(RELEASE_WAIT_S):
+                    await self._log.js.delete_consumer(self._log.stream, name)
 
     async def __aenter__(self) -> JetStreamTail:
         await self.start()

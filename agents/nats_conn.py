@@ -81,6 +81,11 @@ class FastClient(Client):
         return await super()._process_headers(headers)
 
 
+# nats-server 2.15 caps a stream at 1,000 consumers unless it says otherwise; every tail
+# (`dtf wait`, `dtf logs -f`, a run's client, a task's history) is a short-lived one.
+MAX_CONSUMERS = 10_000
+
+
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     return [
         StreamConfig(
@@ -94,6 +99,7 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             allow_direct=True,
             allow_atomic=True,
             max_msg_size=MAX_PAYLOAD,
+            max_consumers=MAX_CONSUMERS,
             num_replicas=replicas,
         ),
         StreamConfig(
@@ -113,6 +119,7 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             max_bytes=2 * 1024**3,
             discard=DiscardPolicy.OLD,
             allow_atomic=True,
+            max_consumers=MAX_CONSUMERS,
             num_replicas=replicas,
         ),
         StreamConfig(
@@ -193,9 +200,11 @@ async def connect(
         text = str(exc) or type(exc).__name__
         if any("uthorization" in e for e in [text, *nc.server_errors]):
             if not credential:
-                raise Unavailable(f"NATS at {url} requires a credential: pass --token-file "
-                                  "or set DTF_TOKEN (the local admin's is .dtf/admin.jwt)"
-                                  ) from None
+                raise Unavailable(
+                    f"NATS at {url} requires a credential: pass --token-file FILE, or "
+                    "`export DTF_TOKEN_FILE=FILE` (`dtf up` prints its admin credential's "
+                    "absolute path; on its host, as its user, clients find it by themselves)"
+                    ) from None
             raise Unavailable(f"NATS at {url} refused the credential: {text}") from None
         raise Unavailable(f"cannot reach NATS at {url}: {text}") from None
     nc.options["max_reconnect_attempts"] = -1 if reconnect else 0

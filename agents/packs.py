@@ -25,6 +25,7 @@ import msgspec
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 
+from agents.objects import ObjectMissing, get_object
 from dtf_core.errors import DTFError, InvalidInput
 from dtf_core.spec import check_relative
 from dtf_core.subjects import PACKS_BUCKET
@@ -133,12 +134,11 @@ async def fetch_pack(js: JetStreamContext, digest: str, cache_dir: Path) -> Path
     dest = cache_dir / digest
     if (dest / ".dtf-pack-ok").exists():
         return dest
-    store = await js.object_store(PACKS_BUCKET)
     try:
-        obj = await store.get(digest)
-    except (ObjectNotFoundError, NotFoundError):
+        data = await get_object(js, PACKS_BUCKET, digest)
+    except ObjectMissing:
         raise DTFError(f"the code pack {digest[:12]} is not in the object store") from None
-    return _install(obj.data or b"", digest, cache_dir)
+    return _install(data, digest, cache_dir)
 
 
 async def working_copy(js: JetStreamContext, digest: str, cache_dir: Path) -> Path:
@@ -233,11 +233,9 @@ async def put_collection(js: JetStreamContext, key: str, data: bytes) -> None:
 
 
 async def get_collection(js: JetStreamContext, key: str) -> bytes | None:
-    store = await js.object_store(PACKS_BUCKET)
     try:
-        obj = await store.get(COLLECTION_PREFIX + key)
-        return zlib.decompress(obj.data or b"")
-    except (ObjectNotFoundError, NotFoundError, zlib.error):
+        return zlib.decompress(await get_object(js, PACKS_BUCKET, COLLECTION_PREFIX + key))
+    except (ObjectMissing, zlib.error):
         return None
 
 
@@ -264,14 +262,12 @@ class PlanCache:
 
 
 async def _wait_for_plan(js: JetStreamContext, name: str, wait: float) -> bytes:
-    store = await js.object_store(PACKS_BUCKET)
     clock = asyncio.get_running_loop().time
     start = clock()
     while True:
         try:
-            obj = await store.get(PLAN_PREFIX + name)
-            return obj.data or b""
-        except (ObjectNotFoundError, NotFoundError):
+            return await get_object(js, PACKS_BUCKET, PLAN_PREFIX + name)
+        except ObjectMissing:
             if clock() - start >= wait:
                 raise DTFError(f"the run plan {name} is not in the object store (the run's "
                                f"client stopped before it collected the tests?)") from None

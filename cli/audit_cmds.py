@@ -9,8 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agents.jetstream_log import JetStreamLog
-from cli.client_cmds import Target, connected
+from cli.client_cmds import Target, client, connected, served_log
 from dtf_core import subjects
 from dtf_core.audit import verify
 from dtf_core.errors import InvalidInput
@@ -21,7 +20,7 @@ from projections.board import Board
 
 async def _events(target: Target, filters: list[str]) -> list[tuple[int, Event]]:
     async with connected(target) as nc:
-        records = await JetStreamLog(nc).read(filters, 1)
+        records = await served_log(client(nc, target)).read(filters, 1)
     out = []
     for rec in records:
         try:
@@ -147,7 +146,7 @@ async def _projection_check(target: Target) -> dict[str, Any]:
         if "hash" not in live:
             return {"checked": False, "why": str(live.get("error", live))}
         with tempfile.TemporaryDirectory(prefix="dtf-audit-") as tmp:
-            rebuilt = await rebuild(JetStreamLog(nc), Path(tmp) / "rebuilt.duckdb",
+            rebuilt = await rebuild(served_log(client(nc, target)), Path(tmp) / "rebuilt.duckdb",
                                     until_seq=int(live["last_seq"]))
     return {"checked": True, "equal": rebuilt == live["hash"], "last_seq": live["last_seq"]}
 

@@ -92,28 +92,26 @@ def consumer_subjects(stream: str, consumer: str) -> tuple[str, ...]:
 
 
 def log_readers() -> tuple[str, ...]:
-    """Reading the event log and task output (`dtf wait`, `dtf logs -f`): ephemeral ordered
-    consumers only. The create subject without a consumer name cannot name (or take over)
-    a worker's durable consumer. Stream info (sizes and sequences, no content) tells a tail
-    whether it is short enough for one covering filter."""
+    """Reading the event log and task output (`dtf wait`, `dtf logs -f`) through consumers
+    the api opens into the client's inbox (agents/served_tail.py): no client creates,
+    inspects or deletes a consumer (the server would deliver wherever its creator said).
+    Flow-control answers, single messages, and stream info (sizes and sequences, no
+    content: whether a tail is short enough for one covering filter)."""
     out: list[str] = []
     for stream in (EVENTS, subjects.LOGS_STREAM):
-        out += [f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.INFO.{stream}.*",
-                f"$JS.API.STREAM.MSG.GET.{stream}", f"$JS.API.STREAM.INFO.{stream}",
+        out += [f"$JS.API.STREAM.MSG.GET.{stream}", f"$JS.API.STREAM.INFO.{stream}",
                 f"$JS.FC.{stream}.>"]
     return tuple(out)
 
 
 def object_reader(bucket: str) -> tuple[str, ...]:
-    """Reading objects of one JetStream object store bucket (an ordered consumer per get)."""
+    """Reading objects of one JetStream object store bucket, by message gets answered into
+    the reader's own inbox (agents/objects.py), never through a consumer."""
     stream = f"OBJ_{bucket}"
     api = "$JS.API"
     # STREAM.NAMES (names only, no content): nats-py looks up the bucket's stream by subject.
     return (f"{api}.STREAM.NAMES", f"{api}.STREAM.INFO.{stream}", f"{api}.STREAM.MSG.GET.{stream}",
-            f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>",
-            f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>",
-            f"{api}.CONSUMER.INFO.{stream}.*",  # no DELETE: a reader deletes nothing
-            f"$JS.FC.{stream}.>")
+            f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>")
 
 
 def object_writer(bucket: str) -> tuple[str, ...]:
@@ -131,7 +129,9 @@ def worker(worker_id: str) -> Permissions:
         publish=(
             subjects.CMD_REPORT,
             subjects.CMD_REGISTER,
+            subjects.CMD_CAPABILITIES,
             subjects.CMD_WORKER_STOP,
+            subjects.Q_SECRETS,  # the secret env of a task it holds the lease of
             subjects.heartbeat_subject(wid),
             f"dtf.log.*.*.{wid}",  # output, named by the worker that wrote it
             *consumer_subjects(EVENTS, subjects.lease_consumer(wid)),

@@ -32,6 +32,7 @@ class Permission(enum.StrEnum):
     TOKEN_REVOKE = "token.revoke"
     TOKEN_REFRESH = "token.refresh"
     QUERY_READ = "query.read"
+    TASK_SECRETS = "task.secrets"  # the secret env of a task whose lease the worker holds
     KEY_ROTATE = "key.rotate"
 
 
@@ -41,7 +42,8 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
     Role.ADMIN: frozenset(Permission),
     Role.MANAGER: frozenset({P.TASK_SUBMIT, P.TASK_CANCEL, P.WORKER_MANAGE, P.QUERY_READ,
                              P.TOKEN_REFRESH}),
-    Role.WORKER: frozenset({P.TASK_REPORT, P.WORKER_REGISTER, P.WORKER_STOP, P.TOKEN_REFRESH}),
+    Role.WORKER: frozenset({P.TASK_REPORT, P.WORKER_REGISTER, P.WORKER_STOP, P.TOKEN_REFRESH,
+                            P.TASK_SECRETS}),
     Role.READER: frozenset({P.QUERY_READ, P.TOKEN_REFRESH}),
 })
 
@@ -52,6 +54,7 @@ COMMAND_PERMISSIONS: Final[Mapping[str, Permission]] = MappingProxyType({
     "report": P.TASK_REPORT,
     "register": P.WORKER_REGISTER,
     "stop_worker": P.WORKER_STOP,
+    "update_capabilities": P.WORKER_REGISTER,
     "issue_token": P.TOKEN_ISSUE,
     "revoke_token": P.TOKEN_REVOKE,
     "refresh_token": P.TOKEN_REFRESH,
@@ -64,12 +67,14 @@ COMMAND_PERMISSIONS: Final[Mapping[str, Permission]] = MappingProxyType({
     "list_workers": P.QUERY_READ,
     "status": P.QUERY_READ,
     "explain_task": P.QUERY_READ,
+    "open_tail": P.QUERY_READ,
+    "get_secrets": P.TASK_SECRETS,
     "manage_worker": P.WORKER_MANAGE,
 })
 
 # Commands that name a worker: a worker-role principal may only name itself.
 WORKER_SCOPED: Final[frozenset[Permission]] = frozenset(
-    {P.TASK_REPORT, P.WORKER_REGISTER, P.WORKER_STOP}
+    {P.TASK_REPORT, P.WORKER_REGISTER, P.WORKER_STOP, P.TASK_SECRETS}
 )
 
 

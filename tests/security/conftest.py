@@ -35,9 +35,9 @@ class Insider:
         return await connect(self.dist.url, "insider", reconnect=False,
                              credential=credential, worker_id=worker_id)
 
-    async def cli(self, *args: str, token: str | None = None,
-                  cwd: Path | None = None) -> tuple[int, str]:
-        env = {**os.environ, "DTF_SERVER": self.dist.url,
+    async def cli(self, *args: str, token: str | None = None, cwd: Path | None = None,
+                  extra_env: dict[str, str] | None = None) -> tuple[int, str]:
+        env = {**os.environ, **(extra_env or {}), "DTF_SERVER": self.dist.url,
                "DTF_TOKEN": token or self.dist.token,
                "DTF_DATA_DIR": str(self.dist.tmp / "nodata")}
         proc = await asyncio.create_subprocess_exec(

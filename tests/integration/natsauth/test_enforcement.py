@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from typing import Any
 
 import anyio
 import nats.errors
@@ -16,9 +17,10 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from agents import jetstream_log
+from agents import jetstream_log, queries
 from agents.lease_consumer import open_lease_consumer
 from agents.natsauth.callout import AUTH_SUBJECT
+from dtf_core import commands as cmds
 from dtf_core import subjects
 from tests.integration.natsauth.harness import WAIT_S, AuthedServer, harness
 
@@ -228,8 +230,10 @@ async def test_every_role_against_every_subject(authed_server: AuthedServer, who
 async def test_readers_follow_the_event_log_with_several_filters(
         authed_server: AuthedServer, monkeypatch: pytest.MonkeyPatch, role: str,
         covering: bool) -> None:
-    """`dtf wait` and `dtf run pytest` tail the log with several filters; in a large stream
-    a short tail asks the stream's size first (one covering filter), which these roles may."""
+    """`dtf wait` and `dtf run pytest` tail the log with several filters, through consumers
+    the api opens into their inbox (here the admin connection plays the api); in a large
+    stream a short tail asks the stream's size first (one covering filter), which these
+    roles may. They may not create a consumer themselves, nor look at one."""
     if covering:
         monkeypatch.setattr(jetstream_log, "COSTLY_STREAM", 1)
         monkeypatch.setattr(jetstream_log, "SHORT_TAIL", 1)
@@ -239,10 +243,24 @@ async def test_readers_follow_the_event_log_with_several_filters(
         await js.publish("dtf.evt.worker.w9.registered", b"2")
         await js.publish("dtf.evt.task.rf1.succeeded", b"3")
         client, rec = await h.connect(role)
-        log = jetstream_log.JetStreamLog(client)
+
+        async def api_opens(cmd: cmds.OpenTail) -> Any:
+            return await queries.open_tail(h.admin, cmd)
+
+        log = jetstream_log.JetStreamLog(client, opener=api_opens)
         with anyio.move_on_after(WAIT_S) as scope:
             got = await log.read(["dtf.evt.task.*.succeeded", "dtf.evt.task.*.submitted"],
                                  first)
         assert not scope.cancelled_caught, rec.errors
         assert [r.data for r in got] == [b"1", b"3"]
         assert rec.errors == []
+        own = client.new_inbox()
+        for subject in (f"$JS.API.CONSUMER.CREATE.{subjects.EVENTS_STREAM}",
+                        f"$JS.API.CONSUMER.CREATE.{subjects.LOGS_STREAM}",
+                        f"$JS.API.CONSUMER.CREATE.OBJ_{subjects.ARTIFACTS_BUCKET}",
+                        f"$JS.API.CONSUMER.INFO.{subjects.EVENTS_STREAM}.worker-w1"):
+            body = json.dumps({"stream_name": subjects.EVENTS_STREAM,
+                               "config": {"deliver_subject": own}}).encode()
+            with pytest.raises(nats.errors.TimeoutError):
+                await client.request(subject, body, timeout=0.5)
+            await rec.wait_error(violation(subject))

@@ -40,7 +40,8 @@ def test_every_role_has_a_row_and_admin_has_everything() -> None:
 @pytest.mark.parametrize(("role", "expected"), [
     (Role.MANAGER, {P.TASK_SUBMIT, P.TASK_CANCEL, P.WORKER_MANAGE, P.QUERY_READ,
                     P.TOKEN_REFRESH}),
-    (Role.WORKER, {P.TASK_REPORT, P.WORKER_REGISTER, P.WORKER_STOP, P.TOKEN_REFRESH}),
+    (Role.WORKER, {P.TASK_REPORT, P.WORKER_REGISTER, P.WORKER_STOP, P.TOKEN_REFRESH,
+                   P.TASK_SECRETS}),
     (Role.READER, {P.QUERY_READ, P.TOKEN_REFRESH}),
 ])
 def test_role_permissions(role: Role, expected: set[Permission]) -> None:
