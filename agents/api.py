@@ -27,10 +27,12 @@ from agents.natsauth.permissions import reply_target
 from agents.runtime import Folder, jetstream_dead_letter
 from agents.security.errors import Forbidden, Unauthenticated
 from agents.security.keyring import Keyring
+from agents.security.secrets import Sealer, open_secrets, seal_spec
 from agents.security.tokens import Claims
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.errors import DTFError, InvalidInput, NotFound, Refused, Unavailable
+from dtf_core.ids import validate_id
 from projections.board import Board
 
 log = logging.getLogger(__name__)
@@ -39,14 +41,22 @@ CATCH_UP_S = 5.0
 MAX_CONFLICT_RETRIES = 3
 QUEUE_GROUP = "dtf-api"
 QUERY_SUBJECTS = (subjects.Q_TASKS, subjects.Q_TASK, subjects.Q_WORKERS, subjects.Q_STATUS,
-                  subjects.Q_EXPLAIN)
+                  subjects.Q_EXPLAIN, subjects.Q_TAIL, subjects.Q_SECRETS)
 MUTATING = (cmds.SubmitTasks, cmds.CancelTask, cmds.ReportResults, cmds.RegisterWorker,
+            cmds.UpdateCapabilities,
             cmds.StopWorker, cmds.IssueToken, cmds.RevokeToken, cmds.RefreshToken,
             cmds.CreateApiKey, cmds.RevokeApiKey, cmds.RotateKey, cmds.RetireKey,
             cmds.ManageWorker)
 
 
 Planned = tuple[Msg, cmds.Command, Claims | None, plans.Plan]
+
+
+def _requester(claims: Claims | None) -> tuple[str | None, str | None]:
+    """(role, principal) of a verified requester, whose inbox its answers go to."""
+    if claims is None:
+        return None, None
+    return str(claims.role), claims.wid or claims.sub
 
 
 def _new_id() -> str:
@@ -76,6 +86,7 @@ class ApiAgent:
         )
         self.board = self.folder.board
         self.gate = Gate(self.board, keyring=keyring, clock=clock) if secure else None
+        self.sealer = Sealer.load_or_create(keyring.path.parent) if keyring else None
         self.inbox: asyncio.Queue[Msg] = asyncio.Queue()
         self.ready = asyncio.Event()
         self._targets: dict[int, str | None] = {}  # id(request) -> where to answer
@@ -99,8 +110,7 @@ class ApiAgent:
         None: any inbox."""
         self._targets.pop(id(msg), None)
         claims = await self.gate.principal_async(msg.headers) if self.gate is not None else None
-        role = None if claims is None else str(claims.role)
-        principal = None if claims is None else (claims.wid or claims.sub)
+        role, principal = _requester(claims)
         target = reply_target(msg.reply, role, principal)
         if target is None and msg.reply:
             log.warning("not answering a request of %s into %r: not its own inbox",
@@ -130,6 +140,14 @@ class ApiAgent:
                     not await self.folder.settled():
                 raise Unavailable(f"the api's fold is behind its own writes (at seq "
                                   f"{self.folder.position}, holding {self.board.last_seq})")
+            if isinstance(cmd, cmds.OpenTail):
+                role, principal = _requester(claims)
+                if reply_target(cmd.deliver, role, principal) != cmd.deliver:
+                    raise Forbidden("forbidden: a tail delivers only into your own inbox")
+            if isinstance(cmd, cmds.GetSecrets):
+                await self.folder.wait_for(cmd.fencing)
+                await self._reply(msg, cmds.Reply(ok=True, result=self._secrets(cmd)))
+                return
             viewer = None if claims is None else (claims.sub, str(claims.role))
             try:
                 result = await queries.answer(self.board, self.log, self.nc, cmd, viewer)
@@ -141,6 +159,17 @@ class ApiAgent:
             await self._reply(msg, cmds.Reply(ok=True, result=result))
         except Exception as exc:  # one broad except per message: answer, never crash
             await self._reply(msg, _error_reply(exc))
+
+    def _secrets(self, cmd: cmds.GetSecrets) -> dict[str, str]:
+        """Only to the worker that holds the task's live lease, by its fencing token."""
+        task = self.board.tasks.get(validate_id(cmd.task_id, "task id"))
+        if task is None or task.lease_seq != cmd.fencing or task.worker_id != cmd.worker_id \
+                or task.status not in ("leased", "running"):
+            raise Refused(f"worker {cmd.worker_id} does not hold lease {cmd.fencing} of task "
+                          f"{cmd.task_id}: its secrets are not given out")
+        if self.sealer is None:
+            raise Unavailable("this api has no secrets key")
+        return open_secrets(self.sealer, task.task_id, task.spec)
 
     async def _command_loop(self) -> None:
         deferred: list[Msg] = []
@@ -215,13 +244,17 @@ class ApiAgent:
             case cmds.RetireKey():
                 return auth_plans.plan_retire(self.board, cmd, keyring=self.keyring, now=now)
             case cmds.SubmitTasks():
-                return plans.plan_submit(self.board, cmd, now=now, new_id=self.new_id)
+                return plans.plan_submit(
+                    self.board, cmd, now=now, new_id=self.new_id,
+                    seal=lambda task_id, spec: seal_spec(self.sealer, task_id, spec))
             case cmds.CancelTask():
                 return plans.plan_cancel(self.board, cmd, now=now)
             case cmds.ReportResults():
                 return plans.plan_report(self.board, cmd, now=now)
             case cmds.RegisterWorker():
                 return plans.plan_register(self.board, cmd, now=now)
+            case cmds.UpdateCapabilities():
+                return plans.plan_capabilities(self.board, cmd, now=now)
             case cmds.StopWorker():
                 return plans.plan_stop_worker(self.board, cmd, now=now)
             case cmds.ManageWorker():

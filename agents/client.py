@@ -33,13 +33,14 @@ AUTH_HEADER = "Authorization"
 RESEND_WINDOW_S = 20.0
 RESEND_MAX_PAUSE_S = 1.0
 RESENDABLE = (cmds.SubmitTasks, cmds.CancelTask, cmds.ListTasks, cmds.GetTask,
-              cmds.ListWorkers, cmds.GetStatus, cmds.ExplainTask)
+              cmds.ListWorkers, cmds.GetStatus, cmds.ExplainTask, cmds.GetSecrets)
 _SUBJECTS: dict[type, str] = {
     cmds.SubmitTasks: subjects.CMD_SUBMIT,
     cmds.CancelTask: subjects.CMD_CANCEL,
     cmds.ReportResults: subjects.CMD_REPORT,
     cmds.RegisterWorker: subjects.CMD_REGISTER,
     cmds.StopWorker: subjects.CMD_WORKER_STOP,
+    cmds.UpdateCapabilities: subjects.CMD_CAPABILITIES,
     cmds.IssueToken: "dtf.cmd.auth.issue",
     cmds.RevokeToken: "dtf.cmd.auth.revoke",
     cmds.RefreshToken: "dtf.cmd.auth.refresh",
@@ -52,6 +53,8 @@ _SUBJECTS: dict[type, str] = {
     cmds.ListWorkers: subjects.Q_WORKERS,
     cmds.GetStatus: subjects.Q_STATUS,
     cmds.ExplainTask: subjects.Q_EXPLAIN,
+    cmds.OpenTail: subjects.Q_TAIL,
+    cmds.GetSecrets: subjects.Q_SECRETS,
     cmds.ManageWorker: subjects.CMD_WORKER_MANAGE,
 }
 _ERRORS: dict[str, type[DTFError]] = {
@@ -169,6 +172,9 @@ class ApiClient:
     async def manage_worker(self, worker_id: str, action: str, reason: str = "") -> Any:
         return await self.call(cmds.ManageWorker(worker_id=worker_id, action=action,  # type: ignore[arg-type]
                                                  reason=reason))
+
+    async def open_tail(self, cmd: cmds.OpenTail) -> Any:
+        return await self.call(cmd)
 
     async def status(self, state_hash: bool = False) -> Any:
         return await self.call(cmds.GetStatus(state_hash=state_hash))

@@ -124,7 +124,8 @@ def _named_workers(cmd: cmds.Command) -> list[str | None]:
         case cmds.ReportResults():
             named: set[str] = {r.worker_id for r in cmd.reports} | {t.worker_id for t in cmd.tests}
             return list(sorted(named))
-        case cmds.RegisterWorker() | cmds.StopWorker():
+        case (cmds.RegisterWorker() | cmds.StopWorker() | cmds.GetSecrets()
+              | cmds.UpdateCapabilities()):
             return [cmd.worker_id]
     return []
 

@@ -15,10 +15,12 @@ from nats.aio.client import Client
 
 from agents.jetstream_log import JetStreamLog
 from agents.nats_conn import connect, ensure_streams
+from agents.security.apikeys import PREFIX as API_KEY_PREFIX
 from agents.security.keyring import Keyring
 from agents.server_auth import issuer_file
 from agents.settings import Settings, credential, tls_ca
-from dtf_core.errors import Unavailable
+from agents.settings import credential as settings_credential
+from dtf_core.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
 PROJECTOR_NICE = 10
@@ -179,6 +181,8 @@ async def run_worker(
     from agents.worker import WorkerAgent
 
     # the credential it was given (--token-file): for the server as for the api
+    credential = credential if credential is not None else settings_credential(settings)
+    check_worker_credential(credential, worker_id)
     nc = await _connected(settings, "dtf-worker", streams=False, worker_id=worker_id,
                           cred=credential)
     try:
@@ -189,6 +193,28 @@ async def run_worker(
         await run_until_signal(agent.run, nc)
     finally:
         await asyncio.shield(_close(nc))
+
+
+def check_worker_credential(credential: str | None, worker_id: str | None) -> None:
+    """A worker connects with a worker credential only: never an admin's or a manager's
+    (whose rights would then be the worker's, and its tasks')."""
+    if credential is None or credential.startswith(API_KEY_PREFIX + "_"):
+        return  # no auth (--insecure-dev), or a worker API key, scoped by the api
+    import jwt
+
+    try:
+        claims = jwt.decode(credential, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise InvalidInput("the worker's credential is neither a worker key (dtfk_...) nor a "
+                           "token") from None
+    role, wid = claims.get("role"), claims.get("wid")
+    if role != "worker":
+        raise InvalidInput(
+            f"dtf worker needs a worker credential, and this is a {role!r} token; create a "
+            "worker key with `dtf worker-key create ID` on the `dtf up` host and pass it "
+            "with --token-file")
+    if worker_id is not None and wid not in (None, worker_id):
+        raise InvalidInput(f"this worker token is for worker {wid!r}, not {worker_id!r}")
 
 
 def _policy(settings: Settings) -> Any:

@@ -25,6 +25,7 @@ from dtf_core.commands import (
     SubmitResult,
     SubmitTasks,
     TestBatch,
+    UpdateCapabilities,
 )
 from dtf_core.dag import find_cycle
 from dtf_core.errors import DTFError, InvalidInput, NotFound, Refused
@@ -90,15 +91,22 @@ def _task_ids(cmd: SubmitTasks, new_id: Callable[[], str]) -> list[str]:
     return ids
 
 
+def _as_sent(task_id: str, spec: TaskSpec) -> TaskSpec:
+    return spec
+
+
 def plan_submit(
-    board: Board, cmd: SubmitTasks, *, now: float, new_id: Callable[[], str]
+    board: Board, cmd: SubmitTasks, *, now: float, new_id: Callable[[], str],
+    seal: Callable[[str, TaskSpec], TaskSpec] = _as_sent,
 ) -> Plan:
+    """``seal``: the spec as the log keeps it (secret values sealed by the api)."""
     if not cmd.tasks:
         raise InvalidInput("nothing to submit")
     if len(cmd.tasks) > MAX_TASKS_PER_SUBMIT:
         raise InvalidInput(f"at most {MAX_TASKS_PER_SUBMIT} tasks per submit request")
     specs = [validate_spec(s) for s in cmd.tasks]
     ids = _task_ids(cmd, new_id)
+    specs = [seal(task_id, spec) for task_id, spec in zip(ids, specs, strict=True)]
     _check_dependencies(board, ids, specs)
     changes: list[Change] = []
     for task_id, spec in zip(ids, specs, strict=True):
@@ -235,6 +243,19 @@ def plan_register(board: Board, cmd: RegisterWorker, *, now: float) -> Plan:
         return {"worker_id": wid, "session": cmd.session, "seq": board.workers[wid].last_seq}
 
     return Plan([change], reply, keys={wid})
+
+
+def plan_capabilities(board: Board, cmd: UpdateCapabilities, *, now: float) -> Plan:
+    wid = validate_id(cmd.worker_id, "worker id")
+    current = board.workers.get(wid)
+    if current is None:
+        raise NotFound(f"unknown worker {wid}")
+    events = worker_agg.decide_capabilities(current, session=cmd.session,
+                                            capabilities=cmd.capabilities, now=now,
+                                            actor=cmd.actor)
+    changes = [Change(list(events), board.expect("worker", wid, current.last_seq),
+                      subjects.worker_filter(wid))]
+    return Plan(changes if events else [], lambda: {"worker_id": wid}, keys={wid})
 
 
 def plan_stop_worker(board: Board, cmd: StopWorker, *, now: float) -> Plan:

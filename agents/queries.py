@@ -63,6 +63,8 @@ async def answer(board: Board, log: EventLog, nc: Client, cmd: cmds.Command,
             return out
         case cmds.ExplainTask():
             return await explain_task(board, log, cmd.task_id)
+        case cmds.OpenTail():
+            return await open_tail(nc, cmd)
     raise InvalidInput(f"{type(cmd).__name__} is a command: send it to dtf.cmd.*")
 
 
@@ -140,15 +142,20 @@ def _compacted_rows(board: Board, cmd: cmds.ListTasks, room: int) -> list[dict[s
 
 
 HIDDEN = "(hidden: only its submitter and admins see values)"
+SEALED = "(sealed: only the worker running it can open it)"
 
 
 def shown_spec(spec: dict[str, Any], owner: str, viewer: tuple[str, str] | None) -> dict[str, Any]:
     """A task's spec as ``viewer`` may read it: environment values (often secrets) are
-    shown to the task's submitter and to admins only; others see the names."""
-    env = (spec.get("config") or {}).get("env")
-    if not env or viewer is None or viewer[1] == "admin" or viewer[0] == owner:
-        return spec
-    return {**spec, "config": {**spec["config"], "env": dict.fromkeys(env, HIDDEN)}}
+    shown to the task's submitter and to admins only; others see the names. Secret
+    environment values are shown to nobody (the log holds them sealed)."""
+    config = spec.get("config") or {}
+    if config.get("secret_env"):
+        config = {**config, "secret_env": dict.fromkeys(config["secret_env"], SEALED)}
+    env = config.get("env")
+    if env and viewer is not None and viewer[1] != "admin" and viewer[0] != owner:
+        config = {**config, "env": dict.fromkeys(env, HIDDEN)}
+    return {**spec, "config": config} if config else spec
 
 
 async def get_task(board: Board, log: EventLog, task_id: str,
@@ -209,6 +216,7 @@ async def _worker_row(board: Board, js: Any, w: WorkerState) -> dict[str, Any]:
         "pid": w.pid,
         "session": w.session,
         "state": w.status,
+        "scheduling": w.scheduling,  # open, cordoned or draining
         "slots": w.slots,
         "running": len(board.leases_by_worker.get(w.worker_id, ())),
         "capabilities": msgspec.to_builtins(w.capabilities),
@@ -227,3 +235,43 @@ def status(board: Board) -> dict[str, Any]:
         "leaders": {role: {"holder": c.holder, "term": c.term, "expires_at": c.expires_at}
                     for role, c in sorted(board.leaders.items())},
     }
+
+
+TAIL_STREAMS = {subjects.EVENTS_STREAM: "dtf.evt.", subjects.LOGS_STREAM: "dtf.log."}
+MAX_TAIL_FILTERS = 1024
+TAIL_HEARTBEAT_S = 2.0  # agents/served_tail.py reopens after three missed heartbeats
+TAIL_INACTIVE_S = 5.0  # deleted this long after its client stopped listening
+
+
+def _tail_filter(stream: str, subject: str) -> str:
+    tokens = subject.split(".")
+    if (not subject.startswith(TAIL_STREAMS[stream]) or len(subject) > 512
+            or any(not t or any(c in t for c in " \t\r\n") for t in tokens)
+            or ">" in tokens[:-1] or any(">" in t and t != ">" for t in tokens)
+            or any("*" in t and t != "*" for t in tokens)):
+        raise InvalidInput(f"invalid filter {subject[:100]!r} for {stream}: a subject "
+                           f"under {TAIL_STREAMS[stream]}")
+    return subject
+
+
+async def open_tail(nc: Client, cmd: cmds.OpenTail) -> dict[str, Any]:
+    """An ephemeral push consumer for a client (agents/served_tail.py), delivering into
+    ``cmd.deliver``: the api has checked that it is the requester's own inbox."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    if cmd.stream not in TAIL_STREAMS:
+        raise InvalidInput(f"no tail of {cmd.stream!r}: one of {', '.join(TAIL_STREAMS)}")
+    if not 1 <= len(cmd.filters) <= MAX_TAIL_FILTERS:
+        raise InvalidInput(f"a tail has 1 to {MAX_TAIL_FILTERS} filters")
+    filters = [_tail_filter(cmd.stream, f) for f in cmd.filters]
+    if cmd.start_seq < 1:
+        raise InvalidInput("a tail starts at seq 1 or later")
+    cfg = ConsumerConfig(
+        deliver_subject=cmd.deliver, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=cmd.start_seq, ack_policy=AckPolicy.NONE, max_deliver=1,
+        filter_subject=filters[0] if len(filters) == 1 else None,
+        filter_subjects=filters if len(filters) > 1 else None,
+        flow_control=True, idle_heartbeat=TAIL_HEARTBEAT_S,
+        inactive_threshold=TAIL_INACTIVE_S, mem_storage=True, num_replicas=1)
+    info = await nc.jetstream().add_consumer(cmd.stream, cfg)
+    return {"consumer": info.name, "pending": info.num_pending}

@@ -8,6 +8,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -67,6 +68,7 @@ class Outcome:
     error: str
     started_at: float
     duration_s: float
+    permanent: bool = False  # failed in a way a retry cannot mend
 
 
 PR_SET_PDEATHSIG = 1
@@ -94,6 +96,18 @@ async def _pump(stream: asyncio.StreamReader | None, name: str, sink: OutputSink
         await sink(name, chunk)
 
 
+def _where(cfg: CommandConfig) -> str:
+    return f" in {cfg.cwd}" if cfg.cwd else f" in the worker's directory {os.getcwd()}"
+
+
+def _cannot_start(cfg: CommandConfig) -> str:
+    """Why the command cannot start, where that is known before trying."""
+    if cfg.cwd and not os.path.isdir(cfg.cwd):
+        return (f"cannot start {cfg.argv[0]!r}: its working directory {cfg.cwd} does not "
+                f"exist on {socket.gethostname()} (not retried)")
+    return ""
+
+
 async def run_command(
     cfg: CommandConfig,
     *,
@@ -105,6 +119,9 @@ async def run_command(
 ) -> Outcome:
     started = time.time()
     t0 = time.monotonic()
+    why = _cannot_start(cfg)
+    if why:
+        return Outcome("failed", None, why, started, 0.0, permanent=True)
     try:
         proc = await asyncio.create_subprocess_exec(
             *cfg.argv,
@@ -118,8 +135,9 @@ async def run_command(
             preexec_fn=_die_with_worker if _prctl is not None else None,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
-        return Outcome("failed", None, f"cannot start {cfg.argv[0]!r}: {exc.strerror or exc}",
-                       started, time.monotonic() - t0)
+        return Outcome("failed", None, f"cannot start {cfg.argv[0]!r}: {exc.strerror or exc}"
+                       f"{_where(cfg)} (not retried)", started, time.monotonic() - t0,
+                       permanent=True)
     if on_start is not None:
         on_start(proc.pid)
     pgid = proc.pid

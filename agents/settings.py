@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,12 +28,49 @@ class Settings(Struct, frozen=True, kw_only=True):
     quotas: dict[str, int] = {}  # DTF_QUOTAS="alice=4,ci-bot=10": most live leases per user
 
 
-def load(env: Mapping[str, str] | None = None) -> Settings:
+def context_path(env: Mapping[str, str] | None = None) -> Path:
+    """The user's context: where `dtf up` last ran and its admin credential, so that
+    clients find the stack from any directory (as kubectl's contexts). DTF_CONTEXT, or
+    $XDG_CONFIG_HOME/dtf/context.json (~/.config/dtf/context.json)."""
     env = os.environ if env is None else env
+    if env.get("DTF_CONTEXT"):
+        return Path(env["DTF_CONTEXT"])
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "dtf" / "context.json"
+
+
+def read_context(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    try:
+        data = json.loads(context_path(env).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def write_context(server: str, data_dir: Path, env: Mapping[str, str] | None = None) -> Path:
+    """What `dtf up` records for clients elsewhere: its URL and its data dir (absolute)."""
+    path = context_path(env)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"server": server, "data_dir": str(data_dir.resolve())}, f)
+    os.replace(tmp, path)
+    return path
+
+
+def load(env: Mapping[str, str] | None = None, server: str | None = None) -> Settings:
+    """``server``: a --server given on the command line. The user's context (the last
+    `dtf up` on this host) applies when no server is named, or when it names that one."""
+    env = os.environ if env is None else env
+    server = server or env.get("DTF_SERVER") or None
+    context = read_context(env)
+    if server is not None and context.get("server") != server:
+        context = {}
     try:
         return Settings(
-            server=env.get("DTF_SERVER", DEFAULT_SERVER),
-            data_dir=env.get("DTF_DATA_DIR", ".dtf"),
+            server=server or context.get("server") or DEFAULT_SERVER,
+            data_dir=env.get("DTF_DATA_DIR") or _data_dir(context),
             heartbeat_interval=float(env.get("DTF_HEARTBEAT_INTERVAL", "1.0")),
             heartbeat_misses=int(env.get("DTF_HEARTBEAT_MISSES", "5")),
             log_level=env.get("DTF_LOG_LEVEL", "INFO").upper(),
@@ -45,6 +83,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         )
     except ValueError as exc:
         raise InvalidInput(f"invalid DTF_* setting: {exc}") from None
+
+
+def _data_dir(context: Mapping[str, str]) -> str:
+    """./.dtf where it exists (a stack started here), else the context's, else ./.dtf."""
+    if Path(".dtf").is_dir() or not context.get("data_dir"):
+        return ".dtf"
+    return context["data_dir"]
 
 
 def parse_quotas(text: str) -> dict[str, int]:

@@ -23,6 +23,7 @@ from nats.aio.msg import Msg
 from agents.capabilities import detect
 from agents.client import ApiClient
 from agents.gpu_slots import GpuSlots
+from agents.hardware import probe
 from agents.jetstream_log import ack_source, parse_ack_reply
 from agents.packs import PlanCache, working_copy
 from agents.pytest.outbox import Outbox
@@ -93,7 +94,8 @@ class WorkerAgent:
         self.api = ApiClient(nc, credential=credential)
         self.worker_id = validate_id(worker_id or default_worker_id(), "worker id")
         self.session = uuid.uuid4().hex[:16]
-        self.capabilities = msgspec.structs.replace(detect(tags), group=group)
+        # A headless browser's launch (about 1.5 s) is probed after registering, off the loop.
+        self.capabilities = msgspec.structs.replace(detect(tags, browsers=False), group=group)
         self.slots = slots or self.capabilities.cpu_count
         self.gpu_slots = GpuSlots(self.capabilities.gpus)
         # Reports are signed (one signature per batch) with this worker's key, kept in a
@@ -148,12 +150,30 @@ class WorkerAgent:
                 tg.create_task(self._heartbeats())
                 tg.create_task(self._reporter())
                 await self._consume()
+                tg.create_task(self._detect_browsers())
                 self.ready.set()
                 log.info("worker %s ready (session %s, %d slots)", self.worker_id,
                          self.session, self.slots)
                 await asyncio.Event().wait()
         finally:
             await asyncio.shield(self._shutdown())
+
+    async def _detect_browsers(self) -> None:
+        """Browser features, found after registering, join the capabilities by an event."""
+        web, note = await asyncio.to_thread(probe.browser)
+        if note:
+            log.info("capabilities: %s", note)
+        hardware = self.capabilities.hardware
+        if not set(web) - set(hardware):
+            return
+        self.capabilities = msgspec.structs.replace(
+            self.capabilities, hardware=(*hardware, *(w for w in web if w not in hardware)))
+        try:
+            await self.api.call(cmds.UpdateCapabilities(
+                worker_id=self.worker_id, session=self.session, capabilities=self.capabilities))
+            log.info("capabilities: %s added after registering", ", ".join(web))
+        except DTFError as exc:  # placement goes on without them; said in the log
+            log.warning("could not add the browser capabilities %s: %s", web, exc)
 
     async def _consume(self) -> None:
         """Bind to the lease consumer the api opened for this session at registration."""
@@ -227,6 +247,10 @@ class WorkerAgent:
                 await self._run_tests(attempt)
                 return
             cfg = command_config(spec)
+            if cfg.secret_env:  # sealed in the log: the api opens them for the lease holder
+                secrets = await self.api.call(cmds.GetSecrets(
+                    worker_id=self.worker_id, task_id=lease.task_id, fencing=attempt.fencing))
+                cfg = msgspec.structs.replace(cfg, env={**cfg.env, **secrets}, secret_env={})
             pinned = self.gpu_slots.take(f"{lease.task_id}/{lease.attempt}",
                                          spec.requirements.gpus)
             if pinned:
@@ -248,6 +272,7 @@ class WorkerAgent:
             self._report(
                 attempt, outcome.kind, exit_code=outcome.exit_code, error=outcome.error,
                 duration_s=outcome.duration_s, started_at=outcome.started_at,
+                permanent=outcome.permanent,
             )
         except Exception as exc:  # one broad except per attempt: the attempt fails, not us
             log.exception("attempt of %s failed inside the worker", lease.task_id)

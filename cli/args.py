@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, get_args
@@ -99,7 +101,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--retry-delay", type=float, default=None)
     s.add_argument("--idempotency-key", default=None)
     s.add_argument("--cwd", default=None)
-    s.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="an environment variable of the task (readers see the name only; "
+                        "the value is in the event log)")
+    s.add_argument("--secret-env", action="append", default=[], metavar="NAME",
+                   help="pass NAME from your environment, sealed: the log holds it "
+                        "encrypted, and only the worker running the task can open it")
     s.add_argument("--requires", action="append", default=[], metavar="HARDWARE")
     s.add_argument("--min-memory-gb", type=float, default=None)
     s.add_argument("--gpus", type=int, default=None,
@@ -193,20 +200,46 @@ def specs_from_args(args: argparse.Namespace, argv: list[str] | None) -> list[Ta
             raise InvalidInput("give either a task JSON file or a command after --, not both")
         if not argv:
             raise InvalidInput("no command after --")
-        config: dict[str, Any] = {"argv": argv}
-        if args.cwd:
-            config["cwd"] = args.cwd
+        # The submitter's directory (absolute), as a shell would run it: a local worker
+        # finds ./run-suite.sh there; a remote one says the directory is not on its host.
+        config: dict[str, Any] = {"argv": argv, "cwd": str(Path(args.cwd or ".").resolve())}
         if args.env:
             config["env"] = cc.parse_env(args.env)
+        if args.secret_env:
+            config["secret_env"] = secret_env(args.secret_env)
         return [_convert_command(config, fields)]
     if args.file is None:
         raise InvalidInput("nothing to submit: give a task JSON file, - for stdin, or -- CMD...")
     data = sys.stdin.buffer.read() if args.file == "-" else _read(args.file)
-    specs = parse_specs(data)
+    specs = [_in_submitters_dir(s, args.cwd) for s in parse_specs(data)]
     if args.idempotency_key:
         specs = [s if s.idempotency_key else msgspec.structs.replace(
             s, idempotency_key=f"{args.idempotency_key}/{i}") for i, s in enumerate(specs)]
     return specs
+
+
+def _in_submitters_dir(spec: TaskSpec, cwd: str | None) -> TaskSpec:
+    """A command task's working directory, absolute: relative to where `dtf submit` runs
+    (``--cwd``, the spec's own ``cwd``, or the submitter's directory)."""
+    if spec.type != "command":
+        return spec
+    base = Path(cwd or ".").resolve()
+    where = spec.config.get("cwd")
+    resolved = str(base / where) if isinstance(where, str) and where else str(base)
+    return msgspec.structs.replace(spec, config={**spec.config, "cwd": resolved})
+
+
+def secret_env(names: list[str]) -> dict[str, str]:
+    """``--secret-env NAME``: the value from the submitter's own environment."""
+    out: dict[str, str] = {}
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", name):
+            raise InvalidInput(f"--secret-env {name!r}: give the name of an environment "
+                               "variable (its value is read from your environment)")
+        if name not in os.environ:
+            raise InvalidInput(f"--secret-env {name}: {name} is not set in your environment")
+        out[name] = os.environ[name]
+    return out
 
 
 def _convert_command(config: dict[str, Any], fields: dict[str, Any]) -> TaskSpec:

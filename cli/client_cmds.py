@@ -45,6 +45,15 @@ async def connected(target: Target) -> AsyncIterator[Client]:
         await nc.close()
 
 
+def client(nc: Client, target: Target) -> ApiClient:
+    return ApiClient(nc, credential=target.credential)
+
+
+def served_log(api: ApiClient, stream: str = subjects.EVENTS_STREAM) -> JetStreamLog:
+    """A stream as a client reads it: through consumers the api opens for it."""
+    return JetStreamLog(api.nc, stream=stream, opener=api.open_tail)
+
+
 async def submit(target: Target, specs: list[TaskSpec], run_name: str = "") -> Any:
     async with connected(target) as nc:
         run_id = None
@@ -110,7 +119,7 @@ async def _wait_terminal(
     known = [t["last_seq"] for t in summaries if t["id"] in missing and t.get("last_seq")]
     start = min(known) + 1 if len(known) == len(missing) else 1
     seen = 0
-    async with asyncio.timeout(timeout), JetStreamLog(nc).tail(filters, start) as tail:
+    async with asyncio.timeout(timeout), served_log(api).tail(filters, start) as tail:
         async for batch in tail:
             for rec in batch:
                 missing.discard(rec.subject.split(".")[3])
@@ -129,8 +138,8 @@ async def logs(target: Target, task_id: str, follow: bool) -> int:
     async with connected(target) as nc:
         api = ApiClient(nc, credential=target.credential)
         await api.tasks(ids=[task_id], limit=1)  # a clear error for an unknown id
-        eventlog = JetStreamLog(nc, stream=subjects.LOGS_STREAM)
-        leases = Leases(nc, task_id)
+        eventlog = served_log(api, subjects.LOGS_STREAM)
+        leases = Leases(api, task_id)
         if not follow:
             for rec in await eventlog.read([subjects.log_filter(task_id)]):
                 if await leases.wrote(rec.subject):
@@ -165,8 +174,8 @@ class Leases:
     """Which worker held each attempt of a task: only its output is the task's (any
     worker may write output under its own id, for any task id)."""
 
-    def __init__(self, nc: Client, task_id: str) -> None:
-        self.nc, self.task_id = nc, task_id
+    def __init__(self, api: ApiClient, task_id: str) -> None:
+        self.api, self.task_id = api, task_id
         self.holders: dict[int, str] = {}
 
     async def wrote(self, log_subject: str) -> bool:
@@ -182,7 +191,7 @@ class Leases:
         from dtf_core.events.codec import UndecodableEvent, decode
         from dtf_core.events.task import TaskLeased
 
-        for rec in await JetStreamLog(self.nc).read(
+        for rec in await served_log(self.api).read(
                 [f"dtf.evt.task.{self.task_id}.leased.*"]):
             with contextlib.suppress(UndecodableEvent):
                 event = decode(rec.subject, rec.data)
@@ -256,7 +265,8 @@ async def simulate(target: Target, policy_name: str, from_seq: int) -> dict[str,
         raise InvalidInput("--from must be a sequence number, 1 or more")
     policy = load_policy(policy_name)
     async with connected(target) as nc:
-        records = await JetStreamLog(nc).read(list(subjects.STATE_EVENTS), from_seq)
+        records = await served_log(client(nc, target)).read(list(subjects.STATE_EVENTS),
+                                                            from_seq)
     events = []
     for rec in records:
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -24,8 +23,8 @@ from dtf_core.events.task import TERMINAL_TYPES
 
 
 def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
-    cfg = settings_mod.load()
-    server = args.server or cfg.server
+    cfg = settings_mod.load(server=args.server)
+    server = cfg.server
     target = cc.Target(server, settings_mod.credential(cfg, args.token_file),
                        settings_mod.tls_ca(cfg))
     logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
@@ -146,7 +145,7 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
                 raise InvalidInput("keys retire needs the key id")
             res = asyncio.run(cc.call(target, "rotate_key") if args.action == "rotate"
                               else cc.call(target, "retire_key", args.kid))
-            render.emit_json(res) if args.json else sys.stdout.write(json.dumps(res) + "\n")
+            render.emit_json(res) if args.json else sys.stdout.write(_fields(res) + "\n")
             return 0
         case "token" | "worker-key":
             res = asyncio.run(_auth_command(args, target))
@@ -154,10 +153,10 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
                 render.emit_json(res)
             else:
                 secret = res.get("token") or res.get("key")
-                sys.stdout.write((secret or json.dumps(res)) + "\n")
+                sys.stdout.write((secret or _fields(res)) + "\n")
                 if secret:  # the secret alone on stdout, for scripts; the rest for people
                     about = {k: v for k, v in res.items() if k not in ("token", "key")}
-                    sys.stderr.write(" ".join(f"{k}={v}" for k, v in about.items()) + "\n")
+                    sys.stderr.write(_fields(about) + "\n")
             return 0
         case "status":
             st = asyncio.run(cc.status(target))
@@ -174,6 +173,13 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
                     sys.stdout.write(f"{role} leader: {claim['holder']} (term {claim['term']})\n")
             return 0
     return 2
+
+
+def _fields(res: Any) -> str:
+    """A result for people: ``key=value`` pairs (``--json`` gives the JSON)."""
+    if isinstance(res, dict):
+        return " ".join(f"{k}={v}" for k, v in res.items())
+    return str(res)
 
 
 async def _auth_command(args: argparse.Namespace, target: cc.Target) -> Any:
@@ -229,12 +235,17 @@ def _up(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         from agents.runner import TaskUser
 
         TaskUser.lookup(args.task_user)  # refused now, with its reason, not in each worker
-    stack = Stack(data_dir=Path(args.data_dir or cfg.data_dir).resolve(), port=args.port,
+    data_dir = args.data_dir or os.environ.get("DTF_DATA_DIR") or ".dtf"  # never the context's
+    stack = Stack(data_dir=Path(data_dir).resolve(), port=args.port,
                   workers=args.workers, slots=args.slots, insecure=args.insecure_dev,
                   host=args.host, tls=args.tls, cluster=args.cluster, task_user=args.task_user)
 
     def ready(s: Stack) -> None:
+        context = settings_mod.write_context(s.url, s.data_dir)
         sys.stdout.write(f"DTF ready at {s.url}\n")
+        if not s.insecure:
+            sys.stdout.write(f"admin credential: {s.data_dir / 'admin.jwt'} (clients of this "
+                             f"user on this host find it through {context})\n")
         sys.stdout.flush()
 
     asyncio.run(run_until_signal(lambda: up(stack, ready)))

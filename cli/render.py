@@ -40,9 +40,15 @@ def tasks_table(tasks: list[dict[str, Any]]) -> None:
     )
 
 
+def _worker_state(w: dict[str, Any]) -> str:
+    """alive, stopped or lost; and cordoned or draining where placement skips it."""
+    mode = w.get("scheduling", "open")
+    return w["state"] if mode == "open" else f'{w["state"]} ({mode})'
+
+
 def workers_table(workers: list[dict[str, Any]]) -> None:
     table(
-        [(w["id"], w["hostname"], w["pid"], w["state"], f'{w["running"]}/{w["slots"]}',
+        [(w["id"], w["hostname"], w["pid"], _worker_state(w), f'{w["running"]}/{w["slots"]}',
           ",".join(w["capabilities"]["hardware"]), ago(w["last_seen"])) for w in workers],
         ["ID", "HOST", "PID", "STATE", "RUNNING", "HARDWARE", "LAST SEEN"],
     )

@@ -62,6 +62,14 @@ class RegisterWorker(CommandBase, frozen=True, kw_only=True, tag="register"):
     signing_key: bytes | None = None  # the public half of the key its reports are signed with
 
 
+class UpdateCapabilities(CommandBase, frozen=True, kw_only=True, tag="update_capabilities"):
+    """What a registered worker found later (a browser's features)."""
+
+    worker_id: str
+    session: str
+    capabilities: Capabilities
+
+
 class StopWorker(CommandBase, frozen=True, kw_only=True, tag="stop_worker"):
     worker_id: str
     session: str
@@ -133,11 +141,31 @@ class GetStatus(CommandBase, frozen=True, kw_only=True, tag="status"):
     state_hash: bool = False  # also the hash of the folded state, at ``last_seq`` (audits)
 
 
+class GetSecrets(CommandBase, frozen=True, kw_only=True, tag="get_secrets"):
+    """The secret environment of a task, for the worker holding its lease ``fencing``."""
+
+    worker_id: str
+    task_id: str
+    fencing: int
+
+
+class OpenTail(CommandBase, frozen=True, kw_only=True, tag="open_tail"):
+    """Open a consumer of ``stream`` delivering ``filters`` from ``start_seq`` into
+    ``deliver``, which must be in the requester's own inbox. Clients do not create
+    consumers themselves (ADR 0008)."""
+
+    stream: str
+    filters: list[str]
+    start_seq: int = 1
+    deliver: str
+
+
 Command = (
     SubmitTasks
     | CancelTask
     | ReportResults
     | RegisterWorker
+    | UpdateCapabilities
     | StopWorker
     | IssueToken
     | RevokeToken
@@ -152,6 +180,8 @@ Command = (
     | GetStatus
     | ManageWorker
     | ExplainTask
+    | OpenTail
+    | GetSecrets
 )
 
 

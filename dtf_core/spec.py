@@ -46,10 +46,16 @@ class RetryPolicy(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
     jitter: Annotated[float, Meta(ge=0, le=1)] = 0.0  # ± this fraction of the delay
 
 
+EnvName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
+
 class CommandConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     argv: Annotated[tuple[str, ...], Meta(min_length=1, max_length=MAX_ARGV)]
     cwd: str | None = None
     env: dict[str, str] = {}
+    # Sealed by the api as it accepts the task: the log never holds these values in clear
+    # (agents/security/secrets.py); the worker holding the lease gets them from the api.
+    secret_env: dict[EnvName, str] = {}
 
 
 MAX_NODE_IDS = 20_000

@@ -26,12 +26,15 @@ CMD_REPORT = "dtf.cmd.task.report"
 CMD_REGISTER = "dtf.cmd.worker.register"
 CMD_WORKER_STOP = "dtf.cmd.worker.stop"
 CMD_WORKER_MANAGE = "dtf.cmd.worker.manage"
+CMD_CAPABILITIES = "dtf.cmd.worker.capabilities"
 Q_TASKS = "dtf.q.tasks"
 Q_TASK = "dtf.q.task"
 Q_WORKERS = "dtf.q.workers"
 Q_STATUS = "dtf.q.status"
 Q_PROJECTOR = "dtf.q.projector"
 Q_EXPLAIN = "dtf.q.explain"
+Q_SECRETS = "dtf.q.secrets"  # a leased task's secret environment, for its worker
+Q_TAIL = "dtf.q.tail"  # open a consumer for a client (agents/served_tail.py)
 Q_TEST_DURATIONS = "dtf.q.test_durations"
 
 

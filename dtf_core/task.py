@@ -87,6 +87,7 @@ class Report(Struct, frozen=True, kw_only=True):
     started_at: float | None = None
     max_rss_mb: float | None = None
     pid: int | None = None
+    permanent: bool = False  # a failure no retry can mend (the command cannot start)
 
 
 def evolve(state: TaskState | None, event: TaskEvent, seq: int) -> TaskState:
@@ -289,7 +290,7 @@ def _outcome(state: TaskState, report: Report, *, now: float, actor: str) -> Att
         "at": now,
         "actor": actor,
     }
-    retryable = report.kind in ("failed", "timed_out")
+    retryable = report.kind in ("failed", "timed_out") and not report.permanent
     policy = state.spec.retry_policy
     if retryable and not state.cancel_requested and may_retry(state.failures, policy):
         delay = retry_delay(state.failures + 1, state.spec.retry_policy, state.task_id)

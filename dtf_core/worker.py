@@ -6,9 +6,11 @@ from typing import Literal
 
 from msgspec import Struct, structs
 
+from dtf_core.errors import Refused
 from dtf_core.events.worker import (
     Capabilities,
     SchedulingMode,
+    WorkerCapabilitiesChanged,
     WorkerEvent,
     WorkerLost,
     WorkerRegistered,
@@ -57,6 +59,14 @@ def evolve(state: WorkerState | None, event: WorkerEvent, seq: int) -> WorkerSta
                 last_event_at=event.at,
                 last_seq=seq,
             )
+        case WorkerCapabilitiesChanged():
+            if state is None:  # never written by the api (it checks the session is live)
+                return WorkerState(worker_id=event.worker_id, session=event.session,
+                                   status="stopped", last_seq=seq)
+            if event.session != state.session:
+                return structs.replace(state, last_seq=seq)
+            return structs.replace(state, capabilities=event.capabilities,
+                                   last_event_at=event.at, last_seq=seq)
         case WorkerStopped() | WorkerLost():
             status: WorkerStatus = "stopped" if isinstance(event, WorkerStopped) else "lost"
             if state is None:
@@ -121,6 +131,17 @@ def decide_stop(state: WorkerState, *, session: str, now: float, actor: str) -> 
     if state.status != "alive" or state.session != session:
         return []
     return [WorkerStopped(worker_id=state.worker_id, session=session, at=now, actor=actor)]
+
+
+def decide_capabilities(state: WorkerState, *, session: str, capabilities: Capabilities,
+                        now: float, actor: str) -> list[WorkerEvent]:
+    """A live session's own capabilities, found after it registered."""
+    if state.status != "alive" or state.session != session:
+        raise Refused(f"worker {state.worker_id} has no live session {session}")
+    if capabilities == state.capabilities:
+        return []
+    return [WorkerCapabilitiesChanged(worker_id=state.worker_id, session=session,
+                                      capabilities=capabilities, at=now, actor=actor)]
 
 
 def decide_scheduling(state: WorkerState, mode: SchedulingMode, *, reason: str, now: float,

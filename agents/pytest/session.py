@@ -598,7 +598,10 @@ def main() -> int:
     sys.addaudithook(recorder)  # what the collection reads: the server's freshness
     # Started ahead of need (pytest imported already), the process learns here where and
     # how its session runs.
-    setup = json.loads(proto_in.readline() or b"{}")
+    first = proto_in.readline()
+    if not first.strip():  # its worker went away before it needed this spare: end here
+        return 0
+    setup = json.loads(first)
     if setup.get("cwd"):
         os.chdir(setup["cwd"])
     if isinstance(setup.get("env"), dict):

@@ -34,6 +34,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reruns", type=int, default=None)
     p.add_argument("--allow-unmatched", action="store_true")
     p.add_argument("--server", default=None)
+    p.add_argument("--token-file", default=None, help="credential file")
     return p
 
 
@@ -55,6 +56,8 @@ def run_ci(argv: list[str]) -> int:
         full.append("--allow-unmatched")
     if args.server:
         full += ["--dtf-server", args.server]
+    if args.token_file:
+        full += ["--dtf-token-file", args.token_file]
     return int(pytest.main([*full, *pytest_args]))
 
 

@@ -35,7 +35,7 @@ _decode_warnings = msgspec.json.Decoder(list[dict[str, Any]]).decode
 # DTF's own options: everything else on the command line goes to the workers' sessions as
 # given, so that they collect and run the tests as plain pytest would here.
 DTF_FLAGS = {"--dtf", "--allow-unmatched", "--dtf-ci"}
-DTF_VALUES = {"--dtf-server", "--dtf-reruns", "--dtf-pack", "--dtf-timeout",
+DTF_VALUES = {"--dtf-server", "--dtf-token-file", "--dtf-reruns", "--dtf-pack", "--dtf-timeout",
               "--dtf-chunk-timeout", "--dtf-run-name", "--dtf-json", "--dtf-md", "--dtf-html",
               "--dtf-dist",
               # pytest's own options that act only where the run is reported (here): a
@@ -53,6 +53,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dtf", action="store_true", default=False,
                     help="run the collected tests on the DTF workers (`dtf run pytest`)")
     group.addoption("--dtf-server", default=None, help="NATS url (default: DTF_SERVER)")
+    group.addoption("--dtf-token-file", default=None, metavar="FILE",
+                    help="credential file (default: DTF_TOKEN, DTF_TOKEN_FILE, or the "
+                         "admin credential of the last `dtf up` on this host)")
     group.addoption("--dtf-reruns", type=int, default=0, metavar="N",
                     help="rerun a failed test up to N times, on another worker if there is one")
     group.addoption("--allow-unmatched", action="store_true", default=False,

@@ -60,9 +60,9 @@ T = TypeVar("T")
 def target_from_config(config: pytest.Config) -> Target:
     from agents import settings as settings_mod
 
-    cfg = settings_mod.load()
-    return Target(config.getoption("dtf_server") or cfg.server,
-                  settings_mod.credential(cfg), settings_mod.tls_ca(cfg))
+    cfg = settings_mod.load(server=config.getoption("dtf_server"))
+    return Target(cfg.server, settings_mod.credential(cfg, config.getoption("dtf_token_file")),
+                  settings_mod.tls_ca(cfg))
 
 
 class Background:
@@ -304,7 +304,8 @@ class Remote:
     async def events(self, begun: Begun) -> AsyncIterator[list[Any]]:
         filters = [subjects.tests_filter(begun.run_id),
                    *(f"dtf.evt.task.*.{t}" for t in TERMINAL)]
-        async with JetStreamLog(self.nc).tail(filters, begun.start) as tail:
+        async with JetStreamLog(self.nc, opener=self.api.open_tail).tail(
+                filters, begun.start) as tail:
             async for batch in tail:
                 yield [decode(rec.subject, rec.data) for rec in batch]
 

@@ -7,7 +7,7 @@ import gc
 import pytest
 
 RENAMED = {"--reruns": "--dtf-reruns", "--server": "--dtf-server", "--timeout-run": "--dtf-timeout",
-           "--dist": "--dtf-dist"}
+           "--dist": "--dtf-dist", "--token-file": "--dtf-token-file"}
 
 
 def translate(args: list[str]) -> list[str]:

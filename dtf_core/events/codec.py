@@ -25,7 +25,11 @@ from dtf_core.events.task import (
     TaskSubmitted,
 )
 from dtf_core.events.tests import TestsEvent, TestsReported
-from dtf_core.events.worker import WorkerEvent, WorkerSchedulingChanged
+from dtf_core.events.worker import (
+    WorkerCapabilitiesChanged,
+    WorkerEvent,
+    WorkerSchedulingChanged,
+)
 from dtf_core.ids import is_valid_token
 
 Event = TaskEvent | WorkerEvent | RunEvent | AuthEvent | TestsEvent | LeadEvent
@@ -171,5 +175,7 @@ def msg_id_of(event: Event) -> str:
         return f"{event.task_id}.{etype}.{event.at}"
     if isinstance(event, WorkerSchedulingChanged):
         return f"worker.{event.worker_id}.scheduling.{event.mode}.{event.at}"
+    if isinstance(event, WorkerCapabilitiesChanged):
+        return f"worker.{event.worker_id}.capabilities.{event.session}.{event.at}"
     session = getattr(event, "session", "")
     return f"worker.{event.worker_id}.{etype}.{session}"

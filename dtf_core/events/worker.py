@@ -73,4 +73,14 @@ class WorkerSchedulingChanged(WorkerEventBase, frozen=True, kw_only=True, tag="s
     reason: str = ""
 
 
-WorkerEvent = WorkerRegistered | WorkerStopped | WorkerLost | WorkerSchedulingChanged
+class WorkerCapabilitiesChanged(WorkerEventBase, frozen=True, kw_only=True,
+                                tag="capabilities"):
+    """What a worker found after registering (the features of a headless browser, whose
+    launch is too slow to hold up the worker's start), for its session."""
+
+    session: str
+    capabilities: Capabilities
+
+
+WorkerEvent = (WorkerRegistered | WorkerStopped | WorkerLost | WorkerSchedulingChanged
+               | WorkerCapabilitiesChanged)

@@ -28,7 +28,9 @@ class Up:
         scheme = "tls" if "--tls" in extra else "nats"
         self.url = f"{scheme}://127.0.0.1:{port}"
         self.data_dir = data_dir
-        env = {**os.environ, "DTF_HEARTBEAT_INTERVAL": "0.2", "DTF_HEARTBEAT_MISSES": "5"}
+        self.context = data_dir.parent / f"context-{port}.json"  # what `dtf up` records
+        env = {**os.environ, "DTF_HEARTBEAT_INTERVAL": "0.2", "DTF_HEARTBEAT_MISSES": "5",
+               "DTF_CONTEXT": str(self.context)}
         self.proc = subprocess.Popen(
             [PY, "-m", "cli.main", "up", "--port", str(port), "--data-dir", str(data_dir),
              "--workers", "2", "--slots", "2", *extra],
@@ -134,6 +136,28 @@ def test_clear_errors(up: Up, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30).stderr
 
 
+def test_clients_find_the_stack_from_any_directory(up: Up, tmp_path: Path) -> None:
+    """The README's "in another shell, from your project": no --server, no credential, no
+    ./.dtf there. `dtf up` recorded its URL and data dir in the user's context (0600);
+    without one, the error says exactly what to pass."""
+    elsewhere = tmp_path / "my-project"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DTF_")}
+    assert oct(up.context.stat().st_mode & 0o777) == "0o600"
+    ran = subprocess.run([PY, "-m", "cli.main", "submit", "--", "true"], cwd=elsewhere,
+                         env={**env, "DTF_CONTEXT": str(up.context)}, capture_output=True,
+                         text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    ran = subprocess.run([PY, "-m", "cli.main", "wait", ran.stdout.strip()], cwd=elsewhere,
+                         env={**env, "DTF_CONTEXT": str(up.context)}, capture_output=True,
+                         text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    lost = subprocess.run([PY, "-m", "cli.main", "status", "--server", up.url], cwd=elsewhere,
+                          env={**env, "DTF_CONTEXT": str(tmp_path / "none.json")},
+                          capture_output=True, text=True, timeout=60)
+    assert lost.returncode == 1 and "export DTF_TOKEN_FILE=FILE" in lost.stderr, lost.stderr
+
+
 def test_kill_a_worker_then_ctrl_c_then_resume(up: Up, tmp_path: Path) -> None:
     workers = json.loads(up.dtf("workers", "--json").stdout)
     victim = next(w for w in workers if w["id"] == "local-1")
@@ -191,6 +215,9 @@ def test_server_enforces_roles_and_revocation_closes_connections(up: Up) -> None
     assert kicked < 1.0, f"the revoked token's connection stayed open {kicked:.2f}s"
     out = up.dtf("tasks", check=False, env={"DTF_TOKEN": issued["token"]})
     assert out.returncode == 1 and "refused" in out.stderr
+    other = json.loads(up.dtf("token", "issue", "--role", "reader", "--json").stdout)
+    said = up.dtf("token", "revoke", other["jti"]).stdout  # for people: no JSON unasked
+    assert not said.lstrip().startswith("{") and "=" in said, said
 
 
 async def _refused_without_token(url: str) -> bool:

@@ -22,11 +22,12 @@ PY = sys.executable
 
 
 def spawn_worker(url: str, worker_id: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DTF_HEARTBEAT_INTERVAL": "0.2"}
+    env = {**os.environ, "DTF_HEARTBEAT_INTERVAL": "0.2",
+           "DTF_DATA_DIR": str(log.parent / f"{worker_id}-data")}
     with open(log, "wb") as out:
         return subprocess.Popen(
             [PY, "-m", "cli.main", "worker", "--id", worker_id, "--slots", "1", "--server", url],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent,
         )
 
 

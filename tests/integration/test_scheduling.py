@@ -4,14 +4,17 @@ drain and `dtf explain`."""
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from agents.jetstream_log import JetStreamLog
+from cli import render
 from dtf_core import commands as cmds
 from dtf_core.events.task import TaskDeadlineMissed, TaskLeased, TaskRequeued
-from dtf_core.events.worker import Capabilities
+from dtf_core.events.worker import Capabilities, WorkerCapabilitiesChanged
 from dtf_core.spec import Requirements, TaskSpec
 from dtf_core.task import TERMINAL
 from tests.conftest import until
@@ -51,6 +54,9 @@ async def test_cordon_stops_new_leases_and_uncordon_resumes(tmp_path: Path) -> N
     async with stack(tmp_path, workers=1, slots=1) as h:
         reply = await h.api.manage_worker("w1", "cordon", "maintenance")
         assert reply["scheduling"] == "cordoned"
+        row = (await h.api.workers())[0]
+        assert (row["scheduling"], render._worker_state(row)) == (
+            "cordoned", "alive (cordoned)")  # what `dtf workers` shows
         task_id = (await h.api.submit([TaskSpec(type="noop")])).ids[0]
         waiting = await h.api.explain(task_id)
         assert "  - w1 is cordoned" in waiting["lines"]
@@ -365,3 +371,29 @@ async def test_long_waits_are_explained_once_per_reason(tmp_path: Path) -> None:
             ("no_match", "no live worker meets its requirements")]
         await h.add_worker("tpu-1", slots=1, tags=("tpu",))
         assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+
+
+async def test_browser_features_join_after_the_worker_registered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A headless browser takes a second or more to launch: the worker registers and takes
+    work without waiting for it, and its features join the capabilities by an event."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gate = Gate(tmp_path / "browser-gate")
+    fake = bin_dir / "chromium"
+    fake.write_text(f"#!{sys.executable}\n" + gate.script(
+        "print('<html><title>dtf-webgpu-yes-webnn-no</title></html>')"))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("DTF_DETECT_BROWSER", raising=False)
+    async with stack(tmp_path, workers=1, slots=1) as h:  # ready while the browser waits
+        hardware = (await h.api.workers())[0]["capabilities"]["hardware"]
+        assert "webgpu" not in hardware
+        task_id = (await h.api.submit([TaskSpec(
+            type="noop", requirements=Requirements(hardware=("webgpu",)))])).ids[0]
+        gate.open()
+        assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+        row = (await h.api.workers())[0]
+        assert "webgpu" in row["capabilities"]["hardware"], row
+        events = [e for _, e in await h.events() if isinstance(e, WorkerCapabilitiesChanged)]
+        assert [e.capabilities.hardware[-1] for e in events] == ["webgpu"]

@@ -13,6 +13,7 @@ import pytest
 
 from agents.client import ApiClient
 from agents.nats_conn import connect
+from agents.natsauth.permissions import inbox_prefix
 from agents.security.errors import Forbidden
 from agents.security.keyring import Keyring
 from agents.security.roles import COMMAND_PERMISSIONS, ROLE_PERMISSIONS, Role
@@ -205,8 +206,9 @@ async def test_key_rotation_without_downtime(secured: tuple[Harness, Keyring]) -
         await as_(h, after["token"]).rotate_key()
 
 
-def one_of_each(task_id: str) -> dict[str, cmds.Command]:
-    """A command of every kind the api serves; scoped ones name worker w1."""
+def one_of_each(task_id: str, inbox: str = "_INBOX.x") -> dict[str, cmds.Command]:
+    """A command of every kind the api serves; scoped ones name worker w1; a tail delivers
+    into ``inbox``."""
     caps = Capabilities()
     return {
         "submit": cmds.SubmitTasks(tasks=[NOOP]),
@@ -216,6 +218,8 @@ def one_of_each(task_id: str) -> dict[str, cmds.Command]:
         "register": cmds.RegisterWorker(worker_id="w1", session="s1", hostname="h", pid=1,
                                         slots=1, capabilities=caps),
         "stop_worker": cmds.StopWorker(worker_id="w1", session="s1"),
+        "update_capabilities": cmds.UpdateCapabilities(worker_id="w1", session="s1",
+                                                       capabilities=caps),
         "issue_token": cmds.IssueToken(sub="x", role="reader", ttl_s=60),
         "revoke_token": cmds.RevokeToken(jti="no-such-jti"),
         "refresh_token": cmds.RefreshToken(ttl_s=60),
@@ -229,16 +233,20 @@ def one_of_each(task_id: str) -> dict[str, cmds.Command]:
         "status": cmds.GetStatus(),
         "explain_task": cmds.ExplainTask(task_id=task_id),
         "manage_worker": cmds.ManageWorker(worker_id="w1", action="cordon"),
+        "get_secrets": cmds.GetSecrets(worker_id="w1", task_id=task_id, fencing=1),
+        "open_tail": cmds.OpenTail(stream=subjects.EVENTS_STREAM, filters=["dtf.evt.>"],
+                                   deliver=f"{inbox}.tail"),
     }
 
 
-READS = {"list_tasks", "get_task", "list_workers", "status", "explain_task"}
+READS = {"list_tasks", "get_task", "list_workers", "status", "explain_task", "open_tail"}
 # What the issue asks for, written out here rather than read from the role table, so that
 # a change to the table that widens a role fails this test.
 EXPECTED = {
     Role.ADMIN: set(COMMAND_PERMISSIONS),
     Role.MANAGER: {"submit", "cancel", "refresh_token", "manage_worker"} | READS,
-    Role.WORKER: {"report", "register", "stop_worker", "refresh_token"},
+    Role.WORKER: {"report", "register", "stop_worker", "refresh_token", "get_secrets",
+                  "update_capabilities"},
     Role.READER: {"refresh_token"} | READS,
 }
 
@@ -254,7 +262,7 @@ async def test_every_role_against_every_command(secured: tuple[Harness, Keyring]
     before = len(await h.events())
     client = as_(h, token(keyring, role.value, sub="w1",
                           wid="w1" if role is Role.WORKER else None))
-    commands = one_of_each(task_id)
+    commands = one_of_each(task_id, inbox_prefix(role.value, "w1"))
     assert set(commands) == set(COMMAND_PERMISSIONS)  # a new command must join the matrix
     for tag, cmd in commands.items():
         allowed = tag in EXPECTED[role]

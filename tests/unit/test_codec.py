@@ -38,6 +38,7 @@ from dtf_core.events.task import (
 from dtf_core.events.tests import TestCase, TestsReported
 from dtf_core.events.worker import (
     Capabilities,
+    WorkerCapabilitiesChanged,
     WorkerLost,
     WorkerRegistered,
     WorkerSchedulingChanged,
@@ -81,6 +82,9 @@ EVENTS: list[tuple[Event, str]] = [
      "dtf.evt.worker.w1.lost"),
     (WorkerSchedulingChanged(worker_id="w1", mode="draining", reason="maintenance", **A),
      "dtf.evt.worker.w1.scheduling"),
+    (WorkerCapabilitiesChanged(worker_id="w1", session="s1",
+                               capabilities=Capabilities(hardware=("cpu", "webgpu")), **A),
+     "dtf.evt.worker.w1.capabilities"),
     (TokenIssued(auth_id="j1", sub="alice", role="reader", exp=9.0, **A),
      "dtf.evt.auth.j1.token_issued"),
     (TokenRevoked(auth_id="j1", reason="leaked", **A), "dtf.evt.auth.j1.token_revoked"),

@@ -53,3 +53,18 @@ def test_fit_cuts_a_huge_traceback_only_when_output_is_not_enough() -> None:
 def test_small_reports_are_untouched() -> None:
     data = reports("a little output")
     assert unpack_reports(json.loads(fit(data))) == json.loads(json.dumps(data))
+
+
+def test_a_spare_whose_worker_went_away_ends_without_collecting(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A spare waits for its setup on stdin; if its worker dies first (end of file), it
+    ends at once, instead of running pytest with no setup from `/` (a whole-disk
+    collection, left running as an orphan)."""
+    import subprocess
+    import sys
+
+    from agents.pytest.pool import BOOT, SESSION_FILE
+
+    done = subprocess.run([sys.executable, "-c", BOOT, str(SESSION_FILE)], cwd="/",
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert b"collected" not in done.stdout + done.stderr
