@@ -103,8 +103,11 @@ def _where(cfg: CommandConfig) -> str:
 def _cannot_start(cfg: CommandConfig) -> str:
     """Why the command cannot start, where that is known before trying."""
     if cfg.cwd and not os.path.isdir(cfg.cwd):
+        host = socket.gethostname()
+        hint = (f"; it was submitted on {cfg.host}: `dtf submit --pack always` sends the "
+                "directory to workers on other hosts") if cfg.host not in ("", host) else ""
         return (f"cannot start {cfg.argv[0]!r}: its working directory {cfg.cwd} does not "
-                f"exist on {socket.gethostname()} (not retried)")
+                f"exist on {host}{hint} (not retried)")
     return ""
 
 

@@ -39,7 +39,7 @@ from dtf_core.events.task import TaskCancelRequested, TaskLeased
 from dtf_core.events.tests import SESSION_EXIT, SESSION_FAILED, TestCase
 from dtf_core.ids import validate_id
 from dtf_core.placement import overcommit
-from dtf_core.spec import TestConfig, command_config, test_config
+from dtf_core.spec import CommandConfig, TestConfig, command_config, test_config
 from dtf_core.task import Report
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,11 @@ class WorkerAgent:
         signing_key_dir: Path | None = None,
         cache_dir: Path | None = None,
         task_user: str | None = None,
+        browsers: bool = True,
     ) -> None:
+        """``browsers``: probe for a headless browser after registering."""
         self.nc = nc
+        self.browsers = browsers
         self.js = nc.jetstream()
         self.api = ApiClient(nc, credential=credential)
         self.worker_id = validate_id(worker_id or default_worker_id(), "worker id")
@@ -150,7 +153,8 @@ class WorkerAgent:
                 tg.create_task(self._heartbeats())
                 tg.create_task(self._reporter())
                 await self._consume()
-                tg.create_task(self._detect_browsers())
+                if self.browsers:
+                    tg.create_task(self._detect_browsers())
                 self.ready.set()
                 log.info("worker %s ready (session %s, %d slots)", self.worker_id,
                          self.session, self.slots)
@@ -246,7 +250,7 @@ class WorkerAgent:
             if spec.type == "test":
                 await self._run_tests(attempt)
                 return
-            cfg = command_config(spec)
+            cfg = await self._command_dir(command_config(spec))
             if cfg.secret_env:  # sealed in the log: the api opens them for the lease holder
                 secrets = await self.api.call(cmds.GetSecrets(
                     worker_id=self.worker_id, task_id=lease.task_id, fencing=attempt.fencing))
@@ -368,6 +372,15 @@ class WorkerAgent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         return None if task.cancelled() else task.result()
+
+    async def _command_dir(self, cfg: CommandConfig) -> CommandConfig:
+        """A command runs in the submitter's directory on its own host; elsewhere (or where
+        that directory is gone) in a working copy of its pack, when it was packed."""
+        here = cfg.host in ("", socket.gethostname()) and not os.environ.get("DTF_ALWAYS_UNPACK")
+        if cfg.code is None or (here and cfg.cwd and _is_dir(Path(cfg.cwd))):
+            return cfg
+        copy = await working_copy(self.js, cfg.code, self.cache_dir)
+        return msgspec.structs.replace(cfg, cwd=str(copy))
 
     async def _session_spec(self, cfg: TestConfig) -> SessionSpec:
         """Where and how the chunk's pytest session runs: in the submitter's directory on

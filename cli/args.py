@@ -104,6 +104,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="an environment variable of the task (readers see the name only; "
                         "the value is in the event log)")
+    s.add_argument("--pack", choices=["auto", "always", "never"], default="auto",
+                   help="send the directory's tree to workers on other hosts, which run "
+                        "the command in a copy of it (auto: when a live worker is on "
+                        "another host)")
     s.add_argument("--secret-env", action="append", default=[], metavar="NAME",
                    help="pass NAME from your environment, sealed: the log holds it "
                         "encrypted, and only the worker running the task can open it")

@@ -54,7 +54,8 @@ def served_log(api: ApiClient, stream: str = subjects.EVENTS_STREAM) -> JetStrea
     return JetStreamLog(api.nc, stream=stream, opener=api.open_tail)
 
 
-async def submit(target: Target, specs: list[TaskSpec], run_name: str = "") -> Any:
+async def submit(target: Target, specs: list[TaskSpec], run_name: str = "",
+                 pack: str = "never") -> Any:
     async with connected(target) as nc:
         run_id = None
         if len(specs) > 1 or run_name:
@@ -62,7 +63,42 @@ async def submit(target: Target, specs: list[TaskSpec], run_name: str = "") -> A
 
             run_id = "r-" + uuid.uuid4().hex[:16]
         api = ApiClient(nc, credential=target.credential)
+        specs = await _with_packs(api, specs, pack)
         return await api.submit(specs, run_id=run_id, run_name=run_name)
+
+
+async def _with_packs(api: ApiClient, specs: list[TaskSpec], pack: str) -> list[TaskSpec]:
+    """Command tasks say which host their directory is on; with ``pack`` (auto: when a live
+    worker is on another host) that directory's tree goes to the object store, so that a
+    worker elsewhere runs the command in a copy of it."""
+    import socket
+    from pathlib import Path
+
+    import msgspec
+
+    from agents.packs import put_pack, tree_digest, tree_files
+
+    host = socket.gethostname()
+    if pack == "auto":
+        live = [w for w in await api.workers() if w.get("state") == "alive"]
+        pack = "always" if any(w.get("hostname") != host for w in live) else "never"
+    digests: dict[str, str] = {}
+    out = []
+    for spec in specs:
+        cwd = spec.config.get("cwd") if spec.type == "command" else None
+        if not isinstance(cwd, str):
+            out.append(spec)
+            continue
+        config = {**spec.config, "host": host}
+        if pack == "always":
+            if cwd not in digests:
+                root = Path(cwd)
+                files = await asyncio.to_thread(tree_files, root)
+                digests[cwd] = await asyncio.to_thread(tree_digest, root, files)
+                await put_pack(api.nc.jetstream(), root, files, digests[cwd])
+            config["code"] = digests[cwd]
+        out.append(msgspec.structs.replace(spec, config=config))
+    return out
 
 
 async def cancel_run(target: Target, run_id: str) -> list[str]:

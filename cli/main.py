@@ -52,7 +52,8 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
             return 0
         case "submit":
             specs = specs_from_args(args, argv_after)
-            res = asyncio.run(cc.submit(target, specs, run_name=args.run_name))
+            res = asyncio.run(cc.submit(target, specs, run_name=args.run_name,
+                                        pack=args.pack))
             if args.json:
                 render.emit_json({"id": res.ids[0]} if len(res.ids) == 1 else
                                  {"ids": res.ids, "run_id": res.run_id})

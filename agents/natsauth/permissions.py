@@ -166,9 +166,25 @@ def manager(principal: str) -> Permissions:
 
 
 def admin(principal: str, role: str = "admin") -> Permissions:
-    """Everything in the DTF account (the agents: api, scheduler, projector, recovery)."""
+    """Everything in the DTF account: a person's admin token, or an agent run by hand with
+    one (`dtf agent ... --server URL`)."""
     validate_id(principal, "principal")
     return Permissions(role=role, principal=principal, publish=(">",), subscribe=(">",))
+
+
+# What the agents (api, scheduler, recovery, projector) write: events, dead letters, their
+# JetStream and object-store calls, answers into inboxes, and calls to one another. Not
+# heartbeats or task output (a worker's own), nor anything else a bug could reach.
+AGENT_PUBLISH = ("dtf.evt.>", "dtf.dlq.>", "dtf.q.>", "dtf.cmd.>", "$JS.API.>", "$JS.ACK.>",
+                 "$JS.FC.>", "$O.>", "_INBOX.>", USER_INFO)
+AGENT_PREFIX = "agent-"  # the subject of the tokens `dtf up` mints for its own agents
+
+
+def agent(principal: str) -> Permissions:
+    """The agents `dtf up` runs: an admin's reach, narrowed to what they write."""
+    validate_id(principal, "principal")
+    return Permissions(role="admin", principal=principal, publish=AGENT_PUBLISH,
+                       subscribe=(">",))
 
 
 def for_role(role: str, principal: str) -> Permissions:
@@ -179,6 +195,8 @@ def for_role(role: str, principal: str) -> Permissions:
         return reader(principal)
     if role == "manager":
         return manager(principal)
+    if role in ("admin", "agent") and principal.startswith(AGENT_PREFIX):
+        return agent(principal)
     if role in ("admin", "agent"):
         return admin(principal, role)
     raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")

@@ -80,8 +80,12 @@ def snapshot(files: set[str], listed: set[str]) -> list[list[Any]]:
     the import system listed (its importable names)."""
     out: list[list[Any]] = []
     for path in sorted(files):
-        if not path.startswith(SKIP) and not any(c in path.split(os.sep) for c in CACHES):
-            out.append(["f", path, _stat(path)])
+        if path.startswith(SKIP) or any(c in path.split(os.sep) for c in CACHES):
+            continue
+        if os.path.isdir(path):  # opened as a directory (to list it, or to sync it): its
+            listed = listed | {path}  # names count, not its mtime, which any new cache moves
+            continue
+        out.append(["f", path, _stat(path)])
     for path in sorted(listed):
         out.append(["l", path, _listing(path)])
     return out

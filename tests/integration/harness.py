@@ -75,6 +75,7 @@ class Harness:
 
     async def add_worker(self, worker_id: str, slots: int = 2, **kw: Any) -> WorkerAgent:
         kw.setdefault("heartbeat_interval", self.heartbeat)
+        kw.setdefault("browsers", False)  # in-process workers: no Chromium beside the tests
         nc = await self.conn(worker_id, kw.get("credential"), worker_id)
         w = WorkerAgent(nc, worker_id=worker_id, slots=slots, **kw)
         await self.start(f"worker:{worker_id}", w, w.ready)
@@ -111,6 +112,7 @@ async def stack(
     keyring: Keyring | None = None,
     credential: str | None = None,
     compact_after: int | None = COMPACT_AFTER,
+    browsers: bool = False,
 ) -> AsyncIterator[Harness]:
     """``keyring``: run the api secured (every request must carry a credential; the
     harness's own client presents ``credential``)."""
@@ -141,7 +143,8 @@ async def stack(
             await h.start("recovery", RecoveryAgent(rec_nc, JetStreamLog(rec_nc),
                                                     heartbeat_interval=heartbeat, misses=misses))
         for i in range(1, workers + 1):
-            await h.add_worker(f"w{i}", slots=slots, heartbeat_interval=heartbeat)
+            await h.add_worker(f"w{i}", slots=slots, heartbeat_interval=heartbeat,
+                               browsers=browsers)
         yield h
     finally:
         if h is not None:

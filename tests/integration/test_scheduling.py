@@ -386,7 +386,7 @@ async def test_browser_features_join_after_the_worker_registered(
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("DTF_DETECT_BROWSER", raising=False)
-    async with stack(tmp_path, workers=1, slots=1) as h:  # ready while the browser waits
+    async with stack(tmp_path, workers=1, slots=1, browsers=True) as h:  # ready meanwhile
         hardware = (await h.api.workers())[0]["capabilities"]["hardware"]
         assert "webgpu" not in hardware
         task_id = (await h.api.submit([TaskSpec(

@@ -43,3 +43,14 @@ def test_writes_are_not_dependencies(tmp_path: Path) -> None:
 def test_the_collection_digest_ignores_order() -> None:
     assert collection_digest(["b", "a"]) == collection_digest(["a", "b"])
     assert collection_digest(["a"]) != collection_digest(["a", "a"])
+
+
+def test_a_directory_opened_as_a_file_counts_by_its_names(tmp_path: Path) -> None:
+    """Code that opens a directory (to list or sync it) must not tie the session to the
+    directory's mtime: a cache made there (`.pytest_cache`, by the run's own client) would
+    make a warm session stale. A new module there still does."""
+    deps = record(lambda: os.close(os.open(tmp_path, os.O_RDONLY)))
+    (tmp_path / ".pytest_cache").mkdir()
+    assert changed(deps) is None
+    (tmp_path / "newmod.py").write_text("")
+    assert changed(deps) == str(tmp_path)

@@ -28,6 +28,7 @@ TOKENS = {
     "reader": ("reader", "r1"),
     "manager": ("manager", "m1"),
     "admin": ("admin", "a1"),
+    "agent": ("admin", "agent-control"),  # what `dtf up` mints for its own agents
 }
 
 

@@ -141,6 +141,20 @@ async def test_subscriptions_are_confined_to_the_own_inbox(authed_server: Authed
         assert not any("_INBOX.worker.w1.mine" in e for e in rec.errors)
 
 
+async def test_the_agents_publish_only_what_they_write(authed_server: AuthedServer) -> None:
+    """`dtf up`'s agents hold admin tokens, but their publish rights are what they write:
+    events, JetStream calls, answers into inboxes; never a worker's heartbeats or a task's
+    output (a bug or a confused answer could otherwise forge them)."""
+    async with harness(authed_server) as h:
+        agent, rec = await h.connect("agent")
+        for allowed in ["dtf.evt.task.x.submitted", subjects.Q_PROJECTOR, "_INBOX.reader.r1.x"]:
+            assert await h.delivered(agent, allowed, Q_MARKER), allowed
+        assert rec.errors == []
+        for denied in ["dtf.hb.w1", "dtf.log.t1.1.w1", "anything.else"]:
+            assert not await h.delivered(agent, denied, Q_MARKER), denied
+            await rec.wait_error(violation(denied))
+
+
 async def test_reader(authed_server: AuthedServer) -> None:
     async with harness(authed_server) as h:
         reader, rec = await h.connect("reader")
