@@ -25,12 +25,14 @@ from agents.client import ApiClient
 from agents.gpu_slots import GpuSlots
 from agents.hardware import probe
 from agents.jetstream_log import ack_source, parse_ack_reply
-from agents.packs import PlanCache, working_copy
-from agents.pytest.outbox import Outbox
-from agents.pytest.pool import ExitRequested, SessionFailed, SessionPool, SessionSpec
+from agents.packs import PlanCache
+from agents.pytest.pool import SessionPool
+from agents.pytest.server import ExitRequested, SessionFailed
+from agents.reporter import Reporter
 from agents.runner import TaskUser, run_command
 from agents.security.keyfiles import ensure_private_dir, load_or_create_private_key_file
-from agents.security.signing import canonical_bytes, public_key_bytes, sign
+from agents.security.signing import public_key_bytes
+from agents.workdir import command_dir, session_spec
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.errors import DTFError, Unavailable
@@ -39,22 +41,13 @@ from dtf_core.events.task import TaskCancelRequested, TaskLeased
 from dtf_core.events.tests import SESSION_EXIT, SESSION_FAILED, TestCase
 from dtf_core.ids import validate_id
 from dtf_core.placement import overcommit
-from dtf_core.spec import CommandConfig, TestConfig, command_config, test_config
+from dtf_core.spec import command_config, test_config
 from dtf_core.task import Report
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-# A report batch sent to an api that dies with it gets no answer: resend it soon (a resend
-# of applied reports changes nothing) rather than after the default 10 s, so a failover of
-# the control plane does not stall every worker's results, and the slots they hold on the
-# new leader's board, for that long. The wait doubles after each miss (a loaded api).
-REPORT_TIMEOUT_S = 0.5
-REPORT_MAX_TIMEOUT_S = 4.0
 _enc = msgspec.msgpack.Encoder()
-MAX_REPORTS = 1000
-TESTS_LINGER_S = 0.1
 PLAN_WAIT_S = 600.0  # how long a chunk waits for its run's plan (the submitter collects)
-TESTS_BATCH_BYTES = 256 * 1024
 MAX_ERROR = 16 * 1024
 
 
@@ -117,12 +110,8 @@ class WorkerAgent:
         self.running: dict[str, Attempt] = {}
         self.fencing_seen: set[int] = set()  # every lease this session took: each runs once
         self.lease_consumer = subjects.lease_consumer(self.worker_id)
-        self.reports: list[Report] = []
-        self.outbox = Outbox(self.worker_id)  # per-test results waiting to be reported
-        self._reports_ready = asyncio.Event()
-        self._reports_idle = asyncio.Event()
-        self._reports_idle.set()
-        self._send_now = asyncio.Event()
+        self.reporter = Reporter(self.api, self.worker_id, self.signing_key, nc,
+                                 on_refused=self._stop_refused)
         self.ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sub: Any = None
@@ -151,7 +140,7 @@ class WorkerAgent:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._heartbeats())
-                tg.create_task(self._reporter())
+                tg.create_task(self.reporter.run())
                 await self._consume()
                 if self.browsers:
                     tg.create_task(self._detect_browsers())
@@ -250,7 +239,7 @@ class WorkerAgent:
             if spec.type == "test":
                 await self._run_tests(attempt)
                 return
-            cfg = await self._command_dir(command_config(spec))
+            cfg = await command_dir(self.js, self.cache_dir, command_config(spec))
             if cfg.secret_env:  # sealed in the log: the api opens them for the lease holder
                 secrets = await self.api.call(cmds.GetSecrets(
                     worker_id=self.worker_id, task_id=lease.task_id, fencing=attempt.fencing))
@@ -299,24 +288,20 @@ class WorkerAgent:
         def on_case(case: TestCase) -> None:
             counts[case.outcome] = counts.get(case.outcome, 0) + 1
             # `dtf logs -f` shows tests as they finish, a batch per report round
-            self.outbox.add(key, case, log_subject)
-            self._reports_idle.clear()
-            self._reports_ready.set()
-            if self.outbox.size >= TESTS_BATCH_BYTES:
-                self._send_now.set()
+            self.reporter.add_case(key, case, log_subject)
 
         async def ended(kind: str, **fields: Any) -> None:
-            await self._flush_test_lines()
+            await self.reporter.flush_lines()
             with contextlib.suppress(Exception):
                 await self.nc.publish(log_subject, b"", headers={"Dtf-Stream": "eof"})
-            self.outbox.finished(key)
+            self.reporter.outbox.finished(key)
             self._report(attempt, kind, duration_s=time.time() - started, started_at=started,
                          **fields)
 
         deadline = asyncio.timeout(lease.spec.timeout_seconds)
         try:
             async with deadline:
-                spec = await self._session_spec(cfg)
+                spec = await session_spec(self.js, self.cache_dir, cfg)
                 # The session collects while the submitter does: the plan comes after.
                 self.pytest.prepare(spec)
                 node_ids, collection = list(cfg.node_ids), ""
@@ -373,111 +358,12 @@ class WorkerAgent:
                     await task
         return None if task.cancelled() else task.result()
 
-    async def _command_dir(self, cfg: CommandConfig) -> CommandConfig:
-        """A command runs in the submitter's directory on its own host; elsewhere (or where
-        that directory is gone) in a working copy of its pack, when it was packed."""
-        here = cfg.host in ("", socket.gethostname()) and not os.environ.get("DTF_ALWAYS_UNPACK")
-        if cfg.code is None or (here and cfg.cwd and _is_dir(Path(cfg.cwd))):
-            return cfg
-        copy = await working_copy(self.js, cfg.code, self.cache_dir)
-        return msgspec.structs.replace(cfg, cwd=str(copy))
-
-    async def _session_spec(self, cfg: TestConfig) -> SessionSpec:
-        """Where and how the chunk's pytest session runs: in the submitter's directory on
-        its own host, else in the same directory of a working copy of the verified pack."""
-        local = Path(cfg.rootdir)
-        invocation = Path(cfg.invocation_dir or cfg.rootdir)
-        env = dict(cfg.env)
-        if (cfg.rootdir and cfg.host == socket.gethostname() and _is_dir(local)
-                and not os.environ.get("DTF_ALWAYS_UNPACK")):
-            cwd, args = invocation, cfg.args
-            env.setdefault("PYTHONPATH", "")  # the submitter's, or none, as it ran
-        else:
-            if not cfg.packed or cfg.code is None:
-                raise DTFError(f"the code is on {cfg.host or 'another host'} and was not "
-                               "packed; run with --dtf-pack to send it to workers on other "
-                               "hosts")
-            try:
-                rel = invocation.relative_to(local)
-            except ValueError:
-                raise DTFError(f"pytest ran in {invocation}, outside its root {local}: a "
-                               "packed run starts inside its root") from None
-            copy = await working_copy(self.js, cfg.code, self.cache_dir)
-            cwd = copy / rel
-            prefix = cfg.rootdir.rstrip("/") + "/"
-            args = tuple(str(copy / a[len(prefix):]) if a.startswith(prefix) else a
-                         for a in cfg.args)
-            env.pop("PYTHONPATH", None)  # paths on another host: the worker's own applies
-        return SessionSpec(cwd=str(cwd), args=tuple(args), env=tuple(sorted(env.items())),
-                           path0=cfg.path0, markup=cfg.markup, highlight=cfg.highlight,
-                           width=cfg.width)
-
-    async def _flush_test_lines(self) -> None:
-        for subject, chunk in self.outbox.take_lines().items():
-            with contextlib.suppress(Exception):
-                await self.nc.publish(subject, "".join(chunk).encode(),
-                                      headers={"Dtf-Stream": "stdout"})
-
     def _report(self, attempt: Attempt, kind: str, **fields: Any) -> None:
         if self.stopping:
             return  # the stop requeues this attempt; a verdict now would be wrong
-        self.reports.append(
-            Report(task_id=attempt.lease.task_id, kind=kind, fencing=attempt.fencing,  # type: ignore[arg-type]
-                   worker_id=self.worker_id, attempt=attempt.lease.attempt, **fields)
-        )
-        self._reports_idle.clear()
-        self._reports_ready.set()
-        self._send_now.set()
-
-    async def _linger(self) -> None:
-        """Per-test results wait up to TESTS_LINGER_S for more, as a producer lingers to
-        batch: a fast suite's results go in a few large appends instead of thousands of
-        small ones (each a round trip, an fsync and a wake-up of every follower). A task's
-        own report, or a full batch, goes at once."""
-        if self.reports or self.outbox.size >= TESTS_BATCH_BYTES:
-            return
-        self._send_now.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(TESTS_LINGER_S):
-                await self._send_now.wait()
-
-    async def _reporter(self) -> None:
-        backoff = 0.05
-        timeout = REPORT_TIMEOUT_S
-        while True:
-            await self._reports_ready.wait()
-            self._reports_ready.clear()
-            while self.reports or self.outbox:
-                await self._linger()
-                await self._flush_test_lines()
-                tests = self.outbox.take()
-                # Reports go after every test of their attempt: hold them while a test batch
-                # is still waiting for the next round.
-                batch = [] if len(tests) < len(self.outbox.batches) else \
-                    self.reports[:MAX_REPORTS]
-                try:
-                    refused = await self.api.call(self._signed(batch, tests), timeout=timeout)
-                except DTFError as exc:
-                    log.warning("reporting %d results failed (%s); retrying", len(batch), exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
-                    timeout = min(timeout * 2, REPORT_MAX_TIMEOUT_S)
-                    continue
-                backoff = 0.05
-                timeout = REPORT_TIMEOUT_S
-                del self.reports[: len(batch)]
-                self.outbox.sent(len(tests))
-                for item in refused or ():
-                    self._stop_refused(item)
-            self._reports_idle.set()
-
-    def _signed(self, reports: list[Report],
-                tests: list[cmds.TestBatch] | None = None) -> cmds.ReportResults:
-        cmd = cmds.ReportResults(reports=reports, tests=tests or [])
-        if self.signing_key is None:
-            return cmd
-        return msgspec.structs.replace(
-            cmd, signature=sign(self.signing_key, canonical_bytes(cmd.signed_part())))
+        self.reporter.report(Report(
+            task_id=attempt.lease.task_id, kind=kind, fencing=attempt.fencing,  # type: ignore[arg-type]
+            worker_id=self.worker_id, attempt=attempt.lease.attempt, **fields))
 
     def _stop_refused(self, item: dict[str, Any]) -> None:
         attempt = self.running.get(str(item.get("task_id")))
@@ -497,7 +383,7 @@ class WorkerAgent:
                 # the leases this session holds (running, or finished and not yet reported):
                 # recovery requeues a lease its worker never got
                 "leases": sorted({a.fencing for a in self.running.values()}
-                                 | {r.fencing for r in self.reports}),
+                                 | {r.fencing for r in self.reporter.reports}),
                 "cpu_percent": psutil.cpu_percent(),
                 "memory_percent": psutil.virtual_memory().percent,
                 "rss_mb": proc.memory_info().rss / 1024**2,
@@ -519,14 +405,9 @@ class WorkerAgent:
         await self.pytest.close()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
-                if self.reports:
-                    await self.api.call(self._signed(list(self.reports)))
-                    self.reports.clear()
+                await self.reporter.send_held()
                 await self.api.call(
                     cmds.StopWorker(worker_id=self.worker_id, session=self.session)
                 )
                 await self.nc.flush()
 
-
-def _is_dir(path: Path) -> bool:
-    return path.is_dir()

@@ -61,8 +61,6 @@ OVERRIDES: dict[str, Any] = {
 }
 
 DETACHED_GRACE_S = 2.0  # a server no worker is attached to ends after this
-MAX_CASE_BYTES = 192 * 1024  # one test's reports, serialised (the server's max payload is 1 MiB)
-MIN_KEEP = 512
 
 
 def _take_protocol_fds() -> tuple[IO[bytes], IO[bytes]]:
@@ -73,135 +71,6 @@ def _take_protocol_fds() -> tuple[IO[bytes], IO[bytes]]:
     os.close(devnull)
     os.dup2(2, 1)
     return proto_in, proto_out
-
-
-def outcome_of(reports: list[Any]) -> str:
-    """pytest's own classification of an item from its phase reports."""
-    for rep in reports:
-        if rep.when != "call" and rep.failed:
-            return "error"
-    for rep in reports:
-        if hasattr(rep, "wasxfail"):
-            return "xpassed" if rep.passed else "xfailed"
-    for rep in reports:
-        if rep.failed:
-            return "failed"
-    if any(rep.skipped for rep in reports):
-        return "skipped"
-    return "passed"
-
-
-# --- size: cut captured output, never an outcome ----------------------------------------
-
-def _cut(text: str, keep: int, what: str) -> str:
-    if len(text) <= keep:
-        return text
-    half = max(keep // 2, 1)
-    dropped = len(text) - 2 * half
-    return (f"{text[:half]}\n[... DTF cut {dropped:,} of the {len(text):,} characters of "
-            f"{what} here: the head and the tail are shown ...]\n{text[-half:]}")
-
-
-def _sections(data: list[dict[str, Any]]) -> list[list[Any]]:
-    """Every captured-output section of the serialised reports (mutable in place)."""
-    out: list[list[Any]] = []
-    for rep in data:
-        out.extend(s for s in rep.get("sections") or () if isinstance(s, list))
-        longrepr = rep.get("longrepr")
-        if isinstance(longrepr, dict):
-            out.extend(s for s in longrepr.get("sections") or () if isinstance(s, list))
-    return out
-
-
-def _strings(node: Any, found: list[tuple[Any, Any]]) -> None:
-    """Every long string inside a serialised longrepr, with where it sits."""
-    items = node.items() if isinstance(node, dict) else enumerate(node)
-    for key, value in items:
-        if isinstance(value, str):
-            if len(value) > MIN_KEEP:
-                found.append((node, key))
-        elif isinstance(value, (dict, list)):
-            _strings(value, found)
-
-
-def pack(data: list[dict[str, Any]]) -> Any:
-    """A test's serialised reports without repeating what they share: the node id, the
-    location, the keywords and most else are the same in setup, call and teardown. Lossless:
-    each report is ``{**c, **p[i]}``. Two thirds fewer bytes through every hop."""
-    if len(data) < 2:
-        return data
-    first, rest = data[0], data[1:]
-    common = {k: v for k, v in first.items() if all(k in d and d[k] == v for d in rest)}
-    return {"c": common, "p": [{k: v for k, v in d.items() if k not in common} for d in data]}
-
-
-def fit(data: list[dict[str, Any]], limit: int = MAX_CASE_BYTES) -> bytes:
-    """The reports as JSON (``pack``ed) within ``limit`` bytes. Captured output is cut first
-    (its head and tail kept, and the cut said); only if that is not enough are the longest
-    strings of the tracebacks cut the same way. The outcome, the crash line and the
-    structure stay."""
-    encoded = _encode(pack(data))
-    if len(encoded) <= limit:
-        return encoded
-    data = msgspec.json.decode(_encode(data))  # plain lists and dicts, to cut in place
-    for pick in (lambda: _sections(data), lambda: _longrepr_strings(data)):
-        targets = pick()
-        if not targets:
-            continue
-        originals = [t[1] if isinstance(t, list) else t[0][t[1]] for t in targets]
-        lo, hi = MIN_KEEP, max(len(s) for s in originals)
-        best = None
-        while lo <= hi:  # the largest per-string cap that fits
-            cap = (lo + hi) // 2
-            _apply(targets, originals, cap)
-            encoded = _encode(pack(data))
-            if len(encoded) <= limit:
-                best, lo = cap, cap + 1
-            else:
-                hi = cap - 1
-        _apply(targets, originals, best if best is not None else MIN_KEEP)
-        encoded = _encode(pack(data))
-        if len(encoded) <= limit:
-            return encoded
-    return encoded
-
-
-def _longrepr_strings(data: list[dict[str, Any]]) -> list[tuple[Any, Any]]:
-    found: list[tuple[Any, Any]] = []
-    for rep in data:
-        longrepr = rep.get("longrepr")
-        if isinstance(longrepr, (dict, list)):
-            _strings(longrepr, found)
-    return found
-
-
-def _apply(targets: list[Any], originals: list[str], cap: int) -> None:
-    for target, text in zip(targets, originals, strict=True):
-        if isinstance(target, list):  # a section: [title, content]
-            target[1] = _cut(text, cap, "captured output")
-        else:
-            node, key = target
-            node[key] = _cut(text, cap, "this text")
-
-
-# --- warnings, as pytest-xdist sends them -----------------------------------------------
-
-def serialize_warning(message: Any) -> dict[str, Any]:
-    msg = message.message
-    out: dict[str, Any] = {"filename": str(message.filename), "lineno": message.lineno,
-                           "message_str": str(msg)}
-    if isinstance(msg, Warning):
-        out["message_module"] = type(msg).__module__
-        out["message_class"] = type(msg).__name__
-        try:
-            _encode(msg.args)
-            out["message_args"] = list(msg.args)
-        except (TypeError, msgspec.EncodeError):
-            pass
-    if message.category is not None:
-        out["category_module"] = message.category.__module__
-        out["category_class"] = message.category.__name__
-    return out
 
 
 # --- the terminal nobody reads ----------------------------------------------------------
@@ -293,7 +162,7 @@ class ForkServer:
     def pytest_warning_recorded(self, warning_message: Any, when: str, nodeid: str,
                                 location: Any) -> None:
         if when == "runtest" and self.in_child:
-            self.warnings.append(serialize_warning(warning_message))
+            self.warnings.append(_reports.serialize_warning(warning_message))
 
     @pytest.hookimpl
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
@@ -313,8 +182,8 @@ class ForkServer:
         duration = sum(float(getattr(r, "duration", 0.0)) for r in reports)
         # Sent once the protocol returns: pytest records the test's warnings after it.
         self.finished_test = (b'{"done":' + _encode(nodeid) + b',"outcome":'
-                              + _encode(outcome_of(reports)) + b',"duration":'
-                              + _encode(duration) + b',"reports":' + fit(data))
+                              + _encode(_reports.outcome_of(reports)) + b',"duration":'
+                              + _encode(duration) + b',"reports":' + _reports.fit(data))
 
     def _send_finished(self) -> None:
         line, self.finished_test = self.finished_test, None
@@ -579,21 +448,25 @@ class _Child:
             os.killpg(self.pid, signal.SIGKILL)
 
 
-def _load_freshness() -> Any:
-    """``freshness.py``, beside this file, by path: no DTF package enters sys.modules."""
+def _load_sibling(name: str) -> Any:
+    """A module beside this file, by path (as ``_dtf_<name>``): no DTF package enters
+    sys.modules of the tests' process."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "_dtf_freshness", Path(__file__).with_name("freshness.py"))
+        f"_dtf_{name}", Path(__file__).with_name(f"{name}.py"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+_reports = _load_sibling("reports")  # a test's reports, packed to send
+
+
 def main() -> int:
     proto_in, proto_out = _take_protocol_fds()
-    freshness = _load_freshness()
+    freshness = _load_sibling("freshness")
     recorder = freshness.Recorder()
     sys.addaudithook(recorder)  # what the collection reads: the server's freshness
     # Started ahead of need (pytest imported already), the process learns here where and

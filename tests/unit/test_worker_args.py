@@ -1,6 +1,6 @@
 """What of the submitter's command line reaches the workers' sessions."""
 
-from cli.pytest.plugin import worker_args
+from cli.pytest.wire import worker_args
 
 
 def test_dtf_options_and_report_only_options_stay_here() -> None:

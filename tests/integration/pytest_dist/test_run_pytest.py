@@ -317,7 +317,7 @@ async def test_cancelling_a_running_chunk_stops_its_tests(dist: Dist, tmp_path: 
         import os, pathlib, subprocess, sys
 
         def test_waits():
-            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+            child = subprocess.Popen([sys.executable, "-c", {gate.script()!r}])  # waits too
             pathlib.Path({str(started)!r}).write_text(f"{{os.getpid()}} {{child.pid}}")
             exec({gate.script()!r})
         """})
