@@ -17,7 +17,7 @@ from agents.jetstream_log import JetStreamLog
 from agents.nats_conn import connect, ensure_streams
 from agents.security.apikeys import PREFIX as API_KEY_PREFIX
 from agents.security.keyring import Keyring
-from agents.server_auth import issuer_file
+from agents.server_auth import issuer_file, unverified_claims
 from agents.settings import Settings, credential, tls_ca
 from agents.settings import credential as settings_credential
 from dtf_core.errors import InvalidInput, Unavailable
@@ -200,13 +200,10 @@ def check_worker_credential(credential: str | None, worker_id: str | None) -> No
     (whose rights would then be the worker's, and its tasks')."""
     if credential is None or credential.startswith(API_KEY_PREFIX + "_"):
         return  # no auth (--insecure-dev), or a worker API key, scoped by the api
-    import jwt
-
-    try:
-        claims = jwt.decode(credential, options={"verify_signature": False})
-    except jwt.PyJWTError:
+    claims = unverified_claims(credential)
+    if claims is None:
         raise InvalidInput("the worker's credential is neither a worker key (dtfk_...) nor a "
-                           "token") from None
+                           "token")
     role, wid = claims.get("role"), claims.get("wid")
     if role != "worker":
         raise InvalidInput(

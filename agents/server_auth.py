@@ -146,6 +146,17 @@ async def kick_revoked(callout: AuthCallout, gate: Gate, nc_sys: Client) -> int:
     return await callout.kick_where(nc_sys, revoked)
 
 
+def unverified_claims(credential: str) -> dict[str, Any] | None:
+    """A token's claims, read without checking anything (the server and the api decide what
+    it really grants); None for what is not a token."""
+    try:
+        payload = credential.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, TypeError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
 def client_inbox_prefix(credential: str | None, worker_id: str | None = None) -> str | None:
     """The inbox prefix the callout grants this credential (read from the token's claims,
     unverified: the server decides what it really grants)."""
@@ -153,11 +164,9 @@ def client_inbox_prefix(credential: str | None, worker_id: str | None = None) ->
         return None
     if credential.startswith(apikeys.PREFIX + "_"):
         return inbox_prefix("worker", worker_id) if worker_id else None
-    try:
-        payload = credential.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        role, sub, wid = claims["role"], claims["sub"], claims.get("wid")
-    except (IndexError, ValueError, KeyError, TypeError):
+    claims = unverified_claims(credential) or {}
+    role, sub, wid = claims.get("role"), claims.get("sub"), claims.get("wid")
+    if not isinstance(role, str) or not isinstance(sub, str):
         return None
     if role in ("admin", "agent"):
         return None

@@ -19,8 +19,8 @@ from dtf_core.spec import CommandConfig, TestConfig
 async def command_dir(js: JetStreamContext, cache_dir: Path, cfg: CommandConfig) -> CommandConfig:
     """A command runs in the submitter's directory on its own host; elsewhere (or where
     that directory is gone) in a working copy of its pack, when it was packed."""
-    here = cfg.host in ("", socket.gethostname()) and not os.environ.get("DTF_ALWAYS_UNPACK")
-    if cfg.code is None or (here and cfg.cwd and _is_dir(Path(cfg.cwd))):
+    host = cfg.host or socket.gethostname()  # a spec from before hosts were recorded
+    if cfg.code is None or (cfg.cwd and _on_this_host(host, Path(cfg.cwd))):
         return cfg
     copy = await working_copy(js, cfg.code, cache_dir)
     return msgspec.structs.replace(cfg, cwd=str(copy))
@@ -31,8 +31,7 @@ async def session_spec(js: JetStreamContext, cache_dir: Path, cfg: TestConfig) -
     local = Path(cfg.rootdir)
     invocation = Path(cfg.invocation_dir or cfg.rootdir)
     env = dict(cfg.env)
-    if (cfg.rootdir and cfg.host == socket.gethostname() and _is_dir(local)
-            and not os.environ.get("DTF_ALWAYS_UNPACK")):
+    if cfg.rootdir and _on_this_host(cfg.host, local):
         cwd, args = invocation, cfg.args
         env.setdefault("PYTHONPATH", "")  # the submitter's, or none, as it ran
     else:
@@ -56,5 +55,7 @@ async def session_spec(js: JetStreamContext, cache_dir: Path, cfg: TestConfig) -
                        width=cfg.width)
 
 
-def _is_dir(path: Path) -> bool:
-    return path.is_dir()
+def _on_this_host(host: str, path: Path) -> bool:
+    """The submitter's directory is here (DTF_ALWAYS_UNPACK: act as another host)."""
+    return (host == socket.gethostname() and path.is_dir()
+            and not os.environ.get("DTF_ALWAYS_UNPACK"))

@@ -204,14 +204,12 @@ def specs_from_args(args: argparse.Namespace, argv: list[str] | None) -> list[Ta
             raise InvalidInput("give either a task JSON file or a command after --, not both")
         if not argv:
             raise InvalidInput("no command after --")
-        # The submitter's directory (absolute), as a shell would run it: a local worker
-        # finds ./run-suite.sh there; a remote one says the directory is not on its host.
-        config: dict[str, Any] = {"argv": argv, "cwd": str(Path(args.cwd or ".").resolve())}
+        config: dict[str, Any] = {"argv": argv}
         if args.env:
             config["env"] = cc.parse_env(args.env)
         if args.secret_env:
             config["secret_env"] = secret_env(args.secret_env)
-        return [_convert_command(config, fields)]
+        return [_in_submitters_dir(_convert_command(config, fields), args.cwd)]
     if args.file is None:
         raise InvalidInput("nothing to submit: give a task JSON file, - for stdin, or -- CMD...")
     data = sys.stdin.buffer.read() if args.file == "-" else _read(args.file)
@@ -223,8 +221,9 @@ def specs_from_args(args: argparse.Namespace, argv: list[str] | None) -> list[Ta
 
 
 def _in_submitters_dir(spec: TaskSpec, cwd: str | None) -> TaskSpec:
-    """A command task's working directory, absolute: relative to where `dtf submit` runs
-    (``--cwd``, the spec's own ``cwd``, or the submitter's directory)."""
+    """A command task's working directory, absolute, as a shell would run it: relative to
+    where `dtf submit` runs (``--cwd``, the spec's own ``cwd``, or the submitter's
+    directory). A local worker finds ./run-suite.sh there; another host, a copy of it."""
     if spec.type != "command":
         return spec
     base = Path(cwd or ".").resolve()

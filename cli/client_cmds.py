@@ -79,6 +79,8 @@ async def _with_packs(api: ApiClient, specs: list[TaskSpec], pack: str) -> list[
     from agents.packs import put_pack, tree_digest, tree_files
 
     host = socket.gethostname()
+    if not any(s.type == "command" and isinstance(s.config.get("cwd"), str) for s in specs):
+        return specs
     if pack == "auto":
         live = [w for w in await api.workers() if w.get("state") == "alive"]
         pack = "always" if any(w.get("hostname") != host for w in live) else "never"
