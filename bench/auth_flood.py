@@ -27,10 +27,10 @@ import nats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from agents.client import ApiClient
-from agents.nats_conn import connect
-from agents.natsserver import free_port
-from agents.supervisor import Stack
+from agents.host.supervisor import Stack
+from agents.nats.connect import connect
+from agents.nats.server import free_port
+from agents.wire.client import ApiClient
 
 
 async def latencies(api: ApiClient, seconds: float) -> list[float]:

@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
 
-from agents.client import ApiClient
-from agents.jetstream_log import JetStreamLog
-from agents.nats_conn import connect
-from agents.natsserver import free_port
-from agents.supervisor import Stack
+from agents.host.supervisor import Stack
+from agents.log.jetstream import JetStreamLog
+from agents.nats.connect import connect
+from agents.nats.server import free_port
+from agents.wire.client import ApiClient
 from dtf_core.events.task import TERMINAL_TYPES
 from dtf_core.spec import TaskSpec
 

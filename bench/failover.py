@@ -34,11 +34,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from agents import snapshots
-from agents.jetstream_log import JetStreamLog
-from agents.nats_conn import connect, ensure_streams
-from agents.natsserver import NatsServer, free_port
-from agents.runtime import Folder
+from agents.log import snapshots
+from agents.log.fold import Folder
+from agents.log.jetstream import JetStreamLog
+from agents.nats.connect import connect, ensure_streams
+from agents.nats.server import NatsServer, free_port
 from bench import replay
 from dtf_core.events.codec import decode
 from dtf_core.events.task import TaskLeased, TaskSucceeded

@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from agents.natsserver import free_port
-from agents.supervisor import Stack
+from agents.host.supervisor import Stack
+from agents.nats.server import free_port
 from bench.corpus import Run, compare, run
 
 REPO = str(Path(__file__).resolve().parent.parent)

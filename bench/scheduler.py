@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import psutil
 
-from agents.memory_log import MemoryLog
-from agents.scheduler import SchedulerAgent
+from agents.control.scheduler import SchedulerAgent
+from agents.log.memory import MemoryLog
 from dtf_core.events.task import TaskSubmitted
 from dtf_core.events.worker import Capabilities, WorkerRegistered
 from dtf_core.placement import place

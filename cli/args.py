@@ -11,7 +11,7 @@ from typing import Any, get_args
 
 import msgspec
 
-from agents import settings as settings_mod
+from agents.host import settings as settings_mod
 from cli import client_cmds as cc
 from dtf_core.errors import InvalidInput
 from dtf_core.spec import TaskSpec, command_spec, parse_specs

@@ -98,7 +98,7 @@ def _hash_until(events: list[tuple[int, Event]], last_seq: int,
 
 
 async def _live_status(target: Target) -> dict[str, Any]:
-    from agents.client import ApiClient
+    from agents.wire.client import ApiClient
 
     async with connected(target) as nc:
         try:
@@ -121,7 +121,7 @@ def _live_state_check(live: dict[str, Any], events: list[tuple[int, Event]]) -> 
 
 
 async def _snapshot_check(target: Target, events: list[tuple[int, Event]]) -> dict[str, Any]:
-    from agents import snapshots
+    from agents.log import snapshots
 
     board = Board()
     async with connected(target) as nc:
@@ -135,7 +135,7 @@ async def _snapshot_check(target: Target, events: list[tuple[int, Event]]) -> di
 
 
 async def _projection_check(target: Target) -> dict[str, Any]:
-    from agents.projector import rebuild
+    from agents.control.projector import rebuild
 
     async with connected(target) as nc:
         try:

@@ -13,9 +13,9 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from agents.client import ApiClient
-from agents.jetstream_log import JetStreamLog
-from agents.nats_conn import connect
+from agents.log.jetstream import JetStreamLog
+from agents.nats.connect import connect
+from agents.wire.client import ApiClient
 from dtf_core import subjects
 from dtf_core.errors import InvalidInput
 from dtf_core.events.task import TERMINAL_TYPES
@@ -76,7 +76,7 @@ async def _with_packs(api: ApiClient, specs: list[TaskSpec], pack: str) -> list[
 
     import msgspec
 
-    from agents.packs import put_pack, tree_digest, tree_files
+    from agents.worker.packs import put_pack, tree_digest, tree_files
 
     host = socket.gethostname()
     if not any(s.type == "command" and isinstance(s.config.get("cwd"), str) for s in specs):
@@ -269,7 +269,7 @@ async def artifacts(target: Target, action: str, run_id: str, name: str | None,
                     output: str | None, *, as_json: bool = False) -> int:
     from pathlib import Path
 
-    from agents.artifacts import artifact_name, get_artifact, list_artifacts
+    from agents.nats.artifacts import artifact_name, get_artifact, list_artifacts
 
     validate_id(run_id, "run id")
     async with connected(target) as nc:
@@ -294,7 +294,7 @@ async def simulate(target: Target, policy_name: str, from_seq: int) -> dict[str,
     """What happened from ``from_seq`` on, and what ``policy_name`` would have done."""
     from dataclasses import asdict
 
-    from agents.policies import load_policy
+    from agents.control.policy_plugins import load_policy
     from dtf_core.events.codec import UndecodableEvent, decode
     from dtf_core.simulate import History
     from dtf_core.simulate import simulate as run_simulation

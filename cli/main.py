@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from agents import settings as settings_mod
+from agents.host import settings as settings_mod
 from cli import client_cmds as cc
 from cli import render
 from cli.args import parse_ttl, parser, specs_from_args
@@ -35,14 +35,14 @@ def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
         case "up":
             return _up(args, cfg)
         case "agent":
-            from agents.launch import run_agent
+            from agents.host.launch import run_agent
 
             cfg = msgspec.structs.replace(cfg, server=server)
             asyncio.run(run_agent(args.kind, cfg, db_path=args.db, keys_dir=args.keys,
                                   insecure=args.insecure_dev))
             return 0
         case "worker":
-            from agents.launch import run_worker
+            from agents.host.launch import run_worker
 
             cfg = msgspec.structs.replace(cfg, server=server)
             tags = tuple(t for t in args.tags.split(",") if t)
@@ -209,8 +209,8 @@ def _emit(args: argparse.Namespace, value: Any, text: Callable[[Any], str]) -> N
 
 
 def _up(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    from agents.launch import run_until_signal
-    from agents.supervisor import Stack, up
+    from agents.host.launch import run_until_signal
+    from agents.host.supervisor import Stack, up
 
     if args.workers < 0 or (args.slots is not None and args.slots < 1):
         raise InvalidInput("--workers must be >= 0 and --slots >= 1")
@@ -233,7 +233,7 @@ def _up(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
                            "DTF_TLS_CA=<data dir>/tls/ca.pem), or --insecure-network to "
                            "accept that")
     if args.task_user:
-        from agents.runner import TaskUser
+        from agents.worker.runner import TaskUser
 
         TaskUser.lookup(args.task_user)  # refused now, with its reason, not in each worker
     data_dir = args.data_dir or os.environ.get("DTF_DATA_DIR") or ".dtf"  # never the context's

@@ -60,6 +60,32 @@ class ReadyQueue:
     def __len__(self) -> int:
         return sum(len(h) for h in self._heaps.values())
 
+    def delay(self, task_id: str, until: float) -> None:
+        """Keep ``task_id`` out of the queue until ``until`` (a retry back-off)."""
+        heapq.heappush(self.delayed, (until, task_id))
+
+    def due(self, now: float) -> list[str]:
+        """The delayed tasks whose time has come, taken off the delayed heap."""
+        out = []
+        while self.delayed and self.delayed[0][0] <= now:
+            out.append(heapq.heappop(self.delayed)[1])
+        return out
+
+    def deadlines_passed(self, now: float) -> list[str]:
+        """Tasks whose deadline passed before ``now``, each returned once."""
+        out = []
+        while self.deadlines and self.deadlines[0][0] < now:
+            out.append(heapq.heappop(self.deadlines)[1])
+        return out
+
+    def wait_for(self, dependency: str, task_id: str) -> None:
+        """``task_id`` comes back when ``dependency`` ends (see ``dependents``)."""
+        self.waiting_on.setdefault(dependency, set()).add(task_id)
+
+    def dependents(self, dependency: str) -> set[str]:
+        """The tasks that waited for ``dependency``, forgotten here."""
+        return self.waiting_on.pop(dependency, set())
+
     def next_due(self) -> float | None:
         due = [q[0][0] for q in (self.delayed, self.deadlines) if q]
         return min(due) if due else None

@@ -54,10 +54,10 @@ class CommandConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     cwd: str | None = None
     env: dict[str, str] = {}
     # Sealed by the api as it accepts the task: the log never holds these values in clear
-    # (agents/security/secrets.py); the worker holding the lease gets them from the api.
+    # (agents/auth/secrets.py); the worker holding the lease gets them from the api.
     secret_env: dict[EnvName, str] = {}
     # Where ``cwd`` is: the submitter's host; on another host (or where ``cwd`` is gone),
-    # the task runs in a copy of ``code``, the pack of ``cwd``'s tree (agents/packs.py).
+    # the task runs in a copy of ``code``, the pack of ``cwd``'s tree (agents/worker/packs.py).
     host: str = ""
     code: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
 

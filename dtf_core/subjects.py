@@ -34,7 +34,7 @@ Q_STATUS = "dtf.q.status"
 Q_PROJECTOR = "dtf.q.projector"
 Q_EXPLAIN = "dtf.q.explain"
 Q_SECRETS = "dtf.q.secrets"  # a leased task's secret environment, for its worker
-Q_TAIL = "dtf.q.tail"  # open a consumer for a client (agents/served_tail.py)
+Q_TAIL = "dtf.q.tail"  # open a consumer for a client (agents/log/served_tail.py)
 Q_TEST_DURATIONS = "dtf.q.test_durations"
 
 
@@ -151,3 +151,15 @@ def aggregate_of(subject: str) -> tuple[str, str, str]:
     if len(parts) < 5 or parts[0] != "dtf" or parts[1] != "evt":
         raise ValueError(f"not an event subject: {subject!r}")
     return parts[2], parts[3], parts[4]
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: ``*`` is one token, ``>`` the rest (one token or more)."""
+    pat = pattern.split(".")
+    sub = subject.split(".")
+    for i, token in enumerate(pat):
+        if token == ">":
+            return len(sub) > i
+        if i >= len(sub) or (token != "*" and token != sub[i]):
+            return False
+    return len(pat) == len(sub)

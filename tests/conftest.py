@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.natsserver import NatsServer, free_port
+from agents.nats.server import NatsServer, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 # `dtf up` records itself in the user's context (~/.config/dtf): the suite's stacks, in a

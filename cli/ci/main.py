@@ -92,8 +92,8 @@ class CiPlugin:
                 print(f"dtf ci: could not store the artifacts: {exc}", file=sys.stderr)
 
     async def _store(self, run_id: str) -> None:
-        from agents.artifacts import put_artifact
-        from agents.nats_conn import connect
+        from agents.nats.artifacts import put_artifact
+        from agents.nats.connect import connect
         from cli.pytest.remote import target_from_config
 
         opt = self.config.getoption

@@ -29,10 +29,10 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from agents.client import ApiClient
-from agents.jetstream_log import JetStreamLog
-from agents.nats_conn import connect
-from agents.packs import (
+from agents.log.jetstream import JetStreamLog
+from agents.nats.connect import connect
+from agents.wire.client import ApiClient
+from agents.worker.packs import (
     RunPlan,
     get_collection,
     put_collection,
@@ -41,7 +41,7 @@ from agents.packs import (
     tree_digest,
     tree_files,
 )
-from agents.pytest.freshness import collection_digest
+from agents.worker.pytest.freshness import collection_digest
 from cli.client_cmds import Target
 from cli.pytest.split import Entry, early_chunks, split
 from dtf_core import subjects
@@ -58,7 +58,7 @@ T = TypeVar("T")
 
 
 def target_from_config(config: pytest.Config) -> Target:
-    from agents import settings as settings_mod
+    from agents.host import settings as settings_mod
 
     cfg = settings_mod.load(server=config.getoption("dtf_server"))
     return Target(cfg.server, settings_mod.credential(cfg, config.getoption("dtf_token_file")),

@@ -18,10 +18,10 @@ from typing import Any
 
 import psutil
 
-from agents.client import ApiClient
-from agents.jetstream_log import JetStreamLog
-from agents.nats_conn import connect
-from agents.natsserver import port_open
+from agents.log.jetstream import JetStreamLog
+from agents.nats.connect import connect
+from agents.nats.server import port_open
+from agents.wire.client import ApiClient
 from dtf_core import subjects
 from dtf_core.events.codec import Event, decode
 from dtf_core.events.lead import LeadershipClaimed

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.control import ControlPlane
-from agents.jetstream_log import JetStreamLog
-from agents.nats_conn import connect, ensure_streams
-from agents.natsserver import NatsServer, free_port
+from agents.control.plane import ControlPlane
+from agents.log.jetstream import JetStreamLog
+from agents.nats.connect import connect, ensure_streams
+from agents.nats.server import NatsServer, free_port
 from bench.failover import FAST_CONF, _publish
 from bench.replay import recorded
 from cli.audit_cmds import audit_verify

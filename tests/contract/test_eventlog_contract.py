@@ -15,10 +15,10 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 
-from agents import jetstream_log
-from agents.eventlog import MAX_BATCH, Append, AppendConflict, DuplicateBatch, Record
-from agents.jetstream_log import JetStreamLog
-from agents.memory_log import MemoryLog
+from agents.log import jetstream as jetstream_log
+from agents.log.jetstream import JetStreamLog
+from agents.log.memory import MemoryLog
+from agents.log.port import MAX_BATCH, Append, AppendConflict, DuplicateBatch, Record
 from dtf_core.errors import InvalidInput
 
 pytestmark = pytest.mark.anyio

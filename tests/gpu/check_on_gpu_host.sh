@@ -8,7 +8,7 @@ mkdir -p "$OUT"
 export DTF_DETECT_BROWSER=0 PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,compute_cap,uuid --format=csv,noheader,nounits \
   | tee "$OUT/nvidia-smi.csv"
-python3 -c "import msgspec; from agents.capabilities import detect; \
+python3 -c "import msgspec; from agents.worker.capabilities import detect; \
 print(msgspec.json.encode(detect()).decode())" | tee "$OUT/capabilities.json"
 timeout 300 python3 -m pytest -p no:cacheprovider -q -rs tests/gpu tests/unit/hardware \
   2>&1 | tee "$OUT/pytest-gpu.txt"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.capabilities import detect
-from agents.hardware import parse, probe
+from agents.worker.capabilities import detect
+from agents.worker.hardware import parse, probe
 from dtf_core.spec import Requirements, TaskSpec
 from dtf_core.task import TERMINAL
 from tests.integration.harness import stack

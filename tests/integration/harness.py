@@ -14,16 +14,16 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from agents.api import ApiAgent
-from agents.client import ApiClient
-from agents.control import ControlPlane
-from agents.jetstream_log import JetStreamLog
-from agents.nats_conn import connect, ensure_streams
-from agents.natsserver import NatsServer, free_port
-from agents.recovery import RecoveryAgent
-from agents.scheduler import SchedulerAgent
-from agents.security.keyring import Keyring
-from agents.worker import WorkerAgent
+from agents.auth.keyring import Keyring
+from agents.control.api import ApiAgent
+from agents.control.plane import ControlPlane
+from agents.control.recovery import RecoveryAgent
+from agents.control.scheduler import SchedulerAgent
+from agents.log.jetstream import JetStreamLog
+from agents.nats.connect import connect, ensure_streams
+from agents.nats.server import NatsServer, free_port
+from agents.wire.client import ApiClient
+from agents.worker.agent import WorkerAgent
 from dtf_core import subjects
 from dtf_core.events.codec import Event, decode
 from projections.board import COMPACT_AFTER, Board

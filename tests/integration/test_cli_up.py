@@ -15,8 +15,8 @@ from pathlib import Path
 import nats
 import pytest
 
-from agents.natsserver import free_port
-from agents.server_auth import client_inbox_prefix
+from agents.auth.server_auth import client_inbox_prefix
+from agents.nats.server import free_port
 from tests.conftest import eventually
 from tests.gates import Gate
 

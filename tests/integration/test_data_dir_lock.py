@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.natsserver import free_port
+from agents.nats.server import free_port
 from tests.integration.pytest_dist.conftest import secure_stack
 
 pytestmark = pytest.mark.anyio

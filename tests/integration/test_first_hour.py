@@ -14,8 +14,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from agents.client import ApiClient
-from agents.nats_conn import connect
+from agents.nats.connect import connect
+from agents.wire.client import ApiClient
 from dtf_core.spec import TaskSpec
 from tests.integration.pytest_dist.conftest import Dist, secure_stack
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.jetstream_log import JetStreamLog
-from agents.scheduler import SchedulerAgent
+from agents.control.scheduler import SchedulerAgent
+from agents.log.jetstream import JetStreamLog
 from dtf_core import commands as cmds
 from dtf_core.events.task import (
     ResultRefused,

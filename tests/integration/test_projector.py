@@ -21,11 +21,11 @@ import duckdb
 import pytest
 from nats.aio.client import Client
 
-from agents.eventlog import MAX_BATCH, Append
-from agents.jetstream_log import JetStreamLog
-from agents.nats_conn import connect, ensure_streams
-from agents.natsserver import NatsServer, free_port
-from agents.projector import ProjectorAgent, rebuild
+from agents.control.projector import ProjectorAgent, rebuild
+from agents.log.jetstream import JetStreamLog
+from agents.log.port import MAX_BATCH, Append
+from agents.nats.connect import connect, ensure_streams
+from agents.nats.server import NatsServer, free_port
 from dtf_core import subjects
 from dtf_core.events import codec
 from dtf_core.events.codec import Event
@@ -239,9 +239,9 @@ async def test_projector_of_a_real_stack(tmp_path: Path) -> None:
 
 SERVE = """
 import asyncio, sys
-from agents.jetstream_log import JetStreamLog
-from agents.nats_conn import connect
-from agents.projector import ProjectorAgent
+from agents.log.jetstream import JetStreamLog
+from agents.nats.connect import connect
+from agents.control.projector import ProjectorAgent
 
 async def main() -> None:
     nc = await connect(sys.argv[1], "projector")

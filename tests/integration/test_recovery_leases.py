@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from nats.aio.msg import Msg
 
-from agents.worker import WorkerAgent
+from agents.worker.agent import WorkerAgent
 from dtf_core.events.task import TaskLeased, TaskRequeued, TaskSucceeded
 from dtf_core.spec import TaskSpec
 from dtf_core.task import TERMINAL

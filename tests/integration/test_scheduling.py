@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.jetstream_log import JetStreamLog
+from agents.log.jetstream import JetStreamLog
 from cli import render
 from dtf_core import commands as cmds
 from dtf_core.events.task import TaskDeadlineMissed, TaskLeased, TaskRequeued
@@ -174,8 +174,8 @@ async def test_simulate_replays_the_log_under_another_policy(tmp_path: Path) -> 
 async def test_a_quota_caps_one_users_live_leases(tmp_path: Path) -> None:
 
     async with stack(tmp_path, workers=0, scheduler=False) as h:
-        from agents.jetstream_log import JetStreamLog
-        from agents.scheduler import SchedulerAgent
+        from agents.control.scheduler import SchedulerAgent
+        from agents.log.jetstream import JetStreamLog
 
         nc = await h.conn("quota-scheduler")
         await h.start("scheduler", SchedulerAgent(nc, JetStreamLog(nc), quotas={"alice": 1}))
@@ -210,8 +210,8 @@ async def test_a_worker_declines_a_lease_that_would_overcommit_it(tmp_path: Path
     """Placement never overcommits a worker; a lease that would (written here by hand, as
     a second, confused scheduler could) is declined by the worker and requeued."""
 
-    from agents.appender import append_groups
-    from agents.plans import task_change
+    from agents.control.plans import task_change
+    from agents.log.appender import append_groups
     from dtf_core import task as task_agg
 
     async with stack(tmp_path, workers=1, slots=1, scheduler=False, recovery=False) as h:
@@ -254,8 +254,8 @@ async def test_a_soft_dependency_waits_but_does_not_fail_its_dependent(tmp_path:
 
 
 async def test_an_idle_worker_steals_leases_that_sit_unstarted(tmp_path: Path) -> None:
-    from agents.jetstream_log import JetStreamLog
-    from agents.scheduler import SchedulerAgent
+    from agents.control.scheduler import SchedulerAgent
+    from agents.log.jetstream import JetStreamLog
 
     async with stack(tmp_path, workers=0, scheduler=False, recovery=False) as h:
         nc = await h.conn("stealing-scheduler")
@@ -282,7 +282,7 @@ async def test_an_idle_worker_steals_leases_that_sit_unstarted(tmp_path: Path) -
 
 
 async def test_audit_verify_and_replay_over_a_real_log(tmp_path: Path) -> None:
-    from agents.projector import ProjectorAgent
+    from agents.control.projector import ProjectorAgent
     from cli.audit_cmds import audit_verify, history, replay
     from cli.client_cmds import Target
     from projections.board import Board
@@ -313,7 +313,7 @@ async def test_audit_verify_and_replay_over_a_real_log(tmp_path: Path) -> None:
         assert result["projection"]["checked"] and result["projection"]["equal"]
         assert result["live_state"]["checked"] and result["live_state"]["equal"]
         assert result["snapshot"] == {"checked": False, "why": "no snapshot stored"}
-        from agents import snapshots
+        from agents.log import snapshots
 
         api_board = h.agents["api"].board
         await snapshots.save(h.nc.jetstream(), api_board, api_board.last_seq)
@@ -345,7 +345,7 @@ async def test_audit_verify_and_replay_over_a_real_log(tmp_path: Path) -> None:
 
 
 async def test_long_waits_are_explained_once_per_reason(tmp_path: Path) -> None:
-    from agents.scheduler import SchedulerAgent
+    from agents.control.scheduler import SchedulerAgent
     from dtf_core.events.task import TaskWaiting
 
     async with stack(tmp_path, workers=0, scheduler=False) as h:

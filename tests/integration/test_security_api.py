@@ -11,13 +11,13 @@ from typing import Any
 import nats.errors
 import pytest
 
-from agents.client import ApiClient
-from agents.nats_conn import connect
-from agents.natsauth.permissions import inbox_prefix
-from agents.security.errors import Forbidden
-from agents.security.keyring import Keyring
-from agents.security.roles import COMMAND_PERMISSIONS, ROLE_PERMISSIONS, Role
-from agents.security.tokens import issue, new_token_id
+from agents.auth.errors import Forbidden
+from agents.auth.keyring import Keyring
+from agents.auth.natsauth.permissions import inbox_prefix
+from agents.auth.roles import COMMAND_PERMISSIONS, ROLE_PERMISSIONS, Role
+from agents.auth.tokens import issue, new_token_id
+from agents.nats.connect import connect
+from agents.wire.client import ApiClient
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.errors import Conflict, InvalidInput, NotFound, Refused

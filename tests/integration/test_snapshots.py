@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agents import snapshots
-from agents.control import ControlPlane
-from agents.jetstream_log import JetStreamLog
+from agents.control.plane import ControlPlane
+from agents.log import snapshots
+from agents.log.jetstream import JetStreamLog
 from dtf_core.spec import TaskSpec
 from tests.conftest import until
 from tests.integration.harness import stack

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from agents.client import ApiClient
-from agents.nats_conn import connect
+from agents.nats.connect import connect
+from agents.wire.client import ApiClient
 from tests.integration.pytest_dist.conftest import Dist, secure_stack
 
 
@@ -52,7 +52,7 @@ class Insider:
 
     async def junk_on(self, filter_subject: str) -> list[str]:
         """The messages on ``filter_subject`` of the events stream that are not events."""
-        from agents.jetstream_log import JetStreamLog
+        from agents.log.jetstream import JetStreamLog
         from dtf_core.events.codec import UndecodableEvent, decode
 
         junk = []

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.client import ApiClient
-from agents.jetstream_log import JetStreamLog
-from agents.queries import SEALED
-from agents.security.errors import Forbidden
+from agents.auth.errors import Forbidden
+from agents.control.queries import SEALED
+from agents.log.jetstream import JetStreamLog
+from agents.wire.client import ApiClient
 from dtf_core import commands as cmds
 from dtf_core.errors import Refused
 from tests.gates import Gate

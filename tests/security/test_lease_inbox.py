@@ -9,9 +9,9 @@ import nats.errors
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from agents.client import ApiClient
-from agents.jetstream_log import ack_source
-from agents.security.errors import Forbidden
+from agents.auth.errors import Forbidden
+from agents.log.jetstream import ack_source
+from agents.wire.client import ApiClient
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.spec import command_spec

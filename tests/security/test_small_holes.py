@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.natsserver import free_port
+from agents.nats.server import free_port
 from dtf_core.spec import command_spec
 from tests.security.conftest import Insider
 

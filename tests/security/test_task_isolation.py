@@ -47,8 +47,8 @@ async def test_with_a_task_user_a_task_cannot_read_the_stacks_secrets(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DTF_CACHE_DIR", str(tmp_path / "cache"))
     async with secure_stack(tmp_path, workers=1, task_user="nobody") as dist:
-        from agents.client import ApiClient
-        from agents.nats_conn import connect
+        from agents.nats.connect import connect
+        from agents.wire.client import ApiClient
 
         nc = await connect(dist.url, "test-admin", reconnect=False, credential=dist.token)
         try:

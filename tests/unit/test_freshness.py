@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-from agents.pytest.freshness import Recorder, changed, collection_digest
+from agents.worker.pytest.freshness import Recorder, changed, collection_digest
 
 
 def record(fn) -> list:  # type: ignore[no-untyped-def,type-arg]

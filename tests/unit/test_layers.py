@@ -1,4 +1,5 @@
-"""The direction of imports: cli -> agents -> projections -> dtf_core, and a pure core."""
+"""The direction of imports: cli -> agents -> projections -> dtf_core, a pure core, and
+inside agents: auth <- nats <- log <- wire <- {control, worker} <- host."""
 
 from __future__ import annotations
 
@@ -15,17 +16,33 @@ ALLOWED = {
     "agents": {"dtf_core", "projections", "agents"},
     "cli": OURS,
 }
+# agents' sub-packages, each with what it may import besides itself (docs/architecture.md)
+AGENTS_BELOW = {
+    "auth": set(),
+    "nats": {"auth"},
+    "log": {"auth", "nats"},
+    "wire": {"auth", "nats", "log"},
+    "control": {"auth", "nats", "log", "wire"},
+    "worker": {"auth", "nats", "log", "wire"},
+    "host": {"auth", "nats", "log", "wire", "control", "worker"},
+}
 
 
 def imports(package: str) -> list[tuple[Path, str]]:
+    """(file, imported module's dotted name) for every absolute import under ``package``."""
     out = []
     for path in (ROOT / package).rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
-                out.extend((path, a.name.split(".")[0]) for a in node.names)
+                out.extend((path, a.name) for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                out.append((path, node.module.split(".")[0]))
+                out.append((path, node.module))
+                out.extend((path, f"{node.module}.{a.name}") for a in node.names)
     return out
+
+
+def top(module: str) -> str:
+    return module.split(".")[0]
 
 
 def test_layers_import_only_downwards() -> None:
@@ -33,16 +50,37 @@ def test_layers_import_only_downwards() -> None:
         f"{path.relative_to(ROOT)} imports {mod}"
         for package, allowed in ALLOWED.items()
         for path, mod in imports(package)
-        if mod in OURS and mod not in allowed
+        if top(mod) in OURS and top(mod) not in allowed
     ]
     assert bad == []
 
 
-def test_core_is_pure() -> None:
-    bad = [f"{p.relative_to(ROOT)} imports {m}" for p, m in imports("dtf_core")
-           if m in CORE_FORBIDDEN]
+def test_agents_sub_packages_import_only_downwards() -> None:
+    bad = []
+    for path, mod in imports("agents"):
+        parts = path.relative_to(ROOT / "agents").parts
+        if len(parts) == 1 or not mod.startswith("agents."):
+            continue
+        own, theirs = parts[0], mod.split(".")[1]
+        if theirs != own and theirs not in AGENTS_BELOW[own]:
+            bad.append(f"{path.relative_to(ROOT)} imports {mod}")
     assert bad == []
 
 
-def test_the_check_sees_imports() -> None:
-    assert ("msgspec" in {m for _, m in imports("dtf_core")})
+def test_every_agents_module_lives_in_a_sub_package() -> None:
+    loose = sorted(p.name for p in (ROOT / "agents").glob("*.py") if p.name != "__init__.py")
+    subs = sorted(p.name for p in (ROOT / "agents").iterdir()
+                  if p.is_dir() and (p / "__init__.py").exists())
+    assert loose == []
+    assert subs == sorted(AGENTS_BELOW)
+
+
+def test_core_is_pure() -> None:
+    bad = [f"{p.relative_to(ROOT)} imports {m}" for p, m in imports("dtf_core")
+           if top(m) in CORE_FORBIDDEN]
+    assert bad == []
+
+
+def test_the_checks_see_imports() -> None:
+    assert "msgspec" in {top(m) for _, m in imports("dtf_core")}
+    assert "agents.log.port" in {m for _, m in imports("agents")}

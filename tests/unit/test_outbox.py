@@ -1,4 +1,4 @@
-from agents.pytest.outbox import Outbox
+from agents.worker.pytest.outbox import Outbox
 from dtf_core.events.tests import TestCase
 
 

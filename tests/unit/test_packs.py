@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.packs import _install, make_pack, tree_digest, tree_files, unpack
+from agents.worker.packs import _install, make_pack, tree_digest, tree_files, unpack
 from dtf_core.errors import DTFError, InvalidInput
 
 

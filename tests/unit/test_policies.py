@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.policies import available, load_policy
+from agents.control.policy_plugins import available, load_policy
 from dtf_core import task as task_agg
 from dtf_core.errors import InvalidInput
 from dtf_core.events.task import TaskDeadlineMissed

@@ -3,7 +3,7 @@ by cutting captured output (head and tail kept, the cut said), never the outcome
 
 import json
 
-from agents.pytest.reports import MAX_CASE_BYTES, fit, pack
+from agents.worker.pytest.reports import MAX_CASE_BYTES, fit, pack
 from cli.pytest.wire import unpack_reports
 
 
@@ -62,7 +62,7 @@ def test_a_spare_whose_worker_went_away_ends_without_collecting(tmp_path) -> Non
     import subprocess
     import sys
 
-    from agents.pytest.server import BOOT, SESSION_FILE
+    from agents.worker.pytest.server import BOOT, SESSION_FILE
 
     done = subprocess.run([sys.executable, "-c", BOOT, str(SESSION_FILE)], cwd="/",
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)

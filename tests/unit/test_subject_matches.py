@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.eventlog import covering_filter, subject_matches
+from agents.log.port import covering_filter
+from dtf_core.subjects import subject_matches
 
 
 @pytest.mark.parametrize(

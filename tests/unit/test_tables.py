@@ -12,9 +12,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from agents.eventlog import Append, Record
-from agents.memory_log import MemoryLog
-from agents.projector import DuckDBThread, fold_records, rebuild
+from agents.control.projector import DuckDBThread, fold_records, rebuild
+from agents.log.memory import MemoryLog
+from agents.log.port import Append, Record
 from dtf_core.errors import Conflict, Unavailable
 from dtf_core.events import codec
 from dtf_core.events.codec import Event

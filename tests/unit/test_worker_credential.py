@@ -6,7 +6,7 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from agents.launch import check_worker_credential
+from agents.host.launch import check_worker_credential
 from dtf_core.errors import InvalidInput
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import nats
 import pytest
 
-from agents.cluster import Node, node_conf
-from agents.natsserver import NatsServer, base_conf_text, free_port
-from agents.tls import TlsFiles, ensure_certs
+from agents.nats.cluster import Node, node_conf
+from agents.nats.server import NatsServer, base_conf_text, free_port
+from agents.nats.tls import TlsFiles, ensure_certs
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.anyio

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from agents.natsauth import nkeys
-from agents.natsauth.config import CalloutConfig, new_password
-from agents.natsserver import free_port, port_open, server_binary
+from agents.auth.natsauth import nkeys
+from agents.auth.natsauth.config import CalloutConfig, new_password
+from agents.nats.server import free_port, port_open, server_binary
 from tests.conftest import eventually
 from tests.integration.natsauth.harness import AuthedServer
 

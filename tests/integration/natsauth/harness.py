@@ -14,14 +14,14 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from agents.nats_conn import ensure_streams
-from agents.natsauth import nkeys, permissions
-from agents.natsauth.callout import AuthCallout
-from agents.natsauth.permissions import Permissions
+from agents.auth.natsauth import nkeys, permissions
+from agents.auth.natsauth.callout import AuthCallout
+from agents.auth.natsauth.permissions import Permissions
+from agents.nats.connect import ensure_streams
 
 WAIT_S = 3.0
 
-# token -> (role, principal); real tokens are verified JWTs (agents.security).
+# token -> (role, principal); real tokens are verified JWTs (agents.auth).
 TOKENS = {
     "worker-w1": ("worker", "w1"),
     "worker-w2": ("worker", "w2"),

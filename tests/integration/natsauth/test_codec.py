@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from agents.natsauth import jwt, nkeys, permissions
-from agents.natsauth.callout import AuthCallout
-from agents.natsauth.config import CalloutConfig
+from agents.auth.natsauth import jwt, nkeys, permissions
+from agents.auth.natsauth.callout import AuthCallout
+from agents.auth.natsauth.config import CalloutConfig
 from dtf_core.errors import InvalidInput
 
 pytestmark = pytest.mark.anyio

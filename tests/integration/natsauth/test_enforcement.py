@@ -17,9 +17,10 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from agents import jetstream_log, queries
-from agents.lease_consumer import open_lease_consumer
-from agents.natsauth.callout import AUTH_SUBJECT
+from agents.auth.natsauth.callout import AUTH_SUBJECT
+from agents.control import queries
+from agents.log import jetstream as jetstream_log
+from agents.nats.lease_consumer import open_lease_consumer
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from tests.integration.natsauth.harness import WAIT_S, AuthedServer, harness
@@ -74,7 +75,7 @@ async def test_worker_cannot_delete_the_event_stream(authed_server: AuthedServer
 
 
 async def test_worker_uses_the_consumer_the_api_opened(authed_server: AuthedServer) -> None:
-    """What agents/worker.py does: bind to durable ``worker-<id>``, which the api opened at
+    """What agents/worker/agent.py does: bind to durable ``worker-<id>``, which the api opened at
     registration with the worker's lease filters, receive a lease and ack it."""
     async with harness(authed_server) as h:
         w1, rec = await h.connect("worker-w1")

@@ -10,7 +10,7 @@ import time
 import nats.errors
 import pytest
 
-from agents.natsauth.callout import KickError, kick
+from agents.auth.natsauth.callout import KickError, kick
 from dtf_core import subjects
 from tests.integration.natsauth.harness import WAIT_S, AuthedServer, harness
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.natsserver import free_port
-from agents.supervisor import Stack
+from agents.host.supervisor import Stack
+from agents.nats.server import free_port
 
 RUN_TIMEOUT_S = 90.0
 

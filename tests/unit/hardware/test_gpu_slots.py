@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.gpu_slots import GpuSlots
+from agents.worker.gpu_slots import GpuSlots
 from dtf_core.errors import DTFError
 from dtf_core.events.worker import Gpu
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from agents.hardware import parse, probe
+from agents.worker.hardware import parse, probe
 from dtf_core.events.worker import Gpu
 
 X86_CPUINFO = """processor\t: 0
@@ -111,7 +111,7 @@ def test_cpu_probe_survives_a_bad_read() -> None:
 
 
 def test_detect_on_this_host_is_real_and_complete() -> None:
-    from agents.capabilities import detect
+    from agents.worker.capabilities import detect
 
     caps = detect(("lab2",))
     assert caps.cpu_count >= 1 and caps.memory_gb > 0 and "cpu" in caps.hardware

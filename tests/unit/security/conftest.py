@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agents.security.jws import b64url_encode
-from agents.security.keyring import Keyring
-from agents.security.tokens import AUDIENCE, ISSUER, issue
+from agents.auth.jws import b64url_encode
+from agents.auth.keyring import Keyring
+from agents.auth.tokens import AUDIENCE, ISSUER, issue
 
 NOW = 1_700_000_000.0
 TTL = 900.0

@@ -7,7 +7,7 @@ import base64
 import msgspec
 import pytest
 
-from agents.security.apikeys import (
+from agents.auth.apikeys import (
     SCRYPT_N,
     ApiKeyRecord,
     create_api_key,
@@ -15,10 +15,10 @@ from agents.security.apikeys import (
     parse_api_key,
     verify_api_key,
 )
-from agents.security.errors import Unauthenticated
-from agents.security.keyring import Keyring
-from agents.security.roles import Role
-from agents.security.tokens import verify
+from agents.auth.errors import Unauthenticated
+from agents.auth.keyring import Keyring
+from agents.auth.roles import Role
+from agents.auth.tokens import verify
 from dtf_core.errors import InvalidInput
 from tests.unit.security.conftest import NOW, TTL
 

@@ -3,7 +3,7 @@ tokens a revocation reaches, and what a refresh may make."""
 
 import pytest
 
-from agents.natsauth.permissions import reply_target
+from agents.auth.natsauth.permissions import reply_target
 from dtf_core.events.auth import ApiKeyRevoked, TokenIssued, TokenRevoked
 from projections.auth import AuthState
 from projections.board import Board

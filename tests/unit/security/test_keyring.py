@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from agents.security import keyfiles
-from agents.security.errors import KeyFileError, Unauthenticated
-from agents.security.keyring import KEYRING_FILE, Keyring, PublicKeys
+from agents.auth import keyfiles
+from agents.auth.errors import KeyFileError, Unauthenticated
+from agents.auth.keyring import KEYRING_FILE, Keyring, PublicKeys
 
 
 def mode(path: Path) -> int:

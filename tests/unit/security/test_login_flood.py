@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from agents.gate import Gate
-from agents.natsauth import nkeys
-from agents.natsauth.callout import HOLD
-from agents.natsauth.permissions import Permissions
-from agents.security.keyring import Keyring
-from agents.security.tokens import issue, new_token_id
-from agents.server_auth import FailedLogins, make_callout
+from agents.auth.gate import Gate
+from agents.auth.keyring import Keyring
+from agents.auth.natsauth import nkeys
+from agents.auth.natsauth.callout import HOLD
+from agents.auth.natsauth.permissions import Permissions
+from agents.auth.server_auth import FailedLogins, make_callout
+from agents.auth.tokens import issue, new_token_id
 from projections.board import Board
 
 pytestmark = pytest.mark.anyio

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.security.errors import Forbidden
-from agents.security.roles import (
+from agents.auth.errors import Forbidden
+from agents.auth.roles import (
     COMMAND_PERMISSIONS,
     ROLE_PERMISSIONS,
     Permission,
@@ -20,7 +20,7 @@ from agents.security.roles import (
     permission_for_command,
     render_role_table,
 )
-from agents.security.tokens import Claims
+from agents.auth.tokens import Claims
 from dtf_core import commands
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "security-tokens.md"

@@ -6,8 +6,8 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agents.security.errors import Unauthenticated
-from agents.security.signing import (
+from agents.auth.errors import Unauthenticated
+from agents.auth.signing import (
     canonical_bytes,
     public_key_bytes,
     public_key_from_bytes,

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.security.errors import Unauthenticated
-from agents.security.jws import b64url_encode
-from agents.security.keyring import Keyring
-from agents.security.tokens import verify
+from agents.auth.errors import Unauthenticated
+from agents.auth.jws import b64url_encode
+from agents.auth.keyring import Keyring
+from agents.auth.tokens import verify
 from tests.unit.security.conftest import NOW, craft, good_header
 
 fuzz = settings(max_examples=300)

@@ -14,10 +14,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agents.security.errors import Unauthenticated
-from agents.security.jws import MAX_TOKEN_BYTES, b64url_encode
-from agents.security.keyring import Keyring, public_raw
-from agents.security.tokens import REQUIRED_CLAIMS, issue, verify
+from agents.auth.errors import Unauthenticated
+from agents.auth.jws import MAX_TOKEN_BYTES, b64url_encode
+from agents.auth.keyring import Keyring, public_raw
+from agents.auth.tokens import REQUIRED_CLAIMS, issue, verify
 from tests.unit.security.conftest import NOW, TTL, craft, good_claims, good_header, signed
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from agents.security.errors import Unauthenticated
-from agents.security.jws import b64url_decode
-from agents.security.keyring import Keyring, PublicKeys
-from agents.security.roles import Role
-from agents.security.tokens import AUDIENCE, ISSUER, LEEWAY_S, issue, new_token_id, refresh, verify
+from agents.auth.errors import Unauthenticated
+from agents.auth.jws import b64url_decode
+from agents.auth.keyring import Keyring, PublicKeys
+from agents.auth.roles import Role
+from agents.auth.tokens import AUDIENCE, ISSUER, LEEWAY_S, issue, new_token_id, refresh, verify
 from dtf_core.errors import InvalidInput
 from tests.unit.security.conftest import NOW, TTL
 

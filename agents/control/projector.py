@@ -1,0 +1,310 @@
+"""The projector agent: folds the log into DuckDB tables and answers reads about them.
+
+Rows and the last applied sequence are written in one transaction per batch, so a crash or
+a replay never applies an event twice. DuckDB lets one process open the file, so while the
+projector runs, reads go through it over request/reply on ``dtf.q.projector``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+import anyio.to_thread
+import duckdb
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from agents.auth.natsauth.permissions import reply_target
+from agents.control import faults
+from agents.log.fold import jetstream_dead_letter
+from agents.log.port import EventLog, Record
+from dtf_core import subjects
+from dtf_core.errors import DTFError, InvalidInput, Unavailable
+from dtf_core.events.codec import UndecodableEvent, decode
+from dtf_core.spec import NODE_ID_MAX
+from projections.tables import (
+    TableWriter,
+    create_tables,
+    median_durations,
+    read_last_seq,
+    table_counts,
+    table_hash,
+    write_batch,
+)
+
+log = logging.getLogger(__name__)
+
+AGENT = "projector"
+HARDENED: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False, "lock_configuration": True}
+QUEUE_GROUP = "dtf-projector"
+# A live run brings events a few at a time, and each batch is a DuckDB transaction: at the
+# end of the log, after a small batch, wait a moment so that the next one carries more
+# (analytics can lag 50 ms). A catch-up has its next records on their way already.
+LINGER_BELOW = 500
+LINGER_S = 0.05
+T = TypeVar("T")
+
+
+class Query(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    op: Literal["status", "hash"]
+
+
+_query_decoder = msgspec.json.Decoder(Query)
+_encoder = msgspec.json.Encoder()
+
+
+def open_db(path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        # Defence in depth: the projector's connection can reach no file or URL but its own
+        # database, and nothing can switch that back on.
+        con = duckdb.connect(str(path), config=HARDENED)
+    except duckdb.IOException as exc:  # most often: another process holds the file
+        raise Unavailable(f"cannot open {path}: {exc}") from None
+    create_tables(con)
+    return con
+
+
+class DurationsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    node_ids: Annotated[list[Annotated[str, msgspec.Meta(max_length=NODE_ID_MAX)]],
+                        msgspec.Meta(max_length=5000)]
+
+
+_durations_decoder = msgspec.json.Decoder(DurationsQuery)
+
+
+def answer(con: duckdb.DuckDBPyConnection, op: str) -> dict[str, Any]:
+    if op == "hash":
+        return {"hash": table_hash(con), "last_seq": read_last_seq(con)}
+    return {"last_seq": read_last_seq(con), "counts": table_counts(con)}
+
+
+def fold_records(writer: TableWriter, records: list[Record]) -> list[tuple[Record, str]]:
+    """Fold a batch of records; returns the ones that are not events, with the reason."""
+    failures: list[tuple[Record, str]] = []
+    for rec in records:
+        if rec.seq <= writer.position:
+            continue  # delivered again: already folded
+        try:
+            event = decode(rec.subject, rec.data)
+        except UndecodableEvent as exc:
+            failures.append((rec, str(exc)))
+            writer.skip(rec.seq)
+            continue
+        try:
+            writer.fold(rec.seq, event)
+        except Exception as exc:  # one bad event must not stop the projection
+            log.exception("cannot fold seq %d", rec.seq)
+            failures.append((rec, f"fold failed: {exc!r}"))
+            writer.skip(rec.seq)
+    return failures
+
+
+async def _to_the_end(aw: Awaitable[T]) -> T:
+    """Await ``aw`` in its own task so that cancelling the caller (even twice) cannot cut it
+    short; the caller's cancellation is delivered once it is done."""
+    task = asyncio.ensure_future(aw)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = cancelled or not task.done()
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()
+
+
+class DuckDBThread:
+    """One DuckDB connection, used by one worker thread at a time in call order.
+
+    Each call lives in its own task that holds the limiter until the thread returns, so a
+    cancelled caller never leaves a DuckDB call running while the next one (or the close)
+    starts on the same connection.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._limiter = anyio.CapacityLimiter(1)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def open(self) -> None:
+        con = await self._in_thread(open_db, self.path)
+        self._con = con
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, *args)`` in the DuckDB thread."""
+
+        def call() -> T:
+            if self._con is None:
+                raise Unavailable("the projector's database is closed")
+            return fn(self._con, *args)
+
+        return await self._in_thread(call)
+
+    async def close(self) -> None:
+        """Close after the calls already queued; finishes even if the caller is cancelled."""
+
+        def close() -> None:
+            con, self._con = self._con, None
+            if con is not None:
+                con.close()
+
+        await _to_the_end(self._in_thread(close))
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        coro: Coroutine[Any, Any, T] = anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return await asyncio.shield(task)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved here too, for a caller that was cancelled meanwhile
+
+
+class ProjectorAgent:
+    def __init__(self, nc: Client, eventlog: EventLog, db_path: str | Path) -> None:
+        self.nc = nc
+        self.log = eventlog
+        self.db = DuckDBThread(Path(db_path))
+        self.dead_letter = jetstream_dead_letter(nc, AGENT)
+        self.writer = TableWriter()
+        self.ready = asyncio.Event()
+        self._subs: list[Any] = []
+
+    async def run(self) -> None:
+        sub = None
+        try:
+            await self.db.open()
+            stored = await self.db.call(read_last_seq)
+            if stored > await self.log.last_seq():
+                raise InvalidInput(
+                    f"{self.db.path} is at seq {stored}, past the end of the log: rebuild it"
+                )
+            self.writer = TableWriter(stored_seq=stored)
+            sub = await self.nc.subscribe(subjects.Q_PROJECTOR, queue=QUEUE_GROUP,
+                                          cb=self._on_query)
+            self._subs.append(await self.nc.subscribe(
+                subjects.Q_TEST_DURATIONS, queue=QUEUE_GROUP, cb=self._on_durations))
+            await self._project()
+        finally:
+            await _to_the_end(self._stop(sub))
+
+    async def _on_durations(self, msg: Msg) -> None:
+        """Median passing duration per test node id (``dtf run pytest`` splits by them)."""
+        reply: dict[str, Any]
+        try:
+            query = _durations_decoder.decode(msg.data)
+            reply = {"ok": True, "result": await self.db.call(median_durations, query.node_ids)}
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            reply = {"ok": False, "error": f"invalid request: {exc}"}
+        except Exception as exc:  # one broad except per request: answer, never crash
+            log.exception("durations query failed")
+            reply = {"ok": False, "error": f"internal error: {exc!r}"}
+        await self._answer(msg, msgspec.json.encode(reply))
+
+    async def _stop(self, sub: Any) -> None:
+        for extra in self._subs:
+            with contextlib.suppress(Exception):
+                await extra.unsubscribe()
+        if sub is not None:
+            with contextlib.suppress(Exception):  # the NATS connection may be gone already
+                await sub.unsubscribe()
+        await self.db.close()
+
+    async def _project(self) -> None:
+        tail = self.log.tail([subjects.ALL_EVENTS], 1)
+        async with tail:
+            if await tail.empty():
+                self._caught_up()
+            async for batch in tail:
+                await self._apply(batch)
+                if tail.pending == 0:
+                    self._caught_up()
+                    if len(batch) < LINGER_BELOW:  # live: let a few more arrive first
+                        await asyncio.sleep(LINGER_S)
+
+    def _caught_up(self) -> None:
+        if not self.ready.is_set():
+            log.info("projector caught up at seq %d", self.writer.stored_seq)
+            self.ready.set()
+
+    async def _apply(self, batch: list[Record]) -> None:
+        stored = self.writer.stored_seq
+        for rec, why in fold_records(self.writer, batch):
+            if rec.seq > stored:  # dead-lettered once, not again on every restart
+                log.warning("dead-lettering seq %d: %s", rec.seq, why)
+                await self.dead_letter(rec, why)
+        pending = self.writer.take()
+        if pending is not None:
+            await self.db.call(write_batch, pending)
+            faults.point("projector.after_commit")  # committed; the position not yet taken
+            self.writer.stored(pending)
+
+    async def _on_query(self, msg: Msg) -> None:
+        reply: dict[str, Any]
+        try:
+            query = _query_decoder.decode(msg.data)
+            reply = await self.db.call(answer, query.op)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            reply = {"error": f"invalid request: {exc}"}
+        except DTFError as exc:
+            reply = {"error": str(exc)}
+        except Exception as exc:  # one broad except per request: answer, never crash
+            log.exception("projector query failed")
+            reply = {"error": f"internal error: {exc!r}"}
+        await self._answer(msg, _encoder.encode(reply))
+
+    async def _answer(self, msg: Msg, data: bytes) -> None:
+        """Answers go into an inbox only: a requester names the reply subject, and one on
+        ``dtf.evt.>``, ``$JS.>`` or ``$SYS.>`` would act as whatever is there."""
+        target = reply_target(msg.reply, None, None)
+        if target is None:
+            if msg.reply:
+                log.warning("not answering a query into %r: not an inbox", msg.reply[:200])
+            return
+        with contextlib.suppress(Exception):
+            await self.nc.publish(target, data)
+
+
+async def rebuild(eventlog: EventLog, db_path: str | Path, until_seq: int | None = None) -> str:
+    """Fold the log (up to ``until_seq``) into a fresh database; returns its ``table_hash``.
+
+    Records that are not events are skipped, as the live projector skips them.
+    """
+    path = Path(db_path)
+    if await anyio.Path(path).exists():
+        raise InvalidInput(f"{path} exists: rebuild writes a fresh database")
+    db = DuckDBThread(path)
+    await db.open()
+    try:
+        end = await eventlog.last_seq()
+        if until_seq is not None:
+            end = min(end, until_seq)
+        writer = TableWriter()
+        if end > 0:
+            tail = eventlog.tail([subjects.ALL_EVENTS], 1)
+            async with tail:
+                async for batch in tail:
+                    for rec, why in fold_records(writer, [r for r in batch if r.seq <= end]):
+                        log.warning("skipping seq %d: %s", rec.seq, why)
+                    pending = writer.take()
+                    if pending is not None:
+                        await db.call(write_batch, pending)
+                        writer.stored(pending)
+                    if batch and batch[-1].seq >= end:
+                        break
+        return await db.call(table_hash)
+    finally:
+        await db.close()

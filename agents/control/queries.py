@@ -1,0 +1,277 @@
+"""Read-only answers from the folded board (and the log, for a task's history)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+
+from agents.log.port import EventLog
+from agents.wire.messages import decode_heartbeat
+from dtf_core import commands as cmds
+from dtf_core import subjects
+from dtf_core import task as task_agg
+from dtf_core.errors import DTFError, InvalidInput, NotFound
+from dtf_core.events.codec import UndecodableEvent, decode, event_type, to_plain
+from dtf_core.events.task import TaskEventBase, TaskLeased
+from dtf_core.explain import explain
+from dtf_core.ids import validate_id
+from dtf_core.task import TERMINAL, TaskState
+from dtf_core.worker import WorkerState
+from projections.board import Board
+
+MAX_LIST = 10_000
+
+
+def task_summary(t: TaskState) -> dict[str, Any]:
+    return {
+        "id": t.task_id,
+        "type": t.spec.type,
+        "name": t.spec.name,
+        "status": t.status,
+        "priority": t.spec.priority,
+        "attempt": t.attempt,
+        "worker_id": t.worker_id or None,
+        "run_id": t.run_id,
+        "submitted_at": t.submitted_at,
+        "started_at": t.started_at,
+        "finished_at": t.finished_at,
+        "exit_code": t.exit_code,
+        "error": t.error,
+        "last_seq": t.last_seq,  # its newest event's position in the log
+    }
+
+
+async def answer(board: Board, log: EventLog, nc: Client, cmd: cmds.Command,
+                 viewer: tuple[str, str] | None = None) -> Any:
+    """``viewer``: the verified (subject, role) asking (None: a stack without auth)."""
+    match cmd:
+        case cmds.ListTasks():
+            return list_tasks(board, cmd)
+        case cmds.GetTask():
+            return await get_task(board, log, cmd.task_id, viewer)
+        case cmds.ListWorkers():
+            return await list_workers(board, nc)
+        case cmds.GetStatus():
+            out = status(board)
+            if cmd.state_hash:  # computed on the loop that folds: the hash is at last_seq
+                out["state_hash"] = board.state_hash()
+            return out
+        case cmds.ExplainTask():
+            return await explain_task(board, log, cmd.task_id)
+        case cmds.OpenTail():
+            return await open_tail(nc, cmd)
+    raise InvalidInput(f"{type(cmd).__name__} is a command: send it to dtf.cmd.*")
+
+
+def compacted_summary(task_id: str, status: str) -> dict[str, Any]:
+    """A task that ended long ago keeps only its status on the board (`dtf task ID` folds
+    its whole history from the log; DuckDB has its rows)."""
+    return {"id": task_id, "type": None, "name": "", "status": status, "priority": None,
+            "attempt": None, "worker_id": None, "run_id": None, "submitted_at": None,
+            "started_at": None, "finished_at": None, "exit_code": None, "error": "",
+            "last_seq": None, "compacted": True}
+
+
+async def explain_task(board: Board, log: EventLog, task_id: str) -> dict[str, Any]:
+    task = board.tasks.get(validate_id(task_id, "task id"))
+    if task is None and task_id in board.finished:
+        return {"task_id": task_id, "status": board.finished[task_id],
+                "lines": [f"Task {task_id} ended {board.finished[task_id]} long ago; "
+                          f"`dtf audit task {task_id}` shows its history."]}
+    if task is None:
+        raise NotFound(f"unknown task {task_id}")
+    lease = None
+    for rec in reversed(await log.read([subjects.task_filter(task_id)])):
+        event = decode(rec.subject, rec.data)
+        if isinstance(event, TaskLeased):
+            lease = event
+            break
+    key = (-task.spec.priority, task.last_seq)
+    ahead = sum(1 for t in board.tasks.values()
+                if t.status == "queued" and (-t.spec.priority, t.last_seq) < key)
+    leases = {w: len(ids) for w, ids in board.leases_by_worker.items()}
+    deps = {d: board.task_or_tombstone(d) for d in (*task.spec.dependencies,
+                                                     *task.spec.soft_dependencies)}
+    lines = explain(task, lease, board.workers, leases, deps, ahead, time.time())
+    return {"task_id": task_id, "status": task.status, "lines": lines}
+
+
+def list_tasks(board: Board, cmd: cmds.ListTasks) -> list[dict[str, Any]]:
+    if cmd.ids is not None:
+        missing = [i for i in cmd.ids if not board.known(validate_id(i, "task id"))]
+        if missing:
+            raise NotFound(f"unknown task {', '.join(missing[:5])}")
+        return [task_summary(board.tasks[i]) if i in board.tasks
+                else compacted_summary(i, board.finished[i]) for i in cmd.ids]
+    if not 1 <= cmd.limit <= MAX_LIST:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIST}")
+    if cmd.run_id is not None:
+        validate_id(cmd.run_id, "run id")
+    rows = [
+        t
+        for t in board.tasks.values()
+        if (cmd.status is None or t.status == cmd.status)
+        and (cmd.run_id is None or t.run_id == cmd.run_id)
+    ]
+    rows.sort(key=lambda t: t.last_seq, reverse=True)
+    out = [task_summary(t) for t in rows[: cmd.limit]]
+    if len(out) < cmd.limit and (cmd.status is None or cmd.status in TERMINAL):
+        out += _compacted_rows(board, cmd, cmd.limit - len(out))  # older than every row
+    return out
+
+
+def _compacted_rows(board: Board, cmd: cmds.ListTasks, room: int) -> list[dict[str, Any]]:
+    if cmd.run_id is not None:
+        run = board.runs.get(cmd.run_id)
+        ids: Iterable[str] = run.task_ids if run is not None else ()
+    else:
+        ids = reversed(board.finished)  # the most recently compacted first
+    found = []
+    for task_id in ids:
+        status = board.finished.get(task_id)
+        if status is not None and (cmd.status is None or status == cmd.status):
+            found.append(compacted_summary(task_id, status))
+            if len(found) >= room:
+                break
+    return found
+
+
+HIDDEN = "(hidden: only its submitter and admins see values)"
+SEALED = "(sealed: only the worker running it can open it)"
+
+
+def shown_spec(spec: dict[str, Any], owner: str, viewer: tuple[str, str] | None) -> dict[str, Any]:
+    """A task's spec as ``viewer`` may read it: environment values (often secrets) are
+    shown to the task's submitter and to admins only; others see the names. Secret
+    environment values are shown to nobody (the log holds them sealed)."""
+    config = spec.get("config") or {}
+    if config.get("secret_env"):
+        config = {**config, "secret_env": dict.fromkeys(config["secret_env"], SEALED)}
+    env = config.get("env")
+    if env and viewer is not None and viewer[1] != "admin" and viewer[0] != owner:
+        config = {**config, "env": dict.fromkeys(env, HIDDEN)}
+    return {**spec, "config": config} if config else spec
+
+
+async def get_task(board: Board, log: EventLog, task_id: str,
+                   viewer: tuple[str, str] | None = None) -> dict[str, Any]:
+    validate_id(task_id, "task id")
+    state = board.tasks.get(task_id)
+    if state is None and task_id not in board.finished:
+        raise NotFound(f"unknown task {task_id}")
+    history: list[dict[str, Any]] = []
+    folded: TaskState | None = None  # a compacted task: its state folded from its events
+    for rec in await log.read([subjects.task_filter(task_id)]):
+        try:
+            ev = decode(rec.subject, rec.data)
+        except UndecodableEvent:
+            history.append({"type": "undecodable", "seq": rec.seq, "time": rec.time})
+            continue
+        if state is None and isinstance(ev, TaskEventBase):
+            with contextlib.suppress(DTFError):  # an event before its submission: skipped
+                folded = task_agg.evolve(folded, ev, rec.seq)
+        body = to_plain(ev)
+        body.pop("spec", None)
+        history.append(
+            {"type": event_type(ev), "seq": rec.seq, "time": rec.time, "actor": ev.actor,
+             "data": body}
+        )
+    state = state or folded
+    if state is None:
+        raise NotFound(f"task {task_id} has no events left in the log")
+    out = task_summary(state)
+    out["spec"] = shown_spec(to_plain(state.spec), state.owner, viewer)
+    out["lease_seq"] = state.lease_seq
+    out["history"] = history
+    return out
+
+
+async def list_workers(board: Board, nc: Client) -> list[dict[str, Any]]:
+    js = nc.jetstream()
+    out = []
+    for w in sorted(board.workers.values(), key=lambda w: w.worker_id):
+        out.append(await _worker_row(board, js, w))
+    return out
+
+
+async def _worker_row(board: Board, js: Any, w: WorkerState) -> dict[str, Any]:
+    last_seen = w.last_event_at
+    try:
+        msg = await js.get_last_msg(
+            subjects.HEARTBEATS_STREAM, subjects.heartbeat_subject(w.worker_id)
+        )
+        beat = decode_heartbeat(msg.data)
+        if beat.session == w.session:
+            last_seen = max(last_seen, beat.at)
+    except Exception:  # no heartbeat yet: registration time is the last sign of life
+        pass
+    return {
+        "id": w.worker_id,
+        "hostname": w.hostname,
+        "pid": w.pid,
+        "session": w.session,
+        "state": w.status,
+        "scheduling": w.scheduling,  # open, cordoned or draining
+        "slots": w.slots,
+        "running": len(board.leases_by_worker.get(w.worker_id, ())),
+        "capabilities": msgspec.to_builtins(w.capabilities),
+        "last_seen": last_seen,
+    }
+
+
+def status(board: Board) -> dict[str, Any]:
+    counts = {k: v for k, v in board.counts.items() if v}
+    alive = sum(1 for w in board.workers.values() if w.status == "alive")
+    return {
+        "last_seq": board.last_seq,
+        "tasks": counts,
+        "workers_alive": alive,
+        "workers": len(board.workers),
+        "leaders": {role: {"holder": c.holder, "term": c.term, "expires_at": c.expires_at}
+                    for role, c in sorted(board.leaders.items())},
+    }
+
+
+TAIL_STREAMS = {subjects.EVENTS_STREAM: "dtf.evt.", subjects.LOGS_STREAM: "dtf.log."}
+MAX_TAIL_FILTERS = 1024
+TAIL_HEARTBEAT_S = 2.0  # agents/log/served_tail.py reopens after three missed heartbeats
+TAIL_INACTIVE_S = 5.0  # deleted this long after its client stopped listening
+
+
+def _tail_filter(stream: str, subject: str) -> str:
+    tokens = subject.split(".")
+    if (not subject.startswith(TAIL_STREAMS[stream]) or len(subject) > 512
+            or any(not t or any(c in t for c in " \t\r\n") for t in tokens)
+            or ">" in tokens[:-1] or any(">" in t and t != ">" for t in tokens)
+            or any("*" in t and t != "*" for t in tokens)):
+        raise InvalidInput(f"invalid filter {subject[:100]!r} for {stream}: a subject "
+                           f"under {TAIL_STREAMS[stream]}")
+    return subject
+
+
+async def open_tail(nc: Client, cmd: cmds.OpenTail) -> dict[str, Any]:
+    """An ephemeral push consumer for a client (agents/log/served_tail.py), delivering into
+    ``cmd.deliver``: the api has checked that it is the requester's own inbox."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    if cmd.stream not in TAIL_STREAMS:
+        raise InvalidInput(f"no tail of {cmd.stream!r}: one of {', '.join(TAIL_STREAMS)}")
+    if not 1 <= len(cmd.filters) <= MAX_TAIL_FILTERS:
+        raise InvalidInput(f"a tail has 1 to {MAX_TAIL_FILTERS} filters")
+    filters = [_tail_filter(cmd.stream, f) for f in cmd.filters]
+    if cmd.start_seq < 1:
+        raise InvalidInput("a tail starts at seq 1 or later")
+    cfg = ConsumerConfig(
+        deliver_subject=cmd.deliver, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=cmd.start_seq, ack_policy=AckPolicy.NONE, max_deliver=1,
+        filter_subject=filters[0] if len(filters) == 1 else None,
+        filter_subjects=filters if len(filters) > 1 else None,
+        flow_control=True, idle_heartbeat=TAIL_HEARTBEAT_S,
+        inactive_threshold=TAIL_INACTIVE_S, mem_storage=True, num_replicas=1)
+    info = await nc.jetstream().add_consumer(cmd.stream, cfg)
+    return {"consumer": info.name, "pending": info.num_pending}

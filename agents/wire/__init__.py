@@ -1,0 +1,1 @@
+"""What crosses NATS between processes outside the event log: the api's client."""

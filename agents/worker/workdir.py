@@ -1,0 +1,61 @@
+"""Where a task runs on this worker: the submitter's directory on its own host; on another
+host (or where that directory is gone), a working copy of the verified pack of its tree."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import msgspec
+from nats.js.client import JetStreamContext
+
+from agents.worker.packs import working_copy
+from agents.worker.pytest.server import SessionSpec
+from dtf_core.errors import DTFError
+from dtf_core.spec import CommandConfig, TestConfig
+
+
+async def command_dir(js: JetStreamContext, cache_dir: Path, cfg: CommandConfig) -> CommandConfig:
+    """A command runs in the submitter's directory on its own host; elsewhere (or where
+    that directory is gone) in a working copy of its pack, when it was packed."""
+    host = cfg.host or socket.gethostname()  # a spec from before hosts were recorded
+    if cfg.code is None or (cfg.cwd and _on_this_host(host, Path(cfg.cwd))):
+        return cfg
+    copy = await working_copy(js, cfg.code, cache_dir)
+    return msgspec.structs.replace(cfg, cwd=str(copy))
+
+async def session_spec(js: JetStreamContext, cache_dir: Path, cfg: TestConfig) -> SessionSpec:
+    """Where and how the chunk's pytest session runs: in the submitter's directory on
+    its own host, else in the same directory of a working copy of the verified pack."""
+    local = Path(cfg.rootdir)
+    invocation = Path(cfg.invocation_dir or cfg.rootdir)
+    env = dict(cfg.env)
+    if cfg.rootdir and _on_this_host(cfg.host, local):
+        cwd, args = invocation, cfg.args
+        env.setdefault("PYTHONPATH", "")  # the submitter's, or none, as it ran
+    else:
+        if not cfg.packed or cfg.code is None:
+            raise DTFError(f"the code is on {cfg.host or 'another host'} and was not "
+                           "packed; run with --dtf-pack to send it to workers on other "
+                           "hosts")
+        try:
+            rel = invocation.relative_to(local)
+        except ValueError:
+            raise DTFError(f"pytest ran in {invocation}, outside its root {local}: a "
+                           "packed run starts inside its root") from None
+        copy = await working_copy(js, cfg.code, cache_dir)
+        cwd = copy / rel
+        prefix = cfg.rootdir.rstrip("/") + "/"
+        args = tuple(str(copy / a[len(prefix):]) if a.startswith(prefix) else a
+                     for a in cfg.args)
+        env.pop("PYTHONPATH", None)  # paths on another host: the worker's own applies
+    return SessionSpec(cwd=str(cwd), args=tuple(args), env=tuple(sorted(env.items())),
+                       path0=cfg.path0, markup=cfg.markup, highlight=cfg.highlight,
+                       width=cfg.width)
+
+
+def _on_this_host(host: str, path: Path) -> bool:
+    """The submitter's directory is here (DTF_ALWAYS_UNPACK: act as another host)."""
+    return (host == socket.gethostname() and path.is_dir()
+            and not os.environ.get("DTF_ALWAYS_UNPACK"))
