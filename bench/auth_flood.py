@@ -99,7 +99,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             token = stack.creds.admin.read_text().strip()
             nc = await connect(stack.url, "bench", reconnect=False, credential=token)
             api = ApiClient(nc, credential=token)
-            key_id = (await api.create_api_key("bench-worker"))["key_id"]
+            key_id = (await api.create_api_key("bench-worker")).key_id
             result = {
                 "quiet": await phase(stack.url, api, token, args.seconds, 0, None),
                 "unknown_ids": await phase(stack.url, api, token, args.seconds,

@@ -45,7 +45,7 @@ from dtf_core.events.task import TaskLeased, TaskSucceeded
 from dtf_core.spec import TaskSpec
 from projections.board import Board
 from tests.chaos.cluster import failover_phases, lead_events, pid_of, running, task_events
-from tests.conftest import until
+from tests.helpers import until
 
 WINDOW_S = 1.0
 COLD_REPEAT = 3  # cold starts, each in a fresh process: the fastest is reported, and the median
@@ -58,11 +58,11 @@ async def failover(tasks: int, data: Path) -> dict[str, float | None]:
             t0 = time.time()
             await api.submit([TaskSpec(type="noop")] * tasks)
             async def succeeded(n: int) -> bool:
-                return bool((await api.status())["tasks"].get("succeeded", 0) >= n)
+                return bool((await api.status()).tasks.get("succeeded", 0) >= n)
 
             await until(lambda: succeeded(tasks // 4), 300, "a quarter of the tasks")
             status = await api.status()
-            holder = status["leaders"]["scheduler"]["holder"]
+            holder = status.leaders["scheduler"].holder
             os.kill(pid_of(holder), signal.SIGKILL)
             killed = time.time()
             await until(lambda: succeeded(tasks), 600, "every task")

@@ -15,6 +15,7 @@ from dtf_core.audit import verify
 from dtf_core.errors import InvalidInput
 from dtf_core.events.codec import Event, UndecodableEvent, decode, event_type, to_plain
 from dtf_core.ids import validate_id
+from dtf_core.replies import Status
 from projections.board import Board
 
 
@@ -97,27 +98,25 @@ def _hash_until(events: list[tuple[int, Event]], last_seq: int,
     return board.state_hash()
 
 
-async def _live_status(target: Target) -> dict[str, Any]:
+async def _live_status(target: Target) -> Status | str:
+    """The api's status with its state hash, or why there is none."""
     from agents.wire.client import ApiClient
 
     async with connected(target) as nc:
         try:
-            status: dict[str, Any] = await ApiClient(
-                nc, credential=target.credential).status(state_hash=True)
-            return status
+            return await ApiClient(nc, credential=target.credential).status(state_hash=True)
         except Exception as exc:  # no api running: say so, do not guess
-            return {"error": f"no api answered ({type(exc).__name__}: {exc})"}
+            return f"no api answered ({type(exc).__name__}: {exc})"
 
 
-def _live_state_check(live: dict[str, Any], events: list[tuple[int, Event]]) -> dict[str, Any]:
-    if "state_hash" not in live:
-        why = str(live.get("error", "no state hash"))
+def _live_state_check(live: Status | str, events: list[tuple[int, Event]]) -> dict[str, Any]:
+    if isinstance(live, str) or not isinstance(live.state_hash, str):
+        why = live if isinstance(live, str) else "no state hash"
         if "behind its own writes" in why:  # a fold that stopped: a violation, not a gap
             return {"checked": True, "equal": False, "last_seq": -1, "why": why}
         return {"checked": False, "why": why}
-    last = int(live["last_seq"])
-    return {"checked": True, "equal": _hash_until(events, last) == live["state_hash"],
-            "last_seq": last}
+    return {"checked": True, "equal": _hash_until(events, live.last_seq) == live.state_hash,
+            "last_seq": live.last_seq}
 
 
 async def _snapshot_check(target: Target, events: list[tuple[int, Event]]) -> dict[str, Any]:

@@ -5,23 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.client import Client
 
 from agents.log.jetstream import JetStreamLog
 from agents.nats.connect import connect
 from agents.wire.client import ApiClient
+from dtf_core import replies as r
 from dtf_core import subjects
 from dtf_core.errors import InvalidInput
 from dtf_core.events.task import TERMINAL_TYPES
 from dtf_core.ids import validate_id
 from dtf_core.spec import TaskSpec
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 FILTERS_PER_WAIT = 40
 TERMINAL_STATUSES = frozenset(TERMINAL_TYPES)
 
@@ -82,8 +86,8 @@ async def _with_packs(api: ApiClient, specs: list[TaskSpec], pack: str) -> list[
     if not any(s.type == "command" and isinstance(s.config.get("cwd"), str) for s in specs):
         return specs
     if pack == "auto":
-        live = [w for w in await api.workers() if w.get("state") == "alive"]
-        pack = "always" if any(w.get("hostname") != host for w in live) else "never"
+        live = [w for w in await api.workers() if w.state == "alive"]
+        pack = "always" if any(w.hostname != host for w in live) else "never"
     digests: dict[str, str] = {}
     out = []
     for spec in specs:
@@ -109,29 +113,32 @@ async def cancel_run(target: Target, run_id: str) -> list[str]:
     async with connected(target) as nc:
         api = ApiClient(nc, credential=target.credential)
         rows = await api.tasks(run_id=run_id, limit=10_000)
-        todo = [r["id"] for r in rows if r["status"] not in TERMINAL_STATUSES]
+        todo = [row.id for row in rows if row.status not in TERMINAL_STATUSES]
         await asyncio.gather(*(api.cancel(t, reason=f"run {run_id} cancelled") for t in todo))
         return todo
 
 
-async def call(target: Target, method: str, *args: Any, **kwargs: Any) -> Any:
+async def ask(target: Target, question: Callable[[ApiClient], Awaitable[T]]) -> T:
+    """One typed call of the api: ``ask(target, lambda api: api.task(task_id))``."""
     async with connected(target) as nc:
-        return await getattr(ApiClient(nc, credential=target.credential), method)(*args, **kwargs)
+        return await question(ApiClient(nc, credential=target.credential))
 
 
-async def status(target: Target) -> dict[str, Any]:
-    """The api's summary plus the projector's position (or why it is not available)."""
+async def status(target: Target) -> tuple[r.Status, dict[str, object]]:
+    """The api's summary, and the projector's position (or why it is not available)."""
     async with connected(target) as nc:
-        st: dict[str, Any] = await ApiClient(nc, credential=target.credential).status()
+        st = await ApiClient(nc, credential=target.credential).status()
         try:
             msg = await nc.request(subjects.Q_PROJECTOR, b'{"op":"status"}', timeout=2)
-            st["projector"] = json.loads(msg.data)
+            projector: dict[str, object] = json.loads(msg.data)
         except Exception as exc:  # the projector is optional for status: say why it is absent
-            st["projector"] = {"error": type(exc).__name__}
-        return st
+            log.debug("no projector status: %r", exc)
+            projector = {"error": type(exc).__name__}
+        return st, projector
 
 
-async def wait(target: Target, ids: list[str], timeout: float | None) -> dict[str, dict[str, Any]]:
+async def wait(target: Target, ids: list[str],
+               timeout: float | None) -> dict[str, r.TaskSummary]:
     """Wait until every task is terminal; returns the final summary of each."""
     for i in ids:
         validate_id(i, "task id")
@@ -142,9 +149,9 @@ async def wait(target: Target, ids: list[str], timeout: float | None) -> dict[st
 
 async def _wait_terminal(
     nc: Client, api: ApiClient, ids: list[str], timeout: float | None
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, r.TaskSummary]:
     summaries = await api.tasks(ids=ids, limit=max(len(ids), 1))
-    final = {t["id"]: t for t in summaries if t["status"] in TERMINAL_TYPES}
+    final = {t.id: t for t in summaries if t.status in TERMINAL_TYPES}
     missing = set(ids) - set(final)
     if not missing:
         return final
@@ -154,7 +161,7 @@ async def _wait_terminal(
         filters = [f"dtf.evt.task.*.{t}" for t in TERMINAL_TYPES]
     # A task's end comes after its newest event the api has folded: start there, not at
     # the first event of a log that may hold millions.
-    known = [t["last_seq"] for t in summaries if t["id"] in missing and t.get("last_seq")]
+    known = [t.last_seq for t in summaries if t.id in missing and t.last_seq]
     start = min(known) + 1 if len(known) == len(missing) else 1
     seen = 0
     async with asyncio.timeout(timeout), served_log(api).tail(filters, start) as tail:
@@ -166,7 +173,7 @@ async def _wait_terminal(
                 break
     # The api folds the log on its own: ask it to answer once it has folded what we saw.
     summaries = await api.tasks(ids=ids, limit=max(len(ids), 1), min_seq=seen)
-    return {t["id"]: t for t in summaries}
+    return {t.id: t for t in summaries}
 
 
 async def logs(target: Target, task_id: str, follow: bool) -> int:
@@ -199,7 +206,7 @@ async def logs(target: Target, task_id: str, follow: bool) -> int:
         task = asyncio.create_task(printer())
         try:
             final = (await _wait_terminal(nc, api, [task_id], None))[task_id]
-            last = await _last_log_seq(nc, task_id, int(final["attempt"]))
+            last = await _last_log_seq(nc, task_id, final.attempt or 0)
             while printed < last and not task.done():
                 progress.clear()
                 await progress.wait()

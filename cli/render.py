@@ -1,16 +1,26 @@
-"""Rendering results for people (tables) or machines (--json)."""
+"""Rendering results for people (tables, lines) or machines (--json). The CLI writes
+results to stdout only through here."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import msgspec
 
-def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+from dtf_core import replies
+
+
+def emit_json(obj: object) -> None:
+    """Any result as JSON: reply structs as the api sent them (``UNSET`` fields left out)."""
+    sys.stdout.write(json.dumps(msgspec.to_builtins(obj), default=str) + "\n")
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 def ago(ts: float | None) -> str:
@@ -32,39 +42,105 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
         sys.stdout.write("\n")
 
 
-def tasks_table(tasks: list[dict[str, Any]]) -> None:
+def tasks_table(tasks: Sequence[replies.TaskSummary]) -> None:
     table(
-        [(t["id"], t["type"], t["status"], t["priority"], t["attempt"], t["worker_id"],
-          t["exit_code"], ago(t["submitted_at"]), t["name"] or "") for t in tasks],
+        [(t.id, t.type, t.status, t.priority, t.attempt, t.worker_id, t.exit_code,
+          ago(t.submitted_at), t.name or "") for t in tasks],
         ["ID", "TYPE", "STATUS", "PRIO", "ATTEMPT", "WORKER", "EXIT", "SUBMITTED", "NAME"],
     )
 
 
-def _worker_state(w: dict[str, Any]) -> str:
+def _worker_state(w: replies.WorkerRow) -> str:
     """alive, stopped or lost; and cordoned or draining where placement skips it."""
-    mode = w.get("scheduling", "open")
-    return w["state"] if mode == "open" else f'{w["state"]} ({mode})'
+    return w.state if w.scheduling == "open" else f"{w.state} ({w.scheduling})"
 
 
-def workers_table(workers: list[dict[str, Any]]) -> None:
+def workers_table(workers: Sequence[replies.WorkerRow]) -> None:
     table(
-        [(w["id"], w["hostname"], w["pid"], _worker_state(w), f'{w["running"]}/{w["slots"]}',
-          ",".join(w["capabilities"]["hardware"]), ago(w["last_seen"])) for w in workers],
+        [(w.id, w.hostname, w.pid, _worker_state(w), f"{w.running}/{w.slots}",
+          ",".join(w.capabilities.hardware), ago(w.last_seen)) for w in workers],
         ["ID", "HOST", "PID", "STATE", "RUNNING", "HARDWARE", "LAST SEEN"],
     )
 
 
-def task_detail(t: dict[str, Any]) -> None:
+def task_detail(t: replies.TaskDetail) -> None:
     for key in ("id", "type", "name", "status", "priority", "attempt", "worker_id", "run_id",
                 "exit_code", "error"):
-        if t.get(key) not in (None, ""):
-            sys.stdout.write(f"{key + ':':<11}{t[key]}\n")
+        value = getattr(t, key)
+        if value not in (None, ""):
+            sys.stdout.write(f"{key + ':':<11}{value}\n")
     sys.stdout.write("history:\n")
-    for h in t["history"]:
-        stamp = time.strftime("%H:%M:%S", time.localtime(h["time"]))
-        sys.stdout.write(f"  {h['seq']:>8}  {stamp}  {h['type']:<17} by {h.get('actor', '?')}\n")
+    for h in t.history:
+        stamp = time.strftime("%H:%M:%S", time.localtime(h.time))
+        actor = h.actor if isinstance(h.actor, str) else "?"
+        sys.stdout.write(f"  {h.seq:>8}  {stamp}  {h.type:<17} by {actor}\n")
 
 
+def explanation(e: replies.Explanation) -> str:
+    return "\n".join(e.lines) + "\n"
+
+
+def cancelled(res: replies.CancelResult) -> str:
+    if res.status == "cancelled":
+        return f"{res.id} cancelled\n"
+    return (f"{res.id} cancel requested (it was {res.status}; its process is being "
+            "stopped)\n")
+
+
+def run_cancelled(run_id: str, done: Sequence[str]) -> str:
+    return f"run {run_id}: {len(done)} unfinished tasks cancelled\n"
+
+
+def fields(res: object) -> str:
+    """A result for people: ``key=value`` pairs (``--json`` gives the JSON)."""
+    plain = msgspec.to_builtins(res)
+    if isinstance(plain, dict):
+        return " ".join(f"{k}={v}" for k, v in plain.items())
+    return str(plain)
+
+
+Secret = (replies.TokenGranted | replies.CreatedApiKey | replies.RevokedToken
+          | replies.RevokedApiKey)
+
+
+def secret(res: Secret) -> None:
+    """A new token or key alone on stdout, for scripts; what it is about on stderr."""
+    value = res.token if isinstance(res, replies.TokenGranted) else \
+        res.key if isinstance(res, replies.CreatedApiKey) else None
+    if value is None:
+        out(fields(res))
+        return
+    out(value)
+    about = {k: v for k, v in msgspec.to_builtins(res).items() if k not in ("token", "key")}
+    sys.stderr.write(fields(about) + "\n")
+
+
+def status(st: replies.Status, projector: Mapping[str, object]) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(st.tasks.items())) or "none"
+    projected = (f"{projector['last_seq']}" if "last_seq" in projector
+                 else f"unavailable ({projector.get('error', '?')})")
+    lines = [f"tasks: {counts}", f"workers alive: {st.workers_alive}",
+             f"log position: {st.last_seq}", f"projected to: {projected}"]
+    lines += [f"{role} leader: {claim.holder} (term {claim.term})"
+              for role, claim in st.leaders.items()]
+    return "\n".join(lines) + "\n"
+
+
+def status_json(st: replies.Status, projector: Mapping[str, object]) -> None:
+    emit_json({**msgspec.to_builtins(st), "projector": projector})
+
+
+def waited(final: Mapping[str, replies.TaskSummary], ids: Sequence[str]) -> str:
+    lines = []
+    for i in ids:
+        t = final[i]
+        extra = f" ({t.error})" if t.error and t.status != "succeeded" else ""
+        lines.append(f"{i} {t.status}{extra}")
+    return "\n".join(lines) + "\n"
+
+
+def submitted(ids: Sequence[str]) -> str:
+    return "\n".join(ids) + "\n"
 def simulation(res: dict[str, Any]) -> str:
     rows = [("tasks", "tasks"), ("makespan", "makespan_s"), ("mean wait", "mean_wait_s"),
             ("p95 wait", "p95_wait_s"), ("fairness (Jain, 1 = even)", "fairness")]
@@ -126,7 +202,7 @@ def replayed(state: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def worker_scheduling(res: dict[str, Any]) -> str:
-    moved = res.get("migrated") or []
-    return (f"{res['worker_id']}: {res['scheduling']}"
+def worker_scheduling(res: replies.SchedulingChanged) -> str:
+    moved = res.migrated
+    return (f"{res.worker_id}: {res.scheduling}"
             + (f"; {len(moved)} queued leases moved off it" if moved else "") + "\n")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import msgspec
 from msgspec import Struct
@@ -75,12 +75,15 @@ class StopWorker(CommandBase, frozen=True, kw_only=True, tag="stop_worker"):
     session: str
 
 
+ManageAction = Literal["cordon", "drain", "uncordon"]
+
+
 class ManageWorker(CommandBase, frozen=True, kw_only=True, tag="manage_worker"):
     """cordon: no new leases; drain: cordon, and requeue its leases not started yet;
     uncordon: open again."""
 
     worker_id: str
-    action: Literal["cordon", "drain", "uncordon"]
+    action: ManageAction
     reason: str = ""
 
 
@@ -185,9 +188,15 @@ Command = (
 )
 
 
+NIL = msgspec.Raw(b"\xc0")  # msgpack's nil: the result of an error reply
+
+
 class Reply(Struct, frozen=True, kw_only=True):
+    """The api's answer. ``result`` stays encoded until the client decodes it into the
+    type its call returns (``dtf_core.replies``): decoded once, at the edge."""
+
     ok: bool
-    result: Any = None
+    result: msgspec.Raw = NIL
     error: str = ""
     code: Literal[
         "", "invalid", "not_found", "refused", "conflict", "unavailable", "internal",
@@ -222,6 +231,11 @@ def decode_command(data: bytes) -> Command:
         return cmd
     except RecursionError:  # free-form fields (a spec's config) can nest without limit
         raise msgspec.DecodeError("command is nested too deeply") from None
+
+
+def answer(value: object) -> Reply:
+    """A successful reply carrying ``value`` (a reply struct, or a list of them)."""
+    return Reply(ok=True, result=msgspec.Raw(_cmd_encoder.encode(value)))
 
 
 def decode_reply(data: bytes) -> Reply:

@@ -33,6 +33,7 @@ from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.errors import DTFError, InvalidInput, NotFound, Refused, Unavailable
 from dtf_core.ids import validate_id
+from dtf_core.replies import Registered
 from projections.board import Board
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class ApiAgent:
                     raise Forbidden("forbidden: a tail delivers only into your own inbox")
             if isinstance(cmd, cmds.GetSecrets):
                 await self.folder.wait_for(cmd.fencing)
-                await self._reply(msg, cmds.Reply(ok=True, result=self._secrets(cmd)))
+                await self._reply(msg, cmds.answer(self._secrets(cmd)))
                 return
             viewer = None if claims is None else (claims.sub, str(claims.role))
             try:
@@ -156,7 +157,7 @@ class ApiAgent:
                 # this fold has caught up with the log as it is now.
                 await self._caught_up()
                 result = await queries.answer(self.board, self.log, self.nc, cmd, viewer)
-            await self._reply(msg, cmds.Reply(ok=True, result=result))
+            await self._reply(msg, cmds.answer(result))
         except Exception as exc:  # one broad except per message: answer, never crash
             await self._reply(msg, _error_reply(exc))
 
@@ -297,16 +298,17 @@ class ApiAgent:
     async def _succeeded(self, msg: Msg, cmd: cmds.Command, plan: plans.Plan) -> None:
         result = plan.reply()
         if isinstance(cmd, cmds.RegisterWorker):
+            assert isinstance(result, Registered)
             try:
                 await open_lease_consumer(self.nc.jetstream(), cmd.worker_id, cmd.session,
-                                          int(result["seq"]))
+                                          result.seq)
             except Exception as exc:  # the worker retries its registration
                 log.warning("could not open the lease consumer of %s: %r", cmd.worker_id, exc)
                 await self._reply(msg, cmds.Reply(
                     ok=False, code="unavailable",
                     error=f"registered, but the lease consumer could not be opened: {exc!r}"))
                 return
-        await self._reply(msg, cmds.Reply(ok=True, result=result))
+        await self._reply(msg, cmds.answer(result))
 
     async def _reply(self, msg: Msg, reply: cmds.Reply) -> None:
         """Answer into the requester's inbox, as ``_authenticate`` found it; a request that

@@ -21,6 +21,14 @@ from dtf_core.events.auth import (
     TokenRevoked,
 )
 from dtf_core.ids import validate_id
+from dtf_core.replies import (
+    CreatedApiKey,
+    KeyRetired,
+    KeyRotated,
+    RevokedApiKey,
+    RevokedToken,
+    TokenGranted,
+)
 from projections.board import Board
 
 MAX_TTL_S = 366 * 24 * 3600.0
@@ -42,7 +50,7 @@ def _signer(keyring: Keyring | None) -> Keyring:
 
 def _issued(token: str, event: TokenIssued) -> Plan:
     change = Change([event], 0, _auth_filter(event.auth_id))
-    return Plan([change], lambda: {"token": token, "jti": event.auth_id, "exp": event.exp},
+    return Plan([change], lambda: TokenGranted(token=token, jti=event.auth_id, exp=int(event.exp)),
                 keys={event.auth_id})
 
 
@@ -88,7 +96,7 @@ def plan_revoke(board: Board, cmd: cmds.RevokeToken, *, now: float) -> Plan:
     if jti not in board.auth.revoked:
         event = TokenRevoked(auth_id=jti, reason=cmd.reason, at=now, actor=cmd.actor)
         changes.append(Change([event], None, None))
-    return Plan(changes, lambda: {"jti": jti, "revoked": True}, keys={jti})
+    return Plan(changes, lambda: RevokedToken(jti=jti, revoked=True), keys={jti})
 
 
 def plan_create_key(board: Board, cmd: cmds.CreateApiKey, *, now: float) -> Plan:
@@ -98,8 +106,8 @@ def plan_create_key(board: Board, cmd: cmds.CreateApiKey, *, now: float) -> Plan
                           n=rec.n, r=rec.r, p=rec.p, salt=rec.salt, hash=rec.hash, at=now,
                           actor=cmd.actor)
     change = Change([event], 0, _auth_filter(rec.key_id))
-    return Plan([change], lambda: {"key": new.plaintext, "key_id": rec.key_id,
-                                   "worker_id": rec.worker_id}, keys={rec.key_id})
+    return Plan([change], lambda: CreatedApiKey(key=new.plaintext, key_id=rec.key_id,
+                                                worker_id=rec.worker_id), keys={rec.key_id})
 
 
 def plan_revoke_key(board: Board, cmd: cmds.RevokeApiKey, *, now: float) -> Plan:
@@ -110,7 +118,7 @@ def plan_revoke_key(board: Board, cmd: cmds.RevokeApiKey, *, now: float) -> Plan
     if key_id not in board.auth.revoked_keys:
         event = ApiKeyRevoked(auth_id=key_id, reason=cmd.reason, at=now, actor=cmd.actor)
         changes.append(Change([event], None, None))
-    return Plan(changes, lambda: {"key_id": key_id, "revoked": True}, keys={key_id})
+    return Plan(changes, lambda: RevokedApiKey(key_id=key_id, revoked=True), keys={key_id})
 
 
 def plan_rotate(board: Board, cmd: cmds.RotateKey, *, keyring: Keyring | None,
@@ -120,7 +128,7 @@ def plan_rotate(board: Board, cmd: cmds.RotateKey, *, keyring: Keyring | None,
     kid = signer.rotate()
     event = SigningKeyAdded(auth_id=kid, public_key=public_raw(signer.verification_key(kid)),
                             at=now, actor=cmd.actor)
-    return Plan([Change([event], None, None)], lambda: {"kid": kid}, keys={kid})
+    return Plan([Change([event], None, None)], lambda: KeyRotated(kid=kid), keys={kid})
 
 
 def plan_retire(board: Board, cmd: cmds.RetireKey, *, keyring: Keyring | None,
@@ -131,7 +139,7 @@ def plan_retire(board: Board, cmd: cmds.RetireKey, *, keyring: Keyring | None,
         raise Refused("rotate first: the current signing key cannot be retired")
     signer.retire(kid)
     event = SigningKeyRetired(auth_id=kid, at=now, actor=cmd.actor)
-    return Plan([Change([event], None, None)], lambda: {"kid": kid, "retired": True},
+    return Plan([Change([event], None, None)], lambda: KeyRetired(kid=kid, retired=True),
                 keys={kid})
 
 

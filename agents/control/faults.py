@@ -1,5 +1,6 @@
-"""Fault points for the chaos suite: ``DTF_FAULTS=name@N`` makes the Nth pass through
-``point(name)`` kill its own process with SIGKILL, as a crash at exactly that line would.
+"""Fault points for the chaos suite: ``DTF_FAULTS=name@N`` (``arm``ed by the agent's
+launch) makes the Nth pass through ``point(name)`` kill its own process with SIGKILL, as
+a crash at exactly that line would.
 
 Each named fault fires once per data dir (a marker file records it), so a supervisor that
 restarts the process does not crash it again. Unset (always, outside chaos tests), a point
@@ -13,18 +14,18 @@ import signal
 from pathlib import Path
 
 _counts: dict[str, int] = {}
+ARMED: dict[str, int] = {}
+_markers = Path(".dtf") / "faults"
 
 
-def _armed() -> dict[str, int]:
-    spec = os.environ.get("DTF_FAULTS", "")
-    out = {}
+def arm(spec: str, data_dir: str) -> None:
+    """``spec``: ``name@N,...`` (DTF_FAULTS); markers go under ``data_dir``."""
+    global _markers
+    _markers = Path(data_dir) / "faults"
+    ARMED.clear()
     for item in filter(None, (s.strip() for s in spec.split(","))):
         name, _, nth = item.partition("@")
-        out[name] = int(nth or "1")
-    return out
-
-
-ARMED = _armed()
+        ARMED[name] = int(nth or "1")
 
 
 def point(name: str) -> None:
@@ -34,7 +35,7 @@ def point(name: str) -> None:
     _counts[name] = _counts.get(name, 0) + 1
     if _counts[name] != nth:
         return
-    marker = Path(os.environ.get("DTF_DATA_DIR", ".dtf")) / "faults" / name
+    marker = _markers / name
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         with open(marker, "x"):  # fired already for this data dir: carry on

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from agents.auth.signing import canonical_bytes, public_key_from_bytes, verify_signature
 from agents.log.commit import Change, task_change
@@ -34,6 +33,7 @@ from dtf_core.events.run import RunCreated
 from dtf_core.events.task import ResultRefused
 from dtf_core.events.tests import TestsReported
 from dtf_core.ids import child_id, task_id_for_key, validate_id
+from dtf_core.replies import CancelResult, Registered, SchedulingChanged, WorkerAck
 from dtf_core.spec import TaskSpec, all_dependencies, validate_spec
 from dtf_core.task import TaskState
 from projections.board import Board
@@ -44,7 +44,7 @@ MAX_TASKS_PER_SUBMIT = 10_000
 @dataclass
 class Plan:
     changes: list[Change]
-    reply: Callable[[], Any]
+    reply: Callable[[], object]
     keys: set[str] = field(default_factory=set)
 
 
@@ -126,15 +126,15 @@ def plan_cancel(board: Board, cmd: CancelTask, *, now: float) -> Plan:
     state = board.tasks.get(cmd.task_id)
     if state is None and cmd.task_id in board.finished:
         status = board.finished[cmd.task_id]
-        return Plan([], lambda: {"id": cmd.task_id, "status": status}, keys={cmd.task_id})
+        return Plan([], lambda: CancelResult(id=cmd.task_id, status=status),
+                    keys={cmd.task_id})
     if state is None:
         raise NotFound(f"unknown task {cmd.task_id}")
     events = task_agg.decide_cancel(state, now=now, actor=cmd.actor, reason=cmd.reason)
     changes = [task_change(board, cmd.task_id, list(events))] if events else []
 
-    def reply() -> dict[str, str]:
-        current = board.tasks[cmd.task_id]
-        return {"id": cmd.task_id, "status": current.status}
+    def reply() -> CancelResult:
+        return CancelResult(id=cmd.task_id, status=board.tasks[cmd.task_id].status)
 
     return Plan(changes, reply, keys={cmd.task_id})
 
@@ -212,8 +212,8 @@ def plan_register(board: Board, cmd: RegisterWorker, *, now: float) -> Plan:
     current = board.workers.get(wid)
     change = Change(list(events), board.expect("worker", wid, current.last_seq if current else 0),
                     subjects.worker_filter(wid))
-    def reply() -> dict[str, object]:
-        return {"worker_id": wid, "session": cmd.session, "seq": board.workers[wid].last_seq}
+    def reply() -> Registered:
+        return Registered(worker_id=wid, session=cmd.session, seq=board.workers[wid].last_seq)
 
     return Plan([change], reply, keys={wid})
 
@@ -228,7 +228,7 @@ def plan_capabilities(board: Board, cmd: UpdateCapabilities, *, now: float) -> P
                                             actor=cmd.actor)
     changes = [Change(list(events), board.expect("worker", wid, current.last_seq),
                       subjects.worker_filter(wid))]
-    return Plan(changes if events else [], lambda: {"worker_id": wid}, keys={wid})
+    return Plan(changes if events else [], lambda: WorkerAck(worker_id=wid), keys={wid})
 
 
 def plan_stop_worker(board: Board, cmd: StopWorker, *, now: float) -> Plan:
@@ -239,7 +239,7 @@ def plan_stop_worker(board: Board, cmd: StopWorker, *, now: float) -> Plan:
     events = worker_agg.decide_stop(current, session=cmd.session, now=now, actor=cmd.actor)
     changes = [Change(list(events), board.expect("worker", wid, current.last_seq),
                       subjects.worker_filter(wid))]
-    return Plan(changes if events else [], lambda: {"worker_id": wid}, keys={wid})
+    return Plan(changes if events else [], lambda: WorkerAck(worker_id=wid), keys={wid})
 
 
 def plan_manage_worker(board: Board, cmd: ManageWorker, *, now: float) -> Plan:
@@ -267,7 +267,8 @@ def plan_manage_worker(board: Board, cmd: ManageWorker, *, now: float) -> Plan:
             if requeue:
                 changes.append(task_change(board, task_id, list(requeue)))
                 moved.append(task_id)
-    return Plan(changes, lambda: {"worker_id": wid, "scheduling": mode, "migrated": moved},
+    return Plan(changes, lambda: SchedulingChanged(worker_id=wid, scheduling=mode,  # type: ignore[arg-type]
+                                                   migrated=moved),
                 keys={wid, *moved})
 
 

@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import msgspec
 from nats.aio.client import Client
 
 from agents.log.port import EventLog
@@ -20,6 +19,16 @@ from dtf_core.events.codec import UndecodableEvent, decode, event_type, to_plain
 from dtf_core.events.task import TaskEventBase, TaskLeased
 from dtf_core.explain import explain
 from dtf_core.ids import validate_id
+from dtf_core.replies import (
+    Explanation,
+    HistoryEntry,
+    LeaderClaim,
+    Status,
+    TailOpened,
+    TaskDetail,
+    TaskSummary,
+    WorkerRow,
+)
 from dtf_core.task import TERMINAL, TaskState
 from dtf_core.worker import WorkerState
 from projections.board import Board
@@ -27,27 +36,22 @@ from projections.board import Board
 MAX_LIST = 10_000
 
 
-def task_summary(t: TaskState) -> dict[str, Any]:
+def _summary_fields(t: TaskState) -> dict[str, Any]:
     return {
-        "id": t.task_id,
-        "type": t.spec.type,
-        "name": t.spec.name,
-        "status": t.status,
-        "priority": t.spec.priority,
-        "attempt": t.attempt,
-        "worker_id": t.worker_id or None,
-        "run_id": t.run_id,
-        "submitted_at": t.submitted_at,
-        "started_at": t.started_at,
-        "finished_at": t.finished_at,
-        "exit_code": t.exit_code,
-        "error": t.error,
-        "last_seq": t.last_seq,  # its newest event's position in the log
+        "id": t.task_id, "type": t.spec.type, "name": t.spec.name, "status": t.status,
+        "priority": t.spec.priority, "attempt": t.attempt, "worker_id": t.worker_id or None,
+        "run_id": t.run_id, "submitted_at": t.submitted_at, "started_at": t.started_at,
+        "finished_at": t.finished_at, "exit_code": t.exit_code, "error": t.error,
+        "last_seq": t.last_seq,
     }
 
 
+def task_summary(t: TaskState) -> TaskSummary:
+    return TaskSummary(**_summary_fields(t))
+
+
 async def answer(board: Board, log: EventLog, nc: Client, cmd: cmds.Command,
-                 viewer: tuple[str, str] | None = None) -> Any:
+                 viewer: tuple[str, str] | None = None) -> object:
     """``viewer``: the verified (subject, role) asking (None: a stack without auth)."""
     match cmd:
         case cmds.ListTasks():
@@ -59,7 +63,7 @@ async def answer(board: Board, log: EventLog, nc: Client, cmd: cmds.Command,
         case cmds.GetStatus():
             out = status(board)
             if cmd.state_hash:  # computed on the loop that folds: the hash is at last_seq
-                out["state_hash"] = board.state_hash()
+                out.state_hash = board.state_hash()
             return out
         case cmds.ExplainTask():
             return await explain_task(board, log, cmd.task_id)
@@ -68,21 +72,21 @@ async def answer(board: Board, log: EventLog, nc: Client, cmd: cmds.Command,
     raise InvalidInput(f"{type(cmd).__name__} is a command: send it to dtf.cmd.*")
 
 
-def compacted_summary(task_id: str, status: str) -> dict[str, Any]:
+def compacted_summary(task_id: str, status: str) -> TaskSummary:
     """A task that ended long ago keeps only its status on the board (`dtf task ID` folds
     its whole history from the log; DuckDB has its rows)."""
-    return {"id": task_id, "type": None, "name": "", "status": status, "priority": None,
-            "attempt": None, "worker_id": None, "run_id": None, "submitted_at": None,
-            "started_at": None, "finished_at": None, "exit_code": None, "error": "",
-            "last_seq": None, "compacted": True}
+    return TaskSummary(id=task_id, type=None, name="", status=status, priority=None,
+                       attempt=None, worker_id=None, run_id=None, submitted_at=None,
+                       started_at=None, finished_at=None, exit_code=None, error="",
+                       last_seq=None, compacted=True)
 
 
-async def explain_task(board: Board, log: EventLog, task_id: str) -> dict[str, Any]:
+async def explain_task(board: Board, log: EventLog, task_id: str) -> Explanation:
     task = board.tasks.get(validate_id(task_id, "task id"))
     if task is None and task_id in board.finished:
-        return {"task_id": task_id, "status": board.finished[task_id],
-                "lines": [f"Task {task_id} ended {board.finished[task_id]} long ago; "
-                          f"`dtf audit task {task_id}` shows its history."]}
+        return Explanation(task_id=task_id, status=board.finished[task_id],
+                           lines=[f"Task {task_id} ended {board.finished[task_id]} long ago; "
+                                  f"`dtf audit task {task_id}` shows its history."])
     if task is None:
         raise NotFound(f"unknown task {task_id}")
     lease = None
@@ -98,10 +102,10 @@ async def explain_task(board: Board, log: EventLog, task_id: str) -> dict[str, A
     deps = {d: board.task_or_tombstone(d) for d in (*task.spec.dependencies,
                                                      *task.spec.soft_dependencies)}
     lines = explain(task, lease, board.workers, leases, deps, ahead, time.time())
-    return {"task_id": task_id, "status": task.status, "lines": lines}
+    return Explanation(task_id=task_id, status=task.status, lines=lines)
 
 
-def list_tasks(board: Board, cmd: cmds.ListTasks) -> list[dict[str, Any]]:
+def list_tasks(board: Board, cmd: cmds.ListTasks) -> list[TaskSummary]:
     if cmd.ids is not None:
         missing = [i for i in cmd.ids if not board.known(validate_id(i, "task id"))]
         if missing:
@@ -125,7 +129,7 @@ def list_tasks(board: Board, cmd: cmds.ListTasks) -> list[dict[str, Any]]:
     return out
 
 
-def _compacted_rows(board: Board, cmd: cmds.ListTasks, room: int) -> list[dict[str, Any]]:
+def _compacted_rows(board: Board, cmd: cmds.ListTasks, room: int) -> list[TaskSummary]:
     if cmd.run_id is not None:
         run = board.runs.get(cmd.run_id)
         ids: Iterable[str] = run.task_ids if run is not None else ()
@@ -159,39 +163,35 @@ def shown_spec(spec: dict[str, Any], owner: str, viewer: tuple[str, str] | None)
 
 
 async def get_task(board: Board, log: EventLog, task_id: str,
-                   viewer: tuple[str, str] | None = None) -> dict[str, Any]:
+                   viewer: tuple[str, str] | None = None) -> TaskDetail:
     validate_id(task_id, "task id")
     state = board.tasks.get(task_id)
     if state is None and task_id not in board.finished:
         raise NotFound(f"unknown task {task_id}")
-    history: list[dict[str, Any]] = []
+    history: list[HistoryEntry] = []
     folded: TaskState | None = None  # a compacted task: its state folded from its events
     for rec in await log.read([subjects.task_filter(task_id)]):
         try:
             ev = decode(rec.subject, rec.data)
         except UndecodableEvent:
-            history.append({"type": "undecodable", "seq": rec.seq, "time": rec.time})
+            history.append(HistoryEntry(type="undecodable", seq=rec.seq, time=rec.time))
             continue
         if state is None and isinstance(ev, TaskEventBase):
             with contextlib.suppress(DTFError):  # an event before its submission: skipped
                 folded = task_agg.evolve(folded, ev, rec.seq)
         body = to_plain(ev)
         body.pop("spec", None)
-        history.append(
-            {"type": event_type(ev), "seq": rec.seq, "time": rec.time, "actor": ev.actor,
-             "data": body}
-        )
+        history.append(HistoryEntry(type=event_type(ev), seq=rec.seq, time=rec.time,
+                                    actor=ev.actor, data=body))
     state = state or folded
     if state is None:
         raise NotFound(f"task {task_id} has no events left in the log")
-    out = task_summary(state)
-    out["spec"] = shown_spec(to_plain(state.spec), state.owner, viewer)
-    out["lease_seq"] = state.lease_seq
-    out["history"] = history
-    return out
+    return TaskDetail(**_summary_fields(state),
+                      spec=shown_spec(to_plain(state.spec), state.owner, viewer),
+                      lease_seq=state.lease_seq, history=history)
 
 
-async def list_workers(board: Board, nc: Client) -> list[dict[str, Any]]:
+async def list_workers(board: Board, nc: Client) -> list[WorkerRow]:
     js = nc.jetstream()
     out = []
     for w in sorted(board.workers.values(), key=lambda w: w.worker_id):
@@ -199,7 +199,7 @@ async def list_workers(board: Board, nc: Client) -> list[dict[str, Any]]:
     return out
 
 
-async def _worker_row(board: Board, js: Any, w: WorkerState) -> dict[str, Any]:
+async def _worker_row(board: Board, js: Any, w: WorkerState) -> WorkerRow:
     last_seen = w.last_event_at
     try:
         msg = await js.get_last_msg(
@@ -210,31 +210,20 @@ async def _worker_row(board: Board, js: Any, w: WorkerState) -> dict[str, Any]:
             last_seen = max(last_seen, beat.at)
     except Exception:  # no heartbeat yet: registration time is the last sign of life
         pass
-    return {
-        "id": w.worker_id,
-        "hostname": w.hostname,
-        "pid": w.pid,
-        "session": w.session,
-        "state": w.status,
-        "scheduling": w.scheduling,  # open, cordoned or draining
-        "slots": w.slots,
-        "running": len(board.leases_by_worker.get(w.worker_id, ())),
-        "capabilities": msgspec.to_builtins(w.capabilities),
-        "last_seen": last_seen,
-    }
+    return WorkerRow(
+        id=w.worker_id, hostname=w.hostname, pid=w.pid, session=w.session, state=w.status,
+        scheduling=w.scheduling, slots=w.slots,
+        running=len(board.leases_by_worker.get(w.worker_id, ())),
+        capabilities=w.capabilities, last_seen=last_seen)
 
 
-def status(board: Board) -> dict[str, Any]:
+def status(board: Board) -> Status:
     counts = {k: v for k, v in board.counts.items() if v}
     alive = sum(1 for w in board.workers.values() if w.status == "alive")
-    return {
-        "last_seq": board.last_seq,
-        "tasks": counts,
-        "workers_alive": alive,
-        "workers": len(board.workers),
-        "leaders": {role: {"holder": c.holder, "term": c.term, "expires_at": c.expires_at}
-                    for role, c in sorted(board.leaders.items())},
-    }
+    return Status(
+        last_seq=board.last_seq, tasks=counts, workers_alive=alive, workers=len(board.workers),
+        leaders={role: LeaderClaim(holder=c.holder, term=c.term, expires_at=c.expires_at)
+                 for role, c in sorted(board.leaders.items())})
 
 
 TAIL_STREAMS = {subjects.EVENTS_STREAM: "dtf.evt.", subjects.LOGS_STREAM: "dtf.log."}
@@ -254,7 +243,7 @@ def _tail_filter(stream: str, subject: str) -> str:
     return subject
 
 
-async def open_tail(nc: Client, cmd: cmds.OpenTail) -> dict[str, Any]:
+async def open_tail(nc: Client, cmd: cmds.OpenTail) -> TailOpened:
     """An ephemeral push consumer for a client (agents/log/served_tail.py), delivering into
     ``cmd.deliver``: the api has checked that it is the requester's own inbox."""
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -274,4 +263,4 @@ async def open_tail(nc: Client, cmd: cmds.OpenTail) -> dict[str, Any]:
         flow_control=True, idle_heartbeat=TAIL_HEARTBEAT_S,
         inactive_threshold=TAIL_INACTIVE_S, mem_storage=True, num_replicas=1)
     info = await nc.jetstream().add_consumer(cmd.stream, cfg)
-    return {"consumer": info.name, "pending": info.num_pending}
+    return TailOpened(consumer=info.name, pending=info.num_pending or 0)

@@ -16,6 +16,7 @@ from nats.aio.client import Client
 from agents.auth.apikeys import PREFIX as API_KEY_PREFIX
 from agents.auth.keyring import Keyring
 from agents.auth.server_auth import issuer_file, unverified_claims
+from agents.control import faults
 from agents.host.settings import Settings, credential, tls_ca
 from agents.host.settings import credential as settings_credential
 from agents.log.jetstream import JetStreamLog
@@ -83,6 +84,7 @@ async def run_agent(
     insecure: bool = False,
 ) -> None:
     secure = not insecure
+    faults.arm(settings.faults, settings.data_dir)
     keyring = _keyring(keys_dir, settings) if secure and kind in ("api", "control") else None
     if kind == "control" and secure and keyring is not None and \
             issuer_file(keyring.path.parent).exists():
@@ -188,6 +190,9 @@ async def run_worker(
     try:
         agent = WorkerAgent(nc, worker_id=worker_id, slots=slots, tags=tags, group=group,
                             heartbeat_interval=settings.heartbeat_interval,
+                            cache_dir=Path(settings.cache_dir),
+                            browsers=settings.detect_browser,
+                            always_unpack=settings.always_unpack,
                             credential=credential, task_user=task_user,
                             signing_key_dir=Path(settings.data_dir) / "worker-keys")
         await run_until_signal(agent.run, nc)

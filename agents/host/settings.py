@@ -1,4 +1,8 @@
-"""Settings: one frozen struct from ``DTF_*`` environment variables, read in one place."""
+"""Settings: one frozen struct from ``DTF_*`` environment variables, read in one place.
+
+Every ``DTF_*`` variable is read here, by the process's entry point (`dtf ...`), and the
+values are passed down explicitly: agents and workers never read the environment.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ DEFAULT_SERVER = "nats://127.0.0.1:4222"
 
 class Settings(Struct, frozen=True, kw_only=True):
     server: str = DEFAULT_SERVER
-    data_dir: str = ".dtf"
+    data_dir: str = ".dtf"  # DTF_DATA_DIR, else ./.dtf where it exists, else the context's
+    data_dir_given: str | None = None  # DTF_DATA_DIR alone (`dtf up` ignores the context)
     heartbeat_interval: float = 1.0
     heartbeat_misses: int = 5
     log_level: str = "INFO"
@@ -26,6 +31,10 @@ class Settings(Struct, frozen=True, kw_only=True):
     policy: str = "default"  # the scheduling policy (DTF_POLICY; see docs/scheduling.md)
     lead: bool = True  # DTF_LEAD=0: schedulers place without a leadership claim
     quotas: dict[str, int] = {}  # DTF_QUOTAS="alice=4,ci-bot=10": most live leases per user
+    cache_dir: str = ""  # DTF_CACHE_DIR: a worker's packs and logs (~/.cache/dtf)
+    always_unpack: bool = False  # DTF_ALWAYS_UNPACK=1: a worker acts as on another host
+    detect_browser: bool = True  # DTF_DETECT_BROWSER=0: workers do not probe Chromium
+    faults: str = ""  # DTF_FAULTS="name@N,...": the chaos suite's crash points
 
 
 def context_path(env: Mapping[str, str] | None = None) -> Path:
@@ -80,6 +89,11 @@ def load(env: Mapping[str, str] | None = None, server: str | None = None) -> Set
             policy=env.get("DTF_POLICY", "default"),
             quotas=parse_quotas(env.get("DTF_QUOTAS", "")),
             lead=env.get("DTF_LEAD", "1") != "0",
+            data_dir_given=env.get("DTF_DATA_DIR") or None,
+            cache_dir=env.get("DTF_CACHE_DIR") or str(Path.home() / ".cache" / "dtf"),
+            always_unpack=bool(env.get("DTF_ALWAYS_UNPACK")),
+            detect_browser=env.get("DTF_DETECT_BROWSER", "1") != "0",
+            faults=env.get("DTF_FAULTS", ""),
         )
     except ValueError as exc:
         raise InvalidInput(f"invalid DTF_* setting: {exc}") from None

@@ -79,6 +79,8 @@ class Stack:
     tls: bool = False
     cluster: int = 1  # nodes; >1: a local cluster, R<n> streams, two of every agent
     task_user: str | None = None  # local workers run tasks as this account
+    heartbeat_interval: float | None = None  # given to every child (else their default)
+    heartbeat_misses: int | None = None
     _lock: IO[str] | None = field(default=None, repr=False)  # on the data dir, held while up
     server: NatsServer | None = None  # the first node
     servers: list[NatsServer] = field(default_factory=list)
@@ -137,6 +139,10 @@ class Stack:
             child.env = {"DTF_DATA_DIR": str(self.data_dir)}
             if self.tls_ca:
                 child.env["DTF_TLS_CA"] = self.tls_ca
+            if self.heartbeat_interval is not None:
+                child.env["DTF_HEARTBEAT_INTERVAL"] = repr(self.heartbeat_interval)
+            if self.heartbeat_misses is not None:
+                child.env["DTF_HEARTBEAT_MISSES"] = str(self.heartbeat_misses)
         if creds is not None:
             for child in self.agents:
                 role = child.name.split("-")[0]
@@ -274,7 +280,7 @@ class Stack:
                 try:
                     status = await api.status()
                     ours = [w for w in await api.workers()
-                            if w["state"] == "alive" and w["id"].startswith("local-")]
+                            if w.state == "alive" and w.id.startswith("local-")]
                     proj = await nc.request("dtf.q.projector", b'{"op":"status"}', timeout=2.0)
                     if len(ours) >= self.workers and b"last_seq" in proj.data and status:
                         return

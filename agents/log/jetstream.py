@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from nats.aio.client import Client
@@ -31,7 +31,9 @@ from agents.log.port import (
     Record,
     covering_filter,
 )
+from dtf_core import commands as cmds
 from dtf_core.errors import DTFError, InvalidInput, Unavailable
+from dtf_core.replies import TailOpened
 from dtf_core.subjects import EVENTS_STREAM, subject_matches
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,8 @@ def _raise_for(ack: dict[str, Any]) -> None:
 
 class JetStreamLog:
     def __init__(self, nc: Client, stream: str = EVENTS_STREAM, timeout: float = 5.0,
-                 opener: Any = None) -> None:
+                 opener: Callable[[cmds.OpenTail], Awaitable[TailOpened]] | None = None,
+                 ) -> None:
         """``opener``: the api's ``open_tail`` (a client, which may not create consumers:
         its tails are served by the api); None for the agents."""
         self.nc = nc

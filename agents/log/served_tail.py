@@ -22,12 +22,13 @@ from nats.aio.msg import Msg
 
 from agents.log.jetstream import JetStreamTail, ack_source
 from dtf_core import commands as cmds
+from dtf_core.replies import TailOpened
 
 if TYPE_CHECKING:
     from agents.log.jetstream import JetStreamLog
 
 log = logging.getLogger(__name__)
-Opener = Callable[[cmds.OpenTail], Awaitable[Any]]
+Opener = Callable[[cmds.OpenTail], Awaitable[TailOpened]]
 HEARTBEAT_S = 2.0  # the api opens consumers with this idle heartbeat
 MISSED_HEARTBEATS = 3  # silent this long: the consumer is gone, open another
 REOPEN_PAUSE_S = 0.5
@@ -89,7 +90,7 @@ class ServedTail(JetStreamTail):
         old, self._sub = self._sub, sub
         if self._closed:
             old = sub
-        self._opened_pending = int(res.get("pending", -1))
+        self._opened_pending = res.pending
         self._heard = asyncio.get_running_loop().time()
         if old is not None:
             with contextlib.suppress(Exception):

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client
@@ -15,12 +15,15 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from agents.auth.errors import Forbidden, Unauthenticated
 from dtf_core import commands as cmds
+from dtf_core import replies as r
 from dtf_core import subjects
+from dtf_core.commands import ManageAction, SubmitResult
 from dtf_core.errors import Conflict, DTFError, InvalidInput, NotFound, Refused, Unavailable
 from dtf_core.ids import child_id
 from dtf_core.spec import TaskSpec
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SUBMIT_CHUNK = 1000
 DENIAL_CHECK_S = 0.05
@@ -80,7 +83,8 @@ class ApiClient:
         self.timeout = timeout
         self.headers = {AUTH_HEADER: f"Bearer {credential}"} if credential else None
 
-    async def call(self, cmd: cmds.Command, timeout: float | None = None) -> Any:
+    async def call(self, cmd: cmds.Command, timeout: float | None = None) -> msgspec.Raw:
+        """Send ``cmd``; its answer, still encoded (``ask`` decodes it)."""
         if not isinstance(cmd, RESENDABLE):
             return await self._call_once(cmd, timeout)
         deadline = time.monotonic() + RESEND_WINDOW_S
@@ -95,7 +99,8 @@ class ApiClient:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, RESEND_MAX_PAUSE_S)
 
-    async def _call_once(self, cmd: cmds.Command, timeout: float | None = None) -> Any:
+    async def _call_once(self, cmd: cmds.Command,
+                         timeout: float | None = None) -> msgspec.Raw:
         subject = _SUBJECTS[type(cmd)]
         try:
             msg = await self._request(subject, cmds.encode(cmd), timeout or self.timeout)
@@ -132,9 +137,19 @@ class ApiClient:
             if not request.done():
                 request.cancel()
 
+    async def ask(self, cmd: cmds.Command, into: type[T], timeout: float | None = None) -> T:
+        """Send ``cmd`` and decode its answer into ``into``: the one place answers are
+        decoded (a malformed answer is an error here, not a KeyError later)."""
+        raw = await self.call(cmd, timeout)
+        try:
+            return msgspec.msgpack.decode(raw, type=into)
+        except msgspec.DecodeError as exc:
+            raise Unavailable(f"the api's answer to {type(cmd).__name__} was not a "
+                              f"{into.__name__}: {exc}") from None
+
     async def submit(
         self, specs: list[TaskSpec], *, run_id: str | None = None, run_name: str = ""
-    ) -> cmds.SubmitResult:
+    ) -> SubmitResult:
         ids: list[str] = []
         created = 0
         # Fix each task's id before the first send, so that sending again is harmless.
@@ -144,60 +159,83 @@ class ApiClient:
                  for i, s in enumerate(specs)]
         for start in range(0, len(specs), SUBMIT_CHUNK):
             chunk = specs[start : start + SUBMIT_CHUNK]
-            raw = await self.call(cmds.SubmitTasks(tasks=chunk, run_id=run_id, run_name=run_name))
-            res = msgspec.convert(raw, cmds.SubmitResult)
+            res = await self.ask(cmds.SubmitTasks(tasks=chunk, run_id=run_id,
+                                                  run_name=run_name), SubmitResult)
             ids.extend(res.ids)
             created += res.created
-        return cmds.SubmitResult(ids=ids, run_id=run_id, created=created)
+        return SubmitResult(ids=ids, run_id=run_id, created=created)
 
-    async def cancel(self, task_id: str, reason: str = "cancelled by user") -> Any:
-        return await self.call(cmds.CancelTask(task_id=task_id, reason=reason))
+    async def cancel(self, task_id: str, reason: str = "cancelled by user") -> r.CancelResult:
+        return await self.ask(cmds.CancelTask(task_id=task_id, reason=reason), r.CancelResult)
 
     async def tasks(self, status: str | None = None, run_id: str | None = None,
-                    limit: int = 100, ids: list[str] | None = None, min_seq: int = 0) -> Any:
+                    limit: int = 100, ids: list[str] | None = None,
+                    min_seq: int = 0) -> list[r.TaskSummary]:
         """``min_seq``: answer only once the api has folded the log up to that sequence
         (read-your-writes after following the log)."""
-        return await self.call(cmds.ListTasks(ids=ids, status=status, run_id=run_id,
-                                              limit=limit, min_seq=min_seq))
+        return await self.ask(cmds.ListTasks(ids=ids, status=status, run_id=run_id,
+                                             limit=limit, min_seq=min_seq),
+                              list[r.TaskSummary])
 
-    async def task(self, task_id: str) -> Any:
-        return await self.call(cmds.GetTask(task_id=task_id))
+    async def task(self, task_id: str) -> r.TaskDetail:
+        return await self.ask(cmds.GetTask(task_id=task_id), r.TaskDetail)
 
-    async def workers(self) -> Any:
-        return await self.call(cmds.ListWorkers())
+    async def workers(self) -> list[r.WorkerRow]:
+        return await self.ask(cmds.ListWorkers(), list[r.WorkerRow])
 
-    async def explain(self, task_id: str) -> Any:
-        return await self.call(cmds.ExplainTask(task_id=task_id))
+    async def explain(self, task_id: str) -> r.Explanation:
+        return await self.ask(cmds.ExplainTask(task_id=task_id), r.Explanation)
 
-    async def manage_worker(self, worker_id: str, action: str, reason: str = "") -> Any:
-        return await self.call(cmds.ManageWorker(worker_id=worker_id, action=action,  # type: ignore[arg-type]
-                                                 reason=reason))
+    async def manage_worker(self, worker_id: str, action: ManageAction,
+                            reason: str = "") -> r.SchedulingChanged:
+        return await self.ask(cmds.ManageWorker(worker_id=worker_id, action=action,
+                                                reason=reason), r.SchedulingChanged)
 
-    async def open_tail(self, cmd: cmds.OpenTail) -> Any:
-        return await self.call(cmd)
+    async def open_tail(self, cmd: cmds.OpenTail) -> r.TailOpened:
+        return await self.ask(cmd, r.TailOpened)
 
-    async def status(self, state_hash: bool = False) -> Any:
-        return await self.call(cmds.GetStatus(state_hash=state_hash))
+    async def status(self, state_hash: bool = False) -> r.Status:
+        return await self.ask(cmds.GetStatus(state_hash=state_hash), r.Status)
+
+    async def register(self, cmd: cmds.RegisterWorker, timeout: float | None = None
+                       ) -> r.Registered:
+        return await self.ask(cmd, r.Registered, timeout)
+
+    async def update_capabilities(self, cmd: cmds.UpdateCapabilities) -> r.WorkerAck:
+        return await self.ask(cmd, r.WorkerAck)
+
+    async def stop_worker(self, worker_id: str, session: str) -> r.WorkerAck:
+        return await self.ask(cmds.StopWorker(worker_id=worker_id, session=session),
+                              r.WorkerAck)
+
+    async def report(self, cmd: cmds.ReportResults,
+                     timeout: float | None = None) -> list[cmds.ReportOutcome]:
+        """The reports the api did not apply (refused: a stale lease), with why."""
+        return await self.ask(cmd, list[cmds.ReportOutcome], timeout)
+
+    async def secrets(self, cmd: cmds.GetSecrets) -> dict[str, str]:
+        return await self.ask(cmd, dict[str, str])
 
     async def issue_token(self, sub: str, role: str, ttl_s: float,
-                          worker_id: str | None = None) -> Any:
-        return await self.call(cmds.IssueToken(sub=sub, role=role, ttl_s=ttl_s,
-                                               worker_id=worker_id))
+                          worker_id: str | None = None) -> r.TokenGranted:
+        return await self.ask(cmds.IssueToken(sub=sub, role=role, ttl_s=ttl_s,
+                                              worker_id=worker_id), r.TokenGranted)
 
-    async def refresh_token(self, ttl_s: float) -> Any:
-        return await self.call(cmds.RefreshToken(ttl_s=ttl_s))
+    async def refresh_token(self, ttl_s: float) -> r.TokenGranted:
+        return await self.ask(cmds.RefreshToken(ttl_s=ttl_s), r.TokenGranted)
 
-    async def revoke_token(self, jti: str, reason: str = "") -> Any:
-        return await self.call(cmds.RevokeToken(jti=jti, reason=reason))
+    async def revoke_token(self, jti: str, reason: str = "") -> r.RevokedToken:
+        return await self.ask(cmds.RevokeToken(jti=jti, reason=reason), r.RevokedToken)
 
-    async def create_api_key(self, worker_id: str) -> Any:
-        return await self.call(cmds.CreateApiKey(worker_id=worker_id))
+    async def create_api_key(self, worker_id: str) -> r.CreatedApiKey:
+        return await self.ask(cmds.CreateApiKey(worker_id=worker_id), r.CreatedApiKey)
 
-    async def revoke_api_key(self, key_id: str, reason: str = "") -> Any:
-        return await self.call(cmds.RevokeApiKey(key_id=key_id, reason=reason))
+    async def revoke_api_key(self, key_id: str, reason: str = "") -> r.RevokedApiKey:
+        return await self.ask(cmds.RevokeApiKey(key_id=key_id, reason=reason),
+                              r.RevokedApiKey)
 
-    async def rotate_key(self) -> Any:
-        return await self.call(cmds.RotateKey())
+    async def rotate_key(self) -> r.KeyRotated:
+        return await self.ask(cmds.RotateKey(), r.KeyRotated)
 
-    async def retire_key(self, kid: str) -> Any:
-        return await self.call(cmds.RetireKey(kid=kid))
+    async def retire_key(self, kid: str) -> r.KeyRetired:
+        return await self.ask(cmds.RetireKey(kid=kid), r.KeyRetired)

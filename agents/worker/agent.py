@@ -42,6 +42,7 @@ from dtf_core.events.task import TaskCancelRequested, TaskLeased
 from dtf_core.events.tests import SESSION_EXIT, SESSION_FAILED, TestCase
 from dtf_core.ids import validate_id
 from dtf_core.placement import overcommit
+from dtf_core.replies import Registered
 from dtf_core.spec import command_config, test_config
 from dtf_core.task import Report
 
@@ -52,7 +53,7 @@ MAX_ERROR = 16 * 1024
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("DTF_CACHE_DIR") or Path.home() / ".cache" / "dtf")
+    return Path.home() / ".cache" / "dtf"
 
 
 def default_worker_id() -> str:
@@ -82,8 +83,10 @@ class WorkerAgent:
         cache_dir: Path | None = None,
         task_user: str | None = None,
         browsers: bool = True,
+        always_unpack: bool = False,
     ) -> None:
-        """``browsers``: probe for a headless browser after registering."""
+        """``browsers``: probe for a headless browser after registering. ``always_unpack``:
+        run every task in a copy of its pack, as a worker on another host would."""
         self.nc = nc
         self.browsers = browsers
         self.js = nc.jetstream()
@@ -103,6 +106,7 @@ class WorkerAgent:
                 signing_key_dir / f"{self.worker_id}.key")
         self.heartbeat_interval = heartbeat_interval
         self.cache_dir = cache_dir or default_cache_dir()
+        self.always_unpack = always_unpack
         # Tasks as another account (--task-user): they cannot read the stack's credentials.
         self.task_user = TaskUser.lookup(task_user) if task_user else None
         self.pytest = SessionPool(self.cache_dir / "logs", self.worker_id, user=self.task_user)
@@ -117,7 +121,7 @@ class WorkerAgent:
         self._sub: Any = None
         self.stopping = False
 
-    async def _register(self) -> dict[str, Any]:
+    async def _register(self) -> Registered:
         cmd = cmds.RegisterWorker(
             worker_id=self.worker_id, session=self.session, hostname=socket.gethostname(),
             pid=os.getpid(), slots=self.slots, capabilities=self.capabilities,
@@ -127,8 +131,7 @@ class WorkerAgent:
         delay = 0.1
         while True:
             try:
-                reply: dict[str, Any] = await self.api.call(cmd, timeout=5.0)
-                return reply
+                return await self.api.register(cmd, timeout=5.0)
             except Unavailable as exc:
                 log.info("waiting for the api to register: %s", exc)
                 await asyncio.sleep(delay)
@@ -162,7 +165,7 @@ class WorkerAgent:
         self.capabilities = msgspec.structs.replace(
             self.capabilities, hardware=(*hardware, *(w for w in web if w not in hardware)))
         try:
-            await self.api.call(cmds.UpdateCapabilities(
+            await self.api.update_capabilities(cmds.UpdateCapabilities(
                 worker_id=self.worker_id, session=self.session, capabilities=self.capabilities))
             log.info("capabilities: %s added after registering", ", ".join(web))
         except DTFError as exc:  # placement goes on without them; said in the log
@@ -239,9 +242,10 @@ class WorkerAgent:
             if spec.type == "test":
                 await self._run_tests(attempt)
                 return
-            cfg = await command_dir(self.js, self.cache_dir, command_config(spec))
+            cfg = await command_dir(self.js, self.cache_dir, command_config(spec),
+                                  always_unpack=self.always_unpack)
             if cfg.secret_env:  # sealed in the log: the api opens them for the lease holder
-                secrets = await self.api.call(cmds.GetSecrets(
+                secrets = await self.api.secrets(cmds.GetSecrets(
                     worker_id=self.worker_id, task_id=lease.task_id, fencing=attempt.fencing))
                 cfg = msgspec.structs.replace(cfg, env={**cfg.env, **secrets}, secret_env={})
             pinned = self.gpu_slots.take(f"{lease.task_id}/{lease.attempt}",
@@ -301,7 +305,8 @@ class WorkerAgent:
         deadline = asyncio.timeout(lease.spec.timeout_seconds)
         try:
             async with deadline:
-                spec = await session_spec(self.js, self.cache_dir, cfg)
+                spec = await session_spec(self.js, self.cache_dir, cfg,
+                                          always_unpack=self.always_unpack)
                 # The session collects while the submitter does: the plan comes after.
                 self.pytest.prepare(spec)
                 node_ids, collection = list(cfg.node_ids), ""
@@ -365,11 +370,11 @@ class WorkerAgent:
             task_id=attempt.lease.task_id, kind=kind, fencing=attempt.fencing,  # type: ignore[arg-type]
             worker_id=self.worker_id, attempt=attempt.lease.attempt, **fields))
 
-    def _stop_refused(self, item: dict[str, Any]) -> None:
-        attempt = self.running.get(str(item.get("task_id")))
+    def _stop_refused(self, item: cmds.ReportOutcome) -> None:
+        attempt = self.running.get(item.task_id)
         if attempt is not None:
             log.warning("lease of %s is no longer ours (%s); stopping it", attempt.lease.task_id,
-                        item.get("reason"))
+                        item.reason)
             attempt.cancel.set()
 
     async def _heartbeats(self) -> None:
@@ -403,8 +408,6 @@ class WorkerAgent:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 await self.reporter.send_held()
-                await self.api.call(
-                    cmds.StopWorker(worker_id=self.worker_id, session=self.session)
-                )
+                await self.api.stop_worker(self.worker_id, self.session)
                 await self.nc.flush()
 

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -37,7 +36,7 @@ class Reporter:
     """``on_refused``: called with each report the api refused (a lease no longer ours)."""
 
     def __init__(self, api: ApiClient, worker_id: str, signing_key: Ed25519PrivateKey | None,
-                 nc: Client, on_refused: Callable[[dict[str, Any]], None]) -> None:
+                 nc: Client, on_refused: Callable[[cmds.ReportOutcome], None]) -> None:
         self.api = api
         self.nc = nc
         self.signing_key = signing_key
@@ -93,7 +92,7 @@ class Reporter:
                 batch = [] if len(tests) < len(self.outbox.batches) else \
                     self.reports[:MAX_REPORTS]
                 try:
-                    refused = await self.api.call(self.signed(batch, tests), timeout=timeout)
+                    refused = await self.api.report(self.signed(batch, tests), timeout=timeout)
                 except DTFError as exc:
                     log.warning("reporting %d results failed (%s); retrying", len(batch), exc)
                     await asyncio.sleep(backoff)
@@ -104,13 +103,13 @@ class Reporter:
                 timeout = REPORT_TIMEOUT_S
                 del self.reports[: len(batch)]
                 self.outbox.sent(len(tests))
-                for item in refused or ():
+                for item in refused:
                     self.on_refused(item)
 
     async def send_held(self) -> None:
         """At a stop: the verdicts not sent yet, in one call."""
         if self.reports:
-            await self.api.call(self.signed(list(self.reports)))
+            await self.api.report(self.signed(list(self.reports)))
             self.reports.clear()
 
     def signed(self, reports: list[Report],

@@ -3,7 +3,6 @@ host (or where that directory is gone), a working copy of the verified pack of i
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -16,22 +15,24 @@ from dtf_core.errors import DTFError
 from dtf_core.spec import CommandConfig, TestConfig
 
 
-async def command_dir(js: JetStreamContext, cache_dir: Path, cfg: CommandConfig) -> CommandConfig:
+async def command_dir(js: JetStreamContext, cache_dir: Path, cfg: CommandConfig, *,
+                      always_unpack: bool = False) -> CommandConfig:
     """A command runs in the submitter's directory on its own host; elsewhere (or where
     that directory is gone) in a working copy of its pack, when it was packed."""
     host = cfg.host or socket.gethostname()  # a spec from before hosts were recorded
-    if cfg.code is None or (cfg.cwd and _on_this_host(host, Path(cfg.cwd))):
+    if cfg.code is None or (cfg.cwd and _on_this_host(host, Path(cfg.cwd), always_unpack)):
         return cfg
     copy = await working_copy(js, cfg.code, cache_dir)
     return msgspec.structs.replace(cfg, cwd=str(copy))
 
-async def session_spec(js: JetStreamContext, cache_dir: Path, cfg: TestConfig) -> SessionSpec:
+async def session_spec(js: JetStreamContext, cache_dir: Path, cfg: TestConfig, *,
+                       always_unpack: bool = False) -> SessionSpec:
     """Where and how the chunk's pytest session runs: in the submitter's directory on
     its own host, else in the same directory of a working copy of the verified pack."""
     local = Path(cfg.rootdir)
     invocation = Path(cfg.invocation_dir or cfg.rootdir)
     env = dict(cfg.env)
-    if cfg.rootdir and _on_this_host(cfg.host, local):
+    if cfg.rootdir and _on_this_host(cfg.host, local, always_unpack):
         cwd, args = invocation, cfg.args
         env.setdefault("PYTHONPATH", "")  # the submitter's, or none, as it ran
     else:
@@ -55,7 +56,6 @@ async def session_spec(js: JetStreamContext, cache_dir: Path, cfg: TestConfig) -
                        width=cfg.width)
 
 
-def _on_this_host(host: str, path: Path) -> bool:
-    """The submitter's directory is here (DTF_ALWAYS_UNPACK: act as another host)."""
-    return (host == socket.gethostname() and path.is_dir()
-            and not os.environ.get("DTF_ALWAYS_UNPACK"))
+def _on_this_host(host: str, path: Path, always_unpack: bool) -> bool:
+    """The submitter's directory is here (``always_unpack``: act as another host)."""
+    return host == socket.gethostname() and path.is_dir() and not always_unpack

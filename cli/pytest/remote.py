@@ -46,8 +46,8 @@ from cli.client_cmds import Target
 from cli.pytest.split import Entry, early_chunks, split
 from dtf_core import subjects
 from dtf_core.events.codec import decode
-from dtf_core.events.worker import Capabilities
 from dtf_core.placement import mismatch
+from dtf_core.replies import WorkerRow
 from dtf_core.spec import Requirements, TaskSpec
 
 LIVE = ("alive", "idle", "busy")
@@ -129,7 +129,7 @@ class Plan:
 
 
 def make_plan(collected: Collected, durations: dict[str, float],
-              workers: list[dict[str, Any]], mode: str, early: int = 0) -> Plan:
+              workers: list[WorkerRow], mode: str, early: int = 0) -> Plan:
     """Chunks per requirement group, for the workers that meet it. With ``early`` chunks
     already submitted (for tests without requirements), those come first, exactly that
     many."""
@@ -140,12 +140,11 @@ def make_plan(collected: Collected, durations: dict[str, float],
         groups.setdefault(req, []).append(test)
     plan = Plan()
     for req, tests in groups.items():
-        matching = [w for w in workers if mismatch(
-            req, msgspec.convert(w["capabilities"], Capabilities)) is None]
+        matching = [w for w in workers if mismatch(req, w.capabilities) is None]
         if not matching:
             plan.unmatched.append((req, [t.nodeid for t in tests]))
             continue
-        slots = sum(int(w["slots"]) for w in matching)
+        slots = sum(w.slots for w in matching)
         bins = early if early and req == Requirements() else None
         result = split(tests, durations, slots, mode, bins=bins)
         if tests:
@@ -188,7 +187,7 @@ class Begun:
     run_id: str
     start: int  # the log position the run's results come after
     template: dict[str, Any]
-    workers: list[dict[str, Any]]
+    workers: list[WorkerRow]
     key: str
     speculated: Collected | None = None
     plan: Plan | None = None
@@ -231,12 +230,12 @@ class Remote:
 
     async def begin(self, run_id: str, template: dict[str, Any], root: Path, *, pack: str,
                     local_host: str, mode: str, run_name: str, timeout: float) -> Begun:
-        workers = [w for w in await self.api.workers() if w.get("state") in LIVE]
-        remote_hosts = {w["hostname"] for w in workers} - {local_host}
+        workers = [w for w in await self.api.workers() if w.state in LIVE]
+        remote_hosts = {w.hostname for w in workers} - {local_host}
         packed = pack == "always" or (pack == "auto" and bool(remote_hosts))
         note = ""
         template = {**template, "packed": packed, "run": run_id,
-                    "workers": max(1, sum(int(w["slots"]) for w in workers))}
+                    "workers": max(1, sum(w.slots for w in workers))}
         if packed:  # the tree goes to other hosts by its content's address
             files = await asyncio.to_thread(tree_files, root)
             code = await asyncio.to_thread(tree_digest, root, files)

@@ -26,7 +26,7 @@ from dtf_core import subjects
 from dtf_core.events.codec import Event, decode
 from dtf_core.events.lead import LeadershipClaimed
 from dtf_core.events.task import AttemptOutcome, TaskLeased
-from tests.conftest import eventually
+from tests.helpers import eventually
 
 PY = sys.executable
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from bench.failover import FAST_CONF, _publish
 from bench.replay import recorded
 from cli.audit_cmds import audit_verify
 from cli.client_cmds import Target
-from tests.conftest import until
+from tests.helpers import until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.chaos, pytest.mark.timeout(900)]
 EVENTS = 1_000_000

@@ -17,8 +17,8 @@ from nats.errors import TimeoutError as NatsTimeout
 from dtf_core.events.task import TaskSucceeded
 from dtf_core.spec import TaskSpec
 from tests.chaos.cluster import running, start, task_events
-from tests.conftest import until
 from tests.gates import Gate
+from tests.helpers import until
 
 pytestmark = pytest.mark.anyio
 
@@ -39,7 +39,7 @@ async def test_projector_killed_between_commit_and_position_loses_and_doubles_no
                     return False
                 counts = json.loads(reply.data).get("counts", {})
                 return (counts.get("tasks") == len(ids) and counts.get("attempts") == len(ids)
-                        and (await api.status())["tasks"].get("succeeded", 0) == len(ids))
+                        and (await api.status()).tasks.get("succeeded", 0) == len(ids))
 
             await until(projector_status, 90, "the projection to hold every task once")
         finally:
@@ -59,7 +59,7 @@ async def test_the_whole_stack_killed_mid_run_resumes_queue_and_leases(tmp_path:
 
             async def leased() -> bool:
                 rows = await api.tasks(ids=blocked)
-                return all(r["status"] == "running" for r in rows)
+                return all(r.status == "running" for r in rows)
 
             await until(leased, 30, "the blocking tasks to run")
         finally:
@@ -80,7 +80,7 @@ async def test_the_whole_stack_killed_mid_run_resumes_queue_and_leases(tmp_path:
         try:
             async def all_done() -> bool:
                 rows = await api.tasks(ids=blocked + queued, limit=100)
-                return all(r["status"] == "succeeded" for r in rows)
+                return all(r.status == "succeeded" for r in rows)
 
             await until(all_done, 90, "every task to finish after the restart")
             events = await task_events(log)

@@ -11,8 +11,8 @@ import pytest
 from dtf_core.events.task import ResultRefused, TaskLeased, TaskSucceeded
 from dtf_core.spec import TaskSpec
 from tests.chaos.cluster import running, stopped, task_events
-from tests.conftest import until
 from tests.gates import Gate
+from tests.helpers import until
 
 pytestmark = pytest.mark.anyio
 
@@ -27,22 +27,22 @@ async def test_a_frozen_worker_comes_back_and_its_late_result_is_refused(
 
             async def running_on() -> bool:
                 row = (await api.tasks(ids=[task_id]))[0]
-                return row["status"] == "running"
+                return row.status == "running"
 
             await until(running_on, 30, "the task to start")
-            first = (await api.tasks(ids=[task_id]))[0]["worker_id"]
+            first = (await api.tasks(ids=[task_id]))[0].worker_id
             (victim,) = cluster.agents(first)
             with stopped(victim):  # past its heartbeat deadline: declared lost, requeued
 
                 async def moved() -> bool:
                     row = (await api.tasks(ids=[task_id]))[0]
-                    return row["status"] == "running" and row["worker_id"] != first
+                    return row.status == "running" and row.worker_id != first
 
                 await until(moved, 30, "the task to run on the other worker")
                 gate.open()  # both attempts' processes may now finish
 
                 async def succeeded() -> bool:
-                    return (await api.tasks(ids=[task_id]))[0]["status"] == "succeeded"
+                    return (await api.tasks(ids=[task_id]))[0].status == "succeeded"
 
                 await until(succeeded, 30, "the second attempt to succeed")
             # SIGCONT: the frozen worker reports its attempt's success, under a dead lease
@@ -71,7 +71,7 @@ async def test_kill_a_nats_node_under_load_loses_no_acknowledged_event(
             ids = (await api.submit([TaskSpec(type="noop")] * 150)).ids
 
             async def flowing() -> bool:
-                return (await api.status())["tasks"].get("succeeded", 0) >= 30
+                return (await api.status()).tasks.get("succeeded", 0) >= 30
 
             await until(flowing, 60, "tasks to flow")
             info = await nc.jetstream().stream_info("DTF_EVENTS")
@@ -82,10 +82,10 @@ async def test_kill_a_nats_node_under_load_loses_no_acknowledged_event(
             ids += more
             # read-your-writes across the api replicas, one of them still catching up
             for _ in range(5):
-                assert {r["id"] for r in await api.tasks(ids=more, limit=150)} == set(more)
+                assert {r.id for r in await api.tasks(ids=more, limit=150)} == set(more)
 
             async def all_done() -> bool:
-                return (await api.status())["tasks"].get("succeeded", 0) >= len(ids)
+                return (await api.status()).tasks.get("succeeded", 0) >= len(ids)
 
             await until(all_done, 120, "every acknowledged task to finish")
             events = await task_events(log)
@@ -106,7 +106,7 @@ async def test_sigkill_a_worker_holding_leases_its_tasks_finish_once_elsewhere(
             ids = (await api.submit([gate.task()] * 4)).ids
 
             async def all_running() -> bool:
-                return all(r["status"] == "running" for r in await api.tasks(ids=ids))
+                return all(r.status == "running" for r in await api.tasks(ids=ids))
 
             await until(all_running, 30, "all four tasks to run")
             (victim,) = cluster.agents("local-1")
@@ -118,7 +118,7 @@ async def test_sigkill_a_worker_holding_leases_its_tasks_finish_once_elsewhere(
             gate.open()
 
             async def all_done() -> bool:
-                return all(r["status"] == "succeeded" for r in await api.tasks(ids=ids))
+                return all(r.status == "succeeded" for r in await api.tasks(ids=ids))
 
             await until(all_done, 60, "every task to finish")
             events = await task_events(log)

@@ -72,8 +72,8 @@ async def test_a_cuda_task_is_placed_and_sees_only_its_gpu(tmp_path: Path) -> No
         too_many = TaskSpec(type="noop", requirements=Requirements(gpus=len(gpus) + 1))
         ok, new, many = (await h.api.submit([pinned, too_new, too_many])).ids
         row = await h.wait_status(ok, TERMINAL, timeout=60)
-        assert row["status"] == "succeeded", row
+        assert row.status == "succeeded", row
         for task_id, why in ((new, "CUDA compute"), (many, "GPU")):
-            lines = (await h.api.explain(task_id))["lines"]
+            lines = (await h.api.explain(task_id)).lines
             assert "No live worker meets its requirements:" in lines, lines
             assert any(why in ln for ln in lines), lines

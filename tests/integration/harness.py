@@ -19,6 +19,7 @@ from agents.control.api import ApiAgent
 from agents.control.plane import ControlPlane
 from agents.control.recovery import RecoveryAgent
 from agents.control.scheduler import SchedulerAgent
+from agents.host import settings
 from agents.log.jetstream import JetStreamLog
 from agents.nats.connect import connect, ensure_streams
 from agents.nats.server import NatsServer, free_port
@@ -26,8 +27,9 @@ from agents.wire.client import ApiClient
 from agents.worker.agent import WorkerAgent
 from dtf_core import subjects
 from dtf_core.events.codec import Event, decode
+from dtf_core.replies import TaskSummary
 from projections.board import COMPACT_AFTER, Board
-from tests.conftest import until
+from tests.helpers import until
 
 STOP_S = 10.0  # teardown never waits longer than this on one agent or connection
 
@@ -76,6 +78,7 @@ class Harness:
     async def add_worker(self, worker_id: str, slots: int = 2, **kw: Any) -> WorkerAgent:
         kw.setdefault("heartbeat_interval", self.heartbeat)
         kw.setdefault("browsers", False)  # in-process workers: no Chromium beside the tests
+        kw.setdefault("cache_dir", Path(settings.load().cache_dir))  # as `dtf worker` has it
         nc = await self.conn(worker_id, kw.get("credential"), worker_id)
         w = WorkerAgent(nc, worker_id=worker_id, slots=slots, **kw)
         await self.start(f"worker:{worker_id}", w, w.ready)
@@ -86,16 +89,15 @@ class Harness:
         return [(r.seq, decode(r.subject, r.data)) for r in await self.log.read(filters)]
 
     async def wait_status(self, task_id: str, statuses: set[str] | frozenset[str],
-                          timeout: float = 20) -> Any:
-        row: dict[str, Any] = {}
+                          timeout: float = 20) -> TaskSummary:
+        rows: list[TaskSummary] = []
 
         async def reached() -> bool:
-            nonlocal row
-            row = (await self.api.tasks(ids=[task_id]))[0]
-            return row["status"] in statuses
+            rows[:] = await self.api.tasks(ids=[task_id])
+            return rows[0].status in statuses
 
         await until(reached, timeout, f"{task_id} to reach {sorted(statuses)}")
-        return row
+        return rows[0]
 
 
 @contextlib.asynccontextmanager

@@ -11,7 +11,7 @@ from dtf_core import commands as cmds
 from dtf_core.errors import InvalidInput
 from dtf_core.spec import TaskSpec
 from dtf_core.task import TERMINAL
-from tests.conftest import until
+from tests.helpers import until
 from tests.integration.harness import stack
 
 pytestmark = pytest.mark.anyio
@@ -38,7 +38,7 @@ async def test_malformed_events_are_dead_lettered_and_agents_go_on(tmp_path: Pat
         await js.publish("dtf.evt.nonsense.x3.thing", b"{}")
         res = await h.api.submit([TaskSpec(type="noop")])
         row = await h.wait_status(res.ids[0], TERMINAL)
-        assert row["status"] == "succeeded"
+        assert row.status == "succeeded"
         # the api and the scheduler fold the state aggregates (task, worker, run, auth): each
         # dead-letters the two bad task events; the unknown aggregate is outside their filters
         async def dead_lettered() -> bool:
@@ -63,7 +63,7 @@ async def test_oversized_payloads_are_refused(tmp_path: Path) -> None:
         reply = await h.nc.request("dtf.cmd.task.submit", b"\x93garbage", timeout=2)
         decoded = cmds.decode_reply(reply.data)
         assert not decoded.ok and decoded.code == "invalid"
-        assert (await h.api.status())["last_seq"] == 0
+        assert (await h.api.status()).last_seq == 0
 
 
 async def test_unsupported_types_are_refused_not_simulated(tmp_path: Path) -> None:

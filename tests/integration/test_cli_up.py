@@ -17,8 +17,8 @@ import pytest
 
 from agents.auth.server_auth import client_inbox_prefix
 from agents.nats.server import free_port
-from tests.conftest import eventually
 from tests.gates import Gate
+from tests.helpers import eventually
 
 PY = sys.executable
 

@@ -21,8 +21,8 @@ async def test_command_runs_and_succeeds(tmp_path: Path) -> None:
         spec = command_spec([PY, "-c", "print('hello from dtf')"])
         res = await h.api.submit([spec])
         row = await h.wait_status(res.ids[0], {"succeeded", "failed"})
-        assert row["status"] == "succeeded", row
-        assert row["exit_code"] == 0
+        assert row.status == "succeeded", row
+        assert row.exit_code == 0
         types = [type(e).__name__ for _, e in await h.events(res.ids[0])]
         assert types == ["TaskSubmitted", "TaskLeased", "TaskStarted", "TaskSucceeded"]
 
@@ -43,9 +43,9 @@ async def test_failure_retries_then_fails(tmp_path: Path) -> None:
                             retry_policy={"max_retries": 2, "retry_delay_seconds": 0.05})
         res = await h.api.submit([spec])
         row = await h.wait_status(res.ids[0], {"succeeded", "failed"})
-        assert row["status"] == "failed"
-        assert row["exit_code"] == 3
-        assert row["attempt"] == 3
+        assert row.status == "failed"
+        assert row.exit_code == 3
+        assert row.attempt == 3
         types = [type(e).__name__ for _, e in await h.events(res.ids[0])]
         assert types.count("TaskRequeued") == 2
         assert types[-1] == "TaskFailed"
@@ -63,7 +63,7 @@ async def test_timeout_kills_the_process_tree(tmp_path: Path) -> None:
     async with stack(tmp_path) as h:
         res = await h.api.submit([command_spec([PY, "-c", script], timeout_seconds=1.0)])
         row = await h.wait_status(res.ids[0], {"timed_out", "failed", "succeeded"})
-        assert row["status"] == "timed_out"
+        assert row.status == "timed_out"
         pid = int(pidfile.read_text())
         assert not _alive(pid), "the grandchild outlived the timeout"
 
@@ -75,13 +75,13 @@ async def test_cancel_running_task(tmp_path: Path) -> None:
         await h.wait_status(res.ids[0], {"running"})
         await h.api.cancel(res.ids[0])
         row = await h.wait_status(res.ids[0], {"cancelled", "failed", "succeeded"}, timeout=5)
-        assert row["status"] == "cancelled"
+        assert row.status == "cancelled"
 
 
 async def test_cancel_queued_and_unknown(tmp_path: Path) -> None:
     async with stack(tmp_path, workers=0) as h:
         res = await h.api.submit([TaskSpec(type="noop")])
-        assert (await h.api.cancel(res.ids[0]))["status"] == "cancelled"
+        assert (await h.api.cancel(res.ids[0])).status == "cancelled"
         with pytest.raises(NotFound):
             await h.api.cancel("no-such-task")
         with pytest.raises(InvalidInput):
@@ -104,8 +104,8 @@ async def test_dependencies_wait_and_fail(tmp_path: Path) -> None:
         second = TaskSpec(type="noop", id="dep-b", dependencies=("dep-a",))
         await h.api.submit([second, first])
         row = await h.wait_status("dep-b", {"cancelled", "succeeded"})
-        assert row["status"] == "cancelled"
-        assert "dep-a" in row["error"]
+        assert row.status == "cancelled"
+        assert "dep-a" in row.error
         with pytest.raises(InvalidInput, match="cycle"):
             await h.api.submit([TaskSpec(type="noop", id="c1", dependencies=("c2",)),
                                 TaskSpec(type="noop", id="c2", dependencies=("c1",))])
@@ -125,7 +125,7 @@ async def test_control_plane_shares_one_fold(tmp_path: Path) -> None:
         bad = command_spec([PY, "-c", "raise SystemExit(4)"])
         res = await h.api.submit([ok, bad, TaskSpec(type="noop")])
         rows = [await h.wait_status(t, {"succeeded", "failed"}) for t in res.ids]
-        assert [r["status"] for r in rows] == ["succeeded", "failed", "succeeded"]
+        assert [r.status for r in rows] == ["succeeded", "failed", "succeeded"]
         plane = h.agents["api"]
         assert plane.board is h.agents["scheduler"].board is h.agents["recovery"].board
 
@@ -141,12 +141,12 @@ async def test_started_and_finished_reported_together(tmp_path: Path) -> None:
                                              slots=1, capabilities=Capabilities()))
         res = await h.api.submit([command_spec(["true"])])
         row = await h.wait_status(res.ids[0], {"leased"})
-        lease = next(seq for seq, e in await h.events(row["id"])
+        lease = next(seq for seq, e in await h.events(row.id)
                      if type(e).__name__ == "TaskLeased")
-        both = [Report(task_id=row["id"], kind="started", fencing=lease, worker_id="wx"),
-                Report(task_id=row["id"], kind="succeeded", fencing=lease, worker_id="wx",
+        both = [Report(task_id=row.id, kind="started", fencing=lease, worker_id="wx"),
+                Report(task_id=row.id, kind="succeeded", fencing=lease, worker_id="wx",
                        exit_code=0)]
-        assert await h.api.call(cmds.ReportResults(reports=both)) == []
-        assert (await h.api.tasks(ids=[row["id"]]))[0]["status"] == "succeeded"
-        types = [type(e).__name__ for _, e in await h.events(row["id"])]
+        assert await h.api.report(cmds.ReportResults(reports=both)) == []
+        assert (await h.api.tasks(ids=[row.id]))[0].status == "succeeded"
+        types = [type(e).__name__ for _, e in await h.events(row.id)]
         assert types == ["TaskSubmitted", "TaskLeased", "TaskStarted", "TaskSucceeded"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agents.nats.server import free_port
-from tests.integration.pytest_dist.conftest import secure_stack
+from tests.dist import secure_stack
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ import pytest
 from agents.nats.connect import connect
 from agents.wire.client import ApiClient
 from dtf_core.spec import TaskSpec
-from tests.integration.pytest_dist.conftest import Dist, secure_stack
+from tests.dist import Dist, secure_stack
 
 pytestmark = pytest.mark.anyio
 

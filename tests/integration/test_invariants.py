@@ -23,7 +23,7 @@ from dtf_core.events.worker import Capabilities
 from dtf_core.spec import TaskSpec
 from dtf_core.task import TERMINAL, Report
 from projections.board import Board
-from tests.conftest import until
+from tests.helpers import until
 from tests.integration.harness import stack
 
 pytestmark = pytest.mark.anyio
@@ -85,10 +85,10 @@ async def test_two_schedulers_race_exactly_one_lease(tmp_path: Path) -> None:
 async def test_late_finish_from_superseded_lease_is_refused_and_recorded(tmp_path: Path) -> None:
     async with stack(tmp_path, workers=0) as h:
         async def register(session: str) -> int:
-            reply = await h.api.call(cmds.RegisterWorker(
+            reply = await h.api.register(cmds.RegisterWorker(
                 worker_id="fake", session=session, hostname="test", pid=1, slots=1,
                 capabilities=Capabilities()))
-            return int(reply["seq"])
+            return reply.seq
 
         async def lease_of(task_id: str, session: str) -> int:
             found: list[int] = []
@@ -109,15 +109,15 @@ async def test_late_finish_from_superseded_lease_is_refused_and_recorded(tmp_pat
         new = await lease_of(task_id, "s2")
         assert new > old
         late = Report(task_id=task_id, kind="succeeded", fencing=old, worker_id="fake")
-        refused = await h.api.call(cmds.ReportResults(reports=[late]))
-        assert refused and refused[0]["task_id"] == task_id
+        refused = await h.api.report(cmds.ReportResults(reports=[late]))
+        assert refused and refused[0].task_id == task_id
         row = (await h.api.tasks(ids=[task_id]))[0]
-        assert row["status"] == "leased"
+        assert row.status == "leased"
         events = [e for _, e in await h.events(task_id)]
         assert any(isinstance(e, ResultRefused) and e.fencing == old for e in events)
         ok = Report(task_id=task_id, kind="succeeded", fencing=new, worker_id="fake")
-        assert await h.api.call(cmds.ReportResults(reports=[ok])) == []
-        assert (await h.api.tasks(ids=[task_id]))[0]["status"] == "succeeded"
+        assert await h.api.report(cmds.ReportResults(reports=[ok])) == []
+        assert (await h.api.tasks(ids=[task_id]))[0].status == "succeeded"
 
 
 async def test_rebuilt_projection_equals_live(tmp_path: Path) -> None:
@@ -153,7 +153,7 @@ async def test_a_standby_scheduler_takes_over_when_the_leader_dies(tmp_path: Pat
     from dtf_core.events.lead import LeadershipClaimed
     from dtf_core.events.task import TaskLeased
     from dtf_core.task import TERMINAL
-    from tests.conftest import until
+    from tests.helpers import until
 
     async with stack(tmp_path, workers=1, slots=4, scheduler=False) as h:
         agents = {}
@@ -176,7 +176,7 @@ async def test_a_standby_scheduler_takes_over_when_the_leader_dies(tmp_path: Pat
         await h.stop(leader)
         second = (await h.api.submit([TaskSpec(type="noop") for _ in range(5)])).ids
         for task_id in second:
-            assert (await h.wait_status(task_id, TERMINAL, timeout=10))["status"] == "succeeded"
+            assert (await h.wait_status(task_id, TERMINAL, timeout=10)).status == "succeeded"
         events = [e for _, e in await h.events()]
         # the lease's actor is the scheduler's holder id, "<name>@<host>:<pid>:<nonce>"
         by = {e.task_id: e.actor.split("@")[0] for e in events if isinstance(e, TaskLeased)}

@@ -13,8 +13,8 @@ import pytest
 
 from dtf_core.events.task import TaskLeased, TaskRequeued, TaskSucceeded
 from dtf_core.spec import command_spec
-from tests.conftest import until
 from tests.gates import Gate
+from tests.helpers import until
 from tests.integration.harness import stack
 
 pytestmark = pytest.mark.anyio
@@ -43,7 +43,7 @@ async def test_sigkill_worker_task_finishes_once_elsewhere(tmp_path: Path) -> No
         victim = spawn_worker(h.url, "victim", tmp_path / "victim.log")
         try:
             async def registered() -> bool:
-                return any(w["id"] == "victim" and w["state"] == "alive"
+                return any(w.id == "victim" and w.state == "alive"
                            for w in await h.api.workers())
 
             await until(registered, 20, "the victim to register")
@@ -62,11 +62,11 @@ async def test_sigkill_worker_task_finishes_once_elsewhere(tmp_path: Path) -> No
         finally:
             if victim.poll() is None:
                 victim.kill()
-        assert row["status"] == "failed" or row["status"] == "succeeded"
+        assert row.status == "failed" or row.status == "succeeded"
         events = [e for _, e in await h.events(task_id)]
         leases = [e for e in events if isinstance(e, TaskLeased)]
         assert [lease.worker_id for lease in leases] == ["victim", "survivor"]
         assert any(isinstance(e, TaskRequeued) and "lost" in e.reason for e in events)
         finals = [e for e in events if isinstance(e, TaskSucceeded)]
-        assert row["status"] == "succeeded", row
+        assert row.status == "succeeded", row
         assert len(finals) == 1 and finals[0].worker_id == "survivor"

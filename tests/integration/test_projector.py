@@ -33,7 +33,7 @@ from dtf_core.events.task import TaskLeased, TaskStarted, TaskSubmitted, TaskSuc
 from dtf_core.events.worker import Capabilities, WorkerRegistered
 from dtf_core.spec import TaskSpec
 from projections.tables import table_counts, table_hash
-from tests.conftest import until
+from tests.helpers import until
 from tests.integration.harness import stack
 from tests.unit.test_tables import story
 

@@ -38,7 +38,7 @@ async def test_a_lease_the_worker_never_got_is_requeued(tmp_path: Path) -> None:
         await h.start("worker:w1", worker, worker.ready)
         task_id = (await h.api.submit([TaskSpec(type="noop")])).ids[0]
         row = await h.wait_status(task_id, TERMINAL, timeout=20)
-        assert row["status"] == "succeeded", row
+        assert row.status == "succeeded", row
         events = [e for _, e in await h.events(task_id)]
         assert [type(e) for e in events if isinstance(e, TaskLeased | TaskRequeued)] == [
             TaskLeased, TaskRequeued, TaskLeased]
@@ -59,10 +59,10 @@ async def test_a_long_task_outlives_the_grace_and_is_never_requeued(tmp_path: Pa
             held = recovery.held.get("w1")
             return bool(first is not None and held and held[2] - first > recovery.unheld_grace)
 
-        from tests.conftest import until
+        from tests.helpers import until
 
         await until(swept_past_grace, 20, "heartbeats past the grace period")
         gate.open()
         row = await h.wait_status(task_id, TERMINAL)
-        assert row["status"] == "succeeded"
+        assert row.status == "succeeded"
         assert not [e for _, e in await h.events(task_id) if isinstance(e, TaskRequeued)]

@@ -17,8 +17,8 @@ from dtf_core.events.task import TaskDeadlineMissed, TaskLeased, TaskRequeued
 from dtf_core.events.worker import Capabilities, WorkerCapabilitiesChanged
 from dtf_core.spec import Requirements, TaskSpec
 from dtf_core.task import TERMINAL
-from tests.conftest import until
 from tests.gates import Gate
+from tests.helpers import until
 from tests.integration.harness import stack
 
 pytestmark = pytest.mark.anyio
@@ -36,33 +36,33 @@ async def test_groups_route_and_explain_says_why(tmp_path: Path) -> None:
         ])
         lab, tagged, nowhere = res.ids
         for task_id in (lab, tagged):
-            assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+            assert (await h.wait_status(task_id, TERMINAL)).status == "succeeded"
             leases = [e for _, e in await h.events(task_id) if isinstance(e, TaskLeased)]
             assert [e.worker_id for e in leases] == ["lab-1"]
             assert leases[0].why is not None
             assert "cpu-1" in leases[0].why.filtered
         explained = await h.api.explain(lab)
-        assert "Attempt 1 was placed on worker lab-1." in explained["lines"]
-        assert any("cpu-1 is in group '(none)', needs 'lab2'" in ln for ln in explained["lines"])
+        assert "Attempt 1 was placed on worker lab-1." in explained.lines
+        assert any("cpu-1 is in group '(none)', needs 'lab2'" in ln for ln in explained.lines)
         waiting = await h.api.explain(nowhere)
-        assert waiting["status"] == "queued"
-        assert "No live worker meets its requirements:" in waiting["lines"]
-        assert "  - cpu-1 lacks hardware tpu" in waiting["lines"]
+        assert waiting.status == "queued"
+        assert "No live worker meets its requirements:" in waiting.lines
+        assert "  - cpu-1 lacks hardware tpu" in waiting.lines
 
 
 async def test_cordon_stops_new_leases_and_uncordon_resumes(tmp_path: Path) -> None:
     async with stack(tmp_path, workers=1, slots=1) as h:
         reply = await h.api.manage_worker("w1", "cordon", "maintenance")
-        assert reply["scheduling"] == "cordoned"
+        assert reply.scheduling == "cordoned"
         row = (await h.api.workers())[0]
-        assert (row["scheduling"], render._worker_state(row)) == (
+        assert (row.scheduling, render._worker_state(row)) == (
             "cordoned", "alive (cordoned)")  # what `dtf workers` shows
         task_id = (await h.api.submit([TaskSpec(type="noop")])).ids[0]
         waiting = await h.api.explain(task_id)
-        assert "  - w1 is cordoned" in waiting["lines"]
-        assert (await h.api.tasks(ids=[task_id]))[0]["status"] == "queued"
+        assert "  - w1 is cordoned" in waiting.lines
+        assert (await h.api.tasks(ids=[task_id]))[0].status == "queued"
         await h.api.manage_worker("w1", "uncordon")
-        assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+        assert (await h.wait_status(task_id, TERMINAL)).status == "succeeded"
 
 
 async def test_drain_moves_leases_that_have_not_started(tmp_path: Path) -> None:
@@ -75,14 +75,14 @@ async def test_drain_moves_leases_that_have_not_started(tmp_path: Path) -> None:
 
         async def all_leased() -> bool:
             rows = await h.api.tasks(ids=res.ids)
-            return all(r["status"] == "leased" for r in rows)
+            return all(r.status == "leased" for r in rows)
 
         await until(all_leased, what="three leases on the stuck worker")
         drained = await h.api.manage_worker("stuck", "drain")
-        assert sorted(drained["migrated"]) == sorted(res.ids)
+        assert sorted(drained.migrated) == sorted(res.ids)
         await h.add_worker("fresh", slots=4, heartbeat_interval=0.2)
         for task_id in res.ids:
-            assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+            assert (await h.wait_status(task_id, TERMINAL)).status == "succeeded"
             events = [e for _, e in await h.events(task_id)]
             assert any(isinstance(e, TaskRequeued) and "draining" in e.reason for e in events)
             assert [e.worker_id for e in events if isinstance(e, TaskLeased)] == ["stuck", "fresh"]
@@ -98,9 +98,9 @@ async def test_a_missed_deadline_is_flagged_and_explained(tmp_path: Path) -> Non
             return any(isinstance(e, TaskDeadlineMissed) for _, e in await h.events(task_id))
 
         await until(flagged, what="the deadline flag")
-        assert any("missed its deadline" in ln for ln in (await h.api.explain(task_id))["lines"])
+        assert any("missed its deadline" in ln for ln in (await h.api.explain(task_id)).lines)
         await h.add_worker("w1", slots=1, heartbeat_interval=0.2)  # a late task still runs
-        assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+        assert (await h.wait_status(task_id, TERMINAL)).status == "succeeded"
 
 
 async def test_fair_share_with_a_real_worker(tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ async def test_cancelling_a_run_kills_its_process_trees(tmp_path: Path) -> None:
         cancelled = await cancel_run(Target(h.url), "doomed")
         assert sorted(cancelled) == sorted(ids)
         for task_id in ids:
-            assert (await h.wait_status(task_id, TERMINAL, timeout=5))["status"] == "cancelled"
+            assert (await h.wait_status(task_id, TERMINAL, timeout=5)).status == "cancelled"
 
         async def children_gone() -> bool:
             return not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
@@ -182,19 +182,21 @@ async def test_a_quota_caps_one_users_live_leases(tmp_path: Path) -> None:
         await h.add_worker("w1", slots=4, heartbeat_interval=0.2)
         gate = Gate(tmp_path / "gate")
         held = gate.task()  # runs until the gate opens: alice's first lease stays live
-        alice = (await h.api.call(cmds.SubmitTasks(tasks=[held] * 3, actor="alice")))["ids"]
-        bob = (await h.api.call(cmds.SubmitTasks(tasks=[held] * 2, actor="bob")))["ids"]
+        alice = (await h.api.ask(cmds.SubmitTasks(tasks=[held] * 3, actor="alice"),
+                                 cmds.SubmitResult)).ids
+        bob = (await h.api.ask(cmds.SubmitTasks(tasks=[held] * 2, actor="bob"),
+                               cmds.SubmitResult)).ids
 
         async def bob_and_one_of_alice_run() -> bool:
             rows = await h.api.tasks(ids=alice + bob)
-            return sum(r["status"] == "running" for r in rows) == 3
+            return sum(r.status == "running" for r in rows) == 3
 
         await until(bob_and_one_of_alice_run, what="bob's two tasks and one of alice's")
-        statuses = sorted(r["status"] for r in await h.api.tasks(ids=alice))
+        statuses = sorted(r.status for r in await h.api.tasks(ids=alice))
         assert statuses == ["queued", "queued", "running"]  # the quota: one at a time
         gate.open()
         for task_id in alice + bob:
-            assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+            assert (await h.wait_status(task_id, TERMINAL)).status == "succeeded"
         spans = {}
         for task_id in alice:
             events = [e for _, e in await h.events(task_id)]
@@ -230,9 +232,9 @@ async def test_a_worker_declines_a_lease_that_would_overcommit_it(tmp_path: Path
                        for e in events)
 
         await until(declined, what="the second lease to be declined")
-        assert (await h.wait_status(ids[1], {"queued"}))["status"] == "queued"  # api folded
+        assert (await h.wait_status(ids[1], {"queued"})).status == "queued"  # api folded
         gate.open()
-        assert (await h.wait_status(ids[0], TERMINAL))["status"] == "succeeded"
+        assert (await h.wait_status(ids[0], TERMINAL)).status == "succeeded"
 
 
 async def test_a_soft_dependency_waits_but_does_not_fail_its_dependent(tmp_path: Path) -> None:
@@ -245,9 +247,9 @@ async def test_a_soft_dependency_waits_but_does_not_fail_its_dependent(tmp_path:
             TaskSpec(type="noop", dependencies=(first,)),
             TaskSpec(type="noop", soft_dependencies=(first,)),
         ])).ids
-        assert (await h.wait_status(first, TERMINAL))["status"] == "failed"
-        assert (await h.wait_status(hard, TERMINAL))["status"] == "cancelled"
-        assert (await h.wait_status(soft, TERMINAL))["status"] == "succeeded"
+        assert (await h.wait_status(first, TERMINAL)).status == "failed"
+        assert (await h.wait_status(hard, TERMINAL)).status == "cancelled"
+        assert (await h.wait_status(soft, TERMINAL)).status == "succeeded"
         soft_lease = next(s for s, e in await h.events(soft) if isinstance(e, TaskLeased))
         first_end = max(s for s, _ in await h.events(first))
         assert soft_lease > first_end  # it waited for the end
@@ -265,12 +267,12 @@ async def test_an_idle_worker_steals_leases_that_sit_unstarted(tmp_path: Path) -
         ids = (await h.api.submit([TaskSpec(type="noop") for _ in range(3)])).ids
 
         async def all_leased() -> bool:
-            return all(r["status"] == "leased" for r in await h.api.tasks(ids=ids))
+            return all(r.status == "leased" for r in await h.api.tasks(ids=ids))
 
         await until(all_leased, what="three leases on the stalled worker")
         await h.add_worker("idle", slots=4)
         for task_id in ids:
-            assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+            assert (await h.wait_status(task_id, TERMINAL)).status == "succeeded"
             events = [e for _, e in await h.events(task_id)]
             kinds = [type(e).__name__ for e in events]
             # stalled lease, then requeued, then the idle worker's lease: one live lease
@@ -370,7 +372,7 @@ async def test_long_waits_are_explained_once_per_reason(tmp_path: Path) -> None:
         assert [(w.reason, w.detail) for w in waits] == [
             ("no_match", "no live worker meets its requirements")]
         await h.add_worker("tpu-1", slots=1, tags=("tpu",))
-        assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+        assert (await h.wait_status(task_id, TERMINAL)).status == "succeeded"
 
 
 async def test_browser_features_join_after_the_worker_registered(
@@ -387,13 +389,13 @@ async def test_browser_features_join_after_the_worker_registered(
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("DTF_DETECT_BROWSER", raising=False)
     async with stack(tmp_path, workers=1, slots=1, browsers=True) as h:  # ready meanwhile
-        hardware = (await h.api.workers())[0]["capabilities"]["hardware"]
+        hardware = (await h.api.workers())[0].capabilities.hardware
         assert "webgpu" not in hardware
         task_id = (await h.api.submit([TaskSpec(
             type="noop", requirements=Requirements(hardware=("webgpu",)))])).ids[0]
         gate.open()
-        assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+        assert (await h.wait_status(task_id, TERMINAL)).status == "succeeded"
         row = (await h.api.workers())[0]
-        assert "webgpu" in row["capabilities"]["hardware"], row
+        assert "webgpu" in row.capabilities.hardware, row
         events = [e for _, e in await h.events() if isinstance(e, WorkerCapabilitiesChanged)]
         assert [e.capabilities.hardware[-1] for e in events] == ["webgpu"]

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import nats.errors
 import pytest
 
@@ -120,17 +121,17 @@ async def test_issue_use_refresh_and_revoke_tokens(secured: tuple[Harness, Keyri
     """A refreshed token belongs to its parent's family: revoking the parent revokes it."""
     h, _ = secured
     issued = await h.api.issue_token("dave", "reader", 600)
-    dave = as_(h, issued["token"])
+    dave = as_(h, issued.token)
     await dave.status()
     fresh = await dave.refresh_token(600)
-    assert fresh["jti"] != issued["jti"]
+    assert fresh.jti != issued.jti
     with pytest.raises(Refused, match="once every 60s"):
         await dave.refresh_token(600)
     with pytest.raises(InvalidInput, match="ttl must be between"):  # 30 days at most
-        await as_(h, fresh["token"]).refresh_token(31 * 24 * 3600)
-    await as_(h, fresh["token"]).status()
-    await h.api.revoke_token(issued["jti"], "left the team")
-    for credential in (issued["token"], fresh["token"]):  # not answered any more
+        await as_(h, fresh.token).refresh_token(31 * 24 * 3600)
+    await as_(h, fresh.token).status()
+    await h.api.revoke_token(issued.jti, "left the team")
+    for credential in (issued.token, fresh.token):  # not answered any more
         with pytest.raises(nats.errors.TimeoutError):
             await h.nc.request(subjects.Q_STATUS, cmds.encode(cmds.GetStatus()), timeout=1,
                                headers={"Authorization": f"Bearer {credential}"})
@@ -139,25 +140,25 @@ async def test_issue_use_refresh_and_revoke_tokens(secured: tuple[Harness, Keyri
     events = [e for _, e in await h.events()]
     issued_ev = [e for e in events if isinstance(e, TokenIssued)]
     assert [(e.sub, e.role, e.actor, e.parent) for e in issued_ev] == [
-        ("dave", "reader", "alice", None), ("dave", "reader", "dave", issued["jti"])]
+        ("dave", "reader", "alice", None), ("dave", "reader", "dave", issued.jti)]
     assert [(e.auth_id, e.actor) for e in events if isinstance(e, TokenRevoked)] == [
-        (issued["jti"], "alice")]
+        (issued.jti, "alice")]
 
 
 async def test_worker_api_key_is_hashed_and_works(secured: tuple[Harness, Keyring]) -> None:
     h, _ = secured
     created = await h.api.create_api_key("w9")
-    key = created["key"]
+    key = created.key
     raw = b"".join(r.data for r in await h.log.read(["dtf.evt.>"]))
     assert key.encode() not in raw and key.split("_", 2)[2].encode() not in raw
     assert any(isinstance(e, ApiKeyCreated) for _, e in await h.events())
     await h.add_worker("w9", credential=key)
     res = await h.api.submit([NOOP])
     row = await h.wait_status(res.ids[0], TERMINAL)
-    assert row["status"] == "succeeded" and row["worker_id"] == "w9"
+    assert row.status == "succeeded" and row.worker_id == "w9"
     with pytest.raises(Forbidden, match="scoped"):
         await as_(h, key, "w9").call(cmds.StopWorker(worker_id="w1", session="s"))
-    await h.api.revoke_api_key(created["key_id"])
+    await h.api.revoke_api_key(created.key_id)
     with pytest.raises(nats.errors.TimeoutError):  # a revoked key: not answered at all
         await h.nc.request(subjects.CMD_WORKER_STOP,
                            cmds.encode(cmds.StopWorker(worker_id="w9", session="s")),
@@ -167,22 +168,22 @@ async def test_worker_api_key_is_hashed_and_works(secured: tuple[Harness, Keyrin
 async def test_signed_reports(secured: tuple[Harness, Keyring], tmp_path: Path) -> None:
     h, _ = secured
     created = await h.api.create_api_key("w5")
-    worker = await h.add_worker("w5", credential=created["key"],
+    worker = await h.add_worker("w5", credential=created.key,
                                 signing_key_dir=tmp_path / "worker-keys")
     assert (tmp_path / "worker-keys" / "w5.key").stat().st_mode & 0o777 == 0o600
     res = await h.api.submit([NOOP, NOOP])
     for task_id in res.ids:
-        assert (await h.wait_status(task_id, TERMINAL))["status"] == "succeeded"
+        assert (await h.wait_status(task_id, TERMINAL)).status == "succeeded"
     other = await h.api.submit([TaskSpec(type="command", config={"argv": ["sleep", "30"]})])
     row = await h.wait_status(other.ids[0], {"running"})
     lease = next(seq for seq, e in await h.events(other.ids[0])
                  if type(e).__name__ == "TaskLeased")
-    forged = [Report(task_id=row["id"], kind="succeeded", fencing=lease, worker_id="w5")]
+    forged = [Report(task_id=row.id, kind="succeeded", fencing=lease, worker_id="w5")]
     with pytest.raises(Refused, match="must be signed"):
         await h.api.call(cmds.ReportResults(reports=forged))
     with pytest.raises(Refused, match="bad signature"):
         await h.api.call(cmds.ReportResults(reports=forged, signature=b"x" * 64))
-    assert (await h.api.tasks(ids=[row["id"]]))[0]["status"] == "running"
+    assert (await h.api.tasks(ids=[row.id]))[0].status == "running"
     assert worker.signing_key is not None
 
 
@@ -190,20 +191,20 @@ async def test_key_rotation_without_downtime(secured: tuple[Harness, Keyring]) -
     h, keyring = secured
     old_kid = keyring.current_kid
     before = await h.api.issue_token("erin", "reader", 600)
-    new_kid = (await h.api.rotate_key())["kid"]
+    new_kid = (await h.api.rotate_key()).kid
     assert new_kid != old_kid
     after = await h.api.issue_token("erin", "reader", 600)
-    await as_(h, before["token"]).status()  # signed by the old key: still valid
-    await as_(h, after["token"]).status()
+    await as_(h, before.token).status()  # signed by the old key: still valid
+    await as_(h, after.token).status()
     with pytest.raises(Refused, match="rotate first"):
         await h.api.retire_key(new_kid)
     await h.api.retire_key(old_kid)
     with pytest.raises(nats.errors.TimeoutError):  # signed by a retired key: not answered
         await h.nc.request(subjects.Q_STATUS, cmds.encode(cmds.GetStatus()), timeout=1,
-                           headers={"Authorization": f"Bearer {before['token']}"})
-    await as_(h, after["token"]).status()
+                           headers={"Authorization": f"Bearer {before.token}"})
+    await as_(h, after.token).status()
     with pytest.raises(Forbidden):
-        await as_(h, after["token"]).rotate_key()
+        await as_(h, after.token).rotate_key()
 
 
 def one_of_each(task_id: str, inbox: str = "_INBOX.x") -> dict[str, cmds.Command]:
@@ -303,7 +304,7 @@ async def test_client_nats_headers_on_commands_change_nothing(
                                timeout=5, headers=headers)
         reply = cmds.decode_reply(msg.data)
         assert reply.ok, reply.error
-        ids += reply.result["ids"]
+        ids += msgspec.msgpack.decode(reply.result, type=cmds.SubmitResult).ids
     submitted = [e.task_id for _, e in await h.events() if isinstance(e, TaskSubmitted)]
     assert submitted == ids and len(set(ids)) == 2
     info = await h.nc.jetstream().stream_info(subjects.EVENTS_STREAM)

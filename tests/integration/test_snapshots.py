@@ -11,7 +11,7 @@ from agents.control.plane import ControlPlane
 from agents.log import snapshots
 from agents.log.jetstream import JetStreamLog
 from dtf_core.spec import TaskSpec
-from tests.conftest import until
+from tests.helpers import until
 from tests.integration.harness import stack
 
 pytestmark = pytest.mark.anyio

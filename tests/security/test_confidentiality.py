@@ -16,7 +16,7 @@ from agents.wire.client import ApiClient
 from dtf_core import commands as cmds
 from dtf_core.errors import Refused
 from tests.gates import Gate
-from tests.security.conftest import Insider
+from tests.security.insider import Insider
 
 pytestmark = pytest.mark.anyio
 
@@ -54,13 +54,13 @@ async def test_a_secret_env_value_never_enters_the_log_and_only_the_lease_holder
                                 extra_env={"DEPLOY_TOKEN": secret})
     assert rc == 0, out
     task_id = out.strip()
-    worker = (await insider.admin.workers())[0]["id"]
+    worker = (await insider.admin.workers())[0].id
     # Another worker (for itself, or in the name of the real one): refused, whatever the
     # fencing token, as it holds no lease of the task.
     mallory = await insider.token("worker", sub="w-mallory", worker_id="w-mallory")
     nc = await insider.connect_as(mallory, worker_id="w-mallory")
     api = ApiClient(nc, credential=mallory)
-    last = (await insider.admin.task(task_id))["last_seq"]
+    last = (await insider.admin.task(task_id)).last_seq
     for who in ("w-mallory", worker):
         for fencing in range(1, last + 1):
             with pytest.raises((Forbidden, Refused)):

@@ -15,7 +15,7 @@ from agents.wire.client import ApiClient
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.spec import command_spec
-from tests.security.conftest import Insider
+from tests.security.insider import Insider
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +37,7 @@ async def test_a_readers_consumer_aimed_at_a_workers_inbox_runs_nothing_again(
     assert rc == 0, out
     credential = await insider.token("reader")
     reader = await insider.connect_as(credential)
-    worker = (await insider.admin.workers())[0]["id"]
+    worker = (await insider.admin.workers())[0].id
     rogue = ConsumerConfig(deliver_subject=subjects.worker_inbox(worker) + ".lease.x",
                            deliver_policy=DeliverPolicy.ALL,
                            filter_subject=f"dtf.evt.task.*.leased.{worker}")

@@ -16,7 +16,7 @@ from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.spec import command_spec
 from tests.gates import Gate
-from tests.security.conftest import Insider
+from tests.security.insider import Insider
 
 pytestmark = pytest.mark.anyio
 

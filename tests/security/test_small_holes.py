@@ -12,7 +12,7 @@ import pytest
 
 from agents.nats.server import free_port
 from dtf_core.spec import command_spec
-from tests.security.conftest import Insider
+from tests.security.insider import Insider
 
 pytestmark = pytest.mark.anyio
 
@@ -24,7 +24,7 @@ async def test_logs_show_only_the_output_of_the_worker_that_held_the_lease(
     rc, out = await insider.cli("wait", task_id, "--timeout", "60")
     assert rc == 0, out
     key = await insider.admin.create_api_key("w-evil")
-    evil = await insider.connect_as(key["key"], worker_id="w-evil")
+    evil = await insider.connect_as(key.key, worker_id="w-evil")
     # a worker may write output under its own id only, but for any task id
     await evil.publish(f"dtf.log.{task_id}.1.w-evil", b"all tests passed\n",
                        headers={"Dtf-Stream": "stdout"})
@@ -55,7 +55,7 @@ async def test_the_config_holds_no_plaintext_password_and_the_data_dir_is_privat
 
 async def test_a_data_dir_made_before_is_made_private(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.integration.pytest_dist.conftest import secure_stack
+    from tests.dist import secure_stack
 
     monkeypatch.setenv("DTF_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "stack").mkdir(mode=0o755)

@@ -14,8 +14,8 @@ import msgspec
 import pytest
 
 from dtf_core.spec import TaskSpec
-from tests.integration.pytest_dist.conftest import secure_stack
-from tests.security.conftest import Insider
+from tests.dist import secure_stack
+from tests.security.insider import Insider
 
 pytestmark = pytest.mark.anyio
 # /bin/sh: another account may not be able to run this test's Python (under /root)

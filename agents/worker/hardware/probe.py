@@ -9,7 +9,6 @@ timeout; nothing here raises.
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import shutil
 import subprocess
@@ -120,8 +119,6 @@ PROBE_PAGE = (
 
 def browser(run: Runner = run_tool) -> tuple[list[str], str | None]:
     """Hardware names a headless Chromium offers: "webgpu", "webnn"."""
-    if os.environ.get("DTF_DETECT_BROWSER", "1") == "0":
-        return [], "browser detection off (DTF_DETECT_BROWSER=0)"
     binary = next((b for b in (shutil.which(n) for n in BROWSERS) if b), None)
     if binary is None:
         return [], "no headless browser: no Chromium or Chrome found"

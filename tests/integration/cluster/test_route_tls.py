@@ -17,7 +17,7 @@ import pytest
 from agents.nats.cluster import Node, node_conf
 from agents.nats.server import NatsServer, base_conf_text, free_port
 from agents.nats.tls import TlsFiles, ensure_certs
-from tests.conftest import eventually
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ import pytest
 from agents.auth.natsauth import nkeys
 from agents.auth.natsauth.config import CalloutConfig, new_password
 from agents.nats.server import free_port, port_open, server_binary
-from tests.conftest import eventually
+from tests.helpers import eventually
 from tests.integration.natsauth.harness import AuthedServer
 
 

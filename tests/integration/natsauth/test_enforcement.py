@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any
 
 import anyio
 import nats.errors
@@ -23,6 +22,7 @@ from agents.log import jetstream as jetstream_log
 from agents.nats.lease_consumer import open_lease_consumer
 from dtf_core import commands as cmds
 from dtf_core import subjects
+from dtf_core.replies import TailOpened
 from tests.integration.natsauth.harness import WAIT_S, AuthedServer, harness
 
 pytestmark = pytest.mark.anyio
@@ -259,7 +259,7 @@ async def test_readers_follow_the_event_log_with_several_filters(
         await js.publish("dtf.evt.task.rf1.succeeded", b"3")
         client, rec = await h.connect(role)
 
-        async def api_opens(cmd: cmds.OpenTail) -> Any:
+        async def api_opens(cmd: cmds.OpenTail) -> TailOpened:
             return await queries.open_tail(h.admin, cmd)
 
         log = jetstream_log.JetStreamLog(client, opener=api_opens)

@@ -1,79 +1,13 @@
-"""A secure DTF stack as `dtf up` runs it (control plane, projector, two worker processes
-with one slot each) and a helper that runs `dtf run pytest` on a generated suite."""
+"""The `dist` fixture: a secure stack with two workers (tests/dist.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-import textwrap
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from agents.host.supervisor import Stack
-from agents.nats.server import free_port
-
-RUN_TIMEOUT_S = 90.0
-
-
-@dataclass
-class Dist:
-    url: str
-    token: str
-    tmp: Path
-
-    def suite(self, name: str, files: dict[str, str]) -> Path:
-        root = self.tmp / name
-        (root / "tests").mkdir(parents=True, exist_ok=True)
-        (root / "pytest.ini").write_text("[pytest]\n")
-        for rel, text in files.items():
-            (root / rel).write_text(textwrap.dedent(text))
-        return root
-
-    async def run(self, root: Path, *args: str, env: dict[str, str] | None = None,
-                  command: tuple[str, ...] = ("run", "pytest")) -> tuple[int, str]:
-        full_env = {**os.environ, "DTF_SERVER": self.url, "DTF_TOKEN": self.token,
-                    "DTF_DATA_DIR": str(self.tmp / "nodata"), **(env or {})}
-        full_env.pop("PYTEST_ADDOPTS", None)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cli.main", *command, *args, cwd=root, env=full_env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        try:
-            async with asyncio.timeout(RUN_TIMEOUT_S):
-                out, _ = await proc.communicate()
-        except TimeoutError:
-            proc.kill()
-            raise
-        return proc.returncode or 0, out.decode()
-
-    async def plain(self, root: Path, *args: str) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args, cwd=root,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out, _ = await proc.communicate()
-        return proc.returncode or 0, out.decode()
-
-
-@asynccontextmanager
-async def secure_stack(tmp: Path, workers: int = 2,
-                       task_user: str | None = None) -> AsyncIterator[Dist]:
-    """What `dtf up --workers 2 --slots 1` runs: secure (auth callout, per-role server
-    permissions), control plane, projector and two worker processes."""
-    stack = Stack(data_dir=tmp / "stack", port=free_port(), workers=workers, slots=1,
-                  task_user=task_user)
-    await stack.start()
-    supervisor = asyncio.create_task(stack.supervise())
-    try:
-        await stack.wait_ready()
-        assert stack.creds is not None
-        yield Dist(stack.url, stack.creds.admin.read_text().strip(), tmp)
-    finally:
-        supervisor.cancel()
-        await stack.stop()
+from tests.dist import Dist, secure_stack
 
 
 @pytest.fixture

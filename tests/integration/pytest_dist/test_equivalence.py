@@ -16,7 +16,7 @@ import pytest
 
 from bench.corpus import Run, compare, compare_junit
 from bench.corpus import run as bench_run
-from tests.integration.pytest_dist.conftest import Dist
+from tests.dist import Dist
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.pytest_dist.conftest import Dist, secure_stack
+from tests.dist import Dist, secure_stack
 
 pytestmark = pytest.mark.anyio
 
@@ -308,8 +308,8 @@ async def test_a_session_that_cannot_start_on_the_workers_is_one_error(dist: Dis
 async def test_cancelling_a_running_chunk_stops_its_tests(dist: Dist, tmp_path: Path) -> None:
     """`dtf cancel` of a chunk that is running kills its pytest process (and what the test
     started), ends the task cancelled, and the run reports the chunk's tests as not run."""
-    from tests.conftest import until
     from tests.gates import Gate
+    from tests.helpers import until
 
     gate = Gate(tmp_path / "gate")  # never opened: the test would wait for ever
     started = tmp_path / "started"

@@ -20,7 +20,7 @@ from agents.auth.keyring import Keyring
 from agents.auth.roles import Role
 from agents.auth.tokens import verify
 from dtf_core.errors import InvalidInput
-from tests.unit.security.conftest import NOW, TTL
+from tests.unit.security.crafting import NOW, TTL
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from agents.auth.errors import Unauthenticated
 from agents.auth.jws import b64url_encode
 from agents.auth.keyring import Keyring
 from agents.auth.tokens import verify
-from tests.unit.security.conftest import NOW, craft, good_header
+from tests.unit.security.crafting import NOW, craft, good_header
 
 fuzz = settings(max_examples=300)
 

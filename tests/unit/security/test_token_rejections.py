@@ -18,7 +18,7 @@ from agents.auth.errors import Unauthenticated
 from agents.auth.jws import MAX_TOKEN_BYTES, b64url_encode
 from agents.auth.keyring import Keyring, public_raw
 from agents.auth.tokens import REQUIRED_CLAIMS, issue, verify
-from tests.unit.security.conftest import NOW, TTL, craft, good_claims, good_header, signed
+from tests.unit.security.crafting import NOW, TTL, craft, good_claims, good_header, signed
 
 
 def rejected(token: object, keyring: Keyring, match: str, **kwargs: object) -> None:

@@ -11,7 +11,7 @@ from agents.auth.keyring import Keyring, PublicKeys
 from agents.auth.roles import Role
 from agents.auth.tokens import AUDIENCE, ISSUER, LEEWAY_S, issue, new_token_id, refresh, verify
 from dtf_core.errors import InvalidInput
-from tests.unit.security.conftest import NOW, TTL
+from tests.unit.security.crafting import NOW, TTL
 
 
 def test_roundtrip(keyring: Keyring, token: str) -> None:

@@ -1,0 +1,81 @@
+"""`dtf up`, `dtf agent` and `dtf worker`: the commands that run processes of the stack
+(rather than talk to one). Settings reach the children explicitly, through their argv and
+the environment the supervisor gives each (never by changing this process's)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from agents.host import settings as settings_mod
+from cli import render
+from cli.commands import Ctx
+from dtf_core.errors import InvalidInput
+
+
+def agent(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> int:
+    from agents.host.launch import run_agent
+
+    asyncio.run(run_agent(args.kind, cfg, db_path=args.db, keys_dir=args.keys,
+                          insecure=args.insecure_dev))
+    return 0
+
+
+def worker(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> int:
+    from agents.host.launch import run_worker
+
+    tags = tuple(t for t in args.tags.split(",") if t)
+    asyncio.run(run_worker(cfg, worker_id=args.worker_id, slots=args.slots, tags=tags,
+                           group=args.group, task_user=args.task_user,
+                           credential=ctx.target.credential))
+    return 0
+
+
+def _check_up(args: argparse.Namespace) -> None:
+    if args.workers < 0 or (args.slots is not None and args.slots < 1):
+        raise InvalidInput("--workers must be >= 0 and --slots >= 1")
+    if args.heartbeat_interval is not None and not 0.05 <= args.heartbeat_interval <= 3600:
+        raise InvalidInput("--heartbeat-interval takes 0.05 to 3600 seconds")
+    if args.heartbeat_misses is not None and not 1 <= args.heartbeat_misses <= 1000:
+        raise InvalidInput("--heartbeat-misses takes 1 to 1000")
+    if args.cluster not in (1, 3, 5):
+        raise InvalidInput("--cluster takes 1, 3 or 5 nodes (an odd number keeps a quorum)")
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if args.insecure_dev and not loopback:
+        raise InvalidInput("--insecure-dev listens on loopback only; drop --host")
+    if not loopback and not args.tls and not args.insecure_network:
+        raise InvalidInput(f"--host {args.host} without --tls would send every credential in "
+                           "cleartext over the network: add --tls (workers then need "
+                           "DTF_TLS_CA=<data dir>/tls/ca.pem), or --insecure-network to "
+                           "accept that")
+    if args.task_user:
+        from agents.worker.runner import TaskUser
+
+        TaskUser.lookup(args.task_user)  # refused now, with its reason, not in each worker
+
+
+def up(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> int:
+    from agents.host.launch import run_until_signal
+    from agents.host.supervisor import Stack
+    from agents.host.supervisor import up as run_stack
+
+    _check_up(args)
+    data_dir = args.data_dir or cfg.data_dir_given or ".dtf"  # never the context's
+    stack = Stack(data_dir=Path(data_dir).resolve(), port=args.port,
+                  workers=args.workers, slots=args.slots, insecure=args.insecure_dev,
+                  host=args.host, tls=args.tls, cluster=args.cluster, task_user=args.task_user,
+                  heartbeat_interval=args.heartbeat_interval,
+                  heartbeat_misses=args.heartbeat_misses)
+
+    def ready(s: Stack) -> None:
+        context = settings_mod.write_context(s.url, s.data_dir)
+        render.out(f"DTF ready at {s.url}")
+        if not s.insecure:
+            render.out(f"admin credential: {s.data_dir / 'admin.jwt'} (clients of this "
+                       f"user on this host find it through {context})")
+        sys.stdout.flush()
+
+    asyncio.run(run_until_signal(lambda: run_stack(stack, ready)))
+    return 0

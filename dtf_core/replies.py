@@ -1,0 +1,142 @@
+"""What the api answers, one struct per command and query. The api builds these; the client
+decodes each answer once, into the type its method returns (``agents/wire/client.py``).
+
+Field names are the wire's and ``--json``'s: changing one changes what users' scripts
+read. ``UNSET`` fields are left out of the answer (a compacted row's ``compacted``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from msgspec import UNSET, Struct, UnsetType
+
+from dtf_core.events.worker import Capabilities
+
+
+class TaskSummary(Struct, kw_only=True):
+    """A row of `dtf tasks`. A task that ended long ago and was compacted keeps only its
+    id and status (the other fields are None, and ``compacted`` is True)."""
+
+    id: str
+    type: str | None
+    name: str
+    status: str
+    priority: int | None
+    attempt: int | None
+    worker_id: str | None
+    run_id: str | None
+    submitted_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None
+    error: str
+    last_seq: int | None  # its newest event's position in the log
+    compacted: bool | UnsetType = UNSET
+
+
+class HistoryEntry(Struct, kw_only=True):
+    """One event of a task, as `dtf task` shows it (an undecodable one has no actor)."""
+
+    type: str
+    seq: int
+    time: float
+    actor: str | UnsetType = UNSET
+    data: dict[str, object] | UnsetType = UNSET
+
+
+class TaskDetail(TaskSummary, kw_only=True):
+    spec: dict[str, object]  # as the viewer may read it (environment values hidden)
+    lease_seq: int
+    history: list[HistoryEntry]
+
+
+class WorkerRow(Struct, kw_only=True):
+    id: str
+    hostname: str
+    pid: int
+    session: str
+    state: str
+    scheduling: str  # open, cordoned or draining
+    slots: int
+    running: int
+    capabilities: Capabilities
+    last_seen: float
+
+
+class LeaderClaim(Struct, kw_only=True):
+    holder: str
+    term: int
+    expires_at: float
+
+
+class Status(Struct, kw_only=True):
+    last_seq: int
+    tasks: dict[str, int]
+    workers_alive: int
+    workers: int
+    leaders: dict[str, LeaderClaim]
+    state_hash: str | UnsetType = UNSET
+
+
+class Explanation(Struct, kw_only=True):
+    task_id: str
+    status: str
+    lines: list[str]
+
+
+class TailOpened(Struct, kw_only=True):
+    consumer: str
+    pending: int
+
+
+class CancelResult(Struct, kw_only=True):
+    id: str
+    status: str
+
+
+class WorkerAck(Struct, kw_only=True):
+    worker_id: str
+
+
+class Registered(Struct, kw_only=True):
+    worker_id: str
+    session: str
+    seq: int  # the registration's sequence: the worker's lease consumer starts after it
+
+
+class SchedulingChanged(Struct, kw_only=True):
+    worker_id: str
+    scheduling: Literal["open", "cordoned", "draining"]
+    migrated: list[str]
+
+
+class TokenGranted(Struct, kw_only=True):
+    token: str
+    jti: str
+    exp: int
+
+
+class RevokedToken(Struct, kw_only=True):
+    jti: str
+    revoked: bool
+
+
+class CreatedApiKey(Struct, kw_only=True):
+    key: str
+    key_id: str
+    worker_id: str
+
+
+class RevokedApiKey(Struct, kw_only=True):
+    key_id: str
+    revoked: bool
+
+
+class KeyRotated(Struct, kw_only=True):
+    kid: str
+
+
+class KeyRetired(Struct, kw_only=True):
+    kid: str
+    retired: bool
