@@ -24,6 +24,7 @@ import psutil
 
 from agents.control.scheduler import SchedulerAgent
 from agents.log.memory import MemoryLog
+from dtf_core import scheduling
 from dtf_core.events.task import TaskSubmitted
 from dtf_core.events.worker import Capabilities, WorkerRegistered
 from dtf_core.placement import place
@@ -64,8 +65,10 @@ def run(workers: int, queued: int) -> dict[str, float]:
     rounds = 0
     start = time.perf_counter()
     while len(agent.ready_q):
-        slots = agent._slots()
-        candidates = agent._candidates(sum(s.free for s in slots), 1e12, [])
+        slots = scheduling.slots(agent.board)
+        candidates = scheduling.pick(agent.ready_q, agent.board, sum(s.free for s in slots),
+                                     now=1e12, actor=agent.actor, quotas=agent.quotas,
+                                     policy=agent.policy).tasks
         if not candidates:
             break
         decisions = place(((t.task_id, t.spec.requirements) for t in candidates), slots,

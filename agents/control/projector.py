@@ -8,7 +8,6 @@ projector runs, reads go through it over request/reply on ``dtf.q.projector``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -18,6 +17,7 @@ import anyio
 import anyio.to_thread
 import duckdb
 import msgspec
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -215,12 +215,11 @@ class ProjectorAgent:
         await self._answer(msg, msgspec.json.encode(reply))
 
     async def _stop(self, sub: Any) -> None:
-        for extra in self._subs:
-            with contextlib.suppress(Exception):
+        for extra in [*self._subs, *([sub] if sub is not None else [])]:
+            try:
                 await extra.unsubscribe()
-        if sub is not None:
-            with contextlib.suppress(Exception):  # the NATS connection may be gone already
-                await sub.unsubscribe()
+            except nats.errors.Error as exc:  # the NATS connection may be gone already
+                log.debug("unsubscribing: %r", exc)
         await self.db.close()
 
     async def _project(self) -> None:
@@ -274,8 +273,10 @@ class ProjectorAgent:
             if msg.reply:
                 log.warning("not answering a query into %r: not an inbox", msg.reply[:200])
             return
-        with contextlib.suppress(Exception):
+        try:
             await self.nc.publish(target, data)
+        except nats.errors.Error as exc:
+            log.warning("a query's answer was not sent: %r", exc)
 
 
 async def rebuild(eventlog: EventLog, db_path: str | Path, until_seq: int | None = None) -> str:

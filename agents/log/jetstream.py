@@ -8,13 +8,13 @@ gets a PubAck, so a batch costs one fsync and one round trip.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
@@ -261,9 +261,11 @@ class JetStreamTail:
         (streams hold a bounded number of consumers)."""
         name = getattr(sub, "_consumer", None)
         if name and not self._log.nc.is_closed:
-            with contextlib.suppress(Exception):
+            try:
                 async with asyncio.timeout(RELEASE_WAIT_S):
                     await self._log.js.delete_consumer(self._log.stream, name)
+            except (nats.errors.Error, TimeoutError) as exc:  # it expires on its own
+                log.debug("could not delete consumer %s now: %r", name, exc)
 
     async def __aenter__(self) -> JetStreamTail:
         await self.start()

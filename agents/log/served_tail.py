@@ -13,12 +13,13 @@ heartbeat for a while) it asks for a new consumer from the next stream sequence.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import nats.errors
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from agents.log.jetstream import JetStreamTail, ack_source
 from dtf_core import commands as cmds
@@ -84,8 +85,7 @@ class ServedTail(JetStreamTail):
             res = await self._opener(cmds.OpenTail(stream=self._log.stream, filters=filters,
                                                    start_seq=start, deliver=deliver))
         except BaseException:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await _unsubscribe(sub)
             raise
         old, self._sub = self._sub, sub
         if self._closed:
@@ -93,8 +93,7 @@ class ServedTail(JetStreamTail):
         self._opened_pending = res.pending
         self._heard = asyncio.get_running_loop().time()
         if old is not None:
-            with contextlib.suppress(Exception):
-                await old.unsubscribe()
+            await _unsubscribe(old)
 
     async def _on_raw(self, msg: Msg) -> None:
         headers = msg.headers or {}
@@ -163,3 +162,10 @@ class ServedTail(JetStreamTail):
             self._watch.cancel()
             self._watch = None
         await super().close()
+
+
+async def _unsubscribe(sub: Subscription) -> None:
+    try:
+        await sub.unsubscribe()
+    except nats.errors.Error as exc:  # the connection is gone: so is the subscription
+        log.debug("unsubscribing from %s: %r", sub.subject, exc)

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 
 import msgspec
+import nats.errors
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.aio.client import Client
 
@@ -61,9 +62,11 @@ class Reporter:
 
     async def flush_lines(self) -> None:
         for subject, chunk in self.outbox.take_lines().items():
-            with contextlib.suppress(Exception):
+            try:
                 await self.nc.publish(subject, "".join(chunk).encode(),
                                       headers={"Dtf-Stream": "stdout"})
+            except nats.errors.Error as exc:
+                log.warning("%d output lines of %s lost: %r", len(chunk), subject, exc)
 
     async def _linger(self) -> None:
         """Per-test results wait up to TESTS_LINGER_S for more, as a producer lingers to

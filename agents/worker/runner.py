@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import socket
@@ -21,6 +22,8 @@ from dtf_core.spec import CommandConfig
 OutputSink = Callable[[str, bytes], Awaitable[None]]
 KILL_GRACE_S = 2.0
 CHUNK = 64 * 1024
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -164,8 +167,11 @@ async def run_command(
         _killpg(pgid, signal.SIGKILL)  # nothing of the attempt outlives it
         if not waiter.done():
             await waiter
-        with contextlib.suppress(Exception):
+        try:
             await asyncio.wait_for(pumps, KILL_GRACE_S)
+        except (TimeoutError, OSError) as exc:  # a grandchild may hold the pipes open
+            log.warning("output of pid %d not closed %.0fs after it ended: %r", proc.pid,
+                        KILL_GRACE_S, exc)
     code = proc.returncode
     duration = time.monotonic() - t0
     if kind == "timed_out":

@@ -4,8 +4,8 @@ warnings that come back."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib
+import logging
 import os
 import shutil
 import socket
@@ -19,6 +19,8 @@ import msgspec
 import pytest
 
 from dtf_core.spec import Requirements
+
+log = logging.getLogger(__name__)
 
 # DTF's own options: everything else on the command line goes to the workers' sessions as
 # given, so that they collect and run the tests as plain pytest would here.
@@ -109,7 +111,7 @@ def unserialize_warning(data: dict[str, Any]) -> warnings.WarningMessage:
     """A warning a worker's test raised, rebuilt as pytest-xdist rebuilds it."""
     message: Any = data.get("message_str", "")
     category: Any = None
-    with contextlib.suppress(Exception):
+    try:  # the user's modules, imported by name: whatever their import raises
         if data.get("message_module"):
             cls = getattr(importlib.import_module(data["message_module"]), data["message_class"])
             try:
@@ -119,10 +121,14 @@ def unserialize_warning(data: dict[str, Any]) -> warnings.WarningMessage:
             if message is None:
                 message = Warning(f"{data['message_module']}.{data['message_class']}: "
                                   f"{data.get('message_str', '')}")
-    with contextlib.suppress(Exception):
+    except Exception as exc:  # a user module: any error; the message is shown as sent
+        log.debug("warning class %s not rebuilt: %r", data.get("message_class"), exc)
+    try:
         if data.get("category_module"):
             category = getattr(importlib.import_module(data["category_module"]),
                                data["category_class"])
+    except Exception as exc:  # a user module: any error; UserWarning (or the class) then
+        log.debug("warning category %s not rebuilt: %r", data.get("category_class"), exc)
     if category is None:
         category = type(message) if isinstance(message, Warning) else UserWarning
     return warnings.WarningMessage(message=message, category=category,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from nats.aio.msg import Msg
 
 from agents.worker.agent import WorkerAgent
+from agents.worker.leases import Attempt
 from dtf_core.events.task import TaskLeased, TaskRequeued, TaskSucceeded
 from dtf_core.spec import TaskSpec
 from dtf_core.task import TERMINAL
@@ -23,12 +23,11 @@ class LosesItsFirstLease(WorkerAgent):
 
     lost = False
 
-    async def _on_lease(self, msg: Msg) -> None:
+    def _on_lease(self, attempt: Attempt) -> None:
         if not self.lost:
-            self.lost = True
-            await msg.ack()
+            self.lost = True  # taken off the consumer (acknowledged), then dropped
             return
-        await super()._on_lease(msg)
+        super()._on_lease(attempt)
 
 
 async def test_a_lease_the_worker_never_got_is_requeued(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ a kicked client reconnects, and the callout, asked again, denies it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import json
 import logging
@@ -19,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -114,8 +114,10 @@ class AuthCallout:
         answer = await self.answer(request)
         if answer is None:
             return  # held: the server refuses the client when its wait for an answer ends
-        with contextlib.suppress(Exception):  # the client may be gone: nothing to answer
+        try:
             await msg.respond(answer)
+        except nats.errors.Error as exc:  # the client may be gone: nothing to answer
+            log.debug("could not answer an auth request: %r", exc)
 
     async def answer(self, request: jwt.AuthorizationRequest) -> bytes | None:
         """The signed response to ``request``; None when it is not to be answered at all

@@ -263,8 +263,10 @@ class SessionPool:
         task, self.spare = self.spare, None
         spare = None
         if task is not None:
-            with contextlib.suppress(Exception):
+            try:
                 spare = await task
+            except OSError as exc:
+                log.warning("the spare pytest process did not start (%r); starting one", exc)
         if spare is None or not spare.fits(env):
             if spare is not None:
                 spare.kill()

@@ -164,17 +164,21 @@ class Server:
         return cls(path, reader, writer, _decode_line(raw))
 
     async def _watch(self) -> None:
-        with contextlib.suppress(Exception):
+        try:
             while await self.reader.readline():
                 pass
+        except (OSError, ValueError) as exc:  # the session's end, however it came
+            log.debug("fork server %d: %r", self.pid, exc)
 
     @property
     def alive(self) -> bool:
         return not self.watch.done()
 
     def tell(self, request: dict[str, Any]) -> None:
-        with contextlib.suppress(Exception):
+        try:
             self.writer.write(json.dumps(request).encode() + b"\n")
+        except (OSError, RuntimeError) as exc:  # it died: its run reports that
+            log.debug("fork server %d did not take %s: %r", self.pid, request.get("op"), exc)
 
     def accept(self, collection: str) -> None:
         self.accepted.add(collection)
@@ -186,8 +190,10 @@ class Server:
 
     def detach(self) -> None:
         self.watch.cancel()
-        with contextlib.suppress(Exception):
+        try:
             self.writer.close()
+        except (OSError, RuntimeError) as exc:
+            log.debug("closing fork server %d: %r", self.pid, exc)
 
     async def run(self, node_ids: list[str], on_case: OnCase,
                   child_env: dict[str, Any]) -> ChunkEnd:

@@ -86,12 +86,20 @@ class _Null(io.TextIOBase):
         return False
 
 
+def _note(what: str, exc: BaseException) -> None:
+    """What the session let go of, in its log (its stderr is the worker's session log)."""
+    if sys.__stderr__ is not None:
+        sys.__stderr__.write(f"dtf session: {what}: {exc!r}\n")
+
+
 def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            import ctypes
+        import ctypes
 
+        try:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError) as exc:
+            _note("cannot die with the worker", exc)
 
 
 class ForkServer:
@@ -239,13 +247,15 @@ class ForkServer:
         factory = getattr(self.config, "_tmp_path_factory", None)
         if factory is None:
             return
-        with contextlib.suppress(Exception):
+        try:
             given = factory._given_basetemp
             if given is not None:
                 given.mkdir(parents=True, exist_ok=True)
                 factory._given_basetemp = given / f"dtf-{os.getpid()}"
                 factory._basetemp = None
             self.base = Path(factory.getbasetemp())
+        except (AttributeError, OSError) as exc:  # pytest's internals moved: its default
+            _note("no temporary directory of its own", exc)
 
     def _serve(self, listener: socket.socket) -> dict[str, Any] | None:
         """Serve the workers that attach, forking a child per chunk, until the last one
@@ -365,8 +375,10 @@ class ForkServer:
             return
         self.finished.append(path)
         keep = 3
-        with contextlib.suppress(Exception):
+        try:
             keep = int(self.config.getini("tmp_path_retention_count"))
+        except (ValueError, TypeError) as exc:  # pytest < 7.3 has no such option
+            _note("tmp_path_retention_count", exc)
         while len(self.finished) > keep:
             import shutil
 
@@ -421,8 +433,10 @@ class ForkServer:
         current = getattr(capman, "_global_capturing", None)
         if current is None:
             return
-        with contextlib.suppress(Exception):
+        try:
             current.stop_capturing()
+        except (OSError, ValueError, AssertionError) as exc:  # closed already
+            _note("stopping the server's capture", exc)
         capman._global_capturing = None
         capman.start_global_capturing()
         capman.suspend_global_capture()
@@ -485,9 +499,11 @@ def main() -> int:
     server = ForkServer(proto_in, proto_out, setup, recorder, freshness.collection_digest)
     code = pytest.main(list(setup.get("args") or []), plugins=[server])
     if server.in_child:  # a child ends here, without the server's exit handlers
-        with contextlib.suppress(Exception):
+        try:
             sys.stdout.flush()
             sys.stderr.flush()
+        except (OSError, ValueError) as exc:
+            _note("flushing a child's output", exc)
         os._exit(0)
     return int(code)
 
