@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import nats.errors
+
+from agents.wire.projector import projector_status
 from cli.client_cmds import Target, client, connected, served_log
 from dtf_core import subjects
 from dtf_core.audit import verify
@@ -138,16 +141,15 @@ async def _projection_check(target: Target) -> dict[str, Any]:
 
     async with connected(target) as nc:
         try:
-            msg = await nc.request(subjects.Q_PROJECTOR, b'{"op":"hash"}', timeout=10)
-            live = json.loads(msg.data)
-        except Exception as exc:  # no projector running: say so, do not guess
+            live = await projector_status(nc, "hash", timeout=10)
+        except (nats.errors.Error, msgspec.DecodeError) as exc:  # say so, do not guess
             return {"checked": False, "why": f"no projector answered ({type(exc).__name__})"}
-        if "hash" not in live:
-            return {"checked": False, "why": str(live.get("error", live))}
+        if not isinstance(live.hash, str) or not isinstance(live.last_seq, int):
+            return {"checked": False, "why": str(live.error or live)}
         with tempfile.TemporaryDirectory(prefix="dtf-audit-") as tmp:
             rebuilt = await rebuild(served_log(client(nc, target)), Path(tmp) / "rebuilt.duckdb",
-                                    until_seq=int(live["last_seq"]))
-    return {"checked": True, "equal": rebuilt == live["hash"], "last_seq": live["last_seq"]}
+                                    until_seq=live.last_seq)
+    return {"checked": True, "equal": rebuilt == live.hash, "last_seq": live.last_seq}
 
 
 def parse_at(text: str) -> tuple[str, float]:

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import msgspec
+import nats.errors
 from nats.aio.client import Client
 
 from agents.log.jetstream import JetStreamLog
 from agents.nats.connect import connect
 from agents.wire.client import ApiClient
+from agents.wire.projector import projector_status
 from dtf_core import replies as r
 from dtf_core import subjects
 from dtf_core.errors import InvalidInput
@@ -124,16 +124,15 @@ async def ask(target: Target, question: Callable[[ApiClient], Awaitable[T]]) -> 
         return await question(ApiClient(nc, credential=target.credential))
 
 
-async def status(target: Target) -> tuple[r.Status, dict[str, object]]:
+async def status(target: Target) -> tuple[r.Status, r.ProjectorStatus]:
     """The api's summary, and the projector's position (or why it is not available)."""
     async with connected(target) as nc:
         st = await ApiClient(nc, credential=target.credential).status()
         try:
-            msg = await nc.request(subjects.Q_PROJECTOR, b'{"op":"status"}', timeout=2)
-            projector: dict[str, object] = json.loads(msg.data)
-        except Exception as exc:  # the projector is optional for status: say why it is absent
+            projector = await projector_status(nc)
+        except (nats.errors.Error, msgspec.DecodeError) as exc:  # optional: say why absent
             log.debug("no projector status: %r", exc)
-            projector = {"error": type(exc).__name__}
+            projector = r.ProjectorStatus(error=type(exc).__name__)
         return st, projector
 
 
@@ -144,10 +143,10 @@ async def wait(target: Target, ids: list[str],
         validate_id(i, "task id")
     async with connected(target) as nc:
         api = ApiClient(nc, credential=target.credential)
-        return await _wait_terminal(nc, api, ids, timeout)
+        return await wait_terminal(nc, api, ids, timeout)
 
 
-async def _wait_terminal(
+async def wait_terminal(
     nc: Client, api: ApiClient, ids: list[str], timeout: float | None
 ) -> dict[str, r.TaskSummary]:
     summaries = await api.tasks(ids=ids, limit=max(len(ids), 1))
@@ -176,92 +175,6 @@ async def _wait_terminal(
     return {t.id: t for t in summaries}
 
 
-async def logs(target: Target, task_id: str, follow: bool) -> int:
-    """Print a task's output; with ``follow``, until the task ends and its last attempt's
-    output has been printed (the worker sends the output before it reports)."""
-    validate_id(task_id, "task id")
-    async with connected(target) as nc:
-        api = ApiClient(nc, credential=target.credential)
-        await api.tasks(ids=[task_id], limit=1)  # a clear error for an unknown id
-        eventlog = served_log(api, subjects.LOGS_STREAM)
-        leases = Leases(api, task_id)
-        if not follow:
-            for rec in await eventlog.read([subjects.log_filter(task_id)]):
-                if await leases.wrote(rec.subject):
-                    _write(rec.data, rec.headers)
-            return 0
-        printed = 0
-        progress = asyncio.Event()
-
-        async def printer() -> None:
-            nonlocal printed
-            async with eventlog.tail([subjects.log_filter(task_id)]) as tail:
-                async for batch in tail:
-                    for rec in batch:
-                        if await leases.wrote(rec.subject):
-                            _write(rec.data, rec.headers)
-                    printed = batch[-1].seq
-                    progress.set()
-
-        task = asyncio.create_task(printer())
-        try:
-            final = (await _wait_terminal(nc, api, [task_id], None))[task_id]
-            last = await _last_log_seq(nc, task_id, final.attempt or 0)
-            while printed < last and not task.done():
-                progress.clear()
-                await progress.wait()
-        finally:
-            task.cancel()
-    return 0
-
-
-class Leases:
-    """Which worker held each attempt of a task: only its output is the task's (any
-    worker may write output under its own id, for any task id)."""
-
-    def __init__(self, api: ApiClient, task_id: str) -> None:
-        self.api, self.task_id = api, task_id
-        self.holders: dict[int, str] = {}
-
-    async def wrote(self, log_subject: str) -> bool:
-        parts = log_subject.split(".")
-        if len(parts) != 5 or not parts[3].isdigit():
-            return False
-        attempt, worker = int(parts[3]), parts[4]
-        if attempt not in self.holders:
-            await self._refresh()
-        return self.holders.get(attempt) == worker
-
-    async def _refresh(self) -> None:
-        from dtf_core.events.codec import UndecodableEvent, decode
-        from dtf_core.events.task import TaskLeased
-
-        for rec in await served_log(self.api).read(
-                [f"dtf.evt.task.{self.task_id}.leased.*"]):
-            with contextlib.suppress(UndecodableEvent):
-                event = decode(rec.subject, rec.data)
-                if isinstance(event, TaskLeased):
-                    self.holders[event.attempt] = event.worker_id
-
-
-async def _last_log_seq(nc: Client, task_id: str, attempt: int) -> int:
-    try:
-        msg = await nc.jetstream().get_last_msg(subjects.LOGS_STREAM,
-                                                subjects.attempt_log_filter(task_id, attempt))
-    except Exception:  # no output at all for that attempt (a noop, or nothing printed)
-        return 0
-    return int(msg.seq or 0)
-
-
-def _write(data: bytes, headers: dict[str, str] | None) -> None:
-    if not data:
-        return
-    stream = (headers or {}).get("Dtf-Stream", "stdout")
-    out = sys.stderr if stream == "stderr" else sys.stdout
-    out.buffer.write(data)
-    out.flush()
-
-
 def parse_env(items: list[str]) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in items:
@@ -270,31 +183,6 @@ def parse_env(items: list[str]) -> dict[str, str]:
             raise InvalidInput(f"invalid --env {item!r}: use KEY=VALUE")
         env[key] = value
     return env
-
-
-async def artifacts(target: Target, action: str, run_id: str, name: str | None,
-                    output: str | None, *, as_json: bool = False) -> int:
-    from pathlib import Path
-
-    from agents.nats.artifacts import artifact_name, get_artifact, list_artifacts
-
-    validate_id(run_id, "run id")
-    async with connected(target) as nc:
-        js = nc.jetstream()
-        if action == "list":
-            items = await list_artifacts(js, run_id)
-            if as_json:
-                sys.stdout.write(json.dumps([{"name": n, "size": s} for n, s in items]) + "\n")
-            for n, size in [] if as_json else items:
-                sys.stdout.write(f"{n}\t{size}\n")
-            return 0
-        if name is None:
-            raise InvalidInput("artifacts get needs the artifact's name")
-        data = await get_artifact(js, run_id, artifact_name(name))
-    path = Path(output or name)
-    path.write_bytes(data)  # noqa: ASYNC240 -- the one write, after the connection closed
-    sys.stderr.write(f"wrote {path} ({len(data)} bytes)\n")
-    return 0
 
 
 async def simulate(target: Target, policy_name: str, from_seq: int) -> dict[str, Any]:

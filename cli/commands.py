@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from agents.wire.client import ApiClient
 from cli import client_cmds as cc
-from cli import render
+from cli import output_cmds, render
 from cli.args import parse_ttl, specs_from_args
 from dtf_core import replies as r
 from dtf_core.errors import InvalidInput, NotFound
@@ -88,7 +88,7 @@ def explain(args: argparse.Namespace, ctx: Ctx) -> int:
 
 
 def artifacts(args: argparse.Namespace, ctx: Ctx) -> int:
-    return asyncio.run(cc.artifacts(ctx.target, args.action, args.run_id, args.name,
+    return asyncio.run(output_cmds.artifacts(ctx.target, args.action, args.run_id, args.name,
                                     args.output, as_json=args.json))
 
 
@@ -121,7 +121,7 @@ def workers(args: argparse.Namespace, ctx: Ctx) -> int:
 
 
 def logs(args: argparse.Namespace, ctx: Ctx) -> int:
-    return asyncio.run(cc.logs(ctx.target, args.id, args.follow))
+    return asyncio.run(output_cmds.logs(ctx.target, args.id, args.follow))
 
 
 def cancel(args: argparse.Namespace, ctx: Ctx) -> int:

@@ -115,10 +115,10 @@ def secret(res: Secret) -> None:
     sys.stderr.write(fields(about) + "\n")
 
 
-def status(st: replies.Status, projector: Mapping[str, object]) -> str:
+def status(st: replies.Status, projector: replies.ProjectorStatus) -> str:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(st.tasks.items())) or "none"
-    projected = (f"{projector['last_seq']}" if "last_seq" in projector
-                 else f"unavailable ({projector.get('error', '?')})")
+    projected = (f"{projector.last_seq}" if isinstance(projector.last_seq, int)
+                 else f"unavailable ({projector.error or '?'})")
     lines = [f"tasks: {counts}", f"workers alive: {st.workers_alive}",
              f"log position: {st.last_seq}", f"projected to: {projected}"]
     lines += [f"{role} leader: {claim.holder} (term {claim.term})"
@@ -126,8 +126,8 @@ def status(st: replies.Status, projector: Mapping[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def status_json(st: replies.Status, projector: Mapping[str, object]) -> None:
-    emit_json({**msgspec.to_builtins(st), "projector": projector})
+def status_json(st: replies.Status, projector: replies.ProjectorStatus) -> None:
+    emit_json({**msgspec.to_builtins(st), "projector": msgspec.to_builtins(projector)})
 
 
 def waited(final: Mapping[str, replies.TaskSummary], ids: Sequence[str]) -> str:

@@ -140,3 +140,21 @@ class KeyRotated(Struct, kw_only=True):
 class KeyRetired(Struct, kw_only=True):
     kid: str
     retired: bool
+
+
+class ProjectorStatus(Struct, kw_only=True):
+    """What the projector answers on ``dtf.q.projector`` (JSON): its read position, and the
+    tables' row counts (``status``) or a hash of their rows (``hash``); or why not."""
+
+    last_seq: int | UnsetType = UNSET
+    counts: dict[str, int] | UnsetType = UNSET
+    hash: str | UnsetType = UNSET
+    error: str | UnsetType = UNSET
+
+
+class Durations(Struct, kw_only=True):
+    """The median passing duration of each test asked about (``dtf.q.test_durations``)."""
+
+    ok: bool
+    result: dict[str, float] | UnsetType = UNSET
+    error: str | UnsetType = UNSET

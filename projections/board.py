@@ -151,9 +151,6 @@ class Board:
         if new.status in LIVE:
             self.leases_by_worker.setdefault(new.worker_id, set()).add(new.task_id)
 
-    def live_leases(self, worker_id: str) -> list[TaskState]:
-        return [self.tasks[t] for t in self.leases_by_worker.get(worker_id, ())]
-
     def note_stray(self, seq: int, subject: str) -> None:
         """A message on an aggregate's subjects that is not an event: junk that anyone
         with a way to publish there put on the log (a redirected reply, a bad client). It is

@@ -1,14 +1,14 @@
 """The DuckDB tables folded from the log: their schema, the rows each event changes, and
 one transaction per batch that stores those rows together with the last applied sequence.
 
-Row building is pure. ``write_batch``, ``create_tables``, ``read_last_seq`` and ``table_hash``
-take an open DuckDB connection and do nothing else. Table and column names are constants.
+Row building is pure. ``write_batch``, ``create_tables`` and ``read_last_seq`` take an open
+DuckDB connection and do nothing else (reads.py reads the tables back). Table and column
+names are constants.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -119,50 +119,12 @@ _CREATE_META = ("CREATE TABLE IF NOT EXISTS " + META + " (" + META_TABLE.columns
 _DELETE_META = "DELETE FROM " + META  # noqa: S608
 _SET_META = "INSERT INTO " + META + " VALUES (?, ?)"  # noqa: S608
 _READ_LAST_SEQ = "SELECT value FROM " + META + " WHERE key = ?"  # noqa: S608
-_COUNT = {t.name: "SELECT count(*) FROM " + t.name for t in TABLES}  # noqa: S608
-_ALL_ROWS = {t.name: "SELECT * FROM " + t.name + " ORDER BY " + ", ".join(t.key)  # noqa: S608
-             for t in TABLES}
-
-
-_DURATIONS = (
-    "SELECT test_id, median(execution_time) FROM " + TEST_RESULTS  # noqa: S608
-    + " WHERE kind = 'test' AND success AND test_id IN (SELECT unnest(?::VARCHAR[]))"
-    + " GROUP BY test_id"
-)
-
-
-def median_durations(con: duckdb.DuckDBPyConnection, node_ids: list[str]) -> dict[str, float]:
-    """The median duration of each test's passing runs (parameterised: ids are data)."""
-    rows = con.execute(_DURATIONS, [node_ids]).fetchall()
-    return {str(k): float(v) for k, v in rows if v is not None}
 
 
 def read_last_seq(con: duckdb.DuckDBPyConnection) -> int:
     # fetchall, not fetchone: DuckDB 2 keeps an unfinished result open on the connection.
     rows = con.execute(_READ_LAST_SEQ, [LAST_SEQ_KEY]).fetchall()
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0
-
-
-def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for table in TABLES:
-        rows = con.execute(_COUNT[table.name]).fetchall()
-        counts[table.name] = int(rows[0][0])
-    return counts
-
-
-def table_hash(con: duckdb.DuckDBPyConnection, chunk: int = 10_000) -> str:
-    """A hash of every projected row in key order; ``dtf_meta`` (the read position) is left
-    out so that two databases at the same position compare by their rows alone."""
-    h = hashlib.sha256()
-    for table in TABLES:
-        h.update(f"\x00{table.name}\x00".encode())
-        cur = con.execute(_ALL_ROWS[table.name])
-        while rows := cur.fetchmany(chunk):
-            for row in rows:
-                h.update(repr(row).encode())
-                h.update(b"\n")
-    return h.hexdigest()
 
 
 # --- the writer -------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -23,27 +22,24 @@ from nats.aio.msg import Msg
 
 from agents.auth.natsauth.permissions import reply_target
 from agents.control import faults
+from agents.control.duckdb_thread import DuckDBThread, to_the_end
 from agents.log.fold import jetstream_dead_letter
 from agents.log.port import EventLog, Record
 from dtf_core import subjects
-from dtf_core.errors import DTFError, InvalidInput, Unavailable
+from dtf_core.errors import DTFError, InvalidInput
 from dtf_core.events.codec import UndecodableEvent, decode
+from dtf_core.replies import Durations, ProjectorStatus
 from dtf_core.spec import NODE_ID_MAX
+from projections.reads import median_durations, table_counts, table_hash
 from projections.tables import (
     TableWriter,
-    create_tables,
-    median_durations,
     read_last_seq,
-    table_counts,
-    table_hash,
     write_batch,
 )
 
 log = logging.getLogger(__name__)
 
 AGENT = "projector"
-HARDENED: dict[str, str | bool | int | float | list[str]] = {
-    "enable_external_access": False, "lock_configuration": True}
 QUEUE_GROUP = "dtf-projector"
 # A live run brings events a few at a time, and each batch is a DuckDB transaction: at the
 # end of the log, after a small batch, wait a moment so that the next one carries more
@@ -61,17 +57,6 @@ _query_decoder = msgspec.json.Decoder(Query)
 _encoder = msgspec.json.Encoder()
 
 
-def open_db(path: Path) -> duckdb.DuckDBPyConnection:
-    try:
-        # Defence in depth: the projector's connection can reach no file or URL but its own
-        # database, and nothing can switch that back on.
-        con = duckdb.connect(str(path), config=HARDENED)
-    except duckdb.IOException as exc:  # most often: another process holds the file
-        raise Unavailable(f"cannot open {path}: {exc}") from None
-    create_tables(con)
-    return con
-
-
 class DurationsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     node_ids: Annotated[list[Annotated[str, msgspec.Meta(max_length=NODE_ID_MAX)]],
                         msgspec.Meta(max_length=5000)]
@@ -80,10 +65,10 @@ class DurationsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 _durations_decoder = msgspec.json.Decoder(DurationsQuery)
 
 
-def answer(con: duckdb.DuckDBPyConnection, op: str) -> dict[str, Any]:
+def answer(con: duckdb.DuckDBPyConnection, op: str) -> ProjectorStatus:
     if op == "hash":
-        return {"hash": table_hash(con), "last_seq": read_last_seq(con)}
-    return {"last_seq": read_last_seq(con), "counts": table_counts(con)}
+        return ProjectorStatus(hash=table_hash(con), last_seq=read_last_seq(con))
+    return ProjectorStatus(last_seq=read_last_seq(con), counts=table_counts(con))
 
 
 def fold_records(writer: TableWriter, records: list[Record]) -> list[tuple[Record, str]]:
@@ -105,72 +90,6 @@ def fold_records(writer: TableWriter, records: list[Record]) -> list[tuple[Recor
             failures.append((rec, f"fold failed: {exc!r}"))
             writer.skip(rec.seq)
     return failures
-
-
-async def _to_the_end(aw: Awaitable[T]) -> T:
-    """Await ``aw`` in its own task so that cancelling the caller (even twice) cannot cut it
-    short; the caller's cancellation is delivered once it is done."""
-    task = asyncio.ensure_future(aw)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = cancelled or not task.done()
-    if cancelled:
-        raise asyncio.CancelledError
-    return task.result()
-
-
-class DuckDBThread:
-    """One DuckDB connection, used by one worker thread at a time in call order.
-
-    Each call lives in its own task that holds the limiter until the thread returns, so a
-    cancelled caller never leaves a DuckDB call running while the next one (or the close)
-    starts on the same connection.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._limiter = anyio.CapacityLimiter(1)
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    async def open(self) -> None:
-        con = await self._in_thread(open_db, self.path)
-        self._con = con
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(connection, *args)`` in the DuckDB thread."""
-
-        def call() -> T:
-            if self._con is None:
-                raise Unavailable("the projector's database is closed")
-            return fn(self._con, *args)
-
-        return await self._in_thread(call)
-
-    async def close(self) -> None:
-        """Close after the calls already queued; finishes even if the caller is cancelled."""
-
-        def close() -> None:
-            con, self._con = self._con, None
-            if con is not None:
-                con.close()
-
-        await _to_the_end(self._in_thread(close))
-
-    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        coro: Coroutine[Any, Any, T] = anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return await asyncio.shield(task)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved here too, for a caller that was cancelled meanwhile
 
 
 class ProjectorAgent:
@@ -199,20 +118,21 @@ class ProjectorAgent:
                 subjects.Q_TEST_DURATIONS, queue=QUEUE_GROUP, cb=self._on_durations))
             await self._project()
         finally:
-            await _to_the_end(self._stop(sub))
+            await to_the_end(self._stop(sub))
 
     async def _on_durations(self, msg: Msg) -> None:
         """Median passing duration per test node id (``dtf run pytest`` splits by them)."""
-        reply: dict[str, Any]
+        reply: Durations
         try:
             query = _durations_decoder.decode(msg.data)
-            reply = {"ok": True, "result": await self.db.call(median_durations, query.node_ids)}
+            reply = Durations(ok=True,
+                              result=await self.db.call(median_durations, query.node_ids))
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            reply = {"ok": False, "error": f"invalid request: {exc}"}
+            reply = Durations(ok=False, error=f"invalid request: {exc}")
         except Exception as exc:  # one broad except per request: answer, never crash
             log.exception("durations query failed")
-            reply = {"ok": False, "error": f"internal error: {exc!r}"}
-        await self._answer(msg, msgspec.json.encode(reply))
+            reply = Durations(ok=False, error=f"internal error: {exc!r}")
+        await self._answer(msg, _encoder.encode(reply))
 
     async def _stop(self, sub: Any) -> None:
         for extra in [*self._subs, *([sub] if sub is not None else [])]:
@@ -252,17 +172,17 @@ class ProjectorAgent:
             self.writer.stored(pending)
 
     async def _on_query(self, msg: Msg) -> None:
-        reply: dict[str, Any]
+        reply: ProjectorStatus
         try:
             query = _query_decoder.decode(msg.data)
             reply = await self.db.call(answer, query.op)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            reply = {"error": f"invalid request: {exc}"}
+            reply = ProjectorStatus(error=f"invalid request: {exc}")
         except DTFError as exc:
-            reply = {"error": str(exc)}
+            reply = ProjectorStatus(error=str(exc))
         except Exception as exc:  # one broad except per request: answer, never crash
             log.exception("projector query failed")
-            reply = {"error": f"internal error: {exc!r}"}
+            reply = ProjectorStatus(error=f"internal error: {exc!r}")
         await self._answer(msg, _encoder.encode(reply))
 
     async def _answer(self, msg: Msg, data: bytes) -> None:

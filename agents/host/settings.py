@@ -1,20 +1,26 @@
-"""Settings: one frozen struct from ``DTF_*`` environment variables, read in one place.
+"""Settings: one frozen struct, read in one place, from (first wins) the command line,
+``DTF_*`` environment variables, ``./dtf.toml`` or the ``[tool.dtf]`` table of
+``./pyproject.toml``, the user's context (the last `dtf up`), and defaults.
 
 Every ``DTF_*`` variable is read here, by the process's entry point (`dtf ...`), and the
 values are passed down explicitly: agents and workers never read the environment.
+docs/settings.md lists them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from msgspec import Struct
 
 from dtf_core.errors import InvalidInput
 
+N = TypeVar("N", int, float)
 DEFAULT_SERVER = "nats://127.0.0.1:4222"
 
 
@@ -68,10 +74,51 @@ def write_context(server: str, data_dir: Path, env: Mapping[str, str] | None = N
     return path
 
 
-def load(env: Mapping[str, str] | None = None, server: str | None = None) -> Settings:
+# What a settings file may set: its keys are the variables' names without DTF_, in
+# lower case (``heartbeat_interval = 0.5``; ``quotas = {alice = 4}``). Credentials are not
+# among them but for a file's path: a token does not belong in a file kept with the code.
+FILE_KEYS = ("server", "data_dir", "heartbeat_interval", "heartbeat_misses", "log_level",
+             "token_file", "tls_ca", "policy", "lead", "quotas", "cache_dir",
+             "detect_browser")
+
+
+def file_settings(directory: Path) -> dict[str, str]:
+    """``dtf.toml``, or else ``[tool.dtf]`` in ``pyproject.toml``, in ``directory``, as
+    the ``DTF_*`` variables they stand for."""
+    table: object = {}
+    source = directory / "dtf.toml"
+    try:
+        if source.is_file():
+            table = tomllib.loads(source.read_text())
+        elif (directory / "pyproject.toml").is_file():
+            source = directory / "pyproject.toml"
+            table = tomllib.loads(source.read_text()).get("tool", {}).get("dtf", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidInput(f"cannot read settings from {source}: {exc}") from None
+    if not isinstance(table, dict):
+        raise InvalidInput(f"{source}: [tool.dtf] must be a table")
+    unknown = sorted(set(table) - set(FILE_KEYS))
+    if unknown:
+        raise InvalidInput(f"{source}: unknown setting {', '.join(unknown)} (known: "
+                           f"{', '.join(FILE_KEYS)})")
+    return {f"DTF_{key.upper()}": _as_env(value) for key, value in table.items()}
+
+
+def _as_env(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def load(env: Mapping[str, str] | None = None, server: str | None = None,
+         directory: Path | None = None) -> Settings:
     """``server``: a --server given on the command line. The user's context (the last
-    `dtf up` on this host) applies when no server is named, or when it names that one."""
-    env = os.environ if env is None else env
+    `dtf up` on this host) applies when no server is named, or when it names that one.
+    ``directory``: where a settings file is looked for (the current one)."""
+    env = {**file_settings(directory or Path.cwd()),
+           **(os.environ if env is None else env)}
     server = server or env.get("DTF_SERVER") or None
     context = read_context(env)
     if server is not None and context.get("server") != server:
@@ -80,8 +127,8 @@ def load(env: Mapping[str, str] | None = None, server: str | None = None) -> Set
         return Settings(
             server=server or context.get("server") or DEFAULT_SERVER,
             data_dir=env.get("DTF_DATA_DIR") or _data_dir(context),
-            heartbeat_interval=float(env.get("DTF_HEARTBEAT_INTERVAL", "1.0")),
-            heartbeat_misses=int(env.get("DTF_HEARTBEAT_MISSES", "5")),
+            heartbeat_interval=_number(env, "DTF_HEARTBEAT_INTERVAL", 1.0, float),
+            heartbeat_misses=_number(env, "DTF_HEARTBEAT_MISSES", 5, int),
             log_level=env.get("DTF_LOG_LEVEL", "INFO").upper(),
             token=env.get("DTF_TOKEN") or None,
             token_file=env.get("DTF_TOKEN_FILE") or None,
@@ -97,6 +144,16 @@ def load(env: Mapping[str, str] | None = None, server: str | None = None) -> Set
         )
     except ValueError as exc:
         raise InvalidInput(f"invalid DTF_* setting: {exc}") from None
+
+
+def _number(env: Mapping[str, str], name: str, default: N, kind: type[N]) -> N:
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        raise InvalidInput(f"{name}={text!r} is not a number") from None
 
 
 def _data_dir(context: Mapping[str, str]) -> str:

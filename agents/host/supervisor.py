@@ -28,6 +28,7 @@ from agents.nats.connect import connect, ensure_streams
 from agents.nats.server import NatsServer, base_conf_text
 from agents.nats.tls import TlsFiles, ensure_certs
 from agents.wire.client import ApiClient
+from agents.wire.projector import projector_status
 from dtf_core import subjects
 from dtf_core.errors import DTFError, InvalidInput, Unavailable
 
@@ -281,8 +282,8 @@ class Stack:
                     status = await api.status()
                     ours = [w for w in await api.workers()
                             if w.state == "alive" and w.id.startswith("local-")]
-                    proj = await nc.request("dtf.q.projector", b'{"op":"status"}', timeout=2.0)
-                    if len(ours) >= self.workers and b"last_seq" in proj.data and status:
+                    proj = await projector_status(nc)
+                    if len(ours) >= self.workers and isinstance(proj.last_seq, int) and status:
                         return
                 except (DTFError, Exception) as exc:  # not up yet: any failure means "wait"
                     log.debug("not ready yet: %s", exc)

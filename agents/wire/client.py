@@ -1,142 +1,26 @@
-"""The client side of the api: typed calls over NATS request/reply."""
+"""The api's client: one typed method per command and query. Each answer is decoded once,
+here, into the type its method returns (``dtf_core/replies.py``)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 import uuid
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
-from nats.aio.client import Client
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 
-from agents.auth.errors import Forbidden, Unauthenticated
+from agents.wire.requests import Requester
 from dtf_core import commands as cmds
 from dtf_core import replies as r
-from dtf_core import subjects
 from dtf_core.commands import ManageAction, SubmitResult
-from dtf_core.errors import Conflict, DTFError, InvalidInput, NotFound, Refused, Unavailable
+from dtf_core.errors import Unavailable
 from dtf_core.ids import child_id
 from dtf_core.spec import TaskSpec
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
-
 SUBMIT_CHUNK = 1000
-DENIAL_CHECK_S = 0.05
-AUTH_HEADER = "Authorization"
-# A request that got no answer (the connection dropped, or the api that had it died) is
-# sent again after these pauses, when sending it twice changes nothing: queries, cancels,
-# and submissions whose task ids the client fixed before the first send.
-# A failover (a new stream leader elected, a standby api) takes a few seconds; the client
-# keeps resending for RESEND_WINDOW_S, pausing a little longer each time.
-RESEND_WINDOW_S = 20.0
-RESEND_MAX_PAUSE_S = 1.0
-RESENDABLE = (cmds.SubmitTasks, cmds.CancelTask, cmds.ListTasks, cmds.GetTask,
-              cmds.ListWorkers, cmds.GetStatus, cmds.ExplainTask, cmds.GetSecrets)
-_SUBJECTS: dict[type, str] = {
-    cmds.SubmitTasks: subjects.CMD_SUBMIT,
-    cmds.CancelTask: subjects.CMD_CANCEL,
-    cmds.ReportResults: subjects.CMD_REPORT,
-    cmds.RegisterWorker: subjects.CMD_REGISTER,
-    cmds.StopWorker: subjects.CMD_WORKER_STOP,
-    cmds.UpdateCapabilities: subjects.CMD_CAPABILITIES,
-    cmds.IssueToken: "dtf.cmd.auth.issue",
-    cmds.RevokeToken: "dtf.cmd.auth.revoke",
-    cmds.RefreshToken: "dtf.cmd.auth.refresh",
-    cmds.CreateApiKey: "dtf.cmd.auth.apikey_create",
-    cmds.RevokeApiKey: "dtf.cmd.auth.apikey_revoke",
-    cmds.RotateKey: "dtf.cmd.auth.key_rotate",
-    cmds.RetireKey: "dtf.cmd.auth.key_retire",
-    cmds.ListTasks: subjects.Q_TASKS,
-    cmds.GetTask: subjects.Q_TASK,
-    cmds.ListWorkers: subjects.Q_WORKERS,
-    cmds.GetStatus: subjects.Q_STATUS,
-    cmds.ExplainTask: subjects.Q_EXPLAIN,
-    cmds.OpenTail: subjects.Q_TAIL,
-    cmds.GetSecrets: subjects.Q_SECRETS,
-    cmds.ManageWorker: subjects.CMD_WORKER_MANAGE,
-}
-_ERRORS: dict[str, type[DTFError]] = {
-    "invalid": InvalidInput,
-    "not_found": NotFound,
-    "refused": Refused,
-    "conflict": Conflict,
-    "unavailable": Unavailable,
-    "unauthenticated": Unauthenticated,
-    "forbidden": Forbidden,
-}
 
 
-class NoApi(Unavailable):
-    """Nothing serves the api at all: said at once, not after the resend window."""
-
-
-class ApiClient:
-    """``credential``: a token or worker API key, sent as ``Authorization: Bearer``."""
-
-    def __init__(self, nc: Client, timeout: float = 10.0, credential: str | None = None) -> None:
-        self.nc = nc
-        self.timeout = timeout
-        self.headers = {AUTH_HEADER: f"Bearer {credential}"} if credential else None
-
-    async def call(self, cmd: cmds.Command, timeout: float | None = None) -> msgspec.Raw:
-        """Send ``cmd``; its answer, still encoded (``ask`` decodes it)."""
-        if not isinstance(cmd, RESENDABLE):
-            return await self._call_once(cmd, timeout)
-        deadline = time.monotonic() + RESEND_WINDOW_S
-        pause = 0.1
-        while True:
-            try:
-                return await self._call_once(cmd, timeout)
-            except Unavailable as exc:
-                if isinstance(exc, NoApi) or time.monotonic() + pause > deadline:
-                    raise
-                log.info("no answer to %s (%s); sending it again", type(cmd).__name__, exc)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, RESEND_MAX_PAUSE_S)
-
-    async def _call_once(self, cmd: cmds.Command,
-                         timeout: float | None = None) -> msgspec.Raw:
-        subject = _SUBJECTS[type(cmd)]
-        try:
-            msg = await self._request(subject, cmds.encode(cmd), timeout or self.timeout)
-        except NoRespondersError:
-            raise NoApi("no api agent is running (is `dtf up` running?)") from None
-        except NatsTimeout:
-            denied = getattr(self.nc, "denied", None)
-            if denied is not None and denied(subject):
-                raise Forbidden(f"forbidden: the server refused your publish to {subject}"
-                                ) from None
-            raise Unavailable(f"the api agent did not answer {subject} in time") from None
-        reply = cmds.decode_reply(msg.data)
-        if not reply.ok:
-            raise _ERRORS.get(reply.code, DTFError)(reply.error)
-        return reply.result
-
-    async def _request(self, subject: str, data: bytes, timeout: float) -> Any:
-        """A request that fails at once, not at the timeout, when the server refuses the
-        publish (a role without permission for ``subject``)."""
-        denied = getattr(self.nc, "denied", None)
-        request = asyncio.ensure_future(
-            self.nc.request(subject, data, timeout=timeout, headers=self.headers))
-        if denied is None:
-            return await request
-        try:
-            while True:
-                done, _ = await asyncio.wait({request}, timeout=DENIAL_CHECK_S)
-                if done:
-                    return request.result()
-                if denied(subject):
-                    raise Forbidden(f"forbidden: your credential may not send {subject} "
-                                    "(the server refused it)")
-        finally:
-            if not request.done():
-                request.cancel()
-
+class ApiClient(Requester):
     async def ask(self, cmd: cmds.Command, into: type[T], timeout: float | None = None) -> T:
         """Send ``cmd`` and decode its answer into ``into``: the one place answers are
         decoded (a malformed answer is an error here, not a KeyError later)."""

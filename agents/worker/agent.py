@@ -15,15 +15,15 @@ from typing import Any
 
 import msgspec
 import nats.errors
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.aio.client import Client
 
 from agents.auth.keyfiles import ensure_private_dir, load_or_create_private_key_file
 from agents.auth.signing import public_key_bytes
 from agents.wire.client import ApiClient
 from agents.worker.attempts import AttemptRunner
-from agents.worker.capabilities import detect
+from agents.worker.capabilities import detect, with_browsers
 from agents.worker.gpu_slots import GpuSlots
-from agents.worker.hardware import probe
 from agents.worker.heartbeats import beat_forever
 from agents.worker.leases import Attempt, LeaseIntake
 from agents.worker.pytest.pool import SessionPool
@@ -31,7 +31,6 @@ from agents.worker.reporter import Reporter
 from agents.worker.runner import TaskUser
 from dtf_core import commands as cmds
 from dtf_core.errors import DTFError, Unavailable
-from dtf_core.events.task import TaskLeased
 from dtf_core.ids import validate_id
 from dtf_core.placement import overcommit
 from dtf_core.replies import Registered
@@ -44,9 +43,30 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "dtf"
 
 
+def signing_key(key_dir: Path | None, worker_id: str) -> Ed25519PrivateKey | None:
+    """Reports are signed (one signature per batch) with this worker's key, kept in a
+    0600 file and registered by its public half."""
+    if key_dir is None:
+        return None
+    ensure_private_dir(key_dir)
+    return load_or_create_private_key_file(key_dir / f"{worker_id}.key")
+
+
 def default_worker_id() -> str:
     host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())
     return f"{host[:40] or 'worker'}-{os.getpid()}"
+
+
+async def register(api: ApiClient, cmd: cmds.RegisterWorker) -> Registered:
+    """Register this session, waiting for an api to answer (it may start after us)."""
+    delay = 0.1
+    while True:
+        try:
+            return await api.register(cmd, timeout=5.0)
+        except Unavailable as exc:
+            log.info("waiting for the api to register: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 class WorkerAgent:
@@ -77,13 +97,7 @@ class WorkerAgent:
         self.capabilities = msgspec.structs.replace(detect(tags, browsers=False), group=group)
         self.slots = slots or self.capabilities.cpu_count
         self.gpu_slots = GpuSlots(self.capabilities.gpus)
-        # Reports are signed (one signature per batch) with this worker's key, kept in a
-        # 0600 file and registered by its public half.
-        self.signing_key = None
-        if signing_key_dir is not None:
-            ensure_private_dir(signing_key_dir)
-            self.signing_key = load_or_create_private_key_file(
-                signing_key_dir / f"{self.worker_id}.key")
+        self.signing_key = signing_key(signing_key_dir, self.worker_id)
         self.heartbeat_interval = heartbeat_interval
         cache_dir = cache_dir or default_cache_dir()
         # Tasks as another account (--task-user): they cannot read the stack's credentials.
@@ -101,25 +115,13 @@ class WorkerAgent:
         self._tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
 
-    async def _register(self) -> Registered:
-        cmd = cmds.RegisterWorker(
+    async def run(self) -> None:
+        self.pytest.keep_spare()
+        await register(self.api, cmds.RegisterWorker(
             worker_id=self.worker_id, session=self.session, hostname=socket.gethostname(),
             pid=os.getpid(), slots=self.slots, capabilities=self.capabilities,
             signing_key=(public_key_bytes(self.signing_key.public_key())
-                         if self.signing_key is not None else None),
-        )
-        delay = 0.1
-        while True:
-            try:
-                return await self.api.register(cmd, timeout=5.0)
-            except Unavailable as exc:
-                log.info("waiting for the api to register: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    async def run(self) -> None:
-        self.pytest.keep_spare()
-        await self._register()
+                         if self.signing_key is not None else None)))
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(beat_forever(
@@ -144,24 +146,22 @@ class WorkerAgent:
 
     async def _detect_browsers(self) -> None:
         """Browser features, found after registering, join the capabilities by an event."""
-        web, note = await asyncio.to_thread(probe.browser)
-        if note:
-            log.info("capabilities: %s", note)
-        hardware = self.capabilities.hardware
-        if not set(web) - set(hardware):
+        caps, added = await asyncio.to_thread(with_browsers, self.capabilities)
+        if not added:
             return
-        self.capabilities = msgspec.structs.replace(
-            self.capabilities, hardware=(*hardware, *(w for w in web if w not in hardware)))
+        self.capabilities = caps
         try:
             await self.api.update_capabilities(cmds.UpdateCapabilities(
-                worker_id=self.worker_id, session=self.session, capabilities=self.capabilities))
-            log.info("capabilities: %s added after registering", ", ".join(web))
+                worker_id=self.worker_id, session=self.session, capabilities=caps))
+            log.info("capabilities: %s added after registering", ", ".join(added))
         except DTFError as exc:  # placement goes on without them; said in the log
-            log.warning("could not add the browser capabilities %s: %s", web, exc)
+            log.warning("could not add the browser capabilities %s: %s", added, exc)
 
     def _on_lease(self, attempt: Attempt) -> None:
         lease = attempt.lease
-        declined = self._overcommit(lease)
+        running = [a.lease.spec.requirements for a in self.running.values() if a.lease.spec]
+        declined = overcommit(running, lease.spec.requirements, self.slots,
+                              self.capabilities) if lease.spec else ""  # reservations hold
         if declined:
             log.warning("declining the lease of %s: %s", lease.task_id, declined)
             self._report(attempt, "declined", error=declined)
@@ -185,13 +185,6 @@ class WorkerAgent:
         running = self.running.get(task_id)
         if running is not None:
             running.cancel.set()
-
-    def _overcommit(self, lease: TaskLeased) -> str:
-        """The worker enforces the reservations of what runs here too."""
-        if lease.spec is None:
-            return ""
-        running = [a.lease.spec.requirements for a in self.running.values() if a.lease.spec]
-        return overcommit(running, lease.spec.requirements, self.slots, self.capabilities)
 
     def _report(self, attempt: Attempt, kind: str, **fields: Any) -> None:
         if self.stopping:

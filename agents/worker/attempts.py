@@ -40,6 +40,21 @@ MAX_ERROR = 16 * 1024
 Report = Callable[..., None]  # (attempt, kind, **report fields)
 
 
+async def until_cancelled(attempt: Attempt, coro: Coroutine[Any, Any, T]) -> T | None:
+    """What ``coro`` returns, or None when the attempt is cancelled first."""
+    task = asyncio.ensure_future(coro)
+    cancel = asyncio.ensure_future(attempt.cancel.wait())
+    try:
+        await asyncio.wait({task, cancel}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        cancel.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return None if task.cancelled() else task.result()
+
+
 @dataclass
 class AttemptRunner:
     """What running an attempt needs of its worker. ``report(attempt, kind, **fields)``
@@ -138,7 +153,7 @@ class AttemptRunner:
                 self.pytest.prepare(spec)
                 node_ids, collection = list(cfg.node_ids), ""
                 if not node_ids:
-                    got = await self._wait_cancellable(
+                    got = await until_cancelled(
                         attempt, self.plans.chunk(self.js, cfg.plan or "", cfg.chunk,
                                                   wait=PLAN_WAIT_S))
                     if got is None:
@@ -149,7 +164,7 @@ class AttemptRunner:
                     await ended("succeeded", exit_code=0)
                     return
                 # A cancel kills the chunk's process and what it started.
-                errors = await self._wait_cancellable(attempt, self.pytest.run_chunk(
+                errors = await until_cancelled(attempt, self.pytest.run_chunk(
                     spec, node_ids, on_case, run_id=cfg.run or lease.task_id, workers=cfg.workers,
                     collection=collection))
                 if errors is None:
@@ -174,21 +189,6 @@ class AttemptRunner:
             summary += f"; {len(errors)} collection errors on the worker"
         await ended("failed" if bad or errors else "succeeded",
                     exit_code=1 if bad or errors else 0, error=summary if bad else "")
-
-    async def _wait_cancellable(self, attempt: Attempt,
-                                coro: Coroutine[Any, Any, T]) -> T | None:
-        """What ``coro`` returns, or None when the attempt is cancelled first."""
-        task = asyncio.ensure_future(coro)
-        cancel = asyncio.ensure_future(attempt.cancel.wait())
-        try:
-            await asyncio.wait({task, cancel}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            cancel.cancel()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        return None if task.cancelled() else task.result()
 
     async def _end_output(self, log_subject: str) -> None:
         """Followers of a task's output (`dtf logs -f`) stop at this mark."""

@@ -8,6 +8,7 @@ import logging
 import platform
 import sys
 
+import msgspec
 import psutil
 
 from agents.worker.hardware import probe
@@ -79,3 +80,15 @@ def detect(tags: tuple[str, ...] = (), disk_path: str = ".", *, gpus: bool = Tru
 
 def python_executable() -> str:
     return sys.executable
+
+
+def with_browsers(caps: Capabilities) -> tuple[Capabilities, list[str]]:
+    """``caps`` with what a headless browser offers here ("webgpu", "webnn"), and the names
+    it added (none: ``caps`` unchanged). Launches the browser: call it off the loop."""
+    web, note = probe.browser()
+    if note:
+        log.info("capabilities: %s", note)
+    added = [w for w in web if w not in caps.hardware]
+    if not added:
+        return caps, []
+    return msgspec.structs.replace(caps, hardware=(*caps.hardware, *added)), added

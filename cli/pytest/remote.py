@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
+import nats.errors
 import pytest
 from nats.aio.client import Client
 
 from agents.log.jetstream import JetStreamLog
 from agents.nats.connect import connect
 from agents.wire.client import ApiClient
+from agents.wire.projector import measured_durations
 from agents.worker.packs import (
     RunPlan,
     get_collection,
@@ -216,16 +218,13 @@ class Remote:
         """Measured durations from the projection; empty when the projector is not there."""
         out: dict[str, float] = {}
         for batch in batches(node_ids):
-            body = msgspec.json.encode({"node_ids": batch})
             try:
-                msg = await self.nc.request(subjects.Q_TEST_DURATIONS, body, timeout=10,
-                                            headers=self.api.headers)
-                reply = msgspec.json.decode(msg.data)
-            except Exception:  # no projector: no history, said in the output
+                reply = await measured_durations(self.nc, batch, self.api.headers)
+            except (nats.errors.Error, msgspec.DecodeError):  # no projector: no history
                 return {}
-            if not reply.get("ok"):
+            if not reply.ok or not isinstance(reply.result, dict):
                 return {}
-            out.update({str(k): float(v) for k, v in reply["result"].items()})
+            out.update(reply.result)
         return out
 
     async def begin(self, run_id: str, template: dict[str, Any], root: Path, *, pack: str,

@@ -32,7 +32,7 @@ from dtf_core.events.codec import Event
 from dtf_core.events.task import TaskLeased, TaskStarted, TaskSubmitted, TaskSucceeded
 from dtf_core.events.worker import Capabilities, WorkerRegistered
 from dtf_core.spec import TaskSpec
-from projections.tables import table_counts, table_hash
+from projections.reads import table_counts, table_hash
 from tests.helpers import until
 from tests.integration.harness import stack
 from tests.unit.test_tables import story

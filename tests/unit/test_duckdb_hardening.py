@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from agents.control.projector import open_db
+from agents.control.duckdb_thread import open_db
 
 ESCAPES = [
     "COPY (SELECT 1) TO '{tmp}/out.csv'",

@@ -12,7 +12,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from agents.control.projector import DuckDBThread, fold_records, rebuild
+from agents.control.duckdb_thread import DuckDBThread
+from agents.control.projector import fold_records, rebuild
 from agents.log.memory import MemoryLog
 from agents.log.port import Append, Record
 from dtf_core.errors import Conflict, Unavailable
@@ -31,12 +32,11 @@ from dtf_core.events.task import (
 )
 from dtf_core.events.worker import Capabilities, WorkerRegistered, WorkerStopped
 from dtf_core.spec import TaskSpec
+from projections.reads import table_counts, table_hash
 from projections.tables import (
     TableWriter,
     create_tables,
     read_last_seq,
-    table_counts,
-    table_hash,
     write_batch,
 )
 

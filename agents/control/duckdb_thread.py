@@ -1,0 +1,97 @@
+"""The projector's DuckDB connection: opened hardened, used by one thread at a time in
+call order, and closed only after the calls already queued, whatever is cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import duckdb
+
+from dtf_core.errors import Unavailable
+from projections.tables import create_tables
+
+T = TypeVar("T")
+HARDENED: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False, "lock_configuration": True}
+
+
+def open_db(path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        # Defence in depth: the projector's connection can reach no file or URL but its own
+        # database, and nothing can switch that back on.
+        con = duckdb.connect(str(path), config=HARDENED)
+    except duckdb.IOException as exc:  # most often: another process holds the file
+        raise Unavailable(f"cannot open {path}: {exc}") from None
+    create_tables(con)
+    return con
+
+
+async def to_the_end(aw: Awaitable[T]) -> T:
+    """Await ``aw`` in its own task so that cancelling the caller (even twice) cannot cut it
+    short; the caller's cancellation is delivered once it is done."""
+    task = asyncio.ensure_future(aw)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = cancelled or not task.done()
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()
+
+
+class DuckDBThread:
+    """One DuckDB connection, used by one worker thread at a time in call order.
+
+    Each call lives in its own task that holds the limiter until the thread returns, so a
+    cancelled caller never leaves a DuckDB call running while the next one (or the close)
+    starts on the same connection.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._limiter = anyio.CapacityLimiter(1)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def open(self) -> None:
+        con = await self._in_thread(open_db, self.path)
+        self._con = con
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, *args)`` in the DuckDB thread."""
+
+        def call() -> T:
+            if self._con is None:
+                raise Unavailable("the projector's database is closed")
+            return fn(self._con, *args)
+
+        return await self._in_thread(call)
+
+    async def close(self) -> None:
+        """Close after the calls already queued; finishes even if the caller is cancelled."""
+
+        def close() -> None:
+            con, self._con = self._con, None
+            if con is not None:
+                con.close()
+
+        await to_the_end(self._in_thread(close))
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        coro: Coroutine[Any, Any, T] = anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return await asyncio.shield(task)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved here too, for a caller that was cancelled meanwhile

@@ -1,0 +1,30 @@
+"""Asking the projector (JSON over request/reply): its position and tables, and tests'
+measured durations. Each answer is decoded once, here, into its type."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import msgspec
+from nats.aio.client import Client
+
+from dtf_core import subjects
+from dtf_core.replies import Durations, ProjectorStatus
+
+
+async def projector_status(nc: Client, op: Literal["status", "hash"] = "status",
+                           timeout: float = 2.0) -> ProjectorStatus:
+    """Raises nats' errors when no projector answers, msgspec's for a malformed answer."""
+    msg = await nc.request(subjects.Q_PROJECTOR, msgspec.json.encode({"op": op}),
+                           timeout=timeout)
+    return msgspec.json.decode(msg.data, type=ProjectorStatus)
+
+
+async def measured_durations(nc: Client, node_ids: Sequence[str],
+                         headers: dict[str, str] | None = None,
+                         timeout: float = 10.0) -> Durations:
+    msg = await nc.request(subjects.Q_TEST_DURATIONS,
+                           msgspec.json.encode({"node_ids": list(node_ids)}),
+                           timeout=timeout, headers=headers)
+    return msgspec.json.decode(msg.data, type=Durations)

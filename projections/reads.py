@@ -1,0 +1,49 @@
+"""Reading the DuckDB tables back: row counts, a hash of every row (to compare two
+databases) and tests' median durations. Parameterised: ids are data."""
+
+from __future__ import annotations
+
+import hashlib
+
+import duckdb
+
+from projections.tables import TABLES, TEST_RESULTS
+
+_COUNT = {t.name: "SELECT count(*) FROM " + t.name for t in TABLES}  # noqa: S608
+_ALL_ROWS = {t.name: "SELECT * FROM " + t.name + " ORDER BY " + ", ".join(t.key)  # noqa: S608
+             for t in TABLES}
+
+
+_DURATIONS = (
+    "SELECT test_id, median(execution_time) FROM " + TEST_RESULTS  # noqa: S608
+    + " WHERE kind = 'test' AND success AND test_id IN (SELECT unnest(?::VARCHAR[]))"
+    + " GROUP BY test_id"
+)
+
+
+def median_durations(con: duckdb.DuckDBPyConnection, node_ids: list[str]) -> dict[str, float]:
+    """The median duration of each test's passing runs (parameterised: ids are data)."""
+    rows = con.execute(_DURATIONS, [node_ids]).fetchall()
+    return {str(k): float(v) for k, v in rows if v is not None}
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for table in TABLES:
+        rows = con.execute(_COUNT[table.name]).fetchall()
+        counts[table.name] = int(rows[0][0])
+    return counts
+
+
+def table_hash(con: duckdb.DuckDBPyConnection, chunk: int = 10_000) -> str:
+    """A hash of every projected row in key order; ``dtf_meta`` (the read position) is left
+    out so that two databases at the same position compare by their rows alone."""
+    h = hashlib.sha256()
+    for table in TABLES:
+        h.update(f"\x00{table.name}\x00".encode())
+        cur = con.execute(_ALL_ROWS[table.name])
+        while rows := cur.fetchmany(chunk):
+            for row in rows:
+                h.update(repr(row).encode())
+                h.update(b"\n")
+    return h.hexdigest()

@@ -1,0 +1,51 @@
+"""Settings come from one place: the command line, then DTF_* variables, then ./dtf.toml
+or [tool.dtf] in ./pyproject.toml, then the user's context, then defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents.host.settings import DEFAULT_SERVER, load
+from dtf_core.errors import InvalidInput
+
+
+def env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {"DTF_CONTEXT": str(tmp_path / "no-context.json"), **extra}
+
+
+def test_defaults_without_any_source(tmp_path: Path) -> None:
+    s = load(env(tmp_path), directory=tmp_path)
+    assert (s.server, s.heartbeat_interval, s.quotas, s.detect_browser) == (
+        DEFAULT_SERVER, 1.0, {}, True)
+
+
+def test_a_dtf_toml_sets_what_the_environment_does_not(tmp_path: Path) -> None:
+    (tmp_path / "dtf.toml").write_text(
+        'server = "nats://files:4222"\nheartbeat_interval = 0.5\nquotas = {alice = 4}\n'
+        "detect_browser = false\n")
+    s = load(env(tmp_path, DTF_HEARTBEAT_INTERVAL="2"), directory=tmp_path)
+    assert (s.server, s.heartbeat_interval, s.quotas, s.detect_browser) == (
+        "nats://files:4222", 2.0, {"alice": 4}, False)
+    assert load(env(tmp_path), server="nats://cli:1", directory=tmp_path).server == \
+        "nats://cli:1"
+
+
+def test_pyproject_tool_dtf_is_read_when_there_is_no_dtf_toml(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n[tool.dtf]\n'
+                                             'policy = "fifo"\n')
+    assert load(env(tmp_path), directory=tmp_path).policy == "fifo"
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    assert load(env(tmp_path), directory=tmp_path).policy == "default"
+
+
+@pytest.mark.parametrize("text, said", [
+    ('token = "secret"\n', "unknown setting token"),
+    ("heartbeat_interval = [\n", "cannot read settings"),
+    ('heartbeat_misses = "many"\n', "DTF_HEARTBEAT_MISSES='many' is not a number"),
+])
+def test_a_bad_settings_file_is_a_clear_error(tmp_path: Path, text: str, said: str) -> None:
+    (tmp_path / "dtf.toml").write_text(text)
+    with pytest.raises(InvalidInput, match=said):
+        load(env(tmp_path), directory=tmp_path)
