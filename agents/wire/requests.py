@@ -31,6 +31,10 @@ AUTH_HEADER = "Authorization"
 # keeps resending for RESEND_WINDOW_S, pausing a little longer each time.
 RESEND_WINDOW_S = 20.0
 RESEND_MAX_PAUSE_S = 1.0
+# No api subscribed at all: said after this long, not after the whole window. In a cluster,
+# a node's death takes the subscriptions of the api replicas connected to it along until
+# they reconnect to another node (a second or two): such a request is sent again.
+NO_API_GRACE_S = 4.0
 RESENDABLE = (cmds.SubmitTasks, cmds.CancelTask, cmds.ListTasks, cmds.GetTask,
               cmds.ListWorkers, cmds.GetStatus, cmds.ExplainTask, cmds.GetSecrets)
 _SUBJECTS: dict[type, str] = {
@@ -68,7 +72,7 @@ _ERRORS: dict[str, type[DTFError]] = {
 
 
 class NoApi(Unavailable):
-    """Nothing serves the api at all: said at once, not after the resend window."""
+    """Nothing serves the api at all: said within seconds, not after the resend window."""
 
 
 class Requester:
@@ -83,13 +87,14 @@ class Requester:
         """Send ``cmd``; its answer, still encoded (``ask`` decodes it)."""
         if not isinstance(cmd, RESENDABLE):
             return await self._call_once(cmd, timeout)
-        deadline = time.monotonic() + RESEND_WINDOW_S
+        start = time.monotonic()
         pause = 0.1
         while True:
             try:
                 return await self._call_once(cmd, timeout)
             except Unavailable as exc:
-                if isinstance(exc, NoApi) or time.monotonic() + pause > deadline:
+                window = NO_API_GRACE_S if isinstance(exc, NoApi) else RESEND_WINDOW_S
+                if time.monotonic() + pause > start + window:
                     raise
                 log.info("no answer to %s (%s); sending it again", type(cmd).__name__, exc)
                 await asyncio.sleep(pause)

@@ -1,0 +1,129 @@
+"""A fork server's chunk, in its child: a process group of its own, capture of its own, the
+xdist-style environment, a fresh temporary directory, and each test's line sent as it ends.
+Standard library, pytest and msgspec only: the session loads this file by path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+import pytest
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _note(what: str, exc: BaseException) -> None:
+    """What the session let go of, in its log (its stderr is the worker's session log)."""
+    if sys.__stderr__ is not None:
+        sys.__stderr__.write(f"dtf session: {what}: {exc!r}\n")
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError) as exc:
+            _note("cannot die with the worker", exc)
+
+
+class Chunks:
+    """The pytest side of serving chunks; ``ForkServer`` is one."""
+
+    config: Any
+    items: dict[str, Any]
+    warnings: list[dict[str, Any]]
+    finished_test: bytes | None
+    base: Path | None
+    out: IO[bytes]
+
+    send: Callable[[dict[str, Any]], None]  # Serving's
+
+    def _zygote_basetemp(self) -> None:
+        """The server's own temporary directory; each chunk gets a fresh one inside it, as
+        pytest-xdist gives each worker one inside the run's. A ``--basetemp`` is shared by
+        every session on the host, so the server takes a directory of its own in it."""
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        if factory is None:
+            return
+        try:
+            given = factory._given_basetemp
+            if given is not None:
+                given.mkdir(parents=True, exist_ok=True)
+                factory._given_basetemp = given / f"dtf-{os.getpid()}"
+                factory._basetemp = None
+            self.base = Path(factory.getbasetemp())
+        except (AttributeError, OSError) as exc:  # pytest's internals moved: its default
+            _note("no temporary directory of its own", exc)
+
+    def _run_chunk(self, session: Any, request: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)  # a cancel kills the chunk and what its tests started
+        _die_with_parent()
+        self._fresh_capture()
+        workerinput = getattr(self.config, "workerinput", None)
+        for name, key in (("PYTEST_XDIST_WORKER", "workerid"),
+                          ("PYTEST_XDIST_WORKER_COUNT", "workercount"),
+                          ("PYTEST_XDIST_TESTRUNUID", "testrunuid")):
+            if key in request:  # as pytest-xdist sets them: tests use them to stay apart
+                os.environ[name] = str(request[key])
+                if isinstance(workerinput, dict):
+                    workerinput[key] = request[key]
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        if factory is not None and request.get("basetemp"):
+            factory._given_basetemp = Path(request["basetemp"])
+            factory._basetemp = None
+        known = []
+        for nodeid in request.get("run", []):
+            item = self.items.get(nodeid)
+            if item is None:
+                self.send({"done": nodeid, "outcome": "error", "duration": 0.0, "reports": [],
+                           "message": "not collected by the pytest session on the worker"})
+            else:
+                known.append(item)
+        try:
+            for i, item in enumerate(known):
+                nextitem = known[i + 1] if i + 1 < len(known) else None
+                item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+                self._send_finished()
+                if session.shouldstop or session.shouldfail:
+                    break
+        except pytest.exit.Exception as exc:
+            self.send({"exit_requested": str(exc.msg), "returncode": exc.returncode})
+            raise
+        except KeyboardInterrupt:
+            self.send({"exit_requested": "KeyboardInterrupt", "returncode": 2})
+            raise
+        self.send({"end": True})
+
+    def _fresh_capture(self) -> None:
+        """The child captures into files of its own: output of a killed sibling, left in
+        the files it shared with the server, never shows up in this chunk's reports."""
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
+        current = getattr(capman, "_global_capturing", None)
+        if current is None:
+            return
+        try:
+            current.stop_capturing()
+        except (OSError, ValueError, AssertionError) as exc:  # closed already
+            _note("stopping the server's capture", exc)
+        capman._global_capturing = None
+        capman.start_global_capturing()
+        capman.suspend_global_capture()
+
+    def _send_finished(self) -> None:
+        line, self.finished_test = self.finished_test, None
+        if line is None:
+            return
+        line += b',"warnings":' + _encode(self.warnings)
+        self.warnings = []
+        self.out.write(line + b"}\n")
+        self.out.flush()
