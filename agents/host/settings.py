@@ -80,6 +80,7 @@ def write_context(server: str, data_dir: Path, env: Mapping[str, str] | None = N
 FILE_KEYS = ("server", "data_dir", "heartbeat_interval", "heartbeat_misses", "log_level",
              "token_file", "tls_ca", "policy", "lead", "quotas", "cache_dir",
              "detect_browser")
+OTHER_TABLES = ("ci",)  # [tool.dtf.ci]: `dtf ci`'s and the pytest plugin's own
 
 
 def file_settings(directory: Path) -> dict[str, str]:
@@ -97,11 +98,12 @@ def file_settings(directory: Path) -> dict[str, str]:
         raise InvalidInput(f"cannot read settings from {source}: {exc}") from None
     if not isinstance(table, dict):
         raise InvalidInput(f"{source}: [tool.dtf] must be a table")
-    unknown = sorted(set(table) - set(FILE_KEYS))
+    unknown = sorted(set(table) - set(FILE_KEYS) - set(OTHER_TABLES))
     if unknown:
         raise InvalidInput(f"{source}: unknown setting {', '.join(unknown)} (known: "
                            f"{', '.join(FILE_KEYS)})")
-    return {f"DTF_{key.upper()}": _as_env(value) for key, value in table.items()}
+    return {f"DTF_{key.upper()}": _as_env(value) for key, value in table.items()
+            if key in FILE_KEYS}
 
 
 def _as_env(value: object) -> str:

@@ -34,7 +34,7 @@ def test_a_dtf_toml_sets_what_the_environment_does_not(tmp_path: Path) -> None:
 
 def test_pyproject_tool_dtf_is_read_when_there_is_no_dtf_toml(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n[tool.dtf]\n'
-                                             'policy = "fifo"\n')
+                                             'policy = "fifo"\n\n[tool.dtf.ci]\nreruns = 2\n')
     assert load(env(tmp_path), directory=tmp_path).policy == "fifo"
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
     assert load(env(tmp_path), directory=tmp_path).policy == "default"

@@ -139,6 +139,8 @@ class Serving:
             for key, _ in sel.select(timeout=0.05 if children else 0.5):
                 kind, conn = key.data
                 if kind == "listen":
+                    if not serving:  # retired while this select's events were handled
+                        continue
                     new, _ = listener.accept()
                     sel.register(new, selectors.EVENT_READ, ("new", new))
                     attached[new] = b""
