@@ -116,7 +116,7 @@ class WorkerAgent:
         self.stopping = False
 
     async def run(self) -> None:
-        self.pytest.keep_spare()
+        self.pytest.spares.keep()
         await register(self.api, cmds.RegisterWorker(
             worker_id=self.worker_id, session=self.session, hostname=socket.gethostname(),
             pid=os.getpid(), slots=self.slots, capabilities=self.capabilities,

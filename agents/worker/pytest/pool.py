@@ -20,9 +20,6 @@ its tests started; the server lives on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
-import itertools
 import logging
 import os
 import sys
@@ -30,17 +27,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
 
 from agents.worker.pytest.freshness import changed
-from agents.worker.pytest.server import (
-    OnCase,
-    Server,
-    SessionFailed,
-    SessionSpec,
-    Spare,
-    exit_status,
-)
+from agents.worker.pytest.server import OnCase, Server, SessionFailed, SessionSpec, exit_status
+from agents.worker.pytest.spares import SlotNumbers, Spares, host_lock
 from agents.worker.runner import TaskUser
 from dtf_core.events.tests import TestCase
 
@@ -49,40 +39,6 @@ log = logging.getLogger(__name__)
 MAX_SERVERS = 2  # fork servers kept per worker (each holds a whole collection)
 IDLE_CLOSE_S = 1800.0
 SOCKETS = Path(tempfile.gettempdir()) / f"dtf-sessions-{os.getuid()}"
-LOCK_POLL_S = 0.05
-SPARE_DELAY_S = 10.0  # a used spare is replaced this long after
-
-
-class SlotNumbers:
-    """Host-wide numbers for concurrent chunks (``PYTEST_XDIST_WORKER=gwN``): tests use
-    them to keep ports, files and databases apart, so two chunks on one host never share
-    one, whichever worker runs them. A number is held by a lock file while a chunk runs."""
-
-    def __init__(self, directory: Path | None = None) -> None:
-        self.dir = directory or Path(tempfile.gettempdir()) / f"dtf-slots-{os.getuid()}"
-        self.held: dict[int, IO[bytes]] = {}
-
-    def take(self) -> int:
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for n in itertools.count():
-            if n in self.held:
-                continue
-            f = open(self.dir / f"gw{n}.lock", "ab")
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                f.close()
-                continue
-            self.held[n] = f
-            return n
-        raise AssertionError("unreachable")
-
-    def give_back(self, n: int) -> None:
-        f = self.held.pop(n, None)
-        if f is not None:
-            f.close()
-
-
 
 
 def session_env(base: dict[str, str], spec: SessionSpec) -> dict[str, str]:
@@ -100,6 +56,8 @@ def session_env(base: dict[str, str], spec: SessionSpec) -> dict[str, str]:
 
 @dataclass
 class SessionPool:
+    """The fork servers this worker uses, by session key (see the module's doc)."""
+
     log_dir: Path
     worker_id: str = "worker"
     servers: dict[str, Server] = field(default_factory=dict)
@@ -108,15 +66,15 @@ class SessionPool:
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     user: TaskUser | None = None  # sessions run as this account (--task-user)
     preparing: set[asyncio.Task[Server]] = field(default_factory=set)
-    spare: asyncio.Future[Spare] | None = None
     sockets: Path = SOCKETS
-    started = 0
 
     def __post_init__(self) -> None:
         if self.user is not None:
             u = self.user
             self.base_env = {**self.base_env, "HOME": u.home, "USER": u.name, "LOGNAME": u.name}
             self.sockets = SOCKETS.with_name(f"dtf-sessions-{u.uid}")
+        self.spares = Spares(self.log_dir, lambda: session_env(
+            self.base_env, SessionSpec(cwd="", args=())), self.user)
 
     async def run_chunk(self, spec: SessionSpec, node_ids: list[str], on_case: OnCase,
                         *, run_id: str = "", workers: int = 1,
@@ -158,7 +116,7 @@ class SessionPool:
                 remaining = [n for n in remaining if n not in seen]
         finally:
             self.slots.give_back(slot)
-        self._trim()
+        trim(self.servers)
         return errors
 
     def prepare(self, spec: SessionSpec) -> None:
@@ -212,7 +170,7 @@ class SessionPool:
         if self.user is not None and self.sockets.stat().st_uid != self.user.uid:
             os.chown(self.sockets, self.user.uid, self.user.gid)  # its server binds there
         path = self.sockets / f"{key}.sock"
-        async with _host_lock(self.sockets / f"{key}.lock"):
+        async with host_lock(self.sockets / f"{key}.lock"):
             server = await Server.attach(path)
             if server is not None and not await self._usable(server, collection):
                 server = None
@@ -222,7 +180,7 @@ class SessionPool:
 
     async def _start(self, spec: SessionSpec, env: dict[str, str], path: Path,
                      collection: str) -> Server:
-        spare = await self._take_spare(env)
+        spare = await self.spares.take(env)
         setup = {"args": list(spec.args), "cwd": spec.cwd, "env": env,
                  "path0": spec.cwd if spec.path0 else None, "markup": spec.markup,
                  "highlight": spec.highlight, "width": spec.width, "socket": str(path),
@@ -240,79 +198,23 @@ class SessionPool:
                  spec.cwd, ready.ready or 0)
         return server
 
-    def keep_spare(self, delay: float = 0.0) -> None:
-        """Start a spare session process, if there is none (at the worker's start, and a
-        little after each use, not while the session it became is busy collecting): the
-        next new session skips the interpreter's start."""
-        if self.spare is None or self.spare.done():
-            self.spare = asyncio.ensure_future(self._spawn(self._default_env(), delay))
-            self.spare.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-    def _default_env(self) -> dict[str, str]:
-        return session_env(self.base_env, SessionSpec(cwd="", args=()))
-
-    async def _spawn(self, env: dict[str, str], delay: float = 0.0) -> Spare:
-        if delay:
-            await asyncio.sleep(delay)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.started += 1
-        return await Spare.spawn(
-            env, self.log_dir / f"pytest-session-{os.getpid()}-{self.started}.log", self.user)
-
-    async def _take_spare(self, env: dict[str, str]) -> Spare:
-        task, self.spare = self.spare, None
-        spare = None
-        if task is not None:
-            try:
-                spare = await task
-            except OSError as exc:
-                log.warning("the spare pytest process did not start (%r); starting one", exc)
-        if spare is None or not spare.fits(env):
-            if spare is not None:
-                spare.kill()
-            spare = await self._spawn(env)
-        self.keep_spare(delay=SPARE_DELAY_S)
-        return spare
-
-    def _trim(self) -> None:
-        """Let go of servers this worker has not used for a while (one no worker uses
-        ends), and of all but the most recent few."""
-        now = time.monotonic()
-        for key, server in list(self.servers.items()):
-            if not server.alive or (not server.running and now - server.used > IDLE_CLOSE_S):
-                self.servers.pop(key).detach()
-        idle = sorted((s.used, k) for k, s in self.servers.items() if not s.running)
-        while len(self.servers) > MAX_SERVERS and idle:
-            _, key = idle.pop(0)
-            self.servers.pop(key).detach()
-
     async def close(self) -> None:
         for task in [*self.starting.values(), *self.preparing]:
             task.cancel()
         for server in self.servers.values():
             server.detach()
         self.servers.clear()
-        if self.spare is not None:
-            if self.spare.done() and not self.spare.cancelled() \
-                    and self.spare.exception() is None:
-                self.spare.result().kill()
-            self.spare.cancel()
+        self.spares.close()
 
 
-@contextlib.asynccontextmanager
-async def _host_lock(path: Path) -> Any:
-    """An exclusive lock on ``path`` across the host's processes, waited for without
-    blocking the loop (and so, cancellably)."""
-    f = open(path, "ab")  # noqa: ASYNC230 -- a lock file, opened once
-    try:
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError:
-                await asyncio.sleep(LOCK_POLL_S)
-        yield
-    finally:
-        f.close()
-
-
+def trim(servers: dict[str, Server]) -> None:
+    """Let go of servers this worker has not used for a while (one no worker uses ends),
+    and of all but the most recent few."""
+    now = time.monotonic()
+    for key, server in list(servers.items()):
+        if not server.alive or (not server.running and now - server.used > IDLE_CLOSE_S):
+            servers.pop(key).detach()
+    idle = sorted((s.used, k) for k, s in servers.items() if not s.running)
+    while len(servers) > MAX_SERVERS and idle:
+        _, key = idle.pop(0)
+        servers.pop(key).detach()

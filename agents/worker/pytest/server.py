@@ -21,7 +21,6 @@ from typing import Any
 
 import msgspec
 
-from agents.worker.runner import TaskUser
 from dtf_core.events.tests import TestCase
 
 log = logging.getLogger(__name__)
@@ -249,70 +248,6 @@ class Server:
                 writer.close()
 
 
-@dataclass
-class Spare:
-    """A session process started ahead of need: its interpreter up and pytest imported
-    (about a third of a second), waiting for its setup. It fits a session whose
-    interpreter settings (the ``PYTHON*`` variables) are its own."""
-
-    proc: asyncio.subprocess.Process
-    log_path: Path
-    env: dict[str, str]
-
-    @classmethod
-    async def spawn(cls, env: dict[str, str], log_path: Path,
-                    user: TaskUser | None = None) -> Spare:
-        with open(log_path, "ab") as err:  # noqa: ASYNC230 -- a local log file
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", BOOT, str(SESSION_FILE), cwd="/",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
-                env=env, start_new_session=True, limit=64 * 1024 * 1024,
-                **(user.spawn_options() if user is not None else {}))
-        return cls(proc, log_path, env)
-
-    async def start(self, spec: SessionSpec, setup: dict[str, Any]) -> Line:
-        """Make this process a session's server; returns its ready line."""
-        proc = self.proc
-        internal_error: str | None = None
-        try:
-            assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(json.dumps(setup).encode() + b"\n")
-            await proc.stdin.drain()
-            async with asyncio.timeout(READY_TIMEOUT_S):
-                while True:
-                    raw = await proc.stdout.readline()
-                    if not raw:
-                        break
-                    line = _decode_line(raw)
-                    if line.internal_error is not None:
-                        internal_error = line.internal_error
-                    elif line.ready is not None:
-                        return line
-        except BaseException:
-            self.kill()
-            raise
-        code = await proc.wait()
-        detail = internal_error or _tail(self.log_path)
-        raise SessionFailed(f"pytest could not start (exit code {code}) in {spec.cwd} with "
-                            f"{' '.join(spec.args) or 'no arguments'}:\n{detail.rstrip()}",
-                            4 if code == 4 else 3)
-
-    def fits(self, env: dict[str, str]) -> bool:
-        return self.proc.returncode is None and interpreter_vars(env) == interpreter_vars(
-            self.env)
-
-    def kill(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-
-def interpreter_vars(env: dict[str, str]) -> dict[str, str]:
-    """What the interpreter reads when it starts (``sys.path``, the hash seed, ...): a
-    process started with other values cannot become the session."""
-    return {k: v for k, v in env.items() if k.startswith("PYTHON")}
-
-
 def _case(line: Line) -> TestCase:
     warnings = bytes(line.warnings)
     return TestCase(nodeid=line.done or "", outcome=line.outcome,  # type: ignore[arg-type]
@@ -321,17 +256,6 @@ def _case(line: Line) -> TestCase:
                     warnings="" if warnings in (b"[]", b"") else warnings.decode())
 
 
-def _tail(path: Path) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - LOG_TAIL_BYTES))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return "(no log)"
-    lines = text.splitlines()
-    return "\n".join(lines[1:] if size > LOG_TAIL_BYTES else lines)
 def exit_status(status: int | None) -> str:
     if status is not None and status < 0:
         with contextlib.suppress(ValueError):

@@ -88,8 +88,7 @@ def bind(path: str) -> tuple[socket.socket, int]:
 
 
 class Serving:
-    """What a fork server knows of its socket, its children and their temporary
-    directories; ``ForkServer`` (the pytest plugin) is one."""
+    """A fork server's socket, children and their temporary directories (ForkServer's)."""
 
     out: IO[bytes]
     in_child: bool
