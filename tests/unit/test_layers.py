@@ -84,3 +84,25 @@ def test_core_is_pure() -> None:
 def test_the_checks_see_imports() -> None:
     assert "msgspec" in {top(m) for _, m in imports("dtf_core")}
     assert "agents.log.port" in {m for _, m in imports("agents")}
+
+
+MAX_MODULE_LINES = 300
+MAX_CLASS_LINES = 150
+
+
+def test_modules_and_classes_stay_small() -> None:
+    """Issue 14's limits: a module over 300 lines or a class over 150 is split by what it
+    does before it grows further."""
+    big = []
+    for package in sorted(OURS):
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text()
+            lines = len(text.splitlines())
+            if lines > MAX_MODULE_LINES:
+                big.append(f"{path.relative_to(ROOT)}: {lines} lines")
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.ClassDef) and node.end_lineno is not None:
+                    size = node.end_lineno - node.lineno + 1
+                    if size > MAX_CLASS_LINES:
+                        big.append(f"{path.relative_to(ROOT)}:{node.name}: {size} lines")
+    assert big == []
