@@ -154,6 +154,9 @@ class ApiAgent:
                 for msg, _, _, _ in planned:
                     await self.responder.reply(msg, error_reply(exc))
                 return
+            held = [s for seqs in results if seqs is not None for s in seqs.duplicates]
+            if held:  # resent: answer from the copy the log kept, once folded
+                await self.folder.wait_for(max(held))
             retry: list[Planned] = []
             pos = 0
             for msg, cmd, claims, plan in planned:

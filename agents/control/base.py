@@ -14,7 +14,7 @@ from nats.aio.client import Client
 from agents.control.leadership import TTL_S, Leadership, holder_id
 from agents.log.commit import Change, commit
 from agents.log.fold import DeadLetter, Folder, jetstream_dead_letter
-from agents.log.port import EventLog, Record
+from agents.log.port import Appended, EventLog, Record
 from dtf_core import subjects
 from projections.board import Board
 
@@ -62,6 +62,6 @@ class FoldingAgent:
         if self.leadership is not None:
             tg.create_task(self.leadership.run())
 
-    async def commit(self, changes: Sequence[Change]) -> list[list[int] | None]:
+    async def commit(self, changes: Sequence[Change]) -> list[Appended | None]:
         """Append ``changes`` and fold the acknowledged ones into the board at once."""
         return await commit(self.log, self.board, changes) if changes else []

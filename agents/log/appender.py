@@ -9,14 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agents.log.port import MAX_BATCH, Append, AppendConflict, DuplicateBatch, EventLog
+from agents.log.port import (
+    MAX_BATCH,
+    Append,
+    AppendConflict,
+    Appended,
+    DuplicateBatch,
+    EventLog,
+)
 
 Group = Sequence[Append]
 
 
-async def append_groups(log: EventLog, groups: Sequence[Group]) -> list[list[int] | None]:
+async def append_groups(log: EventLog, groups: Sequence[Group]) -> list[Appended | None]:
     """Append every group; returns each group's sequences, or None for a conflicting group."""
-    results: list[list[int] | None] = [None] * len(groups)
+    results: list[Appended | None] = [None] * len(groups)
     for lo, hi in _chunks(groups):
         await _append_range(log, groups, lo, hi, results)
     return results
@@ -40,12 +47,12 @@ async def _append_range(
     groups: Sequence[Group],
     lo: int,
     hi: int,
-    results: list[list[int] | None],
+    results: list[Appended | None],
 ) -> None:
     flat = [a for g in groups[lo:hi] for a in g]
     if not flat:
         for i in range(lo, hi):
-            results[i] = []
+            results[i] = Appended()
         return
     try:
         seqs = await log.append(flat)
@@ -61,21 +68,25 @@ async def _append_range(
     pos = 0
     for i in range(lo, hi):
         n = len(groups[i])
-        results[i] = seqs[pos : pos + n]
+        part = seqs[pos : pos + n]
+        results[i] = Appended.of(part, [s for s in part if s in seqs.duplicates])
         pos += n
 
 
 async def _append_singles(
-    log: EventLog, group: Group, index: int, results: list[list[int] | None]
+    log: EventLog, group: Group, index: int, results: list[Appended | None]
 ) -> None:
     """A resent group whose batch repeats message ids: append one by one (duplicates return
     their original sequence); a conflict on the first means the group is refused."""
     seqs: list[int] = []
+    duplicates: list[int] = []
     for item in group:
         try:
-            seqs.extend(await log.append([item]))
+            got = await log.append([item])
         except AppendConflict:
             if not seqs:
                 return
             raise
-    results[index] = seqs
+        seqs.extend(got)
+        duplicates.extend(got.duplicates)
+    results[index] = Appended.of(seqs, duplicates)

@@ -27,6 +27,7 @@ from agents.log.port import (
     MAX_BATCH,
     Append,
     AppendConflict,
+    Appended,
     DuplicateBatch,
     Record,
     covering_filter,
@@ -107,14 +108,15 @@ class JetStreamLog:
         _raise_for(ack)
         return ack
 
-    async def append(self, batch: Sequence[Append]) -> list[int]:
+    async def append(self, batch: Sequence[Append]) -> Appended:
         if not batch:
-            return []
+            return Appended()
         if len(batch) > MAX_BATCH:
             raise InvalidInput(f"a batch holds at most {MAX_BATCH} messages")
         if len(batch) == 1:
             ack = await self._request(batch[0].subject, batch[0].data, _headers(batch[0]))
-            return [int(ack["seq"])]
+            seq = int(ack["seq"])
+            return Appended.of([seq], [seq] if ack.get("duplicate") else [])
         batch_id = uuid.uuid4().hex
         last = len(batch)
         for i, item in enumerate(batch[:-1], start=1):
@@ -129,7 +131,7 @@ class JetStreamLog:
         ack = await self._request(batch[-1].subject, batch[-1].data, h)
         end = int(ack["seq"])
         count = int(ack.get("count", last))
-        return list(range(end - count + 1, end + 1))
+        return Appended(range(end - count + 1, end + 1))
 
     async def last_seq(self) -> int:
         info = await self.js.stream_info(self.stream)

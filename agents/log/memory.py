@@ -11,6 +11,7 @@ from agents.log.port import (
     MAX_BATCH,
     Append,
     AppendConflict,
+    Appended,
     DuplicateBatch,
     Record,
 )
@@ -27,9 +28,9 @@ class MemoryLog:
     def _last_on(self, pattern: str) -> int:
         return max((r.seq for r in self.records if subject_matches(pattern, r.subject)), default=0)
 
-    async def append(self, batch: Sequence[Append]) -> list[int]:
+    async def append(self, batch: Sequence[Append]) -> Appended:
         if not batch:
-            return []
+            return Appended()
         if len(batch) > MAX_BATCH:
             raise InvalidInput(f"a batch holds at most {MAX_BATCH} messages")
         if len({a.msg_id for a in batch}) != len(batch):
@@ -44,7 +45,8 @@ class MemoryLog:
                     raise AppendConflict(f"wrong last sequence: {last}")
             if item.msg_id in self._msg_ids:
                 if len(batch) == 1:
-                    return [self._msg_ids[item.msg_id]]
+                    seq = self._msg_ids[item.msg_id]
+                    return Appended.of([seq], [seq])
                 raise DuplicateBatch("atomic publish batch contains duplicate message id")
         first = len(self.records) + 1
         now = time.time()
@@ -57,7 +59,7 @@ class MemoryLog:
             self._msg_ids[item.msg_id] = rec.seq
         self._changed.set()
         self._changed = anyio.Event()
-        return [r.seq for r in staged]
+        return Appended(r.seq for r in staged)
 
     async def read(self, filters: Sequence[str], start_seq: int = 1) -> list[Record]:
         return [

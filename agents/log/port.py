@@ -36,6 +36,21 @@ class Record:
     headers: dict[str, str] | None = None
 
 
+class Appended(list[int]):
+    """The sequences of an append, in order. ``duplicates``: those of messages the log held
+    already (a resend within the duplicate window): the log keeps its first copy, which may
+    differ from this one (decided again, at another time), so a writer must not fold its
+    own copy of those: its fold delivers the stored one."""
+
+    duplicates: frozenset[int] = frozenset()
+
+    @classmethod
+    def of(cls, seqs: Sequence[int], duplicates: Sequence[int] = ()) -> Appended:
+        out = cls(seqs)
+        out.duplicates = frozenset(duplicates)
+        return out
+
+
 class AppendConflict(Conflict):
     """An expected-sequence check failed; nothing of the batch was written."""
 
@@ -65,12 +80,13 @@ class Tail(Protocol):
 
 
 class EventLog(Protocol):
-    async def append(self, batch: Sequence[Append]) -> list[int]:
+    async def append(self, batch: Sequence[Append]) -> Appended:
         """Append atomically (all or nothing) and return the sequences.
 
-        A single message whose id is a duplicate returns the original sequence, but only
-        if its ``expect_seq`` still holds: JetStream checks the expectation first, so the
-        resend of an applied conditional append raises AppendConflict.
+        A single message whose id is a duplicate returns the original sequence (listed in
+        ``duplicates``), but only if its ``expect_seq`` still holds: JetStream checks the
+        expectation first, so the resend of an applied conditional append raises
+        AppendConflict.
         Raises AppendConflict, DuplicateBatch, or InvalidInput (more than MAX_BATCH).
         """
         ...

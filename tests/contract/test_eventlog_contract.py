@@ -179,8 +179,10 @@ async def test_of_concurrent_conditional_appends_exactly_one_wins(ctx: Ctx) -> N
 
 
 async def test_a_duplicate_message_returns_the_original_sequence(ctx: Ctx) -> None:
-    await ctx.log.append([ctx.msg("a", msg_id="m-a"), ctx.msg("b")])
-    assert await ctx.log.append([ctx.msg("c", msg_id="m-a")]) == [1]
+    first = await ctx.log.append([ctx.msg("a", msg_id="m-a"), ctx.msg("b")])
+    assert first.duplicates == frozenset()
+    again = await ctx.log.append([ctx.msg("c", msg_id="m-a")])
+    assert again == [1] and again.duplicates == {1}  # the log kept the first copy
     assert seqs(await ctx.all()) == [1, 2]
     assert await ctx.log.last_seq() == 2
 

@@ -284,3 +284,22 @@ async def test_a_standby_recovery_declares_nothing(mem: Memory) -> None:
     mem.mono += 100
     assert await rec.sweep() == 0
 
+
+
+async def test_a_resent_event_is_folded_as_the_log_kept_it(mem: Memory) -> None:
+    """A writer whose append was stored but not acknowledged decides again, later: the log
+    drops the resend as a duplicate and keeps its first copy; the writer's board must hold
+    that copy, not the one it decided the second time (else it differs from a replay)."""
+    from agents.log.commit import Change
+    from dtf_core.events.run import RunCreated
+    from projections.board import Board
+
+    first = RunCreated(run_id="r1", task_ids=("t1",), name="first", at=T0, actor="alice")
+    again = RunCreated(run_id="r1", task_ids=("t1",), name="first", at=T0 + 9, actor="alice")
+    await commit(mem.log, Board(), [Change([first], None, None)])  # stored; its ack "lost"
+    writer = Board()
+    [seqs] = await commit(mem.log, writer, [Change([again], None, None)])
+    assert seqs is not None and seqs.duplicates == {1}
+    assert "r1" not in writer.runs  # not its own copy: the fold brings the stored one
+    await mem.fold(mem.api)
+    assert mem.api.board.runs["r1"].at == T0
