@@ -24,6 +24,9 @@ IMPORT_SUFFIXES = (*importlib.machinery.all_suffixes(), ".dist-info", ".egg-info
 SKIP = ("/proc/", "/dev/", "/sys/")
 # Caches: read while collecting, rewritten by every run (pytest's own cache, bytecode).
 CACHES = ("__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache", ".git")
+# pytest (8+) makes its cache directory as a temporary one beside it, then renames it: a
+# run that starts or ends on the host may have one in the root for a moment.
+TEMPORARY = ("pytest-cache-files-",)
 
 
 class Recorder:
@@ -62,7 +65,7 @@ def _listing(path: str) -> str:
         names = sorted(os.listdir(path))
     except OSError:
         return "-"
-    names = [n for n in names if not n.startswith(".") and n != "__pycache__"
+    names = [n for n in names if not n.startswith((".", *TEMPORARY)) and n != "__pycache__"
              and ("." not in n or n.endswith(IMPORT_SUFFIXES))]
     return hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
 
