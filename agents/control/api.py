@@ -23,17 +23,16 @@ from agents.auth.secrets import Sealer
 from agents.auth.tokens import Claims
 from agents.control import plans
 from agents.control.api_queries import QueryServer
+from agents.control.base import FoldingAgent
 from agents.control.dispatch import Planner
 from agents.control.responder import Responder, error_reply
-from agents.log.commit import commit
-from agents.log.fold import Folder, jetstream_dead_letter
+from agents.log.fold import Folder
 from agents.log.port import EventLog
 from agents.nats.lease_consumer import open_lease_consumer
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.errors import InvalidInput, NotFound
 from dtf_core.replies import Registered
-from projections.board import Board
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,9 @@ def _new_id() -> str:
     return uuid.uuid4().hex[:20]
 
 
-class ApiAgent:
+class ApiAgent(FoldingAgent):
+    role = "api"
+
     def __init__(
         self,
         nc: Client,
@@ -67,16 +68,9 @@ class ApiAgent:
         secure: bool = False,
         keyring: Keyring | None = None,
     ) -> None:
-        self.nc = nc
+        super().__init__(nc, eventlog, name="api", clock=clock, folder=folder)
+        self.nc: Client = nc
         self.keyring = keyring
-        self.log = eventlog
-        self.clock = clock
-        self.new_id = new_id
-        self.owns_folder = folder is None
-        self.folder = folder or Folder(
-            eventlog, Board(), dead_letter=jetstream_dead_letter(nc, "api")
-        )
-        self.board = self.folder.board
         gate = Gate(self.board, keyring=keyring, clock=clock) if secure else None
         sealer = Sealer.load_or_create(keyring.path.parent) if keyring else None
         self.responder = Responder(nc, gate)
@@ -87,9 +81,7 @@ class ApiAgent:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            if self.owns_folder:
-                tg.create_task(self.folder.run())
-            await self.folder.caught_up.wait()
+            await self.start(tg)
             await self.nc.subscribe("dtf.cmd.>", queue=QUEUE_GROUP, cb=self.inbox.put)
             for subject in QUERY_SUBJECTS:
                 await self.nc.subscribe(subject, queue=QUEUE_GROUP, cb=self.queries.on_query)
@@ -149,7 +141,7 @@ class ApiAgent:
                 return
             changes = [c for _, _, _, p in planned for c in p.changes]
             try:
-                results = await commit(self.log, self.board, changes)
+                results = await self.commit(changes)
             except Exception as exc:
                 for msg, _, _, _ in planned:
                     await self.responder.reply(msg, error_reply(exc))

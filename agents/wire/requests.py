@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
@@ -19,7 +19,6 @@ from dtf_core import subjects
 from dtf_core.errors import Conflict, DTFError, InvalidInput, NotFound, Refused, Unavailable
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 SUBMIT_CHUNK = 1000
 DENIAL_CHECK_S = 0.05
@@ -118,7 +117,7 @@ class Requester:
             raise _ERRORS.get(reply.code, DTFError)(reply.error)
         return reply.result
 
-    async def _request(self, subject: str, data: bytes, timeout: float) -> Any:
+    async def _request(self, subject: str, data: bytes, timeout: float) -> Msg:
         """A request that fails at once, not at the timeout, when the server refuses the
         publish (a role without permission for ``subject``)."""
         denied = getattr(self.nc, "denied", None)
