@@ -1,4 +1,5 @@
-"""Shared fixtures: one real nats-server per test session, a fresh stream prefix per test."""
+"""Shared fixtures: a real nats-server per test session, a context of the suite's own, and
+the check that the suite leaves no process and no file behind."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ os.environ["DTF_CONTEXT"] = os.path.join(_CONTEXT_DIR, "context.json")
 # What tools (not tests) write into the checkout while the suite runs.
 TOOL_LEFTOVERS = {".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache", "__pycache__"}
 SUITE_MARK = "PYTEST_DTF_SUITE_MARK"  # PYTEST_*: passed on to tasks and sessions too
-os.environ.setdefault(SUITE_MARK, uuid.uuid4().hex)  # before anything is started
+if os.environ.get("PYTEST_XDIST_WORKER"):  # each process of `pytest -n N` checks its own
+    os.environ[SUITE_MARK] = uuid.uuid4().hex
+else:
+    os.environ.setdefault(SUITE_MARK, uuid.uuid4().hex)  # before anything is started
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -118,7 +117,7 @@ def test_revoked_jti_is_refused_as_container_or_callable(keyring: Keyring, token
 
 @pytest.mark.parametrize("garbage", [
     "", "abc", "a.b.c", "a.b", "a.b.c.d", "...", "eyJ.eyJ.", "a=.b.c", "ä.b.c",
-    os.urandom(48), b"\xff\xfe.\x00.\x01", None, 42, ["a", "b", "c"],
+    bytes(range(200, 248)), b"\xff\xfe.\x00.\x01", None, 42, ["a", "b", "c"],
 ], ids=repr)
 def test_garbage_is_refused(keyring: Keyring, garbage: object) -> None:
     rejected(garbage, keyring, "token rejected")
