@@ -7,7 +7,7 @@ A decision is ``(task id, events)``: the events of one task, to append together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -61,12 +61,12 @@ def slots(fold: Fold) -> list[Slot]:
     return out
 
 
-def load_by(fold: Fold, key: str, policy: Policy | None = None) -> dict[str, int]:
-    """Live leases per fair-share group (``key="share"``) or per owner (``key="owner"``)."""
+def load_by(fold: Fold, group: Callable[[TaskState], str]) -> dict[str, int]:
+    """Live leases per group (a fair-share group, an owner)."""
     load: dict[str, int] = {}
     for t in live_leases(fold):
-        group = policy.share_key(t) if key == "share" and policy is not None else t.owner
-        load[group] = load.get(group, 0) + 1
+        key = group(t)
+        load[key] = load.get(key, 0) + 1
     return load
 
 
@@ -108,8 +108,8 @@ def pick(queue: ReadyQueue, fold: Fold, free: int, *, now: float, actor: str,
     parked, and those whose dependency failed are decided."""
     out = Picked()
     examined = 0
-    load = load_by(fold, "share", policy)
-    owners = load_by(fold, "owner") if quotas else {}
+    load = load_by(fold, policy.share_key)
+    owners = load_by(fold, lambda t: t.owner) if quotas else {}
     while len(out.tasks) < free and examined < SCAN_LIMIT:
         task_id = queue.pop(load)
         if task_id is None:

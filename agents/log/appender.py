@@ -68,8 +68,9 @@ async def _append_range(
     pos = 0
     for i in range(lo, hi):
         n = len(groups[i])
-        part = seqs[pos : pos + n]
-        results[i] = Appended.of(part, [s for s in part if s in seqs.duplicates])
+        part = seqs[pos : pos + n]  # duplicates are rare: most batches carry none
+        results[i] = Appended.of(part, seqs.duplicates.intersection(part)) \
+            if seqs.duplicates else Appended(part)
         pos += n
 
 

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,7 +45,7 @@ class Appended(list[int]):
     duplicates: frozenset[int] = frozenset()
 
     @classmethod
-    def of(cls, seqs: Sequence[int], duplicates: Sequence[int] = ()) -> Appended:
+    def of(cls, seqs: Iterable[int], duplicates: Iterable[int] = ()) -> Appended:
         out = cls(seqs)
         out.duplicates = frozenset(duplicates)
         return out
