@@ -63,12 +63,14 @@ async def secure_stack(tmp: Path, workers: int = 2,
     permissions), control plane, projector and two worker processes."""
     stack = Stack(data_dir=tmp / "stack", port=free_port(), workers=workers, slots=1,
                   task_user=task_user)
-    await stack.start()
-    supervisor = asyncio.create_task(stack.supervise())
-    try:
+    supervisor: asyncio.Task[None] | None = None
+    try:  # a start that fails half-way stops what it started too
+        await stack.start()
+        supervisor = asyncio.create_task(stack.supervise())
         await stack.wait_ready()
         assert stack.creds is not None
         yield Dist(stack.url, stack.creds.admin.read_text().strip(), tmp)
     finally:
-        supervisor.cancel()
+        if supervisor is not None:
+            supervisor.cancel()
         await stack.stop()
