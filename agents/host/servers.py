@@ -8,9 +8,11 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
+
+import nats.errors
 
 from agents.auth.server_auth import server_config
 from agents.control.bootstrap import keys_dir, record
@@ -36,8 +38,10 @@ async def record_credentials(nc: Any, data_dir: Path, issued: list[Any],
         try:
             await record(JetStreamLog(nc), data_dir, issued)
             return
-        except Unavailable as exc:
-            if time.monotonic() > deadline:
+        except (Unavailable, nats.errors.Error) as exc:
+            if nc.is_closed:
+                raise lost(nc) from None
+            if not isinstance(exc, Unavailable) or time.monotonic() > deadline:
                 raise
             log.info("recording the credentials again: %s", exc)
             await asyncio.sleep(0.25)
@@ -61,6 +65,36 @@ def cluster_servers(data_dir: Path, base: str, *, nodes_n: int, host: str, port:
     return servers
 
 
+class ConnectionLost(Unavailable):
+    """`dtf up`'s own connection was closed for good while it set the stack up."""
+
+
+def lost(nc: Any) -> ConnectionLost:
+    said = "; ".join(getattr(nc, "server_errors", ())[-3:]) or "nothing"
+    return ConnectionLost(f"dtf up's connection was closed ({nc.last_error!r}; the server "
+                          f"said: {said})")
+
+
+async def bootstrap(connect_admitted: Callable[[], Awaitable[Any]], replicas: int,
+                    data_dir: Path, issued: list[Any], *, attempts: int = 3) -> None:
+    """Create the streams, then record the credentials' events, on a connection of its
+    own; a connection closed meanwhile (by the server, on a node's restart) is opened
+    again instead of being retried until the deadline."""
+    for attempt in range(1, attempts + 1):
+        nc = await connect_admitted()
+        try:
+            await streams_ready(nc, replicas)
+            if issued:
+                await record_credentials(nc, data_dir, issued)
+            return
+        except ConnectionLost as exc:
+            if attempt == attempts:
+                raise
+            log.warning("%s; connecting again", exc)
+        finally:
+            await nc.close()
+
+
 async def streams_ready(nc: Any, replicas: int, timeout: float = 30.0) -> None:
     """Create the streams; a new cluster refuses R3 until it has elected a meta leader."""
     deadline = time.monotonic() + timeout
@@ -70,6 +104,8 @@ async def streams_ready(nc: Any, replicas: int, timeout: float = 30.0) -> None:
             await leaders_elected(nc, replicas)
             return
         except Exception as exc:  # no meta leader yet, or peers still joining
+            if nc.is_closed:
+                raise lost(nc) from None
             if time.monotonic() > deadline:
                 raise DTFError(f"could not create the streams in {timeout:.0f}s: "
                                f"{exc!r}") from None

@@ -19,11 +19,10 @@ from agents.auth.server_auth import server_config
 from agents.control.bootstrap import Credentials, keys_dir, mint
 from agents.host.children import Child, plan_children
 from agents.host.servers import (
+    bootstrap,
     cluster_servers,
     connect_when_admitted,
     lock_data_dir,
-    record_credentials,
-    streams_ready,
     until_ready,
 )
 from agents.nats.server import NatsServer, base_conf_text
@@ -121,15 +120,10 @@ class Stack:
         controls = [c for c in self.agents if c.name.startswith("control")]
         for control in controls:
             await control.start()
-        nc = await connect_when_admitted(
-            self.url, creds.admin.read_text().strip() if creds else None, self.tls_ca,
-            alive=self._check_alive, logs=self.data_dir / "logs")
-        try:
-            await streams_ready(nc, self.replicas)
-            if creds is not None:
-                await record_credentials(nc, self.data_dir, issued)
-        finally:
-            await nc.close()
+        admin = creds.admin.read_text().strip() if creds else None
+        await bootstrap(lambda: connect_when_admitted(
+            self.url, admin, self.tls_ca, alive=self._check_alive, logs=self.data_dir / "logs"),
+            self.replicas, self.data_dir, issued)
         for child in [*self.agents, *self.worker_children]:
             if child not in controls:
                 await child.start()
