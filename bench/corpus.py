@@ -161,7 +161,7 @@ def stack(venv: Path, workers: int, tmp: Path) -> Iterator[dict[str, str]]:
     log = open(tmp / "stack.log", "wb")
     proc = subprocess.Popen(
         [str(venv / "bin" / "dtf"), "up", "--data-dir", str(data), "--port", str(port),
-         "--workers", str(workers), "--slots", "1"],
+         "--workers", str(workers), "--slots", "1", "--no-http"],
         cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120

@@ -55,6 +55,11 @@ def parser() -> argparse.ArgumentParser:
                     help="allow a non-loopback --host without --tls (tokens in cleartext)")
     up.add_argument("--task-user", default=None, metavar="USER",
                     help="local workers run tasks as this account (dtf up runs as root)")
+    up.add_argument("--http-port", type=int, default=8080, metavar="PORT",
+                    help="the REST API and dashboard's port (default 8080)")
+    up.add_argument("--http-host", default="127.0.0.1",
+                    help="address the REST API listens on (default 127.0.0.1)")
+    up.add_argument("--no-http", action="store_true", help="no REST API or dashboard")
 
     w = client("worker", "run a worker daemon on this host")
     w.add_argument("--id", dest="worker_id", default=None)
@@ -86,8 +91,14 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("id")
 
     a = client("agent", "run one agent daemon")
-    a.add_argument("kind", choices=["api", "scheduler", "recovery", "projector", "control"],
-                   help="control = api + scheduler + recovery sharing one fold")
+    a.add_argument("kind", choices=["api", "scheduler", "recovery", "projector", "control",
+                                     "http"],
+                   help="control = api + scheduler + recovery sharing one fold; http = the "
+                        "REST API and dashboard")
+    a.add_argument("--http-port", type=int, default=8080, metavar="PORT",
+                   help="http: the port (default 8080)")
+    a.add_argument("--http-host", default="127.0.0.1", help="http: the address (default "
+                   "127.0.0.1)")
     a.add_argument("--db", default=None, help="projector: DuckDB file")
     a.add_argument("--keys", default=None, help="api/control: signing key dir (to issue tokens)")
     a.add_argument("--insecure-dev", action="store_true", help="api/control: no authentication")
@@ -159,6 +170,18 @@ def parser() -> argparse.ArgumentParser:
     tok.add_argument("--ttl", default="1h", help="lifetime, e.g. 30m, 1h, 7d (default 1h)")
     tok.add_argument("--worker-id", default=None, help="issue --role worker: its worker id")
     tok.add_argument("--reason", default="")
+
+    tok.add_argument("--login", action="store_true",
+                     help="issue: also print a login link to the dashboard (--ttl: how long "
+                          "the link works; the session it opens lasts 8 hours)")
+    tok.add_argument("--url", default=None, help="--login: the REST API's URL (default: the "
+                     "one `dtf up` recorded)")
+
+    dash = client("dashboard", "print a login link to the dashboard, for your credential")
+    dash.add_argument("--url", default=None,
+                      help="the REST API's URL (default: the one `dtf up` recorded)")
+    dash.add_argument("--ttl", default="2m", help="how long the link works (default 2m)")
+    dash.add_argument("--open", action="store_true", help="open it in a browser too")
 
     ks = client("keys", "rotate the token signing key, or retire an old one")
     ks.add_argument("action", choices=["rotate", "retire"])

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from agents.host.settings import read_context
 from agents.wire.client import ApiClient
 from cli import client_cmds as cc
 from cli import output_cmds, render
@@ -153,12 +154,50 @@ def keys(args: argparse.Namespace, ctx: Ctx) -> int:
 
 def token(args: argparse.Namespace, ctx: Ctx) -> int:
     """`dtf token issue|refresh|revoke` and `dtf worker-key create|revoke`."""
+    if getattr(args, "login", False) and args.action != "issue":
+        raise InvalidInput("--login goes with `dtf token issue`")
+    url = http_url(args, ctx) if getattr(args, "login", False) else None
     res = asyncio.run(cc.ask(ctx.target, _auth_call(args)))
     if args.json:
         render.emit_json(res)
     else:
         render.secret(res)
+    if url is not None and isinstance(res, r.TokenGranted):
+        render.out(f"login link (works for {args.ttl}): {login_link(url, res.token)}")
     return 0
+
+
+def dashboard(args: argparse.Namespace, ctx: Ctx) -> int:
+    """A login link for the caller's own credential: a short-lived token refreshed from
+    it (every role may refresh its own), which the HTTP agent trades for a session."""
+    url = http_url(args, ctx)
+    ttl = parse_ttl(args.ttl)
+    granted = asyncio.run(cc.ask(ctx.target, lambda api: api.refresh_token(ttl)))
+    link = login_link(url, granted.token)
+    if args.json:
+        render.emit_json({"url": url, "login": link, "expires_in_s": ttl})
+    else:
+        render.out(f"{link}\n(the link works for {args.ttl}; it opens an 8-hour session)")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(link)
+    return 0
+
+
+def http_url(args: argparse.Namespace, ctx: Ctx) -> str:
+    url = args.url or (read_context().get("http") if read_context().get("server")
+                       == ctx.target.server else None)
+    if not url:
+        raise InvalidInput("no REST API known for this stack: pass --url "
+                           "http://HOST:PORT/ (`dtf up` prints it)")
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInput(f"invalid --url {url!r}: use http://HOST:PORT/")
+    return url if url.endswith("/") else url + "/"
+
+
+def login_link(url: str, token: str) -> str:
+    return f"{url}login?token={token}"
 
 
 AuthReply = r.TokenGranted | r.RevokedToken | r.CreatedApiKey | r.RevokedApiKey
@@ -210,4 +249,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Ctx], int]] = {
     "token": token,
     "worker-key": token,
     "status": status,
+    "dashboard": dashboard,
 }

@@ -18,6 +18,12 @@ from dtf_core.errors import InvalidInput
 def agent(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> int:
     from agents.host.launch import run_agent
 
+    if args.kind == "http":
+        from agents.host.launch import run_http
+
+        asyncio.run(run_http(cfg, host=args.http_host, port=args.http_port,
+                             insecure=args.insecure_dev))
+        return 0
     asyncio.run(run_agent(args.kind, cfg, db_path=args.db, keys_dir=args.keys,
                           insecure=args.insecure_dev))
     return 0
@@ -67,14 +73,17 @@ def up(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> int:
                   workers=args.workers, slots=args.slots, insecure=args.insecure_dev,
                   host=args.host, tls=args.tls, cluster=args.cluster, task_user=args.task_user,
                   heartbeat_interval=args.heartbeat_interval,
-                  heartbeat_misses=args.heartbeat_misses)
+                  heartbeat_misses=args.heartbeat_misses,
+                  http_port=None if args.no_http else args.http_port, http_host=args.http_host)
 
     def ready(s: Stack) -> None:
-        context = settings_mod.write_context(s.url, s.data_dir)
+        context = settings_mod.write_context(s.url, s.data_dir, http=s.http_url)
         render.out(f"DTF ready at {s.url}")
         if not s.insecure:
             render.out(f"admin credential: {s.data_dir / 'admin.jwt'} (clients of this "
                        f"user on this host find it through {context})")
+        if s.http_url:
+            render.out(f"REST API at {s.http_url}api/ (`dtf dashboard` prints a login link)")
         sys.stdout.flush()
 
     asyncio.run(run_until_signal(lambda: run_stack(stack, ready)))

@@ -130,6 +130,10 @@ class ListTasks(CommandBase, frozen=True, kw_only=True, tag="list_tasks"):
     run_id: str | None = None
     limit: int = 100
     min_seq: int = 0  # answer once the api's fold has reached this stream sequence
+    # a page after another (newest first): live tasks last changed before ``before_seq``,
+    # or, past every live one, the compacted tasks after ``after_compacted``
+    before_seq: int | None = None
+    after_compacted: str | None = None
 
 
 class GetTask(CommandBase, frozen=True, kw_only=True, tag="get_task"):

@@ -23,6 +23,7 @@ class Dist:
     url: str
     token: str
     tmp: Path
+    http: str | None = None  # the REST API's URL, where the stack runs one
 
     def suite(self, name: str, files: dict[str, str]) -> Path:
         root = self.tmp / name
@@ -57,19 +58,20 @@ class Dist:
 
 
 @asynccontextmanager
-async def secure_stack(tmp: Path, workers: int = 2,
-                       task_user: str | None = None) -> AsyncIterator[Dist]:
-    """What `dtf up --workers 2 --slots 1` runs: secure (auth callout, per-role server
-    permissions), control plane, projector and two worker processes."""
+async def secure_stack(tmp: Path, workers: int = 2, task_user: str | None = None,
+                       http: bool = False) -> AsyncIterator[Dist]:
+    """What `dtf up --workers 2 --slots 1 --no-http` runs: secure (auth callout, per-role
+    server permissions), control plane, projector and two worker processes; ``http``:
+    and the HTTP agent, on a free port (``Dist.http``)."""
     stack = Stack(data_dir=tmp / "stack", port=free_port(), workers=workers, slots=1,
-                  task_user=task_user)
+                  task_user=task_user, http_port=free_port() if http else None)
     supervisor: asyncio.Task[None] | None = None
     try:  # a start that fails half-way stops what it started too
         await stack.start()
         supervisor = asyncio.create_task(stack.supervise())
         await stack.wait_ready()
         assert stack.creds is not None
-        yield Dist(stack.url, stack.creds.admin.read_text().strip(), tmp)
+        yield Dist(stack.url, stack.creds.admin.read_text().strip(), tmp, stack.http_url)
     finally:
         if supervisor is not None:
             supervisor.cancel()

@@ -44,6 +44,10 @@ def admin_token_file(data_dir: Path) -> Path:
     return data_dir / "admin.jwt"
 
 
+# The HTTP agent acts under each caller's own credential; its own needs only to read.
+SERVICE_ROLES = {"http": "reader"}
+
+
 def mint(data_dir: Path, *, services: list[str], workers: list[str]
          ) -> tuple[Credentials, list[TokenIssued]]:
     """Issue fresh credentials into 0600 files; the events that record them come back, to be
@@ -55,8 +59,8 @@ def mint(data_dir: Path, *, services: list[str], workers: list[str]
     ensure_private_dir(cred_dir)
     wanted: list[tuple[str, str, str | None, float, Path]] = [
         ("local-admin", "admin", None, ADMIN_TTL_S, creds.admin)]
-    wanted += [(f"agent-{s}", "admin", None, SERVICE_TTL_S, cred_dir / f"{s}.jwt")
-               for s in services]
+    wanted += [(f"agent-{s}", SERVICE_ROLES.get(s, "admin"), None, SERVICE_TTL_S,
+                cred_dir / f"{s}.jwt") for s in services]
     wanted += [(w, "worker", w, SERVICE_TTL_S, cred_dir / f"{w}.jwt") for w in workers]
     events = []
     for sub, role, wid, ttl, path in wanted:

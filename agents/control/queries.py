@@ -116,11 +116,12 @@ def list_tasks(board: Board, cmd: cmds.ListTasks) -> list[TaskSummary]:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIST}")
     if cmd.run_id is not None:
         validate_id(cmd.run_id, "run id")
-    rows = [
+    before = cmd.before_seq if cmd.before_seq is not None else board.last_seq + 1
+    rows = [] if cmd.after_compacted is not None else [
         t
         for t in board.tasks.values()
         if (cmd.status is None or t.status == cmd.status)
-        and (cmd.run_id is None or t.run_id == cmd.run_id)
+        and (cmd.run_id is None or t.run_id == cmd.run_id) and t.last_seq < before
     ]
     rows.sort(key=lambda t: t.last_seq, reverse=True)
     out = [task_summary(t) for t in rows[: cmd.limit]]
@@ -136,7 +137,11 @@ def _compacted_rows(board: Board, cmd: cmds.ListTasks, room: int) -> list[TaskSu
     else:
         ids = reversed(board.finished)  # the most recently compacted first
     found = []
+    after = cmd.after_compacted
     for task_id in ids:
+        if after is not None:  # the previous page ended there
+            after = None if task_id == after else after
+            continue
         status = board.finished.get(task_id)
         if status is not None and (cmd.status is None or status == cmd.status):
             found.append(compacted_summary(task_id, status))

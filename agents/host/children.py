@@ -54,7 +54,8 @@ class Child:
 
 def plan_children(data_dir: Path, url: str, env: dict[str, str], creds: Credentials | None,
                   *, standbys: bool, workers: int, slots: int | None,
-                  task_user: str | None) -> tuple[list[Child], list[Child]]:
+                  task_user: str | None, http: tuple[str, int] | None = None,
+                  ) -> tuple[list[Child], list[Child]]:
     """The agents (a control plane and a projector, and a standby of each in a cluster;
     the standby projector keeps its own DuckDB file) and the local workers, each with
     ``env`` and its own credential file."""
@@ -72,6 +73,11 @@ def plan_children(data_dir: Path, url: str, env: dict[str, str], creds: Credenti
                    Child("projector-2", argv("agent", "projector", "--db",
                                              str(data_dir / "dtf-2.duckdb")),
                          logs / "projector-2.log")]
+    if http is not None:
+        host, port = http
+        no_auth = ["--insecure-dev"] if creds is None else []
+        agents.append(Child("http", argv("agent", "http", "--http-host", host, "--http-port",
+                                         str(port), *no_auth), logs / "http.log"))
     extra = ["--slots", str(slots)] if slots else []
     if task_user:
         extra += ["--task-user", task_user]

@@ -176,6 +176,27 @@ async def run_control_with_callout(settings: Settings, keyring: Keyring) -> None
         await asyncio.shield(_close(sys_nc))
 
 
+async def run_http(settings: Settings, *, host: str, port: int, insecure: bool) -> None:
+    """The REST API: every request goes to the api under the caller's own credential; the
+    agent's own connection (a reader's) only says whether NATS is there (``/health``)."""
+    from agents.http.app import bind, build_app, serve
+    from agents.http.pool import ClientPool
+
+    sock = bind(host, port)
+    pool = ClientPool(settings.server, tls_ca(settings))
+    try:
+        nc = await _connected(settings, "dtf-http", streams=False)
+        try:
+            app = build_app(pool, secure=not insecure, own=nc)
+            log.info("REST API at http://%s:%d/", host, port)
+            await run_until_signal(lambda: serve(app, sock), nc)
+        finally:
+            await pool.close()
+            await asyncio.shield(_close(nc))
+    finally:
+        sock.close()
+
+
 async def run_worker(
     settings: Settings, *, worker_id: str | None, slots: int | None, tags: tuple[str, ...],
     credential: str | None = None, group: str = "", task_user: str | None = None,

@@ -8,6 +8,7 @@ import fcntl
 import logging
 import os
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
@@ -16,6 +17,7 @@ import nats.errors
 
 from agents.auth.server_auth import server_config
 from agents.control.bootstrap import keys_dir, record
+from agents.http.app import bind
 from agents.log.jetstream import JetStreamLog
 from agents.nats.cluster import local_nodes, node_conf, store_dir
 from agents.nats.connect import connect, ensure_streams
@@ -162,10 +164,25 @@ async def connect_when_admitted(url: str, credential: str | None, tls_ca: str | 
             await asyncio.sleep(0.1)
 
 
+def port_free(host: str, port: int) -> None:
+    """Raise a clear error when ``host:port`` cannot be listened on."""
+    bind(host, port).close()
+
+
+def http_healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "health", timeout=1.0) as answer:
+            return bool(answer.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
 async def until_ready(url: str, admin: str | None, tls_ca: str | None, *, workers: int,
-                      alive: Callable[[], None], logs: Path, timeout: float = 60.0) -> None:
-    """Until the api answers, ``workers`` local workers are registered and the projector
-    has caught up; ``alive`` raises when the servers are gone."""
+                      alive: Callable[[], None], logs: Path, timeout: float = 60.0,
+                      http: str | None = None) -> None:
+    """Until the api answers, ``workers`` local workers are registered, the projector
+    has caught up and the HTTP agent (at ``http``) answers; ``alive`` raises when the
+    servers are gone."""
     nc = await connect(url, "dtf-up-probe", credential=admin, tls_ca=tls_ca)
     api = ApiClient(nc, timeout=2.0, credential=admin)
     deadline = time.monotonic() + timeout
@@ -176,7 +193,8 @@ async def until_ready(url: str, admin: str | None, tls_ca: str | None, *, worker
                 ours = [w for w in await api.workers()
                         if w.state == "alive" and w.id.startswith("local-")]
                 proj = await projector_status(nc)
-                if len(ours) >= workers and isinstance(proj.last_seq, int) and status:
+                if len(ours) >= workers and isinstance(proj.last_seq, int) and status and (
+                        http is None or await asyncio.to_thread(http_healthy, http)):
                     return
             except Exception as exc:  # not up yet: any failure means "wait"
                 log.debug("not ready yet: %s", exc)

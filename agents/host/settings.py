@@ -62,14 +62,17 @@ def read_context(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
 
 
-def write_context(server: str, data_dir: Path, env: Mapping[str, str] | None = None) -> Path:
-    """What `dtf up` records for clients elsewhere: its URL and its data dir (absolute)."""
+def write_context(server: str, data_dir: Path, env: Mapping[str, str] | None = None,
+                  http: str | None = None) -> Path:
+    """What `dtf up` records for clients elsewhere: its URL, its data dir (absolute) and
+    its REST API's URL."""
     path = context_path(env)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"server": server, "data_dir": str(data_dir.resolve())}, f)
+        json.dump({"server": server, "data_dir": str(data_dir.resolve()),
+                   **({"http": http} if http else {})}, f)
     os.replace(tmp, path)
     return path
 

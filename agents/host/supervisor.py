@@ -23,6 +23,7 @@ from agents.host.servers import (
     cluster_servers,
     connect_when_admitted,
     lock_data_dir,
+    port_free,
     until_ready,
 )
 from agents.nats.server import NatsServer, base_conf_text
@@ -46,6 +47,8 @@ class Stack:
     task_user: str | None = None  # local workers run tasks as this account
     heartbeat_interval: float | None = None  # given to every child (else their default)
     heartbeat_misses: int | None = None
+    http_port: int | None = None  # the REST API's (None: no HTTP agent)
+    http_host: str = "127.0.0.1"
     _lock: IO[str] | None = field(default=None, repr=False)  # on the data dir, held while up
     server: NatsServer | None = None  # the first node
     servers: list[NatsServer] = field(default_factory=list)
@@ -60,6 +63,13 @@ class Stack:
         local = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         scheme = "tls" if self.tls else "nats"
         return ",".join(f"{scheme}://{local}:{self.port + i}" for i in range(self.cluster))
+
+    @property
+    def http_url(self) -> str | None:
+        if self.http_port is None:
+            return None
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::") else self.http_host
+        return f"http://{host}:{self.http_port}/"
 
     @property
     def replicas(self) -> int:
@@ -81,7 +91,8 @@ class Stack:
             env["DTF_HEARTBEAT_MISSES"] = str(self.heartbeat_misses)
         self.agents, self.worker_children = plan_children(
             self.data_dir, self.url, env, creds, standbys=self.cluster > 1,
-            workers=self.workers, slots=self.slots, task_user=self.task_user)
+            workers=self.workers, slots=self.slots, task_user=self.task_user,
+            http=None if self.http_port is None else (self.http_host, self.http_port))
         self.creds = creds
 
     async def start(self) -> None:
@@ -92,8 +103,11 @@ class Stack:
         self.data_dir.chmod(0o700)  # an existing one too: credentials and keys live here
         self._lock = lock_data_dir(self.data_dir, self.url)
         store = self.data_dir / "nats"
+        if self.http_port is not None:  # in use: said now, not by a child failing later
+            await asyncio.to_thread(port_free, self.http_host, self.http_port)
+        services = ["control", "projector", *(["http"] if self.http_port is not None else [])]
         creds, issued = (None, []) if self.insecure else mint(
-            self.data_dir, services=["control", "projector"],
+            self.data_dir, services=services,
             workers=[f"local-{i}" for i in range(1, self.workers + 1)],
         )
         base = base_conf_text()
@@ -134,7 +148,7 @@ class Stack:
         admin = self.creds.admin.read_text().strip() if self.creds else None
         await until_ready(self.url, admin, self.tls_ca, workers=self.workers,
                           alive=self._check_alive, logs=self.data_dir / "logs",
-                          timeout=timeout)
+                          timeout=timeout, http=self.http_url)
 
     def _check_alive(self) -> None:
         """A cluster carries on while a node is down; a stack with no server left cannot."""

@@ -32,6 +32,10 @@ CONNECT_DEADLINE_S = 10.0
 _HDR_PREFIX = len(b"NATS/1.0")
 
 
+class CredentialRefused(Unavailable):
+    """The server (its auth callout) refused the credential presented."""
+
+
 class LazyHeaders(Mapping[str, str]):
     """Message headers parsed on first use. Agents read the headers of few messages (logs,
     dead letters), but nats-py parses every message's headers eagerly, and JetStream keeps
@@ -205,7 +209,7 @@ async def connect(
                     "`export DTF_TOKEN_FILE=FILE` (`dtf up` prints its admin credential's "
                     "absolute path; on its host, as its user, clients find it by themselves)"
                     ) from None
-            raise Unavailable(f"NATS at {url} refused the credential: {text}") from None
+            raise CredentialRefused(f"NATS at {url} refused the credential: {text}") from None
         raise Unavailable(f"cannot reach NATS at {url}: {text}") from None
     nc.options["max_reconnect_attempts"] = -1 if reconnect else 0
     nc.options["allow_reconnect"] = reconnect

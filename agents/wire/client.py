@@ -54,11 +54,15 @@ class ApiClient(Requester):
 
     async def tasks(self, status: str | None = None, run_id: str | None = None,
                     limit: int = 100, ids: list[str] | None = None,
-                    min_seq: int = 0) -> list[r.TaskSummary]:
+                    min_seq: int = 0, before_seq: int | None = None,
+                    after_compacted: str | None = None) -> list[r.TaskSummary]:
         """``min_seq``: answer only once the api has folded the log up to that sequence
-        (read-your-writes after following the log)."""
+        (read-your-writes after following the log); ``before_seq``/``after_compacted``:
+        the page after one that ended there."""
         return await self.ask(cmds.ListTasks(ids=ids, status=status, run_id=run_id,
-                                             limit=limit, min_seq=min_seq),
+                                             limit=limit, min_seq=min_seq,
+                                             before_seq=before_seq,
+                                             after_compacted=after_compacted),
                               list[r.TaskSummary])
 
     async def task(self, task_id: str) -> r.TaskDetail:

@@ -135,7 +135,8 @@ def start(data_dir: Path, *, workers: int = 2, slots: int = 4, size: int = 3,
     with open(out, "ab") as log:
         proc = subprocess.Popen(
             [PY, "-m", "cli.main", "up", "--cluster", str(size), "--port", str(base),
-             "--workers", str(workers), "--slots", str(slots), "--data-dir", str(data_dir)],
+             "--workers", str(workers), "--slots", str(slots), "--data-dir", str(data_dir),
+             "--no-http"],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
     cluster = Cluster(data_dir=data_dir, base=base, size=size, proc=proc, out=out)
 

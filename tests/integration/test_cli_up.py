@@ -27,13 +27,15 @@ class Up:
     def __init__(self, data_dir: Path, port: int, *extra: str) -> None:
         scheme = "tls" if "--tls" in extra else "nats"
         self.url = f"{scheme}://127.0.0.1:{port}"
+        self.http_port = free_port()
+        self.http = f"http://127.0.0.1:{self.http_port}/"
         self.data_dir = data_dir
         self.context = data_dir.parent / f"context-{port}.json"  # what `dtf up` records
         env = {**os.environ, "DTF_HEARTBEAT_INTERVAL": "0.2", "DTF_HEARTBEAT_MISSES": "5",
                "DTF_CONTEXT": str(self.context)}
         self.proc = subprocess.Popen(
             [PY, "-m", "cli.main", "up", "--port", str(port), "--data-dir", str(data_dir),
-             "--workers", "2", "--slots", "2", *extra],
+             "--workers", "2", "--slots", "2", "--http-port", str(self.http_port), *extra],
             stdout=subprocess.PIPE, stderr=open(data_dir.parent / f"up-{port}.err", "ab"),
             env=env, text=True,
         )
@@ -156,6 +158,28 @@ def test_clients_find_the_stack_from_any_directory(up: Up, tmp_path: Path) -> No
                           env={**env, "DTF_CONTEXT": str(tmp_path / "none.json")},
                           capture_output=True, text=True, timeout=60)
     assert lost.returncode == 1 and "export DTF_TOKEN_FILE=FILE" in lost.stderr, lost.stderr
+
+
+def test_dtf_dashboard_prints_a_login_link_that_opens_a_session(up: Up, tmp_path: Path) -> None:
+    """From another directory, with only the context `dtf up` wrote: the link logs a
+    browser in (an HttpOnly cookie), and the REST API then answers it."""
+    import httpx
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DTF_")}
+    ran = subprocess.run([PY, "-m", "cli.main", "dashboard", "--json"], cwd=elsewhere,
+                         env={**env, "DTF_CONTEXT": str(up.context)}, capture_output=True,
+                         text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    link = json.loads(ran.stdout)["login"]
+    assert link.startswith(f"{up.http}login?token=")
+    with httpx.Client(base_url=up.http, timeout=30) as browser:
+        assert browser.get("/api/status").status_code == 401
+        login = browser.get(link)
+        assert login.status_code == 303, login.text
+        status = browser.get("/api/status")
+        assert status.status_code == 200 and status.json()["workers_alive"] == 2
 
 
 def test_kill_a_worker_then_ctrl_c_then_resume(up: Up, tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The direction of imports: cli -> agents -> projections -> dtf_core, a pure core, and
-inside agents: auth <- nats <- log <- wire <- {control, worker} <- host."""
+inside agents: auth <- nats <- log <- wire <- {control, worker, http} <- host."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ AGENTS_BELOW = {
     "wire": {"auth", "nats", "log"},
     "control": {"auth", "nats", "log", "wire"},
     "worker": {"auth", "nats", "log", "wire"},
-    "host": {"auth", "nats", "log", "wire", "control", "worker"},
+    "http": {"auth", "nats", "log", "wire"},
+    "host": {"auth", "nats", "log", "wire", "control", "worker", "http"},
 }
 
 

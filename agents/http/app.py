@@ -1,0 +1,102 @@
+"""The HTTP agent: a Starlette app served by uvicorn on a socket bound before it starts
+(a port in use is a clear error, not a crash inside the server)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+
+import uvicorn
+from nats.aio.client import Client
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from agents.http import openapi
+from agents.http.errors import error_body
+from agents.http.pool import ClientPool
+from agents.http.routes import Routes
+from dtf_core.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+
+def build_app(pool: ClientPool, *, secure: bool, own: Client | None = None) -> Starlette:
+    """``own``: the agent's own connection, which ``/health`` reports on."""
+    routes = Routes(pool, secure=secure)
+    e = routes.endpoint
+    spec = openapi.document()
+
+    async def health(request: Request) -> Response:
+        connected = own is None or own.is_connected
+        return JSONResponse({"status": "ok" if connected else "unavailable",
+                             "nats": "connected" if connected else "disconnected"},
+                            status_code=200 if connected else 503)
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(spec)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_body(404, "not_found", f"no such path: {request.url.path}")
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return error_body(405, "method_not_allowed",
+                          f"{request.method} is not allowed on {request.url.path}")
+
+    table: list[tuple[str, Callable[[Request], object], list[str]]] = [
+        ("/health", health, ["GET"]),
+        ("/openapi.json", openapi_json, ["GET"]),
+        ("/login", e(routes.login), ["GET"]),
+        ("/logout", e(routes.logout), ["POST"]),
+        ("/api/status", e(routes.status), ["GET"]),
+        ("/api/dashboard", e(routes.dashboard), ["GET"]),
+        ("/api/workers", e(routes.workers), ["GET"]),
+        ("/api/workers/{worker_id}", e(routes.worker), ["GET"]),
+        ("/api/workers/{worker_id}/{action}", e(routes.manage_worker), ["POST"]),
+        ("/api/tasks", e(routes.tasks), ["GET"]),
+        ("/api/tasks", e(routes.submit), ["POST"]),
+        ("/api/tasks/{task_id}", e(routes.task), ["GET"]),
+        ("/api/tasks/{task_id}", e(routes.cancel), ["DELETE"]),
+        ("/api/tasks/{task_id}/events", e(routes.task_events), ["GET"]),
+        ("/api/tasks/{task_id}/explain", e(routes.explain), ["GET"]),
+        ("/api/runs/{run_id}/tasks", e(routes.run_tasks), ["GET"]),
+        ("/api/runs/{run_id}/cancel", e(routes.cancel_run), ["POST"]),
+    ]
+    return Starlette(
+        routes=[Route(path, fn, methods=methods) for path, fn, methods in table],
+        exception_handlers={404: not_found, 405: not_allowed},
+    )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on {host}:{port} ({exc.strerror}): pass "
+                           "--http-port N (or --no-http to `dtf up`)") from None
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(app: Starlette, sock: socket.socket) -> None:
+    """Serve until cancelled; uvicorn's own signal handling stays off (the agent's
+    ``run_until_signal`` owns the signals)."""
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
+                            ws="none")
+    server = uvicorn.Server(config)
+    config.load()
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[sock])
+    try:
+        await server.main_loop()
+    finally:
+        server.should_exit = True
+        await asyncio.shield(server.shutdown(sockets=[sock]))
