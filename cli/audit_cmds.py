@@ -11,8 +11,9 @@ from typing import Any
 import msgspec
 import nats.errors
 
+from agents.wire.output import served_log
 from agents.wire.projector import projector_status
-from cli.client_cmds import Target, client, connected, served_log
+from cli.client_cmds import Target, client, connected
 from dtf_core import subjects
 from dtf_core.audit import verify
 from dtf_core.errors import InvalidInput

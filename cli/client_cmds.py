@@ -13,9 +13,9 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client
 
-from agents.log.jetstream import JetStreamLog
 from agents.nats.connect import connect
 from agents.wire.client import ApiClient
+from agents.wire.output import served_log
 from agents.wire.projector import projector_status
 from dtf_core import replies as r
 from dtf_core import subjects
@@ -51,11 +51,6 @@ async def connected(target: Target) -> AsyncIterator[Client]:
 
 def client(nc: Client, target: Target) -> ApiClient:
     return ApiClient(nc, credential=target.credential)
-
-
-def served_log(api: ApiClient, stream: str = subjects.EVENTS_STREAM) -> JetStreamLog:
-    """A stream as a client reads it: through consumers the api opens for it."""
-    return JetStreamLog(api.nc, stream=stream, opener=api.open_tail)
 
 
 async def submit(target: Target, specs: list[TaskSpec], run_name: str = "",

@@ -4,7 +4,6 @@ reports in the object store)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -12,7 +11,8 @@ from pathlib import Path
 from nats.aio.client import Client
 
 from agents.wire.client import ApiClient
-from cli.client_cmds import Target, connected, served_log, wait_terminal
+from agents.wire.output import Leases, served_log
+from cli.client_cmds import Target, connected, wait_terminal
 from dtf_core import subjects
 from dtf_core.errors import InvalidInput
 from dtf_core.ids import validate_id
@@ -55,35 +55,6 @@ async def logs(target: Target, task_id: str, follow: bool) -> int:
         finally:
             task.cancel()
     return 0
-
-
-class Leases:
-    """Which worker held each attempt of a task: only its output is the task's (any
-    worker may write output under its own id, for any task id)."""
-
-    def __init__(self, api: ApiClient, task_id: str) -> None:
-        self.api, self.task_id = api, task_id
-        self.holders: dict[int, str] = {}
-
-    async def wrote(self, log_subject: str) -> bool:
-        parts = log_subject.split(".")
-        if len(parts) != 5 or not parts[3].isdigit():
-            return False
-        attempt, worker = int(parts[3]), parts[4]
-        if attempt not in self.holders:
-            await self._refresh()
-        return self.holders.get(attempt) == worker
-
-    async def _refresh(self) -> None:
-        from dtf_core.events.codec import UndecodableEvent, decode
-        from dtf_core.events.task import TaskLeased
-
-        for rec in await served_log(self.api).read(
-                [f"dtf.evt.task.{self.task_id}.leased.*"]):
-            with contextlib.suppress(UndecodableEvent):
-                event = decode(rec.subject, rec.data)
-                if isinstance(event, TaskLeased):
-                    self.holders[event.attempt] = event.worker_id
 
 
 async def _last_log_seq(nc: Client, task_id: str, attempt: int) -> int:

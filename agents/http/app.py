@@ -62,6 +62,7 @@ def build_app(pool: ClientPool, *, secure: bool, own: Client | None = None) -> S
         ("/api/tasks/{task_id}", e(routes.cancel), ["DELETE"]),
         ("/api/tasks/{task_id}/events", e(routes.task_events), ["GET"]),
         ("/api/tasks/{task_id}/explain", e(routes.explain), ["GET"]),
+        ("/api/tasks/{task_id}/logs", e(routes.output), ["GET"]),
         ("/api/runs/{run_id}/tasks", e(routes.run_tasks), ["GET"]),
         ("/api/runs/{run_id}/cancel", e(routes.cancel_run), ["POST"]),
     ]

@@ -5,6 +5,7 @@ page ``{"items": [...], "next": cursor}``, or an error ``{"error": {"code", "mes
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from agents.http import access
 from agents.http.errors import error_response
 from agents.http.pool import ClientPool
 from agents.wire.client import ApiClient
+from agents.wire.output import task_output
 from dtf_core.commands import ManageAction
 from dtf_core.errors import DTFError, InvalidInput, NotFound, Unavailable
 from dtf_core.ids import validate_id
@@ -173,8 +175,16 @@ class Routes:
             specs, run_name = parse_specs(body), ""
         if not specs:
             raise InvalidInput("nothing to submit: the body holds no task")
-        result = await (await self.client(request)).submit(specs, run_name=run_name)
+        # as the CLI: several tasks, or a named batch, make a run
+        run_id = f"r-{uuid.uuid4().hex[:16]}" if len(specs) > 1 or run_name else None
+        result = await (await self.client(request)).submit(specs, run_id=run_id,
+                                                           run_name=run_name)
         return as_json(result, status=201)
+
+    async def output(self, request: Request) -> Response:
+        """What the task printed (stdout and stderr, in order), up to 2 MiB."""
+        task_id = path_id(request, "task_id", "task id")
+        return as_json(await task_output(await self.client(request), task_id))
 
     async def cancel(self, request: Request) -> Response:
         task_id = path_id(request, "task_id", "task id")

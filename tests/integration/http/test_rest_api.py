@@ -85,6 +85,9 @@ async def test_every_endpoint_as_admin_and_each_error_code(rest: Rest) -> None:
         events = (await admin.get(f"/api/tasks/{task_id}/events")).json()["items"]
         assert [e["type"] for e in events] == ["submitted", "leased", "started", "succeeded"]
         assert (await admin.get(f"/api/tasks/{task_id}/explain")).json()["lines"]
+        output = (await admin.get(f"/api/tasks/{task_id}/logs")).json()
+        assert "".join(c["text"] for c in output["chunks"]) == "hi\n"
+        assert output["chunks"][0]["stream"] == "stdout" and not output["truncated"]
 
         batch = await admin.post("/api/tasks", json={
             "tasks": [command("-c", "pass", name=f"t{i}") for i in range(3)],
@@ -102,9 +105,8 @@ async def test_every_endpoint_as_admin_and_each_error_code(rest: Rest) -> None:
                 break
         assert sorted(seen) == sorted([task_id, *batch.json()["ids"]])
         run_id = batch.json()["run_id"]
-        if run_id:
-            run_page = (await admin.get(f"/api/runs/{run_id}/tasks")).json()["items"]
-            assert sorted(t["id"] for t in run_page) == sorted(batch.json()["ids"])
+        run_page = (await admin.get(f"/api/runs/{run_id}/tasks")).json()["items"]
+        assert sorted(t["id"] for t in run_page) == sorted(batch.json()["ids"])
         only = (await admin.get("/api/tasks", params={"status": "succeeded"})).json()
         assert {t["status"] for t in only["items"]} == {"succeeded"}
 
