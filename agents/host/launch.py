@@ -180,16 +180,25 @@ async def run_http(settings: Settings, *, host: str, port: int, insecure: bool) 
     """The REST API: every request goes to the api under the caller's own credential; the
     agent's own connection (a reader's) only says whether NATS is there (``/health``)."""
     from agents.http.app import bind, build_app, serve
+    from agents.http.live import Feed, follow
     from agents.http.pool import ClientPool
+    from agents.wire.client import ApiClient
 
     sock = bind(host, port)
     pool = ClientPool(settings.server, tls_ca(settings))
     try:
         nc = await _connected(settings, "dtf-http", streams=False)
         try:
-            app = build_app(pool, secure=not insecure, own=nc)
+            feed = Feed(ApiClient(nc, credential=credential(settings)))
+            app = build_app(pool, secure=not insecure, own=nc, feed=feed)
             log.info("REST API at http://%s:%d/", host, port)
-            await run_until_signal(lambda: serve(app, sock), nc)
+
+            async def main() -> None:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(follow(feed))
+                    await serve(app, sock)
+
+            await run_until_signal(main, nc)
         finally:
             await pool.close()
             await asyncio.shield(_close(nc))

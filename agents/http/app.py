@@ -13,19 +13,23 @@ from nats.aio.client import Client
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from agents.http import openapi
 from agents.http.errors import error_body
+from agents.http.live import Feed
 from agents.http.pool import ClientPool
 from agents.http.routes import Routes
+from agents.http.sockets import Sockets
 from dtf_core.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
 
-def build_app(pool: ClientPool, *, secure: bool, own: Client | None = None) -> Starlette:
-    """``own``: the agent's own connection, which ``/health`` reports on."""
+def build_app(pool: ClientPool, *, secure: bool, own: Client | None = None,
+              feed: Feed | None = None) -> Starlette:
+    """``own``: the agent's own connection, which ``/health`` reports on; ``feed``: the
+    live events the WebSockets serve (none: no WebSocket endpoints)."""
     routes = Routes(pool, secure=secure)
     e = routes.endpoint
     spec = openapi.document()
@@ -66,8 +70,13 @@ def build_app(pool: ClientPool, *, secure: bool, own: Client | None = None) -> S
         ("/api/runs/{run_id}/tasks", e(routes.run_tasks), ["GET"]),
         ("/api/runs/{run_id}/cancel", e(routes.cancel_run), ["POST"]),
     ]
+    served: list[BaseRoute] = [Route(path, fn, methods=methods) for path, fn, methods in table]
+    if feed is not None:
+        sockets = Sockets(pool, feed, secure=secure)
+        served += [WebSocketRoute("/ws", sockets.events),
+                   WebSocketRoute("/ws/dashboard", sockets.dashboard)]
     return Starlette(
-        routes=[Route(path, fn, methods=methods) for path, fn, methods in table],
+        routes=served,
         exception_handlers={404: not_found, 405: not_allowed},
     )
 
@@ -91,7 +100,7 @@ async def serve(app: Starlette, sock: socket.socket) -> None:
     """Serve until cancelled; uvicorn's own signal handling stays off (the agent's
     ``run_until_signal`` owns the signals)."""
     config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
-                            ws="none")
+                            ws="websockets-sansio")
     server = uvicorn.Server(config)
     config.load()
     server.lifespan = config.lifespan_class(config)

@@ -14,7 +14,7 @@ import nats.errors
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from agents.http import access
+from agents.http import access, live
 from agents.http.errors import error_response
 from agents.http.pool import ClientPool
 from agents.wire.client import ApiClient
@@ -92,17 +92,7 @@ class Routes:
 
     async def dashboard(self, request: Request) -> Response:
         """The counts the dashboard's header shows, aggregated here."""
-        api = await self.client(request)
-        status, workers = await api.status(), await api.workers()
-        by_state: dict[str, int] = {}
-        by_scheduling: dict[str, int] = {}
-        for w in workers:
-            by_state[w.state] = by_state.get(w.state, 0) + 1
-            by_scheduling[w.scheduling] = by_scheduling.get(w.scheduling, 0) + 1
-        return as_json({"status": status, "workers": {
-            "by_state": by_state, "by_scheduling": by_scheduling,
-            "slots": sum(w.slots for w in workers if w.state == "alive"),
-            "running": sum(w.running for w in workers)}})
+        return as_json(await live.dashboard(await self.client(request)))
 
     async def workers(self, request: Request) -> Response:
         q = request.query_params

@@ -1,0 +1,172 @@
+"""Live updates: one tail of the event log for the whole HTTP agent (a consumer the api
+opens for the agent's own credential), fanned out to WebSocket clients.
+
+Each client has a bounded queue and never slows the feed: an event client that falls
+``QUEUE_BATCHES`` batches behind is dropped (it reconnects and reloads), and a dashboard
+client only ever gets the newest aggregate (the ones it was too slow for are skipped).
+The aggregate is computed once for every client, at most ``DASHBOARD_HZ`` times a second,
+and only when events arrived (or every ``DASHBOARD_IDLE_S``, for workers' last beats)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+import nats.errors
+
+from agents.wire.client import ApiClient
+from agents.wire.output import served_log
+from dtf_core import subjects
+from dtf_core.errors import DTFError
+from dtf_core.events.codec import UndecodableEvent, decode, event_type
+from dtf_core.events.task import TaskSubmitted
+
+log = logging.getLogger(__name__)
+
+QUEUE_BATCHES = 256
+DASHBOARD_HZ = 4.0
+DASHBOARD_IDLE_S = 5.0
+# what an event message carries besides its type, sequence, time and actor
+FIELDS = ("task_id", "worker_id", "run_id", "attempt", "exit_code", "error", "reason", "name",
+          "role", "holder", "term", "session")
+Item = dict[str, Any]
+
+
+def summarize(seq: int, subject: str, data: bytes) -> Item:
+    """A compact, JSON-ready view of one event (a submission's spec is reduced to its
+    name, type and priority; the full event is `GET /api/tasks/{id}/events`)."""
+    try:
+        event = decode(subject, data)
+    except UndecodableEvent:
+        return {"seq": seq, "type": "undecodable", "subject": subject}
+    item: Item = {"seq": seq, "type": event_type(event), "kind": subject.split(".")[2],
+                  "time": getattr(event, "at", None), "actor": getattr(event, "actor", None)}
+    for name in FIELDS:
+        value = getattr(event, name, None)
+        if value is not None and value != "":
+            item[name] = value
+    if isinstance(event, TaskSubmitted):
+        item.update(name=event.spec.name, task_type=event.spec.type,
+                    priority=event.spec.priority)
+    return item
+
+
+class Subscriber:
+    """One event client: the events matching ``match``, in order, until it falls behind."""
+
+    def __init__(self, match: Callable[[Item], bool]) -> None:
+        self.match = match
+        self.queue: asyncio.Queue[list[Item]] = asyncio.Queue(QUEUE_BATCHES)
+        self.behind = asyncio.Event()
+
+    def offer(self, items: list[Item]) -> None:
+        picked = [i for i in items if self.match(i)]
+        if not picked or self.behind.is_set():
+            return
+        try:
+            self.queue.put_nowait(picked)
+        except asyncio.QueueFull:
+            self.behind.set()  # its sender closes it: it reconnects and reloads
+
+
+def matcher(params: Mapping[str, str]) -> Callable[[Item], bool]:
+    """``task``, ``worker``, ``run``: one aggregate's events; ``types``: a comma list;
+    ``kinds``: task, worker, run, auth, lead."""
+    wanted = {k: params[k] for k in ("task", "worker", "run") if params.get(k)}
+    types = set(filter(None, params.get("types", "").split(",")))
+    kinds = set(filter(None, params.get("kinds", "").split(",")))
+
+    def match(item: Item) -> bool:
+        return (all(item.get(f"{k}_id") == v for k, v in wanted.items())
+                and (not types or item["type"] in types)
+                and (not kinds or item.get("kind") in kinds))
+
+    return match
+
+
+async def follow(feed: Feed, pause: float = 1.0) -> None:
+    """Run ``feed`` for good: the api restarting or the connection dropping only pauses it
+    (its clients keep their sockets and get the events from where it resumes)."""
+    while True:
+        try:
+            await feed.run()
+        except* (DTFError, nats.errors.Error) as group:
+            log.warning("the live feed stopped (%r); again in %.0fs", group.exceptions[0],
+                        pause)
+        await asyncio.sleep(pause)
+
+
+class Feed:
+    def __init__(self, api: ApiClient) -> None:
+        self.api = api
+        self.subscribers: set[Subscriber] = set()
+        self.changed = asyncio.Event()
+        self.snapshot: bytes = b"{}"
+        self.version = 0
+        self.published = asyncio.Condition()
+        self.last_seq = 0
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._follow())
+            tg.create_task(self._aggregate())
+
+    async def _follow(self) -> None:
+        if self.last_seq == 0:  # else resume where the feed stopped
+            self.last_seq = (await self.api.status()).last_seq
+        tail = served_log(self.api).tail(list(subjects.STATE_EVENTS), self.last_seq + 1)
+        async with tail:
+            async for batch in tail:
+                items = [summarize(r.seq, r.subject, r.data) for r in batch]
+                self.last_seq = batch[-1].seq
+                for sub in list(self.subscribers):
+                    sub.offer(items)
+                self.changed.set()
+
+    async def _aggregate(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                self.snapshot = msgspec.json.encode(await dashboard(self.api))
+            except DTFError as exc:  # the api restarting: say so, try again soon
+                self.snapshot = msgspec.json.encode({"error": str(exc)})
+            self.version += 1
+            async with self.published:
+                self.published.notify_all()
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), DASHBOARD_IDLE_S)
+            await asyncio.sleep(max(0.0, 1 / DASHBOARD_HZ - (time.monotonic() - started)))
+
+    def subscribe(self, match: Callable[[Item], bool]) -> Subscriber:
+        sub = Subscriber(match)
+        self.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    async def next_snapshot(self, seen: int) -> tuple[int, bytes]:
+        """The newest aggregate after version ``seen`` (at once, if there is one)."""
+        async with self.published:
+            await self.published.wait_for(lambda: self.version > seen)
+            return self.version, self.snapshot
+
+
+async def dashboard(api: ApiClient) -> dict[str, Any]:
+    """The dashboard's counts, aggregated here once for every client."""
+    status, workers = await api.status(), await api.workers()
+    by_state: dict[str, int] = {}
+    by_scheduling: dict[str, int] = {}
+    for w in workers:
+        by_state[w.state] = by_state.get(w.state, 0) + 1
+        by_scheduling[w.scheduling] = by_scheduling.get(w.scheduling, 0) + 1
+    return {"status": status, "workers": {
+        "by_state": by_state, "by_scheduling": by_scheduling,
+        "slots": sum(w.slots for w in workers if w.state == "alive"),
+        "running": sum(w.running for w in workers)}, "at": time.time()}

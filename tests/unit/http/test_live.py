@@ -1,0 +1,45 @@
+"""The live feed's pure parts: what an event message carries, the filters, and a slow
+client falling behind without holding anything up."""
+
+from __future__ import annotations
+
+from agents.http.live import QUEUE_BATCHES, Subscriber, matcher, summarize
+from dtf_core.events.codec import encode, subject_of
+from dtf_core.events.task import TaskSubmitted
+from dtf_core.spec import command_spec
+
+
+def submitted(task_id: str) -> tuple[str, bytes]:
+    event = TaskSubmitted(task_id=task_id, at=1.0, actor="ann",
+                          spec=command_spec(["true"], name="n", priority=3))
+    return subject_of(event), encode(event)
+
+
+def test_a_submission_is_summarised_without_its_spec() -> None:
+    subject, data = submitted("t-1")
+    item = summarize(7, subject, data)
+    assert item == {"seq": 7, "type": "submitted", "kind": "task", "time": 1.0, "actor": "ann",
+                    "task_id": "t-1", "name": "n", "task_type": "command", "priority": 3}
+    assert summarize(8, "dtf.evt.task.t-2.submitted", b"junk")["type"] == "undecodable"
+
+
+def test_filters_pick_an_aggregate_types_and_kinds() -> None:
+    items = [{"type": "submitted", "kind": "task", "task_id": "a"},
+             {"type": "leased", "kind": "task", "task_id": "b", "worker_id": "w"},
+             {"type": "registered", "kind": "worker", "worker_id": "w"}]
+    pick = lambda params: [i for i in items if matcher(params)(i)]  # noqa: E731
+    assert pick({}) == items
+    assert pick({"task": "a"}) == items[:1]
+    assert pick({"worker": "w"}) == items[1:]
+    assert pick({"types": "leased,registered"}) == items[1:]
+    assert pick({"kinds": "worker"}) == items[2:]
+
+
+def test_a_client_that_falls_behind_is_marked_and_never_blocks_the_feed() -> None:
+    sub = Subscriber(lambda item: True)
+    for i in range(QUEUE_BATCHES):
+        sub.offer([{"seq": i}])
+    assert not sub.behind.is_set()
+    sub.offer([{"seq": QUEUE_BATCHES}])  # one more than it holds: returns at once
+    assert sub.behind.is_set() and sub.queue.qsize() == QUEUE_BATCHES
+    Subscriber(lambda item: False).offer([{"seq": 1}])  # nothing it wants: nothing queued
