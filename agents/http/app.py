@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from agents.http import openapi
+from agents.http import openapi, pages
 from agents.http.errors import error_body
 from agents.http.live import Feed
 from agents.http.pool import ClientPool
@@ -51,6 +51,9 @@ def build_app(pool: ClientPool, *, secure: bool, own: Client | None = None,
                           f"{request.method} is not allowed on {request.url.path}")
 
     table: list[tuple[str, Callable[[Request], object], list[str]]] = [
+        ("/", pages.index, ["GET"]),
+        ("/static/{name}", pages.static, ["GET"]),
+        ("/api/me", e(routes.me), ["GET"]),
         ("/health", health, ["GET"]),
         ("/openapi.json", openapi_json, ["GET"]),
         ("/login", e(routes.login), ["GET"]),

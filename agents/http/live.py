@@ -25,6 +25,7 @@ from dtf_core import subjects
 from dtf_core.errors import DTFError
 from dtf_core.events.codec import UndecodableEvent, decode, event_type
 from dtf_core.events.task import TaskSubmitted
+from dtf_core.events.tests import TestsReported
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,12 @@ def summarize(seq: int, subject: str, data: bytes) -> Item:
     if isinstance(event, TaskSubmitted):
         item.update(name=event.spec.name, task_type=event.spec.type,
                     priority=event.spec.priority)
+    elif isinstance(event, TestsReported):  # a batch of a run's tests: counts, and failures
+        outcomes: dict[str, int] = {}
+        for case in event.cases:
+            outcomes[case.outcome] = outcomes.get(case.outcome, 0) + 1
+        item.update(outcomes=outcomes, failures=[
+            c.nodeid for c in event.cases if c.outcome in ("failed", "error", "crashed")][:20])
     return item
 
 
@@ -119,7 +126,8 @@ class Feed:
     async def _follow(self) -> None:
         if self.last_seq == 0:  # else resume where the feed stopped
             self.last_seq = (await self.api.status()).last_seq
-        tail = served_log(self.api).tail(list(subjects.STATE_EVENTS), self.last_seq + 1)
+        tail = served_log(self.api).tail([*subjects.STATE_EVENTS, "dtf.evt.tests.>"],
+                                         self.last_seq + 1)
         async with tail:
             async for batch in tail:
                 items = [summarize(r.seq, r.subject, r.data) for r in batch]

@@ -19,6 +19,7 @@ ERRORS = {"400": "bad input", "401": "missing or bad credential",
 # path, method, summary, answer (a struct, [struct] for a page, or None)
 OPERATIONS: list[tuple[str, str, str, Any]] = [
     ("/health", "get", "Liveness of the HTTP agent and its NATS connection", None),
+    ("/api/me", "get", "The caller's subject and role", None),
     ("/api/status", "get", "Counts, leaders and the log position", r.Status),
     ("/api/dashboard", "get", "The dashboard's aggregated counts", None),
     ("/api/workers", "get", "Workers (filters: state, scheduling; cursor: after)",

@@ -14,6 +14,7 @@ import nats.errors
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from agents.auth.server_auth import unverified_claims
 from agents.http import access, live
 from agents.http.errors import error_response
 from agents.http.pool import ClientPool
@@ -86,6 +87,16 @@ class Routes:
         run.__name__ = handler.__name__
         run.__doc__ = handler.__doc__
         return run
+
+    async def me(self, request: Request) -> Response:
+        """Who the caller is (the dashboard shows only the actions its role may take)."""
+        cred = access.credential(request, secure=self.secure)
+        await self.pool.client(cred, access.source(request))  # the server checked it
+        claims = unverified_claims(cred) if cred else None
+        if claims is None:
+            return as_json({"sub": "anonymous" if cred is None else "worker-key",
+                            "role": "admin" if cred is None else "worker"})
+        return as_json({"sub": claims.get("sub"), "role": claims.get("role")})
 
     async def status(self, request: Request) -> Response:
         return as_json(await (await self.client(request)).status())
