@@ -33,6 +33,7 @@ class TaskSummary(Struct, kw_only=True):
     error: str
     last_seq: int | None  # its newest event's position in the log
     compacted: bool | UnsetType = UNSET
+    group: str | None = None  # the worker group it requires, if any
 
 
 class HistoryEntry(Struct, kw_only=True):

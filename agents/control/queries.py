@@ -42,7 +42,7 @@ def _summary_fields(t: TaskState) -> dict[str, Any]:
         "priority": t.spec.priority, "attempt": t.attempt, "worker_id": t.worker_id or None,
         "run_id": t.run_id, "submitted_at": t.submitted_at, "started_at": t.started_at,
         "finished_at": t.finished_at, "exit_code": t.exit_code, "error": t.error,
-        "last_seq": t.last_seq,
+        "last_seq": t.last_seq, "group": t.spec.requirements.worker_group,
     }
 
 

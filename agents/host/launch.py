@@ -181,6 +181,7 @@ async def run_http(settings: Settings, *, host: str, port: int, insecure: bool) 
     agent's own connection (a reader's) only says whether NATS is there (``/health``)."""
     from agents.http.app import bind, build_app, serve
     from agents.http.live import Feed, follow
+    from agents.http.metrics import Metrics
     from agents.http.pool import ClientPool
     from agents.wire.client import ApiClient
 
@@ -189,7 +190,7 @@ async def run_http(settings: Settings, *, host: str, port: int, insecure: bool) 
     try:
         nc = await _connected(settings, "dtf-http", streams=False)
         try:
-            feed = Feed(ApiClient(nc, credential=credential(settings)))
+            feed = Feed(ApiClient(nc, credential=credential(settings)), Metrics())
             app = build_app(pool, secure=not insecure, own=nc, feed=feed)
             log.info("REST API at http://%s:%d/", host, port)
 

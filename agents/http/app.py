@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from agents.http import openapi, pages
 from agents.http.errors import error_body
 from agents.http.live import Feed
+from agents.http.metrics import CONTENT_TYPE
 from agents.http.pool import ClientPool
 from agents.http.routes import Routes
 from agents.http.sockets import Sockets
@@ -40,6 +41,14 @@ def build_app(pool: ClientPool, *, secure: bool, own: Client | None = None,
                              "nats": "connected" if connected else "disconnected"},
                             status_code=200 if connected else 503)
 
+    async def metrics(request: Request) -> Response:
+        """Prometheus' text format; a reader's credential (bearer) may scrape."""
+        if feed is None or feed.metrics is None:
+            return error_body(404, "not_found", "no metrics here")
+        api = await routes.client(request)
+        return Response(await feed.metrics.scrape(api, feed.last_seq),
+                        media_type=CONTENT_TYPE)
+
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(spec)
 
@@ -55,6 +64,7 @@ def build_app(pool: ClientPool, *, secure: bool, own: Client | None = None,
         ("/static/{name}", pages.static, ["GET"]),
         ("/api/me", e(routes.me), ["GET"]),
         ("/health", health, ["GET"]),
+        ("/metrics", e(metrics), ["GET"]),
         ("/openapi.json", openapi_json, ["GET"]),
         ("/login", e(routes.login), ["GET"]),
         ("/logout", e(routes.logout), ["POST"]),

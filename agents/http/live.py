@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import nats.errors
 
+from agents.http.metrics import Metrics
 from agents.wire.client import ApiClient
 from agents.wire.output import served_log
 from dtf_core import subjects
@@ -53,7 +54,7 @@ def summarize(seq: int, subject: str, data: bytes) -> Item:
             item[name] = value
     if isinstance(event, TaskSubmitted):
         item.update(name=event.spec.name, task_type=event.spec.type,
-                    priority=event.spec.priority)
+                    priority=event.spec.priority, group=event.spec.requirements.worker_group)
     elif isinstance(event, TestsReported):  # a batch of a run's tests: counts, and failures
         outcomes: dict[str, int] = {}
         for case in event.cases:
@@ -109,8 +110,9 @@ async def follow(feed: Feed, pause: float = 1.0) -> None:
 
 
 class Feed:
-    def __init__(self, api: ApiClient) -> None:
+    def __init__(self, api: ApiClient, metrics: Metrics | None = None) -> None:
         self.api = api
+        self.metrics = metrics
         self.subscribers: set[Subscriber] = set()
         self.changed = asyncio.Event()
         self.snapshot: bytes = b"{}"
@@ -132,6 +134,8 @@ class Feed:
             async for batch in tail:
                 items = [summarize(r.seq, r.subject, r.data) for r in batch]
                 self.last_seq = batch[-1].seq
+                if self.metrics is not None:
+                    self.metrics.observe(items)
                 for sub in list(self.subscribers):
                     sub.offer(items)
                 self.changed.set()

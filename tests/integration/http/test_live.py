@@ -64,6 +64,15 @@ async def test_events_arrive_as_a_task_runs_and_the_aggregate_follows(dist: Dist
             if snapshot["status"]["tasks"].get("succeeded", 0) == before + 1:
                 break
 
+        metrics = await rest.get("/metrics")  # the same events, counted and timed
+        assert metrics.status_code == 200 and "text/plain" in metrics.headers["content-type"]
+        text = metrics.text
+        assert "dtf_leases_total 1.0" in text
+        assert 'dtf_task_total_seconds_count{outcome="succeeded"} 1.0' in text
+        assert 'dtf_workers{state="alive"} 1.0' in text
+        async with httpx.AsyncClient(base_url=dist.http or "") as anonymous:
+            assert (await anonymous.get("/metrics")).status_code == 401
+
 
 async def test_a_socket_without_a_good_credential_is_closed_with_a_code(dist: Dist) -> None:
     for headers, code in (({}, 4401), ({"Authorization": "Bearer forged"}, 4401)):

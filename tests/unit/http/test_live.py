@@ -19,7 +19,8 @@ def test_a_submission_is_summarised_without_its_spec() -> None:
     subject, data = submitted("t-1")
     item = summarize(7, subject, data)
     assert item == {"seq": 7, "type": "submitted", "kind": "task", "time": 1.0, "actor": "ann",
-                    "task_id": "t-1", "name": "n", "task_type": "command", "priority": 3}
+                    "task_id": "t-1", "name": "n", "task_type": "command", "priority": 3,
+                    "group": None}
     assert summarize(8, "dtf.evt.task.t-2.submitted", b"junk")["type"] == "undecodable"
 
 

@@ -18,7 +18,7 @@ def test_every_route_is_documented_and_every_reference_resolves() -> None:
               for m in (r.methods or ()) if m != "HEAD"}
     documented = {(p, m) for p, ops in doc["paths"].items() for m in ops}
     pages = {("/openapi.json", "get"), ("/login", "get"), ("/logout", "post"), ("/", "get"),
-             ("/static/{name}", "get")}
+             ("/static/{name}", "get"), ("/metrics", "get")}
     assert served - pages == documented
     text = json.dumps(doc)
     refs = {part.split('"')[0] for part in text.split("#/components/schemas/")[1:]}
