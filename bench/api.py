@@ -83,8 +83,8 @@ async def fill(api: ApiClient, n: int) -> None:
             await api.submit([NOOP] * min(1000, n - k))
 
     await asyncio.gather(*(submit(k) for k in range(0, n, 1000)))
-    while (await api.status()).tasks.get("succeeded", 0) < before + n:
-        await asyncio.sleep(0.5)  # polling a count this bench does not drive
+    while (await api.status()).tasks.get("succeeded", 0) < before + n:  # noqa: ASYNC110
+        await asyncio.sleep(0.5)  # polling a count kept by other processes
 
 
 async def list_latency(http: httpx.AsyncClient, samples: int) -> list[float]:

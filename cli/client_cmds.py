@@ -131,22 +131,28 @@ async def status(target: Target) -> tuple[r.Status, r.ProjectorStatus]:
         return st, projector
 
 
-async def wait(target: Target, ids: list[str],
-               timeout: float | None) -> dict[str, r.TaskSummary]:
+async def wait(target: Target, ids: list[str], timeout: float | None,
+               progress: Callable[[int, int], None] | None = None,
+               ) -> dict[str, r.TaskSummary]:
     """Wait until every task is terminal; returns the final summary of each."""
     for i in ids:
         validate_id(i, "task id")
     async with connected(target) as nc:
         api = ApiClient(nc, credential=target.credential)
-        return await wait_terminal(nc, api, ids, timeout)
+        return await wait_terminal(nc, api, ids, timeout, progress)
 
 
 async def wait_terminal(
-    nc: Client, api: ApiClient, ids: list[str], timeout: float | None
+    nc: Client, api: ApiClient, ids: list[str], timeout: float | None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, r.TaskSummary]:
+    """``progress(ended, total)``: called at the start and as tasks end."""
     summaries = await api.tasks(ids=ids, limit=max(len(ids), 1))
     final = {t.id: t for t in summaries if t.status in TERMINAL_TYPES}
     missing = set(ids) - set(final)
+    total = len(set(ids))
+    if progress is not None:
+        progress(total - len(missing), total)
     if not missing:
         return final
     if len(missing) <= FILTERS_PER_WAIT:
@@ -163,6 +169,8 @@ async def wait_terminal(
             for rec in batch:
                 missing.discard(rec.subject.split(".")[3])
                 seen = max(seen, rec.seq)
+            if progress is not None:
+                progress(total - len(missing), total)
             if not missing:
                 break
     # The api folds the log on its own: ask it to answer once it has folded what we saw.

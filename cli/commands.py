@@ -94,7 +94,8 @@ def artifacts(args: argparse.Namespace, ctx: Ctx) -> int:
 
 
 def wait(args: argparse.Namespace, ctx: Ctx) -> int:
-    final = asyncio.run(cc.wait(ctx.target, args.ids, args.timeout))
+    with render.progress("tasks ended", enabled=not args.json) as progress:
+        final = asyncio.run(cc.wait(ctx.target, args.ids, args.timeout, progress))
     if args.json:
         render.emit_json({i: final[i].status for i in args.ids})
     else:

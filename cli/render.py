@@ -3,10 +3,11 @@ results to stdout only through here."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -206,3 +207,21 @@ def worker_scheduling(res: replies.SchedulingChanged) -> str:
     moved = res.migrated
     return (f"{res.worker_id}: {res.scheduling}"
             + (f"; {len(moved)} queued leases moved off it" if moved else "") + "\n")
+
+
+@contextlib.contextmanager
+def progress(what: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A live progress bar on stderr while stdout is a terminal (`dtf wait`); elsewhere
+    (a pipe, a CI log, ``--json``) nothing is drawn. Yields ``update(done, total)``."""
+    if not (enabled and sys.stdout.isatty() and sys.stderr.isatty()):
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    bar = Progress("[progress.description]{task.description}", BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task(what, total=None)
+    with bar:
+        yield lambda done, total: bar.update(task, completed=done, total=total)

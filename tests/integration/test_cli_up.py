@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -180,6 +181,30 @@ def test_dtf_dashboard_prints_a_login_link_that_opens_a_session(up: Up, tmp_path
         assert login.status_code == 303, login.text
         status = browser.get("/api/status")
         assert status.status_code == 200 and status.json()["workers_alive"] == 2
+
+
+def test_dtf_wait_shows_live_progress_on_a_terminal_only(up: Up, tmp_path: Path) -> None:
+    import pty
+
+    gate = Gate(tmp_path / "gate")
+    task = up.dtf("submit", "--", PY, "-c", gate.script()).stdout.strip()
+    argv, env = up._cli(("wait", task))
+    primary, secondary = pty.openpty()
+    waiting = subprocess.Popen(argv, env={**env, "COLUMNS": "100"}, stdout=secondary,
+                               stderr=secondary, stdin=subprocess.DEVNULL)
+    os.close(secondary)
+    seen = b""
+    while b"tasks ended" not in seen:  # the bar, drawn while the task still runs
+        seen += os.read(primary, 4096)
+    gate.open()
+    assert waiting.wait(timeout=60) == 0
+    with contextlib.suppress(OSError):  # the pty reports EIO once the writer is gone
+        while chunk := os.read(primary, 4096):
+            seen += chunk
+    os.close(primary)
+    assert b"succeeded" in seen
+    piped = up.dtf("wait", task)  # not a terminal: the plain line only
+    assert "tasks ended" not in piped.stdout + piped.stderr
 
 
 def test_kill_a_worker_then_ctrl_c_then_resume(up: Up, tmp_path: Path) -> None:
