@@ -40,10 +40,9 @@ class Board:
                  compact_after: int | None = COMPACT_AFTER) -> None:
         self.from_leases = from_leases
         self.compact_after = compact_after
-        self.tasks: dict[str, TaskState] = {}
+        self.tasks: dict[str, TaskState] = {}  # in the order of their last change
         self.finished: dict[str, str] = {}  # compacted: task id -> its terminal status
-        # (seq it ended at, task), a heap: an agent applies its own appends before the fold
-        # delivers earlier ones, so they do not come in order
+        # (seq it ended at, task), a heap: an agent's own appends come before earlier ones
         self.ended: list[tuple[int, str]] = []
         self.workers: dict[str, WorkerState] = {}
         self.runs: dict[str, RunCreated] = {}
@@ -99,6 +98,7 @@ class Board:
         new = task_agg.evolve(old, event, seq)  # type: ignore[arg-type]
         if new is old:
             return None
+        self.tasks.pop(new.task_id, None)  # moved last: lists read the newest from the end
         self.tasks[new.task_id] = new
         if old is None or old.status != new.status or old.worker_id != new.worker_id:
             self._index(old, new)  # else the indexed facts did not change (a start, a note)

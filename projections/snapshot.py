@@ -114,7 +114,7 @@ def restore(board: Board, data: bytes) -> int:
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise SnapshotMismatch(f"not a DTF v{VERSION} board snapshot: {exc}") from None
     board.last_seq = snap.last_seq
-    for t in snap.tasks:
+    for t in sorted(snap.tasks, key=lambda t: t.last_seq):  # the board's order: see Board
         board.tasks[t.task_id] = t
         board._index(None, t)
     board.workers = {w.worker_id: w for w in snap.workers}

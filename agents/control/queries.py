@@ -117,14 +117,14 @@ def list_tasks(board: Board, cmd: cmds.ListTasks) -> list[TaskSummary]:
     if cmd.run_id is not None:
         validate_id(cmd.run_id, "run id")
     before = cmd.before_seq if cmd.before_seq is not None else board.last_seq + 1
-    rows = [] if cmd.after_compacted is not None else [
-        t
-        for t in board.tasks.values()
-        if (cmd.status is None or t.status == cmd.status)
-        and (cmd.run_id is None or t.run_id == cmd.run_id) and t.last_seq < before
-    ]
-    rows.sort(key=lambda t: t.last_seq, reverse=True)
-    out = [task_summary(t) for t in rows[: cmd.limit]]
+    out: list[TaskSummary] = []
+    if cmd.after_compacted is None:  # newest change first: the board keeps that order
+        for t in reversed(board.tasks.values()):
+            if t.last_seq < before and (cmd.status is None or t.status == cmd.status) \
+                    and (cmd.run_id is None or t.run_id == cmd.run_id):
+                out.append(task_summary(t))
+                if len(out) >= cmd.limit:
+                    break
     if len(out) < cmd.limit and (cmd.status is None or cmd.status in TERMINAL):
         out += _compacted_rows(board, cmd, cmd.limit - len(out))  # older than every row
     return out

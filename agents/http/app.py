@@ -21,6 +21,7 @@ from agents.http.live import Feed
 from agents.http.metrics import CONTENT_TYPE
 from agents.http.pool import ClientPool
 from agents.http.routes import Routes
+from agents.http.sessions import Sessions
 from agents.http.sockets import Sockets
 from dtf_core.errors import InvalidInput
 
@@ -32,6 +33,7 @@ def build_app(pool: ClientPool, *, secure: bool, own: Client | None = None,
     """``own``: the agent's own connection, which ``/health`` reports on; ``feed``: the
     live events the WebSockets serve (none: no WebSocket endpoints)."""
     routes = Routes(pool, secure=secure)
+    sessions = Sessions(pool, secure=secure)
     e = routes.endpoint
     spec = openapi.document()
 
@@ -62,12 +64,12 @@ def build_app(pool: ClientPool, *, secure: bool, own: Client | None = None,
     table: list[tuple[str, Callable[[Request], object], list[str]]] = [
         ("/", pages.index, ["GET"]),
         ("/static/{name}", pages.static, ["GET"]),
-        ("/api/me", e(routes.me), ["GET"]),
+        ("/api/me", e(sessions.me), ["GET"]),
         ("/health", health, ["GET"]),
         ("/metrics", e(metrics), ["GET"]),
         ("/openapi.json", openapi_json, ["GET"]),
-        ("/login", e(routes.login), ["GET"]),
-        ("/logout", e(routes.logout), ["POST"]),
+        ("/login", e(sessions.login), ["GET"]),
+        ("/logout", e(sessions.logout), ["POST"]),
         ("/api/status", e(routes.status), ["GET"]),
         ("/api/dashboard", e(routes.dashboard), ["GET"]),
         ("/api/workers", e(routes.workers), ["GET"]),
