@@ -65,29 +65,39 @@ def summarize(seq: int, subject: str, data: bytes) -> Item:
 
 
 class Subscriber:
-    """One event client: the events matching ``match``, in order, until it falls behind."""
+    """One event client: the events matching ``match``, in order, as JSON text, until it
+    falls behind."""
 
-    def __init__(self, match: Callable[[Item], bool]) -> None:
-        self.match = match
-        self.queue: asyncio.Queue[list[Item]] = asyncio.Queue(QUEUE_BATCHES)
+    def __init__(self, match: Callable[[Item], bool] | None) -> None:
+        self.match = match  # None: every event
+        self.queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_BATCHES)
         self.behind = asyncio.Event()
 
-    def offer(self, items: list[Item]) -> None:
-        picked = [i for i in items if self.match(i)]
-        if not picked or self.behind.is_set():
+    def offer(self, items: list[Item], everything: str) -> None:
+        """``everything``: ``items`` as JSON, encoded once for all the unfiltered clients."""
+        if self.behind.is_set():
             return
+        if self.match is None:
+            text = everything
+        else:
+            picked = [i for i in items if self.match(i)]
+            if not picked:
+                return
+            text = msgspec.json.encode(picked).decode()
         try:
-            self.queue.put_nowait(picked)
+            self.queue.put_nowait(text)
         except asyncio.QueueFull:
             self.behind.set()  # its sender closes it: it reconnects and reloads
 
 
-def matcher(params: Mapping[str, str]) -> Callable[[Item], bool]:
+def matcher(params: Mapping[str, str]) -> Callable[[Item], bool] | None:
     """``task``, ``worker``, ``run``: one aggregate's events; ``types``: a comma list;
-    ``kinds``: task, worker, run, auth, lead."""
+    ``kinds``: task, worker, run, auth, lead, tests. None: no filter at all."""
     wanted = {k: params[k] for k in ("task", "worker", "run") if params.get(k)}
     types = set(filter(None, params.get("types", "").split(",")))
     kinds = set(filter(None, params.get("kinds", "").split(",")))
+    if not (wanted or types or kinds):
+        return None
 
     def match(item: Item) -> bool:
         return (all(item.get(f"{k}_id") == v for k, v in wanted.items())
@@ -136,8 +146,9 @@ class Feed:
                 self.last_seq = batch[-1].seq
                 if self.metrics is not None:
                     self.metrics.observe(items)
+                everything = msgspec.json.encode(items).decode() if self.subscribers else ""
                 for sub in list(self.subscribers):
-                    sub.offer(items)
+                    sub.offer(items, everything)
                 self.changed.set()
 
     async def _aggregate(self) -> None:
@@ -155,7 +166,7 @@ class Feed:
                 await asyncio.wait_for(self.changed.wait(), DASHBOARD_IDLE_S)
             await asyncio.sleep(max(0.0, 1 / DASHBOARD_HZ - (time.monotonic() - started)))
 
-    def subscribe(self, match: Callable[[Item], bool]) -> Subscriber:
+    def subscribe(self, match: Callable[[Item], bool] | None) -> Subscriber:
         sub = Subscriber(match)
         self.subscribers.add(sub)
         return sub

@@ -59,7 +59,7 @@ class Sockets:
                     try:
                         batch = await asyncio.wait_for(sub.queue.get(), RECHECK_S)
                     except TimeoutError:
-                        batch = []
+                        batch = ""
                     if sub.behind.is_set():
                         await ws.close(code=1013, reason="too slow: reconnect and reload")
                         return
@@ -67,7 +67,7 @@ class Sockets:
                         await ws.close(code=4401, reason="the credential is no longer valid")
                         return
                     if batch:
-                        await ws.send_text(msgspec.json.encode(batch).decode())
+                        await ws.send_text(batch)
 
             await until_either(ws, send())
         finally:
