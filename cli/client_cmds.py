@@ -27,7 +27,6 @@ from dtf_core.spec import TaskSpec
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 FILTERS_PER_WAIT = 40
-TERMINAL_STATUSES = frozenset(TERMINAL_TYPES)
 
 
 @dataclass(frozen=True)
@@ -107,10 +106,7 @@ async def cancel_run(target: Target, run_id: str) -> list[str]:
     validate_id(run_id, "run id")
     async with connected(target) as nc:
         api = ApiClient(nc, credential=target.credential)
-        rows = await api.tasks(run_id=run_id, limit=10_000)
-        todo = [row.id for row in rows if row.status not in TERMINAL_STATUSES]
-        await asyncio.gather(*(api.cancel(t, reason=f"run {run_id} cancelled") for t in todo))
-        return todo
+        return await api.cancel_run(run_id, f"run {run_id} cancelled")
 
 
 async def ask(target: Target, question: Callable[[ApiClient], Awaitable[T]]) -> T:

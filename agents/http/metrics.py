@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from agents.wire.client import ApiClient
 from agents.wire.projector import projector_status
-from dtf_core.errors import DTFError
+from dtf_core.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class Metrics:
                     self.projector_lag.set(max(0, status.last_seq - projected.last_seq))
             except nats.errors.Error as exc:  # no projector running: no figure
                 log.debug("no projector status: %r", exc)
-        except DTFError as exc:  # the api restarting: the counters still answer
+        except Unavailable as exc:  # the api restarting: the counters still answer
             log.info("metrics without the api's figures: %s", exc)
         return bytes(generate_latest(self.registry))
 

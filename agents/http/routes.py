@@ -24,7 +24,6 @@ from dtf_core.errors import DTFError, InvalidInput, NotFound, Unavailable
 from dtf_core.ids import validate_id
 from dtf_core.replies import TaskSummary
 from dtf_core.spec import TaskSpec, parse_specs
-from dtf_core.task import TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -184,13 +183,9 @@ class Routes:
         """Cancel every task of the run that has not ended."""
         run_id = path_id(request, "run_id", "run id")
         api = await self.client(request)
-        rows = await api.tasks(run_id=run_id, limit=10_000)
-        if not rows:
+        if not await api.tasks(run_id=run_id, limit=1):
             raise NotFound(f"unknown run {run_id} (or it has no task)")
-        cancelled = []
-        for row in rows:
-            if row.status not in TERMINAL:
-                cancelled.append((await api.cancel(row.id, "run cancelled over HTTP")).id)
+        cancelled = await api.cancel_run(run_id, "run cancelled over HTTP")
         return as_json({"run_id": run_id, "cancelled": cancelled})
 
 async def read_body(request: Request) -> bytes:

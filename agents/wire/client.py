@@ -3,6 +3,7 @@ here, into the type its method returns (``dtf_core/replies.py``)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import TypeVar
 
@@ -12,9 +13,10 @@ from agents.wire.requests import Requester
 from dtf_core import commands as cmds
 from dtf_core import replies as r
 from dtf_core.commands import ManageAction, SubmitResult
-from dtf_core.errors import Unavailable
-from dtf_core.ids import child_id
+from dtf_core.errors import Refused, Unavailable
+from dtf_core.ids import child_id, validate_id
 from dtf_core.spec import TaskSpec
+from dtf_core.task import TERMINAL
 
 T = TypeVar("T")
 SUBMIT_CHUNK = 1000
@@ -51,6 +53,20 @@ class ApiClient(Requester):
 
     async def cancel(self, task_id: str, reason: str = "cancelled by user") -> r.CancelResult:
         return await self.ask(cmds.CancelTask(task_id=task_id, reason=reason), r.CancelResult)
+
+    async def cancel_run(self, run_id: str, reason: str) -> list[str]:
+        """Cancel every task of the run that has not ended (running ones are killed);
+        the ids it asked to cancel. A task that ends meanwhile is left as it ended."""
+        rows = await self.tasks(run_id=validate_id(run_id, "run id"), limit=10_000)
+        todo = [row.id for row in rows if row.status not in TERMINAL]
+
+        async def one(task_id: str) -> str | None:
+            try:
+                return (await self.cancel(task_id, reason)).id
+            except Refused:  # it ended since the list was read
+                return None
+
+        return [t for t in await asyncio.gather(*(one(t) for t in todo)) if t is not None]
 
     async def tasks(self, status: str | None = None, run_id: str | None = None,
                     limit: int = 100, ids: list[str] | None = None,
