@@ -49,6 +49,11 @@ def _check_up(args: argparse.Namespace) -> None:
     if args.cluster not in (1, 3, 5):
         raise InvalidInput("--cluster takes 1, 3 or 5 nodes (an odd number keeps a quorum)")
     loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if not args.no_http and args.http_host not in ("127.0.0.1", "localhost", "::1") \
+            and not args.insecure_network:
+        raise InvalidInput("the REST API speaks plain HTTP (session cookies and tokens in "
+                           "cleartext): keep --http-host on loopback behind a TLS proxy, or "
+                           "pass --insecure-network")
     if args.insecure_dev and not loopback:
         raise InvalidInput("--insecure-dev listens on loopback only; drop --host")
     if not loopback and not args.tls and not args.insecure_network:

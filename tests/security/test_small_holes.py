@@ -34,6 +34,16 @@ async def test_logs_show_only_the_output_of_the_worker_that_held_the_lease(
     assert rc == 0 and "the real output" in out and "all tests passed" not in out, out
 
 
+def test_the_rest_api_on_a_network_address_is_refused_unless_said(tmp_path: Path) -> None:
+    up = subprocess.run(
+        [sys.executable, "-m", "cli.main", "up", "--http-host", "0.0.0.0", "--port",
+         str(free_port()), "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=60, env={**os.environ})
+    assert up.returncode == 2, up.stderr
+    assert "plain HTTP" in up.stderr and "--insecure-network" in up.stderr
+    assert not (tmp_path / "data").exists()
+
+
 def test_a_network_address_without_tls_is_refused(tmp_path: Path) -> None:
     up = subprocess.run(
         [sys.executable, "-m", "cli.main", "up", "--host", "0.0.0.0", "--port",
