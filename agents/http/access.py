@@ -4,7 +4,7 @@ that only the dashboard's own scripts send (a form on another site cannot)."""
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from agents.auth.errors import Forbidden, Unauthenticated
@@ -15,18 +15,22 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_TTL_S = 8 * 3600.0
 
 
-def credential(request: Request, *, secure: bool) -> str | None:
-    """The caller's credential; None only on a stack without auth."""
-    header = request.headers.get("authorization")
+def credential(conn: HTTPConnection, *, secure: bool) -> str | None:
+    """The caller's credential, for a request or a WebSocket; None only on a stack
+    without auth. A cookie must come from the page's own origin for a WebSocket (which
+    no browser policy guards) and for any change."""
+    header = conn.headers.get("authorization")
     if header is not None:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthenticated("unauthenticated: send 'Authorization: Bearer <token>'")
         return value.strip()
-    cookie = request.cookies.get(COOKIE)
+    cookie = conn.cookies.get(COOKIE)
     if cookie:
-        if request.method not in SAFE_METHODS:
-            check_same_origin(request)
+        if conn.scope["type"] == "websocket":
+            check_origin(conn)
+        elif conn.scope.get("method") not in SAFE_METHODS:
+            check_same_origin(conn)
         return cookie
     if not secure:
         return None
@@ -34,17 +38,21 @@ def credential(request: Request, *, secure: bool) -> str | None:
                           "through the link `dtf dashboard` prints")
 
 
-def check_same_origin(request: Request) -> None:
+def check_same_origin(conn: HTTPConnection) -> None:
     """A cookie-authenticated change must come from the dashboard itself."""
-    if request.headers.get(CSRF_HEADER) != "1":
+    if conn.headers.get(CSRF_HEADER) != "1":
         raise Forbidden(f"forbidden: a change made with the session cookie needs the "
                         f"{CSRF_HEADER} header")
-    if request.headers.get("sec-fetch-site") not in (None, "same-origin", "none"):
+    if conn.headers.get("sec-fetch-site") not in (None, "same-origin", "none"):
         raise Forbidden("forbidden: cross-site request")
-    origin = request.headers.get("origin")
-    own = f"{request.url.scheme}://{request.url.netloc}"
-    if origin is not None and origin != own:
-        raise Forbidden(f"forbidden: request from origin {origin!r}, not {own!r}")
+    check_origin(conn)
+
+
+def check_origin(conn: HTTPConnection) -> None:
+    origin = conn.headers.get("origin")
+    netloc = conn.url.netloc
+    if origin is not None and origin not in (f"http://{netloc}", f"https://{netloc}"):
+        raise Forbidden(f"forbidden: a request from origin {origin!r}")
 
 
 def set_session(response: Response, token: str, *, https: bool) -> None:
@@ -56,5 +64,5 @@ def clear_session(response: Response) -> None:
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
 
 
-def source(request: Request) -> str:
-    return request.client.host if request.client else ""
+def source(conn: HTTPConnection) -> str:
+    return conn.client.host if conn.client else ""

@@ -35,8 +35,8 @@ class Sockets:
     async def admit(self, ws: WebSocket) -> ApiClient | None:
         await ws.accept()
         try:
-            cred = ws_credential(ws, secure=self.secure)
-            api = await self.pool.client(cred, ws.client.host if ws.client else "")
+            cred = access.credential(ws, secure=self.secure)
+            api = await self.pool.client(cred, access.source(ws))
             await api.status()  # may it read at all (a worker's token may not)
         except DTFError as exc:
             code = {Unauthenticated: 4401, Forbidden: 4403, TooManyFailures: 4429}.get(
@@ -93,25 +93,6 @@ class Sockets:
                     await ws.send_text(snapshot.decode())
 
         await until_either(ws, send())
-
-
-def ws_credential(ws: WebSocket, *, secure: bool) -> str | None:
-    header = ws.headers.get("authorization")
-    if header is not None:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise Unauthenticated("unauthenticated: send 'Authorization: Bearer <token>'")
-        return value.strip()
-    cookie = ws.cookies.get(access.COOKIE)
-    if cookie:
-        origin = ws.headers.get("origin")
-        own = {f"{scheme}://{ws.url.netloc}" for scheme in ("http", "https")}
-        if origin is not None and origin not in own:
-            raise Forbidden(f"forbidden: a WebSocket from origin {origin!r}")
-        return cookie
-    if not secure:
-        return None
-    raise Unauthenticated("unauthenticated: log in first")
 
 
 async def until_either(ws: WebSocket, sender: Coroutine[Any, Any, None]) -> None:

@@ -75,7 +75,13 @@ async def test_events_arrive_as_a_task_runs_and_the_aggregate_follows(dist: Dist
 
 
 async def test_a_socket_without_a_good_credential_is_closed_with_a_code(dist: Dist) -> None:
-    for headers, code in (({}, 4401), ({"Authorization": "Bearer forged"}, 4401)):
+    cookie = f"dtf_session={dist.token}"
+    own = (dist.http or "").rstrip("/")
+    async with connect(ws_url(dist, "/ws"), open_timeout=30, additional_headers={
+            "Cookie": cookie, "Origin": own}) as ws:
+        assert (await next_json(ws))["type"] == "hello"  # the page's own origin: admitted
+    for headers, code in (({}, 4401), ({"Authorization": "Bearer forged"}, 4401),
+                          ({"Cookie": cookie, "Origin": "https://evil.example"}, 4403)):
         async with connect(ws_url(dist, "/ws"), additional_headers=headers,
                            open_timeout=30) as ws:
             with pytest.raises(ConnectionClosed) as closed:
