@@ -181,6 +181,12 @@ def test_dtf_dashboard_prints_a_login_link_that_opens_a_session(up: Up, tmp_path
         assert login.status_code == 303, login.text
         status = browser.get("/api/status")
         assert status.status_code == 200 and status.json()["workers_alive"] == 2
+    issued = up.dtf("token", "issue", "--role", "reader", "--sub", "bob", "--ttl", "5m",
+                    "--login", "--url", up.http)  # a link for someone else
+    bobs = issued.stdout.split("login link (works for 5m): ")[1].strip()
+    with httpx.Client(base_url=up.http, timeout=30) as browser:
+        assert browser.get(bobs).status_code == 303
+        assert browser.get("/api/me").json() == {"sub": "bob", "role": "reader"}
 
 
 def test_dtf_wait_shows_live_progress_on_a_terminal_only(up: Up, tmp_path: Path) -> None:
