@@ -159,3 +159,21 @@ class Durations(Struct, kw_only=True):
     ok: bool
     result: dict[str, float] | UnsetType = UNSET
     error: str | UnsetType = UNSET
+
+
+class FlakyTest(Struct, kw_only=True):
+    """A test that both passed and failed within the window, and where it failed."""
+
+    test_id: str
+    passed: int
+    failed: int
+    failed_on: list[str]  # worker ids
+    last_seen: float  # Unix time of its newest result
+
+
+class FlakyTests(Struct, kw_only=True):
+    """What the projector answers on ``dtf.q.flaky_tests``."""
+
+    ok: bool
+    result: list[FlakyTest] | UnsetType = UNSET
+    error: str | UnsetType = UNSET

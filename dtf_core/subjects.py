@@ -36,6 +36,7 @@ Q_EXPLAIN = "dtf.q.explain"
 Q_SECRETS = "dtf.q.secrets"  # a leased task's secret environment, for its worker
 Q_TAIL = "dtf.q.tail"  # open a consumer for a client (agents/log/served_tail.py)
 Q_TEST_DURATIONS = "dtf.q.test_durations"
+Q_FLAKY_TESTS = "dtf.q.flaky_tests"  # the projector: tests that both passed and failed
 
 
 def task_subject(task_id: str, event_type: str, worker_id: str | None = None) -> str:

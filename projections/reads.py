@@ -7,6 +7,7 @@ import hashlib
 
 import duckdb
 
+from projections.rows import as_timestamp
 from projections.tables import TABLES, TEST_RESULTS
 
 _COUNT = {t.name: "SELECT count(*) FROM " + t.name for t in TABLES}  # noqa: S608
@@ -19,6 +20,29 @@ _DURATIONS = (
     + " WHERE kind = 'test' AND success AND test_id IN (SELECT unnest(?::VARCHAR[]))"
     + " GROUP BY test_id"
 )
+
+
+# a constant table name; the values are parameters
+_FLAKY = (
+    "SELECT test_id, count(*) FILTER (WHERE success),"  # noqa: S608
+    " count(*) FILTER (WHERE NOT success),"
+    " coalesce(list(DISTINCT worker_id ORDER BY worker_id) FILTER (WHERE NOT success"
+    " AND worker_id IS NOT NULL), []), epoch(max(timestamp))"
+    " FROM " + TEST_RESULTS
+    + " WHERE kind = 'test' AND timestamp >= ?"
+    + " GROUP BY test_id"
+    + " HAVING count(*) FILTER (WHERE success) > 0 AND count(*) FILTER (WHERE NOT success) > 0"
+    + " ORDER BY 3 DESC, 5 DESC, 1 LIMIT ?"
+)
+
+
+def flaky_tests(con: duckdb.DuckDBPyConnection, since: float,
+                limit: int) -> list[tuple[str, int, int, list[str], float]]:
+    """Tests with results since ``since`` (Unix time) that both passed and failed: how
+    often each, the workers where they failed, and when last seen; most failures first."""
+    rows = con.execute(_FLAKY, [as_timestamp(since), limit]).fetchall()
+    return [(str(t), int(p), int(f), [str(w) for w in on], float(last))
+            for t, p, f, on, last in rows]
 
 
 def median_durations(con: duckdb.DuckDBPyConnection, node_ids: list[str]) -> dict[str, float]:

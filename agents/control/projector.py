@@ -28,9 +28,9 @@ from agents.log.port import EventLog, Record
 from dtf_core import subjects
 from dtf_core.errors import DTFError, InvalidInput
 from dtf_core.events.codec import UndecodableEvent, decode
-from dtf_core.replies import Durations, ProjectorStatus
+from dtf_core.replies import Durations, FlakyTest, FlakyTests, ProjectorStatus
 from dtf_core.spec import NODE_ID_MAX
-from projections.reads import median_durations, table_counts, table_hash
+from projections.reads import flaky_tests, median_durations, table_counts, table_hash
 from projections.tables import (
     TableWriter,
     read_last_seq,
@@ -63,6 +63,14 @@ class DurationsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _durations_decoder = msgspec.json.Decoder(DurationsQuery)
+
+
+class FlakyQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    since: Annotated[float, msgspec.Meta(ge=0)]  # Unix time
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+
+
+_flaky_decoder = msgspec.json.Decoder(FlakyQuery)
 
 
 def answer(con: duckdb.DuckDBPyConnection, op: str) -> ProjectorStatus:
@@ -116,6 +124,8 @@ class ProjectorAgent:
                                           cb=self._on_query)
             self._subs.append(await self.nc.subscribe(
                 subjects.Q_TEST_DURATIONS, queue=QUEUE_GROUP, cb=self._on_durations))
+            self._subs.append(await self.nc.subscribe(
+                subjects.Q_FLAKY_TESTS, queue=QUEUE_GROUP, cb=self._on_flaky))
             await self._project()
         finally:
             await to_the_end(self._stop(sub))
@@ -132,6 +142,22 @@ class ProjectorAgent:
         except Exception as exc:  # one broad except per request: answer, never crash
             log.exception("durations query failed")
             reply = Durations(ok=False, error=f"internal error: {exc!r}")
+        await self._answer(msg, _encoder.encode(reply))
+
+    async def _on_flaky(self, msg: Msg) -> None:
+        """Tests that both passed and failed since a time, with the workers they failed on."""
+        reply: FlakyTests
+        try:
+            query = _flaky_decoder.decode(msg.data)
+            rows = await self.db.call(flaky_tests, query.since, query.limit)
+            reply = FlakyTests(ok=True, result=[
+                FlakyTest(test_id=t, passed=p, failed=f, failed_on=on, last_seen=last)
+                for t, p, f, on, last in rows])
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            reply = FlakyTests(ok=False, error=f"invalid request: {exc}")
+        except Exception as exc:  # one broad except per request: answer, never crash
+            log.exception("flaky tests query failed")
+            reply = FlakyTests(ok=False, error=f"internal error: {exc!r}")
         await self._answer(msg, _encoder.encode(reply))
 
     async def _stop(self, sub: Any) -> None:

@@ -83,6 +83,7 @@ def build_app(pool: ClientPool, *, secure: bool, own: Client | None = None,
         ("/api/tasks/{task_id}/explain", e(routes.explain), ["GET"]),
         ("/api/tasks/{task_id}/logs", e(routes.output), ["GET"]),
         ("/api/runs/{run_id}/tasks", e(routes.run_tasks), ["GET"]),
+        ("/api/tests/flaky", e(routes.flaky), ["GET"]),
         ("/api/runs/{run_id}/cancel", e(routes.cancel_run), ["POST"]),
     ]
     served: list[BaseRoute] = [Route(path, fn, methods=methods) for path, fn, methods in table]

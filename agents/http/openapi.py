@@ -37,6 +37,8 @@ OPERATIONS: list[tuple[str, str, str, Any]] = [
     ("/api/tasks/{task_id}/logs", "get", "What a task printed, up to 2 MiB", TaskOutput),
     ("/api/runs/{run_id}/tasks", "get", "A run's tasks", [r.TaskSummary]),
     ("/api/runs/{run_id}/cancel", "post", "Cancel every task of a run not ended", None),
+    ("/api/tests/flaky", "get", "Tests that both passed and failed (days, limit)",
+     [r.FlakyTest]),
 ]
 
 

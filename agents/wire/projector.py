@@ -1,5 +1,5 @@
-"""Asking the projector (JSON over request/reply): its position and tables, and tests'
-measured durations. Each answer is decoded once, here, into its type."""
+"""Asking the projector (JSON over request/reply): its position and tables, tests'
+measured durations, and flaky tests. Each answer is decoded once, here, into its type."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import msgspec
 from nats.aio.client import Client
 
 from dtf_core import subjects
-from dtf_core.replies import Durations, ProjectorStatus
+from dtf_core.replies import Durations, FlakyTests, ProjectorStatus
 
 
 async def projector_status(nc: Client, op: Literal["status", "hash"] = "status",
@@ -28,3 +28,12 @@ async def measured_durations(nc: Client, node_ids: Sequence[str],
                            msgspec.json.encode({"node_ids": list(node_ids)}),
                            timeout=timeout, headers=headers)
     return msgspec.json.decode(msg.data, type=Durations)
+
+
+async def flaky_tests(nc: Client, since: float, limit: int = 100,
+                      timeout: float = 10.0) -> FlakyTests:
+    """Tests that both passed and failed since ``since`` (Unix time), from the projector."""
+    msg = await nc.request(subjects.Q_FLAKY_TESTS,
+                           msgspec.json.encode({"since": since, "limit": limit}),
+                           timeout=timeout)
+    return msgspec.json.decode(msg.data, type=FlakyTests)

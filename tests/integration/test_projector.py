@@ -149,6 +149,26 @@ async def test_rows_appear_and_status_answers(env: Env, tmp_path: Path) -> None:
         assert (await ask(env.nc, {"op": "hash"}))["last_seq"] == end + 4
 
 
+async def test_flaky_tests_are_asked_over_nats(env: Env, tmp_path: Path) -> None:
+    from agents.wire.projector import flaky_tests
+    from dtf_core.events.tests import TestCase, TestsReported
+
+    def reported(task: str, worker: str, outcome: str) -> TestsReported:
+        return TestsReported(run_id="r1", task_id=task, worker_id=worker, attempt=1,
+                             fencing=1, batch=1, at=T0 + 1, actor=worker,
+                             cases=(TestCase(nodeid="t.py::f", outcome=outcome),))  # type: ignore[arg-type]
+
+    seqs = await append(env.log, [reported("c1", "w1", "failed"), reported("c2", "w2", "passed")])
+    async with projector(env, tmp_path / "p.duckdb"):
+        await until(lambda: reached(env.nc, seqs[-1]))
+        answer = await flaky_tests(env.nc, since=T0)
+        assert answer.ok and [(f.test_id, f.passed, f.failed, f.failed_on)
+                              for f in answer.result or []] == [("t.py::f", 1, 1, ["w1"])]
+        assert (await flaky_tests(env.nc, since=T0 + 2)).result == []
+        bad = await env.nc.request(subjects.Q_FLAKY_TESTS, b'{"since": -1}', timeout=5)
+        assert b"invalid request" in bad.data
+
+
 async def test_rebuilt_hash_equals_the_live_one(env: Env, tmp_path: Path) -> None:
     await append(env.log, story())  # a fresh stream: seqs 1..15, as the story's fencing says
     async with projector(env, tmp_path / "live.duckdb"):

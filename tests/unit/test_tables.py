@@ -295,3 +295,30 @@ async def test_a_cancelled_call_still_finishes_before_the_close(tmp_path: Path) 
     assert order == ["call done"]
     with pytest.raises(Unavailable):
         await db.call(read_last_seq)
+
+
+def test_flaky_tests_both_passed_and_failed_since_a_time(
+        con: duckdb.DuckDBPyConnection) -> None:
+    from dtf_core.events.tests import TestCase, TestsReported
+    from projections.reads import flaky_tests
+
+    def reported(seq: int, worker: str, at: float, **outcomes: str) -> tuple[int, Event]:
+        cases = tuple(TestCase(nodeid=f"t.py::{n}", outcome=o)  # type: ignore[arg-type]
+                      for n, o in outcomes.items())
+        return seq, TestsReported(run_id="r1", task_id=f"c{seq}", worker_id=worker,
+                                  attempt=1, fencing=seq, batch=1, cases=cases, at=at,
+                                  actor=worker)
+
+    writer = TableWriter()
+    apply(con, writer, [
+        reported(1, "w9", T0 - 100, old="failed"),  # before the window: not counted
+        reported(2, "w1", T0 + 1, a="passed", b="passed", c="failed", old="passed"),
+        reported(3, "w2", T0 + 2, a="failed", b="passed", c="error"),
+        reported(4, "w3", T0 + 3, c="passed", d="skipped"),
+    ])
+    assert flaky_tests(con, T0, 10) == [
+        ("t.py::c", 1, 2, ["w1", "w2"], T0 + 3),
+        ("t.py::a", 1, 1, ["w2"], T0 + 2),
+    ]
+    assert flaky_tests(con, T0, 1) == [("t.py::c", 1, 2, ["w1", "w2"], T0 + 3)]
+    assert flaky_tests(con, T0 + 2.5, 10) == []

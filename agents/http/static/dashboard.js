@@ -192,9 +192,20 @@ function onTests(item) {
   const runs = $("runs");
   runs.replaceChildren(...[...state.runs].map(([id, r]) =>
     el("div", `${id}: ${r.passed} passed, ${r.failed} failed, ${r.other} other`)));
-  const flaky = $("flaky");
-  flaky.replaceChildren(...[...state.tests].slice(-200).map(([nodeid, s]) =>
+  $("failing").replaceChildren(...[...state.tests].slice(-200).map(([nodeid, s]) =>
     el("div", `${nodeid} failed on ${[...s.failed].join(", ")}`)));
+  if ((item.failures || []).length) loadFlaky();
+}
+
+let flakyAt = 0;
+async function loadFlaky() {
+  if (Date.now() - flakyAt < 10000) return;  // at most every 10 s
+  flakyAt = Date.now();
+  try {
+    const page = await api("/api/tests/flaky?days=7&limit=200");
+    $("flaky").replaceChildren(...page.items.map((t) => el("div",
+      `${t.test_id}: ${t.passed} passed, ${t.failed} failed (on ${t.failed_on.join(", ")})`)));
+  } catch (e) { $("flaky").replaceChildren(el("div", `unavailable: ${e.message}`, "error")); }
 }
 
 async function openTask(id) {
@@ -238,7 +249,7 @@ async function main() {
     state.me = await api("/api/me");
     $("me").textContent = `${state.me.sub} (${state.me.role})`;
     showAggregate(await api("/api/dashboard"));
-    await Promise.all([loadTasks(true), loadWorkers()]);
+    await Promise.all([loadTasks(true), loadWorkers(), loadFlaky()]);
   } catch (e) { showError(e); }
   let workersAt = 0;
   socket("/ws/dashboard", (a) => {

@@ -125,6 +125,8 @@ async def test_every_endpoint_as_admin_and_each_error_code(rest: Rest) -> None:
         error(await admin.get("/api/tasks/no..such"), 400, "invalid")
         error(await admin.get("/api/tasks", params={"limit": "0"}), 400, "invalid")
         error(await admin.get("/api/tasks", params={"cursor": "zzz"}), 400, "invalid")
+        error(await admin.get("/api/tests/flaky", params={"days": "soon"}), 400, "invalid")
+        assert (await admin.get("/api/tests/flaky")).json() == {"items": [], "next": None}
         error(await admin.post("/api/tasks", content=b"{nope"), 400, "invalid")
         error(await admin.post("/api/tasks", json={"type": "rocket"}), 400, "invalid")
         error(await admin.get("/api/tasks/t-unknown"), 404, "not_found")
