@@ -222,11 +222,17 @@ class DtfRun(Results):
         if not self.follow.pending_tasks:
             return
         events = self.remote.events(self.begun)
+        waiting_since: float | None = time.monotonic()  # until the first test's result
         try:
             while self.follow.pending_tasks:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                for event in wait(self.bg.submit(events.__anext__()), left):
+                batch = self.bg.submit(events.__anext__())
+                if waiting_since is not None:
+                    show_waiting(self.config, batch, deadline, len(self.follow.pending_tasks),
+                                 waiting_since)
+                for event in wait(batch, left):
                     if isinstance(event, TestsReported):
+                        waiting_since = None
                         self._on_tests(event)
                     else:
                         self._on_task_end(getattr(event, "task_id", ""), event)
@@ -235,3 +241,24 @@ class DtfRun(Results):
         finally:
             with contextlib.suppress(BaseException):
                 self.bg.call(events.aclose(), 10)
+
+
+def show_waiting(config: pytest.Config, batch: concurrent.futures.Future[Any],
+                 deadline: float | None, chunks: int, start: float) -> None:
+    """On a terminal, a line that says what the run waits for until ``batch`` comes,
+    erased before anything else is printed (elsewhere, nothing at all)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or not getattr(reporter, "isatty", False):
+        return
+    shown = False
+    try:
+        while not batch.done() and (deadline is None or time.monotonic() < deadline):
+            concurrent.futures.wait([batch], timeout=0.25)  # a display refresh
+            if not batch.done():
+                reporter.rewrite(f"dtf: {chunks} chunks on the workers, waiting for the "
+                                 f"first results ({time.monotonic() - start:.0f}s)")
+                shown = True
+    finally:
+        if shown:
+            reporter.rewrite("", erase=True)
+            reporter.write("\r")

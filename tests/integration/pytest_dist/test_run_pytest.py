@@ -4,9 +4,11 @@ says what plain pytest says: the same counts, failure sections and exit codes.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -347,3 +349,42 @@ async def test_cancelling_a_running_chunk_stops_its_tests(dist: Dist, tmp_path: 
         return True
     await until(all_gone, timeout=10, what="the test's process and its child to be killed")
     gate.open()
+
+
+async def test_a_terminal_sees_what_the_run_waits_for_before_pytests_report(
+        dist: Dist) -> None:
+    """Only on a terminal: a line saying what the run waits for, erased before pytest's
+    own report (pipes, as every other test here reads, get pytest's output alone)."""
+    import pty
+
+    root = dist.suite("tty", {"tests/test_slow.py": """
+        import time
+
+        def test_slow():
+            time.sleep(1)
+    """})
+    env = {**os.environ, "DTF_SERVER": dist.url, "DTF_TOKEN": dist.token,
+           "DTF_DATA_DIR": str(dist.tmp / "nodata"), "COLUMNS": "120"}
+    env.pop("PYTEST_ADDOPTS", None)
+    primary, secondary = pty.openpty()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli.main", "run", "pytest", cwd=root, env=env,
+        stdout=secondary, stderr=secondary)
+    os.close(secondary)
+
+    def read_all() -> bytes:
+        out = b""
+        with contextlib.suppress(OSError):  # EIO once the writer has gone
+            while chunk := os.read(primary, 4096):
+                out += chunk
+        return out
+
+    out = await asyncio.to_thread(read_all)
+    os.close(primary)
+    assert await proc.wait() == 0, out.decode(errors="replace")
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.decode(errors="replace"))  # no colours
+    assert "waiting for the first results" in text, text
+    assert "1 passed" in text and "test_slow.py ." in text
+    # erased before pytest's report: what follows the waiting line is blanks, then "\r"
+    after = text.rsplit("waiting for the first results", 1)[1]
+    assert re.match(r"^ \(\d+s\)\r +\r", after), repr(after[:40])
