@@ -63,6 +63,17 @@ class WorkerRow(Struct, kw_only=True):
     running: int
     capabilities: Capabilities
     last_seen: float
+    load: WorkerLoad | None = None  # from its newest heartbeat (None: none yet)
+
+
+class WorkerLoad(Struct, kw_only=True):
+    """A worker's newest heartbeat: its host's CPU and memory use, the worker's own
+    memory, and the report batches its session sent again."""
+
+    cpu_percent: float
+    memory_percent: float
+    rss_mb: float
+    report_resends: int
 
 
 class LeaderClaim(Struct, kw_only=True):

@@ -27,6 +27,7 @@ from dtf_core.replies import (
     TailOpened,
     TaskDetail,
     TaskSummary,
+    WorkerLoad,
     WorkerRow,
 )
 from dtf_core.task import TERMINAL, TaskState
@@ -206,6 +207,7 @@ async def list_workers(board: Board, nc: Client) -> list[WorkerRow]:
 
 async def _worker_row(board: Board, js: Any, w: WorkerState) -> WorkerRow:
     last_seen = w.last_event_at
+    load = None
     try:
         msg = await js.get_last_msg(
             subjects.HEARTBEATS_STREAM, subjects.heartbeat_subject(w.worker_id)
@@ -213,13 +215,15 @@ async def _worker_row(board: Board, js: Any, w: WorkerState) -> WorkerRow:
         beat = decode_heartbeat(msg.data)
         if beat.session == w.session:
             last_seen = max(last_seen, beat.at)
+            load = WorkerLoad(cpu_percent=beat.cpu_percent, memory_percent=beat.memory_percent,
+                              rss_mb=beat.rss_mb, report_resends=beat.report_resends)
     except Exception:  # no heartbeat yet: registration time is the last sign of life
         pass
     return WorkerRow(
         id=w.worker_id, hostname=w.hostname, pid=w.pid, session=w.session, state=w.status,
         scheduling=w.scheduling, slots=w.slots,
         running=len(board.leases_by_worker.get(w.worker_id, ())),
-        capabilities=w.capabilities, last_seen=last_seen)
+        capabilities=w.capabilities, last_seen=last_seen, load=load)
 
 
 def status(board: Board) -> Status:

@@ -7,7 +7,8 @@ the api's and the projector's positions and counts.
   ``dtf_task_total_seconds{outcome}``: submit → lease → start → end, from the events'
   times, for the tasks submitted while the agent ran.
 - ``dtf_queue_depth{group}``, ``dtf_tasks{status}``, ``dtf_workers{state}``,
-  ``dtf_api_lag_events``, ``dtf_projector_lag_events``: read at each scrape."""
+  ``dtf_api_lag_events``, ``dtf_projector_lag_events``, ``dtf_report_resends``: read at
+  each scrape."""
 
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ class Metrics:
         self.workers = Gauge("dtf_workers", "Workers by state", ["state"], registry=r)
         self.api_lag = Gauge("dtf_api_lag_events", "Events appended that the api has not "
                              "folded yet", registry=r)
+        self.resends = Gauge("dtf_report_resends", "Report batches the workers' current "
+                             "sessions sent again (no answer, or the api unavailable)",
+                             registry=r)
         self.projector_lag = Gauge("dtf_projector_lag_events", "Events the api has folded "
                                    "that the projector has not stored yet", registry=r)
         self.times: dict[str, Times] = {}
@@ -112,8 +116,11 @@ class Metrics:
             for name, n in status.tasks.items():
                 self.tasks.labels(name).set(n)
             self.workers.clear()
+            resends = 0
             for w in await api.workers():
                 self.workers.labels(w.state).inc()
+                resends += w.load.report_resends if w.load is not None else 0
+            self.resends.set(resends)
             self.queue_depth.clear()
             if status.tasks.get("queued"):
                 for row in await api.tasks(status="queued", limit=MAX_QUEUED_ROWS):

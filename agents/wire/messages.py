@@ -17,6 +17,7 @@ class Heartbeat(msgspec.Struct, kw_only=True):
     cpu_percent: float = 0.0
     memory_percent: float = 0.0
     rss_mb: float = 0.0
+    report_resends: int = 0  # report batches this session sent again
 
 
 _hb_encoder = msgspec.msgpack.Encoder()

@@ -126,7 +126,8 @@ class WorkerAgent:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(beat_forever(
                     self.nc, self.worker_id, self.session, self.heartbeat_interval,
-                    running=lambda: len(self.running), leases=self._held))
+                    running=lambda: len(self.running), leases=self._held,
+                    resends=lambda: self.reporter.resends))
                 tg.create_task(self.reporter.run())
                 await self.leases.start()
                 if self.browsers:

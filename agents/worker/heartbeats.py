@@ -20,15 +20,17 @@ log = logging.getLogger(__name__)
 
 async def beat_forever(nc: Client, worker_id: str, session: str, interval: float, *,
                        running: Callable[[], int],
-                       leases: Callable[[], Iterable[int]]) -> None:
-    """``leases``: the fencing tokens held (running, or finished and not reported yet)."""
+                       leases: Callable[[], Iterable[int]],
+                       resends: Callable[[], int] = lambda: 0) -> None:
+    """``leases``: the fencing tokens held (running, or finished and not reported yet);
+    ``resends``: report batches this session sent again."""
     subject = subjects.heartbeat_subject(worker_id)
     proc = psutil.Process()
     while True:
         beat = Heartbeat(
             session=session, at=time.time(), running=running(), leases=sorted(leases()),
             cpu_percent=psutil.cpu_percent(), memory_percent=psutil.virtual_memory().percent,
-            rss_mb=proc.memory_info().rss / 1024**2)
+            rss_mb=proc.memory_info().rss / 1024**2, report_resends=resends())
         try:
             await nc.publish(subject, encode_heartbeat(beat))
         except nats.errors.Error as exc:  # reconnecting: the next one may pass

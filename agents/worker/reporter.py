@@ -44,6 +44,7 @@ class Reporter:
         self.on_refused = on_refused
         self.reports: list[Report] = []
         self.outbox = Outbox(worker_id)  # per-test results waiting to be reported
+        self.resends = 0  # batches sent again (no answer, or the api unavailable)
         self._ready = asyncio.Event()
         self._send_now = asyncio.Event()
 
@@ -98,6 +99,7 @@ class Reporter:
                     refused = await self.api.report(self.signed(batch, tests), timeout=timeout)
                 except DTFError as exc:
                     log.warning("reporting %d results failed (%s); retrying", len(batch), exc)
+                    self.resends += 1
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
                     timeout = min(timeout * 2, REPORT_MAX_TIMEOUT_S)

@@ -79,8 +79,9 @@ function workerRow(w) {
   const caps = w.capabilities || {};
   const hw = [`${caps.cpu_count || "?"} cpu`, ...(caps.hardware || []).filter((h) => h !== "cpu"),
               caps.memory_gb ? `${Math.round(caps.memory_gb)} GB` : ""].filter(Boolean).join(", ");
+  const load = w.load ? `${Math.round(w.load.cpu_percent)}% cpu, ${Math.round(w.load.memory_percent)}% mem` : "";
   row.append(el("span", w.id), el("span", w.state, `state-${w.state}`), el("span", w.scheduling),
-             el("span", `${w.running}/${w.slots}`), el("span", hw));
+             el("span", `${w.running}/${w.slots}`), el("span", hw), el("span", load));
   const actions = el("span");
   if (canManage()) {
     for (const action of w.scheduling === "open" ? ["cordon", "drain"] : ["uncordon"]) {

@@ -70,6 +70,7 @@ async def test_events_arrive_as_a_task_runs_and_the_aggregate_follows(dist: Dist
         assert "dtf_leases_total 1.0" in text
         assert 'dtf_task_total_seconds_count{outcome="succeeded"} 1.0' in text
         assert 'dtf_workers{state="alive"} 1.0' in text
+        assert "dtf_report_resends 0.0" in text
         async with httpx.AsyncClient(base_url=dist.http or "") as anonymous:
             assert (await anonymous.get("/metrics")).status_code == 401
 

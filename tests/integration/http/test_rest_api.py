@@ -118,6 +118,13 @@ async def test_every_endpoint_as_admin_and_each_error_code(rest: Rest) -> None:
         assert [w["id"] for w in workers] == ["local-1"]
         one = (await admin.get("/api/workers/local-1")).json()
         assert one["capabilities"]["cpu_count"] >= 1 and one["slots"] == 1
+
+        async def beaten() -> bool:  # its load, from its newest heartbeat
+            load = (await admin.get("/api/workers/local-1")).json()["load"]
+            return load is not None and load["report_resends"] == 0 \
+                and 0 <= load["cpu_percent"] <= 100 and load["rss_mb"] > 0
+
+        await until(beaten, 20, "a heartbeat with the worker's load")
         cordoned = await admin.post("/api/workers/local-1/cordon", json={"reason": "test"})
         assert cordoned.json()["scheduling"] == "cordoned", cordoned.text
         assert (await admin.post("/api/workers/local-1/uncordon")).json()["scheduling"] == "open"
