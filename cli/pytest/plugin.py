@@ -228,8 +228,7 @@ class DtfRun(Results):
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 batch = self.bg.submit(events.__anext__())
                 if waiting_since is not None:
-                    show_waiting(self.config, batch, deadline, len(self.follow.pending_tasks),
-                                 waiting_since)
+                    show_waiting(self.config, batch, deadline, self.follow, waiting_since)
                 for event in wait(batch, left):
                     if isinstance(event, TestsReported):
                         waiting_since = None
@@ -244,7 +243,7 @@ class DtfRun(Results):
 
 
 def show_waiting(config: pytest.Config, batch: concurrent.futures.Future[Any],
-                 deadline: float | None, chunks: int, start: float) -> None:
+                 deadline: float | None, follow: Follow, start: float) -> None:
     """On a terminal, a line that says what the run waits for until ``batch`` comes,
     erased before anything else is printed (elsewhere, nothing at all)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -255,8 +254,9 @@ def show_waiting(config: pytest.Config, batch: concurrent.futures.Future[Any],
         while not batch.done() and (deadline is None or time.monotonic() < deadline):
             concurrent.futures.wait([batch], timeout=0.25)  # a display refresh
             if not batch.done():
-                reporter.rewrite(f"dtf: {chunks} chunks on the workers, waiting for the "
-                                 f"first results ({time.monotonic() - start:.0f}s)")
+                reporter.rewrite(f"dtf: {len(follow.pending_tasks)} chunks on the workers, "
+                                 f"waiting for the first results "
+                                 f"({time.monotonic() - start:.0f}s)")
                 shown = True
     finally:
         if shown:
