@@ -88,7 +88,8 @@ def up(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> int:
             render.out(f"admin credential: {s.data_dir / 'admin.jwt'} (clients of this "
                        f"user on this host find it through {context})")
         if s.http_url:
-            render.out(f"REST API at {s.http_url}api/ (`dtf dashboard` prints a login link)")
+            render.out(f"dashboard at {s.http_url} (`dtf dashboard` prints a login link); "
+                       f"REST API at {s.http_url}api/")
         sys.stdout.flush()
 
     asyncio.run(run_until_signal(lambda: run_stack(stack, ready)))

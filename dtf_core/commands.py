@@ -144,6 +144,13 @@ class ListWorkers(CommandBase, frozen=True, kw_only=True, tag="list_workers"):
     pass
 
 
+class ListRuns(CommandBase, frozen=True, kw_only=True, tag="list_runs"):
+    """Runs, newest first; ``before``: the page after one that ended at that run id."""
+
+    limit: int = 100
+    before: str | None = None
+
+
 class GetStatus(CommandBase, frozen=True, kw_only=True, tag="status"):
     state_hash: bool = False  # also the hash of the folded state, at ``last_seq`` (audits)
 
@@ -184,6 +191,7 @@ Command = (
     | ListTasks
     | GetTask
     | ListWorkers
+    | ListRuns
     | GetStatus
     | ManageWorker
     | ExplainTask

@@ -188,3 +188,15 @@ class FlakyTests(Struct, kw_only=True):
     ok: bool
     result: list[FlakyTest] | UnsetType = UNSET
     error: str | UnsetType = UNSET
+
+
+class RunSummary(Struct, kw_only=True):
+    """A run (a batch of tasks: `dtf run pytest`, a named submission) and where its tasks
+    are: their count by status."""
+
+    id: str
+    name: str
+    created_at: float
+    actor: str
+    tasks: int
+    statuses: dict[str, int]

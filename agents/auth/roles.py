@@ -65,6 +65,7 @@ COMMAND_PERMISSIONS: Final[Mapping[str, Permission]] = MappingProxyType({
     "list_tasks": P.QUERY_READ,
     "get_task": P.QUERY_READ,
     "list_workers": P.QUERY_READ,
+    "list_runs": P.QUERY_READ,
     "status": P.QUERY_READ,
     "explain_task": P.QUERY_READ,
     "open_tail": P.QUERY_READ,

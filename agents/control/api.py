@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 3
 QUEUE_GROUP = "dtf-api"
 QUERY_SUBJECTS = (subjects.Q_TASKS, subjects.Q_TASK, subjects.Q_WORKERS, subjects.Q_STATUS,
-                  subjects.Q_EXPLAIN, subjects.Q_TAIL, subjects.Q_SECRETS)
+                  subjects.Q_EXPLAIN, subjects.Q_TAIL, subjects.Q_SECRETS, subjects.Q_RUNS)
 MUTATING = (cmds.SubmitTasks, cmds.CancelTask, cmds.ReportResults, cmds.RegisterWorker,
             cmds.UpdateCapabilities,
             cmds.StopWorker, cmds.IssueToken, cmds.RevokeToken, cmds.RefreshToken,

@@ -9,6 +9,7 @@ from typing import Any
 
 from nats.aio.client import Client
 
+from agents.control.runs import list_runs
 from agents.log.port import EventLog
 from agents.wire.messages import decode_heartbeat
 from dtf_core import commands as cmds
@@ -61,6 +62,8 @@ async def answer(board: Board, log: EventLog, nc: Client, cmd: cmds.Command,
             return await get_task(board, log, cmd.task_id, viewer)
         case cmds.ListWorkers():
             return await list_workers(board, nc)
+        case cmds.ListRuns():
+            return list_runs(board, cmd)
         case cmds.GetStatus():
             out = status(board)
             if cmd.state_hash:  # computed on the loop that folds: the hash is at last_seq

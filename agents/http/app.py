@@ -21,6 +21,7 @@ from agents.http.live import Feed
 from agents.http.metrics import CONTENT_TYPE
 from agents.http.pool import ClientPool
 from agents.http.routes import Routes
+from agents.http.run_routes import RunRoutes
 from agents.http.sessions import Sessions
 from agents.http.sockets import Sockets
 from dtf_core.errors import InvalidInput
@@ -33,6 +34,7 @@ def build_app(pool: ClientPool, *, secure: bool, own: Client | None = None,
     """``own``: the agent's own connection, which ``/health`` reports on; ``feed``: the
     live events the WebSockets serve (none: no WebSocket endpoints)."""
     routes = Routes(pool, secure=secure)
+    runs = RunRoutes(pool, secure=secure)
     sessions = Sessions(pool, secure=secure)
     e = routes.endpoint
     spec = openapi.document()
@@ -82,9 +84,11 @@ def build_app(pool: ClientPool, *, secure: bool, own: Client | None = None,
         ("/api/tasks/{task_id}/events", e(routes.task_events), ["GET"]),
         ("/api/tasks/{task_id}/explain", e(routes.explain), ["GET"]),
         ("/api/tasks/{task_id}/logs", e(routes.output), ["GET"]),
+        ("/api/runs", e(runs.runs), ["GET"]),
         ("/api/runs/{run_id}/tasks", e(routes.run_tasks), ["GET"]),
-        ("/api/tests/flaky", e(routes.flaky), ["GET"]),
-        ("/api/runs/{run_id}/cancel", e(routes.cancel_run), ["POST"]),
+        ("/api/runs/{run_id}/tests", e(runs.run_tests), ["GET"]),
+        ("/api/tests/flaky", e(runs.flaky), ["GET"]),
+        ("/api/runs/{run_id}/cancel", e(runs.cancel_run), ["POST"]),
     ]
     served: list[BaseRoute] = [Route(path, fn, methods=methods) for path, fn, methods in table]
     if feed is not None:

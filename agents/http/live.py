@@ -138,6 +138,7 @@ class Feed:
     async def _follow(self) -> None:
         if self.last_seq == 0:  # else resume where the feed stopped
             self.last_seq = (await self.api.status()).last_seq
+        self.changed.set()  # what happened before the tail opened: in the next aggregate
         tail = served_log(self.api).tail([*subjects.STATE_EVENTS, "dtf.evt.tests.>"],
                                          self.last_seq + 1)
         async with tail:

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from agents.wire.output import TaskOutput
+from agents.wire.output import TaskOutput, TestRow
 from dtf_core import replies as r
 from dtf_core.commands import SubmitResult
 from dtf_core.spec import TaskSpec
@@ -35,7 +35,9 @@ OPERATIONS: list[tuple[str, str, str, Any]] = [
     ("/api/tasks/{task_id}/events", "get", "A task's events", [r.HistoryEntry]),
     ("/api/tasks/{task_id}/explain", "get", "Why a task is where it is", r.Explanation),
     ("/api/tasks/{task_id}/logs", "get", "What a task printed, up to 2 MiB", TaskOutput),
+    ("/api/runs", "get", "Runs, newest first, with their tasks by status", [r.RunSummary]),
     ("/api/runs/{run_id}/tasks", "get", "A run's tasks", [r.TaskSummary]),
+    ("/api/runs/{run_id}/tests", "get", "A run's test results (filter: outcome)", [TestRow]),
     ("/api/runs/{run_id}/cancel", "post", "Cancel every task of a run not ended", None),
     ("/api/tests/flaky", "get", "Tests that both passed and failed (days, limit)",
      [r.FlakyTest]),

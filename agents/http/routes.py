@@ -5,7 +5,6 @@ page ``{"items": [...], "next": cursor}``, or an error ``{"error": {"code", "mes
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -20,7 +19,6 @@ from agents.http.errors import error_response
 from agents.http.pool import ClientPool
 from agents.wire.client import ApiClient
 from agents.wire.output import task_output
-from agents.wire.projector import flaky_tests
 from dtf_core.commands import ManageAction
 from dtf_core.errors import DTFError, InvalidInput, NotFound, Unavailable
 from dtf_core.ids import validate_id
@@ -156,26 +154,6 @@ class Routes:
         task_id = path_id(request, "task_id", "task id")
         return as_json(await (await self.client(request)).explain(task_id))
 
-    async def flaky(self, request: Request) -> Response:
-        """Tests that both passed and failed in the last ``days`` (default 7), with the
-        workers they failed on; from the projector."""
-        raw = request.query_params.get("days", "7")
-        try:
-            days = float(raw)
-        except ValueError:
-            days = -1.0
-        if not 0 < days <= 366:
-            raise InvalidInput("days must be a number from 0 to 366")
-        api = await self.client(request)
-        await api.status()  # may the caller read at all (the projector does not check)
-        try:
-            answer = await flaky_tests(api.nc, time.time() - days * 86400, limit_of(request))
-        except nats.errors.Error as exc:
-            raise Unavailable(f"no projector answered: {exc!r}") from None
-        if not answer.ok:
-            raise Unavailable(f"the projector could not answer: {answer.error}")
-        return page(answer.result or [], None)
-
     async def submit(self, request: Request) -> Response:
         """One task spec, a list of them, or ``{"tasks": [...], "run_name": "..."}``."""
         body = await read_body(request)
@@ -200,15 +178,6 @@ class Routes:
     async def cancel(self, request: Request) -> Response:
         task_id = path_id(request, "task_id", "task id")
         return as_json(await (await self.client(request)).cancel(task_id, "cancelled over HTTP"))
-
-    async def cancel_run(self, request: Request) -> Response:
-        """Cancel every task of the run that has not ended."""
-        run_id = path_id(request, "run_id", "run id")
-        api = await self.client(request)
-        if not await api.tasks(run_id=run_id, limit=1):
-            raise NotFound(f"unknown run {run_id} (or it has no task)")
-        cancelled = await api.cancel_run(run_id, "run cancelled over HTTP")
-        return as_json({"run_id": run_id, "cancelled": cancelled})
 
 async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")

@@ -87,6 +87,9 @@ class ApiClient(Requester):
     async def workers(self) -> list[r.WorkerRow]:
         return await self.ask(cmds.ListWorkers(), list[r.WorkerRow])
 
+    async def runs(self, limit: int = 100, before: str | None = None) -> list[r.RunSummary]:
+        return await self.ask(cmds.ListRuns(limit=limit, before=before), list[r.RunSummary])
+
     async def explain(self, task_id: str) -> r.Explanation:
         return await self.ask(cmds.ExplainTask(task_id=task_id), r.Explanation)
 

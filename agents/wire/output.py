@@ -13,6 +13,7 @@ from agents.wire.client import ApiClient
 from dtf_core import subjects
 from dtf_core.events.codec import UndecodableEvent, decode
 from dtf_core.events.task import TaskLeased
+from dtf_core.events.tests import TestsReported
 from dtf_core.ids import validate_id
 
 
@@ -76,3 +77,30 @@ async def task_output(api: ApiClient, task_id: str, limit: int = 2 * 1024 * 1024
                                   stream=(rec.headers or {}).get("Dtf-Stream", "stdout"),
                                   text=rec.data.decode("utf-8", "replace")))
     return TaskOutput(task_id=task_id, chunks=chunks, truncated=False)
+
+
+class TestRow(msgspec.Struct, kw_only=True):
+    """One result of one test in a run (a rerun adds a row)."""
+
+    __test__ = False  # not a pytest test class
+    nodeid: str
+    outcome: str
+    duration_s: float
+    worker_id: str
+    task_id: str
+    attempt: int
+    at: float
+
+
+async def run_tests(api: ApiClient, run_id: str) -> list[TestRow]:
+    """Every test result a run's workers reported, in the order the log holds them."""
+    validate_id(run_id, "run id")
+    rows: list[TestRow] = []
+    for rec in await served_log(api).read([subjects.tests_filter(run_id)]):
+        with contextlib.suppress(UndecodableEvent):
+            event = decode(rec.subject, rec.data)
+            if isinstance(event, TestsReported):
+                rows += [TestRow(nodeid=c.nodeid, outcome=c.outcome, duration_s=c.duration_s,
+                                 worker_id=event.worker_id, task_id=event.task_id,
+                                 attempt=event.attempt, at=event.at) for c in event.cases]
+    return rows

@@ -35,7 +35,7 @@ RESEND_MAX_PAUSE_S = 1.0
 # they reconnect to another node (a second or two): such a request is sent again.
 NO_API_GRACE_S = 4.0
 RESENDABLE = (cmds.SubmitTasks, cmds.CancelTask, cmds.ListTasks, cmds.GetTask,
-              cmds.ListWorkers, cmds.GetStatus, cmds.ExplainTask, cmds.GetSecrets)
+              cmds.ListWorkers, cmds.ListRuns, cmds.GetStatus, cmds.ExplainTask, cmds.GetSecrets)
 _SUBJECTS: dict[type, str] = {
     cmds.SubmitTasks: subjects.CMD_SUBMIT,
     cmds.CancelTask: subjects.CMD_CANCEL,
@@ -53,6 +53,7 @@ _SUBJECTS: dict[type, str] = {
     cmds.ListTasks: subjects.Q_TASKS,
     cmds.GetTask: subjects.Q_TASK,
     cmds.ListWorkers: subjects.Q_WORKERS,
+    cmds.ListRuns: subjects.Q_RUNS,
     cmds.GetStatus: subjects.Q_STATUS,
     cmds.ExplainTask: subjects.Q_EXPLAIN,
     cmds.OpenTail: subjects.Q_TAIL,

@@ -45,7 +45,8 @@ async def test_events_arrive_as_a_task_runs_and_the_aggregate_follows(dist: Dist
         hello = await next_json(events)
         assert hello["type"] == "hello" and hello["seq"] >= 1
         first = await next_json(board)
-        assert first["workers"]["by_state"] == {"alive": 1}
+        while first["workers"]["by_state"] != {"alive": 1}:  # bounded by the pytest timeout
+            first = await next_json(board)
         before = first["status"]["tasks"].get("succeeded", 0)
 
         answer = await rest.post("/api/tasks", json={

@@ -46,7 +46,8 @@ async def test_each_endpoint_answers_each_role_as_the_role_table_says(dist: Dist
         reads = ["/api/status", "/api/dashboard", "/api/workers", "/api/workers/local-1",
                  "/api/tasks", f"/api/tasks/{task}", f"/api/tasks/{task}/events",
                  f"/api/tasks/{task}/explain", f"/api/tasks/{task}/logs",
-                 f"/api/runs/{run}/tasks", "/api/tests/flaky", "/metrics"]
+                 f"/api/runs/{run}/tasks", f"/api/runs/{run}/tests", "/api/runs",
+                 "/api/tests/flaky", "/metrics"]
         wrong: list[str] = []
 
         def check(role: str, what: str, answer: httpx.Response, want: int) -> None:

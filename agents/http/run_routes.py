@@ -1,0 +1,72 @@
+"""The REST API's handlers for runs and their tests: the runs, a run's test results, its
+cancel, and the tests that both passed and failed (from the projector)."""
+
+from __future__ import annotations
+
+import time
+
+import nats.errors
+from starlette.requests import Request
+from starlette.responses import Response
+
+from agents.http.routes import Routes, as_json, limit_of, page, path_id
+from agents.wire.output import run_tests
+from agents.wire.projector import flaky_tests
+from dtf_core.errors import InvalidInput, NotFound, Unavailable
+from dtf_core.ids import validate_id
+
+
+class RunRoutes(Routes):
+    async def runs(self, request: Request) -> Response:
+        """Runs, newest first, each with its tasks' count by status."""
+        limit = limit_of(request)
+        cursor = request.query_params.get("cursor")
+        rows = await (await self.client(request)).runs(
+            limit=limit + 1, before=validate_id(cursor, "cursor") if cursor else None)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return page(rows, rows[-1].id if more else None)
+
+    async def run_tests(self, request: Request) -> Response:
+        """A run's test results (``outcome`` filters), in the order they were reported."""
+        run_id = path_id(request, "run_id", "run id")
+        outcome = request.query_params.get("outcome")
+        cursor = request.query_params.get("cursor", "0")
+        if not cursor.isdigit():
+            raise InvalidInput(f"invalid cursor {cursor!r}: pass the 'next' of the previous page")
+        limit, start = limit_of(request), int(cursor)
+        api = await self.client(request)
+        if not await api.tasks(run_id=run_id, limit=1):
+            raise NotFound(f"unknown run {run_id} (or it has no task)")
+        rows = [t for t in await run_tests(api, run_id) if outcome in (None, t.outcome)]
+        end = start + limit
+        return page(rows[start:end], str(end) if end < len(rows) else None)
+
+    async def flaky(self, request: Request) -> Response:
+        """Tests that both passed and failed in the last ``days`` (default 7), with the
+        workers they failed on; from the projector."""
+        raw = request.query_params.get("days", "7")
+        try:
+            days = float(raw)
+        except ValueError:
+            days = -1.0
+        if not 0 < days <= 366:
+            raise InvalidInput("days must be a number from 0 to 366")
+        api = await self.client(request)
+        await api.status()  # may the caller read at all (the projector does not check)
+        try:
+            answer = await flaky_tests(api.nc, time.time() - days * 86400, limit_of(request))
+        except nats.errors.Error as exc:
+            raise Unavailable(f"no projector answered: {exc!r}") from None
+        if not answer.ok:
+            raise Unavailable(f"the projector could not answer: {answer.error}")
+        return page(answer.result or [], None)
+
+    async def cancel_run(self, request: Request) -> Response:
+        """Cancel every task of the run that has not ended."""
+        run_id = path_id(request, "run_id", "run id")
+        api = await self.client(request)
+        if not await api.tasks(run_id=run_id, limit=1):
+            raise NotFound(f"unknown run {run_id} (or it has no task)")
+        cancelled = await api.cancel_run(run_id, "run cancelled over HTTP")
+        return as_json({"run_id": run_id, "cancelled": cancelled})
