@@ -20,7 +20,6 @@ import psutil
 
 from agents.log.jetstream import JetStreamLog
 from agents.nats.connect import connect
-from agents.nats.server import port_open
 from agents.wire.client import ApiClient
 from dtf_core import subjects
 from dtf_core.events.codec import Event, decode
@@ -33,6 +32,17 @@ REPO = Path(__file__).resolve().parents[2]
 ROUTE_OFFSET = 2000
 
 
+def bindable(port: int) -> bool:
+    """Free to listen on: nothing listens there, and no connection holds it either (a
+    port only checked for a listener can still be a client's, and the node's bind fails)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_base(size: int) -> int:
     """A port P with P..P+size-1 and their route ports P+2000.. all free."""
     for _ in range(200):
@@ -42,7 +52,7 @@ def free_base(size: int) -> int:
         if base + ROUTE_OFFSET + size > 65000:
             continue
         ports = [base + i for i in range(size)] + [base + ROUTE_OFFSET + i for i in range(size)]
-        if not any(port_open("127.0.0.1", p) for p in ports):
+        if all(bindable(p) for p in ports):
             return base
     raise RuntimeError("no free port range for a local cluster")
 

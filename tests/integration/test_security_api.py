@@ -231,6 +231,7 @@ def one_of_each(task_id: str, inbox: str = "_INBOX.x") -> dict[str, cmds.Command
         "list_tasks": cmds.ListTasks(),
         "get_task": cmds.GetTask(task_id=task_id),
         "list_workers": cmds.ListWorkers(),
+        "list_runs": cmds.ListRuns(),
         "status": cmds.GetStatus(),
         "explain_task": cmds.ExplainTask(task_id=task_id),
         "manage_worker": cmds.ManageWorker(worker_id="w1", action="cordon"),
@@ -240,7 +241,8 @@ def one_of_each(task_id: str, inbox: str = "_INBOX.x") -> dict[str, cmds.Command
     }
 
 
-READS = {"list_tasks", "get_task", "list_workers", "status", "explain_task", "open_tail"}
+READS = {"list_tasks", "get_task", "list_workers", "list_runs", "status", "explain_task",
+         "open_tail"}
 # What the issue asks for, written out here rather than read from the role table, so that
 # a change to the table that widens a role fails this test.
 EXPECTED = {
