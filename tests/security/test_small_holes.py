@@ -44,6 +44,22 @@ def test_the_rest_api_on_a_network_address_is_refused_unless_said(tmp_path: Path
     assert not (tmp_path / "data").exists()
 
 
+def test_a_rest_api_port_in_use_is_said_before_anything_is_made(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        up = subprocess.run(
+            [sys.executable, "-m", "cli.main", "up", "--http-port",
+             str(taken.getsockname()[1]), "--port", str(free_port()), "--data-dir",
+             str(tmp_path / "data")], capture_output=True, text=True, timeout=60,
+            env={**os.environ})
+    assert up.returncode == 2, up.stderr
+    assert "Address already in use" in up.stderr and "--no-http" in up.stderr
+    assert not (tmp_path / "data").exists()
+
+
 def test_a_network_address_without_tls_is_refused(tmp_path: Path) -> None:
     up = subprocess.run(
         [sys.executable, "-m", "cli.main", "up", "--host", "0.0.0.0", "--port",
