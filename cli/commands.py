@@ -15,7 +15,7 @@ from cli import client_cmds as cc
 from cli import output_cmds, render
 from cli.args import parse_ttl, specs_from_args
 from dtf_core import replies as r
-from dtf_core.errors import InvalidInput, NotFound
+from dtf_core.errors import InvalidInput, NotFound, Refused
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,11 @@ def dashboard(args: argparse.Namespace, ctx: Ctx) -> int:
     it (every role may refresh its own), which the HTTP agent trades for a session."""
     url = http_url(args, ctx)
     ttl = parse_ttl(args.ttl)
-    granted = asyncio.run(cc.ask(ctx.target, lambda api: api.refresh_token(ttl)))
+    try:
+        granted = asyncio.run(cc.ask(ctx.target, lambda api: api.refresh_token(ttl)))
+    except Refused as exc:  # the api's limit: one refresh a minute per credential
+        raise Refused(f"{exc}: a credential makes one login link a minute; open the one "
+                      f"printed before (it works for {args.ttl}), or wait") from None
     link = login_link(url, granted.token)
     if args.json:
         render.emit_json({"url": url, "login": link, "expires_in_s": ttl})

@@ -175,6 +175,10 @@ def test_dtf_dashboard_prints_a_login_link_that_opens_a_session(up: Up, tmp_path
     assert ran.returncode == 0, ran.stderr
     link = json.loads(ran.stdout)["login"]
     assert link.startswith(f"{up.http}login?token=")
+    again = subprocess.run([PY, "-m", "cli.main", "dashboard"], cwd=elsewhere,
+                           env={**env, "DTF_CONTEXT": str(up.context)}, capture_output=True,
+                           text=True, timeout=60)  # within the minute: said, and why
+    assert again.returncode != 0 and "one login link a minute" in again.stderr, again.stderr
     with httpx.Client(base_url=up.http, timeout=30) as browser:
         assert browser.get("/api/status").status_code == 401
         login = browser.get(link)
