@@ -19,6 +19,7 @@ import pytest
 from agents.nats.connect import connect
 from agents.wire.client import ApiClient
 from tests.dist import Dist, secure_stack
+from tests.gates import Gate
 
 pytestmark = pytest.mark.anyio
 PY = sys.executable
@@ -94,7 +95,8 @@ async def test_a_manager_watches_tasks_live_and_cancels_one_a_reader_cannot(
     await manager.wait_for_selector('#workers .row >> text="local-1"')
     assert "mia (manager)" in await manager.text_content("#me")
 
-    long_task = await submit(dist, "import time; time.sleep(60)")
+    gate = Gate(tmp_path / "gate")  # the task runs until cancelled: the gate stays shut
+    long_task = await submit(dist, gate.script())
     await row(manager, long_task).locator(".status-running").wait_for()  # live, no reload
     await row(manager, long_task).click()
     await manager.wait_for_selector("#detail:not([hidden])")

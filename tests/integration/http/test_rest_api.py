@@ -16,6 +16,7 @@ import pytest
 from agents.nats.connect import connect
 from agents.wire.client import ApiClient
 from tests.dist import Dist, secure_stack
+from tests.gates import Gate
 from tests.helpers import until
 
 pytestmark = pytest.mark.anyio
@@ -153,11 +154,12 @@ async def test_every_endpoint_as_admin_and_each_error_code(rest: Rest) -> None:
 
 
 async def test_a_reader_reads_a_manager_submits_and_cancels_and_revocation_ends_it(
-        rest: Rest) -> None:
+        rest: Rest, tmp_path: Path) -> None:
     reader_token = await rest.token("reader", "rita")
+    gate = Gate(tmp_path / "gate")  # the task runs until cancelled: the gate stays shut
     async with rest.as_(reader_token) as reader, \
             rest.as_(await rest.token("manager", "max")) as manager:
-        long = await manager.post("/api/tasks", json=command("-c", "import time; time.sleep(60)"))
+        long = await manager.post("/api/tasks", json=command("-c", gate.script()))
         assert long.status_code == 201, long.text
         task_id = long.json()["ids"][0]
         assert (await reader.get(f"/api/tasks/{task_id}")).status_code == 200

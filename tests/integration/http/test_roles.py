@@ -13,6 +13,7 @@ import pytest
 from agents.nats.connect import connect
 from agents.wire.client import ApiClient
 from tests.dist import Dist, secure_stack
+from tests.gates import Gate
 from tests.helpers import until
 
 pytestmark = pytest.mark.anyio
@@ -28,7 +29,8 @@ async def dist(tmp_path: Path) -> AsyncIterator[Dist]:
         yield dist
 
 
-async def test_each_endpoint_answers_each_role_as_the_role_table_says(dist: Dist) -> None:
+async def test_each_endpoint_answers_each_role_as_the_role_table_says(
+        dist: Dist, tmp_path: Path) -> None:
     nc = await connect(dist.url, "test-admin", credential=dist.token)
     admin = ApiClient(nc, credential=dist.token)
     tokens = {"admin": dist.token,
@@ -39,7 +41,8 @@ async def test_each_endpoint_answers_each_role_as_the_role_table_says(dist: Dist
     clients = {role: httpx.AsyncClient(base_url=dist.http or "", timeout=30, headers={
         "Authorization": f"Bearer {tokens[role]}"} if role in tokens else {}) for role in ROLES}
     try:
-        spec = {"type": "command", "config": {"argv": [PY, "-c", "import time; time.sleep(60)"]}}
+        gate = Gate(tmp_path / "gate")  # the tasks run until cancelled: the gate stays shut
+        spec = {"type": "command", "config": {"argv": gate.argv()}}
         made = (await clients["admin"].post("/api/tasks", json={"tasks": [spec, spec]})).json()
         task, other = made["ids"]
         run = made["run_id"]

@@ -357,11 +357,14 @@ async def test_a_terminal_sees_what_the_run_waits_for_before_pytests_report(
     own report (pipes, as every other test here reads, get pytest's output alone)."""
     import pty
 
-    root = dist.suite("tty", {"tests/test_slow.py": """
-        import time
+    from tests.gates import Gate
+
+    gate = Gate(dist.tmp / "tty-gate")  # the test ends when this test has seen the line
+    root = dist.suite("tty", {"tests/test_slow.py": f"""
+        import fcntl
 
         def test_slow():
-            time.sleep(1)
+            fcntl.flock(open({str(gate.path)!r}, "rb"), fcntl.LOCK_SH)
     """})
     env = {**os.environ, "DTF_SERVER": dist.url, "DTF_TOKEN": dist.token,
            "DTF_DATA_DIR": str(dist.tmp / "nodata"), "COLUMNS": "120"}
@@ -372,14 +375,19 @@ async def test_a_terminal_sees_what_the_run_waits_for_before_pytests_report(
         stdout=secondary, stderr=secondary)
     os.close(secondary)
 
-    def read_all() -> bytes:
-        out = b""
+    def read_until(marker: bytes | None, out: bytes = b"") -> bytes:
+        """Until ``marker`` was printed (None: until the writer has gone)."""
         with contextlib.suppress(OSError):  # EIO once the writer has gone
-            while chunk := os.read(primary, 4096):
+            while marker is None or marker not in out:
+                chunk = os.read(primary, 4096)
+                if not chunk:
+                    break
                 out += chunk
         return out
 
-    out = await asyncio.to_thread(read_all)
+    out = await asyncio.to_thread(read_until, b"waiting for the first results")
+    gate.open()  # bounded by the pytest timeout: the line shows while the test waits
+    out = await asyncio.to_thread(read_until, None, out)
     os.close(primary)
     assert await proc.wait() == 0, out.decode(errors="replace")
     text = re.sub(r"\x1b\[[0-9;]*m", "", out.decode(errors="replace"))  # no colours
