@@ -191,8 +191,9 @@ def dashboard(args: argparse.Namespace, ctx: Ctx) -> int:
 
 
 def http_url(args: argparse.Namespace, ctx: Ctx) -> str:
-    url = args.url or (read_context().get("http") if read_context().get("server")
-                       == ctx.target.server else None)
+    context = read_context()
+    url = args.url or (context.get("http") if context.get("server") == ctx.target.server
+                       else None)
     if not url:
         raise InvalidInput("no REST API known for this stack: pass --url "
                            "http://HOST:PORT/ (`dtf up` prints it)")

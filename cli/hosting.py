@@ -54,10 +54,6 @@ def _check_up(args: argparse.Namespace) -> None:
         raise InvalidInput("the REST API speaks plain HTTP (session cookies and tokens in "
                            "cleartext): keep --http-host on loopback behind a TLS proxy, or "
                            "pass --insecure-network")
-    if not args.no_http:  # in use: said before anything is made (a data dir, a server)
-        from agents.host.servers import port_free
-
-        port_free(args.http_host, args.http_port)
     if args.insecure_dev and not loopback:
         raise InvalidInput("--insecure-dev listens on loopback only; drop --host")
     if not loopback and not args.tls and not args.insecure_network:

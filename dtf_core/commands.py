@@ -141,7 +141,10 @@ class GetTask(CommandBase, frozen=True, kw_only=True, tag="get_task"):
 
 
 class ListWorkers(CommandBase, frozen=True, kw_only=True, tag="list_workers"):
-    pass
+    """``heartbeats``: each worker's newest heartbeat too (its last sign of life and
+    load: one read of the heartbeat stream per worker); the counts need none."""
+
+    heartbeats: bool = True
 
 
 class ListRuns(CommandBase, frozen=True, kw_only=True, tag="list_runs"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -132,32 +133,40 @@ class ProjectorAgent:
 
     async def _on_durations(self, msg: Msg) -> None:
         """Median passing duration per test node id (``dtf run pytest`` splits by them)."""
-        reply: Durations
-        try:
+        async def durations() -> Durations:
             query = _durations_decoder.decode(msg.data)
-            reply = Durations(ok=True,
-                              result=await self.db.call(median_durations, query.node_ids))
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            reply = Durations(ok=False, error=f"invalid request: {exc}")
-        except Exception as exc:  # one broad except per request: answer, never crash
-            log.exception("durations query failed")
-            reply = Durations(ok=False, error=f"internal error: {exc!r}")
-        await self._answer(msg, _encoder.encode(reply))
+            return Durations(ok=True,
+                             result=await self.db.call(median_durations, query.node_ids))
+
+        await self._reply(msg, "durations", durations,
+                          lambda error: Durations(ok=False, error=error))
 
     async def _on_flaky(self, msg: Msg) -> None:
         """Tests that both passed and failed since a time, with the workers they failed on."""
-        reply: FlakyTests
-        try:
+        async def flaky() -> FlakyTests:
             query = _flaky_decoder.decode(msg.data)
             rows = await self.db.call(flaky_tests, query.since, query.limit)
-            reply = FlakyTests(ok=True, result=[
+            return FlakyTests(ok=True, result=[
                 FlakyTest(test_id=t, passed=p, failed=f, failed_on=on, last_seen=last)
                 for t, p, f, on, last in rows])
+
+        await self._reply(msg, "flaky tests", flaky,
+                          lambda error: FlakyTests(ok=False, error=error))
+
+    async def _reply(self, msg: Msg, what: str, work: Callable[[], Awaitable[object]],
+                     failed: Callable[[str], object]) -> None:
+        """Answer a query: its result, or why not (one broad except per request: answer,
+        never crash)."""
+        reply: object
+        try:
+            reply = await work()
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            reply = FlakyTests(ok=False, error=f"invalid request: {exc}")
-        except Exception as exc:  # one broad except per request: answer, never crash
-            log.exception("flaky tests query failed")
-            reply = FlakyTests(ok=False, error=f"internal error: {exc!r}")
+            reply = failed(f"invalid request: {exc}")
+        except DTFError as exc:
+            reply = failed(str(exc))
+        except Exception as exc:
+            log.exception("%s query failed", what)
+            reply = failed(f"internal error: {exc!r}")
         await self._answer(msg, _encoder.encode(reply))
 
     async def _stop(self, sub: Any) -> None:
@@ -198,18 +207,10 @@ class ProjectorAgent:
             self.writer.stored(pending)
 
     async def _on_query(self, msg: Msg) -> None:
-        reply: ProjectorStatus
-        try:
-            query = _query_decoder.decode(msg.data)
-            reply = await self.db.call(answer, query.op)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            reply = ProjectorStatus(error=f"invalid request: {exc}")
-        except DTFError as exc:
-            reply = ProjectorStatus(error=str(exc))
-        except Exception as exc:  # one broad except per request: answer, never crash
-            log.exception("projector query failed")
-            reply = ProjectorStatus(error=f"internal error: {exc!r}")
-        await self._answer(msg, _encoder.encode(reply))
+        async def status() -> ProjectorStatus:
+            return await self.db.call(answer, _query_decoder.decode(msg.data).op)
+
+        await self._reply(msg, "projector", status, lambda error: ProjectorStatus(error=error))
 
     async def _answer(self, msg: Msg, data: bytes) -> None:
         """Answers go into an inbox only: a requester names the reply subject, and one on

@@ -11,7 +11,7 @@ from nats.aio.client import Client
 
 from agents.control.runs import list_runs
 from agents.log.port import EventLog
-from agents.wire.messages import decode_heartbeat
+from agents.wire.messages import Heartbeat, decode_heartbeat
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core import task as task_agg
@@ -61,7 +61,7 @@ async def answer(board: Board, log: EventLog, nc: Client, cmd: cmds.Command,
         case cmds.GetTask():
             return await get_task(board, log, cmd.task_id, viewer)
         case cmds.ListWorkers():
-            return await list_workers(board, nc)
+            return await list_workers(board, nc, cmd.heartbeats)
         case cmds.ListRuns():
             return list_runs(board, cmd)
         case cmds.GetStatus():
@@ -200,8 +200,8 @@ async def get_task(board: Board, log: EventLog, task_id: str,
                       lease_seq=state.lease_seq, history=history)
 
 
-async def list_workers(board: Board, nc: Client) -> list[WorkerRow]:
-    js = nc.jetstream()
+async def list_workers(board: Board, nc: Client, heartbeats: bool = True) -> list[WorkerRow]:
+    js = nc.jetstream() if heartbeats else None
     out = []
     for w in sorted(board.workers.values(), key=lambda w: w.worker_id):
         out.append(await _worker_row(board, js, w))
@@ -209,24 +209,30 @@ async def list_workers(board: Board, nc: Client) -> list[WorkerRow]:
 
 
 async def _worker_row(board: Board, js: Any, w: WorkerState) -> WorkerRow:
+    """``js`` None: without the newest heartbeat (last seen: its last event)."""
     last_seen = w.last_event_at
     load = None
-    try:
-        msg = await js.get_last_msg(
-            subjects.HEARTBEATS_STREAM, subjects.heartbeat_subject(w.worker_id)
-        )
-        beat = decode_heartbeat(msg.data)
-        if beat.session == w.session:
-            last_seen = max(last_seen, beat.at)
-            load = WorkerLoad(cpu_percent=beat.cpu_percent, memory_percent=beat.memory_percent,
-                              rss_mb=beat.rss_mb, report_resends=beat.report_resends)
-    except Exception:  # no heartbeat yet: registration time is the last sign of life
-        pass
+    beat = await _newest_beat(js, w) if js is not None else None
+    if beat is not None:
+        last_seen = max(last_seen, beat.at)
+        load = WorkerLoad(cpu_percent=beat.cpu_percent, memory_percent=beat.memory_percent,
+                          rss_mb=beat.rss_mb, report_resends=beat.report_resends)
     return WorkerRow(
         id=w.worker_id, hostname=w.hostname, pid=w.pid, session=w.session, state=w.status,
         scheduling=w.scheduling, slots=w.slots,
         running=len(board.leases_by_worker.get(w.worker_id, ())),
         capabilities=w.capabilities, last_seen=last_seen, load=load)
+
+
+async def _newest_beat(js: Any, w: WorkerState) -> Heartbeat | None:
+    """The worker's newest heartbeat from its current session, if any."""
+    try:
+        msg = await js.get_last_msg(
+            subjects.HEARTBEATS_STREAM, subjects.heartbeat_subject(w.worker_id))
+        beat = decode_heartbeat(msg.data)
+    except Exception:  # no heartbeat yet: registration time is the last sign of life
+        return None
+    return beat if beat.session == w.session else None
 
 
 def status(board: Board) -> Status:

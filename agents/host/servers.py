@@ -40,13 +40,17 @@ async def record_credentials(nc: Any, data_dir: Path, issued: list[Any],
         try:
             await record(JetStreamLog(nc), data_dir, issued)
             return
-        except (Unavailable, nats.errors.Error) as exc:
+        except Unavailable as exc:
             if nc.is_closed:
                 raise lost(nc) from None
-            if not isinstance(exc, Unavailable) or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 raise
             log.info("recording the credentials again: %s", exc)
             await asyncio.sleep(0.25)
+        except nats.errors.Error:
+            if nc.is_closed:
+                raise lost(nc) from None
+            raise
 
 
 def cluster_servers(data_dir: Path, base: str, *, nodes_n: int, host: str, port: int,

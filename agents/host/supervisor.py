@@ -99,12 +99,12 @@ class Stack:
         """Secure by default: the server admits no connection that the control plane's auth
         callout has not checked, so the control plane starts first; then `dtf up` records
         the credentials it issued, and starts the projector and the workers."""
+        if self.http_port is not None:  # in use: said before anything is made
+            await asyncio.to_thread(port_free, self.http_host, self.http_port)
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)  # an existing one too: credentials and keys live here
         self._lock = lock_data_dir(self.data_dir, self.url)
         store = self.data_dir / "nats"
-        if self.http_port is not None:  # in use: said now, not by a child failing later
-            await asyncio.to_thread(port_free, self.http_host, self.http_port)
         services = ["control", "projector", *(["http"] if self.http_port is not None else [])]
         creds, issued = (None, []) if self.insecure else mint(
             self.data_dir, services=services,

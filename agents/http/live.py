@@ -5,7 +5,8 @@ Each client has a bounded queue and never slows the feed: an event client that f
 ``QUEUE_BATCHES`` batches behind is dropped (it reconnects and reloads), and a dashboard
 client only ever gets the newest aggregate (the ones it was too slow for are skipped).
 The aggregate is computed once for every client, at most ``DASHBOARD_HZ`` times a second,
-and only when events arrived (or every ``DASHBOARD_IDLE_S``, for workers' last beats)."""
+only while a dashboard client watches, and only when events arrived (or every
+``DASHBOARD_IDLE_S``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -129,6 +130,8 @@ class Feed:
         self.version = 0
         self.published = asyncio.Condition()
         self.last_seq = 0
+        self.watchers = 0  # dashboard clients: the aggregate is computed only for them
+        self.watched = asyncio.Event()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -154,6 +157,7 @@ class Feed:
 
     async def _aggregate(self) -> None:
         while True:
+            await self.watched.wait()
             started = time.monotonic()
             try:
                 self.snapshot = msgspec.json.encode(await dashboard(self.api))
@@ -175,6 +179,23 @@ class Feed:
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
 
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[int]:
+        """One dashboard client, for as long as it watches; yields the version to wait
+        past (the aggregate is not kept while nobody watches: a first client waits for
+        a fresh one)."""
+        idle = self.watchers == 0
+        self.watchers += 1
+        self.watched.set()
+        if idle:
+            self.changed.set()
+        try:
+            yield self.version if idle else 0
+        finally:
+            self.watchers -= 1
+            if not self.watchers:
+                self.watched.clear()
+
     async def next_snapshot(self, seen: int) -> tuple[int, bytes]:
         """The newest aggregate after version ``seen`` (at once, if there is one)."""
         async with self.published:
@@ -184,7 +205,7 @@ class Feed:
 
 async def dashboard(api: ApiClient) -> dict[str, Any]:
     """The dashboard's counts, aggregated here once for every client."""
-    status, workers = await api.status(), await api.workers()
+    status, workers = await api.status(), await api.workers(heartbeats=False)
     by_state: dict[str, int] = {}
     by_scheduling: dict[str, int] = {}
     for w in workers:

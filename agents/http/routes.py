@@ -63,7 +63,9 @@ def path_id(request: Request, name: str, what: str) -> str:
     return validate_id(request.path_params[name], what)
 
 
-class Routes:
+class Handlers:
+    """What every group of handlers shares: the pool, and the caller's api client."""
+
     def __init__(self, pool: ClientPool, *, secure: bool) -> None:
         self.pool = pool
         self.secure = secure
@@ -85,6 +87,10 @@ class Routes:
         run.__name__ = handler.__name__
         run.__doc__ = handler.__doc__
         return run
+
+
+class Routes(Handlers):
+    """Status, workers and tasks."""
 
     async def status(self, request: Request) -> Response:
         return as_json(await (await self.client(request)).status())
@@ -157,8 +163,12 @@ class Routes:
     async def submit(self, request: Request) -> Response:
         """One task spec, a list of them, or ``{"tasks": [...], "run_name": "..."}``."""
         body = await read_body(request)
-        if body.lstrip().startswith(b"{") and b'"tasks"' in body:
-            batch = decode_as(body, SubmitBody)
+        parsed = decode_as(body, object)
+        if isinstance(parsed, dict) and "tasks" in parsed:  # a batch, not a spec
+            try:
+                batch = msgspec.convert(parsed, SubmitBody)
+            except msgspec.ValidationError as exc:
+                raise InvalidInput(f"invalid body: {exc}") from None
             specs, run_name = batch.tasks, batch.run_name
         else:
             specs, run_name = parse_specs(body), ""

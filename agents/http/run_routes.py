@@ -9,14 +9,16 @@ import nats.errors
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agents.http.routes import Routes, as_json, limit_of, page, path_id
-from agents.wire.output import run_tests
+from agents.http.routes import Handlers, as_json, limit_of, page, path_id
+from agents.wire.output import Position, run_tests
 from agents.wire.projector import flaky_tests
 from dtf_core.errors import InvalidInput, NotFound, Unavailable
 from dtf_core.ids import validate_id
 
 
-class RunRoutes(Routes):
+class RunRoutes(Handlers):
+    """Runs and their tests."""
+
     async def runs(self, request: Request) -> Response:
         """Runs, newest first, each with its tasks' count by status."""
         limit = limit_of(request)
@@ -30,17 +32,13 @@ class RunRoutes(Routes):
     async def run_tests(self, request: Request) -> Response:
         """A run's test results (``outcome`` filters), in the order they were reported."""
         run_id = path_id(request, "run_id", "run id")
-        outcome = request.query_params.get("outcome")
-        cursor = request.query_params.get("cursor", "0")
-        if not cursor.isdigit():
-            raise InvalidInput(f"invalid cursor {cursor!r}: pass the 'next' of the previous page")
-        limit, start = limit_of(request), int(cursor)
+        after = parse_position(request.query_params.get("cursor"))
         api = await self.client(request)
         if not await api.tasks(run_id=run_id, limit=1):
             raise NotFound(f"unknown run {run_id} (or it has no task)")
-        rows = [t for t in await run_tests(api, run_id) if outcome in (None, t.outcome)]
-        end = start + limit
-        return page(rows[start:end], str(end) if end < len(rows) else None)
+        rows, last = await run_tests(api, run_id, limit=limit_of(request), after=after,
+                                     outcome=request.query_params.get("outcome"))
+        return page(rows, None if last is None else f"{last[0]}.{last[1]}")
 
     async def flaky(self, request: Request) -> Response:
         """Tests that both passed and failed in the last ``days`` (default 7), with the
@@ -70,3 +68,13 @@ class RunRoutes(Routes):
             raise NotFound(f"unknown run {run_id} (or it has no task)")
         cancelled = await api.cancel_run(run_id, "run cancelled over HTTP")
         return as_json({"run_id": run_id, "cancelled": cancelled})
+
+
+def parse_position(cursor: str | None) -> Position:
+    """A test-results cursor, ``SEQ.INDEX`` (the ``next`` of the page before)."""
+    if not cursor:
+        return (0, 0)
+    seq, _, index = cursor.partition(".")
+    if not (seq.isdigit() and index.isdigit()):
+        raise InvalidInput(f"invalid cursor {cursor!r}: pass the 'next' of the previous page")
+    return int(seq), int(index)

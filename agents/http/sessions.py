@@ -8,15 +8,12 @@ from starlette.responses import RedirectResponse, Response
 
 from agents.auth.server_auth import unverified_claims
 from agents.http import access
-from agents.http.pool import ClientPool
-from agents.http.routes import as_json
+from agents.http.routes import Handlers, as_json
 from dtf_core.errors import InvalidInput
 
 
-class Sessions:
-    def __init__(self, pool: ClientPool, *, secure: bool) -> None:
-        self.pool = pool
-        self.secure = secure
+class Sessions(Handlers):
+    """Who the caller is; logging in and out."""
 
     async def me(self, request: Request) -> Response:
         """Who the caller is (the dashboard shows only the actions its role may take)."""

@@ -78,8 +78,7 @@ class Sockets:
         if api is None:
             return
 
-        async def send() -> None:
-            seen = 0
+        async def send(seen: int) -> None:
             while True:
                 try:
                     seen, snapshot = await asyncio.wait_for(self.feed.next_snapshot(seen),
@@ -92,7 +91,8 @@ class Sockets:
                 if snapshot:
                     await ws.send_text(snapshot.decode())
 
-        await until_either(ws, send())
+        with self.feed.watching() as seen:
+            await until_either(ws, send(seen))
 
 
 async def until_either(ws: WebSocket, sender: Coroutine[Any, Any, None]) -> None:

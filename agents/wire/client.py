@@ -84,8 +84,8 @@ class ApiClient(Requester):
     async def task(self, task_id: str) -> r.TaskDetail:
         return await self.ask(cmds.GetTask(task_id=task_id), r.TaskDetail)
 
-    async def workers(self) -> list[r.WorkerRow]:
-        return await self.ask(cmds.ListWorkers(), list[r.WorkerRow])
+    async def workers(self, heartbeats: bool = True) -> list[r.WorkerRow]:
+        return await self.ask(cmds.ListWorkers(heartbeats=heartbeats), list[r.WorkerRow])
 
     async def runs(self, limit: int = 100, before: str | None = None) -> list[r.RunSummary]:
         return await self.ask(cmds.ListRuns(limit=limit, before=before), list[r.RunSummary])

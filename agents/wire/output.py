@@ -92,15 +92,37 @@ class TestRow(msgspec.Struct, kw_only=True):
     at: float
 
 
-async def run_tests(api: ApiClient, run_id: str) -> list[TestRow]:
-    """Every test result a run's workers reported, in the order the log holds them."""
+Position = tuple[int, int]  # an event's sequence, a case's index in it
+
+
+async def run_tests(api: ApiClient, run_id: str, *, limit: int, outcome: str | None = None,
+                    after: Position = (0, 0)) -> tuple[list[TestRow], Position | None]:
+    """A page of a run's test results in log order, after ``after``; and the position
+    to read the next page after (None: the log holds no more). It reads from ``after``
+    on and stops once the page is full: a page of a 64k-test run does not read it all."""
     validate_id(run_id, "run id")
     rows: list[TestRow] = []
-    for rec in await served_log(api).read([subjects.tests_filter(run_id)]):
-        with contextlib.suppress(UndecodableEvent):
-            event = decode(rec.subject, rec.data)
-            if isinstance(event, TestsReported):
-                rows += [TestRow(nodeid=c.nodeid, outcome=c.outcome, duration_s=c.duration_s,
-                                 worker_id=event.worker_id, task_id=event.task_id,
-                                 attempt=event.attempt, at=event.at) for c in event.cases]
-    return rows
+    tail = served_log(api).tail([subjects.tests_filter(run_id)], max(after[0], 1))
+    async with tail:
+        if await tail.empty():
+            return rows, None
+        async for batch in tail:
+            for rec in batch:
+                try:
+                    event = decode(rec.subject, rec.data)
+                except UndecodableEvent:
+                    continue
+                if not isinstance(event, TestsReported):
+                    continue
+                for i, c in enumerate(event.cases):
+                    if (rec.seq, i) <= after or outcome not in (None, c.outcome):
+                        continue
+                    rows.append(TestRow(nodeid=c.nodeid, outcome=c.outcome,
+                                        duration_s=c.duration_s, worker_id=event.worker_id,
+                                        task_id=event.task_id, attempt=event.attempt,
+                                        at=event.at))
+                    if len(rows) == limit:
+                        return rows, (rec.seq, i)
+            if tail.pending == 0:
+                return rows, None
+    return rows, None

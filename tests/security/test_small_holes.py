@@ -34,14 +34,20 @@ async def test_logs_show_only_the_output_of_the_worker_that_held_the_lease(
     assert rc == 0 and "the real output" in out and "all tests passed" not in out, out
 
 
-def test_the_rest_api_on_a_network_address_is_refused_unless_said(tmp_path: Path) -> None:
+def refused_up(tmp_path: Path, *args: str) -> str:
+    """`dtf up ARGS` refused as bad input, having made nothing; its stderr."""
     up = subprocess.run(
-        [sys.executable, "-m", "cli.main", "up", "--http-host", "0.0.0.0", "--port",
-         str(free_port()), "--data-dir", str(tmp_path / "data")],
+        [sys.executable, "-m", "cli.main", "up", *args, "--port", str(free_port()),
+         "--data-dir", str(tmp_path / "data")],
         capture_output=True, text=True, timeout=60, env={**os.environ})
     assert up.returncode == 2, up.stderr
-    assert "plain HTTP" in up.stderr and "--insecure-network" in up.stderr
     assert not (tmp_path / "data").exists()
+    return up.stderr
+
+
+def test_the_rest_api_on_a_network_address_is_refused_unless_said(tmp_path: Path) -> None:
+    said = refused_up(tmp_path, "--http-host", "0.0.0.0")
+    assert "plain HTTP" in said and "--insecure-network" in said
 
 
 def test_a_rest_api_port_in_use_is_said_before_anything_is_made(tmp_path: Path) -> None:
@@ -50,24 +56,13 @@ def test_a_rest_api_port_in_use_is_said_before_anything_is_made(tmp_path: Path) 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        up = subprocess.run(
-            [sys.executable, "-m", "cli.main", "up", "--http-port",
-             str(taken.getsockname()[1]), "--port", str(free_port()), "--data-dir",
-             str(tmp_path / "data")], capture_output=True, text=True, timeout=60,
-            env={**os.environ})
-    assert up.returncode == 2, up.stderr
-    assert "Address already in use" in up.stderr and "--no-http" in up.stderr
-    assert not (tmp_path / "data").exists()
+        said = refused_up(tmp_path, "--http-port", str(taken.getsockname()[1]))
+    assert "Address already in use" in said and "--no-http" in said
 
 
 def test_a_network_address_without_tls_is_refused(tmp_path: Path) -> None:
-    up = subprocess.run(
-        [sys.executable, "-m", "cli.main", "up", "--host", "0.0.0.0", "--port",
-         str(free_port()), "--data-dir", str(tmp_path / "data")],
-        capture_output=True, text=True, timeout=60, env={**os.environ})
-    assert up.returncode == 2, up.stderr
-    assert "cleartext" in up.stderr and "--tls" in up.stderr
-    assert not (tmp_path / "data").exists()
+    said = refused_up(tmp_path, "--host", "0.0.0.0")
+    assert "cleartext" in said and "--tls" in said
 
 
 async def test_the_config_holds_no_plaintext_password_and_the_data_dir_is_private(

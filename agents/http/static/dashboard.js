@@ -252,10 +252,19 @@ async function main() {
     showAggregate(await api("/api/dashboard"));
     await Promise.all([loadTasks(true), loadWorkers(), loadFlaky()]);
   } catch (e) { showError(e); }
+  // The workers' table (a heartbeat read per worker on the server) is read again when the
+  // counts change, at most every 2 s, and every 15 s for their load.
   let workersAt = 0;
+  let counts = "";
   socket("/ws/dashboard", (a) => {
     showAggregate(a);
-    if (Date.now() - workersAt > 2000) { workersAt = Date.now(); loadWorkers().catch(showError); }
+    const now = JSON.stringify(a.workers || {});
+    const age = Date.now() - workersAt;
+    if ((now !== counts && age > 2000) || age > 15000) {
+      workersAt = Date.now();
+      counts = now;
+      loadWorkers().catch(showError);
+    }
   });
   socket("/ws", (m) => { if (Array.isArray(m)) onEvents(m); });
   $("status-filter").addEventListener("change", (e) => { state.filter = e.target.value; loadTasks(true); });

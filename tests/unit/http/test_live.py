@@ -51,3 +51,17 @@ def test_a_client_that_falls_behind_is_marked_and_never_blocks_the_feed() -> Non
     picky.offer([{"seq": 1}], "unused")  # nothing it wants: nothing queued
     picky.offer([{"seq": 1}, {"seq": 2}], "unused")
     assert picky.queue.qsize() == 1 and picky.queue.get_nowait() == '[{"seq":2}]'
+
+
+def test_the_aggregate_is_kept_only_while_a_dashboard_watches() -> None:
+    from agents.http.live import Feed
+
+    feed = Feed(api=None)  # type: ignore[arg-type]  # watching needs no api
+    feed.version = 7  # an aggregate from before: stale by now
+    assert not feed.watched.is_set()
+    with feed.watching() as first:
+        assert first == 7 and feed.watched.is_set() and feed.changed.is_set()
+        with feed.watching() as second:
+            assert second == 0  # the aggregate is being kept: the current one will do
+        assert feed.watched.is_set()
+    assert not feed.watched.is_set() and feed.watchers == 0
