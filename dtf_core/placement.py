@@ -34,10 +34,12 @@ class Slot(Struct, kw_only=True):
         memory = self.capabilities.memory_gb if self.free_memory_gb is None \
             else self.free_memory_gb
         gpus = len(self.capabilities.gpus) if self.free_gpus is None else self.free_gpus
+        if req.exclusive and self.free < self.slots:
+            return False  # an exclusive task waits for the worker to be idle
         return (not req.min_memory_gb or memory >= req.min_memory_gb) and gpus >= req.gpus
 
     def reserve(self, req: Requirements) -> None:
-        self.free -= 1
+        self.free = 0 if req.exclusive else self.free - 1
         if req.min_memory_gb:
             base = self.capabilities.memory_gb if self.free_memory_gb is None \
                 else self.free_memory_gb
@@ -66,6 +68,8 @@ def mismatch(req: Requirements, caps: Capabilities) -> str | None:
         return f"has {caps.memory_gb:.1f} GB memory, needs {req.min_memory_gb:g}"
     if req.gpus and len(caps.gpus) < req.gpus:
         return f"has {len(caps.gpus)} GPUs, needs {req.gpus}"
+    if req.fingerprint and caps.fingerprint != req.fingerprint:
+        return f"its hardware fingerprint is not {req.fingerprint}"
     if req.min_cuda_compute is not None and (
         caps.cuda_compute is None or caps.cuda_compute < req.min_cuda_compute
     ):
@@ -109,7 +113,7 @@ def _candidates(req: Requirements, open_slots: list[Slot], all_slots: list[Slot]
                 score: Callable[[Slot, Requirements], float]) -> _Candidates:
     avoid = _must_avoid(req, all_slots)
     constrained = (req.hardware or req.min_memory_gb or req.min_cuda_compute
-                   or req.worker_group is not None or req.gpus)
+                   or req.worker_group is not None or req.gpus or req.fingerprint)
     heap: list[tuple[float, int]] = []
     filtered: dict[str, str] = {}
     others = 0
@@ -192,6 +196,10 @@ def overcommit(running: list[Requirements], req: Requirements, slots: int,
     it fits): its slots, and the memory and GPUs the leases reserve."""
     if len(running) >= slots:
         return f"all {slots} slots are busy"
+    if req.exclusive and running:
+        return f"it needs the worker to itself and {len(running)} tasks run here"
+    if any(r.exclusive for r in running):
+        return "an exclusive task (a benchmark) runs here"
     memory = sum(r.min_memory_gb for r in running) + req.min_memory_gb
     if req.min_memory_gb and memory > caps.memory_gb:
         return f"{memory:g} GB reserved would exceed its {caps.memory_gb:g} GB"

@@ -200,3 +200,35 @@ class RunSummary(Struct, kw_only=True):
     actor: str
     tasks: int
     statuses: dict[str, int]
+
+
+Scalar = str | int | float | bool | None
+Cell = Scalar | list[Scalar]
+
+
+class ResultsQuery(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """``dtf.q.results``: benchmark results filtered by these (all optional; times are Unix
+    seconds), or ``sql``: one read-only SELECT over the tables (docs/projections.md)."""
+
+    model: str | None = None
+    hardware: str | None = None
+    precision: str | None = None
+    batch_size: int | None = None
+    commit: str | None = None
+    run_id: str | None = None
+    workload: str | None = None
+    since: float | None = None
+    until: float | None = None
+    sql: str | None = None
+    limit: int = 1000
+
+
+class ResultsTable(Struct, kw_only=True):
+    """What the projector answers on ``dtf.q.results``: the columns and rows (times as ISO
+    8601 UTC strings); ``truncated`` when more rows matched than ``limit``."""
+
+    ok: bool
+    columns: list[str] = []
+    rows: list[list[Cell]] = []
+    truncated: bool = False
+    error: str | UnsetType = UNSET

@@ -53,6 +53,8 @@ def slots(fold: Fold) -> list[Slot]:
             continue
         live = [fold.tasks[t].spec.requirements for t in fold.leases_by_worker.get(w.worker_id, ())]
         free = w.slots - len(live) if w.scheduling == "open" else 0
+        if any(r.exclusive for r in live):
+            free = 0  # an exclusive task (a benchmark) has the worker to itself
         out.append(Slot(
             worker_id=w.worker_id, session=w.session, capabilities=w.capabilities,
             free=max(free, 0), slots=w.slots,

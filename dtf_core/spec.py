@@ -14,7 +14,7 @@ from dtf_core.errors import InvalidInput
 from dtf_core.ids import validate_id
 
 TaskType = Literal["command", "test", "benchmark", "noop"]
-RUNNABLE_TYPES: frozenset[str] = frozenset({"command", "noop", "test"})
+RUNNABLE_TYPES: frozenset[str] = frozenset({"benchmark", "command", "noop", "test"})
 MAX_SPEC_BYTES = 64 * 1024
 MAX_ARGV = 4096
 
@@ -35,6 +35,10 @@ class Requirements(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     gpus: Annotated[int, Meta(ge=0, le=64)] = 0
     # A preference, not a requirement: placed elsewhere when another worker fits (reruns).
     avoid_workers: tuple[Annotated[str, Meta(max_length=128)], ...] = ()
+    # Nothing else runs on the worker while this task does (a benchmark, unless shared).
+    exclusive: bool = False
+    # Only workers whose hardware fingerprint is this (`dtf rerun --equivalent-host`).
+    fingerprint: Annotated[str, Meta(pattern=r"^[0-9a-f]{16,64}$")] | None = None
 
 
 class RetryPolicy(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
@@ -124,6 +128,59 @@ class TaskSpec(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
 _spec_decoder = msgspec.json.Decoder(TaskSpec | list[TaskSpec])
 
 
+WORKLOADS = ("numpy-matmul", "python-startup", "disk-io", "torch-matmul")
+Precision = Literal["fp16", "bf16", "fp32", "fp64", "int8"]
+MAX_BENCH_SAMPLES = 20_000  # iterations x batch sizes: what one result may carry
+
+
+class BenchmarkConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The seed's ``benchmark`` config plus how to run it: ``workload`` (a built-in),
+    ``callable`` (``pkg.module:function``, called with the batch size and precision) or
+    ``command`` (an argv printing a JSON line of metrics per iteration). With none, the
+    built-in ``torch-matmul`` runs where a GPU is reserved and torch is there, else
+    ``numpy-matmul``. ``model`` is a label (results are filtered by it)."""
+
+    model: Annotated[str, Meta(max_length=256)] = ""
+    batch_sizes: Annotated[tuple[Annotated[int, Meta(ge=1, le=1_000_000)], ...],
+                           Meta(min_length=1, max_length=64)] = (1,)
+    precision: Precision = "fp32"
+    iterations: Annotated[int, Meta(ge=1, le=MAX_BENCH_SAMPLES)] = 10
+    warmup: Annotated[int, Meta(ge=0, le=10_000)] = 1
+    workload: Literal["numpy-matmul", "python-startup", "disk-io", "torch-matmul"] | None = None
+    callable: Annotated[str, Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
+    command: Annotated[tuple[str, ...], Meta(min_length=1, max_length=MAX_ARGV)] | None = None
+    cwd: str | None = None
+    env: dict[EnvName, str] = {}
+    host: str = ""
+    code: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
+    shared: bool = False  # run beside other tasks (a benchmark has its worker to itself)
+    commit: Annotated[str, Meta(max_length=64)] = ""  # the code's commit, when known
+
+
+def benchmark_config(spec: TaskSpec) -> BenchmarkConfig:
+    return msgspec.convert(spec.config, BenchmarkConfig)
+
+
+def _validate_benchmark(spec: TaskSpec) -> TaskSpec:
+    try:
+        cfg = benchmark_config(spec)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid benchmark config: {exc} (in `$.config`)") from None
+    chosen = [k for k in ("workload", "callable", "command") if getattr(cfg, k) is not None]
+    if len(chosen) > 1:
+        raise InvalidInput("invalid benchmark config: choose one of `workload`, `callable` "
+                           f"and `command`, not {' and '.join(chosen)}")
+    if cfg.iterations * len(cfg.batch_sizes) > MAX_BENCH_SAMPLES:
+        raise InvalidInput(f"invalid benchmark config: iterations x batch sizes is over "
+                           f"{MAX_BENCH_SAMPLES}")
+    if any("\x00" in a for a in (*(cfg.command or ()), *cfg.env.values(), cfg.cwd or "")):
+        raise InvalidInput("invalid benchmark config: a NUL byte in command, env or cwd")
+    if cfg.shared or spec.requirements.exclusive:
+        return spec
+    return msgspec.structs.replace(
+        spec, requirements=msgspec.structs.replace(spec.requirements, exclusive=True))
+
+
 def command_config(spec: TaskSpec) -> CommandConfig:
     """The typed config of a command task (validated at submit, so this cannot fail later)."""
     return msgspec.convert(spec.config, CommandConfig)
@@ -161,10 +218,11 @@ def _validate_test(spec: TaskSpec) -> None:
 def validate_spec(spec: TaskSpec) -> TaskSpec:
     """Check what the schema alone cannot: per-type config and runnable types."""
     if spec.type not in RUNNABLE_TYPES:
-        raise InvalidInput(
-            f"task type {spec.type!r} is not supported yet: 'command', 'test' and 'noop' run today"
-        )
-    if spec.type == "test":
+        raise InvalidInput(f"task type {spec.type!r} is not supported: 'benchmark', "
+                           "'command', 'test' and 'noop' run")
+    if spec.type == "benchmark":
+        spec = _validate_benchmark(spec)
+    elif spec.type == "test":
         _validate_test(spec)
     elif spec.type == "command":
         try:

@@ -38,6 +38,7 @@ Q_SECRETS = "dtf.q.secrets"  # a leased task's secret environment, for its worke
 Q_TAIL = "dtf.q.tail"  # open a consumer for a client (agents/log/served_tail.py)
 Q_TEST_DURATIONS = "dtf.q.test_durations"
 Q_FLAKY_TESTS = "dtf.q.flaky_tests"  # the projector: tests that both passed and failed
+Q_RESULTS = "dtf.q.results"  # the projector: benchmark results, or a read-only SELECT
 
 
 def task_subject(task_id: str, event_type: str, worker_id: str | None = None) -> str:

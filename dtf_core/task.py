@@ -10,6 +10,7 @@ from typing import Literal
 
 from msgspec import Struct
 
+from dtf_core.benchmarks import BenchResult
 from dtf_core.errors import Refused
 from dtf_core.events.task import (
     OUTCOME_EVENTS,
@@ -50,6 +51,7 @@ class Report(Struct, frozen=True, kw_only=True):
     error: str = ""
     started_at: float | None = None
     max_rss_mb: float | None = None
+    benchmark: BenchResult | None = None
     pid: int | None = None
     permanent: bool = False  # a failure no retry can mend (the command cannot start)
 
@@ -170,6 +172,7 @@ def _outcome(state: TaskState, report: Report, *, now: float, actor: str) -> Att
         "error": report.error,
         "started_at": report.started_at or state.started_at,
         "max_rss_mb": report.max_rss_mb,
+        "benchmark": report.benchmark,
         "at": now,
         "actor": actor,
     }

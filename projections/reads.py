@@ -8,7 +8,7 @@ import hashlib
 import duckdb
 
 from projections.rows import as_timestamp
-from projections.tables import TABLES, TEST_RESULTS
+from projections.schema import TABLES, TEST_RESULTS
 
 _COUNT = {t.name: "SELECT count(*) FROM " + t.name for t in TABLES}  # noqa: S608
 _ALL_ROWS = {t.name: "SELECT * FROM " + t.name + " ORDER BY " + ", ".join(t.key)  # noqa: S608

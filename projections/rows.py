@@ -90,18 +90,36 @@ def outcome_name(event: AttemptOutcome) -> str:
 
 
 def model_name(state: TaskState) -> str | None:
-    cfg = state.spec.config
-    model = cfg.get("model", cfg.get("model_name"))
-    return None if model is None else str(model)
+    """A benchmark's ``config.model`` (the only task type that names a model)."""
+    if state.spec.type != "benchmark":
+        return None
+    model = state.spec.config.get("model")
+    return str(model) if model else None
 
 
-def hardware_type(worker: WorkerState | None) -> str | None:
+ACCELERATORS = ("cuda", "rocm", "mps")
+
+
+def hardware_type(task: TaskState | None, worker: WorkerState | None,
+                  used: str | None = None) -> str | None:
+    """The hardware the task required and used: what a benchmark reports it ran on; else
+    the first required hardware the worker has; else the worker's accelerator when the
+    task reserved GPUs; else ``cpu``. None when the worker is unknown."""
+    if used:
+        return used
     if worker is None:
         return None
-    caps = worker.capabilities
-    if caps.hardware:
-        return caps.hardware[0]
-    return none_if_empty(caps.platform)
+    have = worker.capabilities.hardware
+    req = task.spec.requirements if task is not None else None
+    if req is not None:
+        for h in req.hardware:
+            if h in have:
+                return h
+        if req.gpus:
+            for h in have:
+                if h in ACCELERATORS:
+                    return h
+    return "cpu"
 
 
 def test_result_row(
@@ -122,7 +140,7 @@ def test_result_row(
         task.spec.name or task.task_id,
         none_if_empty(event.worker_id),
         model_name(task),
-        hardware_type(worker),
+        hardware_type(task, worker, event.benchmark.hardware_type if event.benchmark else None),
         event.duration_s,
         outcome == "succeeded",
         none_if_empty(event.error or (event.reason if isinstance(event, TaskRequeued) else "")),
@@ -137,9 +155,11 @@ def test_result_row(
     )
 
 
-def test_case_rows(seq: int, event: TestsReported, worker: WorkerState | None) -> list[Row]:
+def test_case_rows(seq: int, event: TestsReported, task: TaskState | None,
+                   worker: WorkerState | None) -> list[Row]:
     """One ``test_results`` row per pytest test (kind ``test``); durations feed the split."""
     rows: dict[str, Row] = {}
+    hardware = hardware_type(task, worker)
     for case in event.cases:
         details: dict[str, Any] = {"outcome": case.outcome, "fencing": event.fencing,
                                    "batch": event.batch}
@@ -149,7 +169,7 @@ def test_case_rows(seq: int, event: TestsReported, worker: WorkerState | None) -
             case.nodeid,
             event.worker_id,
             None,
-            hardware_type(worker),
+            hardware,
             case.duration_s,
             case.outcome in ("passed", "skipped", "xfailed", "xpassed"),
             none_if_empty(case.message or ("" if case.outcome != "failed" else "failed")),

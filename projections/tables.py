@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import duckdb
 from msgspec import structs
@@ -21,6 +21,7 @@ from dtf_core.events.task import AttemptOutcome, TaskLeased, TaskRequeued, TaskS
 from dtf_core.events.tests import TestsReported
 from dtf_core.task import TaskState
 from dtf_core.worker import WorkerState
+from projections.bench_rows import bench_rows
 from projections.board import Board
 from projections.rows import (
     AttemptRow,
@@ -33,66 +34,22 @@ from projections.rows import (
     test_result_row,
     worker_row,
 )
-
-TASKS = "tasks"
-ATTEMPTS = "attempts"
-WORKERS = "workers"
-TEST_RESULTS = "test_results"
-META = "dtf_meta"
-LAST_SEQ_KEY = "last_seq"
-
-
-
-@dataclass(frozen=True, slots=True)
-class Table:
-    name: str
-    columns: str
-    key: tuple[str, ...]
-    # "insert" for rows that are never changed again: half the cost of an upsert, and a
-    # doubled row would fail the batch instead of passing silently.
-    action: Literal["insert", "upsert"] = "upsert"
-
-
-# Column order is the order of the rows built below.
-TABLES: tuple[Table, ...] = (
-    Table(
-        TASKS,
-        """task_id VARCHAR NOT NULL, type VARCHAR, name VARCHAR, status VARCHAR,
-        priority INTEGER, run_id VARCHAR, attempt INTEGER, worker_id VARCHAR,
-        submitted_at TIMESTAMP, started_at TIMESTAMP, finished_at TIMESTAMP,
-        exit_code INTEGER, error VARCHAR, last_seq BIGINT""",
-        ("task_id",),
-    ),
-    Table(
-        ATTEMPTS,
-        """task_id VARCHAR NOT NULL, attempt INTEGER NOT NULL, worker_id VARCHAR,
-        fencing BIGINT, leased_at TIMESTAMP, started_at TIMESTAMP, finished_at TIMESTAMP,
-        outcome VARCHAR, exit_code INTEGER, duration_s DOUBLE, error VARCHAR""",
-        ("task_id", "attempt"),
-    ),
-    Table(
-        WORKERS,
-        """worker_id VARCHAR NOT NULL, session VARCHAR, hostname VARCHAR, pid INTEGER,
-        slots INTEGER, status VARCHAR, platform VARCHAR, machine VARCHAR, cpu_count INTEGER,
-        memory_gb DOUBLE, hardware VARCHAR[], registered_at TIMESTAMP, last_seq BIGINT""",
-        ("worker_id",),
-    ),
-    Table(
-        TEST_RESULTS,
-        """test_id VARCHAR, worker_id VARCHAR, model_name VARCHAR, hardware_type VARCHAR,
-        execution_time DOUBLE, success BOOLEAN, error_message VARCHAR, timestamp TIMESTAMP,
-        memory_usage DOUBLE, details JSON, seq BIGINT NOT NULL, task_id VARCHAR,
-        attempt INTEGER, kind VARCHAR NOT NULL, run_id VARCHAR""",
-        ("seq", "test_id"),
-        action="insert",
-    ),
+from projections.schema import (
+    ATTEMPTS,
+    BENCH_METRICS,
+    BENCH_RESULTS,
+    HOSTS,
+    LAST_SEQ_KEY,
+    META,
+    META_TABLE,
+    SCHEMA_VERSION,
+    TABLES,
+    TASKS,
+    TEST_RESULTS,
+    WORKERS,
 )
-META_TABLE = Table(META, "key VARCHAR NOT NULL, value BIGINT", ("key",))
-
 
 SCHEMA_KEY = "schema"
-# Bump when a table changes: the projection is then rebuilt from the log, its source.
-SCHEMA_VERSION = 2
 
 
 def create_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -171,7 +128,8 @@ class TableWriter:
         if isinstance(event, TestsReported):
             if stage:
                 worker = self.board.workers.get(event.worker_id)
-                for row in test_case_rows(seq, event, worker):
+                task = self.board.tasks.get(event.task_id)
+                for row in test_case_rows(seq, event, task, worker):
                     self._stage(TEST_RESULTS, (seq, row[0]), row)
             return
         if isinstance(changed, TaskState):
@@ -199,6 +157,13 @@ class TableWriter:
         """``pending`` is committed: its events are in the database now."""
         self.stored_seq = max(self.stored_seq, pending.last_seq)
 
+    def _stage_bench(self, seq: int, event: AttemptOutcome, task: TaskState) -> None:
+        rows = bench_rows(seq, event, task)
+        self._stage(BENCH_RESULTS, seq, rows.result)
+        for metric in rows.metrics:
+            self._stage(BENCH_METRICS, metric[:3], metric)
+        self._stage(HOSTS, rows.host[0], rows.host)
+
     def _stage(self, table: str, key: Any, row: Row) -> None:
         self._staged.setdefault(table, {})[key] = row
 
@@ -223,6 +188,8 @@ class TableWriter:
                 if stage:
                     worker = self.board.workers.get(event.worker_id)
                     self._stage(TEST_RESULTS, seq, test_result_row(seq, event, task, worker))
+                    if event.benchmark is not None:
+                        self._stage_bench(seq, event, task)
             case _:
                 return
         if stage:

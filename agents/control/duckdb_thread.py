@@ -58,11 +58,26 @@ class DuckDBThread:
         self.path = path
         self._limiter = anyio.CapacityLimiter(1)
         self._con: duckdb.DuckDBPyConnection | None = None
+        # Users' queries run on a cursor of their own, in a thread of their own: a long
+        # read never holds up the projection's writes (DuckDB reads a snapshot).
+        self._read_limiter = anyio.CapacityLimiter(1)
+        self._reader: duckdb.DuckDBPyConnection | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def open(self) -> None:
         con = await self._in_thread(open_db, self.path)
         self._con = con
+        self._reader = await self._in_thread(con.cursor)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(reader cursor, *args)`` in the readers' thread, beside the writes."""
+
+        def call() -> T:
+            if self._reader is None:
+                raise Unavailable("the projector's database is closed")
+            return fn(self._reader, *args)
+
+        return await self._in_thread(call, limiter=self._read_limiter)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(connection, *args)`` in the DuckDB thread."""
@@ -77,15 +92,24 @@ class DuckDBThread:
     async def close(self) -> None:
         """Close after the calls already queued; finishes even if the caller is cancelled."""
 
+        def close_reader() -> None:
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                reader.interrupt()
+                reader.close()
+
         def close() -> None:
             con, self._con = self._con, None
             if con is not None:
                 con.close()
 
+        await to_the_end(self._in_thread(close_reader, limiter=self._read_limiter))
         await to_the_end(self._in_thread(close))
 
-    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        coro: Coroutine[Any, Any, T] = anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+    async def _in_thread(self, fn: Callable[..., T], *args: Any,
+                         limiter: anyio.CapacityLimiter | None = None) -> T:
+        coro: Coroutine[Any, Any, T] = anyio.to_thread.run_sync(
+            fn, *args, limiter=limiter or self._limiter)
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)

@@ -29,9 +29,17 @@ from agents.log.port import EventLog, Record
 from dtf_core import subjects
 from dtf_core.errors import DTFError, InvalidInput
 from dtf_core.events.codec import UndecodableEvent, decode
-from dtf_core.replies import Durations, FlakyTest, FlakyTests, ProjectorStatus
+from dtf_core.replies import (
+    Durations,
+    FlakyTest,
+    FlakyTests,
+    ProjectorStatus,
+    ResultsQuery,
+    ResultsTable,
+)
 from dtf_core.spec import NODE_ID_MAX
 from projections.reads import flaky_tests, median_durations, table_counts, table_hash
+from projections.results import answer as results_answer
 from projections.tables import (
     TableWriter,
     read_last_seq,
@@ -72,6 +80,7 @@ class FlakyQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _flaky_decoder = msgspec.json.Decoder(FlakyQuery)
+_results_decoder = msgspec.json.Decoder(ResultsQuery)
 
 
 def answer(con: duckdb.DuckDBPyConnection, op: str) -> ProjectorStatus:
@@ -127,6 +136,8 @@ class ProjectorAgent:
                 subjects.Q_TEST_DURATIONS, queue=QUEUE_GROUP, cb=self._on_durations))
             self._subs.append(await self.nc.subscribe(
                 subjects.Q_FLAKY_TESTS, queue=QUEUE_GROUP, cb=self._on_flaky))
+            self._subs.append(await self.nc.subscribe(
+                subjects.Q_RESULTS, queue=QUEUE_GROUP, cb=self._on_results))
             await self._project()
         finally:
             await to_the_end(self._stop(sub))
@@ -152,6 +163,15 @@ class ProjectorAgent:
 
         await self._reply(msg, "flaky tests", flaky,
                           lambda error: FlakyTests(ok=False, error=error))
+
+    async def _on_results(self, msg: Msg) -> None:
+        """Benchmark results by filters, or a reader's one read-only SELECT."""
+        async def results() -> ResultsTable:
+            query = _results_decoder.decode(msg.data)
+            return await self.db.read(results_answer, query)
+
+        await self._reply(msg, "results", results,
+                          lambda error: ResultsTable(ok=False, error=error))
 
     async def _reply(self, msg: Msg, what: str, work: Callable[[], Awaitable[object]],
                      failed: Callable[[str], object]) -> None:

@@ -10,7 +10,7 @@ import msgspec
 from nats.aio.client import Client
 
 from dtf_core import subjects
-from dtf_core.replies import Durations, FlakyTests, ProjectorStatus
+from dtf_core.replies import Durations, FlakyTests, ProjectorStatus, ResultsQuery, ResultsTable
 
 
 async def projector_status(nc: Client, op: Literal["status", "hash"] = "status",
@@ -37,3 +37,9 @@ async def flaky_tests(nc: Client, since: float, limit: int = 100,
                            msgspec.json.encode({"since": since, "limit": limit}),
                            timeout=timeout)
     return msgspec.json.decode(msg.data, type=FlakyTests)
+
+
+async def results(nc: Client, query: ResultsQuery, timeout: float = 60.0) -> ResultsTable:
+    """Benchmark results, or a read-only SELECT's rows, from the running projector."""
+    msg = await nc.request(subjects.Q_RESULTS, msgspec.json.encode(query), timeout=timeout)
+    return msgspec.json.decode(msg.data, type=ResultsTable)

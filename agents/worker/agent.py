@@ -107,7 +107,8 @@ class WorkerAgent:
                                  on_refused=self._stop_refused)
         self.attempts = AttemptRunner(
             nc, self.api, self.worker_id, cache_dir, self.gpu_slots, self.pytest,
-            self.reporter, self._report, task_user=user, always_unpack=always_unpack)
+            self.reporter, self._report, lambda: self.capabilities, task_user=user,
+            always_unpack=always_unpack)
         self.leases = LeaseIntake(nc.jetstream(), self.worker_id, self.session,
                                   on_lease=self._on_lease, on_cancel=self._on_cancel)
         self.running: dict[str, Attempt] = {}

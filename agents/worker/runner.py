@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agents.worker.rss import PeakRss
 from dtf_core.errors import InvalidInput
 from dtf_core.spec import CommandConfig
 
@@ -72,6 +73,7 @@ class Outcome:
     started_at: float
     duration_s: float
     permanent: bool = False  # failed in a way a retry cannot mend
+    max_rss_mb: float | None = None  # the peak RSS of its process tree
 
 
 PR_SET_PDEATHSIG = 1
@@ -147,6 +149,8 @@ async def run_command(
     if on_start is not None:
         on_start(proc.pid)
     pgid = proc.pid
+    memory = PeakRss(proc.pid)
+    memory.start()
     pumps = asyncio.gather(_pump(proc.stdout, "stdout", sink), _pump(proc.stderr, "stderr", sink))
     waiter = asyncio.ensure_future(proc.wait())
     cancelled = asyncio.ensure_future(cancel.wait())
@@ -162,8 +166,12 @@ async def run_command(
             except TimeoutError:
                 _killpg(pgid, signal.SIGKILL)
                 await waiter
+        # the last sample before the tree is killed (the process itself has ended: its
+        # high-water mark went with it, the samples before are what is known)
+        peak = await memory.stop()
     finally:
         cancelled.cancel()
+        await memory.stop()
         _killpg(pgid, signal.SIGKILL)  # nothing of the attempt outlives it
         if not waiter.done():
             await waiter
@@ -175,10 +183,11 @@ async def run_command(
     code = proc.returncode
     duration = time.monotonic() - t0
     if kind == "timed_out":
-        return Outcome(kind, code, f"timed out after {timeout:g}s", started, duration)
+        return Outcome(kind, code, f"timed out after {timeout:g}s", started, duration,
+                       max_rss_mb=peak)
     if kind == "cancelled":
-        return Outcome(kind, code, "cancelled", started, duration)
+        return Outcome(kind, code, "cancelled", started, duration, max_rss_mb=peak)
     if code == 0:
-        return Outcome("succeeded", 0, "", started, duration)
+        return Outcome("succeeded", 0, "", started, duration, max_rss_mb=peak)
     why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-    return Outcome("failed", code, why, started, duration)
+    return Outcome("failed", code, why, started, duration, max_rss_mb=peak)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from msgspec import Struct
 
+from dtf_core.benchmarks import BenchResult
 from dtf_core.spec import TaskSpec
 
 
@@ -57,6 +58,7 @@ class AttemptOutcome(TaskEventBase, frozen=True, kw_only=True):
     error: str = ""
     started_at: float | None = None
     max_rss_mb: float | None = None
+    benchmark: BenchResult | None = None  # a benchmark attempt's measurements
 
 
 class TaskSucceeded(AttemptOutcome, frozen=True, kw_only=True, tag="succeeded"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 from msgspec import Struct
@@ -14,6 +15,7 @@ class Gpu(Struct, frozen=True, kw_only=True):
     compute: float | None = None  # CUDA compute capability (nvidia)
     arch: str = ""  # gfx target (amd)
     uuid: str = ""  # "GPU-…" (nvidia): what CUDA_VISIBLE_DEVICES pins a task to
+    driver: str = ""  # the driver's version (nvidia)
 
 
 class Capabilities(Struct, frozen=True, kw_only=True):
@@ -32,6 +34,14 @@ class Capabilities(Struct, frozen=True, kw_only=True):
     gpus: tuple[Gpu, ...] = ()
     notes: tuple[str, ...] = ()  # what was not detected, and why
     group: str = ""  # the named pool it serves (`dtf worker --group`)
+
+    @property
+    def fingerprint(self) -> str:
+        """The hardware, hashed: CPU model and flags, GPU models and the driver. Hosts with
+        equal fingerprints give comparable benchmark numbers."""
+        parts = [self.machine, self.cpu_model, " ".join(sorted(self.cpu_flags)),
+                 *sorted(f"{g.vendor}:{g.name}:{g.driver}" for g in self.gpus)]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 class WorkerEventBase(Struct, frozen=True, kw_only=True, tag_field="type"):

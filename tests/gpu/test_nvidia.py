@@ -36,7 +36,8 @@ sys.exit(0 if n.value == len(want.split(",")) else 3)
 
 
 def _smi() -> str:
-    return probe.run_tool(["nvidia-smi", "--query-gpu=name,memory.total,compute_cap,uuid",
+    return probe.run_tool(["nvidia-smi",
+                           "--query-gpu=name,memory.total,compute_cap,uuid,driver_version",
                            "--format=csv,noheader,nounits"])
 
 
@@ -44,8 +45,9 @@ def test_nvml_and_nvidia_smi_agree() -> None:
     pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed (pip install .[gpu])")
     via_nvml, via_smi = probe._nvml(), parse.nvidia_smi_csv(_smi())
     assert via_nvml, "NVML listed no GPU although nvidia-smi exists"
-    assert [(g.name, g.uuid, g.compute) for g in via_nvml] == \
-        [(g.name, g.uuid, g.compute) for g in via_smi]
+    assert [(g.name, g.uuid, g.compute, g.driver) for g in via_nvml] == \
+        [(g.name, g.uuid, g.compute, g.driver) for g in via_smi]
+    assert all(g.driver for g in via_smi), "nvidia-smi gave no driver version"
     for a, b in zip(via_nvml, via_smi, strict=True):
         assert abs(a.memory_gb - b.memory_gb) < 1.0, (a, b)  # NVML counts bytes, smi MiB
 

@@ -41,6 +41,8 @@ pytestmark = pytest.mark.anyio
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000.0
 
+NO_BENCH = {"bench_results": 0, "bench_metrics": 0, "hosts": 0}  # no benchmark ran
+
 
 @dataclass
 class Env:
@@ -139,7 +141,7 @@ async def test_rows_appear_and_status_answers(env: Env, tmp_path: Path) -> None:
         await until(lambda: reached(env.nc, end))
         status = await ask(env.nc, {"op": "status"})
         assert status == {"last_seq": end, "counts": {
-            "tasks": 50, "attempts": 50, "workers": 1, "test_results": 50}}
+            "tasks": 50, "attempts": 50, "workers": 1, "test_results": 50, **NO_BENCH}}
         await run_tasks(env.log, ["late"])
         await until(lambda: reached(env.nc, end + 4))
         assert (await ask(env.nc, {"op": "status"}))["counts"]["test_results"] == 51
@@ -198,7 +200,8 @@ async def test_restart_mid_stream_loses_and_doubles_nothing(env: Env, tmp_path: 
         await until(lambda: reached(env.nc, end))
         live = await ask(env.nc, {"op": "hash"})
         counts = (await ask(env.nc, {"op": "status"}))["counts"]
-    assert counts == {"tasks": 2100, "attempts": 2100, "workers": 1, "test_results": 2100}
+    assert counts == {"tasks": 2100, "attempts": 2100, "workers": 1, "test_results": 2100,
+                      **NO_BENCH}
     assert live == {"hash": await rebuild(env.log, tmp_path / "r.duckdb"), "last_seq": end}
 
 
@@ -251,7 +254,7 @@ async def test_projector_of_a_real_stack(tmp_path: Path) -> None:
         rebuilt = await rebuild(h.log, tmp_path / "r.duckdb", until_seq=end)
     with duckdb.connect(str(db)) as con:
         assert table_counts(con) == {"tasks": 20, "attempts": 20, "workers": 1,
-                                     "test_results": 20}
+                                     "test_results": 20, **NO_BENCH}
         assert table_hash(con) == rebuilt
         names = con.execute("SELECT test_id FROM test_results ORDER BY test_id").fetchall()
         assert names == sorted((f"n{i}",) for i in range(20))
@@ -300,7 +303,8 @@ async def test_kill_9_while_events_flow_loses_and_doubles_nothing(
     finally:
         proc.send_signal(signal.SIGINT)  # a clean stop: asyncio.run cancels, the agent closes
         await asyncio.to_thread(proc.wait, 20)
-    assert counts == {"tasks": 3000, "attempts": 3000, "workers": 1, "test_results": 3000}
+    assert counts == {"tasks": 3000, "attempts": 3000, "workers": 1, "test_results": 3000,
+                      **NO_BENCH}
     assert live == {"hash": await rebuild(env.log, tmp_path / "r.duckdb"), "last_seq": end}
     with duckdb.connect(str(db)) as con:
         assert table_hash(con) == live["hash"]

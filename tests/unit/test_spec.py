@@ -12,6 +12,7 @@ from dtf_core.spec import (
     MAX_SPEC_BYTES,
     CommandConfig,
     TaskSpec,
+    benchmark_config,
     command_config,
     command_spec,
     parse_specs,
@@ -104,10 +105,38 @@ def test_the_path_names_the_element_of_a_list() -> None:
         parse_specs(b'[{"type": "noop"}, {"type": "noop", "priority": "x"}]')
 
 
-def test_types_that_do_not_run_yet_are_refused_clearly() -> None:
-    message = refused({"type": "benchmark"})
-    assert "'benchmark' is not supported yet" in message
-    assert "'command', 'test' and 'noop'" in message
+SEED_BENCHMARK = {
+    "type": "benchmark", "priority": 1,
+    "config": {"model": "bert-base-uncased", "batch_sizes": [1, 2, 4, 8, 16],
+               "precision": "fp16", "iterations": 100},
+    "requirements": {"hardware": ["cuda"], "min_memory_gb": 8, "min_cuda_compute": 7.5},
+    "timeout_seconds": 1800, "retry_policy": {"max_retries": 3, "retry_delay_seconds": 60},
+    "dependencies": [],
+}
+
+
+def test_the_seeds_benchmark_json_is_accepted_as_written_and_is_exclusive() -> None:
+    [spec] = parse_specs(json.dumps(SEED_BENCHMARK))
+    cfg = benchmark_config(spec)
+    assert (cfg.model, cfg.batch_sizes, cfg.precision, cfg.iterations, cfg.warmup) == (
+        "bert-base-uncased", (1, 2, 4, 8, 16), "fp16", 100, 1)
+    assert spec.requirements.exclusive and spec.requirements.hardware == ("cuda",)
+    shared = {**SEED_BENCHMARK, "config": {**SEED_BENCHMARK["config"], "shared": True}}
+    assert not parse_specs(json.dumps(shared))[0].requirements.exclusive
+
+
+@pytest.mark.parametrize(("config", "needle"), [
+    ({"workload": "numpy-matmul", "callable": "m:f"}, "choose one of"),
+    ({"workload": "gpt"}, "$.config"),
+    ({"callable": "not a target"}, "`$.callable` (in `$.config`)"),
+    ({"iterations": 10_000, "batch_sizes": [1, 2, 3]}, "iterations x batch sizes"),
+    ({"batch_sizes": []}, "`$.batch_sizes`"),
+    ({"precision": "fp8"}, "`$.precision`"),
+    ({"command": ["bench", "a\x00b"]}, "NUL"),
+    ({"argv": ["x"]}, "unknown field"),
+])
+def test_a_bad_benchmark_config_is_refused_naming_the_field(config, needle) -> None:  # type: ignore[no-untyped-def]
+    assert needle in refused({"type": "benchmark", "config": config})
 
 
 def test_a_test_task_names_node_ids_inside_its_root() -> None:
@@ -188,7 +217,7 @@ def test_command_spec_refuses_bad_input(argv: list[str], fields: dict[str, objec
 
 def test_validate_spec_checks_a_spec_built_in_code() -> None:
     with pytest.raises(InvalidInput, match="not supported"):
-        validate_spec(TaskSpec(type="benchmark"))
+        validate_spec(TaskSpec(type="batch"))  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="config"):
         validate_spec(TaskSpec(type="command", config={"argv": "ls"}))
     assert validate_spec(TaskSpec(type="noop")) == TaskSpec(type="noop")

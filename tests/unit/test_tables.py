@@ -31,7 +31,7 @@ from dtf_core.events.task import (
     TaskTimedOut,
 )
 from dtf_core.events.worker import Capabilities, WorkerRegistered, WorkerStopped
-from dtf_core.spec import TaskSpec
+from dtf_core.spec import Requirements, TaskSpec
 from projections.reads import table_counts, table_hash
 from projections.tables import (
     TableWriter,
@@ -56,8 +56,9 @@ def story() -> list[Event]:
     """Worker w1 registers; t1 fails once (requeued) then succeeds; t2 is cancelled queued;
     t3 times out; a stale report on t1 is refused; w1 stops."""
     caps = Capabilities(cpu_count=8, memory_gb=32.0, platform="linux", machine="x86_64",
-                        hardware=("gpu", "cpu"))
-    bench = TaskSpec(type="benchmark", name="bench_bert", priority=5, config={"model": "bert"})
+                        hardware=("cpu", "cuda"))
+    bench = TaskSpec(type="benchmark", name="bench_bert", priority=5, config={"model": "bert"},
+                     requirements=Requirements(hardware=("cuda",)))
     return [
         WorkerRegistered(worker_id="w1", session="s1", hostname="h1", pid=42, slots=2,
                          capabilities=caps, at=T0, actor=A),                          # 1
@@ -113,7 +114,8 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[object, ...]]:
 def test_rows_after_the_story(con: duckdb.DuckDBPyConnection) -> None:
     apply(con, TableWriter(), numbered(story()))
     assert read_last_seq(con) == 15
-    assert table_counts(con) == {"tasks": 3, "attempts": 3, "workers": 1, "test_results": 3}
+    assert table_counts(con) == {"tasks": 3, "attempts": 3, "workers": 1, "test_results": 3,
+                                 "bench_results": 0, "bench_metrics": 0, "hosts": 0}
     t1 = rows(con, "SELECT * FROM tasks WHERE task_id = 't1'")[0]
     assert t1 == ("t1", "benchmark", "bench_bert", "succeeded", 5, "r1", 2, "w1", ts(T0 + 1),
                   ts(T0 + 7), ts(T0 + 9), 0, None, 14)
@@ -126,7 +128,7 @@ def test_rows_after_the_story(con: duckdb.DuckDBPyConnection) -> None:
         ("t3", 1, "w1", 12, ts(T0 + 13), None, ts(T0 + 43), "timed_out", -9, 30.0, "timeout"),
     ]
     assert rows(con, "SELECT * FROM workers") == [
-        ("w1", "s1", "h1", 42, 2, "stopped", "linux", "x86_64", 8, 32.0, ["gpu", "cpu"],
+        ("w1", "s1", "h1", 42, 2, "stopped", "linux", "x86_64", 8, 32.0, ["cpu", "cuda"],
          ts(T0), 15)
     ]
 
@@ -137,9 +139,10 @@ def test_one_test_result_per_attempt_outcome(con: duckdb.DuckDBPyConnection) -> 
                         "hardware_type, execution_time, success, error_message, timestamp, "
                         "memory_usage FROM test_results ORDER BY seq")
     assert results == [
-        (5, "t1", 1, "bench_bert", "w1", "bert", "gpu", 2.0, False, "boom", ts(T0 + 5), None),
-        (8, "t1", 2, "bench_bert", "w1", "bert", "gpu", 1.5, True, None, ts(T0 + 9), 100.0),
-        (13, "t3", 1, "t3", "w1", None, "gpu", 30.0, False, "timeout", ts(T0 + 43), None),
+        # the hardware the task required and the worker had; a task needing none ran on cpu
+        (5, "t1", 1, "bench_bert", "w1", "bert", "cuda", 2.0, False, "boom", ts(T0 + 5), None),
+        (8, "t1", 2, "bench_bert", "w1", "bert", "cuda", 1.5, True, None, ts(T0 + 9), 100.0),
+        (13, "t3", 1, "t3", "w1", None, "cpu", 30.0, False, "timeout", ts(T0 + 43), None),
     ]
     details = [json.loads(str(d)) for (d,) in
                rows(con, "SELECT details FROM test_results ORDER BY seq")]

@@ -30,7 +30,8 @@ def cpuinfo(text: str) -> tuple[str, tuple[str, ...]]:
 
 
 def nvidia_smi_csv(text: str) -> list[Gpu]:
-    """`nvidia-smi --query-gpu=name,memory.total,compute_cap,uuid --format=csv,noheader,nounits`;
+    """`nvidia-smi --query-gpu=name,memory.total,compute_cap,uuid,driver_version
+    --format=csv,noheader,nounits`;
     older drivers print "[N/A]" or "[Not Supported]" for compute_cap."""
     gpus = []
     for line in text.strip().splitlines():
@@ -48,8 +49,9 @@ def nvidia_smi_csv(text: str) -> list[Gpu]:
             except ValueError:
                 compute = None
         uuid = parts[3] if len(parts) > 3 and parts[3].startswith(("GPU-", "MIG-")) else ""
+        driver = parts[4] if len(parts) > 4 and parts[4][:1].isdigit() else ""
         gpus.append(Gpu(vendor="nvidia", name=parts[0], memory_gb=memory_gb, compute=compute,
-                        uuid=uuid))
+                        uuid=uuid, driver=driver))
     return gpus
 
 

@@ -52,7 +52,7 @@ def nvidia(run: Runner = run_tool,
     except Exception as nvml_exc:  # no library, no driver, no device: try the tool
         why_nvml = f"NVML: {nvml_exc.__class__.__name__}: {nvml_exc}"
     try:
-        out = run(["nvidia-smi", "--query-gpu=name,memory.total,compute_cap,uuid",
+        out = run(["nvidia-smi", "--query-gpu=name,memory.total,compute_cap,uuid,driver_version",
                    "--format=csv,noheader,nounits"], TOOL_TIMEOUT_S)
         gpus = parse.nvidia_smi_csv(out)
         return gpus, None if gpus else f"no NVIDIA GPU: nvidia-smi listed none ({why_nvml})"
@@ -67,6 +67,8 @@ def _nvml() -> list[Gpu]:
 
     pynvml.nvmlInit()
     try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        driver = driver.decode() if isinstance(driver, bytes) else str(driver)
         gpus = []
         for i in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
@@ -77,7 +79,7 @@ def _nvml() -> list[Gpu]:
             uuid = pynvml.nvmlDeviceGetUUID(handle)
             uuid = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
             gpus.append(Gpu(vendor="nvidia", name=name, memory_gb=round(memory / 1024**3, 2),
-                            compute=float(f"{major}.{minor}"), uuid=uuid))
+                            compute=float(f"{major}.{minor}"), uuid=uuid, driver=driver))
         return gpus
     finally:
         pynvml.nvmlShutdown()

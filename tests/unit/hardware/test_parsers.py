@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 
+import msgspec
 import pytest
 
 from agents.worker.hardware import parse, probe
-from dtf_core.events.worker import Gpu
+from dtf_core.events.worker import Capabilities, Gpu
 
 X86_CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -28,6 +29,9 @@ NVIDIA H100 80GB HBM3, 81559, 9.0, GPU-5f2c8a51-0d6b-4c1e-9f3a-2b7e6d1c0a11
 # Captured on a real H200 host (2026-11-27), the same query.
 NVIDIA_SMI_H200 = "NVIDIA H200, 143771, 9.0, GPU-4414616b-870e-7996-cfd6-53e7710533e7\n"
 NVIDIA_SMI_OLD = "Tesla K80, 11441, [N/A]\n"
+# with the driver's version (the query DTF makes now: ...,uuid,driver_version)
+NVIDIA_SMI_DRIVER = ("NVIDIA H200, 143771, 9.0, GPU-4414616b-870e-7996-cfd6-53e7710533e7,"
+                     " 570.86.15\n")
 # rocm-smi --showproductname --showmeminfo vram --json
 ROCM_SMI = """{"card0": {"Card series": "Instinct MI210", "Card model": "0x0c34",
  "Card vendor": "Advanced Micro Devices, Inc. [AMD/ATI]", "GFX Version": "gfx90a",
@@ -53,6 +57,15 @@ def test_nvidia_smi() -> None:
     assert parse.nvidia_smi_csv(NVIDIA_SMI_H200) == [
         Gpu(vendor="nvidia", name="NVIDIA H200", memory_gb=140.4, compute=9.0,
             uuid="GPU-4414616b-870e-7996-cfd6-53e7710533e7")]
+
+
+def test_nvidia_smi_driver_goes_into_the_fingerprint() -> None:
+    [gpu] = parse.nvidia_smi_csv(NVIDIA_SMI_DRIVER)
+    assert gpu.driver == "570.86.15"
+    caps = Capabilities(cpu_model="x", gpus=(gpu,))
+    other_driver = Capabilities(cpu_model="x", gpus=(msgspec.structs.replace(gpu, driver="1"),))
+    assert caps.fingerprint != other_driver.fingerprint
+    assert caps.fingerprint == Capabilities(cpu_model="x", gpus=(gpu,), tags=("t",)).fingerprint
 
 
 def test_rocm_smi() -> None:
