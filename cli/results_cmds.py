@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import nats.errors
@@ -28,6 +29,14 @@ TEXT_COLUMNS = ("timestamp", "model", "workload", "precision", "batch_size", "ha
 def add_parsers(client: Client) -> None:
     res = client("results", "query results while the stack runs (`dtf results query`)")
     res.add_argument("action", choices=["query"])
+    add_filters(res)
+    res.add_argument("--sql", default=None,
+                     help="one read-only SELECT over the tables (docs/projections.md)")
+    res.add_argument("--limit", type=int, default=1000)
+    res.add_argument("--csv", action="store_true", help="CSV output")
+
+
+def add_filters(res: argparse.ArgumentParser) -> None:
     res.add_argument("--model", default=None)
     res.add_argument("--hardware", default=None, help="cpu, cuda, rocm, mps, ...")
     res.add_argument("--precision", default=None)
@@ -38,10 +47,6 @@ def add_parsers(client: Client) -> None:
     res.add_argument("--since", default=None,
                      help="a time (2026-12-01, 2026-12-01T10:00) or an age (30m, 7d)")
     res.add_argument("--until", default=None, help="as --since")
-    res.add_argument("--sql", default=None,
-                     help="one read-only SELECT over the tables (docs/projections.md)")
-    res.add_argument("--limit", type=int, default=1000)
-    res.add_argument("--csv", action="store_true", help="CSV output")
 
 
 def when(text: str | None, now: float | None = None) -> float | None:
@@ -62,23 +67,29 @@ def query_of(args: argparse.Namespace) -> ResultsQuery:
     return ResultsQuery(model=args.model, hardware=args.hardware, precision=args.precision,
                         batch_size=args.batch_size, commit=args.commit, run_id=args.run_id,
                         workload=args.workload, since=when(args.since), until=when(args.until),
-                        sql=args.sql, limit=args.limit)
+                        sql=getattr(args, "sql", None), limit=getattr(args, "limit", 1000))
 
 
 async def fetch(target: Target, query: ResultsQuery) -> ResultsTable:
     from agents.wire.projector import results
 
-    async with connected(target) as nc:
-        try:
-            table = await results(nc, query)
-        except nats.errors.NoRespondersError:
-            raise Unavailable("no projector is running: `dtf up` starts one (results are "
-                              "read from it while the stack runs)") from None
-        except nats.errors.TimeoutError:
-            raise Unavailable("the projector did not answer in time") from None
+    async with connected(target) as nc, projector_errors():
+        table = await results(nc, query)
     if not table.ok:
         raise InvalidInput(str(table.error))
     return table
+
+
+@contextlib.asynccontextmanager
+async def projector_errors() -> AsyncIterator[None]:
+    """NATS' errors on a projector query, said in words."""
+    try:
+        yield
+    except nats.errors.NoRespondersError:
+        raise Unavailable("no projector is running: `dtf up` starts one (results are read "
+                          "from it while the stack runs)") from None
+    except nats.errors.TimeoutError:
+        raise Unavailable("the projector did not answer in time") from None
 
 
 def show(args: argparse.Namespace, table: ResultsTable) -> None:

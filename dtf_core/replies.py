@@ -206,7 +206,8 @@ Scalar = str | int | float | bool | None
 Cell = Scalar | list[Scalar]
 
 
-class ResultsQuery(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+class ResultsQuery(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
+                   omit_defaults=True):
     """``dtf.q.results``: benchmark results filtered by these (all optional; times are Unix
     seconds), or ``sql``: one read-only SELECT over the tables (docs/projections.md)."""
 

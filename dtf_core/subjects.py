@@ -39,6 +39,7 @@ Q_TAIL = "dtf.q.tail"  # open a consumer for a client (agents/log/served_tail.py
 Q_TEST_DURATIONS = "dtf.q.test_durations"
 Q_FLAKY_TESTS = "dtf.q.flaky_tests"  # the projector: tests that both passed and failed
 Q_RESULTS = "dtf.q.results"  # the projector: benchmark results, or a read-only SELECT
+Q_TRENDS = "dtf.q.trends"  # the projector: change points, forecasts, comparisons, flaky
 
 
 def task_subject(task_id: str, event_type: str, worker_id: str | None = None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -26,6 +27,7 @@ from agents.control import faults
 from agents.control.duckdb_thread import DuckDBThread, to_the_end
 from agents.log.fold import jetstream_dead_letter
 from agents.log.port import EventLog, Record
+from agents.nats.connect import MAX_PAYLOAD
 from dtf_core import subjects
 from dtf_core.errors import DTFError, InvalidInput
 from dtf_core.events.codec import UndecodableEvent, decode
@@ -45,6 +47,7 @@ from projections.tables import (
     read_last_seq,
     write_batch,
 )
+from projections.trends import TrendQuery, TrendReport, trends
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ QUEUE_GROUP = "dtf-projector"
 LINGER_BELOW = 500
 LINGER_S = 0.05
 T = TypeVar("T")
+MAX_ANSWER = MAX_PAYLOAD - 4096  # room for the headers
 
 
 class Query(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -81,6 +85,7 @@ class FlakyQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 _flaky_decoder = msgspec.json.Decoder(FlakyQuery)
 _results_decoder = msgspec.json.Decoder(ResultsQuery)
+_trends_decoder = msgspec.json.Decoder(TrendQuery)
 
 
 def answer(con: duckdb.DuckDBPyConnection, op: str) -> ProjectorStatus:
@@ -138,6 +143,8 @@ class ProjectorAgent:
                 subjects.Q_FLAKY_TESTS, queue=QUEUE_GROUP, cb=self._on_flaky))
             self._subs.append(await self.nc.subscribe(
                 subjects.Q_RESULTS, queue=QUEUE_GROUP, cb=self._on_results))
+            self._subs.append(await self.nc.subscribe(
+                subjects.Q_TRENDS, queue=QUEUE_GROUP, cb=self._on_trends))
             await self._project()
         finally:
             await to_the_end(self._stop(sub))
@@ -173,6 +180,14 @@ class ProjectorAgent:
         await self._reply(msg, "results", results,
                           lambda error: ResultsTable(ok=False, error=error))
 
+    async def _on_trends(self, msg: Msg) -> None:
+        """Series with change points, anomalies and forecasts; runs compared; flaky tests."""
+        async def report() -> TrendReport:
+            query = _trends_decoder.decode(msg.data)
+            return await self.db.read(trends, query, time.time())
+
+        await self._reply(msg, "trends", report, lambda error: TrendReport(ok=False, error=error))
+
     async def _reply(self, msg: Msg, what: str, work: Callable[[], Awaitable[object]],
                      failed: Callable[[str], object]) -> None:
         """Answer a query: its result, or why not (one broad except per request: answer,
@@ -187,7 +202,12 @@ class ProjectorAgent:
         except Exception as exc:
             log.exception("%s query failed", what)
             reply = failed(f"internal error: {exc!r}")
-        await self._answer(msg, _encoder.encode(reply))
+        data = _encoder.encode(reply)
+        if len(data) > MAX_ANSWER:
+            data = _encoder.encode(failed(
+                f"the answer is {len(data) // 1024} KiB, more than a NATS message carries "
+                f"({MAX_ANSWER // 1024} KiB): narrow the query (filters, a lower limit)"))
+        await self._answer(msg, data)
 
     async def _stop(self, sub: Any) -> None:
         for extra in [*self._subs, *([sub] if sub is not None else [])]:

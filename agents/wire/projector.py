@@ -11,6 +11,7 @@ from nats.aio.client import Client
 
 from dtf_core import subjects
 from dtf_core.replies import Durations, FlakyTests, ProjectorStatus, ResultsQuery, ResultsTable
+from projections.trends import TrendQuery, TrendReport
 
 
 async def projector_status(nc: Client, op: Literal["status", "hash"] = "status",
@@ -43,3 +44,9 @@ async def results(nc: Client, query: ResultsQuery, timeout: float = 60.0) -> Res
     """Benchmark results, or a read-only SELECT's rows, from the running projector."""
     msg = await nc.request(subjects.Q_RESULTS, msgspec.json.encode(query), timeout=timeout)
     return msgspec.json.decode(msg.data, type=ResultsTable)
+
+
+async def trends(nc: Client, query: TrendQuery, timeout: float = 120.0) -> TrendReport:
+    """The projector's analysis of the benchmark history (projections/trends.py)."""
+    msg = await nc.request(subjects.Q_TRENDS, msgspec.json.encode(query), timeout=timeout)
+    return msgspec.json.decode(msg.data, type=TrendReport)

@@ -29,8 +29,9 @@ BERT = {"type": "benchmark", "priority": 1, "name": "bert",
         "timeout_seconds": 120, "retry_policy": {"max_retries": 3, "retry_delay_seconds": 60}}
 
 
-@pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
+@pytest.fixture(name="h")
+async def projected(tmp_path: Path) -> AsyncIterator[Harness]:
+    """A stack with one worker (two slots) and a projector."""
     async with stack(tmp_path, slots=2) as harness:
         nc = await harness.conn("projector")
         agent = ProjectorAgent(nc, JetStreamLog(nc), tmp_path / "p.duckdb")

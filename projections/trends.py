@@ -1,0 +1,194 @@
+"""Trends over the benchmark tables: each series' history (one point per result), its change
+points, anomalies and forecast; two sets of runs compared; flaky tests by hardware and
+worker. Run by the projector on its reader cursor (``dtf.q.trends``); the statistics are
+in stats.py. Filters are parameters, never SQL text."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import duckdb
+import numpy as np
+from msgspec import Meta, Struct
+
+from dtf_core.replies import ResultsQuery
+from projections.flaky import FlakyTest, flaky_by_hardware
+from projections.rows import as_timestamp
+from projections.stats import (
+    Anomaly,
+    ChangePoint,
+    Comparison,
+    Forecast,
+    anomalies,
+    change_points,
+    compare,
+    forecast,
+)
+
+Metric = Literal["wall_s", "throughput", "peak_rss_mb"]
+WORSE_WHEN_HIGHER = {"wall_s": True, "throughput": False, "peak_rss_mb": True}
+KEY = ("name", "model", "workload", "precision", "batch_size", "hardware_type", "fingerprint")
+DAY = 86400.0
+
+
+class TrendQuery(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    filters: ResultsQuery = ResultsQuery()
+    metric: Metric = "wall_s"
+    horizon_days: float = 30.0  # how far the forecast looks ahead
+    budget: float = 0.10  # a forecast past (1 + budget) x the segment's median is flagged
+    baseline: list[str] = []  # run ids: compared against ``candidate``
+    candidate: list[str] = []
+    max_points: Annotated[int, Meta(ge=2, le=5000)] = 200  # per series, for charts (the
+    # analysis uses every point)
+    max_series: Annotated[int, Meta(ge=1, le=1000)] = 50
+    flaky_days: float = 7.0
+
+
+class Series(Struct, kw_only=True):
+    key: dict[str, str | int | None]
+    n: int
+    last: float
+    median: float
+    change_points: list[ChangePoint]
+    change_times: list[float]
+    anomalies: list[Anomaly]
+    anomaly_times: list[float]
+    forecast: Forecast | None
+    t: list[float]  # Unix times, thinned to max_points for charts
+    values: list[float]
+    alarm: bool  # a change point for the worse, or a forecast past the budget
+
+
+class KeyedComparison(Struct, kw_only=True):
+    key: dict[str, str | int | None]
+    unit: str  # "results" (each result's mean) or "iterations" (pooled samples)
+    comparison: Comparison
+
+
+class TrendReport(Struct, kw_only=True):
+    ok: bool
+    metric: str = "wall_s"
+    worse_when_higher: bool = True
+    series: list[Series] = []
+    series_total: int = 0
+    comparisons: list[KeyedComparison] = []
+    flaky: list[FlakyTest] = []
+    error: str = ""
+
+
+_POINTS = """
+SELECT dense_rank() OVER (ORDER BY r.name, r.model, r.workload, r.precision, m.batch_size,
+                                   r.hardware_type, r.fingerprint) - 1 AS sid,
+       r.name, r.model, r.workload, r.precision, m.batch_size, r.hardware_type,
+       r.fingerprint, epoch(r.timestamp) AS t, m.mean AS v, r.run_id, m.samples
+FROM bench_results r JOIN bench_metrics m ON m.seq = r.seq AND m.metric = $metric
+WHERE r.success
+  AND ($model IS NULL OR r.model = $model)
+  AND ($hardware IS NULL OR r.hardware_type = $hardware)
+  AND ($precision IS NULL OR r.precision = $precision)
+  AND ($batch IS NULL OR m.batch_size = $batch)
+  AND ($commit IS NULL OR starts_with(r.commit, $commit))
+  AND ($run IS NULL OR r.run_id = $run)
+  AND ($workload IS NULL OR r.workload = $workload)
+  AND ($since IS NULL OR r.timestamp >= $since)
+  AND ($until IS NULL OR r.timestamp < $until)
+ORDER BY sid, t, r.seq
+"""
+
+
+def _params(q: TrendQuery) -> dict[str, object]:
+    f = q.filters
+    return {"metric": q.metric, "model": f.model, "hardware": f.hardware,
+            "precision": f.precision, "batch": f.batch_size, "commit": f.commit,
+            "run": f.run_id, "workload": f.workload, "since": as_timestamp(f.since),
+            "until": as_timestamp(f.until)}
+
+
+def _thin(n: int, limit: int) -> np.ndarray:
+    return np.arange(n) if n <= limit else np.linspace(0, n - 1, limit).round().astype(int)
+
+
+def analyse_series(key: dict[str, str | int | None], t: np.ndarray, v: np.ndarray,
+                   q: TrendQuery) -> Series:
+    worse_high = WORSE_WHEN_HIGHER[q.metric]
+    cps = change_points(v)
+    breaks = [c.index for c in cps]
+    start = breaks[-1] if breaks else 0
+    base = float(np.median(v[start:]))
+    threshold = base * (1 + q.budget) if worse_high else base * (1 - q.budget)
+    fc = forecast(t[start:] / DAY, v[start:], q.horizon_days, threshold=threshold,
+                  worse_when_higher=worse_high)
+    if fc is not None:  # back to Unix seconds
+        fc = Forecast(at=fc.at * DAY, value=fc.value, low=fc.low, high=fc.high,
+                      slope=fc.slope, p_value=fc.p_value, threshold=fc.threshold,
+                      crosses=fc.crosses)
+    worse = any((c.change > 0) == worse_high for c in cps)
+    idx = _thin(v.size, q.max_points)
+    odd = anomalies(v, breaks)
+    return Series(key=key, n=int(v.size), last=float(v[-1]), median=float(np.median(v)),
+                  change_points=cps, change_times=[float(t[i]) for i in breaks],
+                  anomalies=odd, anomaly_times=[float(t[a.index]) for a in odd], forecast=fc,
+                  t=[float(x) for x in t[idx]], values=[float(x) for x in v[idx]],
+                  alarm=worse or bool(fc and fc.crosses))
+
+
+def trends(con: duckdb.DuckDBPyConnection, q: TrendQuery, now: float) -> TrendReport:
+    data = con.execute(_POINTS, _params(q)).fetchnumpy()
+    sid = np.asarray(data["sid"], dtype=np.int64)
+    t = np.asarray(data["t"], dtype=np.float64)
+    v = np.asarray(data["v"], dtype=np.float64)
+    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if sid.size else np.array([], int)
+    ends = np.r_[starts[1:], sid.size].astype(int)
+    series, comparisons_in, keys = [], [], []
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        key = {k: _plain(data[k][a]) for k in KEY}
+        series.append(analyse_series(key, t[a:b], v[a:b], q))
+        if q.baseline and q.candidate:
+            pair = _pair(data, a, b, q)
+            if pair is not None:
+                comparisons_in.append(pair)
+                keys.append(key)
+    compared = compare([(x, y) for _, x, y in comparisons_in],
+                       worse_when_higher=WORSE_WHEN_HIGHER[q.metric])
+    report = TrendReport(ok=True, metric=q.metric, worse_when_higher=WORSE_WHEN_HIGHER[q.metric],
+                         series_total=len(series))
+    # alarms first, then the biggest change: a report reads top down
+    series.sort(key=lambda s: (not s.alarm, -max([abs(c.change) for c in s.change_points],
+                                                 default=0.0)))
+    report.series = series[: q.max_series]
+    report.comparisons = sorted(
+        (KeyedComparison(key=k, unit=unit, comparison=c)
+         for k, (unit, _, _), c in zip(keys, comparisons_in, compared, strict=True)),
+        key=lambda kc: (kc.comparison.verdict != "regression", -abs(kc.comparison.change)))
+    report.flaky = flaky_by_hardware(con, now - q.flaky_days * DAY)
+    return report
+
+
+def _pair(data: dict[str, np.ndarray], a: int, b: int,
+          q: TrendQuery) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """Baseline and candidate values of one series: each result's mean when both sides
+    have five results or more, else the iterations' samples pooled (wall_s only)."""
+    runs = data["run_id"][a:b]
+    base = np.isin(runs, q.baseline)
+    cand = np.isin(runs, q.candidate)
+    if not base.any() or not cand.any():
+        return None
+    v = np.asarray(data["v"][a:b], dtype=np.float64)
+    if min(base.sum(), cand.sum()) >= 5 or q.metric != "wall_s":
+        return "results", v[base], v[cand]
+    samples = data["samples"][a:b]
+    pooled = [np.concatenate([np.asarray(s, dtype=np.float64) for s in samples[m]
+                              if s is not None] or [np.empty(0)]) for m in (base, cand)]
+    if min(p.size for p in pooled) < 2:
+        return "results", v[base], v[cand]
+    return "iterations", pooled[0], pooled[1]
+
+
+def _plain(value: object) -> str | int | None:
+    if value is None or value is np.ma.masked:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, np.integer | int):
+        return int(value)
+    return str(value)
