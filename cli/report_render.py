@@ -36,7 +36,7 @@ def _direction(report: TrendReport) -> str:
 
 def text(report: TrendReport) -> str:
     lines = [f"{report.series_total} series of {report.metric} ({_direction(report)}); "
-             f"{sum(s.alarm for s in report.series)} with alarms"]
+             f"{report.alarms_total} with alarms"]
     for s in report.series:
         flag = "ALARM " if s.alarm else ""
         lines.append(f"{flag}{label(s.key)}: {s.n} results, last {s.last:.6g}, "
@@ -108,7 +108,7 @@ def sections(report: TrendReport) -> list[tuple[str, list[str], list[list[str]]]
 
 
 def summary(report: TrendReport) -> str:
-    alarms = sum(s.alarm for s in report.series)
+    alarms = report.alarms_total
     regressions = sum(k.comparison.verdict == "regression" for k in report.comparisons)
     return (f"{report.series_total} series of `{report.metric}` ({_direction(report)}): "
             f"{alarms} with alarms, {regressions} regressions between the runs compared, "

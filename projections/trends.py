@@ -71,16 +71,15 @@ class TrendReport(Struct, kw_only=True):
     worse_when_higher: bool = True
     series: list[Series] = []
     series_total: int = 0
+    alarms_total: int = 0
     comparisons: list[KeyedComparison] = []
     flaky: list[FlakyTest] = []
     error: str = ""
 
 
-_POINTS = """
-SELECT dense_rank() OVER (ORDER BY r.name, r.model, r.workload, r.precision, m.batch_size,
-                                   r.hardware_type, r.fingerprint) - 1 AS sid,
-       r.name, r.model, r.workload, r.precision, m.batch_size, r.hardware_type,
-       r.fingerprint, epoch(r.timestamp) AS t, m.mean AS v, r.run_id, m.samples
+_KEY_SQL = ("hash(r.name, r.model, r.workload, r.precision, m.batch_size, r.hardware_type, "
+            "r.fingerprint)")
+_FROM = """
 FROM bench_results r JOIN bench_metrics m ON m.seq = r.seq AND m.metric = $metric
 WHERE r.success
   AND ($model IS NULL OR r.model = $model)
@@ -92,8 +91,16 @@ WHERE r.success
   AND ($workload IS NULL OR r.workload = $workload)
   AND ($since IS NULL OR r.timestamp >= $since)
   AND ($until IS NULL OR r.timestamp < $until)
-ORDER BY sid, t, r.seq
 """
+# Numbers only (strings cost most to fetch): a series is its key's hash; the keys' text
+# comes from a second, grouped query.
+_POINTS = ("SELECT " + _KEY_SQL + " AS k, epoch(r.timestamp) AS t, m.mean AS v" + _FROM
+           + " ORDER BY k, t, r.seq")
+_POINTS_COMPARED = ("SELECT " + _KEY_SQL + " AS k, epoch(r.timestamp) AS t, m.mean AS v,"
+                    " r.run_id, m.samples" + _FROM + " ORDER BY k, t, r.seq")
+_KEYS = ("SELECT " + _KEY_SQL + " AS k, any_value(r.name), any_value(r.model),"
+         " any_value(r.workload), any_value(r.precision), any_value(m.batch_size),"
+         " any_value(r.hardware_type), any_value(r.fingerprint)" + _FROM + " GROUP BY k")
 
 
 def _params(q: TrendQuery) -> dict[str, object]:
@@ -133,17 +140,21 @@ def analyse_series(key: dict[str, str | int | None], t: np.ndarray, v: np.ndarra
 
 
 def trends(con: duckdb.DuckDBPyConnection, q: TrendQuery, now: float) -> TrendReport:
-    data = con.execute(_POINTS, _params(q)).fetchnumpy()
-    sid = np.asarray(data["sid"], dtype=np.int64)
+    params = _params(q)
+    comparing = bool(q.baseline and q.candidate)
+    data = con.execute(_POINTS_COMPARED if comparing else _POINTS, params).fetchnumpy()
+    names = {int(row[0]): dict(zip(KEY, (_plain(v) for v in row[1:]), strict=True))
+            for row in con.execute(_KEYS, params).fetchall()}
+    sid = np.asarray(data["k"], dtype=np.uint64)
     t = np.asarray(data["t"], dtype=np.float64)
     v = np.asarray(data["v"], dtype=np.float64)
     starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if sid.size else np.array([], int)
     ends = np.r_[starts[1:], sid.size].astype(int)
     series, comparisons_in, keys = [], [], []
     for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-        key = {k: _plain(data[k][a]) for k in KEY}
+        key = names[int(sid[a])]
         series.append(analyse_series(key, t[a:b], v[a:b], q))
-        if q.baseline and q.candidate:
+        if comparing:
             pair = _pair(data, a, b, q)
             if pair is not None:
                 comparisons_in.append(pair)
@@ -151,7 +162,7 @@ def trends(con: duckdb.DuckDBPyConnection, q: TrendQuery, now: float) -> TrendRe
     compared = compare([(x, y) for _, x, y in comparisons_in],
                        worse_when_higher=WORSE_WHEN_HIGHER[q.metric])
     report = TrendReport(ok=True, metric=q.metric, worse_when_higher=WORSE_WHEN_HIGHER[q.metric],
-                         series_total=len(series))
+                         series_total=len(series), alarms_total=sum(s.alarm for s in series))
     # alarms first, then the biggest change: a report reads top down
     series.sort(key=lambda s: (not s.alarm, -max([abs(c.change) for c in s.change_points],
                                                  default=0.0)))

@@ -53,3 +53,10 @@ def test_failover_bench_prints_its_three_figures() -> None:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert {"failover_s", "replay_events_per_s", "cold_start_s"} <= set(result)
     assert result["cold_equals_full"] is True and result["failover_s"] is not None
+
+
+def test_analytics_bench_finds_every_stepped_series_and_no_other() -> None:
+    result = _bench("analytics.py", "--events", "900", "--series", "40", "--points", "60")
+    assert {"ingest_rows_per_s", "trend_1m_s"} <= set(result)
+    assert result["trend_rows"] == 40 * 60
+    assert result["trend_alarms"] == result["trend_series_stepped"] == 4
