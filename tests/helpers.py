@@ -28,3 +28,14 @@ def eventually(predicate: Callable[[], bool], timeout: float = 10.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(POLL_S)
+
+
+# The older system's example benchmark task (its docs), exactly as written.
+SEED_BENCHMARK = {
+    "type": "benchmark", "priority": 1,
+    "config": {"model": "bert-base-uncased", "batch_sizes": [1, 2, 4, 8, 16],
+               "precision": "fp16", "iterations": 100},
+    "requirements": {"hardware": ["cuda"], "min_memory_gb": 8, "min_cuda_compute": 7.5},
+    "timeout_seconds": 1800, "retry_policy": {"max_retries": 3, "retry_delay_seconds": 60},
+    "dependencies": [],
+}

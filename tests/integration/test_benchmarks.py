@@ -16,7 +16,7 @@ from agents.wire.projector import results
 from dtf_core.events.task import AttemptOutcome, TaskLeased, TaskSucceeded
 from dtf_core.replies import ResultsQuery, ResultsTable
 from dtf_core.spec import parse_specs
-from tests.helpers import until
+from tests.helpers import SEED_BENCHMARK, until
 from tests.integration.harness import Harness, stack
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
@@ -140,3 +140,19 @@ async def test_a_benchmark_has_its_worker_to_itself(h: Harness) -> None:
     start, end = spans.pop(bench_id)
     for other, (s, e) in spans.items():
         assert e < start or s > end, f"{other} ran beside the benchmark: {s}-{e} vs {start}-{end}"
+
+
+async def test_the_seeds_benchmark_json_as_written_waits_for_a_cuda_worker(h: Harness) -> None:
+    """Accepted exactly as the older system wrote it; without a CUDA GPU here it waits, and
+    says why (with one, tests/gpu runs it on the GPU)."""
+    [task_id] = (await h.api.submit(parse_specs(json.dumps(SEED_BENCHMARK)))).ids
+    worker = h.agents["worker:w1"]
+    if "cuda" in worker.capabilities.hardware:
+        pytest.skip("this host has a CUDA GPU: tests/gpu runs the seed's benchmark on it")
+
+    async def explained() -> bool:
+        lines = (await h.api.explain(task_id)).lines
+        return any("lacks hardware cuda" in line for line in lines)
+
+    await until(explained, 20, "explain to name the missing CUDA hardware")
+    assert (await h.api.tasks(ids=[task_id]))[0].status == "queued"

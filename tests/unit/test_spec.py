@@ -18,6 +18,7 @@ from dtf_core.spec import (
     parse_specs,
     validate_spec,
 )
+from tests.helpers import SEED_BENCHMARK
 
 
 def parse_one(obj: object) -> TaskSpec:
@@ -103,16 +104,6 @@ def test_wrong_types_are_refused_with_the_field_path(obj: object, path: str) -> 
 def test_the_path_names_the_element_of_a_list() -> None:
     with pytest.raises(InvalidInput, match=r"\$\[1\]\.priority"):
         parse_specs(b'[{"type": "noop"}, {"type": "noop", "priority": "x"}]')
-
-
-SEED_BENCHMARK = {
-    "type": "benchmark", "priority": 1,
-    "config": {"model": "bert-base-uncased", "batch_sizes": [1, 2, 4, 8, 16],
-               "precision": "fp16", "iterations": 100},
-    "requirements": {"hardware": ["cuda"], "min_memory_gb": 8, "min_cuda_compute": 7.5},
-    "timeout_seconds": 1800, "retry_policy": {"max_retries": 3, "retry_delay_seconds": 60},
-    "dependencies": [],
-}
 
 
 def test_the_seeds_benchmark_json_is_accepted_as_written_and_is_exclusive() -> None:
