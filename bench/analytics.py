@@ -3,9 +3,11 @@ analysis over a million result rows.
 
     python bench/analytics.py [--events 60000] [--series 1000] [--points 1000] [--json]
 
-- Ingest: benchmark outcome events (bench/history.py) folded by the projector's
-  TableWriter and written in batches of 10,000 events with ``write_batch`` into a DuckDB
-  file: rows per second over every table written. Baseline in the same run: the same rows
+- Ingest: a distributed pytest run's events (chunks reporting their tests in batches of
+  200, bench/history.py) folded by the projector's TableWriter and written in batches of
+  10,000 events with ``write_batch`` into a DuckDB file: rows per second over every table
+  written (nearly all ``test_results``). The same for benchmark results (three events and
+  about seven rows in five tables per result). Baseline in the same run: the same rows
   appended straight into empty tables (the Appender, no fold): the ceiling.
 - Trends: SERIES x POINTS results (default a million ``bench_metrics`` rows) filled into a
   DuckDB file, 10% of the series with a 10% step; ``trends()`` (the projector's
@@ -28,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import duckdb
 
-from bench.history import T0, Story, history
+from bench.history import T0, Story, history, pytest_history
+from dtf_core.events.codec import Event
 from projections.schema import TABLES
 from projections.tables import TableWriter, create_tables, write_batch
 from projections.trends import _POINTS, TrendQuery, _params, trends
@@ -36,11 +39,9 @@ from projections.trends import _POINTS, TrendQuery, _params, trends
 BATCH = 10_000
 
 
-def ingest(events: int, where: Path) -> tuple[float, float, int]:
+def ingest(evs: list[Event], where: Path, name: str) -> tuple[float, float, int]:
     """(rows/s through fold + write_batch, rows/s appended raw, rows)."""
-    per_point = 3 * 3  # three series, three events per result
-    evs = history(Story(series=3, points=max(1, events // per_point), iterations=20))
-    con = duckdb.connect(str(where / "ingest.duckdb"))
+    con = duckdb.connect(str(where / f"{name}.duckdb"))
     create_tables(con)
     writer = TableWriter()
     staged = []
@@ -56,7 +57,7 @@ def ingest(events: int, where: Path) -> tuple[float, float, int]:
             rows += pending.row_count
             staged.append(pending)
     projector = time.perf_counter() - t0
-    raw = duckdb.connect(str(where / "raw.duckdb"))
+    raw = duckdb.connect(str(where / f"{name}-raw.duckdb"))
     create_tables(raw)
     t0 = time.perf_counter()
     for pending in staged:
@@ -109,20 +110,31 @@ def trend(series: int, points: int, where: Path) -> tuple[float, float, int, int
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--events", type=int, default=60_000)
+    ap.add_argument("--tests", type=int, default=200_000,
+                    help="pytest results in the results stream (default 200,000)")
+    ap.add_argument("--events", type=int, default=60_000,
+                    help="events of the benchmark results stream (default 60,000)")
     ap.add_argument("--series", type=int, default=1000)
     ap.add_argument("--points", type=int, default=1000)
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         where = Path(tmp)
-        ingest_rate, raw_rate, rows = ingest(args.events, where)
+        tests = pytest_history(chunks=max(1, args.tests // 2000))
+        ingest_rate, raw_rate, rows = ingest(tests, where, "tests")
+        per_point = 3 * 3  # three series, three events per result
+        benches = history(Story(series=3, points=max(1, args.events // per_point),
+                                iterations=20))
+        bench_rate, bench_raw, bench_rows = ingest(benches, where, "bench")
         trend_s, query_s, trend_rows, alarms = trend(args.series, args.points, where)
     result = {
         "ingest_rows_per_s": round(ingest_rate),
         "ingest_raw_appender_rows_per_s": round(raw_rate),
         "ingest_ratio_to_raw": round(ingest_rate / raw_rate, 3),
         "ingest_rows": rows,
+        "ingest_bench_rows_per_s": round(bench_rate),
+        "ingest_bench_raw_appender_rows_per_s": round(bench_raw),
+        "ingest_bench_rows": bench_rows,
         "trend_rows": trend_rows,
         "trend_1m_s": round(trend_s, 3),
         "trend_query_only_s": round(query_s, 3),
@@ -131,9 +143,11 @@ def main() -> None:
         "trend_series_stepped": (args.series + 9) // 10,
     }
     if not args.json:
-        print(f"ingest: {ingest_rate:,.0f} rows/s through fold + write_batch "
+        print(f"ingest, pytest results: {ingest_rate:,.0f} rows/s through fold + write_batch "
               f"({rows:,} rows); raw appender {raw_rate:,.0f} rows/s "
               f"(ratio {ingest_rate / raw_rate:.2f})")
+        print(f"ingest, benchmark results: {bench_rate:,.0f} rows/s ({bench_rows:,} rows in "
+              f"all tables); raw appender {bench_raw:,.0f} rows/s")
         print(f"trends over {trend_rows:,} rows: {trend_s:.2f} s (the query alone "
               f"{query_s:.2f} s); {alarms} series with alarms, "
               f"{result['trend_series_stepped']} stepped")

@@ -88,3 +88,41 @@ def history(story: Story) -> list[Event]:
                               actor="bench", benchmark=result(f"m{m}", walls)),
             ]
     return events
+
+
+def pytest_history(chunks: int, batches: int = 10, cases: int = 200, seed: int = 0,
+                   fail_rate: float = 0.01) -> list[Event]:
+    """A distributed pytest run's events: each chunk a test task whose worker reports its
+    tests in ``batches`` batches of ``cases`` results (as the outbox sends them), then
+    succeeds or fails."""
+    from dtf_core.events.task import TaskFailed
+    from dtf_core.events.tests import TestCase, TestsReported
+
+    rng = np.random.default_rng(seed)
+    caps = Capabilities(cpu_count=2, memory_gb=8.0, hardware=("cpu",))
+    events: list[Event] = [WorkerRegistered(worker_id="w1", session="s", hostname="h", pid=1,
+                                            slots=2, capabilities=caps, at=T0, actor="bench")]
+    spec = TaskSpec(type="test", config={"node_ids": ["tests/test_x.py::test_0"]})
+    for c in range(chunks):
+        at = T0 + c
+        tid = f"chunk-{c}"
+        lease_seq = len(events) + 2
+        events += [TaskSubmitted(task_id=tid, spec=spec, run_id="run-1", at=at, actor="bench"),
+                   TaskLeased(task_id=tid, worker_id="w1", session="s", attempt=1, at=at,
+                              actor="bench")]
+        failed = False
+        for b in range(batches):
+            outcomes = rng.random(cases) < fail_rate
+            failed |= bool(outcomes.any())
+            events.append(TestsReported(
+                run_id="run-1", task_id=tid, at=at + 0.5, actor="bench", worker_id="w1",
+                attempt=1, fencing=lease_seq, batch=b, cases=tuple(
+                    TestCase(nodeid=f"tests/test_m{c}.py::test_{b}_{i}",
+                             outcome="failed" if bad else "passed",
+                             duration_s=float(rng.exponential(0.01)),
+                             message="assert 1 == 2" if bad else "")
+                    for i, bad in enumerate(outcomes))))
+        end = TaskFailed if failed else TaskSucceeded
+        events.append(end(task_id=tid, attempt=1, fencing=lease_seq, worker_id="w1",
+                          exit_code=int(failed), duration_s=1.0, at=at + 1, actor="bench"))
+    return events

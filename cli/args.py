@@ -13,7 +13,7 @@ import msgspec
 
 from agents.host import settings as settings_mod
 from cli import client_cmds as cc
-from cli import report_cmds, results_cmds
+from cli import report_cmds, rerun_cmd, results_cmds
 from dtf_core.errors import InvalidInput
 from dtf_core.spec import TaskSpec, command_spec, parse_specs
 from dtf_core.task import Status
@@ -194,6 +194,7 @@ def parser() -> argparse.ArgumentParser:
     wk.add_argument("--reason", default="")
     results_cmds.add_parsers(client)
     report_cmds.add_parsers(client)
+    rerun_cmd.add_parser(client)
     return p
 
 

@@ -217,6 +217,7 @@ class ResultsQuery(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     batch_size: int | None = None
     commit: str | None = None
     run_id: str | None = None
+    task_id: str | None = None
     workload: str | None = None
     since: float | None = None
     until: float | None = None

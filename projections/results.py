@@ -44,6 +44,7 @@ WHERE r.success
   AND ($batch IS NULL OR w.batch_size = $batch)
   AND ($commit IS NULL OR starts_with(r.commit, $commit))
   AND ($run IS NULL OR r.run_id = $run)
+  AND ($task IS NULL OR r.task_id = $task)
   AND ($workload IS NULL OR r.workload = $workload)
   AND ($since IS NULL OR r.timestamp >= $since)
   AND ($until IS NULL OR r.timestamp < $until)
@@ -78,7 +79,8 @@ def bench_results(con: duckdb.DuckDBPyConnection, q: ResultsQuery) -> ResultsTab
     limit = _limit(q.limit)
     cur = con.execute(_BENCH, {
         "model": q.model, "hardware": q.hardware, "precision": q.precision,
-        "batch": q.batch_size, "commit": q.commit, "run": q.run_id, "workload": q.workload,
+        "batch": q.batch_size, "commit": q.commit, "run": q.run_id, "task": q.task_id,
+        "workload": q.workload,
         "since": as_timestamp(q.since), "until": as_timestamp(q.until), "limit": limit + 1})
     return _table(cur, limit)
 

@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 from msgspec import Struct
 
 from dtf_core.events.codec import event_type
@@ -17,6 +18,7 @@ from dtf_core.worker import WorkerState
 Row = tuple[Any, ...]
 
 _EPOCH = datetime(1970, 1, 1)
+_encode = msgspec.json.encode
 
 
 def as_timestamp(epoch: float | None) -> datetime | None:
@@ -24,6 +26,10 @@ def as_timestamp(epoch: float | None) -> datetime | None:
     if epoch is None:
         return None
     return _EPOCH + timedelta(seconds=epoch)
+
+
+def _json(value: dict[str, Any]) -> str:
+    return _encode(value).decode()
 
 
 def none_if_empty(value: str) -> str | None:
@@ -136,6 +142,9 @@ def test_result_row(
     }
     if isinstance(event, TaskRequeued):
         details["reason"] = event.reason
+    if event.benchmark is not None:  # its numbers are in bench_results and bench_metrics
+        details["workload"] = event.benchmark.workload
+        details["noisy"] = event.benchmark.noisy
     return (
         task.spec.name or task.task_id,
         none_if_empty(event.worker_id),
@@ -160,11 +169,13 @@ def test_case_rows(seq: int, event: TestsReported, task: TaskState | None,
     """One ``test_results`` row per pytest test (kind ``test``); durations feed the split."""
     rows: dict[str, Row] = {}
     hardware = hardware_type(task, worker)
+    at = as_timestamp(event.at)
     for case in event.cases:
-        details: dict[str, Any] = {"outcome": case.outcome, "fencing": event.fencing,
-                                   "batch": event.batch}
+        # keys in sorted order, as json.dumps(sort_keys=True) wrote them (msgspec is faster)
+        details: dict[str, Any] = {"batch": event.batch, "fencing": event.fencing}
         if case.message:
             details["message"] = case.message
+        details["outcome"] = case.outcome
         rows[case.nodeid] = (
             case.nodeid,
             event.worker_id,
@@ -173,9 +184,9 @@ def test_case_rows(seq: int, event: TestsReported, task: TaskState | None,
             case.duration_s,
             case.outcome in ("passed", "skipped", "xfailed", "xpassed"),
             none_if_empty(case.message or ("" if case.outcome != "failed" else "failed")),
-            as_timestamp(event.at),
+            at,
             None,
-            json.dumps(details, sort_keys=True, separators=(",", ":")),
+            _json(details),
             seq,
             event.task_id,
             event.attempt,

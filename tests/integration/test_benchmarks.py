@@ -156,3 +156,24 @@ async def test_the_seeds_benchmark_json_as_written_waits_for_a_cuda_worker(h: Ha
 
     await until(explained, 20, "explain to name the missing CUDA hardware")
     assert (await h.api.tasks(ids=[task_id]))[0].status == "queued"
+
+
+async def test_rerun_on_an_equivalent_host_goes_to_the_same_fingerprint(h: Harness) -> None:
+    from cli.client_cmds import Target
+    from cli.rerun_cmd import rerun
+    from dtf_core.errors import NotFound
+
+    first = await run(h, BERT)
+    await stored(h)
+    target = Target(server=h.url)
+    again, fingerprint, matching = await rerun(target, first, equivalent=True)
+    worker = h.agents["worker:w1"]
+    assert (fingerprint, matching) == (worker.capabilities.fingerprint, 1)
+    assert (await h.wait_status(again, {"succeeded", "failed"}, 120)).status == "succeeded"
+    detail = await h.api.task(again)
+    assert detail.spec["requirements"]["fingerprint"] == fingerprint  # type: ignore[index]
+    assert detail.spec["config"] == (await h.api.task(first)).spec["config"]
+    command = await run(h, {"type": "command", "config": {"argv": [sys.executable, "-V"]}})
+    await stored(h)
+    with pytest.raises(NotFound, match="no benchmark result"):
+        await rerun(target, command, equivalent=True)

@@ -134,3 +134,36 @@ def test_memory_and_gpu_reservations_limit_leases_per_worker() -> None:
     busy = Slot(worker_id="w2", session="s", slots=8, free=8, free_gpus=0,
                 capabilities=Capabilities(memory_gb=32, gpus=two_gpus))
     assert place([("g", gpu)], [busy]) == []  # its GPUs are reserved by live leases
+
+
+EXCLUSIVE = Requirements(exclusive=True)
+
+
+def test_an_exclusive_task_waits_for_an_idle_worker_and_then_has_it_alone() -> None:
+    busy, idle = slot("busy", free=1, slots=2), slot("idle", free=2, slots=2)
+    decisions = place([("bench", EXCLUSIVE), ("a", ANY), ("b", ANY)], [busy, idle])
+    assert [(d.task_id, d.worker_id) for d in decisions] == [
+        ("bench", "idle"), ("a", "busy")]  # nothing joins the benchmark; b waits
+    assert idle.free == 0 and busy.free == 0
+
+
+def test_a_worker_running_an_exclusive_task_takes_nothing_more() -> None:
+    from dtf_core.placement import overcommit
+
+    assert overcommit([EXCLUSIVE], ANY, 4, CPU) == "an exclusive task (a benchmark) runs here"
+    assert overcommit([ANY], EXCLUSIVE, 4, CPU) == \
+        "it needs the worker to itself and 1 tasks run here"
+    assert overcommit([], EXCLUSIVE, 4, CPU) == ""
+
+
+def test_a_fingerprint_requirement_matches_only_that_hardware() -> None:
+    from dtf_core.events.worker import Gpu
+
+    h100 = Capabilities(memory_gb=64, hardware=("cpu", "cuda"), cpu_model="Xeon",
+                        gpus=(Gpu(vendor="nvidia", name="H100", driver="570.1"),))
+    fp = h100.fingerprint
+    assert mismatch(Requirements(fingerprint=fp), h100) is None
+    assert mismatch(Requirements(fingerprint=fp), CPU) == \
+        f"its hardware fingerprint is not {fp}"
+    decisions = place([("again", Requirements(fingerprint=fp))], [slot("c"), slot("g", h100)])
+    assert [d.worker_id for d in decisions] == ["g"]
