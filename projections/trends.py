@@ -149,7 +149,7 @@ def trends(con: duckdb.DuckDBPyConnection, q: TrendQuery, now: float) -> TrendRe
     t = np.asarray(data["t"], dtype=np.float64)
     v = np.asarray(data["v"], dtype=np.float64)
     starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if sid.size else np.array([], int)
-    ends = np.r_[starts[1:], sid.size].astype(int)
+    ends = np.r_[starts[1:], sid.size].astype(int) if sid.size else np.array([], int)
     series, comparisons_in, keys = [], [], []
     for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
         key = names[int(sid[a])]

@@ -88,6 +88,7 @@ def build_app(pool: ClientPool, *, secure: bool, own: Client | None = None,
         ("/api/runs/{run_id}/tasks", e(routes.run_tasks), ["GET"]),
         ("/api/runs/{run_id}/tests", e(runs.run_tests), ["GET"]),
         ("/api/tests/flaky", e(runs.flaky), ["GET"]),
+        ("/api/trends", e(runs.trends), ["GET"]),
         ("/api/runs/{run_id}/cancel", e(runs.cancel_run), ["POST"]),
     ]
     served: list[BaseRoute] = [Route(path, fn, methods=methods) for path, fn, methods in table]

@@ -11,6 +11,7 @@ from agents.wire.output import TaskOutput, TestRow
 from dtf_core import replies as r
 from dtf_core.commands import SubmitResult
 from dtf_core.spec import TaskSpec
+from projections.trends import TrendReport
 
 REF = "#/components/schemas/{name}"
 ERRORS = {"400": "bad input", "401": "missing or bad credential",
@@ -41,6 +42,9 @@ OPERATIONS: list[tuple[str, str, str, Any]] = [
     ("/api/runs/{run_id}/cancel", "post", "Cancel every task of a run not ended", None),
     ("/api/tests/flaky", "get", "Tests that both passed and failed (days, limit)",
      [r.FlakyTest]),
+    ("/api/trends", "get", "Benchmark series: change points, forecasts, runs compared "
+     "(baseline, candidate), flaky tests by hardware (model, hardware, precision, workload, "
+     "commit, metric, limit)", TrendReport),
 ]
 
 

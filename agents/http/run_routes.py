@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 import nats.errors
 from starlette.requests import Request
 from starlette.responses import Response
 
 from agents.http.routes import Handlers, as_json, limit_of, page, path_id
 from agents.wire.output import Position, run_tests
-from agents.wire.projector import flaky_tests
+from agents.wire.projector import flaky_tests, trends
 from dtf_core.errors import InvalidInput, NotFound, Unavailable
 from dtf_core.ids import validate_id
+from projections.trends import TrendQuery
 
 
 class RunRoutes(Handlers):
@@ -59,6 +61,30 @@ class RunRoutes(Handlers):
         if not answer.ok:
             raise Unavailable(f"the projector could not answer: {answer.error}")
         return page(answer.result or [], None)
+
+    async def trends(self, request: Request) -> Response:
+        """The benchmark series with their change points and forecasts, runs compared
+        (``baseline``/``candidate``, repeated) and flaky tests by hardware: what `dtf
+        trends` shows, from the projector. Filters as `dtf results query`'s."""
+        params = request.query_params
+        try:
+            query = msgspec.convert({
+                "filters": {k: params[k] for k in ("model", "hardware", "precision",
+                                                   "workload", "commit") if k in params},
+                "metric": params.get("metric", "wall_s"),
+                "baseline": params.getlist("baseline"), "candidate": params.getlist("candidate"),
+                "max_series": limit_of(request), "max_points": 200}, TrendQuery)
+        except msgspec.ValidationError as exc:
+            raise InvalidInput(f"invalid query: {exc}") from None
+        api = await self.client(request)
+        await api.status()  # may the caller read at all (the projector does not check)
+        try:
+            answer = await trends(api.nc, query, timeout=30)
+        except nats.errors.Error as exc:
+            raise Unavailable(f"no projector answered: {exc!r}") from None
+        if not answer.ok:
+            raise InvalidInput(answer.error)
+        return as_json(answer)
 
     async def cancel_run(self, request: Request) -> Response:
         """Cancel every task of the run that has not ended."""

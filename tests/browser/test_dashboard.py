@@ -20,6 +20,7 @@ from agents.nats.connect import connect
 from agents.wire.client import ApiClient
 from tests.dist import Dist, secure_stack
 from tests.gates import Gate
+from tests.helpers import until
 
 pytestmark = pytest.mark.anyio
 PY = sys.executable
@@ -121,4 +122,21 @@ async def test_a_manager_watches_tasks_live_and_cancels_one_a_reader_cannot(
     await row(manager, quick).locator(".status-succeeded").wait_for()
     await row(manager, quick).click()
     await manager.wait_for_selector('#output >> text="done"')
+
+    # A benchmark ends; once projected, the page shows its series as a chart.
+    async with httpx.AsyncClient(base_url=dist.http or "", timeout=30, headers={
+            "Authorization": f"Bearer {dist.token}"}) as rest:
+        answer = await rest.post("/api/tasks", json={"type": "benchmark", "name": "matmul",
+                                 "config": {"batch_sizes": [4], "iterations": 3}})
+        assert answer.status_code == 201, answer.text
+
+        async def charted() -> bool:
+            got = await rest.get("/api/trends")
+            assert got.status_code == 200, got.text
+            return bool(got.json()["series"])
+
+        await until(charted, 60, "the benchmark's series in /api/trends")
+    await manager.reload()
+    await manager.wait_for_selector("#trends svg circle")
+    assert "numpy-matmul" in await manager.locator("#trends").inner_text()
     await shoot(manager, tmp_path, "dashboard")

@@ -108,3 +108,11 @@ def test_trends_compare_runs_by_their_iterations(con: duckdb.DuckDBPyConnection)
     assert verdicts == {"m0": ("iterations", "regression"), "m1": ("iterations", "unchanged"),
                         "m2": ("iterations", "unchanged")}
     assert report.comparisons[0].key["model"] == "m0"  # regressions first
+
+
+def test_trends_of_an_empty_history_say_so() -> None:
+    c = duckdb.connect()
+    create_tables(c)
+    report = trends(c, TrendQuery(baseline=["a"], candidate=["b"]), now=T0)
+    assert (report.ok, report.series, report.series_total, report.comparisons) == (
+        True, [], 0, [])

@@ -162,6 +162,7 @@ function onEvents(items) {
     if (item.kind !== "task") continue;
     let t = state.byId.get(item.task_id);
     const status = STATUS_OF[item.type];
+    if (TERMINAL.has(status)) loadTrends();  // a benchmark may have ended (30 s at most)
     if (!t && item.type === "submitted" && (!state.filter || state.filter === "queued")) {
       t = { id: item.task_id, name: item.name, status: "queued", worker_id: null, attempt: 0 };
       state.byId.set(t.id, t);
@@ -209,6 +210,59 @@ async function loadFlaky() {
   } catch (e) { $("flaky").replaceChildren(el("div", `unavailable: ${e.message}`, "error")); }
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return node;
+}
+
+// A series as a line, each change point a red dashed line (the report's chart, small).
+function sparkline(s) {
+  const w = 320, h = 60, pad = 4;
+  const t0 = s.t[0], t1 = s.t[s.t.length - 1] || t0 + 1;
+  const lo = Math.min(...s.values), hi = Math.max(...s.values);
+  const x = (t) => pad + (w - 2 * pad) * (t - t0) / ((t1 - t0) || 1);
+  const y = (v) => h - pad - (h - 2 * pad) * (v - lo) / ((hi - lo) || 1);
+  const chart = svg("svg", { width: w, height: h, viewBox: `0 0 ${w} ${h}`, class: "spark" });
+  chart.appendChild(svg("polyline", { fill: "none", stroke: "#1f77b4", "stroke-width": 1.2,
+    points: s.t.map((t, i) => `${x(t).toFixed(1)},${y(s.values[i]).toFixed(1)}`).join(" ") }));
+  if (s.t.length < 30) {  // few points: each one shows
+    s.t.forEach((t, i) => chart.appendChild(svg("circle", { cx: x(t).toFixed(1),
+      cy: y(s.values[i]).toFixed(1), r: 2, fill: "#1f77b4" })));
+  }
+  for (const t of s.change_times) {
+    chart.appendChild(svg("line", { x1: x(t), x2: x(t), y1: 0, y2: h, stroke: "#d62728",
+      "stroke-dasharray": "3,2" }));
+  }
+  return chart;
+}
+
+function seriesLabel(k) {
+  return [k.model || k.name, k.workload, k.precision, `batch ${k.batch_size}`, k.hardware_type]
+    .filter((p) => p !== null && p !== undefined && p !== "").join(" · ");
+}
+
+let trendsAt = 0;
+async function loadTrends() {
+  if (Date.now() - trendsAt < 30000) return;  // at most every 30 s
+  trendsAt = Date.now();
+  try {
+    const r = await api("/api/trends?limit=12");
+    $("trends-count").textContent = `(${r.series_total} series, ${r.alarms_total} with alarms)`;
+    $("trends").replaceChildren(...r.series.map((s) => {
+      const row = el("div", null, s.alarm ? "trend alarm" : "trend");
+      const change = s.change_points.map((c) => `${(c.change * 100).toFixed(1)}%`).join(", ");
+      row.appendChild(el("div", `${seriesLabel(s.key)}: last ${s.last.toPrecision(4)}` +
+        (change ? `, changed ${change}` : "") +
+        (s.forecast && s.forecast.crosses ? ", forecast past its budget" : "")));
+      row.appendChild(sparkline(s));
+      return row;
+    }), ...r.flaky.filter((f) => f.only_on.length).map((f) =>
+      el("div", `${f.test_id}: flaky only on ${f.only_on.join(", ")}`, "trend alarm")));
+  } catch (e) { $("trends").replaceChildren(el("div", `unavailable: ${e.message}`, "error")); }
+}
+
 async function openTask(id) {
   state.open = id;
   $("detail").hidden = false;
@@ -250,7 +304,7 @@ async function main() {
     state.me = await api("/api/me");
     $("me").textContent = `${state.me.sub} (${state.me.role})`;
     showAggregate(await api("/api/dashboard"));
-    await Promise.all([loadTasks(true), loadWorkers(), loadFlaky()]);
+    await Promise.all([loadTasks(true), loadWorkers(), loadFlaky(), loadTrends()]);
   } catch (e) { showError(e); }
   // The workers' table (a heartbeat read per worker on the server) is read again when the
   // counts change, at most every 2 s, and every 15 s for their load.

@@ -50,7 +50,7 @@ async def test_each_endpoint_answers_each_role_as_the_role_table_says(
                  "/api/tasks", f"/api/tasks/{task}", f"/api/tasks/{task}/events",
                  f"/api/tasks/{task}/explain", f"/api/tasks/{task}/logs",
                  f"/api/runs/{run}/tasks", f"/api/runs/{run}/tests", "/api/runs",
-                 "/api/tests/flaky", "/metrics"]
+                 "/api/tests/flaky", "/api/trends", "/metrics"]
         wrong: list[str] = []
 
         def check(role: str, what: str, answer: httpx.Response, want: int) -> None:
