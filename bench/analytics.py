@@ -77,10 +77,10 @@ INSERT INTO bench_results
 SELECT s * $points + p, 't' || (s * $points + p), 1, 'run-' || p, 'w1', 'bench-' || s,
        'model-' || s, 'numpy-matmul', 'fp32', 'cpu', 'cpu', '0123456789abcdef', NULL,
        true, true, false, NULL, 0.0, 0.1, 0.1, NULL, NULL, NULL, '{}',
-       to_timestamp($t0 + p * 3600)::TIMESTAMP
+       to_timestamp($t0 + p * 3600)::TIMESTAMP, 'dtf'
 FROM range($series) r(s), range($points) q(p);
 INSERT INTO bench_metrics
-SELECT s * $points + p, 8, 'wall_s', 10,
+SELECT s * $points + p, 'bench-' || s, 8, 'wall_s', 10,
        v, v, v * 1.05, v * 0.03, v * 0.98, v * 1.02, v * 0.95, v * 1.1, NULL
 FROM (SELECT s, p, 0.01 * (1 + s % 7)
              * (CASE WHEN s % 10 = 0 AND p >= $points // 2 THEN 1.10 ELSE 1.0 END)

@@ -12,11 +12,13 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import nats.errors
 
 from cli import render
 from cli.client_cmds import Target, connected
+from dtf_core.commands import Imported
 from dtf_core.errors import InvalidInput, Unavailable
 from dtf_core.replies import ResultsQuery, ResultsTable
 
@@ -27,8 +29,10 @@ TEXT_COLUMNS = ("timestamp", "model", "workload", "precision", "batch_size", "ha
 
 
 def add_parsers(client: Client) -> None:
-    res = client("results", "query results while the stack runs (`dtf results query`)")
-    res.add_argument("action", choices=["query"])
+    res = client("results", "query results while the stack runs (`dtf results query`), or "
+                 "import pytest-benchmark's JSON (`dtf results import FILE`)")
+    res.add_argument("action", choices=["query", "import"])
+    res.add_argument("file", nargs="?", help="import: pytest --benchmark-json's file")
     add_filters(res)
     res.add_argument("--sql", default=None,
                      help="one read-only SELECT over the tables (docs/projections.md)")
@@ -119,8 +123,39 @@ def _short(value: object) -> object:
 
 
 def results(args: argparse.Namespace, target: Target) -> int:
+    if args.action == "import":
+        return import_file(args, target)
+    if args.file:
+        raise InvalidInput("results query takes no file (did you mean `dtf results import`?)")
     table = asyncio.run(fetch(target, query_of(args)))
     show(args, table)
+    return 0
+
+
+def import_file(args: argparse.Namespace, target: Target) -> int:
+    from agents.wire.client import ApiClient
+    from cli.bench_import import import_command
+
+    if not args.file:
+        raise InvalidInput("results import needs the file: `pytest --benchmark-json FILE`'s")
+    try:
+        raw = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    cmd = import_command(raw, run_id=args.run_id)
+
+    async def send() -> Imported:
+        async with connected(target) as nc:
+            return await ApiClient(nc, credential=target.credential).import_results(cmd)
+
+    done = asyncio.run(send())
+    if args.json:
+        render.emit_json(done)
+    elif done.already:
+        render.out(f"{args.file} was imported before (import {done.import_id}): nothing new")
+    else:
+        render.out(f"imported {done.results} results from {args.file} "
+                   f"(import {done.import_id})")
     return 0
 
 

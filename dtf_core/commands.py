@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 import msgspec
 from msgspec import Struct
 
+from dtf_core.events.bench import ImportedResult
 from dtf_core.events.tests import TestCase
 from dtf_core.events.worker import Capabilities
 from dtf_core.spec import TaskSpec
@@ -50,6 +51,21 @@ class ReportResults(CommandBase, frozen=True, kw_only=True, tag="report"):
     def signed_part(self) -> object:
         """What the worker signs: the reports, and the test results when there are any."""
         return self.reports if not self.tests else [self.reports, self.tests]
+
+
+class ImportResults(CommandBase, frozen=True, kw_only=True, tag="import_results"):
+    """Benchmark results measured elsewhere; ``import_id`` is the hash of the source file."""
+
+    import_id: str
+    source: str
+    results: list[ImportedResult]
+    run_id: str | None = None
+
+
+class Imported(Struct, frozen=True, kw_only=True):
+    import_id: str
+    results: int
+    already: bool = False  # imported before: nothing written now
 
 
 class RegisterWorker(CommandBase, frozen=True, kw_only=True, tag="register"):
@@ -179,6 +195,7 @@ class OpenTail(CommandBase, frozen=True, kw_only=True, tag="open_tail"):
 
 Command = (
     SubmitTasks
+    | ImportResults
     | CancelTask
     | ReportResults
     | RegisterWorker

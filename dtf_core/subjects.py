@@ -27,6 +27,7 @@ CMD_REGISTER = "dtf.cmd.worker.register"
 CMD_WORKER_STOP = "dtf.cmd.worker.stop"
 CMD_WORKER_MANAGE = "dtf.cmd.worker.manage"
 CMD_CAPABILITIES = "dtf.cmd.worker.capabilities"
+CMD_IMPORT = "dtf.cmd.bench.import"  # results measured elsewhere (pytest-benchmark's JSON)
 Q_TASKS = "dtf.q.tasks"
 Q_TASK = "dtf.q.task"
 Q_WORKERS = "dtf.q.workers"
@@ -87,6 +88,14 @@ def lead_filter(role: str) -> str:
 def tests_subject(run_id: str, task_id: str) -> str:
     return (f"{EVT}.tests.{validate_id(run_id, 'run id')}.reported."
             f"{validate_id(task_id, 'task id')}")
+
+
+def bench_subject(import_id: str) -> str:
+    return f"{EVT}.bench.{validate_id(import_id, 'import id')}.imported"
+
+
+def bench_filter(import_id: str) -> str:
+    return f"{EVT}.bench.{validate_id(import_id, 'import id')}.>"
 
 
 def tests_filter(run_id: str) -> str:

@@ -21,7 +21,7 @@ class FlakyOn(Struct, kw_only=True):
     workers: list[str]  # where it failed
 
 
-class FlakyTest(Struct, kw_only=True):
+class FlakyByHardware(Struct, kw_only=True):
     test_id: str
     score: float  # the highest flip rate over its hardware types (0: never flips)
     on: list[FlakyOn]
@@ -49,7 +49,7 @@ ORDER BY p.test_id, p.hw
 """
 
 
-def flaky_by_hardware(con: duckdb.DuckDBPyConnection, since: float) -> list[FlakyTest]:
+def flaky_by_hardware(con: duckdb.DuckDBPyConnection, since: float) -> list[FlakyByHardware]:
     """Tests whose outcome flipped since ``since`` (Unix time), most flips first."""
     by_test: dict[str, list[FlakyOn]] = {}
     for test_id, hw, n, failures, flips, workers in con.execute(
@@ -61,7 +61,7 @@ def flaky_by_hardware(con: duckdb.DuckDBPyConnection, since: float) -> list[Flak
     out = []
     for test_id, on in by_test.items():
         flipping = [o.hardware_type for o in on if o.flip_rate > 0]
-        out.append(FlakyTest(test_id=test_id, score=max(o.flip_rate for o in on), on=on,
+        out.append(FlakyByHardware(test_id=test_id, score=max(o.flip_rate for o in on), on=on,
                              only_on=flipping if len(flipping) < len(on) else []))
     out.sort(key=lambda f: (-f.score, f.test_id))
     return out[:MAX_FLAKY]

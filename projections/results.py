@@ -32,10 +32,12 @@ SELECT r.timestamp, r.run_id, r.task_id, r.name, r.model, r.workload, r.precisio
        w.ci_low AS wall_s_ci_low, w.ci_high AS wall_s_ci_high,
        t.mean AS throughput_mean, m.mean AS peak_rss_mb, r.noisy, r.noise, r.seq
 FROM bench_results r
-JOIN bench_metrics w ON w.seq = r.seq AND w.metric = 'wall_s'
-LEFT JOIN bench_metrics t ON t.seq = r.seq AND t.batch_size = w.batch_size
+JOIN bench_metrics w ON w.seq = r.seq AND w.name = r.name AND w.metric = 'wall_s'
+LEFT JOIN bench_metrics t ON t.seq = r.seq AND t.name = r.name
+     AND t.batch_size = w.batch_size
      AND t.metric = 'throughput'
-LEFT JOIN bench_metrics m ON m.seq = r.seq AND m.batch_size = w.batch_size
+LEFT JOIN bench_metrics m ON m.seq = r.seq AND m.name = r.name
+     AND m.batch_size = w.batch_size
      AND m.metric = 'peak_rss_mb'
 WHERE r.success
   AND ($model IS NULL OR r.model = $model)

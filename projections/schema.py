@@ -62,7 +62,8 @@ TABLES: tuple[Table, ...] = (
         ("seq", "test_id"),
         action="insert",
     ),
-    # A benchmark attempt's result: what ran, where, on what host, and how quiet it was.
+    # A benchmark result: what ran, where, on what host, and how quiet it was; one per
+    # benchmark attempt (``source`` dtf) or per imported benchmark (``source`` the tool).
     Table(
         BENCH_RESULTS,
         """seq BIGINT NOT NULL, task_id VARCHAR, attempt INTEGER, run_id VARCHAR,
@@ -70,18 +71,19 @@ TABLES: tuple[Table, ...] = (
         device VARCHAR, hardware_type VARCHAR, fingerprint VARCHAR, commit VARCHAR,
         success BOOLEAN, exclusive BOOLEAN, noisy BOOLEAN, noise VARCHAR,
         other_cores DOUBLE, load_before DOUBLE, load_after DOUBLE, freq_before DOUBLE,
-        freq_after DOUBLE, governor VARCHAR, packages JSON, timestamp TIMESTAMP""",
-        ("seq",),
+        freq_after DOUBLE, governor VARCHAR, packages JSON, timestamp TIMESTAMP,
+        source VARCHAR""",
+        ("seq", "name"),
         action="insert",
     ),
     # One metric of one batch size of a result (wall_s, throughput, peak_rss_mb, and the
     # workload's own), summarised; ``samples`` holds wall_s's kept samples.
     Table(
         BENCH_METRICS,
-        """seq BIGINT NOT NULL, batch_size INTEGER NOT NULL, metric VARCHAR NOT NULL,
-        n INTEGER, mean DOUBLE, median DOUBLE, p95 DOUBLE, std DOUBLE, ci_low DOUBLE,
-        ci_high DOUBLE, min DOUBLE, max DOUBLE, samples DOUBLE[]""",
-        ("seq", "batch_size", "metric"),
+        """seq BIGINT NOT NULL, name VARCHAR NOT NULL, batch_size INTEGER NOT NULL,
+        metric VARCHAR NOT NULL, n INTEGER, mean DOUBLE, median DOUBLE, p95 DOUBLE,
+        std DOUBLE, ci_low DOUBLE, ci_high DOUBLE, min DOUBLE, max DOUBLE, samples DOUBLE[]""",
+        ("seq", "name", "batch_size", "metric"),
         action="insert",
     ),
     # A hardware fingerprint and what it stands for (the newest result's view of it).
@@ -96,6 +98,6 @@ META_TABLE = Table(META, "key VARCHAR NOT NULL, value BIGINT", ("key",))
 
 
 # Bump when a table changes: the projection is then rebuilt from the log, its source.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 

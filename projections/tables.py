@@ -16,12 +16,13 @@ import duckdb
 from msgspec import structs
 
 from dtf_core.errors import Conflict
+from dtf_core.events.bench import BenchImported
 from dtf_core.events.codec import Event
 from dtf_core.events.task import AttemptOutcome, TaskLeased, TaskRequeued, TaskStarted
 from dtf_core.events.tests import TestsReported
 from dtf_core.task import TaskState
 from dtf_core.worker import WorkerState
-from projections.bench_rows import bench_rows
+from projections.bench_rows import BenchRows, bench_rows, imported_rows
 from projections.board import Board
 from projections.rows import (
     AttemptRow,
@@ -125,6 +126,11 @@ class TableWriter:
         self.position = seq
         changed = self.board.apply(seq, event)
         stage = seq > self.stored_seq
+        if isinstance(event, BenchImported):
+            if seq > self.stored_seq:
+                for rows in imported_rows(seq, event):
+                    self._stage_rows(rows)
+            return
         if isinstance(event, TestsReported):
             if stage:
                 worker = self.board.workers.get(event.worker_id)
@@ -158,10 +164,12 @@ class TableWriter:
         self.stored_seq = max(self.stored_seq, pending.last_seq)
 
     def _stage_bench(self, seq: int, event: AttemptOutcome, task: TaskState) -> None:
-        rows = bench_rows(seq, event, task)
-        self._stage(BENCH_RESULTS, seq, rows.result)
+        self._stage_rows(bench_rows(seq, event, task))
+
+    def _stage_rows(self, rows: BenchRows) -> None:
+        self._stage(BENCH_RESULTS, rows.result[:1] + rows.result[5:6], rows.result)
         for metric in rows.metrics:
-            self._stage(BENCH_METRICS, metric[:3], metric)
+            self._stage(BENCH_METRICS, metric[:4], metric)
         self._stage(HOSTS, rows.host[0], rows.host)
 
     def _stage(self, table: str, key: Any, row: Row) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 from msgspec import Meta, Struct
 
 from dtf_core.replies import ResultsQuery
-from projections.flaky import FlakyTest, flaky_by_hardware
+from projections.flaky import FlakyByHardware, flaky_by_hardware
 from projections.rows import as_timestamp
 from projections.stats import (
     Anomaly,
@@ -73,15 +73,16 @@ class TrendReport(Struct, kw_only=True):
     series_total: int = 0
     alarms_total: int = 0
     comparisons: list[KeyedComparison] = []
-    flaky: list[FlakyTest] = []
+    flaky: list[FlakyByHardware] = []
     error: str = ""
 
 
 _KEY_SQL = ("hash(r.name, r.model, r.workload, r.precision, m.batch_size, r.hardware_type, "
             "r.fingerprint)")
 _FROM = """
-FROM bench_results r JOIN bench_metrics m ON m.seq = r.seq AND m.metric = $metric
-WHERE r.success
+FROM bench_results r JOIN bench_metrics m ON m.seq = r.seq AND m.name = r.name
+     AND m.metric = $metric
+WHERE r.success AND NOT isnan(m.mean)
   AND ($model IS NULL OR r.model = $model)
   AND ($hardware IS NULL OR r.hardware_type = $hardware)
   AND ($precision IS NULL OR r.precision = $precision)

@@ -50,6 +50,7 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
 # Command tags of dtf_core.commands (the "cmd" field) -> the permission each needs.
 COMMAND_PERMISSIONS: Final[Mapping[str, Permission]] = MappingProxyType({
     "submit": P.TASK_SUBMIT,
+    "import_results": P.TASK_SUBMIT,  # results are written as submitted work's are
     "cancel": P.TASK_CANCEL,
     "report": P.TASK_REPORT,
     "register": P.WORKER_REGISTER,

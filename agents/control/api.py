@@ -40,8 +40,8 @@ MAX_CONFLICT_RETRIES = 3
 QUEUE_GROUP = "dtf-api"
 QUERY_SUBJECTS = (subjects.Q_TASKS, subjects.Q_TASK, subjects.Q_WORKERS, subjects.Q_STATUS,
                   subjects.Q_EXPLAIN, subjects.Q_TAIL, subjects.Q_SECRETS, subjects.Q_RUNS)
-MUTATING = (cmds.SubmitTasks, cmds.CancelTask, cmds.ReportResults, cmds.RegisterWorker,
-            cmds.UpdateCapabilities,
+MUTATING = (cmds.SubmitTasks, cmds.ImportResults, cmds.CancelTask, cmds.ReportResults,
+            cmds.RegisterWorker, cmds.UpdateCapabilities,
             cmds.StopWorker, cmds.IssueToken, cmds.RevokeToken, cmds.RefreshToken,
             cmds.CreateApiKey, cmds.RevokeApiKey, cmds.RotateKey, cmds.RetireKey,
             cmds.ManageWorker)
@@ -156,6 +156,9 @@ class ApiAgent(FoldingAgent):
                 pos += len(plan.changes)
                 if ok:
                     await self._succeeded(msg, cmd, plan)
+                elif isinstance(cmd, cmds.ImportResults):  # its one check: nothing there yet
+                    await self.responder.reply(msg, cmds.answer(cmds.Imported(
+                        import_id=cmd.import_id, results=0, already=True)))
                 elif attempt == MAX_CONFLICT_RETRIES:
                     await self.responder.reply(msg, cmds.Reply(ok=False, code="conflict",
                                                       error="too many concurrent changes; retry"))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from agents.auth.keyring import Keyring
 from agents.auth.secrets import Sealer, seal_spec
 from agents.auth.tokens import Claims
-from agents.control import auth_plans, plans
+from agents.control import auth_plans, bench_plans, plans
 from dtf_core import commands as cmds
 from dtf_core.errors import InvalidInput, Refused
 from projections.board import Board
@@ -47,6 +47,8 @@ class Planner:
                 return plans.plan_submit(
                     self.board, cmd, now=now, new_id=self.new_id,
                     seal=lambda task_id, spec: seal_spec(self.sealer, task_id, spec))
+            case cmds.ImportResults():
+                return bench_plans.plan_import(cmd, now=now)
             case cmds.CancelTask():
                 return plans.plan_cancel(self.board, cmd, now=now)
             case cmds.ReportResults():

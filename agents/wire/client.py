@@ -81,6 +81,9 @@ class ApiClient(Requester):
                                              after_compacted=after_compacted),
                               list[r.TaskSummary])
 
+    async def import_results(self, cmd: cmds.ImportResults) -> cmds.Imported:
+        return await self.ask(cmd, cmds.Imported)
+
     async def task(self, task_id: str) -> r.TaskDetail:
         return await self.ask(cmds.GetTask(task_id=task_id), r.TaskDetail)
 

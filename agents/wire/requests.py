@@ -34,10 +34,11 @@ RESEND_MAX_PAUSE_S = 1.0
 # a node's death takes the subscriptions of the api replicas connected to it along until
 # they reconnect to another node (a second or two): such a request is sent again.
 NO_API_GRACE_S = 4.0
-RESENDABLE = (cmds.SubmitTasks, cmds.CancelTask, cmds.ListTasks, cmds.GetTask,
+RESENDABLE = (cmds.SubmitTasks, cmds.ImportResults, cmds.CancelTask, cmds.ListTasks, cmds.GetTask,
               cmds.ListWorkers, cmds.ListRuns, cmds.GetStatus, cmds.ExplainTask, cmds.GetSecrets)
 _SUBJECTS: dict[type, str] = {
     cmds.SubmitTasks: subjects.CMD_SUBMIT,
+    cmds.ImportResults: subjects.CMD_IMPORT,
     cmds.CancelTask: subjects.CMD_CANCEL,
     cmds.ReportResults: subjects.CMD_REPORT,
     cmds.RegisterWorker: subjects.CMD_REGISTER,

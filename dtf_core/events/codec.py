@@ -14,6 +14,7 @@ import msgspec
 from dtf_core import subjects
 from dtf_core.errors import InvalidInput
 from dtf_core.events.auth import AuthEvent, AuthEventBase
+from dtf_core.events.bench import BenchEvent, BenchImported
 from dtf_core.events.lead import LeadershipClaimed, LeadEvent
 from dtf_core.events.run import RunCreated, RunEvent
 from dtf_core.events.task import (
@@ -32,7 +33,7 @@ from dtf_core.events.worker import (
 )
 from dtf_core.ids import is_valid_token
 
-Event = TaskEvent | WorkerEvent | RunEvent | AuthEvent | TestsEvent | LeadEvent
+Event = TaskEvent | WorkerEvent | RunEvent | AuthEvent | TestsEvent | LeadEvent | BenchEvent
 SCHEMA_VERSION = "1"
 
 _encoder = msgspec.msgpack.Encoder()
@@ -43,6 +44,7 @@ _decoders: dict[str, msgspec.msgpack.Decoder[Event]] = {
     "auth": msgspec.msgpack.Decoder(AuthEvent),
     "tests": msgspec.msgpack.Decoder(TestsEvent),
     "lead": msgspec.msgpack.Decoder(LeadEvent),
+    "bench": msgspec.msgpack.Decoder(BenchEvent),
 }
 
 
@@ -72,6 +74,8 @@ def subject_of(event: Event) -> str:
         return subjects.tests_subject(event.run_id, event.task_id)
     if isinstance(event, LeadershipClaimed):
         return subjects.lead_subject(event.role)
+    if isinstance(event, BenchImported):
+        return subjects.bench_subject(event.import_id)
     if isinstance(event, AuthEventBase):
         return subjects.auth_subject(event.auth_id, etype)
     if hasattr(event, "task_id"):
@@ -160,6 +164,8 @@ def msg_id_of(event: Event) -> str:
             return f"run.{event.run_id}.created"
         case TestsReported():
             return f"tests.{event.task_id}.{event.fencing}.{event.batch}"
+        case BenchImported():
+            return f"bench.{event.import_id}.imported"
         case LeadershipClaimed():
             return f"lead.{event.role}.{event.term}.{event.holder}.{event.at}"
         case AuthEventBase():

@@ -177,3 +177,23 @@ async def test_rerun_on_an_equivalent_host_goes_to_the_same_fingerprint(h: Harne
     await stored(h)
     with pytest.raises(NotFound, match="no benchmark result"):
         await rerun(target, command, equivalent=True)
+
+
+async def test_pytest_benchmark_json_is_imported_once_and_queried(h: Harness) -> None:
+    from cli.bench_import import import_command
+    from tests.unit.test_stats import PB_FILE
+
+    cmd = import_command(PB_FILE.read_bytes(), run_id="nightly")
+    done = await h.api.import_results(cmd)
+    assert (done.results, done.already) == (2, False)
+    again = await h.api.import_results(cmd)  # the same file: written once
+    assert (again.results, again.already) == (0, True)
+    await stored(h)
+    rows = (await sql(h, "SELECT name, model, source, run_id, task_id, timestamp "
+                         "FROM bench_results ORDER BY name")).rows
+    measured = json.loads(PB_FILE.read_text())["datetime"].replace("+00:00", "Z")
+    assert rows == [
+        ["test_pb.py::test_sort", None, "pytest-benchmark", "nightly", None, measured],
+        ["test_pb.py::test_sum", "adder", "pytest-benchmark", "nightly", None, measured]]
+    found = await results(h.nc, ResultsQuery(model="adder"))
+    assert [r[found.columns.index("workload")] for r in found.rows] == ["pytest-benchmark"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.history import result
 from dtf_core.events import codec
 from dtf_core.events.auth import (
     ApiKeyCreated,
@@ -18,6 +20,7 @@ from dtf_core.events.auth import (
     TokenIssued,
     TokenRevoked,
 )
+from dtf_core.events.bench import BenchImported, ImportedResult
 from dtf_core.events.codec import Event, UndecodableEvent, decode, encode, subject_of
 from dtf_core.events.lead import LeadershipClaimed
 from dtf_core.events.run import RunCreated
@@ -101,6 +104,10 @@ EVENTS: list[tuple[Event, str]] = [
                    cases=(TestCase(nodeid="tests/test_a.py::test_x[1]", outcome="passed",
                                    duration_s=0.01, reports="[]"),), **A),
      "dtf.evt.tests.r1.reported.t1"),
+    (BenchImported(import_id="f00d", source="pytest-benchmark", run_id="r1", **A,
+                   results=(ImportedResult(name="test_sort",
+                                           result=result("m", np.array([0.1, 0.2]))),)),
+     "dtf.evt.bench.f00d.imported"),
 ]
 IDS = [codec.event_type(e) for e, _ in EVENTS]
 

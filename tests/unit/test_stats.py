@@ -3,11 +3,18 @@ found where it is; pure noise raises no alarm in at least 95% of seeds."""
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import pytest
 
+from agents.worker.hardware.parse import CPU_FLAGS
 from bench.history import T0, Story, history, noisy
+from dtf_core.errors import InvalidInput
+from dtf_core.events.worker import Capabilities
 from projections.schema import TABLES
 from projections.stats import anomalies, change_points, compare, forecast
 from projections.tables import TableWriter, create_tables, write_batch
@@ -116,3 +123,35 @@ def test_trends_of_an_empty_history_say_so() -> None:
     report = trends(c, TrendQuery(baseline=["a"], candidate=["b"]), now=T0)
     assert (report.ok, report.series, report.series_total, report.comparisons) == (
         True, [], 0, [])
+
+
+PB_FILE = Path(__file__).resolve().parents[1] / "data" / "pytest_benchmark.json"
+
+
+def test_pytest_benchmarks_json_becomes_results_with_its_own_statistics() -> None:
+    """A file written by pytest-benchmark 5.3.1 (`pytest --benchmark-json`) on the
+    development machine; each benchmark's per-round data cut to 200 rounds to keep it small."""
+    from cli.bench_import import import_command
+
+    raw = PB_FILE.read_bytes()
+    doc = json.loads(raw)
+    cmd = import_command(raw, run_id="nightly")
+    assert cmd.import_id == import_command(raw).import_id  # the same file, the same import
+    by_name = {r.name: r for r in cmd.results}
+    assert sorted(by_name) == ["test_pb.py::test_sort", "test_pb.py::test_sum"]
+    stats = doc["benchmarks"][0]["stats"]
+    sort = by_name["test_pb.py::test_sort"].result
+    [batch] = sort.batches
+    assert (batch.wall_s.n, batch.wall_s.mean, batch.wall_s.median, batch.wall_s.std) == (
+        stats["rounds"], stats["mean"], stats["median"], stats["stddev"])
+    assert batch.wall_s.ci_low < batch.wall_s.mean < batch.wall_s.ci_high
+    assert math.isnan(batch.wall_s.p95)  # the file keeps 200 of its rounds: not computed
+    assert batch.throughput.mean == pytest.approx(stats["ops"])
+    assert by_name["test_pb.py::test_sum"].result.model == "adder"  # from extra_info
+    cpu = doc["machine_info"]["cpu"]
+    assert sort.provenance.cpu_model == cpu["brand_raw"]
+    assert sort.provenance.fingerprint == Capabilities(
+        machine=doc["machine_info"]["machine"], cpu_model=cpu["brand_raw"],
+        cpu_flags=tuple(f for f in CPU_FLAGS if f in cpu["flags"])).fingerprint
+    with pytest.raises(InvalidInput, match="not pytest-benchmark's JSON"):
+        import_command(b'{"tasks": []}')

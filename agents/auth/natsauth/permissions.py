@@ -157,7 +157,8 @@ def manager(principal: str) -> Permissions:
     return Permissions(
         role="manager",
         principal=principal,
-        publish=("dtf.q.>", subjects.CMD_SUBMIT, subjects.CMD_CANCEL, "dtf.cmd.worker.>",
+        publish=("dtf.q.>", subjects.CMD_SUBMIT, subjects.CMD_CANCEL, subjects.CMD_IMPORT,
+                 "dtf.cmd.worker.>",
                  USER_INFO, TOKEN_REFRESH, *log_readers(),
                  *object_writer(subjects.PACKS_BUCKET), *object_writer(subjects.ARTIFACTS_BUCKET)),
         subscribe=(f"{inbox}.>",),
