@@ -166,7 +166,7 @@ def trends(con: duckdb.DuckDBPyConnection, q: TrendQuery, now: float) -> TrendRe
                          series_total=len(series), alarms_total=sum(s.alarm for s in series))
     # alarms first, then the biggest change: a report reads top down
     series.sort(key=lambda s: (not s.alarm, -max([abs(c.change) for c in s.change_points],
-                                                 default=0.0)))
+                                                 default=0.0), _order(s.key)))
     report.series = series[: q.max_series]
     report.comparisons = sorted(
         (KeyedComparison(key=k, unit=unit, comparison=c)
@@ -194,6 +194,12 @@ def _pair(data: dict[str, np.ndarray], a: int, b: int,
     if min(p.size for p in pooled) < 2:
         return "results", v[base], v[cand]
     return "iterations", pooled[0], pooled[1]
+
+
+def _order(key: dict[str, str | int | None]) -> tuple[str, ...]:
+    """Ties in a report's order are broken by the series' key, never by chance."""
+    return tuple("" if key.get(k) is None else f"{key[k]:>12}" if isinstance(key[k], int)
+                 else str(key[k]) for k in KEY)
 
 
 def _plain(value: object) -> str | int | None:

@@ -68,8 +68,11 @@ async def test_oversized_payloads_are_refused(tmp_path: Path) -> None:
 
 async def test_unsupported_types_are_refused_not_simulated(tmp_path: Path) -> None:
     async with stack(tmp_path, workers=0) as h:
-        with pytest.raises(InvalidInput, match="not supported yet"):
-            await h.api.submit([TaskSpec(type="benchmark")])
+        with pytest.raises(InvalidInput, match="Invalid enum value 'batch'"):
+            await h.api.submit([TaskSpec(type="batch")])  # type: ignore[arg-type]
+        with pytest.raises(InvalidInput, match="choose one of"):  # a benchmark runs for real
+            await h.api.submit([TaskSpec(type="benchmark", config={
+                "workload": "numpy-matmul", "command": ["bench"]})])
         with pytest.raises(InvalidInput, match="invalid test config"):
             await h.api.submit([TaskSpec(type="test")])  # a test task names its node ids
         traversal = TaskSpec(type="test", config={"node_ids": ["../../etc/passwd::x"]})

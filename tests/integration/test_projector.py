@@ -261,7 +261,8 @@ async def test_projector_of_a_real_stack(tmp_path: Path) -> None:
 
 
 SERVE = """
-import asyncio, sys
+import asyncio, faulthandler, signal, sys
+faulthandler.register(signal.SIGUSR1)  # the test asks for every thread's stack if it hangs
 from agents.log.jetstream import JetStreamLog
 from agents.nats.connect import connect
 from agents.control.projector import ProjectorAgent
@@ -278,7 +279,28 @@ except KeyboardInterrupt:  # SIGINT is how the test stops it
 
 
 def spawn(url: str, db: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", SERVE, url, str(db)], cwd=REPO)
+    """The projector in a process of its own; its stderr goes to a file beside ``db``."""
+    with open(db.with_suffix(".stderr"), "ab") as err:
+        return subprocess.Popen([sys.executable, "-c", SERVE, url, str(db)], cwd=REPO,
+                                stderr=err)
+
+
+def stop(proc: subprocess.Popen[bytes], db: Path, wait: float = 20) -> None:
+    """SIGINT, as a user's Ctrl-C: the projector must close its file and exit. If it does
+    not within ``wait``, fail with every thread's stack (and kill it: nothing is left)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(wait)
+        return
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(3)  # faulthandler writes at once; the wait is only for the output
+        proc.kill()
+        proc.wait()
+        err = db.with_suffix(".stderr").read_text(errors="replace")
+        raise AssertionError(f"the projector did not stop {wait:g}s after SIGINT; its "
+                             f"threads:\n{err[-6000:]}") from None
 
 
 async def test_kill_9_while_events_flow_loses_and_doubles_nothing(
@@ -301,8 +323,7 @@ async def test_kill_9_while_events_flow_loses_and_doubles_nothing(
         live = await ask(env.nc, {"op": "hash"})
         counts = (await ask(env.nc, {"op": "status"}))["counts"]
     finally:
-        proc.send_signal(signal.SIGINT)  # a clean stop: asyncio.run cancels, the agent closes
-        await asyncio.to_thread(proc.wait, 20)
+        await asyncio.to_thread(stop, proc, db)  # a clean stop: asyncio.run cancels, it closes
     assert counts == {"tasks": 3000, "attempts": 3000, "workers": 1, "test_results": 3000,
                       **NO_BENCH}
     assert live == {"hash": await rebuild(env.log, tmp_path / "r.duckdb"), "last_seq": end}
