@@ -24,33 +24,44 @@ MAX_ROWS = 100_000
 MAX_SQL = 64 * 1024
 SQL_TIMEOUT_S = 30.0
 
-# One row per result and batch size: what ran, where, and its wall time and throughput.
-_BENCH = """
-SELECT r.timestamp, r.run_id, r.task_id, r.name, r.model, r.workload, r.precision,
-       w.batch_size, r.hardware_type, r.device, r.worker_id, r.commit, r.fingerprint,
-       w.mean AS wall_s_mean, w.median AS wall_s_median, w.p95 AS wall_s_p95,
-       w.ci_low AS wall_s_ci_low, w.ci_high AS wall_s_ci_high,
-       t.mean AS throughput_mean, m.mean AS peak_rss_mb, r.noisy, r.noise, r.seq
-FROM bench_results r
-JOIN bench_metrics w ON w.seq = r.seq AND w.name = r.name AND w.metric = 'wall_s'
-LEFT JOIN bench_metrics t ON t.seq = r.seq AND t.name = r.name
-     AND t.batch_size = w.batch_size
-     AND t.metric = 'throughput'
-LEFT JOIN bench_metrics m ON m.seq = r.seq AND m.name = r.name
-     AND m.batch_size = w.batch_size
-     AND m.metric = 'peak_rss_mb'
-WHERE r.success
+# The filters of a ResultsQuery over bench_results ``r`` and one bench_metrics row ``m``
+# (parameters: filter_params); every one is off when its parameter is NULL.
+FILTERS = """
   AND ($model IS NULL OR r.model = $model)
   AND ($hardware IS NULL OR r.hardware_type = $hardware)
   AND ($precision IS NULL OR r.precision = $precision)
-  AND ($batch IS NULL OR w.batch_size = $batch)
+  AND ($batch IS NULL OR m.batch_size = $batch)
   AND ($commit IS NULL OR starts_with(r.commit, $commit))
   AND ($run IS NULL OR r.run_id = $run)
   AND ($task IS NULL OR r.task_id = $task)
   AND ($workload IS NULL OR r.workload = $workload)
   AND ($since IS NULL OR r.timestamp >= $since)
   AND ($until IS NULL OR r.timestamp < $until)
-ORDER BY r.timestamp, r.seq, w.batch_size
+"""
+
+
+def filter_params(q: ResultsQuery) -> dict[str, object]:
+    return {"model": q.model, "hardware": q.hardware, "precision": q.precision,
+            "batch": q.batch_size, "commit": q.commit, "run": q.run_id, "task": q.task_id,
+            "workload": q.workload, "since": as_timestamp(q.since),
+            "until": as_timestamp(q.until)}
+
+
+# One row per result and batch size: what ran, where, and its wall time and throughput.
+_BENCH = """
+SELECT r.timestamp, r.run_id, r.task_id, r.name, r.model, r.workload, r.precision,
+       m.batch_size, r.hardware_type, r.device, r.worker_id, r.commit, r.fingerprint,
+       m.mean AS wall_s_mean, m.median AS wall_s_median, m.p95 AS wall_s_p95,
+       m.ci_low AS wall_s_ci_low, m.ci_high AS wall_s_ci_high,
+       t.mean AS throughput_mean, p.mean AS peak_rss_mb, r.noisy, r.noise, r.seq
+FROM bench_results r
+JOIN bench_metrics m ON m.seq = r.seq AND m.name = r.name AND m.metric = 'wall_s'
+LEFT JOIN bench_metrics t ON t.seq = r.seq AND t.name = r.name
+     AND t.batch_size = m.batch_size AND t.metric = 'throughput'
+LEFT JOIN bench_metrics p ON p.seq = r.seq AND p.name = r.name
+     AND p.batch_size = m.batch_size AND p.metric = 'peak_rss_mb'
+WHERE r.success""" + FILTERS + """
+ORDER BY r.timestamp, r.seq, m.batch_size
 LIMIT $limit
 """
 
@@ -79,11 +90,7 @@ def _table(cur: duckdb.DuckDBPyConnection, limit: int) -> ResultsTable:
 
 def bench_results(con: duckdb.DuckDBPyConnection, q: ResultsQuery) -> ResultsTable:
     limit = _limit(q.limit)
-    cur = con.execute(_BENCH, {
-        "model": q.model, "hardware": q.hardware, "precision": q.precision,
-        "batch": q.batch_size, "commit": q.commit, "run": q.run_id, "task": q.task_id,
-        "workload": q.workload,
-        "since": as_timestamp(q.since), "until": as_timestamp(q.until), "limit": limit + 1})
+    cur = con.execute(_BENCH, {**filter_params(q), "limit": limit + 1})
     return _table(cur, limit)
 
 

@@ -13,7 +13,7 @@ from msgspec import Meta, Struct
 
 from dtf_core.replies import ResultsQuery
 from projections.flaky import FlakyByHardware, flaky_by_hardware
-from projections.rows import as_timestamp
+from projections.results import FILTERS, filter_params
 from projections.stats import (
     Anomaly,
     ChangePoint,
@@ -82,17 +82,7 @@ _KEY_SQL = ("hash(r.name, r.model, r.workload, r.precision, m.batch_size, r.hard
 _FROM = """
 FROM bench_results r JOIN bench_metrics m ON m.seq = r.seq AND m.name = r.name
      AND m.metric = $metric
-WHERE r.success AND NOT isnan(m.mean)
-  AND ($model IS NULL OR r.model = $model)
-  AND ($hardware IS NULL OR r.hardware_type = $hardware)
-  AND ($precision IS NULL OR r.precision = $precision)
-  AND ($batch IS NULL OR m.batch_size = $batch)
-  AND ($commit IS NULL OR starts_with(r.commit, $commit))
-  AND ($run IS NULL OR r.run_id = $run)
-  AND ($workload IS NULL OR r.workload = $workload)
-  AND ($since IS NULL OR r.timestamp >= $since)
-  AND ($until IS NULL OR r.timestamp < $until)
-"""
+WHERE r.success AND NOT isnan(m.mean)""" + FILTERS
 # Numbers only (strings cost most to fetch): a series is its key's hash; the keys' text
 # comes from a second, grouped query.
 _POINTS = ("SELECT " + _KEY_SQL + " AS k, epoch(r.timestamp) AS t, m.mean AS v" + _FROM
@@ -105,11 +95,7 @@ _KEYS = ("SELECT " + _KEY_SQL + " AS k, any_value(r.name), any_value(r.model),"
 
 
 def _params(q: TrendQuery) -> dict[str, object]:
-    f = q.filters
-    return {"metric": q.metric, "model": f.model, "hardware": f.hardware,
-            "precision": f.precision, "batch": f.batch_size, "commit": f.commit,
-            "run": f.run_id, "workload": f.workload, "since": as_timestamp(f.since),
-            "until": as_timestamp(f.until)}
+    return {"metric": q.metric, **filter_params(q.filters)}
 
 
 def _thin(n: int, limit: int) -> np.ndarray:
