@@ -52,7 +52,7 @@ def noisy(rng: np.random.Generator, n: int, base: float, cv: float,
     return x
 
 
-def result(model: str, walls: np.ndarray, batch: int = 8) -> BenchResult:
+def result(model: str, walls: np.ndarray, batch: int = 8, commit: str = "") -> BenchResult:
     w = [float(v) for v in walls]
     return BenchResult(
         workload="numpy-matmul", model=model, precision="fp32", device="cpu",
@@ -61,7 +61,13 @@ def result(model: str, walls: np.ndarray, batch: int = 8) -> BenchResult:
                              throughput=summarize([batch / v for v in w]),
                              peak_rss_mb=100.0, samples=w)],
         before=HOST, after=HOST,
-        provenance=Provenance(fingerprint="0123456789abcdef", cpu_model="bench cpu"))
+        provenance=Provenance(fingerprint="0123456789abcdef", cpu_model="bench cpu",
+                              commit=commit))
+
+
+def commit_of(point: int) -> str:
+    """The commit the ``point``-th result of a story was measured at (one per point)."""
+    return f"{point + 1:040x}"
 
 
 def history(story: Story) -> list[Event]:
@@ -85,7 +91,8 @@ def history(story: Story) -> list[Event]:
                            actor="bench"),
                 TaskSucceeded(task_id=tid, attempt=1, fencing=lease_seq, worker_id="w1",
                               exit_code=0, duration_s=float(walls.sum()), at=at + 1,
-                              actor="bench", benchmark=result(f"m{m}", walls)),
+                              actor="bench", benchmark=result(f"m{m}", walls,
+                                                              commit=commit_of(i))),
             ]
     return events
 

@@ -32,6 +32,9 @@ def add_parsers(client: Client) -> None:
         p.add_argument("--baseline", action="append", default=[], metavar="RUN",
                        help="a run to compare against --candidate (repeatable)")
         p.add_argument("--candidate", action="append", default=[], metavar="RUN")
+        p.add_argument("--at-commit", default=None, metavar="SHA",
+                       help="compare the results at this commit (or prefix) with the ten "
+                            "before them in each series (what `dtf ci` comments)")
         p.add_argument("--max-series", type=int, default=50)
     rp.add_argument("--format", choices=["html", "md", "json"], default="md")
     rp.add_argument("-o", "--output", default=None, help="file to write (default: stdout)")
@@ -43,10 +46,17 @@ def add_parsers(client: Client) -> None:
 def trend_query(args: argparse.Namespace) -> TrendQuery:
     if bool(args.baseline) != bool(args.candidate):
         raise InvalidInput("--baseline and --candidate go together: name the runs of both")
-    return TrendQuery(filters=query_of(args), metric=args.metric,
-                      horizon_days=args.horizon_days, budget=args.budget,
-                      baseline=args.baseline, candidate=args.candidate,
-                      max_series=args.max_series)
+    if args.at_commit and args.baseline:
+        raise InvalidInput("--at-commit or --baseline/--candidate, not both")
+    try:
+        return msgspec.convert({
+            "filters": query_of(args), "metric": args.metric,
+            "horizon_days": args.horizon_days, "budget": args.budget,
+            "baseline": args.baseline, "candidate": args.candidate,
+            "candidate_commit": args.at_commit, "max_series": args.max_series},
+            TrendQuery, from_attributes=True)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid option: {exc}") from None
 
 
 async def fetch(target: Target, query: TrendQuery) -> TrendReport:

@@ -38,6 +38,10 @@ class TrendQuery(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults
     budget: float = 0.10  # a forecast past (1 + budget) x the segment's median is flagged
     baseline: list[str] = []  # run ids: compared against ``candidate``
     candidate: list[str] = []
+    # Or: the results at this commit (a prefix) against the ``history`` results of other
+    # commits before them, per series (what `dtf ci` puts in its PR comment).
+    candidate_commit: Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{4,64}$")] | None = None
+    history: Annotated[int, Meta(ge=2, le=1000)] = 10
     max_points: Annotated[int, Meta(ge=2, le=5000)] = 200  # per series, for charts (the
     # analysis uses every point)
     max_series: Annotated[int, Meta(ge=1, le=1000)] = 50
@@ -88,7 +92,8 @@ WHERE r.success AND NOT isnan(m.mean)""" + FILTERS
 _POINTS = ("SELECT " + _KEY_SQL + " AS k, epoch(r.timestamp) AS t, m.mean AS v" + _FROM
            + " ORDER BY k, t, r.seq")
 _POINTS_COMPARED = ("SELECT " + _KEY_SQL + " AS k, epoch(r.timestamp) AS t, m.mean AS v,"
-                    " r.run_id, m.samples" + _FROM + " ORDER BY k, t, r.seq")
+                    " r.run_id, m.samples, coalesce(r.commit, '') AS commit" + _FROM
+                    + " ORDER BY k, t, r.seq")
 _KEYS = ("SELECT " + _KEY_SQL + " AS k, any_value(r.name), any_value(r.model),"
          " any_value(r.workload), any_value(r.precision), any_value(m.batch_size),"
          " any_value(r.hardware_type), any_value(r.fingerprint)" + _FROM + " GROUP BY k")
@@ -128,7 +133,7 @@ def analyse_series(key: dict[str, str | int | None], t: np.ndarray, v: np.ndarra
 
 def trends(con: duckdb.DuckDBPyConnection, q: TrendQuery, now: float) -> TrendReport:
     params = _params(q)
-    comparing = bool(q.baseline and q.candidate)
+    comparing = bool(q.baseline and q.candidate) or q.candidate_commit is not None
     data = con.execute(_POINTS_COMPARED if comparing else _POINTS, params).fetchnumpy()
     names = {int(row[0]): dict(zip(KEY, (_plain(v) for v in row[1:]), strict=True))
             for row in con.execute(_KEYS, params).fetchall()}
@@ -166,9 +171,19 @@ def _pair(data: dict[str, np.ndarray], a: int, b: int,
           q: TrendQuery) -> tuple[str, np.ndarray, np.ndarray] | None:
     """Baseline and candidate values of one series: each result's mean when both sides
     have five results or more, else the iterations' samples pooled (wall_s only)."""
-    runs = data["run_id"][a:b]
-    base = np.isin(runs, q.baseline)
-    cand = np.isin(runs, q.candidate)
+    if q.candidate_commit is not None:
+        prefix = q.candidate_commit.lower()
+        cand = np.array([str(c).lower().startswith(prefix) for c in data["commit"][a:b]],
+                        dtype=bool)
+        if not cand.any():
+            return None
+        before = np.flatnonzero(~cand[: int(np.argmax(cand))])[-q.history:]
+        base = np.zeros(b - a, dtype=bool)
+        base[before] = True
+    else:
+        runs = data["run_id"][a:b]
+        base = np.isin(runs, q.baseline)
+        cand = np.isin(runs, q.candidate)
     if not base.any() or not cand.any():
         return None
     v = np.asarray(data["v"][a:b], dtype=np.float64)

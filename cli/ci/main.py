@@ -76,8 +76,9 @@ class CiPlugin:
         if plugin is None:
             return
         report = plugin.report
+        text = markdown(report) + self._benchmarks()
         try:
-            published = publish(report, markdown(report))
+            published = publish(report, text)
         except Exception as exc:  # a provider outage must not change the test verdict
             print(f"dtf ci: could not publish to the CI provider: {exc}", file=sys.stderr)
         else:
@@ -90,6 +91,20 @@ class CiPlugin:
                 asyncio.run(self._store(report.run_id))
             except Exception as exc:
                 print(f"dtf ci: could not store the artifacts: {exc}", file=sys.stderr)
+
+    def _benchmarks(self) -> str:
+        """The benchmarks at this commit against the results before (or "")."""
+        from cli.ci.benchmarks import section, this_commit
+        from cli.pytest.remote import target_from_config
+
+        commit = this_commit()
+        if commit is None:
+            return ""
+        try:
+            return asyncio.run(section(target_from_config(self.config), commit))
+        except Exception as exc:  # no projector, an old server: the tests' verdict stands
+            print(f"dtf ci: no benchmark summary: {exc}", file=sys.stderr)
+            return ""
 
     async def _store(self, run_id: str) -> None:
         from agents.nats.artifacts import put_artifact

@@ -155,3 +155,30 @@ def test_pytest_benchmarks_json_becomes_results_with_its_own_statistics() -> Non
         cpu_flags=tuple(f for f in CPU_FLAGS if f in cpu["flags"])).fingerprint
     with pytest.raises(InvalidInput, match="not pytest-benchmark's JSON"):
         import_command(b'{"tasks": []}')
+
+
+def test_trends_compare_a_commit_with_the_results_before_it(
+        con: duckdb.DuckDBPyConnection) -> None:
+    from bench.history import commit_of
+
+    at_step = trends(con, TrendQuery(candidate_commit=commit_of(30)), now=T0)
+    assert {c.key["model"]: c.comparison.verdict for c in at_step.comparisons} == {
+        "m0": "regression", "m1": "unchanged", "m2": "unchanged"}
+    assert all(c.comparison.n_baseline == 10 * 10 for c in at_step.comparisons)  # pooled
+    after = trends(con, TrendQuery(candidate_commit=commit_of(45)), now=T0)
+    assert {c.comparison.verdict for c in after.comparisons} == {"unchanged"}
+
+
+def test_the_ci_comment_puts_this_commits_regressions_first(
+        con: duckdb.DuckDBPyConnection) -> None:
+    from bench.history import commit_of
+    from cli.ci.benchmarks import summary
+
+    commit = commit_of(30)
+    text = summary(trends(con, TrendQuery(candidate_commit=commit), now=T0), commit)
+    assert f"Benchmarks at {commit[:12]}: 1 regressions in 3 series" in text
+    rows = [line for line in text.splitlines() if line.startswith("| m")]
+    assert rows[0].startswith("| m0 ·") and rows[0].endswith("| **regression** |")
+    assert all(r.endswith("| unchanged |") for r in rows[1:])
+    quiet = trends(con, TrendQuery(candidate_commit="abcdef0"), now=T0)
+    assert summary(quiet, "abcdef0") == ""  # no result at that commit: nothing said
