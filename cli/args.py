@@ -12,10 +12,10 @@ from typing import Any, get_args
 import msgspec
 
 from agents.host import settings as settings_mod
+from cli import bench_cmd, report_cmds, rerun_cmd, results_cmds
 from cli import client_cmds as cc
-from cli import report_cmds, rerun_cmd, results_cmds
 from dtf_core.errors import InvalidInput
-from dtf_core.spec import TaskSpec, command_spec, parse_specs
+from dtf_core.spec import TaskSpec, command_spec, parse_specs, validate_spec
 from dtf_core.task import Status
 
 
@@ -195,6 +195,7 @@ def parser() -> argparse.ArgumentParser:
     results_cmds.add_parsers(client)
     report_cmds.add_parsers(client)
     rerun_cmd.add_parser(client)
+    bench_cmd.add_parser(client)
     return p
 
 
@@ -236,27 +237,43 @@ def specs_from_args(args: argparse.Namespace, argv: list[str] | None) -> list[Ta
             config["env"] = cc.parse_env(args.env)
         if args.secret_env:
             config["secret_env"] = secret_env(args.secret_env)
-        return [_in_submitters_dir(_convert_command(config, fields), args.cwd)]
+        return [in_submitters_dir(_convert_command(config, fields), args.cwd)]
     if args.file is None:
         raise InvalidInput("nothing to submit: give a task JSON file, - for stdin, or -- CMD...")
     data = sys.stdin.buffer.read() if args.file == "-" else _read(args.file)
-    specs = [_in_submitters_dir(s, args.cwd) for s in parse_specs(data)]
+    specs = [in_submitters_dir(s, args.cwd) for s in parse_specs(data)]
     if args.idempotency_key:
         specs = [s if s.idempotency_key else msgspec.structs.replace(
             s, idempotency_key=f"{args.idempotency_key}/{i}") for i, s in enumerate(specs)]
     return specs
 
 
-def _in_submitters_dir(spec: TaskSpec, cwd: str | None) -> TaskSpec:
+def runs_user_code(spec: TaskSpec) -> bool:
+    """A command, or a benchmark of the user's callable or command: it runs in a directory
+    of the submitter's (a built-in workload runs anywhere)."""
+    return spec.type == "command" or (spec.type == "benchmark" and bool(
+        spec.config.get("callable") or spec.config.get("command")))
+
+
+def in_submitters_dir(spec: TaskSpec, cwd: str | None) -> TaskSpec:
     """A command task's working directory, absolute, as a shell would run it: relative to
     where `dtf submit` runs (``--cwd``, the spec's own ``cwd``, or the submitter's
-    directory). A local worker finds ./run-suite.sh there; another host, a copy of it."""
-    if spec.type != "command":
-        return spec
+    directory). A local worker finds ./run-suite.sh there; another host, a copy of it.
+    A benchmark also records the commit checked out there, when it is a git tree."""
     base = Path(cwd or ".").resolve()
-    where = spec.config.get("cwd")
-    resolved = str(base / where) if isinstance(where, str) and where else str(base)
-    return msgspec.structs.replace(spec, config={**spec.config, "cwd": resolved})
+    config = dict(spec.config)
+    if spec.type == "benchmark" and not config.get("commit"):
+        from agents.worker.bench.host import git_commit
+
+        commit = git_commit(str(base))
+        if commit:
+            config["commit"] = commit
+    if runs_user_code(spec):
+        where = spec.config.get("cwd")
+        config["cwd"] = str(base / where) if isinstance(where, str) and where else str(base)
+    if config == spec.config:
+        return spec
+    return validate_spec(msgspec.structs.replace(spec, config=config))
 
 
 def secret_env(names: list[str]) -> dict[str, str]:

@@ -77,7 +77,9 @@ async def _with_packs(api: ApiClient, specs: list[TaskSpec], pack: str) -> list[
     from agents.worker.packs import put_pack, tree_digest, tree_files
 
     host = socket.gethostname()
-    if not any(s.type == "command" and isinstance(s.config.get("cwd"), str) for s in specs):
+    from cli.args import runs_user_code
+
+    if not any(runs_user_code(s) and isinstance(s.config.get("cwd"), str) for s in specs):
         return specs
     if pack == "auto":
         live = [w for w in await api.workers() if w.state == "alive"]
@@ -85,7 +87,7 @@ async def _with_packs(api: ApiClient, specs: list[TaskSpec], pack: str) -> list[
     digests: dict[str, str] = {}
     out = []
     for spec in specs:
-        cwd = spec.config.get("cwd") if spec.type == "command" else None
+        cwd = spec.config.get("cwd") if runs_user_code(spec) else None
         if not isinstance(cwd, str):
             out.append(spec)
             continue

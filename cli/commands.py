@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from agents.host.settings import read_context
 from agents.wire.client import ApiClient
+from cli import bench_cmd, output_cmds, render, report_cmds, rerun_cmd, results_cmds
 from cli import client_cmds as cc
-from cli import output_cmds, render, report_cmds, rerun_cmd, results_cmds
 from cli.args import parse_ttl, specs_from_args
 from dtf_core import replies as r
 from dtf_core.errors import InvalidInput, NotFound, Refused
@@ -260,4 +260,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Ctx], int]] = {
     "trends": lambda args, ctx: report_cmds.trends_cmd(args, ctx.target),
     "report": lambda args, ctx: report_cmds.report_cmd(args, ctx.target),
     "rerun": lambda args, ctx: rerun_cmd.rerun_cmd(args, ctx.target),
+    "bench": lambda args, ctx: bench_cmd.bench_cmd(args, ctx.target, ctx.after),
 }

@@ -67,3 +67,33 @@ async def test_the_report_shows_the_regression_and_not_the_noise(
         ("m0", True), ("m1", False), ("m2", False)]
     quiet = await dtf(h, tmp_path, "trends", "--model", "m1")
     assert quiet.returncode == 0 and "ALARM" not in quiet.stdout, quiet.stdout
+
+
+async def test_a_users_callable_benchmarked_from_the_cli_and_queried_as_csv(
+        h: Harness, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "mybench.py").write_text(
+        "def run(batch_size, precision):\n"
+        "    sum(range(batch_size * 10_000))\n"
+        "    return {'items': batch_size}\n")
+    sub = await dtf(h, project, "bench", "--callable", "mybench:run", "--model", "summer",
+                    "--batch-sizes", "1,4", "--iterations", "4", "--json")
+    assert sub.returncode == 0, sub.stderr
+    task_id = json.loads(sub.stdout)["id"]
+    assert (await h.wait_status(task_id, {"succeeded", "failed"}, 120)).status == "succeeded"
+    await stored(h)
+    csv = await dtf(h, project, "results", "query", "--model", "summer", "--csv")
+    assert csv.returncode == 0, csv.stderr
+    header, *rows = csv.stdout.strip().splitlines()
+    assert header.startswith("timestamp,run_id,task_id,name,model,workload")
+    assert [r.split(",")[4:8] for r in rows] == [
+        ["summer", "callable:mybench:run", "fp32", "1"], ["summer", "callable:mybench:run",
+                                                         "fp32", "4"]]
+    sql = await dtf(h, project, "results", "query", "--sql",
+                    "SELECT metric, mean FROM bench_metrics WHERE metric = 'items' "
+                    "ORDER BY batch_size", "--json")
+    assert json.loads(sql.stdout) == [{"metric": "items", "mean": 1.0},
+                                      {"metric": "items", "mean": 4.0}]
+    bad = await dtf(h, project, "results", "query", "--sql", "DROP TABLE tasks")
+    assert bad.returncode == 2 and "one SELECT" in bad.stderr and "Traceback" not in bad.stderr
