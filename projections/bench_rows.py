@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+
+import msgspec
 
 from dtf_core.benchmarks import BenchResult, Summary
 from dtf_core.events.bench import BenchImported
@@ -17,6 +18,11 @@ class BenchRows:
     result: Row
     metrics: list[Row]
     host: Row
+
+
+def _packages(packages: dict[str, str]) -> str:
+    """As JSON, names sorted (the worker sorts them; an import may not)."""
+    return msgspec.json.encode(dict(sorted(packages.items()))).decode()
 
 
 def _metric(key: tuple[int, str], batch: int, metric: str, s: Summary,
@@ -40,7 +46,7 @@ def _rows(key: tuple[int, str], r: BenchResult, head: tuple[object, ...], succes
         success, r.exclusive, bool(r.noisy),
         none_if_empty("; ".join(r.noisy)), r.other_cores, r.before.load1, r.after.load1,
         r.before.freq_mhz, r.after.freq_mhz, none_if_empty(r.before.governor),
-        json.dumps(p.packages, sort_keys=True), as_timestamp(at), source,
+        _packages(p.packages), as_timestamp(at), source,
     )
     metrics: list[Row] = []
     for b in r.batches:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -155,7 +154,7 @@ def test_result_row(
         none_if_empty(event.error or (event.reason if isinstance(event, TaskRequeued) else "")),
         as_timestamp(event.at),
         event.max_rss_mb,
-        json.dumps(details, sort_keys=True, separators=(",", ":")),
+        _json(dict(sorted(details.items()))),
         seq,
         task.task_id,
         event.attempt,
