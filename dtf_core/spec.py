@@ -137,7 +137,7 @@ class BenchmarkConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     """The seed's ``benchmark`` config plus how to run it: ``workload`` (a built-in),
     ``callable`` (``pkg.module:function``, called with the batch size and precision) or
     ``command`` (an argv printing a JSON line of metrics per iteration). With none, the
-    built-in ``torch-matmul`` runs where a GPU is reserved and torch is there, else
+    built-in ``torch-matmul`` runs where the task is for a GPU and torch is there, else
     ``numpy-matmul``. ``model`` is a label (results are filtered by it)."""
 
     model: Annotated[str, Meta(max_length=256)] = ""

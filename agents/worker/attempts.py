@@ -125,7 +125,8 @@ class AttemptRunner:
         user = self.task_user
         measured = await bench_run.measure(
             cfg, cwd=where.cwd, env={**cfg.env, **pinned}, caps=self.capabilities(),
-            exclusive=lease.spec.requirements.exclusive, gpus_reserved=bool(reserved),
+            exclusive=lease.spec.requirements.exclusive,
+            on_gpu=bool(reserved) or "cuda" in lease.spec.requirements.hardware,
             run=lambda command: self._process(attempt, command),
             chown=(lambda d: os.chown(d, user.uid, user.gid)) if user else None)
         self._report_outcome(attempt, measured.outcome, benchmark=measured.result)

@@ -47,12 +47,12 @@ def job(cfg: BenchmarkConfig, workload: str) -> dict[str, Any]:
             "iterations": cfg.iterations, "warmup": cfg.warmup}
 
 
-def workload_name(cfg: BenchmarkConfig, gpus_reserved: bool) -> str:
+def workload_name(cfg: BenchmarkConfig, on_gpu: bool) -> str:
     if cfg.callable:
         return f"callable:{cfg.callable}"
     if cfg.command:
         return "command"
-    return cfg.workload or default_workload(gpus_reserved)
+    return cfg.workload or default_workload(on_gpu)
 
 
 def build_result(raw: dict[str, Any], cfg: BenchmarkConfig, workload: str, *,
@@ -80,9 +80,9 @@ def build_result(raw: dict[str, Any], cfg: BenchmarkConfig, workload: str, *,
 
 
 async def measure(cfg: BenchmarkConfig, *, cwd: str | None, env: dict[str, str],
-                  caps: Capabilities, exclusive: bool, gpus_reserved: bool,
+                  caps: Capabilities, exclusive: bool, on_gpu: bool,
                   run: RunCommand, chown: Callable[[str], None] | None = None) -> Measured:
-    workload = workload_name(cfg, gpus_reserved)
+    workload = workload_name(cfg, on_gpu)
     where = tempfile.mkdtemp(prefix="dtf-bench-")
     try:
         if chown is not None:

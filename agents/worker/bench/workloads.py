@@ -104,9 +104,10 @@ BUILTIN: dict[str, Callable[[int, str], Iteration]] = {
 }
 
 
-def default_workload(gpus_reserved: bool) -> str:
-    """With no workload named: torch-matmul on a reserved GPU where torch is, else numpy."""
-    if gpus_reserved:
+def default_workload(on_gpu: bool) -> str:
+    """With no workload named: torch-matmul where the task is for a GPU (it requires cuda
+    or reserves GPUs) and torch is installed, else numpy-matmul (the result names it)."""
+    if on_gpu:
         try:
             importlib.import_module("torch")
             return "torch-matmul"
