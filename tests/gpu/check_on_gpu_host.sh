@@ -6,7 +6,7 @@ set -u
 OUT=${OUT:-$PWD/gpu-check}
 mkdir -p "$OUT"
 export DTF_DETECT_BROWSER=0 PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,compute_cap,uuid --format=csv,noheader,nounits \
+nvidia-smi --query-gpu=name,memory.total,compute_cap,uuid,driver_version --format=csv,noheader,nounits \
   | tee "$OUT/nvidia-smi.csv"
 python3 -c "import msgspec; from agents.worker.capabilities import detect; \
 print(msgspec.json.encode(detect()).decode())" | tee "$OUT/capabilities.json"

@@ -79,3 +79,31 @@ async def test_a_cuda_task_is_placed_and_sees_only_its_gpu(tmp_path: Path) -> No
             lines = (await h.api.explain(task_id)).lines
             assert "No live worker meets its requirements:" in lines, lines
             assert any(why in ln for ln in lines), lines
+
+
+@pytest.mark.anyio
+async def test_the_seeds_benchmark_runs_torch_matmul_on_the_gpu(tmp_path: Path) -> None:
+    """The older system's benchmark JSON as written, on a CUDA worker: torch-matmul at fp16
+    on the GPU (where torch with CUDA is installed), recorded as cuda with the driver."""
+    torch = pytest.importorskip("torch", reason="torch is not installed here")
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    import json
+
+    from dtf_core.events.task import TaskSucceeded
+    from dtf_core.spec import parse_specs
+    from tests.helpers import SEED_BENCHMARK
+
+    seed = {**SEED_BENCHMARK, "config": {**SEED_BENCHMARK["config"], "iterations": 20}}
+    async with stack(tmp_path, workers=1, slots=2) as h:
+        [task_id] = (await h.api.submit(parse_specs(json.dumps(seed)))).ids
+        assert (await h.wait_status(task_id, TERMINAL, 300)).status == "succeeded"
+        outcome = next(e for _, e in await h.events(task_id) if isinstance(e, TaskSucceeded))
+        result = outcome.benchmark
+        assert result is not None
+        assert (result.workload, result.device.split(":")[0], result.hardware_type) == (
+            "torch-matmul", "cuda", "cuda")
+        assert [b.batch_size for b in result.batches] == [1, 2, 4, 8, 16]
+        assert all(b.metrics["flop"] > 0 and b.wall_s.n == 20 for b in result.batches)
+        assert result.provenance.gpus and "driver" in result.provenance.gpus[0]
+        assert "torch" in result.provenance.packages
