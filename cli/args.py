@@ -14,8 +14,9 @@ import msgspec
 from agents.host import settings as settings_mod
 from cli import bench_cmd, report_cmds, rerun_cmd, results_cmds
 from cli import client_cmds as cc
+from cli.workdirs import in_submitters_dir
 from dtf_core.errors import InvalidInput
-from dtf_core.spec import TaskSpec, command_spec, parse_specs, validate_spec
+from dtf_core.spec import TaskSpec, command_spec, parse_specs
 from dtf_core.task import Status
 
 
@@ -246,34 +247,6 @@ def specs_from_args(args: argparse.Namespace, argv: list[str] | None) -> list[Ta
         specs = [s if s.idempotency_key else msgspec.structs.replace(
             s, idempotency_key=f"{args.idempotency_key}/{i}") for i, s in enumerate(specs)]
     return specs
-
-
-def runs_user_code(spec: TaskSpec) -> bool:
-    """A command, or a benchmark of the user's callable or command: it runs in a directory
-    of the submitter's (a built-in workload runs anywhere)."""
-    return spec.type == "command" or (spec.type == "benchmark" and bool(
-        spec.config.get("callable") or spec.config.get("command")))
-
-
-def in_submitters_dir(spec: TaskSpec, cwd: str | None) -> TaskSpec:
-    """A command task's working directory, absolute, as a shell would run it: relative to
-    where `dtf submit` runs (``--cwd``, the spec's own ``cwd``, or the submitter's
-    directory). A local worker finds ./run-suite.sh there; another host, a copy of it.
-    A benchmark also records the commit checked out there, when it is a git tree."""
-    base = Path(cwd or ".").resolve()
-    config = dict(spec.config)
-    if spec.type == "benchmark" and not config.get("commit"):
-        from agents.worker.bench.host import git_commit
-
-        commit = git_commit(str(base))
-        if commit:
-            config["commit"] = commit
-    if runs_user_code(spec):
-        where = spec.config.get("cwd")
-        config["cwd"] = str(base / where) if isinstance(where, str) and where else str(base)
-    if config == spec.config:
-        return spec
-    return validate_spec(msgspec.structs.replace(spec, config=config))
 
 
 def secret_env(names: list[str]) -> dict[str, str]:

@@ -10,9 +10,9 @@ from typing import Any
 
 from cli import client_cmds as cc
 from cli import render
-from cli.args import in_submitters_dir
 from cli.client_cmds import Target
 from cli.results_cmds import Client
+from cli.workdirs import in_submitters_dir
 from dtf_core.errors import InvalidInput
 from dtf_core.spec import WORKLOADS, parse_specs
 

@@ -77,7 +77,7 @@ async def _with_packs(api: ApiClient, specs: list[TaskSpec], pack: str) -> list[
     from agents.worker.packs import put_pack, tree_digest, tree_files
 
     host = socket.gethostname()
-    from cli.args import runs_user_code
+    from cli.workdirs import runs_user_code
 
     if not any(runs_user_code(s) and isinstance(s.config.get("cwd"), str) for s in specs):
         return specs

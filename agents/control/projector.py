@@ -60,6 +60,7 @@ LINGER_BELOW = 500
 LINGER_S = 0.05
 T = TypeVar("T")
 MAX_ANSWER = MAX_PAYLOAD - 4096  # room for the headers
+UNSUBSCRIBE_S = 2.0
 
 
 class Query(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -212,8 +213,9 @@ class ProjectorAgent:
     async def _stop(self, sub: Any) -> None:
         for extra in [*self._subs, *([sub] if sub is not None else [])]:
             try:
-                await extra.unsubscribe()
-            except nats.errors.Error as exc:  # the NATS connection may be gone already
+                async with asyncio.timeout(UNSUBSCRIBE_S):  # a stop never waits on NATS
+                    await extra.unsubscribe()
+            except (nats.errors.Error, TimeoutError) as exc:  # the connection may be gone
                 log.debug("unsubscribing: %r", exc)
         await self.db.close()
 

@@ -253,7 +253,8 @@ class JetStreamTail:
         if self._sub is not None:
             sub, self._sub = self._sub, None
             try:
-                await sub.unsubscribe()
+                async with asyncio.timeout(RELEASE_WAIT_S):  # closing never waits on NATS
+                    await sub.unsubscribe()
             except Exception:  # the connection may already be gone; nothing to release then
                 pass
             await self._release(sub)

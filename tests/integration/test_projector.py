@@ -267,7 +267,21 @@ from agents.log.jetstream import JetStreamLog
 from agents.nats.connect import connect
 from agents.control.projector import ProjectorAgent
 
+def tasks() -> None:  # SIGUSR2: where every task waits, down its chain of awaits
+    for task in asyncio.all_tasks():
+        print(f"task {task.get_name()} (cancelling {task.cancelling()}):", file=sys.stderr)
+        coro = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+            if frame is not None:
+                print(f"  {frame.f_code.co_filename}:{frame.f_lineno} in "
+                      f"{frame.f_code.co_name}", file=sys.stderr)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+        print(f"  waiting on {getattr(task, '_fut_waiter', None)!r}", file=sys.stderr)
+    sys.stderr.flush()
+
 async def main() -> None:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, tasks)
     nc = await connect(sys.argv[1], "projector")
     await ProjectorAgent(nc, JetStreamLog(nc), sys.argv[2]).run()
 
@@ -293,14 +307,17 @@ def stop(proc: subprocess.Popen[bytes], db: Path, wait: float = 20) -> None:
         proc.wait(wait)
         return
     except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGUSR1)
+        proc.send_signal(signal.SIGUSR2)  # the asyncio tasks' stacks
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(3)  # faulthandler writes at once; the wait is only for the output
+            proc.wait(2)  # the loop answers at once; the wait is only for the output
+        proc.send_signal(signal.SIGUSR1)  # the threads' stacks (faulthandler)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(2)
         proc.kill()
         proc.wait()
         err = db.with_suffix(".stderr").read_text(errors="replace")
-        raise AssertionError(f"the projector did not stop {wait:g}s after SIGINT; its "
-                             f"threads:\n{err[-6000:]}") from None
+        raise AssertionError(f"the projector did not stop {wait:g}s after SIGINT; its tasks "
+                             f"and threads:\n{err[-12000:]}") from None
 
 
 async def test_kill_9_while_events_flow_loses_and_doubles_nothing(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,8 +37,9 @@ async def test_the_report_shows_the_regression_and_not_the_noise(
         h: Harness, tmp_path: Path) -> None:
     await append(h.log, history(Story(series=3, points=40, step_at=20, seed=5))[1:])
     await stored(h)
-    out = Path(SHOTS) if SHOTS else tmp_path
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(SHOTS) / "report" if SHOTS else tmp_path / "report"
+    shutil.rmtree(out, ignore_errors=True)  # CI keeps the folder between runs: only ours
+    out.mkdir(parents=True)
     compare = ("--baseline", "run-5", "--baseline", "run-6", "--candidate", "run-30",
                "--candidate", "run-31")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 import nats.errors
+import numpy as np
 import pytest
 
 from agents.auth.errors import Forbidden
@@ -19,10 +20,12 @@ from agents.auth.roles import COMMAND_PERMISSIONS, ROLE_PERMISSIONS, Role
 from agents.auth.tokens import issue, new_token_id
 from agents.nats.connect import connect
 from agents.wire.client import ApiClient
+from bench.history import result
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.errors import Conflict, InvalidInput, NotFound, Refused
 from dtf_core.events.auth import ApiKeyCreated, TokenIssued, TokenRevoked
+from dtf_core.events.bench import ImportedResult
 from dtf_core.events.task import TaskSubmitted
 from dtf_core.events.worker import Capabilities
 from dtf_core.spec import TaskSpec
@@ -213,6 +216,9 @@ def one_of_each(task_id: str, inbox: str = "_INBOX.x") -> dict[str, cmds.Command
     caps = Capabilities()
     return {
         "submit": cmds.SubmitTasks(tasks=[NOOP]),
+        "import_results": cmds.ImportResults(import_id="f00d", source="pytest-benchmark",
+                                             results=[ImportedResult(name="test_x", result=(
+                                                 result("m", np.array([0.1, 0.2]))))]),
         "cancel": cmds.CancelTask(task_id=task_id),
         "report": cmds.ReportResults(reports=[
             Report(task_id=task_id, kind="succeeded", fencing=1, worker_id="w1")]),
@@ -247,7 +253,8 @@ READS = {"list_tasks", "get_task", "list_workers", "list_runs", "status", "expla
 # a change to the table that widens a role fails this test.
 EXPECTED = {
     Role.ADMIN: set(COMMAND_PERMISSIONS),
-    Role.MANAGER: {"submit", "cancel", "refresh_token", "manage_worker"} | READS,
+    Role.MANAGER: {"submit", "import_results", "cancel", "refresh_token", "manage_worker"}
+    | READS,
     Role.WORKER: {"report", "register", "stop_worker", "refresh_token", "get_secrets",
                   "update_capabilities"},
     Role.READER: {"refresh_token"} | READS,
