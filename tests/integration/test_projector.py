@@ -262,6 +262,9 @@ async def test_projector_of_a_real_stack(tmp_path: Path) -> None:
 
 SERVE = """
 import asyncio, faulthandler, signal, sys
+# A suite started in the background by a non-interactive shell (`.ci/run &`) hands its
+# children SIGINT ignored, and Python then keeps it ignored: Ctrl-C must work here.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 faulthandler.register(signal.SIGUSR1)  # the test asks for every thread's stack if it hangs
 from agents.log.jetstream import JetStreamLog
 from agents.nats.connect import connect
