@@ -93,7 +93,7 @@ class Subscriber:
 
 def matcher(params: Mapping[str, str]) -> Callable[[Item], bool] | None:
     """``task``, ``worker``, ``run``: one aggregate's events; ``types``: a comma list;
-    ``kinds``: task, worker, run, auth, lead, tests. None: no filter at all."""
+    ``kinds``: task, worker, run, auth, lead, tests, bench. None: no filter at all."""
     wanted = {k: params[k] for k in ("task", "worker", "run") if params.get(k)}
     types = set(filter(None, params.get("types", "").split(",")))
     kinds = set(filter(None, params.get("kinds", "").split(",")))

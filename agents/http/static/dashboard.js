@@ -159,6 +159,7 @@ function onEvents(items) {
   let changed = false;
   for (const item of items) {
     if (item.kind === "tests") { onTests(item); continue; }
+    if (item.kind === "bench") { loadTrends(); continue; }  // results imported
     if (item.kind !== "task") continue;
     let t = state.byId.get(item.task_id);
     const status = STATUS_OF[item.type];
