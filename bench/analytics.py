@@ -94,8 +94,11 @@ def trend(series: int, points: int, where: Path) -> tuple[float, float, int, int
     con = duckdb.connect(str(where / "trend.duckdb"))
     create_tables(con)
     values = {"series": series, "points": points, "t0": T0}
+    con.execute("SET threads = 1")  # one random stream, seeded: the same noise every run
+    con.execute("SELECT setseed(0.42)")
     for statement in FILL.strip().split(";\n"):
         con.execute(statement, {k: v for k, v in values.items() if f"${k}" in statement})
+    con.execute("RESET threads")
     rows = int(con.execute("SELECT count(*) FROM bench_metrics").fetchall()[0][0])
     q = TrendQuery(max_series=50)
     t0 = time.perf_counter()

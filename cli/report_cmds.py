@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -14,7 +15,9 @@ from cli import render, report_render
 from cli.client_cmds import Target, connected
 from cli.results_cmds import Client, add_filters, projector_errors, query_of
 from dtf_core.errors import InvalidInput
-from projections.trends import TrendQuery, TrendReport
+
+if TYPE_CHECKING:
+    from projections.trends import TrendQuery, TrendReport
 
 
 def add_parsers(client: Client) -> None:
@@ -44,6 +47,8 @@ def add_parsers(client: Client) -> None:
 
 
 def trend_query(args: argparse.Namespace) -> TrendQuery:
+    from projections.trends import TrendQuery  # numpy and scipy: only for these commands
+
     if bool(args.baseline) != bool(args.candidate):
         raise InvalidInput("--baseline and --candidate go together: name the runs of both")
     if args.at_commit and args.baseline:

@@ -10,8 +10,10 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from projections.trends import Series, TrendReport
+if TYPE_CHECKING:
+    from projections.trends import Series, TrendReport
 
 MAX_CHARTS = 20
 

@@ -10,7 +10,6 @@ import sys
 
 import msgspec
 
-from agents.control.queries import HIDDEN, SEALED
 from agents.wire.client import ApiClient
 from cli import render
 from cli.client_cmds import Target, connected
@@ -30,6 +29,8 @@ def add_parser(client: Client) -> None:
 
 def again(spec: dict[str, object], task_id: str) -> TaskSpec:
     """The spec as submitted, without its id: refused when the viewer cannot see it all."""
+    from agents.control.queries import HIDDEN, SEALED
+
     config = spec.get("config")
     if isinstance(config, dict):
         values = [*(config.get("env") or {}).values(), *(config.get("secret_env") or {}).values()]

@@ -115,6 +115,8 @@ class TableWriter:
     position: int = 0
     open_attempts: dict[str, AttemptRow] = field(default_factory=dict)
     _staged: dict[str, dict[Any, Row]] = field(default_factory=dict)
+    # tasks' latest states, turned into rows once per batch (a task changes several times)
+    _tasks: dict[str, TaskState] = field(default_factory=dict)
     _taken: int = 0
 
     def __post_init__(self) -> None:
@@ -140,7 +142,7 @@ class TableWriter:
             return
         if isinstance(changed, TaskState):
             if stage:
-                self._stage(TASKS, changed.task_id, task_row(changed))
+                self._tasks[changed.task_id] = changed
             self._fold_attempt(seq, event, changed, stage)
         elif isinstance(changed, WorkerState) and stage:
             self._stage(WORKERS, changed.worker_id, worker_row(changed))
@@ -153,6 +155,9 @@ class TableWriter:
         """The staged rows and the position to store with them; None when nothing is new."""
         if self.position <= self._taken:
             return None
+        if self._tasks:
+            self._staged[TASKS] = {k: task_row(t) for k, t in self._tasks.items()}
+            self._tasks = {}
         rows = {name: list(staged.values()) for name, staged in self._staged.items() if staged}
         self._staged = {}
         pending = Pending(after_seq=self._taken, last_seq=self.position, rows=rows)

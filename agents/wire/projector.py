@@ -4,14 +4,17 @@ measured durations, and flaky tests. Each answer is decoded once, here, into its
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 from nats.aio.client import Client
 
 from dtf_core import subjects
+
+if TYPE_CHECKING:
+    from projections.trends import TrendQuery, TrendReport
+
 from dtf_core.replies import Durations, FlakyTests, ProjectorStatus, ResultsQuery, ResultsTable
-from projections.trends import TrendQuery, TrendReport
 
 
 async def projector_status(nc: Client, op: Literal["status", "hash"] = "status",
@@ -48,5 +51,7 @@ async def results(nc: Client, query: ResultsQuery, timeout: float = 60.0) -> Res
 
 async def trends(nc: Client, query: TrendQuery, timeout: float = 120.0) -> TrendReport:
     """The projector's analysis of the benchmark history (projections/trends.py)."""
+    from projections.trends import TrendReport  # numpy and scipy: only when asked
+
     msg = await nc.request(subjects.Q_TRENDS, msgspec.json.encode(query), timeout=timeout)
     return msgspec.json.decode(msg.data, type=TrendReport)

@@ -12,7 +12,7 @@ import nats.errors
 
 from cli.client_cmds import Target
 from cli.report_render import label, pct
-from projections.trends import TrendQuery, TrendReport
+from projections.trends import TrendQuery, TrendReport  # imported when dtf ci reports
 
 COMMIT_VARIABLES = ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT", "BUILDKITE_COMMIT",
                     "CIRCLE_SHA1", "BUILD_SOURCEVERSION")

@@ -107,3 +107,16 @@ def test_modules_and_classes_stay_small() -> None:
                     if size > MAX_CLASS_LINES:
                         big.append(f"{path.relative_to(ROOT)}:{node.name}: {size} lines")
     assert big == []
+
+
+def test_the_cli_starts_without_the_analytics_libraries() -> None:
+    """`dtf` starts in about a third of a second: scipy, numpy, DuckDB and matplotlib load
+    only for the commands that use them (importing scipy.stats alone took a second)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cli.main; print(','.join(sorted(m for m in ('scipy', 'numpy', "
+            "'duckdb', 'matplotlib', 'starlette') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout.strip()
+    assert out == ""
