@@ -6,8 +6,10 @@ Runs in the harness's process, never in the worker's.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,6 +81,7 @@ def python_startup(batch: int, precision: str) -> Iteration:
 def disk_io(batch: int, precision: str) -> Iteration:
     block = os.urandom(DISK_BLOCK)
     where = tempfile.mkdtemp(prefix="dtf-disk-io-")
+    atexit.register(shutil.rmtree, where, True)  # the harness's process ends with the run
 
     def run() -> dict[str, float]:
         path = os.path.join(where, "data")
