@@ -166,12 +166,11 @@ async def run_command(
             except TimeoutError:
                 _killpg(pgid, signal.SIGKILL)
                 await waiter
+    finally:
+        cancelled.cancel()
         # the last sample before the tree is killed (the process itself has ended: its
         # high-water mark went with it, the samples before are what is known)
         peak = await memory.stop()
-    finally:
-        cancelled.cancel()
-        await memory.stop()
         _killpg(pgid, signal.SIGKILL)  # nothing of the attempt outlives it
         if not waiter.done():
             await waiter
