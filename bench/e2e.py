@@ -7,7 +7,9 @@ dir, then measures in one run:
 - tasks_per_s: N noop tasks submitted -> every one terminal -> projected into DuckDB;
 - p50_ms / p99_ms: single-task latency, submit -> terminal event, 500 samples;
 - naive_tasks_per_s: a loop of three awaited JetStream publishes per task (no DTF code);
-- ceiling_tasks_per_s: three events per task in atomic batches of 100 (no DTF code).
+- ceiling_tasks_per_s: three events per task in atomic batches of 100 (no DTF code);
+- with --celery: celery_p50_ms / celery_p99_ms / celery_tasks_per_s, the same measures of
+  Celery + Redis on this machine (bench/celery_ref.py; needs redis-server and celery).
 The last line is JSON.
 """
 
@@ -26,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import StorageType, StreamConfig
 
 from agents.host.supervisor import Stack
@@ -90,8 +93,9 @@ async def latency(nc: Client, samples: int, credential: str | None = None) -> li
         task_id = "lat-" + uuid.uuid4().hex[:16]
         got = asyncio.Event()
 
-        async def on_msg(_msg: object, got: asyncio.Event = got) -> None:
-            got.set()
+        async def on_msg(msg: Msg, got: asyncio.Event = got) -> None:
+            if msg.subject.rsplit(".", 1)[-1] in TERMINAL_TYPES:  # not `submitted`
+                got.set()
 
         sub = await nc.subscribe(f"dtf.evt.task.{task_id}.*", cb=on_msg)
         t0 = time.perf_counter()
@@ -173,8 +177,19 @@ if __name__ == "__main__":
     p.add_argument("--samples", type=int, default=500)
     p.add_argument("--ref-tasks", type=int, default=3000)
     p.add_argument("--json", action="store_true", help="print only the JSON line")
+    p.add_argument("--celery", action="store_true",
+                   help="also measure Celery + Redis (redis-server and celery installed)")
     a = p.parse_args()
-    result = asyncio.run(main(a))
+    if a.celery:
+        from bench import celery_ref
+
+        why = celery_ref.available()
+        if why:
+            p.error(f"--celery: {why}")
+    result: dict[str, float] = asyncio.run(main(a))
+    if a.celery:
+        result.update(celery_ref.measure(a.samples, a.ref_tasks))
+        result["p50_over_celery"] = round(result["p50_ms"] / result["celery_p50_ms"], 2)
     if not a.json:
         for k, v in result.items():
             print(f"{k:>22}: {v}")

@@ -30,9 +30,9 @@ def recorded(n_events: int) -> list[tuple[str, bytes]]:
     spec = TaskSpec(type="noop")
     out = []
     for w in range(10):
-        ev = WorkerRegistered(worker_id=f"w{w}", session="s", hostname="h", pid=w, slots=8,
-                              capabilities=Capabilities(), at=0.0, actor="bench")
-        out.append((subject_of(ev), encode(ev)))
+        reg = WorkerRegistered(worker_id=f"w{w}", session="s", hostname="h", pid=w, slots=8,
+                               capabilities=Capabilities(), at=0.0, actor="bench")
+        out.append((subject_of(reg), encode(reg)))
     i = 0
     while len(out) < n_events:
         tid, wid = f"t{i}", f"w{i % 10}"

@@ -84,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
 
     rp = client("replay", "the folded state as of a sequence or a time")
     rp.add_argument("--at", required=True, metavar="SEQ|TIME")
+    rp.add_argument("--no-snapshot", dest="snapshot", action="store_false",
+                    help="fold from the first event, not from the newest snapshot")
 
     sim = client("simulate", "replay the recorded submissions and workers under a policy")
     sim.add_argument("--policy", default="default", help="default, fifo, or a plug-in's name")

@@ -53,10 +53,10 @@ def worker_manage(args: argparse.Namespace, ctx: Ctx) -> int:
 
 
 def audit(args: argparse.Namespace, ctx: Ctx) -> int:
-    from cli import audit_cmds
+    from cli import audit_cmds, audit_verify
 
     if args.kind == "verify":
-        result = asyncio.run(audit_cmds.audit_verify(ctx.target))
+        result = asyncio.run(audit_verify.audit_verify(ctx.target))
         _emit(args, result, lambda v: render.audit(result))
         return 0 if result["clean"] else 1
     if args.id is None:
@@ -71,7 +71,7 @@ def audit(args: argparse.Namespace, ctx: Ctx) -> int:
 def replay(args: argparse.Namespace, ctx: Ctx) -> int:
     from cli import audit_cmds
 
-    state = asyncio.run(audit_cmds.replay(ctx.target, args.at))
+    state = asyncio.run(audit_cmds.replay(ctx.target, args.at, args.snapshot))
     _emit(args, state, lambda v: render.replayed(state))
     return 0
 

@@ -47,48 +47,63 @@ class Audit:
         return not self.violations
 
 
-def verify(events: Iterable[tuple[int, Event]]) -> Audit:
-    audit = Audit()
-    lease: dict[str, int] = {}  # task -> live lease seq (absent: none)
-    terminal: dict[str, int] = {}  # task -> terminal events seen
-    keys: dict[str, str] = {}  # idempotency key -> task
-    submitted: set[str] = set()
+class Verifier:
+    """Checks events one at a time, in log order (a million events need not be in memory
+    at once); ``audit`` is the result so far."""
 
-    def bad(n: int, seq: int, ident: str, detail: str) -> None:
-        audit.violations.append(Violation(n, seq, ident, detail))
+    def __init__(self) -> None:
+        self.audit = Audit()
+        self._lease: dict[str, int] = {}  # task -> live lease seq (absent: none)
+        self._terminal: dict[str, int] = {}  # task -> terminal events seen
+        self._keys: dict[str, str] = {}  # idempotency key -> task
+        self._submitted: set[str] = set()
 
-    for seq, ev in events:
-        audit.events += 1
+    def _bad(self, n: int, seq: int, ident: str, detail: str) -> None:
+        self.audit.violations.append(Violation(n, seq, ident, detail))
+
+    def feed(self, seq: int, ev: Event) -> None:
+        self.audit.events += 1
         if not getattr(ev, "actor", ""):
-            bad(6, seq, getattr(ev, "task_id", "") or getattr(ev, "worker_id", ""),
-                f"{event_type(ev)} event names no actor")
+            self._bad(6, seq, getattr(ev, "task_id", "") or getattr(ev, "worker_id", ""),
+                      f"{event_type(ev)} event names no actor")
         if not isinstance(ev, TaskEventBase):
-            continue
+            return
         tid = ev.task_id
+        lease = self._lease
         if isinstance(ev, TaskSubmitted):
-            submitted.add(tid)
+            self._submitted.add(tid)
             key = ev.spec.idempotency_key
             if key is not None:
-                first = keys.setdefault(key, tid)
+                first = self._keys.setdefault(key, tid)
                 if first != tid:
-                    bad(5, seq, tid, f"idempotency key {key!r} also made task {first}")
+                    self._bad(5, seq, tid, f"idempotency key {key!r} also made task {first}")
         elif isinstance(ev, TaskLeased):
             if tid in lease:
-                bad(1, seq, tid, f"leased to {ev.worker_id} while lease {lease[tid]} is live")
+                self._bad(1, seq, tid,
+                          f"leased to {ev.worker_id} while lease {lease[tid]} is live")
             lease[tid] = seq
         elif isinstance(ev, TaskStarted):
             if lease.get(tid) != ev.fencing:
-                bad(3, seq, tid, f"started under lease {ev.fencing}, live lease is "
-                                 f"{lease.get(tid, 'none')}")
+                self._bad(3, seq, tid, f"started under lease {ev.fencing}, live lease is "
+                                       f"{lease.get(tid, 'none')}")
         elif isinstance(ev, AttemptOutcome):
             if ev.fencing and lease.get(tid) != ev.fencing:
-                bad(3, seq, tid, f"{event_type(ev)} under lease {ev.fencing}, live lease is "
-                                 f"{lease.get(tid, 'none')}")
+                self._bad(3, seq, tid, f"{event_type(ev)} under lease {ev.fencing}, live "
+                                       f"lease is {lease.get(tid, 'none')}")
             lease.pop(tid, None)
             if not isinstance(ev, TaskRequeued) and event_type(ev) in TERMINAL:
-                terminal[tid] = terminal.get(tid, 0) + 1
-                if terminal[tid] > 1:
-                    bad(2, seq, tid, f"a second terminal event ({event_type(ev)})")
-    audit.tasks = len(submitted)
-    audit.open_tasks = len(submitted - set(terminal))
-    return audit
+                count = self._terminal[tid] = self._terminal.get(tid, 0) + 1
+                if count > 1:
+                    self._bad(2, seq, tid, f"a second terminal event ({event_type(ev)})")
+
+    def result(self) -> Audit:
+        self.audit.tasks = len(self._submitted)
+        self.audit.open_tasks = len(self._submitted - set(self._terminal))
+        return self.audit
+
+
+def verify(events: Iterable[tuple[int, Event]]) -> Audit:
+    verifier = Verifier()
+    for seq, ev in events:
+        verifier.feed(seq, ev)
+    return verifier.result()

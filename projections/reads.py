@@ -4,6 +4,7 @@ databases) and tests' median durations. Parameterised: ids are data."""
 from __future__ import annotations
 
 import hashlib
+import platform
 
 import duckdb
 
@@ -11,8 +12,11 @@ from projections.rows import as_timestamp
 from projections.schema import TABLES, TEST_RESULTS
 
 _COUNT = {t.name: "SELECT count(*) FROM " + t.name for t in TABLES}  # noqa: S608
-_ALL_ROWS = {t.name: "SELECT * FROM " + t.name + " ORDER BY " + ", ".join(t.key)  # noqa: S608
-             for t in TABLES}
+# Each row hashed by DuckDB (its ``hash`` of the row as a struct, every column and NULL
+# included); per table the hashes XORed and summed (a table's rows are unique by key) and
+# counted. In SQL: 0.06 s for a million rows, where fetching them into Python took 5 s.
+_ROWS_DIGEST = {t.name: "SELECT count(*), bit_xor(hash(r)), sum(hash(r)::HUGEINT) FROM "  # noqa: S608
+                + t.name + " r" for t in TABLES}
 
 
 _DURATIONS = (
@@ -59,15 +63,18 @@ def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return counts
 
 
-def table_hash(con: duckdb.DuckDBPyConnection, chunk: int = 10_000) -> str:
-    """A hash of every projected row in key order; ``dtf_meta`` (the read position) is left
-    out so that two databases at the same position compare by their rows alone."""
+def table_hash(con: duckdb.DuckDBPyConnection) -> str:
+    """A hash of every projected row; ``dtf_meta`` (the read position) is left out so that
+    two databases at the same position compare by their rows alone. It starts with the
+    DuckDB version and the machine's architecture that hashed the rows (``hash_engine``):
+    DuckDB's row hash is its own, so only hashes made alike compare."""
     h = hashlib.sha256()
     for table in TABLES:
-        h.update(f"\x00{table.name}\x00".encode())
-        cur = con.execute(_ALL_ROWS[table.name])
-        while rows := cur.fetchmany(chunk):
-            for row in rows:
-                h.update(repr(row).encode())
-                h.update(b"\n")
-    return h.hexdigest()
+        count, xor, total = con.execute(_ROWS_DIGEST[table.name]).fetchone() or (0, 0, 0)
+        h.update(f"{table.name}:{count}:{xor or 0}:{total or 0}\n".encode())
+    return f"duckdb-{duckdb.__version__}-{platform.machine()}:{h.hexdigest()}"
+
+
+def hash_engine(table_hash_: str) -> str:
+    """The DuckDB version a ``table_hash`` was made with."""
+    return table_hash_.partition(":")[0]

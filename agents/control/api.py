@@ -26,12 +26,14 @@ from agents.control.api_queries import QueryServer
 from agents.control.base import FoldingAgent
 from agents.control.dispatch import Planner
 from agents.control.responder import Responder, error_reply
+from agents.control.scheduler import SchedulerAgent
 from agents.log.fold import Folder
 from agents.log.port import EventLog
 from agents.nats.lease_consumer import open_lease_consumer
 from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core.errors import InvalidInput, NotFound
+from dtf_core.events.task import TaskSubmitted
 from dtf_core.replies import Registered
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ class ApiAgent(FoldingAgent):
         self.queries = QueryServer(nc, eventlog, self.folder, self.responder, sealer)
         self.inbox: asyncio.Queue[Msg] = asyncio.Queue()
         self.ready = asyncio.Event()
+        self.scheduler: SchedulerAgent | None = None  # one in this process (a control plane)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -156,6 +159,10 @@ class ApiAgent(FoldingAgent):
                 pos += len(plan.changes)
                 if ok:
                     await self._succeeded(msg, cmd, plan)
+                    if isinstance(cmd, cmds.SubmitTasks) and self.scheduler is not None:
+                        self.scheduler.submitted_here([
+                            ev.task_id for c in plan.changes for ev in c.events
+                            if isinstance(ev, TaskSubmitted)])
                 elif isinstance(cmd, cmds.ImportResults):  # its one check: nothing there yet
                     await self.responder.reply(msg, cmds.answer(cmds.Imported(
                         import_id=cmd.import_id, results=0, already=True)))

@@ -38,6 +38,7 @@ class ControlPlane:
         self.api = ApiAgent(nc, eventlog, folder=self.folder, secure=secure, keyring=keyring)
         self.scheduler = SchedulerAgent(nc, eventlog, folder=self.folder, policy=policy,
                                         quotas=quotas, lead=lead)
+        self.api.scheduler = self.scheduler  # queues what it submits at once: ADR 0012
         self.recovery = RecoveryAgent(
             nc, eventlog, heartbeat_interval=heartbeat_interval, misses=misses,
             folder=self.folder, lead=lead,

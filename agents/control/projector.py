@@ -14,8 +14,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-import anyio
-import anyio.to_thread
 import duckdb
 import msgspec
 import nats.errors
@@ -266,35 +264,3 @@ class ProjectorAgent:
             await self.nc.publish(target, data)
         except nats.errors.Error as exc:
             log.warning("a query's answer was not sent: %r", exc)
-
-
-async def rebuild(eventlog: EventLog, db_path: str | Path, until_seq: int | None = None) -> str:
-    """Fold the log (up to ``until_seq``) into a fresh database; returns its ``table_hash``.
-
-    Records that are not events are skipped, as the live projector skips them.
-    """
-    path = Path(db_path)
-    if await anyio.Path(path).exists():
-        raise InvalidInput(f"{path} exists: rebuild writes a fresh database")
-    db = DuckDBThread(path)
-    await db.open()
-    try:
-        end = await eventlog.last_seq()
-        if until_seq is not None:
-            end = min(end, until_seq)
-        writer = TableWriter()
-        if end > 0:
-            tail = eventlog.tail([subjects.ALL_EVENTS], 1)
-            async with tail:
-                async for batch in tail:
-                    for rec, why in fold_records(writer, [r for r in batch if r.seq <= end]):
-                        log.warning("skipping seq %d: %s", rec.seq, why)
-                    pending = writer.take()
-                    if pending is not None:
-                        await db.call(write_batch, pending)
-                        writer.stored(pending)
-                    if batch and batch[-1].seq >= end:
-                        break
-        return await db.call(table_hash)
-    finally:
-        await db.close()

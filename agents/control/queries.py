@@ -7,9 +7,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 from nats.aio.client import Client
 
 from agents.control.runs import list_runs
+from agents.log.consumer import open_consumer
 from agents.log.port import EventLog
 from agents.wire.messages import Heartbeat, decode_heartbeat
 from dtf_core import commands as cmds
@@ -246,8 +248,6 @@ def status(board: Board) -> Status:
 
 TAIL_STREAMS = {subjects.EVENTS_STREAM: "dtf.evt.", subjects.LOGS_STREAM: "dtf.log."}
 MAX_TAIL_FILTERS = 1024
-TAIL_HEARTBEAT_S = 2.0  # agents/log/served_tail.py reopens after three missed heartbeats
-TAIL_INACTIVE_S = 5.0  # deleted this long after its client stopped listening
 
 
 def _tail_filter(stream: str, subject: str) -> str:
@@ -262,10 +262,8 @@ def _tail_filter(stream: str, subject: str) -> str:
 
 
 async def open_tail(nc: Client, cmd: cmds.OpenTail) -> TailOpened:
-    """An ephemeral push consumer for a client (agents/log/served_tail.py), delivering into
+    """An ephemeral push consumer for a client (agents/log/tail.py), delivering into
     ``cmd.deliver``: the api has checked that it is the requester's own inbox."""
-    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
     if cmd.stream not in TAIL_STREAMS:
         raise InvalidInput(f"no tail of {cmd.stream!r}: one of {', '.join(TAIL_STREAMS)}")
     if not 1 <= len(cmd.filters) <= MAX_TAIL_FILTERS:
@@ -273,12 +271,4 @@ async def open_tail(nc: Client, cmd: cmds.OpenTail) -> TailOpened:
     filters = [_tail_filter(cmd.stream, f) for f in cmd.filters]
     if cmd.start_seq < 1:
         raise InvalidInput("a tail starts at seq 1 or later")
-    cfg = ConsumerConfig(
-        deliver_subject=cmd.deliver, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=cmd.start_seq, ack_policy=AckPolicy.NONE, max_deliver=1,
-        filter_subject=filters[0] if len(filters) == 1 else None,
-        filter_subjects=filters if len(filters) > 1 else None,
-        flow_control=True, idle_heartbeat=TAIL_HEARTBEAT_S,
-        inactive_threshold=TAIL_INACTIVE_S, mem_storage=True, num_replicas=1)
-    info = await nc.jetstream().add_consumer(cmd.stream, cfg)
-    return TailOpened(consumer=info.name, pending=info.num_pending or 0)
+    return await open_consumer(nc, msgspec.structs.replace(cmd, filters=filters))

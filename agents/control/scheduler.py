@@ -39,9 +39,7 @@ class SchedulerAgent(FoldingAgent):
     role = "scheduler"
 
     def __init__(
-        self,
-        nc: Client | None,
-        eventlog: EventLog,
+        self, nc: Client | None, eventlog: EventLog,
         *,
         name: str = "scheduler",
         clock: Callable[[], float] = time.time,
@@ -64,7 +62,7 @@ class SchedulerAgent(FoldingAgent):
         self.steal_after = steal_after  # seconds a lease may sit unstarted before a steal
         self.waiting_after = waiting_after
         self._next_waiting_sweep = 0.0
-        self.waiting_sweeps = 0
+        self.waiting_sweeps = 0  # sweeps that explained long waits
         self.parked: dict[str, list[TaskState]] = {}  # owner at quota -> its waiting tasks
         self.ready_q = ReadyQueue(self.policy)
         # the lease's actor names which scheduler placed it (`dtf audit`)
@@ -137,6 +135,11 @@ class SchedulerAgent(FoldingAgent):
         for t in self.board.tasks.values():
             if t.status == "queued":
                 self.ready_q.push(t)
+
+    def submitted_here(self, task_ids: list[str]) -> None:
+        """Submitted by this process's api (on the shared board): a round now (ADR 0012)."""
+        self._push_ids(task_ids)
+        self.wake.set()
 
     async def round(self) -> bool:
         """One scheduling round; True if it appended anything (so another may help)."""

@@ -7,20 +7,16 @@ gets a PubAck, so a batch costs one fsync and one round trip.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import nats.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from agents.log.port import (
@@ -30,12 +26,12 @@ from agents.log.port import (
     Appended,
     DuplicateBatch,
     Record,
-    covering_filter,
 )
+from agents.log.tail import Tail
 from dtf_core import commands as cmds
 from dtf_core.errors import DTFError, InvalidInput, Unavailable
 from dtf_core.replies import TailOpened
-from dtf_core.subjects import EVENTS_STREAM, subject_matches
+from dtf_core.subjects import EVENTS_STREAM
 
 log = logging.getLogger(__name__)
 ERR_WRONG_LAST_SEQ = 10071
@@ -147,12 +143,8 @@ class JetStreamLog:
             last = max(last, int(msg.seq or 0))
         return last
 
-    def tail(self, filters: Sequence[str], start_seq: int = 1) -> JetStreamTail:
-        if self.opener is not None:
-            from agents.log.served_tail import ServedTail
-
-            return ServedTail(self, list(filters), start_seq, self.opener)
-        return JetStreamTail(self, list(filters), start_seq)
+    def tail(self, filters: Sequence[str], start_seq: int = 1) -> Tail:
+        return Tail(self, list(filters), start_seq, self.opener)
 
     async def read(self, filters: Sequence[str], start_seq: int = 1) -> list[Record]:
         out: list[Record] = []
@@ -165,125 +157,3 @@ class JetStreamLog:
                 if tail.pending == 0:
                     break
         return out
-
-
-# A consumer with several filters costs the server time in proportion to the subjects they
-# match in the whole stream (about 0.3 s per million events, at any start), where one filter
-# costs nothing. So a tail that starts near the end of a large stream (a cold start after a
-# snapshot, a client following its run) asks for one covering filter and drops the rest here.
-COSTLY_STREAM = 100_000  # events: below this, several filters cost little
-SHORT_TAIL = 100  # a tail at most 1/SHORT_TAIL of the stream is short
-STREAM_INFO_WAIT_S = 2.0  # a credential without stream info gets no answer, only a timeout
-RELEASE_WAIT_S = 1.0  # deleting a finished tail's consumer: best effort
-
-
-class JetStreamTail:
-    """An ordered push consumer (server-side filters) delivering batches of records."""
-
-    def __init__(self, log: JetStreamLog, filters: list[str], start_seq: int) -> None:
-        self._log = log
-        self._filters = filters
-        self._start = max(start_seq, 1)
-        self._buf: list[Record] = []
-        self._ready = asyncio.Event()
-        self._sub: Any = None
-        self._wanted: list[str] | None = None  # set when the server sends a covering filter
-        self.pending = -1
-
-    async def _on_msg(self, msg: Msg) -> None:
-        seq, ts, pending = parse_ack_reply(msg.reply)
-        self.pending = pending
-        if self._wanted is not None and not any(
-                subject_matches(f, msg.subject) for f in self._wanted):
-            if pending == 0:
-                self._ready.set()  # an empty batch: the caller learns it has caught up
-            return
-        self._buf.append(
-            Record(seq=seq, subject=msg.subject, data=msg.data, time=ts / 1e9, headers=msg.headers)
-        )
-        self._ready.set()
-
-    async def _server_filters(self) -> list[str]:
-        cover = covering_filter(self._filters) if len(self._filters) > 1 else None
-        if cover is None:
-            return self._filters
-        try:
-            async with asyncio.timeout(STREAM_INFO_WAIT_S):
-                state = (await self._log.js.stream_info(self._log.stream)).state
-        except Exception as exc:  # not allowed, or not answered: the filters as they are
-            log.debug("no stream info for %s (%r); using %d filters", self._log.stream, exc,
-                      len(self._filters))
-            return self._filters
-        tail = state.last_seq - self._start + 1
-        if state.messages < COSTLY_STREAM or tail * SHORT_TAIL > state.messages:
-            return self._filters
-        self._wanted = self._filters
-        return [cover]
-
-    async def start(self) -> None:
-        if self._sub is not None:
-            return
-        filters = await self._server_filters()
-        cfg = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=self._start,
-            filter_subjects=filters if len(filters) > 1 else None,
-            inactive_threshold=30.0,
-        )
-        self._sub = await self._log.js.subscribe(
-            filters[0],
-            stream=self._log.stream,
-            cb=self._on_msg,
-            ordered_consumer=True,
-            config=cfg,
-            idle_heartbeat=2.0,
-            pending_msgs_limit=-1,
-            pending_bytes_limit=-1,
-        )
-
-    async def empty(self) -> bool:
-        """True when nothing matched at the start and nothing has arrived."""
-        await self.start()
-        if self._buf:
-            return False
-        info = await self._sub.consumer_info()
-        return bool(info.num_pending == 0 and info.delivered.consumer_seq == 0 and not self._buf)
-
-    async def close(self) -> None:
-        if self._sub is not None:
-            sub, self._sub = self._sub, None
-            try:
-                async with asyncio.timeout(RELEASE_WAIT_S):  # closing never waits on NATS
-                    await sub.unsubscribe()
-            except Exception:  # the connection may already be gone; nothing to release then
-                pass
-            await self._release(sub)
-
-    async def _release(self, sub: Any) -> None:
-        """Delete the consumer now rather than when the server notices nobody listens
-        (streams hold a bounded number of consumers)."""
-        name = getattr(sub, "_consumer", None)
-        if name and not self._log.nc.is_closed:
-            try:
-                async with asyncio.timeout(RELEASE_WAIT_S):
-                    await self._log.js.delete_consumer(self._log.stream, name)
-            except (nats.errors.Error, TimeoutError) as exc:  # it expires on its own
-                log.debug("could not delete consumer %s now: %r", name, exc)
-
-    async def __aenter__(self) -> JetStreamTail:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def __aiter__(self) -> AsyncIterator[list[Record]]:
-        """Batches of records; an empty one when only dropped records brought the tail to
-        its end (``pending`` is 0 then)."""
-        await self.start()
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            batch, self._buf = self._buf, []
-            if batch or self.pending == 0:
-                yield batch

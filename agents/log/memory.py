@@ -79,7 +79,7 @@ class MemoryLog:
 
 
 class MemoryTail:
-    """The same interface as ``JetStreamTail``: an async context manager and iterator."""
+    """The same interface as ``agents.log.tail.Tail``: an async context manager and iterator."""
 
     def __init__(self, log: MemoryLog, filters: list[str], start_seq: int) -> None:
         self._log = log

@@ -19,6 +19,7 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError
 
+from agents.nats.parser import FastParser
 from dtf_core import subjects
 from dtf_core.errors import Unavailable
 
@@ -68,11 +69,16 @@ class LazyHeaders(Mapping[str, str]):
 
 
 class FastClient(Client):
-    """nats-py's client with lazily parsed headers (status messages still parse eagerly),
-    remembering the errors the server sent (a refused credential, a denied publish)."""
+    """nats-py's client with a faster parser and raw subscriptions (agents/nats/parser.py),
+    lazily parsed headers (status messages still parse eagerly), remembering the errors
+    the server sent (a refused credential, a denied publish)."""
 
     server_errors: list[str]
     gone: asyncio.Event  # set when the connection is closed for good
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ps = FastParser(self)
 
     def denied(self, subject: str) -> bool:
         """Did the server refuse a publish to ``subject`` on this connection?"""

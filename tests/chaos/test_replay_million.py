@@ -14,7 +14,7 @@ from agents.nats.connect import connect, ensure_streams
 from agents.nats.server import NatsServer, free_port
 from bench.failover import FAST_CONF, _publish
 from bench.replay import recorded
-from cli.audit_cmds import audit_verify
+from cli.audit_verify import audit_verify
 from cli.client_cmds import Target
 from tests.helpers import until
 

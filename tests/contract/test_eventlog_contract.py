@@ -15,10 +15,11 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 
-from agents.log import jetstream as jetstream_log
+from agents.log import tail as tail_module
 from agents.log.jetstream import JetStreamLog
 from agents.log.memory import MemoryLog
 from agents.log.port import MAX_BATCH, Append, AppendConflict, DuplicateBatch, Record
+from agents.nats.connect import connect
 from dtf_core.errors import InvalidInput
 
 pytestmark = pytest.mark.anyio
@@ -52,7 +53,7 @@ class Ctx:
         return await self.log.read([f"{self.prefix}.>"])
 
 
-@pytest.fixture(params=["memory", "jetstream", "jetstream-covering"])
+@pytest.fixture(params=["memory", "jetstream", "jetstream-covering", "jetstream-nats-py"])
 async def ctx(request: pytest.FixtureRequest,
               monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Ctx]:
     if request.param == "memory":
@@ -61,11 +62,13 @@ async def ctx(request: pytest.FixtureRequest,
     if request.param == "jetstream-covering":
         # every tail counts as short in a costly stream: several filters become one
         # covering filter on the server, and the records it adds are dropped client-side
-        monkeypatch.setattr(jetstream_log, "COSTLY_STREAM", 1)
-        monkeypatch.setattr(jetstream_log, "SHORT_TAIL", 1)
+        monkeypatch.setattr(tail_module, "COSTLY_STREAM", 1)
+        monkeypatch.setattr(tail_module, "SHORT_TAIL", 1)
     server = request.getfixturevalue("nats_server")
     unique = uuid.uuid4().hex[:12]
-    nc = await nats.connect(server.url)
+    # DTF's client (its own parser, raw deliveries), or nats-py's own, as a library user has
+    nc = (await nats.connect(server.url) if request.param == "jetstream-nats-py"
+          else await connect(server.url, "contract"))
     js = nc.jetstream()
     await js.add_stream(StreamConfig(
         name=f"C{unique}", subjects=[f"c{unique}.>"], allow_atomic=True, allow_direct=True,

@@ -21,7 +21,8 @@ import duckdb
 import pytest
 from nats.aio.client import Client
 
-from agents.control.projector import ProjectorAgent, rebuild
+from agents.control.projector import ProjectorAgent
+from agents.control.rebuild import rebuild
 from agents.log.jetstream import JetStreamLog
 from agents.log.port import MAX_BATCH, Append
 from agents.nats.connect import connect, ensure_streams

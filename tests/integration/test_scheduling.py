@@ -285,7 +285,8 @@ async def test_an_idle_worker_steals_leases_that_sit_unstarted(tmp_path: Path) -
 
 async def test_audit_verify_and_replay_over_a_real_log(tmp_path: Path) -> None:
     from agents.control.projector import ProjectorAgent
-    from cli.audit_cmds import audit_verify, history, replay
+    from cli.audit_cmds import history, replay
+    from cli.audit_verify import audit_verify
     from cli.client_cmds import Target
     from projections.board import Board
 
@@ -321,6 +322,9 @@ async def test_audit_verify_and_replay_over_a_real_log(tmp_path: Path) -> None:
         await snapshots.save(h.nc.jetstream(), api_board, api_board.last_seq)
         again = await audit_verify(target)
         assert again["clean"] and again["snapshot"]["equal"], again["snapshot"]
+        fast, whole = await replay(target, "999999"), await replay(target, "999999", False)
+        assert fast.pop("snapshot_seq") == api_board.last_seq and whole.pop("snapshot_seq") == 0
+        assert fast == whole  # from the snapshot plus the tail: the same state as the log's
         short = Board()  # a snapshot that claims a position it did not fold up to
         for seq, ev in [(s, e) for s, e in await h.events()][:-1]:
             short.apply(seq, ev)
@@ -333,9 +337,12 @@ async def test_audit_verify_and_replay_over_a_real_log(tmp_path: Path) -> None:
         assert {r["type"] for r in rows} >= {"created", "submitted", "leased", "succeeded"}
         assert all(r["actor"] for r in rows)
         then = await replay(target, str(middle))
-        now = await replay(target, "999999")
+        now = await replay(target, "999999", snapshot=False)
         assert then["seq"] == middle and then["tasks"].get("succeeded", 0) >= 1
-        assert now["tasks"] == {"succeeded": 4}
+        assert now["tasks"] == {"succeeded": 4} and now["snapshot_seq"] == 0
+        trusted = await replay(target, "999999")  # from the bad snapshot: it says so
+        assert trusted["snapshot_seq"] == api_board.last_seq
+        assert trusted["tasks"] != now["tasks"]
         assert then["state_hash"] != now["state_hash"]
         from cli import render
 

@@ -13,7 +13,8 @@ import duckdb
 import pytest
 
 from agents.control.duckdb_thread import DuckDBThread
-from agents.control.projector import fold_records, rebuild
+from agents.control.projector import fold_records
+from agents.control.rebuild import rebuild
 from agents.log.memory import MemoryLog
 from agents.log.port import Append, Record
 from dtf_core.errors import Conflict, Unavailable

@@ -93,7 +93,7 @@ def consumer_subjects(stream: str, consumer: str) -> tuple[str, ...]:
 
 def log_readers() -> tuple[str, ...]:
     """Reading the event log and task output (`dtf wait`, `dtf logs -f`) through consumers
-    the api opens into the client's inbox (agents/log/served_tail.py): no client creates,
+    the api opens into the client's inbox (agents/log/tail.py): no client creates,
     inspects or deletes a consumer (the server would deliver wherever its creator said).
     Flow-control answers, single messages, and stream info (sizes and sequences, no
     content: whether a tail is short enough for one covering filter)."""

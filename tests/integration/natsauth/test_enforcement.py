@@ -19,6 +19,7 @@ from nats.js.errors import NotFoundError
 from agents.auth.natsauth.callout import AUTH_SUBJECT
 from agents.control import queries
 from agents.log import jetstream as jetstream_log
+from agents.log import tail as tail_module
 from agents.nats.lease_consumer import open_lease_consumer
 from dtf_core import commands as cmds
 from dtf_core import subjects
@@ -250,8 +251,8 @@ async def test_readers_follow_the_event_log_with_several_filters(
     stream a short tail asks the stream's size first (one covering filter), which these
     roles may. They may not create a consumer themselves, nor look at one."""
     if covering:
-        monkeypatch.setattr(jetstream_log, "COSTLY_STREAM", 1)
-        monkeypatch.setattr(jetstream_log, "SHORT_TAIL", 1)
+        monkeypatch.setattr(tail_module, "COSTLY_STREAM", 1)
+        monkeypatch.setattr(tail_module, "SHORT_TAIL", 1)
     async with harness(authed_server) as h:
         js = h.admin.jetstream()
         first = (await js.publish("dtf.evt.task.rf1.submitted", b"1")).seq
