@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from agents.log.jetstream import JetStreamLog
 from agents.nats.connect import connect
 from agents.nats.server import free_port
 from agents.wire.client import ApiClient
+from bench import emit
 from dtf_core.events.task import TERMINAL_TYPES
 from dtf_core.spec import TaskSpec
 
@@ -181,8 +181,4 @@ if __name__ == "__main__":
     p.add_argument("--flow", type=int, default=10_000, help="tasks per flow measurement")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     a = p.parse_args()
-    result = asyncio.run(main(a))
-    if not a.json:
-        for k, v in result.items():
-            print(f"{k:>26}: {v}")
-    print(json.dumps(result))
+    emit(asyncio.run(main(a)), a.json)

@@ -36,6 +36,7 @@ from agents.log.jetstream import JetStreamLog
 from agents.nats.connect import connect
 from agents.nats.server import free_port
 from agents.wire.client import ApiClient
+from bench import emit
 from dtf_core.events.task import TERMINAL_TYPES
 from dtf_core.spec import TaskSpec
 
@@ -190,7 +191,4 @@ if __name__ == "__main__":
     if a.celery:
         result.update(celery_ref.measure(a.samples, a.ref_tasks))
         result["p50_over_celery"] = round(result["p50_ms"] / result["celery_p50_ms"], 2)
-    if not a.json:
-        for k, v in result.items():
-            print(f"{k:>22}: {v}")
-    print(json.dumps(result))
+    emit(result, a.json)

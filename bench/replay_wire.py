@@ -43,7 +43,7 @@ from agents.log.port import Append
 from agents.nats.connect import connect, ensure_streams
 from agents.nats.server import NatsServer, free_port
 from agents.wire.projector import projector_status
-from bench import replay
+from bench import emit, replay
 from dtf_core import subjects
 from dtf_core.events.codec import decode
 from projections.board import Board
@@ -198,8 +198,4 @@ if __name__ == "__main__":
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    result = asyncio.run(main(args))
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key}: {value}")
-    print(json.dumps(result))
+    emit(asyncio.run(main(args)), args.json)
