@@ -63,7 +63,18 @@ def parser() -> argparse.ArgumentParser:
                     help="address the REST API listens on (default 127.0.0.1)")
     up.add_argument("--no-http", action="store_true", help="no REST API or dashboard")
 
-    w = client("worker", "run a worker daemon on this host")
+    w = client("worker", "run a worker daemon on this host; `dtf worker install --systemd` "
+                         "or `--launchd` writes a service that runs it at boot")
+    w.add_argument("action", nargs="?", choices=["install"], default=None,
+                   help="install: write a service definition for this worker, do not run it")
+    service = w.add_mutually_exclusive_group()
+    service.add_argument("--systemd", action="store_true", help="install: a systemd unit")
+    service.add_argument("--launchd", action="store_true", help="install: a launchd plist")
+    w.add_argument("--unit-dir", default=None, metavar="DIR",
+                   help="install: write it here (default: the service manager's own dir)")
+    w.add_argument("--print", dest="print_only", action="store_true",
+                   help="install: print it instead of writing it")
+    w.add_argument("--force", action="store_true", help="install: replace an existing one")
     w.add_argument("--id", dest="worker_id", default=None)
     w.add_argument("--slots", type=int, default=None)
     w.add_argument("--tags", default="", help="comma-separated free-form capabilities")

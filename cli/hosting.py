@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -30,12 +31,36 @@ def agent(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> int
 
 
 def worker(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> int:
+    if args.action == "install":
+        return install_worker(args, ctx)
+    if args.systemd or args.launchd or args.unit_dir or args.print_only or args.force:
+        raise InvalidInput("--systemd, --launchd, --unit-dir, --print and --force go with "
+                           "`dtf worker install`")
     from agents.host.launch import run_worker
 
     tags = tuple(t for t in args.tags.split(",") if t)
     asyncio.run(run_worker(cfg, worker_id=args.worker_id, slots=args.slots, tags=tags,
                            group=args.group, task_user=args.task_user,
                            credential=ctx.target.credential))
+    return 0
+
+
+def install_worker(args: argparse.Namespace, ctx: Ctx) -> int:
+    from cli import service_install as si
+
+    if not (args.systemd or args.launchd):
+        raise InvalidInput("dtf worker install needs --systemd or --launchd")
+    token_file = args.token_file or os.environ.get("DTF_TOKEN_FILE")
+    argv = si.worker_argv(server=ctx.target.server, token_file=token_file,
+                          worker_id=args.worker_id, slots=args.slots, tags=args.tags,
+                          group=args.group, task_user=args.task_user)
+    service = si.plan("systemd" if args.systemd else "launchd", argv,
+                      unit_dir=args.unit_dir, name=args.worker_id or "default")
+    if args.print_only:
+        print(service.text, end="")
+        return 0
+    si.install(service, force=args.force)
+    print(f"wrote {service.path}\nto start it now and at every boot:\n  {service.enable}")
     return 0
 
 
