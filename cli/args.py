@@ -12,7 +12,7 @@ from typing import Any, get_args
 import msgspec
 
 from agents.host import settings as settings_mod
-from cli import bench_cmd, report_cmds, rerun_cmd, results_cmds
+from cli import bench_cmd, generate_cmd, report_cmds, rerun_cmd, results_cmds
 from cli import client_cmds as cc
 from cli.workdirs import in_submitters_dir
 from dtf_core.errors import InvalidInput
@@ -210,6 +210,7 @@ def parser() -> argparse.ArgumentParser:
     report_cmds.add_parsers(client)
     rerun_cmd.add_parser(client)
     bench_cmd.add_parser(client)
+    generate_cmd.add_parsers(client)
     return p
 
 

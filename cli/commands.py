@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 from agents.host.settings import read_context
 from agents.wire.client import ApiClient
-from cli import bench_cmd, output_cmds, render, report_cmds, rerun_cmd, results_cmds
+from cli import (
+    bench_cmd,
+    generate_cmd,
+    output_cmds,
+    render,
+    report_cmds,
+    rerun_cmd,
+    results_cmds,
+)
 from cli import client_cmds as cc
 from cli.args import parse_ttl, specs_from_args
 from dtf_core import replies as r
@@ -261,4 +269,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Ctx], int]] = {
     "report": lambda args, ctx: report_cmds.report_cmd(args, ctx.target),
     "rerun": lambda args, ctx: rerun_cmd.rerun_cmd(args, ctx.target),
     "bench": lambda args, ctx: bench_cmd.bench_cmd(args, ctx.target, ctx.after),
+    "generate": lambda args, ctx: generate_cmd.generate_cmd(args, ctx.target),
+    "templates": lambda args, ctx: generate_cmd.templates_cmd(args),
 }
