@@ -24,6 +24,7 @@ from agents.nats.connect import connect, ensure_streams
 from dtf_core.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
+CLOSE_WAIT_S = 5.0  # draining a connection at exit: bounded
 PROJECTOR_NICE = 10
 AGENT_KINDS = ("api", "scheduler", "recovery", "projector", "control")
 
@@ -56,10 +57,15 @@ async def run_until_signal(main: Callable[[], Awaitable[Any]],
 
 
 async def _close(nc: Client) -> None:
+    """Flush what is pending, then close; a connection already lost (the server is gone)
+    has nothing left to flush, and closing it must not fail the agent's exit."""
     try:
-        await nc.drain()
+        async with asyncio.timeout(CLOSE_WAIT_S):
+            await nc.drain()
     except Exception:  # already closed or reconnecting: close is all that is left
-        await nc.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await nc.close()
 
 
 async def _connected(settings: Settings, name: str, *, streams: bool = True,

@@ -211,6 +211,10 @@ class WorkerAgent:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pytest.close()
+        if not self.nc.is_connected:  # nothing can be sent: do not wait for it
+            log.warning("NATS is unreachable: the stop is not reported; recovery will find "
+                        "this worker silent and requeue its tasks")
+            return
         try:
             async with asyncio.timeout(5):
                 await self.reporter.send_held()
