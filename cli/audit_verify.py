@@ -29,7 +29,7 @@ from agents.wire.projector import projector_status
 from cli.client_cmds import Target, client, connected
 from dtf_core import subjects
 from dtf_core.audit import Verifier
-from dtf_core.events.codec import UndecodableEvent, decode
+from dtf_core.events.codec import Event, UndecodableEvent, decode
 from dtf_core.replies import ProjectorStatus, Status
 from projections.board import Board
 from projections.reads import hash_engine
@@ -49,29 +49,40 @@ class _Pass:
         self.snapshot = snapshot
         self.snapshot_seq = snapshot_seq
         self.last_state_seq = 0
+        self.folded = 0  # the last record folded into the rebuild's board
 
     async def feed(self, records: list[Any]) -> None:
-        board = self.rebuild.board
-        until = self.rebuild.until
-        verifier = self.verifier
+        decoded: list[tuple[int, Event | None]] = []
         for rec in records:
-            seq = rec.seq
-            if self.live_seq is not None and self.live_hash is None and seq > self.live_seq:
-                self.live_hash = board.state_hash()
             try:
-                ev = decode(rec.subject, rec.data)
+                decoded.append((rec.seq, decode(rec.subject, rec.data)))
             except UndecodableEvent:
-                ev = None  # dead-lettered by the agents: not part of the history
-            if seq <= until:
-                await self.rebuild.fold(seq, ev)
-            elif ev is not None:
-                board.apply(seq, ev)
+                decoded.append((rec.seq, None))  # dead-lettered: not part of the history
+        live = self.live_seq
+        if live is not None and self.live_hash is None and decoded and decoded[-1][0] > live:
+            await self._to(live, decoded)  # the hash where the api's fold stood
+            self.live_hash = self.rebuild.board.state_hash()
+        await self._to(None, decoded)
+        verifier = self.verifier
+        for rec, (seq, ev) in zip(records, decoded, strict=True):
             if ev is None or not rec.subject.startswith(STATE_PREFIXES):
                 continue
             verifier.feed(seq, ev)
             self.last_state_seq = seq
             if self.snapshot is not None and seq > self.snapshot_seq:
                 self.snapshot.apply(seq, ev)
+
+    async def _to(self, last: int | None, decoded: list[tuple[int, Event | None]]) -> None:
+        """Fold the records not folded yet, up to ``last`` (None: all of them)."""
+        todo = [d for d in decoded if d[0] > self.folded and (last is None or d[0] <= last)]
+        if not todo:
+            return
+        await self.rebuild.fold(todo)  # up to the projector's position: rows too
+        board = self.rebuild.board
+        for seq, ev in todo:
+            if seq > self.rebuild.until and ev is not None:
+                board.apply(seq, ev)  # past it: the board only
+        self.folded = todo[-1][0]
 
     def end_hash(self) -> str:
         if self.live_seq is not None and self.live_hash is None:

@@ -56,19 +56,24 @@ class Rebuild:
             log.warning("skipping seq %d: %s", rec.seq, why)
         await self._counted(len(todo))
 
-    async def fold(self, seq: int, event: Event | None) -> None:
-        """One record decoded by the caller (None: it was not an event)."""
-        if seq > self.until:
-            return
-        if event is None:
-            self.writer.skip(seq)
-        else:
+    async def fold(self, decoded: list[tuple[int, Event | None]]) -> None:
+        """Records decoded by the caller, in order (None: not an event); those past
+        ``until_seq`` are ignored."""
+        writer = self.writer
+        n = 0
+        for seq, event in decoded:
+            if seq > self.until:
+                break
+            n += 1
+            if event is None:
+                writer.skip(seq)
+                continue
             try:
-                self.writer.fold(seq, event)
+                writer.fold(seq, event)
             except Exception:  # one bad event must not stop the rebuild, as in the projector
                 log.exception("cannot fold seq %d", seq)
-                self.writer.skip(seq)
-        await self._counted(1)
+                writer.skip(seq)
+        await self._counted(n)
 
     async def _counted(self, n: int) -> None:
         self._unwritten += n
