@@ -60,6 +60,24 @@ class Tail(OrderedConsumer):
         await self._open(filters, self._start)
         self._filters_sent = filters
         self._watch = asyncio.create_task(self._watchdog())
+        self._watch_reconnects()
+
+    def _watch_reconnects(self) -> None:
+        """Reopen after the connection comes back: the consumer lived on the server that
+        was lost (mem storage, one replica), so its heartbeats would only tell later."""
+        callbacks = getattr(self._log.nc, "on_reconnect", None)
+        if callbacks is not None:
+            callbacks.append(self._reconnected)
+
+    def _reconnected(self) -> None:
+        if not self._closed and self._sub is not None:
+            self._reopen()
+
+    async def close(self) -> None:
+        callbacks = getattr(self._log.nc, "on_reconnect", None)
+        if callbacks is not None and self._reconnected in callbacks:
+            callbacks.remove(self._reconnected)
+        await super().close()
 
     async def empty(self) -> bool:
         """True when nothing matched at the start and nothing has arrived."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from nats.aio.client import Client
@@ -75,6 +75,8 @@ class FastClient(Client):
 
     server_errors: list[str]
     gone: asyncio.Event  # set when the connection is closed for good
+    # called after each reconnect: a consumer on the lost server may be gone with it
+    on_reconnect: list[Callable[[], None]]
 
     def __init__(self) -> None:
         super().__init__()
@@ -183,9 +185,14 @@ async def connect(
     nc = FastClient()
     nc.server_errors = []
     nc.gone = asyncio.Event()
+    nc.on_reconnect = []
 
     async def _closed() -> None:
         nc.gone.set()
+
+    async def _reconnected() -> None:
+        for callback in list(nc.on_reconnect):
+            callback()
 
     async def _quiet(exc: Exception) -> None:
         log.debug("nats error: %s", exc)
@@ -201,6 +208,7 @@ async def connect(
             reconnect_time_wait=0.05,  # type: ignore[arg-type]  # nats-py takes a float
             error_cb=_quiet,
             closed_cb=_closed,
+            reconnected_cb=_reconnected,
             **options,
         ), CONNECT_DEADLINE_S)
     except TimeoutError:

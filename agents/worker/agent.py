@@ -71,13 +71,8 @@ async def register(api: ApiClient, cmd: cmds.RegisterWorker) -> Registered:
 
 class WorkerAgent:
     def __init__(
-        self,
-        nc: Client,
-        *,
-        worker_id: str | None = None,
-        slots: int | None = None,
-        tags: tuple[str, ...] = (),
-        group: str = "",
+        self, nc: Client, *, worker_id: str | None = None, slots: int | None = None,
+        tags: tuple[str, ...] = (), group: str = "",
         heartbeat_interval: float = 1.0,
         credential: str | None = None,
         signing_key_dir: Path | None = None,
@@ -211,11 +206,9 @@ class WorkerAgent:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pytest.close()
-        if not self.nc.is_connected:  # nothing can be sent: do not wait for it
-            log.warning("NATS is unreachable: the stop is not reported; recovery will find "
-                        "this worker silent and requeue its tasks")
-            return
         try:
+            if not self.nc.is_connected:  # nothing can be sent: do not wait for it
+                raise Unavailable("NATS is unreachable")
             async with asyncio.timeout(5):
                 await self.reporter.send_held()
                 await self.api.stop_worker(self.worker_id, self.session)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,7 +18,9 @@ from agents.log import consumer as consumer_module
 from agents.log.jetstream import JetStreamLog
 from agents.log.port import Append
 from agents.nats.connect import connect
-from agents.nats.server import NatsServer
+from agents.nats.server import NatsServer, free_port
+from dtf_core.errors import Unavailable
+from tests.helpers import until
 
 pytestmark = pytest.mark.anyio
 WAIT_S = 10.0
@@ -94,3 +97,41 @@ async def test_a_consumer_gone_from_the_server_is_replaced(
         await append(log, prefix, 2, 3)
         assert await collect(tail, 3) == [2, 3, 4]
         assert tail._next_cseq == 4  # a new consumer delivered them
+
+
+async def test_a_reconnect_reopens_at_once(tmp_path: Path) -> None:
+    """The server restarts: its consumers (memory, one replica) are gone. The tail opens a
+    new one when the connection comes back, not three missed heartbeats later."""
+    server = NatsServer(store_dir=tmp_path / "nats", port=free_port())
+    server.start()
+    try:
+        nc = await connect(server.url, "tail-restart")
+        await nc.jetstream().add_stream(StreamConfig(name="RR", subjects=["rr.>"]))
+        log = JetStreamLog(nc, stream="RR")
+        await append(log, "rr", 0, 2)
+        async with log.tail(["rr.>"]) as tail:
+            assert await collect(tail, 2) == [0, 1]
+            before = tail._sink
+            server.stop()
+            server.start()
+            await until(lambda: _true(nc.is_connected), 10, "the client to reconnect")
+            # a new consumer now: the watchdog would wait for 6 s of silence
+            await until(lambda: _true(tail._sink is not before), 2, "a reopen on reconnect")
+
+            async def appended() -> bool:  # JetStream answers once it has loaded its store
+                try:
+                    await append(log, "rr", 2, 2)  # message ids: a retry stores nothing twice
+                except Unavailable:
+                    return False
+                return True
+
+            await until(appended, 20, "JetStream to take appends again")
+            with anyio.fail_after(consumer_module.HEARTBEAT_S * 2):  # the watchdog: 6 s
+                assert await collect(tail, 2) == [2, 3]
+        await nc.close()
+    finally:
+        server.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
