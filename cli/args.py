@@ -211,6 +211,10 @@ def parser() -> argparse.ArgumentParser:
     rerun_cmd.add_parser(client)
     bench_cmd.add_parser(client)
     generate_cmd.add_parsers(client)
+    init = client("init", "make the keys, NATS auth block and agent credentials of a "
+                          "stack on several hosts (docs/deploy.md)")
+    init.add_argument("--out", required=True, metavar="DIR")
+    init.add_argument("--force", action="store_true", help="write into a non-empty DIR")
     return p
 
 

@@ -14,6 +14,7 @@ from agents.wire.client import ApiClient
 from cli import (
     bench_cmd,
     generate_cmd,
+    init_cmd,
     output_cmds,
     render,
     report_cmds,
@@ -271,4 +272,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Ctx], int]] = {
     "bench": lambda args, ctx: bench_cmd.bench_cmd(args, ctx.target, ctx.after),
     "generate": lambda args, ctx: generate_cmd.generate_cmd(args, ctx.target),
     "templates": lambda args, ctx: generate_cmd.templates_cmd(args),
+    "init": lambda args, ctx: init_cmd.init_cmd(args),
 }
