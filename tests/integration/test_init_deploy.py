@@ -21,10 +21,11 @@ pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def dtf(*args: str, env: dict[str, str] | None = None, check: bool = True
-        ) -> subprocess.CompletedProcess[str]:
+def dtf(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The CLI as an operator runs it, in the test's directory (not the checkout)."""
     out = subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True,
-                         text=True, timeout=60, env={**os.environ, **(env or {})}, cwd=ROOT)
+                         text=True, timeout=60, cwd=cwd,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
     if check:
         assert out.returncode == 0, out.stderr
     return out
@@ -32,9 +33,10 @@ def dtf(*args: str, env: dict[str, str] | None = None, check: bool = True
 
 def test_a_stack_from_dtf_init_runs_a_task(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets"
-    made = dtf("init", "--out", str(secrets))
+    made = dtf("init", "--out", str(secrets), cwd=tmp_path)
     assert "nats-auth.conf" in made.stdout
-    assert dtf("init", "--out", str(secrets), check=False).returncode == 2  # not over it
+    again = dtf("init", "--out", str(secrets), cwd=tmp_path, check=False)
+    assert again.returncode == 2  # not over secrets made before
     conf = tmp_path / "node.conf"
     conf.write_text((ROOT / "nats.conf").read_text() + "\n"
                     + (secrets / "nats-auth.conf").read_text())
@@ -56,20 +58,22 @@ def test_a_stack_from_dtf_init_runs_a_task(tmp_path: Path) -> None:
               token=secrets / "credentials" / "control.jwt")
         agent("projector", "agent", "projector", "--db", str(tmp_path / "dtf.duckdb"),
               token=secrets / "credentials" / "projector.jwt")
-        eventually(lambda: dtf("status", *admin, check=False).returncode == 0, 60,
-                   "the control plane to answer the operator")
-        key = dtf("worker-key", "create", "w1", *admin).stdout.strip().splitlines()[-1]
+        eventually(lambda: dtf("status", *admin, cwd=tmp_path, check=False).returncode == 0,
+                   60, "the control plane to answer the operator")
+        made_key = dtf("worker-key", "create", "w1", *admin, cwd=tmp_path)
+        key = made_key.stdout.strip().splitlines()[-1]
         key_file = tmp_path / "worker.key"
         key_file.write_text(key)
         key_file.chmod(0o600)
         agent("worker", "worker", "--id", "w1", "--token-file", str(key_file), token=key_file)
-        sent = dtf("submit", *admin, "--json", "--", sys.executable, "-c", "print('hi')")
+        sent = dtf("submit", *admin, "--json", "--", sys.executable, "-c", "print('hi')",
+                   cwd=tmp_path)
         task_id = json.loads(sent.stdout)["id"]
-        assert dtf("wait", *admin, task_id).returncode == 0
+        assert dtf("wait", *admin, task_id, cwd=tmp_path).returncode == 0
         other = tmp_path / "other"
-        dtf("init", "--out", str(other))
+        dtf("init", "--out", str(other), cwd=tmp_path)
         refused = dtf("status", "--server", url, "--token-file", str(other / "admin.jwt"),
-                      check=False)
+                      cwd=tmp_path, check=False)
         assert refused.returncode != 0 and "refused" in refused.stderr, refused.stderr
     finally:
         for proc in procs:

@@ -4,6 +4,7 @@ by recovery when the server is back."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from agents.nats.server import NatsServer, free_port
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(90)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_worker_stops_on_sigterm_while_its_server_is_gone(tmp_path: Path) -> None:
@@ -24,11 +26,13 @@ def test_a_worker_stops_on_sigterm_while_its_server_is_gone(tmp_path: Path) -> N
     procs = []
     try:
         cmd = [sys.executable, "-m", "cli.main"]
+        # in the test's own directory: the worker keeps its signing key under ./.dtf
+        where = {"cwd": tmp_path, "env": {**os.environ, "PYTHONPATH": str(ROOT)}}
         procs.append(subprocess.Popen([*cmd, "agent", "control", "--insecure-dev", "--server",
-                                       server.url], stderr=subprocess.DEVNULL))
+                                       server.url], stderr=subprocess.DEVNULL, **where))
         with log.open("w") as out:
             worker = subprocess.Popen([*cmd, "worker", "--id", "w1", "--server", server.url],
-                                      stderr=out)
+                                      stderr=out, **where)
         procs.append(worker)
         eventually(lambda: "worker w1 ready" in log.read_text(), 30, "the worker to register")
         server.stop()
