@@ -146,6 +146,8 @@ class OrderedConsumer:
             if not reply.startswith(_ACK):
                 if headers is not None and headers.startswith(_STATUS) and not payload:
                     last = await answer_status(self._log.nc, reply, headers)
+                    if self._sink is not sink:  # replaced meanwhile: the rest is stale
+                        return
                     if last is not None and last != nxt - 1:  # it saw a delivery we missed
                         self._next_cseq = nxt
                         self._reopen()
