@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dtf_core.errors import InvalidInput
 from dtf_core.generate import FAMILIES, Family, Kind, Template, render
 from dtf_core.ids import validate_id
+
+if TYPE_CHECKING:
+    import duckdb
 
 DEFAULT = "templates.duckdb"
 SCHEMA = (
@@ -31,8 +35,8 @@ class TemplateStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def _connect(self, write: bool):  # type: ignore[no-untyped-def]
-        import duckdb
+    def _connect(self, write: bool) -> duckdb.DuckDBPyConnection | None:
+        import duckdb  # here: `dtf` starts without loading DuckDB
 
         if not write and not self.path.exists():
             return None
@@ -75,6 +79,7 @@ class TemplateStore:
         draft = Template(template_id, 0, family, hardware, kind, content)
         render(draft, {**SAMPLE, "model_family": family if family != "*" else "text"})
         con = self._connect(write=True)
+        assert con is not None
         try:
             con.begin()
             [(latest,)] = con.execute("SELECT coalesce(max(version), 0) FROM templates "
@@ -93,6 +98,7 @@ class TemplateStore:
         if not model or len(model) > 256:
             raise InvalidInput("a model name is 1 to 256 characters")
         con = self._connect(write=True)
+        assert con is not None
         try:
             con.execute("INSERT OR REPLACE INTO model_mapping VALUES (?, ?, to_timestamp(?))",
                         [model, family, time.time()])

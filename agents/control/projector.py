@@ -28,7 +28,7 @@ from agents.log.port import EventLog, Record
 from agents.nats.connect import MAX_PAYLOAD
 from dtf_core import subjects
 from dtf_core.errors import DTFError, InvalidInput
-from dtf_core.events.codec import UndecodableEvent, decode
+from dtf_core.events.codec import Event, UndecodableEvent, decode
 from dtf_core.replies import (
     Durations,
     FlakyTest,
@@ -105,13 +105,22 @@ def fold_records(writer: TableWriter, records: list[Record]) -> list[tuple[Recor
             failures.append((rec, str(exc)))
             writer.skip(rec.seq)
             continue
-        try:
-            writer.fold(rec.seq, event)
-        except Exception as exc:  # one bad event must not stop the projection
-            log.exception("cannot fold seq %d", rec.seq)
-            failures.append((rec, f"fold failed: {exc!r}"))
-            writer.skip(rec.seq)
+        why = fold_event(writer, rec.seq, event)
+        if why:
+            failures.append((rec, why))
     return failures
+
+
+def fold_event(writer: TableWriter, seq: int, event: Event) -> str | None:
+    """Fold one event; why not, when it failed (one bad event must not stop the
+    projection: its position is passed all the same)."""
+    try:
+        writer.fold(seq, event)
+    except Exception as exc:
+        log.exception("cannot fold seq %d", seq)
+        writer.skip(seq)
+        return f"fold failed: {exc!r}"
+    return None
 
 
 class ProjectorAgent:

@@ -14,11 +14,11 @@ from pathlib import Path
 import anyio
 
 from agents.control.duckdb_thread import DuckDBThread
-from agents.control.projector import fold_records
+from agents.control.projector import fold_event
 from agents.log.port import EventLog, Record
 from dtf_core import subjects
 from dtf_core.errors import InvalidInput
-from dtf_core.events.codec import Event
+from dtf_core.events.codec import Event, UndecodableEvent, decode
 from projections.board import Board
 from projections.reads import table_hash
 from projections.tables import TableWriter, write_batch
@@ -50,29 +50,27 @@ class Rebuild:
 
     async def feed(self, records: list[Record]) -> None:
         """Decode and fold records (those past ``until_seq`` are ignored)."""
-        todo = [r for r in records if r.seq <= self.until] if (
-            records and records[-1].seq > self.until) else records
-        for rec, why in fold_records(self.writer, todo):
-            log.warning("skipping seq %d: %s", rec.seq, why)
-        await self._counted(len(todo))
+        decoded: list[tuple[int, Event | None]] = []
+        for rec in records:
+            try:
+                decoded.append((rec.seq, decode(rec.subject, rec.data)))
+            except UndecodableEvent as exc:  # as the live projector, which dead-letters it
+                log.warning("skipping seq %d: %s", rec.seq, exc)
+                decoded.append((rec.seq, None))
+        await self.fold(decoded)
 
     async def fold(self, decoded: list[tuple[int, Event | None]]) -> None:
         """Records decoded by the caller, in order (None: not an event); those past
         ``until_seq`` are ignored."""
-        writer = self.writer
         n = 0
         for seq, event in decoded:
             if seq > self.until:
                 break
             n += 1
             if event is None:
-                writer.skip(seq)
-                continue
-            try:
-                writer.fold(seq, event)
-            except Exception:  # one bad event must not stop the rebuild, as in the projector
-                log.exception("cannot fold seq %d", seq)
-                writer.skip(seq)
+                self.writer.skip(seq)
+            else:
+                fold_event(self.writer, seq, event)
         await self._counted(n)
 
     async def _counted(self, n: int) -> None:

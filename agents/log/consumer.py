@@ -25,9 +25,9 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
-from agents.log.port import Record
+from agents.log.port import Record, parse_headers
 from agents.nats.parser import RawSink
-from agents.nats.raw_subs import raw_subscribe, status_headers, unsubscribe
+from agents.nats.raw_subs import raw_subscribe, unsubscribe
 from dtf_core import commands as cmds
 from dtf_core.replies import TailOpened
 from dtf_core.subjects import subject_matches
@@ -67,11 +67,11 @@ async def answer_status(nc: Client, reply: bytes, raw: bytes) -> int | None:
     consumer's heartbeat; the last consumer sequence a heartbeat says it delivered."""
     if reply:
         await nc.publish(reply.decode(), b"")
-    headers = status_headers(raw)
-    stalled = headers.get(b"Nats-Consumer-Stalled")
+    headers = parse_headers(raw)
+    stalled = headers.get("Nats-Consumer-Stalled")
     if stalled:
-        await nc.publish(stalled.decode(), b"")
-    last = headers.get(b"Nats-Last-Consumer")
+        await nc.publish(stalled, b"")
+    last = headers.get("Nats-Last-Consumer")
     return None if last is None else int(last)
 
 

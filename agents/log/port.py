@@ -42,15 +42,18 @@ class Record(msgspec.Struct, frozen=True, gc=False):
     @property
     def headers(self) -> dict[str, str] | None:
         """The headers, parsed when asked for (few readers want them)."""
-        if not self.raw_headers:
-            return None
-        out = {}
-        for line in self.raw_headers.split(b"\r\n")[1:]:  # after "NATS/1.0"
-            name, sep, value = line.partition(b":")
-            if sep:
-                out[name.strip().decode("ascii", "replace")] = value.strip().decode(
-                    "utf-8", "replace")
-        return out
+        return parse_headers(self.raw_headers) if self.raw_headers else None
+
+
+def parse_headers(raw: bytes) -> dict[str, str]:
+    """A NATS header block (after its "NATS/1.0 ..." line): ``Name: value`` per line."""
+    out = {}
+    for line in raw.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            out[name.strip().decode("ascii", "replace")] = value.strip().decode(
+                "utf-8", "replace")
+    return out
 
 
 class Appended(list[int]):

@@ -18,16 +18,6 @@ log = logging.getLogger(__name__)
 UNSUBSCRIBE_WAIT_S = 1.0  # closing never waits on NATS
 
 
-def status_headers(raw: bytes) -> dict[bytes, bytes]:
-    out = {}
-    for line in raw.split(b"\r\n")[1:]:
-        key, sep, value = line.partition(b":")
-        if sep:
-            out[key.strip()] = value.strip()
-    return out
-
-
-
 async def raw_subscribe(nc: Client, subject: str, sink: RawSink) -> Subscription:
     sinks: dict[int, RawSink] | None = getattr(nc._ps, "sinks", None)
     if sinks is None:  # a plain nats-py client: its messages, as raw tuples
