@@ -162,8 +162,12 @@ def _number(env: Mapping[str, str], name: str, default: N, kind: type[N]) -> N:
 
 
 def _data_dir(context: Mapping[str, str]) -> str:
-    """./.dtf where it exists (a stack started here), else the context's, else ./.dtf."""
-    if Path(".dtf").is_dir() or not context.get("data_dir"):
+    """./.dtf where a stack started here (its credential or its NATS store is there), else
+    the context's, else ./.dtf. A worker started here keeps only its signing key under
+    ./.dtf: that does not hide the stack the user's context names."""
+    here = Path(".dtf")
+    if (here / "admin.jwt").exists() or (here / "nats").is_dir() \
+            or not context.get("data_dir"):
         return ".dtf"
     return context["data_dir"]
 

@@ -49,3 +49,19 @@ def test_a_bad_settings_file_is_a_clear_error(tmp_path: Path, text: str, said: s
     (tmp_path / "dtf.toml").write_text(text)
     with pytest.raises(InvalidInput, match=said):
         load(env(tmp_path), directory=tmp_path)
+
+
+def test_a_worker_s_key_dir_here_does_not_hide_the_stack_of_the_context(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.host.settings import write_context
+
+    stack = tmp_path / "stack" / ".dtf"
+    stack.mkdir(parents=True)
+    here = tmp_path / "project"
+    (here / ".dtf" / "worker-keys").mkdir(parents=True)  # what `dtf worker` leaves here
+    monkeypatch.chdir(here)
+    ctx = {"DTF_CONTEXT": str(tmp_path / "context.json")}
+    write_context("nats://127.0.0.1:4333", stack, ctx)
+    assert load(ctx, directory=here).data_dir == str(stack.resolve())
+    (here / ".dtf" / "admin.jwt").write_text("x")  # a stack was started here: it wins
+    assert load(ctx, directory=here).data_dir == ".dtf"
