@@ -29,6 +29,24 @@ else:
     os.environ.setdefault(SUITE_MARK, uuid.uuid4().hex)  # before anything is started
 
 
+def _import_everything() -> None:
+    """Import every module of DTF now, before any test runs. pytest rewrites them as they
+    are imported (DTF's distribution carries a pytest plugin), and a rewrite's
+    ``ast.parse`` during which the garbage collector finalises a previous test's asyncio
+    transport can fail with CPython 3.11's "AST constructor recursion depth mismatch"
+    (gh-106905): a test's lazy import met it."""
+    import importlib
+    import pkgutil
+
+    for top in ("dtf_core", "projections", "agents", "cli"):
+        package = importlib.import_module(top)
+        for module in pkgutil.walk_packages(package.__path__, top + "."):
+            importlib.import_module(module.name)
+
+
+_import_everything()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def leaves_nothing_behind() -> Iterator[None]:
     """Every process a test starts dies with it, and tests write only under tmp_path: at
