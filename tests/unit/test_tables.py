@@ -326,3 +326,28 @@ def test_flaky_tests_both_passed_and_failed_since_a_time(
     ]
     assert flaky_tests(con, T0, 1) == [("t.py::c", 1, 2, ["w1", "w2"], T0 + 3)]
     assert flaky_tests(con, T0 + 2.5, 10) == []
+
+
+@pytest.mark.parametrize("split", [0, 5, 9])
+def test_rows_in_columns_are_the_rows_the_appender_writes(
+        monkeypatch: pytest.MonkeyPatch, split: int) -> None:
+    """Large batches go in as columns, small ones through the appender: the same values
+    either way, in every table, inserted and upserted (a second batch changes rows)."""
+    from projections import tables
+    from projections.schema import TABLES
+    from tests.unit.test_codec import EVENTS
+
+    events = numbered(story() + [e for e, _ in EVENTS])
+    seen = []
+    for columns_from in (10**9, 0):
+        monkeypatch.setattr(tables, "COLUMNS_FROM", columns_from)
+        c = duckdb.connect()
+        create_tables(c)
+        writer = TableWriter()
+        for batch in (events[:split], events[split:]):
+            apply(c, writer, batch)
+        seen.append((table_hash(c), {t.name: sorted(rows(c, f"SELECT * FROM {t.name}"),
+                                                     key=repr) for t in TABLES}))
+        c.close()
+    assert all(seen[0][1].values()), "every table has rows to compare"
+    assert seen[0] == seen[1]
