@@ -10,7 +10,6 @@ import itertools
 import json
 import logging
 import os
-import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from agents.proc.tree import kill_group_now, spawning
 from agents.worker.pytest.server import (
     BOOT,
     LOG_TAIL_BYTES,
@@ -52,7 +52,7 @@ class Spare:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", BOOT, str(SESSION_FILE), cwd="/",
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
-                env=env, start_new_session=True, limit=64 * 1024 * 1024,
+                env=env, limit=64 * 1024 * 1024, **spawning(die_with_parent=False).kwargs(),
                 **(user.spawn_options() if user is not None else {}))
         return cls(proc, log_path, env)
 
@@ -89,8 +89,7 @@ class Spare:
 
     def kill(self) -> None:
         if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            kill_group_now(self.proc.pid)
 
 
 def interpreter_vars(env: dict[str, str]) -> dict[str, str]:
