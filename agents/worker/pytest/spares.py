@@ -33,6 +33,7 @@ from agents.worker.runner import TaskUser
 log = logging.getLogger(__name__)
 LOCK_POLL_S = 0.05
 SPARE_DELAY_S = 10.0  # a used spare is replaced this long after
+FILESYSTEM_ROOT = Path(os.sep).resolve()  # where a spare waits: in no project's directory
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Spare:
                     user: TaskUser | None = None) -> Spare:
         with open(log_path, "ab") as err:  # noqa: ASYNC230 -- a local log file
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", BOOT, str(SESSION_FILE), cwd="/",
+                sys.executable, "-c", BOOT, str(SESSION_FILE), cwd=FILESYSTEM_ROOT,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
                 env=env, limit=64 * 1024 * 1024, **spawning(die_with_parent=False).kwargs(),
                 **(user.spawn_options() if user is not None else {}))
