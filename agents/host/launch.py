@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from agents.host.settings import credential as settings_credential
 from agents.log.jetstream import JetStreamLog
 from agents.nats.connect import connect, ensure_streams
 from agents.proc.signals import on_stop_signals
+from agents.proc.tree import lower_priority
 from dtf_core.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,9 @@ async def run_agent(
 
             # Analytics, not the critical path: on a host that also runs tests, the tests
             # and the control plane come first and the projection catches up after.
-            with contextlib.suppress(OSError):
-                os.nice(PROJECTOR_NICE)
-            agent = ProjectorAgent(nc, eventlog, db_path or f"{settings.data_dir}/dtf.duckdb")
+            lower_priority(PROJECTOR_NICE)
+            db = db_path or str(Path(settings.data_dir) / "dtf.duckdb")
+            agent = ProjectorAgent(nc, eventlog, db)
         else:
             raise ValueError(f"unknown agent {kind!r}")
         await run_until_signal(agent.run, nc)

@@ -156,3 +156,9 @@ def broken_pipe_signal(platform: Platform) -> str | None:
     """The signal whose default a client restores so that ``dtf tasks | head`` ends
     quietly: SIGPIPE, where it exists."""
     return None if platform == "win32" else "SIGPIPE"
+
+
+def priority_call(platform: Platform) -> Literal["nice", "priority_class"]:
+    """How a process lowers its own CPU priority: ``os.nice`` (POSIX), or a priority
+    class (Windows has no ``os.nice``: psutil's BELOW_NORMAL_PRIORITY_CLASS)."""
+    return "priority_class" if platform == "win32" else "nice"

@@ -35,6 +35,7 @@ from agents.proc.plan import (
     daemon_spawn_plan,
     kill_plan,
     platform_of,
+    priority_call,
     spawn_plan,
     watch_method,
 )
@@ -196,3 +197,14 @@ def kill_group_now(pgid: int, platform: Platform = PLATFORM) -> None:
         kill_group(pgid, getattr(signal, plan.hard))
     else:
         kill_process_tree(pgid)
+
+
+def lower_priority(nice: int, platform: Platform = PLATFORM) -> None:
+    """This process yields the CPU to others (``nice`` steps; Windows: below normal)."""
+    try:
+        if priority_call(platform) == "priority_class" or sys.platform == "win32":
+            psutil.Process().nice(getattr(psutil, "BELOW_NORMAL_PRIORITY_CLASS"))  # noqa: B009
+        else:
+            os.nice(nice)
+    except (OSError, psutil.Error) as exc:
+        log.info("cannot lower this process's priority: %r", exc)

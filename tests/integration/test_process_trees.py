@@ -163,3 +163,11 @@ def test_macos_a_chunk_watching_its_parent_dies_with_it(cleanup: list[int]) -> N
     sigkill(plain)
     eventually(lambda: gone(child), 10, "the watching child to die")
     assert not gone(control)
+
+
+def test_a_process_lowers_its_own_priority() -> None:
+    code = ("import os; from agents.proc.tree import lower_priority; before = os.nice(0); "
+            "lower_priority(7); print(os.nice(0) - before)")
+    out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    assert int(out) == 7 or (int(out) > 0 and os.nice(0) + 7 > 19)  # capped at 19

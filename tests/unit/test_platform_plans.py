@@ -19,6 +19,7 @@ from agents.proc.plan import (
     death_in_process,
     kill_plan,
     platform_of,
+    priority_call,
     spawn_plan,
     stop_child_signal,
     stop_signals,
@@ -102,6 +103,11 @@ def test_the_signals_a_daemon_stops_on() -> None:
     assert stop_signals("win32").via == "handler"  # Windows loops lack add_signal_handler
     assert broken_pipe_signal("linux") == broken_pipe_signal("darwin") == "SIGPIPE"
     assert broken_pipe_signal("win32") is None
+
+
+def test_how_the_projector_yields_the_cpu() -> None:
+    assert priority_call("linux") == priority_call("darwin") == "nice"
+    assert priority_call("win32") == "priority_class"  # no os.nice on Windows
 
 
 @pytest.mark.skipif(ctypes.sizeof(ctypes.c_void_p) != 8, reason="64-bit layout")
