@@ -102,8 +102,9 @@ def die_with_parent(death: str, method: str) -> None:
     ``pdeathsig`` (Linux) or from a watching thread (``watch``)."""
     if death == "pdeathsig":
         setter = pdeathsig_setter()
-        if setter is not None:
-            setter()
+        if setter is None:
+            raise OSError("prctl is not available")
+        setter()
     elif death == "watch":
         if sys.platform == "win32":
             raise OSError("no fork on Windows (plan.py)")

@@ -34,8 +34,8 @@ def on_stop_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[], Any]
 
 
 def stop_child(proc: asyncio.subprocess.Process, platform: Platform = PLATFORM) -> None:
-    """Ask a child to stop cleanly (SIGTERM; Windows: Ctrl-Break to its process group,
-    which it was started in with ``spawning(own_group=True)``)."""
+    """Ask a child to stop cleanly (SIGTERM; Windows: Ctrl-Break to the process group
+    of its own that ``spawning_daemon`` started it in)."""
     proc.send_signal(getattr(signal, stop_child_signal(platform)))
 
 

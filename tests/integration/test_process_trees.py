@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from agents.proc.plan import kill_plan
-from agents.proc.tree import Tree, spawning
+from agents.proc.tree import KEEPER_FILE, Tree, spawning
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(60)
@@ -152,6 +152,31 @@ def test_macos_the_keeper_kills_the_groups_of_a_sigkilled_parent(cleanup: list[i
     eventually(lambda: all(gone(p) for p in kept), 10, "the kept tree to be killed")
     eventually(lambda: gone(keeper), 10, "the keeper to exit")
     assert not any(gone(p) for p in released)
+
+
+def test_macos_the_keepers_watch_alone_kills_the_groups(cleanup: list[int]) -> None:
+    """Its parent gone while its stdin stays open (the watch fires, not the end of input):
+    the keeper kills what was registered and exits."""
+    spawn = spawning(die_with_parent=False)
+    proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, **spawn.kwargs())
+    cleanup.append(proc.pid)
+    assert proc.stdout is not None
+    child, grandchild = map(int, proc.stdout.readline().split())
+    cleanup.append(grandchild)
+    read, write = os.pipe()
+    try:
+        os.write(write, f"+{child}\n".encode())
+        # "parent" 1: not the keeper's parent (this test is), so it is gone from the start
+        keeper = subprocess.Popen([sys.executable, "-I", str(KEEPER_FILE), "1", "poll"],
+                                  stdin=read)
+        cleanup.append(keeper.pid)
+        assert keeper.wait(10) == 0
+        assert proc.wait(10) == -signal.SIGKILL
+        eventually(lambda: gone(grandchild), 10, "the grandchild to be killed")
+    finally:
+        os.close(read)
+        os.close(write)
 
 
 def test_macos_a_chunk_watching_its_parent_dies_with_it(cleanup: list[int]) -> None:
