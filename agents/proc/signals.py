@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from agents.proc.plan import (
     Platform,
+    StopSignals,
     broken_pipe_signal,
     platform_of,
     stop_child_signal,
@@ -22,9 +23,9 @@ PLATFORM = platform_of()
 
 
 def on_stop_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[], Any],
-                    platform: Platform = PLATFORM) -> None:
+                    plan: StopSignals | None = None) -> None:
     """Call ``callback`` in ``loop`` on SIGINT/SIGTERM (Windows: Ctrl-C, Ctrl-Break)."""
-    plan = stop_signals(platform)
+    plan = plan or stop_signals(PLATFORM)
     for name in plan.names:
         sig = getattr(signal, name)
         if plan.via == "loop":

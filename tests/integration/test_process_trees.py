@@ -196,3 +196,27 @@ def test_a_process_lowers_its_own_priority() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True,
                          text=True, timeout=30, check=True).stdout
     assert int(out) == 7 or (int(out) > 0 and os.nice(0) + 7 > 19)  # capped at 19
+
+
+@pytest.mark.parametrize("via", ["loop", "handler"])
+def test_a_stop_signal_reaches_the_loop(via: str) -> None:
+    """Both ways a daemon catches its stop signals: the loop's (POSIX) and a handler that
+    hands over to the loop (Windows', run here with SIGUSR1 for SIGBREAK)."""
+    code = textwrap.dedent(f"""
+        import asyncio, os, signal
+        from agents.proc.plan import StopSignals
+        from agents.proc.signals import on_stop_signals
+
+        async def main():
+            stopped = asyncio.Event()
+            on_stop_signals(asyncio.get_running_loop(), stopped.set,
+                            StopSignals(("SIGUSR1",), "{via}"))
+            os.kill(os.getpid(), signal.SIGUSR1)
+            await asyncio.wait_for(stopped.wait(), 10)
+            print("stopped")
+
+        asyncio.run(main())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True,
+                         text=True, timeout=30)
+    assert (out.returncode, out.stdout) == (0, "stopped\n"), out.stderr
