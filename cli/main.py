@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 
 from agents.host import settings as settings_mod
+from agents.proc.signals import default_broken_pipe
 from cli import client_cmds as cc
 from cli import hosting
 from cli.args import parser
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     argparser = parser()
     args = argparser.parse_args(raw)
     if args.cmd not in ("up", "worker", "agent"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `dtf tasks | head` ends quietly
+        default_broken_pipe()  # `dtf tasks | head` ends quietly
     try:
         return _run(args, after)
     except DTFError as exc:

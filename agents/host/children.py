@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.control.bootstrap import Credentials, keys_dir
+from agents.proc.signals import stop_child
+from agents.proc.tree import spawning_daemon
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 15.0
@@ -35,6 +36,7 @@ class Child:
         with open(self.log_path, "ab") as out:  # noqa: ASYNC230 (a short, local open)
             self.proc = await asyncio.create_subprocess_exec(
                 *self.argv, stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, env=env,
+                **spawning_daemon().kwargs(),
             )
         self.started_at = time.monotonic()
 
@@ -42,7 +44,7 @@ class Child:
         if self.proc is None or self.proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
+            stop_child(self.proc)
         try:
             await asyncio.wait_for(self.proc.wait(), timeout)
         except TimeoutError:

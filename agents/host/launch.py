@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,8 @@ from agents.host.settings import Settings, credential, tls_ca
 from agents.host.settings import credential as settings_credential
 from agents.log.jetstream import JetStreamLog
 from agents.nats.connect import connect, ensure_streams
+from agents.proc.signals import on_stop_signals
+from agents.proc.tree import lower_priority
 from dtf_core.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,8 @@ async def run_until_signal(main: Callable[[], Awaitable[Any]],
     """Run ``main``; SIGINT/SIGTERM cancel it so its cleanup runs. If the server closes one
     of ``conns`` for good (a revoked or refused credential), stop with a clear error so a
     supervisor can restart the process."""
-    loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(main())
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
+    on_stop_signals(asyncio.get_running_loop(), task.cancel)
     watchers = [asyncio.ensure_future(nc.gone.wait()) for nc in conns if hasattr(nc, "gone")]
     try:
         done, _ = await asyncio.wait({task, *watchers}, return_when=asyncio.FIRST_COMPLETED)
@@ -129,9 +127,9 @@ async def run_agent(
 
             # Analytics, not the critical path: on a host that also runs tests, the tests
             # and the control plane come first and the projection catches up after.
-            with contextlib.suppress(OSError):
-                os.nice(PROJECTOR_NICE)
-            agent = ProjectorAgent(nc, eventlog, db_path or f"{settings.data_dir}/dtf.duckdb")
+            lower_priority(PROJECTOR_NICE)
+            db = db_path or str(Path(settings.data_dir) / "dtf.duckdb")
+            agent = ProjectorAgent(nc, eventlog, db)
         else:
             raise ValueError(f"unknown agent {kind!r}")
         await run_until_signal(agent.run, nc)

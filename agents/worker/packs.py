@@ -19,7 +19,7 @@ import tarfile
 import tempfile
 import zlib
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import msgspec
 from nats.js.client import JetStreamContext
@@ -37,7 +37,8 @@ SKIP_DIRS = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache
 
 
 def _skipped(rel: str) -> bool:
-    return any(part in SKIP_DIRS for part in rel.split("/")[:-1])
+    """``rel``: a pack's path, POSIX-style on every OS (git's, or ``as_posix``)."""
+    return any(part in SKIP_DIRS for part in PurePosixPath(rel).parent.parts)
 
 
 MAX_PACK_BYTES = 512 * 1024 * 1024

@@ -4,18 +4,15 @@ the whole tree killed on timeout or cancel."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import logging
 import os
-import signal
 import socket
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agents.proc.tree import spawning
 from agents.worker.rss import PeakRss
 from dtf_core.errors import InvalidInput
 from dtf_core.spec import CommandConfig
@@ -76,24 +73,6 @@ class Outcome:
     max_rss_mb: float | None = None  # the peak RSS of its process tree
 
 
-PR_SET_PDEATHSIG = 1
-# resolved here, once: the child between fork and exec should not load libraries
-_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
-
-
-def _die_with_worker() -> None:  # pragma: no cover (runs in the child, before exec)
-    """Linux: the task's process gets SIGKILL when the worker dies (even by SIGKILL), so
-    a crashed worker leaves no attempt running that recovery has already given to another
-    worker. Its own children are the task's business; a clean stop kills the whole group."""
-    if _prctl is not None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
 async def _pump(stream: asyncio.StreamReader | None, name: str, sink: OutputSink) -> None:
     if stream is None:
         return
@@ -130,6 +109,11 @@ async def run_command(
     why = _cannot_start(cfg)
     if why:
         return Outcome("failed", None, why, started, 0.0, permanent=True)
+    # A tree of its own, killed whole; it dies with the worker (even by SIGKILL), so a
+    # crashed worker leaves no attempt running that recovery has given to another worker
+    # (Linux: the process itself, by PDEATHSIG; macOS: its group, by the keeper; Windows:
+    # its job).
+    spawn = spawning()
     try:
         proc = await asyncio.create_subprocess_exec(
             *cfg.argv,
@@ -139,16 +123,15 @@ async def run_command(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=_die_with_worker if _prctl is not None else None,
+            **spawn.kwargs(),
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         return Outcome("failed", None, f"cannot start {cfg.argv[0]!r}: {exc.strerror or exc}"
                        f"{_where(cfg)} (not retried)", started, time.monotonic() - t0,
                        permanent=True)
+    tree = spawn.adopt(proc.pid)
     if on_start is not None:
         on_start(proc.pid)
-    pgid = proc.pid
     memory = PeakRss(proc.pid)
     memory.start()
     pumps = asyncio.gather(_pump(proc.stdout, "stdout", sink), _pump(proc.stderr, "stderr", sink))
@@ -160,20 +143,24 @@ async def run_command(
                                      return_when=asyncio.FIRST_COMPLETED)
         if waiter not in done:
             kind = "cancelled" if cancelled in done else "timed_out"
-            _killpg(pgid, signal.SIGTERM if kind == "cancelled" else signal.SIGKILL)
+            if kind == "cancelled":
+                tree.stop()  # a cancel may clean up; a timeout may not
+            else:
+                tree.kill()
             try:
                 await asyncio.wait_for(asyncio.shield(waiter), KILL_GRACE_S)
             except TimeoutError:
-                _killpg(pgid, signal.SIGKILL)
+                tree.kill()
                 await waiter
     finally:
         cancelled.cancel()
         # the last sample before the tree is killed (the process itself has ended: its
         # high-water mark went with it, the samples before are what is known)
         peak = await memory.stop()
-        _killpg(pgid, signal.SIGKILL)  # nothing of the attempt outlives it
+        tree.kill()  # nothing of the attempt outlives it
         if not waiter.done():
             await waiter
+        tree.release()
         try:
             await asyncio.wait_for(pumps, KILL_GRACE_S)
         except (TimeoutError, OSError) as exc:  # a grandchild may hold the pipes open

@@ -3,8 +3,9 @@ host (or where that directory is gone), a working copy of the verified pack of i
 
 from __future__ import annotations
 
+import re
 import socket
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
 import msgspec
 from nats.js.client import JetStreamContext
@@ -40,20 +41,44 @@ async def session_spec(js: JetStreamContext, cache_dir: Path, cfg: TestConfig, *
             raise DTFError(f"the code is on {cfg.host or 'another host'} and was not "
                            "packed; run with --dtf-pack to send it to workers on other "
                            "hosts")
+        root = submitted_path(cfg.rootdir)
         try:
-            rel = invocation.relative_to(local)
+            rel = submitted_path(cfg.invocation_dir or cfg.rootdir).relative_to(root)
         except ValueError:
             raise DTFError(f"pytest ran in {invocation}, outside its root {local}: a "
                            "packed run starts inside its root") from None
         copy = await working_copy(js, cfg.code, cache_dir)
-        cwd = copy / rel
-        prefix = cfg.rootdir.rstrip("/") + "/"
-        args = tuple(str(copy / a[len(prefix):]) if a.startswith(prefix) else a
-                     for a in cfg.args)
+        cwd = copy.joinpath(*rel.parts)
+        args = args_in_copy(cfg.args, root, copy)
         env.pop("PYTHONPATH", None)  # paths on another host: the worker's own applies
     return SessionSpec(cwd=str(cwd), args=tuple(args), env=tuple(sorted(env.items())),
                        path0=cfg.path0, markup=cfg.markup, highlight=cfg.highlight,
                        width=cfg.width)
+
+
+_WINDOWS_PATH = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")  # C:\ or C:/, or \\server
+
+
+def submitted_path(path: str) -> PurePath:
+    """A path as its submitter's OS reads it (it may not be this worker's): Windows' for
+    a drive or UNC path, else POSIX's."""
+    return PureWindowsPath(path) if _WINDOWS_PATH.match(path) else PurePosixPath(path)
+
+
+def args_in_copy(args: tuple[str, ...], root: PurePath, copy: Path) -> tuple[str, ...]:
+    """pytest's arguments with the paths inside the submitter's root moved into the
+    working copy; the others (options, paths elsewhere) as given. A node id's part after
+    ``::`` is kept as written (a parameter may hold a slash)."""
+    out = []
+    for arg in args:
+        path, sep, node = arg.partition("::")
+        try:
+            rel = type(root)(path).relative_to(root)
+        except ValueError:
+            out.append(arg)
+            continue
+        out.append(str(copy.joinpath(*rel.parts)) + sep + node)
+    return tuple(out)
 
 
 def _on_this_host(host: str, path: Path, always_unpack: bool) -> bool:

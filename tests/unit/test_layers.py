@@ -1,5 +1,6 @@
 """The direction of imports: cli -> agents -> projections -> dtf_core, a pure core, and
-inside agents: auth <- nats <- log <- wire <- {control, worker, http} <- host."""
+inside agents: auth <- nats <- log <- wire <- {control, worker, http} <- host, and proc (the
+platform layer: processes and signals) <- {worker, host}."""
 
 from __future__ import annotations
 
@@ -19,13 +20,14 @@ ALLOWED = {
 # agents' sub-packages, each with what it may import besides itself (docs/architecture.md)
 AGENTS_BELOW = {
     "auth": set(),
+    "proc": set(),
     "nats": {"auth"},
     "log": {"auth", "nats"},
     "wire": {"auth", "nats", "log"},
     "control": {"auth", "nats", "log", "wire"},
-    "worker": {"auth", "nats", "log", "wire"},
+    "worker": {"auth", "nats", "log", "wire", "proc"},
     "http": {"auth", "nats", "log", "wire"},
-    "host": {"auth", "nats", "log", "wire", "control", "worker", "http"},
+    "host": {"auth", "nats", "log", "wire", "control", "worker", "http", "proc"},
 }
 
 

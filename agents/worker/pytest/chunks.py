@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,14 +24,34 @@ def _note(what: str, exc: BaseException) -> None:
         sys.__stderr__.write(f"dtf session: {what}: {exc!r}\n")
 
 
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _load_proc(name: str) -> Any:
+    """A module of agents/proc (standard library only), by path, as ``_dtf_proc_<name>``:
+    no DTF package enters sys.modules of the tests' process."""
+    import importlib.util
 
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError) as exc:
-            _note("cannot die with the worker", exc)
+    path = Path(__file__).resolve().parents[2] / "proc" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_dtf_proc_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+_plan = _load_proc("plan")  # what this platform needs
+_orphans = _load_proc("orphans")  # dying with the fork server
+
+
+def _die_with_parent() -> None:
+    """The chunk ends when the fork server dies, even by SIGKILL (Linux: PDEATHSIG;
+    macOS and the BSDs: a thread watching it)."""
+    import select
+
+    try:
+        _orphans.die_with_parent(_plan.death_in_process(_plan.platform_of()),
+                                 _plan.watch_method(hasattr(select, "kqueue")))
+    except (OSError, AttributeError, RuntimeError) as exc:
+        _note("cannot die with the worker", exc)
 
 
 class Chunks:

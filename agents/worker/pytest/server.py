@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from agents.proc.tree import kill_group_now
 from dtf_core.events.tests import TestCase
 
 log = logging.getLogger(__name__)
@@ -242,8 +243,7 @@ class Server:
             self.running -= 1
             self.used = time.monotonic()
             if not ended and pid:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)  # cancelled, timed out, or it died
+                kill_group_now(pid)  # cancelled, timed out, or it died
             if writer is not None:
                 writer.close()
 

@@ -10,7 +10,6 @@ import itertools
 import json
 import logging
 import os
-import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from agents.proc.tree import kill_group_now, spawning
 from agents.worker.pytest.server import (
     BOOT,
     LOG_TAIL_BYTES,
@@ -33,6 +33,7 @@ from agents.worker.runner import TaskUser
 log = logging.getLogger(__name__)
 LOCK_POLL_S = 0.05
 SPARE_DELAY_S = 10.0  # a used spare is replaced this long after
+FILESYSTEM_ROOT = Path(os.sep).resolve()  # where a spare waits: in no project's directory
 
 
 @dataclass
@@ -50,9 +51,9 @@ class Spare:
                     user: TaskUser | None = None) -> Spare:
         with open(log_path, "ab") as err:  # noqa: ASYNC230 -- a local log file
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", BOOT, str(SESSION_FILE), cwd="/",
+                sys.executable, "-c", BOOT, str(SESSION_FILE), cwd=FILESYSTEM_ROOT,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
-                env=env, start_new_session=True, limit=64 * 1024 * 1024,
+                env=env, limit=64 * 1024 * 1024, **spawning(die_with_parent=False).kwargs(),
                 **(user.spawn_options() if user is not None else {}))
         return cls(proc, log_path, env)
 
@@ -89,8 +90,7 @@ class Spare:
 
     def kill(self) -> None:
         if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            kill_group_now(self.proc.pid)
 
 
 def interpreter_vars(env: dict[str, str]) -> dict[str, str]:

@@ -1,0 +1,164 @@
+"""What each operating system needs to run a process tree: pure decisions, one function of
+the platform each, so that the Linux, macOS and Windows choices are unit-tested on any
+host. The effects that carry them out are in ``tree.py``, ``orphans.py`` and ``jobs.py``.
+
+Standard library only, and no DTF import: the fork server's chunks load it by path.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, TypedDict
+
+Platform = Literal["linux", "darwin", "win32", "posix"]
+# How a started process ends when the process that started it dies:
+#   pdeathsig: Linux's prctl(PR_SET_PDEATHSIG, SIGKILL), set in the child before exec;
+#   keeper: a small process of the parent's (orphans.py) watches it and kills the
+#           registered process groups when it is gone (no such call on macOS or BSD);
+#   watch: in a process that runs DTF's code (a chunk), a thread that watches the parent;
+#   job: Windows, a job object that kills its processes when its last handle closes;
+#   none: it outlives the parent.
+Death = Literal["pdeathsig", "keeper", "watch", "job", "none"]
+WatchMethod = Literal["kqueue", "poll"]
+
+CREATE_NEW_PROCESS_GROUP = 0x00000200  # Windows: Ctrl-Break reaches it alone
+POLL_S = 0.2  # how often a poll watcher looks at its parent
+
+
+def platform_of(name: str = sys.platform) -> Platform:
+    if name.startswith("linux"):
+        return "linux"
+    if name == "darwin":
+        return "darwin"
+    if name == "win32":
+        return "win32"
+    return "posix"  # the BSDs, Cygwin and others: POSIX calls, no prctl
+
+
+class PopenOptions(TypedDict, total=False):
+    """The keyword arguments of ``subprocess.Popen`` and ``create_subprocess_exec`` that
+    a plan sets."""
+
+    start_new_session: bool
+    creationflags: int
+    preexec_fn: Callable[[], None]
+
+
+@dataclass(frozen=True)
+class SpawnPlan:
+    """How to start a child: its own process group (POSIX session, Windows group) or not,
+    and how it dies with its parent."""
+
+    new_session: bool
+    creationflags: int
+    death: Death
+
+    def popen_kwargs(self) -> PopenOptions:
+        """What carries the plan out at the start, but for the child's ``preexec_fn``
+        (tree.py adds it for pdeathsig)."""
+        out: PopenOptions = {}
+        if self.new_session:
+            out["start_new_session"] = True
+        if self.creationflags:
+            out["creationflags"] = self.creationflags
+        return out
+
+
+def spawn_plan(platform: Platform, *, own_group: bool = True,
+               die_with_parent: bool = True) -> SpawnPlan:
+    """``own_group``: the child and what it starts can be signalled, and killed, together
+    and apart from the parent. ``die_with_parent``: killed when the parent dies, even by
+    SIGKILL (on Windows only together with ``own_group``: the job is the group)."""
+    windows = platform == "win32"
+    new_session = own_group and not windows
+    flags = CREATE_NEW_PROCESS_GROUP if own_group and windows else 0
+    death: Death = "none"
+    if die_with_parent:
+        if platform == "linux":
+            death = "pdeathsig"
+        elif windows:
+            death = "job" if own_group else "none"
+        else:
+            death = "keeper" if own_group else "none"
+    return SpawnPlan(new_session, flags, death)
+
+
+def daemon_spawn_plan(platform: Platform) -> SpawnPlan:
+    """A child of ``dtf up`` (an agent, a local worker), which ``dtf up`` stops with
+    ``stop_child_signal``. POSIX: in ``dtf up``'s process group, so a terminal's Ctrl-C
+    reaches them all at once. Windows: a group of its own, the only way Ctrl-Break reaches
+    one child (Ctrl-C in the console still reaches ``dtf up``, which stops them)."""
+    if platform == "win32":
+        return SpawnPlan(False, CREATE_NEW_PROCESS_GROUP, "none")
+    return SpawnPlan(False, 0, "none")
+
+
+def death_in_process(platform: Platform) -> Death:
+    """How a process running DTF's own code (a forked chunk) dies with its parent."""
+    if platform == "linux":
+        return "pdeathsig"
+    if platform == "win32":
+        return "none"  # no fork on Windows: there are no chunks to watch
+    return "watch"
+
+
+def watch_method(has_kqueue: bool) -> WatchMethod:
+    """kqueue's EVFILT_PROC/NOTE_EXIT (macOS, the BSDs) wakes the watcher when the parent
+    exits; elsewhere it polls ``os.getppid()`` (which changes when the parent is gone)."""
+    return "kqueue" if has_kqueue else "poll"
+
+
+@dataclass(frozen=True)
+class KillPlan:
+    """How to end a started tree: ``killpg`` sends ``gentle`` (a cancel) or ``hard`` to the
+    process group; ``job`` sends ``gentle`` to the process (Ctrl-Break to its group) and
+    terminates the job object for ``hard``. Signals are named: not every name exists on
+    every platform."""
+
+    how: Literal["killpg", "job"]
+    gentle: str
+    hard: str
+
+
+def kill_plan(platform: Platform) -> KillPlan:
+    if platform == "win32":
+        return KillPlan("job", "CTRL_BREAK_EVENT", "TerminateJobObject")
+    return KillPlan("killpg", "SIGTERM", "SIGKILL")
+
+
+@dataclass(frozen=True)
+class StopSignals:
+    """The signals that stop a daemon (``dtf up``, an agent, a worker), and how they are
+    caught: ``loop`` by the asyncio loop (POSIX), ``handler`` by ``signal.signal`` handing
+    over to the loop (Windows: its loops have no ``add_signal_handler``; Ctrl-C is SIGINT,
+    Ctrl-Break and a console's close are SIGBREAK)."""
+
+    names: tuple[str, ...]
+    via: Literal["loop", "handler"]
+
+
+def stop_signals(platform: Platform) -> StopSignals:
+    if platform == "win32":
+        return StopSignals(("SIGINT", "SIGBREAK"), "handler")
+    return StopSignals(("SIGINT", "SIGTERM"), "loop")
+
+
+def stop_child_signal(platform: Platform) -> str:
+    """What ``dtf up`` sends a child to stop it cleanly (the child then runs its cleanup):
+    SIGTERM, or on Windows Ctrl-Break to the child's own process group (SIGTERM there is
+    TerminateProcess, which runs nothing)."""
+    return "CTRL_BREAK_EVENT" if platform == "win32" else "SIGTERM"
+
+
+def broken_pipe_signal(platform: Platform) -> str | None:
+    """The signal whose default a client restores so that ``dtf tasks | head`` ends
+    quietly: SIGPIPE, where it exists."""
+    return None if platform == "win32" else "SIGPIPE"
+
+
+def priority_call(platform: Platform) -> Literal["nice", "priority_class"]:
+    """How a process lowers its own CPU priority: ``os.nice`` (POSIX), or a priority
+    class (Windows has no ``os.nice``: psutil's BELOW_NORMAL_PRIORITY_CLASS)."""
+    return "priority_class" if platform == "win32" else "nice"
