@@ -1,0 +1,149 @@
+"""Browser tasks on a real stack (a real nats-server, in-process agents) with Debian's
+headless Chromium: pages and modules that pass and fail, their console as output, a fresh
+context per task (storage not shared), the browser recycled after N tasks, and a browser
+killed mid-task: the attempt fails saying so, the retry runs on a new browser."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from agents.log.jetstream import JetStreamLog
+from agents.worker.agent import WorkerAgent
+from agents.worker.browser.cdp import find_chromium
+from dtf_core import subjects
+from dtf_core.events.task import TaskRequeued, TaskStarted
+from dtf_core.spec import TaskSpec, validate_spec
+from dtf_core.task import TERMINAL
+from tests.helpers import until
+from tests.integration.harness import Harness, stack
+
+pytestmark = pytest.mark.anyio
+if find_chromium() is None:
+    pytest.skip("no Chromium here (apt install chromium); browser tasks need one",
+                allow_module_level=True)
+
+PASS = "<script>console.log('hello from the page'); window.__dtf_result = {passed: true}" \
+       "</script>"
+FAIL = "<script>console.error('about to fail'); dtf.report({passed: false, " \
+       "details: 'expected 2, got 3'})</script>"
+SET = "<script>localStorage.setItem('seen', 'task one'); __dtf_result = {passed: true}</script>"
+READ = "<script>const v = localStorage.getItem('seen'); __dtf_result = " \
+       "{passed: v === null, details: 'saw ' + v}</script>"
+# Hangs until gate.txt is in its directory: the first attempt is killed, the retry passes.
+GATED = "<script>fetch('/gate.txt').then(r => { if (r.ok) __dtf_result = {passed: true} })" \
+        "</script>"
+MODULE = """export default async function () {
+  const adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
+  console.log('webgpu adapter:', adapter ? 'yes' : 'no');
+  if (!isSecureContext) throw new Error('not a secure context');
+  return {passed: true, details: {secure: isSecureContext}};
+}
+"""
+BROKEN_MODULE = "export default () => { throw new Error('the model gave NaN'); }\n"
+
+
+def browser_task(root: Path, *, retries: int = 0, timeout: float = 20, **config: str) -> TaskSpec:
+    return validate_spec(msgspec.convert({
+        "type": "browser", "config": {**config, "cwd": str(root)}, "timeout_seconds": timeout,
+        "retry_policy": {"max_retries": retries}}, TaskSpec))
+
+
+@pytest.fixture
+async def browser_stack(tmp_path: Path) -> AsyncIterator[tuple[Harness, WorkerAgent, Path]]:
+    site = tmp_path / "site"
+    site.mkdir()
+    for name, text in {"pass.html": PASS, "fail.html": FAIL, "set.html": SET,
+                       "read.html": READ, "gated.html": GATED, "mod.js": MODULE,
+                       "broken.js": BROKEN_MODULE}.items():
+        (site / name).write_text(text)
+    async with stack(tmp_path, workers=0) as h:
+        # real detection: the probe page must find a browser for the task to be placed
+        worker = await h.add_worker("w1", slots=2, browsers=True, browser_recycle=3,
+                                    cache_dir=tmp_path / "cache")
+        yield h, worker, site
+
+
+async def run(h: Harness, spec: TaskSpec) -> tuple[str, str, str]:
+    task_id = (await h.api.submit([spec])).ids[0]
+    row = await h.wait_status(task_id, TERMINAL, timeout=30)
+    return task_id, row.status, row.error
+
+
+async def output(h: Harness, task_id: str) -> str:
+    records = await JetStreamLog(h.nc, stream=subjects.LOGS_STREAM).read(
+        [subjects.log_filter(task_id)])
+    return b"".join(r.data for r in records).decode()
+
+
+async def browser_pids(h: Harness, task_id: str) -> list[int | None]:
+    return [e.pid for _, e in await h.events(task_id) if isinstance(e, TaskStarted)]
+
+
+async def test_pages_and_modules_pass_and_fail_in_fresh_contexts(
+        browser_stack: tuple[Harness, WorkerAgent, Path]) -> None:
+    h, worker, site = browser_stack
+    # a fresh context per task, in the same browser (asserted below): the second sees
+    # nothing of the first
+    wrote, status, _ = await run(h, browser_task(site, page="set.html"))
+    assert status == "succeeded"
+    read, status, error = await run(h, browser_task(site, page="read.html"))
+    assert (status, error) == ("succeeded", ""), error
+    assert "saw null" in await output(h, read)
+
+    passed, status, error = await run(h, browser_task(site, page="pass.html"))
+    assert (status, error) == ("succeeded", "")
+    assert "hello from the page" in await output(h, passed)
+
+    failed, status, error = await run(h, browser_task(site, page="fail.html"))
+    assert status == "failed"
+    assert error == "the page reported a failure: expected 2, got 3"
+    assert "about to fail" in await output(h, failed)
+
+    # served under an https origin: a secure context, modules import as on any site
+    module, status, error = await run(h, browser_task(site, module="mod.js"))
+    assert (status, error) == ("succeeded", ""), error
+    assert "webgpu adapter:" in await output(h, module)
+    _, status, error = await run(h, browser_task(site, module="broken.js"))
+    assert status == "failed"
+    assert "the model gave NaN" in error
+
+    _, status, error = await run(h, browser_task(site, page="absent.html"))
+    assert (status, "no file absent.html" in error) == ("failed", True), error
+
+    # recycled after 3 tasks: 3 per browser
+    pids = [p for t in (wrote, read, passed, failed, module) for p in await browser_pids(h, t)]
+    assert pids[0] == pids[1] == pids[2] != pids[3] == pids[4], pids
+    assert worker.browser.launched == 2  # a missing file fails before taking a context
+
+
+async def test_the_pool_recovers_from_a_killed_browser(
+        browser_stack: tuple[Harness, WorkerAgent, Path]) -> None:
+    h, worker, site = browser_stack
+    task_id = (await h.api.submit([browser_task(site, page="gated.html", retries=1)])).ids[0]
+
+    async def started() -> bool:
+        return bool(await browser_pids(h, task_id))
+
+    await until(started, 30, "the gated page to start")
+    pid = (await browser_pids(h, task_id))[0]
+    assert pid is not None and worker.browser.browser is not None
+    assert worker.browser.browser.pid == pid
+    (site / "gate.txt").write_text("open")  # the retry passes; this attempt never looks again
+    os.kill(pid, signal.SIGKILL)
+    row = await h.wait_status(task_id, TERMINAL, timeout=30)
+    assert (row.status, row.attempt) == ("succeeded", 2), row
+    requeued = [e for _, e in await h.events(task_id) if isinstance(e, TaskRequeued)]
+    assert len(requeued) == 1
+    assert f"the browser (Chromium pid {pid}) ended: killed by signal 9" in requeued[0].error
+    assert "the next task gets a new browser" in requeued[0].error
+    new_pid = (await browser_pids(h, task_id))[-1]
+    assert new_pid not in (None, pid)
+    _, status, _ = await run(h, browser_task(site, page="pass.html"))
+    assert status == "succeeded"
+    assert worker.browser.launched == 2
