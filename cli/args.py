@@ -14,9 +14,10 @@ import msgspec
 from agents.host import settings as settings_mod
 from cli import bench_cmd, generate_cmd, report_cmds, rerun_cmd, results_cmds
 from cli import client_cmds as cc
+from cli.browser_submit import add_browser_arguments, browser_spec
 from cli.workdirs import in_submitters_dir
 from dtf_core.errors import InvalidInput
-from dtf_core.spec import TaskSpec, command_spec, is_url, parse_specs, validate_spec
+from dtf_core.spec import TaskSpec, command_spec, parse_specs
 from dtf_core.task import Status
 
 
@@ -137,12 +138,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--secret-env", action="append", default=[], metavar="NAME",
                    help="pass NAME from your environment, sealed: the log holds it "
                         "encrypted, and only the worker running the task can open it")
-    s.add_argument("--browser", default=None, metavar="PAGE",
-                   help="a browser task: the test page PAGE (a path in the directory, or an "
-                        "http(s) URL) in a fresh context of a worker's headless Chromium")
-    s.add_argument("--browser-module", default=None, metavar="FILE",
-                   help="a browser task: the JavaScript module FILE; its default export is "
-                        "called (see docs/browser.md)")
+    add_browser_arguments(s)
     s.add_argument("--requires", action="append", default=[], metavar="HARDWARE")
     s.add_argument("--min-memory-gb", type=float, default=None)
     s.add_argument("--gpus", type=int, default=None,
@@ -253,7 +249,7 @@ def specs_from_args(args: argparse.Namespace, argv: list[str] | None) -> list[Ta
     if args.depends_on:
         fields["dependencies"] = args.depends_on
     if args.browser is not None or args.browser_module is not None:
-        return [browser_spec(args, argv, fields)]
+        return [browser_spec(args, argv, fields)]  # cli/browser_submit.py
     if argv is not None:
         if args.file is not None:
             raise InvalidInput("give either a task JSON file or a command after --, not both")
@@ -273,33 +269,6 @@ def specs_from_args(args: argparse.Namespace, argv: list[str] | None) -> list[Ta
         specs = [s if s.idempotency_key else msgspec.structs.replace(
             s, idempotency_key=f"{args.idempotency_key}/{i}") for i, s in enumerate(specs)]
     return specs
-
-
-def browser_spec(args: argparse.Namespace, argv: list[str] | None,
-                 fields: dict[str, Any]) -> TaskSpec:
-    """``--browser PAGE`` or ``--browser-module FILE``: a path is taken relative to the
-    directory (``--cwd``, else here), whose files the page may load."""
-    if argv is not None or args.file is not None:
-        raise InvalidInput("--browser and --browser-module take no task JSON or command")
-    if args.browser is not None and args.browser_module is not None:
-        raise InvalidInput("give --browser or --browser-module, not both")
-    if args.env or args.secret_env:
-        raise InvalidInput("a browser task takes no --env or --secret-env")
-    key, value = ("page", args.browser) if args.browser is not None else \
-        ("module", args.browser_module)
-    if not is_url(value) and Path(value).is_absolute():
-        base = Path(args.cwd or ".").resolve()
-        try:
-            value = str(Path(value).resolve().relative_to(base))
-        except ValueError:
-            raise InvalidInput(f"{value} is outside {base}: give a path inside the "
-                               "directory (or --cwd DIR)") from None
-    try:
-        spec = msgspec.convert({"type": "browser", "config": {key: value}, **fields},
-                               TaskSpec)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput(f"invalid task: {exc}") from None
-    return in_submitters_dir(validate_spec(spec), args.cwd)
 
 
 def secret_env(names: list[str]) -> dict[str, str]:

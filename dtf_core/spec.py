@@ -181,50 +181,6 @@ def _validate_benchmark(spec: TaskSpec) -> TaskSpec:
         spec, requirements=msgspec.structs.replace(spec.requirements, exclusive=True))
 
 
-class BrowserConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A test page (``page``: a path inside ``cwd``, or an http(s) URL) or a JavaScript
-    module (``module``: a path inside ``cwd``; its default export is called) run in a fresh
-    context of the worker's headless Chromium (agents/worker/browser). ``cwd``, ``host``
-    and ``code`` travel as a command's do: the files are served from the submitter's
-    directory on its host, else from a copy of its pack."""
-
-    page: Annotated[str, Meta(min_length=1, max_length=4096)] | None = None
-    module: RelPath | None = None
-    cwd: str | None = None
-    host: str = ""
-    code: Digest | None = None
-
-
-BROWSER = "browser"  # the hardware name of a worker with a headless Chromium
-
-
-def browser_config(spec: TaskSpec) -> BrowserConfig:
-    return msgspec.convert(spec.config, BrowserConfig)
-
-
-def is_url(page: str) -> bool:
-    return page.startswith(("http://", "https://"))
-
-
-def _validate_browser(spec: TaskSpec) -> TaskSpec:
-    try:
-        cfg = browser_config(spec)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput(f"invalid browser config: {exc} (in `$.config`)") from None
-    if (cfg.page is None) == (cfg.module is None):
-        raise InvalidInput("invalid browser config: give a `page` or a `module`, not both")
-    if any("\x00" in a for a in (cfg.page or "", cfg.module or "", cfg.cwd or "")):
-        raise InvalidInput("invalid browser config: a NUL byte in page, module or cwd")
-    if cfg.module is not None:
-        check_relative(cfg.module, "browser module")
-    elif cfg.page is not None and not is_url(cfg.page):
-        check_relative(cfg.page.split("?", 1)[0].split("#", 1)[0], "browser page")
-    if BROWSER in spec.requirements.hardware:
-        return spec
-    return msgspec.structs.replace(spec, requirements=msgspec.structs.replace(
-        spec.requirements, hardware=(*spec.requirements.hardware, BROWSER)))
-
-
 def command_config(spec: TaskSpec) -> CommandConfig:
     """The typed config of a command task (validated at submit, so this cannot fail later)."""
     return msgspec.convert(spec.config, CommandConfig)
@@ -267,7 +223,9 @@ def validate_spec(spec: TaskSpec) -> TaskSpec:
     if spec.type == "benchmark":
         spec = _validate_benchmark(spec)
     elif spec.type == "browser":
-        spec = _validate_browser(spec)
+        from dtf_core.browser_spec import validate_browser  # it builds on this module
+
+        spec = validate_browser(spec)
     elif spec.type == "test":
         _validate_test(spec)
     elif spec.type == "command":

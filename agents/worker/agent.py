@@ -81,13 +81,10 @@ class WorkerAgent:
         task_user: str | None = None,
         browsers: bool = True,
         always_unpack: bool = False,
-        browser_contexts: int = MAX_CONTEXTS,
-        browser_recycle: int = RECYCLE_AFTER,
+        browser_contexts: int = MAX_CONTEXTS, browser_recycle: int = RECYCLE_AFTER,
     ) -> None:
         """``browsers``: probe for a headless browser after registering. ``always_unpack``:
-        run every task in a copy of its pack, as a worker on another host would.
-        ``browser_contexts``: browser tasks at once in its Chromium, which is replaced after
-        ``browser_recycle`` tasks."""
+        run every task in a copy of its pack, as a worker on another host would."""
         self.nc = nc
         self.browsers = browsers
         self.api = ApiClient(nc, credential=credential)
@@ -103,8 +100,7 @@ class WorkerAgent:
         # Tasks as another account (--task-user): they cannot read the stack's credentials.
         user = TaskUser.lookup(task_user) if task_user else None
         self.pytest = SessionPool(cache_dir / "logs", self.worker_id, user=user)
-        self.browser = BrowserPool(cache_dir / "browser", max_contexts=browser_contexts,
-                                   recycle_after=browser_recycle, user=user)
+        self.browser = BrowserPool(cache_dir / "browser", browser_contexts, browser_recycle, user)
         self.reporter = Reporter(self.api, self.worker_id, self.signing_key, nc,
                                  on_refused=self._stop_refused)
         self.attempts = AttemptRunner(

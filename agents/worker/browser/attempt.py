@@ -14,8 +14,9 @@ from agents.worker.browser.page import PageRun, Verdict
 from agents.worker.leases import Attempt
 from agents.worker.workdir import command_dir
 from dtf_core import subjects
+from dtf_core.browser_spec import BrowserConfig, browser_config, is_url
 from dtf_core.errors import DTFError
-from dtf_core.spec import BrowserConfig, CommandConfig, browser_config, is_url
+from dtf_core.spec import CommandConfig
 
 if TYPE_CHECKING:
     from agents.worker.attempts import AttemptRunner

@@ -72,30 +72,6 @@ class Chromium:
         self._reader = asyncio.create_task(self._read())
         self._errors = asyncio.create_task(self._drain_stderr())
 
-    @classmethod
-    async def launch(cls, binary: str, root: Path, user: TaskUser | None = None) -> Chromium:
-        """Started with a profile of its own under ``root``, as ``user`` when given, in its
-        own process group, with the worker's environment less DTF's settings."""
-        profile = await asyncio.to_thread(_profile_dir, root, user)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                "/bin/sh", "-c", SHIM, "sh", binary, *FLAGS, f"--user-data-dir={profile}",
-                "about:blank", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=MAX_MESSAGE,
-                env=task_env(None, user), **(user.spawn_options() if user else {}),
-                preexec_fn=_die_with_worker if _prctl is not None else None)
-        except OSError as exc:
-            shutil.rmtree(profile, ignore_errors=True)
-            raise BrowserGone(f"cannot start {binary}: {exc}") from None
-        browser = cls(proc, profile)
-        try:
-            await browser.call("Browser.getVersion")
-        except BrowserGone:
-            await browser.close()
-            raise
-        log.info("browser started: %s (pid %d)", binary, proc.pid)
-        return browser
-
     @property
     def alive(self) -> bool:
         return not self.gone.is_set()
@@ -210,3 +186,27 @@ class Chromium:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         await asyncio.to_thread(shutil.rmtree, self.profile, True)
+
+
+async def launch(binary: str, root: Path, user: TaskUser | None = None) -> Chromium:
+    """Started with a profile of its own under ``root``, as ``user`` when given, in its
+    own process group, with the worker's environment less DTF's settings."""
+    profile = await asyncio.to_thread(_profile_dir, root, user)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", SHIM, "sh", binary, *FLAGS, f"--user-data-dir={profile}",
+            "about:blank", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=MAX_MESSAGE,
+            env=task_env(None, user), **(user.spawn_options() if user else {}),
+            preexec_fn=_die_with_worker if _prctl is not None else None)
+    except OSError as exc:
+        shutil.rmtree(profile, ignore_errors=True)
+        raise BrowserGone(f"cannot start {binary}: {exc}") from None
+    browser = Chromium(proc, profile)
+    try:
+        await browser.call("Browser.getVersion")
+    except DTFError:  # it exited, or never answered
+        await browser.close()
+        raise
+    log.info("browser started: %s (pid %d)", binary, proc.pid)
+    return browser

@@ -16,8 +16,8 @@ from typing import Any
 from agents.worker.browser import serve
 from agents.worker.browser.cdp import BrowserGone, Event
 from agents.worker.browser.pool import Context
+from dtf_core.browser_spec import BrowserConfig
 from dtf_core.errors import DTFError
-from dtf_core.spec import BrowserConfig
 
 OutputSink = Callable[[str, bytes], Awaitable[None]]
 BINDING = "__dtfReport"

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.worker.browser.cdp import BrowserGone, Chromium, find_chromium
+from agents.worker.browser.cdp import BrowserGone, Chromium, find_chromium, launch
 from agents.worker.runner import TaskUser
 from dtf_core.errors import DTFError
 
@@ -34,9 +34,9 @@ class Context:
 
 
 class BrowserPool:
-    def __init__(self, root: Path, *, max_contexts: int = MAX_CONTEXTS,
-                 recycle_after: int = RECYCLE_AFTER, binary: str | None = None,
-                 user: TaskUser | None = None) -> None:
+    def __init__(self, root: Path, max_contexts: int = MAX_CONTEXTS,
+                 recycle_after: int = RECYCLE_AFTER, user: TaskUser | None = None, *,
+                 binary: str | None = None) -> None:
         """``user``: the account the browser runs as (``--task-user``), as tasks do."""
         if max_contexts < 1 or recycle_after < 1:
             raise ValueError("max_contexts and recycle_after must be at least 1")
@@ -85,7 +85,7 @@ class BrowserPool:
                 if binary is None:
                     raise DTFError("no Chromium on this worker (chromium, chromium-browser, "
                                    "google-chrome): it cannot run browser tasks")
-                self.browser = await Chromium.launch(binary, self.root, self.user)
+                self.browser = await launch(binary, self.root, self.user)
                 self.launched += 1
                 self._uses = 0
             self._uses += 1

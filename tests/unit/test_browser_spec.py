@@ -1,0 +1,69 @@
+"""Browser tasks: the config is checked at submit, `dtf submit --browser` builds it, and the
+worker serves only files inside the task's directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents.worker.browser import serve
+from cli.args import parser, specs_from_args
+from dtf_core.errors import InvalidInput
+from dtf_core.spec import parse_specs
+
+
+def test_a_browser_task_requires_a_browser_worker() -> None:
+    spec, = parse_specs(b'{"type": "browser", "config": {"page": "t/page.html"}, '
+                        b'"requirements": {"hardware": ["webgpu"]}}')
+    assert spec.requirements.hardware == ("webgpu", "browser")
+
+
+@pytest.mark.parametrize(("config", "match"), [
+    ('{}', "a `page` or a `module`"),
+    ('{"page": "a.html", "module": "m.js"}', "not both"),
+    ('{"page": "../a.html"}', "relative path inside"),
+    ('{"page": "/etc/passwd"}', "relative path inside"),
+    ('{"module": "https://cdn.example/m.js"}', "not a URL"),
+    ('{"page": "a.html", "argv": ["x"]}', "unknown field"),
+])
+def test_bad_browser_configs_are_refused(config: str, match: str) -> None:
+    with pytest.raises(InvalidInput, match=match):
+        parse_specs(f'{{"type": "browser", "config": {config}}}'.encode())
+
+
+def test_dtf_submit_browser(tmp_path: Path) -> None:
+    (tmp_path / "page.html").write_text("<p>")
+
+    def specs(*flags: str) -> list:  # type: ignore[type-arg]
+        return specs_from_args(parser().parse_args(["submit", *flags]), None)
+
+    spec, = specs("--browser", str(tmp_path / "page.html"), "--cwd", str(tmp_path),
+                  "--timeout", "30", "--retries", "1")
+    assert (spec.type, spec.config, spec.timeout_seconds, spec.retry_policy.max_retries) == (
+        "browser", {"page": "page.html", "cwd": str(tmp_path)}, 30.0, 1)
+    spec, = specs("--browser-module", "m.js", "--cwd", str(tmp_path))
+    assert spec.config["module"] == "m.js"
+    assert specs("--browser", "https://example.org/t.html")[0].config["page"] == \
+        "https://example.org/t.html"
+    with pytest.raises(InvalidInput, match="outside"):
+        specs("--browser", "/etc/hosts", "--cwd", str(tmp_path))
+    with pytest.raises(InvalidInput, match="not both"):
+        specs("--browser", "a.html", "--browser-module", "m.js")
+
+
+def test_only_files_inside_the_task_directory_are_served(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "m.js").write_text("export default 1")
+    (tmp_path / "secret.txt").write_text("no")
+    (root / "link").symlink_to(tmp_path / "secret.txt")
+    assert serve.local_file(root, f"{serve.ORIGIN}/sub/m.js") == root / "sub" / "m.js"
+    for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/link", "/sub", "/absent.js", "/"):
+        assert serve.local_file(root, serve.ORIGIN + path) is None, path
+    reply = serve.response(root, f"{serve.ORIGIN}/sub/m.js", None)
+    assert reply["responseCode"] == 200
+    assert {"name": "Content-Type", "value": "text/javascript"} in reply["responseHeaders"]
+    assert serve.response(root, f"{serve.ORIGIN}/absent.js", None)["responseCode"] == 404
+    assert serve.entry_url("a b.html?x=1#y", None) == f"{serve.ORIGIN}/a%20b.html?x=1#y"
+    assert serve.entry_url(None, "m.js") == serve.ORIGIN + serve.MODULE_PAGE
