@@ -60,7 +60,7 @@ async def browser_stack(tmp_path: Path) -> AsyncIterator[tuple[Harness, WorkerAg
     site.mkdir()
     for name, text in {"pass.html": PASS, "fail.html": FAIL, "set.html": SET,
                        "read.html": READ, "gated.html": GATED, "mod.js": MODULE,
-                       "broken.js": BROKEN_MODULE}.items():
+                       "broken.js": BROKEN_MODULE, "never.html": "<p>no result"}.items():
         (site / name).write_text(text)
     async with stack(tmp_path, workers=0) as h:
         # real detection: the probe page must find a browser for the task to be placed
@@ -122,6 +122,27 @@ async def test_pages_and_modules_pass_and_fail_in_fresh_contexts(
     assert worker.browser.launched == 2  # a missing file fails before taking a context
 
 
+async def test_detection_says_why_webgpu_is_absent(
+        browser_stack: tuple[Harness, WorkerAgent, Path]) -> None:
+    """Through a real page: "browser" where Chromium runs; "webgpu" only for a GPU adapter,
+    else the reason (no GPU here: a software fallback such as SwiftShader, or none)."""
+    h, _, _ = browser_stack
+
+    async def probed() -> bool:
+        return "browser" in (await h.api.workers())[0].capabilities.hardware
+
+    await until(probed, 30, "the browser probe")
+    caps = (await h.api.workers())[0].capabilities
+    said = [n for n in caps.notes if n.startswith("WebGPU: ")]
+    assert len(said) == 1, caps.notes
+    if "webgpu" in caps.hardware:
+        assert said[0].startswith("WebGPU: adapter: "), said
+    else:
+        assert any(why in said[0] for why in (
+            "only a fallback (software) adapter", "returned null", "navigator.gpu is absent",
+            "requestAdapter() failed")), said
+
+
 async def test_the_pool_recovers_from_a_killed_browser(
         browser_stack: tuple[Harness, WorkerAgent, Path]) -> None:
     h, worker, site = browser_stack
@@ -146,4 +167,8 @@ async def test_the_pool_recovers_from_a_killed_browser(
     assert new_pid not in (None, pid)
     _, status, _ = await run(h, browser_task(site, page="pass.html"))
     assert status == "succeeded"
+    # a page that never reports ends at its timeout, and its context goes with it
+    _, status, error = await run(h, browser_task(site, page="never.html", timeout=1))
+    assert (status, error) == ("timed_out", "the page reported no result within 1s (set "
+                               "window.__dtf_result = {passed, details})")
     assert worker.browser.launched == 2
