@@ -120,6 +120,8 @@ async def test_pages_and_modules_pass_and_fail_in_fresh_contexts(
     pids = [p for t in (wrote, read, passed, failed, module) for p in await browser_pids(h, t)]
     assert pids[0] == pids[1] == pids[2] != pids[3] == pids[4], pids
     assert worker.browser.launched == 2  # a missing file fails before taking a context
+    # a spare context opened while the task before ran, but not for a browser's last task
+    assert worker.browser.warm == 4
 
 
 async def test_detection_says_why_webgpu_is_absent(

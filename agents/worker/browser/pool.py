@@ -47,6 +47,8 @@ class BrowserPool:
         self.recycle_after = recycle_after
         self.browser: Chromium | None = None
         self.launched = 0  # browsers started by this pool
+        self.warm = 0  # tasks given a spare context, opened while the task before ran
+        self._spare: asyncio.Future[Context] | None = None
         self._uses = 0  # tasks given to the current browser
         self._users: dict[Chromium, int] = {}
         self._retired: set[Chromium] = set()
@@ -60,15 +62,41 @@ class BrowserPool:
         async with self._slots:
             browser = await self._take()
             try:
-                ctx = await _open(browser)
+                ctx = await self._fresh(browser)
+                self._open_spare(browser)
                 try:
                     yield ctx
                 finally:
-                    with contextlib.suppress(DTFError):  # gone with its browser
-                        await browser.call("Target.disposeBrowserContext",
-                                           {"browserContextId": ctx.context_id})
+                    await _dispose(ctx)
             finally:
                 await self._give_back(browser)
+
+    async def _fresh(self, browser: Chromium) -> Context:
+        """The spare context opened while the last task ran (never used: as fresh as a
+        new one), else a new one."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            with contextlib.suppress(DTFError, asyncio.CancelledError):
+                ctx = await spare
+                if ctx.browser is browser:
+                    self.warm += 1
+                    return ctx
+                await _dispose(ctx)
+        return await _open(browser)
+
+    def _open_spare(self, browser: Chromium) -> None:
+        """The next task's context, opened now, unless the next task gets a new browser."""
+        if self._spare is None and browser.alive and self._uses < self.recycle_after \
+                and not self._closed:
+            self._spare = asyncio.ensure_future(_open(browser))
+
+    async def _drop_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return
+        spare.cancel()
+        with contextlib.suppress(DTFError, asyncio.CancelledError):
+            await _dispose(await spare)
 
     async def _take(self) -> Chromium:
         async with self._lock:
@@ -79,6 +107,7 @@ class BrowserPool:
                 why = "died" if not current.alive else f"served {self._uses} tasks"
                 log.info("replacing the browser (pid %d): it %s", current.pid, why)
                 self.browser = None
+                await self._drop_spare()
                 await self._retire(current)
             if self.browser is None:
                 binary = self.binary or find_chromium()
@@ -113,12 +142,19 @@ class BrowserPool:
     async def close(self) -> None:
         async with self._lock:
             self._closed = True
+            await self._drop_spare()
             browsers = {*self._users, *self._retired}
             if self.browser is not None:
                 browsers.add(self.browser)
             self.browser = None
         for browser in browsers:
             await browser.close()
+
+
+async def _dispose(ctx: Context) -> None:
+    with contextlib.suppress(DTFError):  # gone with its browser
+        await ctx.browser.call("Target.disposeBrowserContext",
+                               {"browserContextId": ctx.context_id})
 
 
 async def _open(browser: Chromium) -> Context:
