@@ -11,16 +11,21 @@ from msgspec import Meta, Struct
 from dtf_core.errors import InvalidInput
 from dtf_core.spec import Digest, RelPath, TaskSpec, check_relative
 
+ParamName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
 
 class BrowserConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A test page (``page``: a path inside ``cwd``, or an http(s) URL) or a JavaScript
     module (``module``: a path inside ``cwd``; its default export is called) run in a fresh
     context of the worker's headless Chromium (agents/worker/browser). ``cwd``, ``host``
     and ``code`` travel as a command's do: the files are served from the submitter's
-    directory on its host, else from a copy of its pack."""
+    directory on its host, else from a copy of its pack. ``params`` join the page's URL
+    query (a module's default export is called with them, as an object)."""
 
     page: Annotated[str, Meta(min_length=1, max_length=4096)] | None = None
     module: RelPath | None = None
+    params: Annotated[dict[ParamName, Annotated[str, Meta(max_length=4096)]],
+                      Meta(max_length=64)] = {}
     cwd: str | None = None
     host: str = ""
     code: Digest | None = None

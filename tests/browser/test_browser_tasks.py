@@ -17,6 +17,7 @@ from agents.log.jetstream import JetStreamLog
 from agents.worker.agent import WorkerAgent
 from agents.worker.browser.cdp import find_chromium
 from dtf_core import subjects
+from dtf_core.browser_shards import shard_run
 from dtf_core.events.task import TaskRequeued, TaskStarted
 from dtf_core.spec import TaskSpec, validate_spec
 from dtf_core.task import TERMINAL
@@ -46,6 +47,10 @@ MODULE = """export default async function () {
 }
 """
 BROKEN_MODULE = "export default () => { throw new Error('the model gave NaN'); }\n"
+SHARD = "export default (p) => { console.log(`shard ${p.shard} of ${p.shards}`); " \
+        "return {passed: p.shards === '3', details: p.shard}; }\n"
+MERGE = "export default (p) => { const ids = p.tasks.split(','); console.log('merging', ids); " \
+        "if (ids.length !== Number(p.shards)) throw new Error('wrong shards'); }\n"
 
 
 def browser_task(root: Path, *, retries: int = 0, timeout: float = 20, **config: str) -> TaskSpec:
@@ -60,7 +65,8 @@ async def browser_stack(tmp_path: Path) -> AsyncIterator[tuple[Harness, WorkerAg
     site.mkdir()
     for name, text in {"pass.html": PASS, "fail.html": FAIL, "set.html": SET,
                        "read.html": READ, "gated.html": GATED, "mod.js": MODULE,
-                       "broken.js": BROKEN_MODULE, "never.html": "<p>no result"}.items():
+                       "broken.js": BROKEN_MODULE, "never.html": "<p>no result",
+                       "shard.js": SHARD, "merge.js": MERGE}.items():
         (site / name).write_text(text)
     async with stack(tmp_path, workers=0) as h:
         # real detection: the probe page must find a browser for the task to be placed
@@ -174,3 +180,22 @@ async def test_the_pool_recovers_from_a_killed_browser(
     assert (status, error) == ("timed_out", "the page reported no result within 1s (set "
                                "window.__dtf_result = {passed, details})")
     assert worker.browser.launched == 2
+
+
+async def test_a_sharded_run_merges_after_every_shard(
+        browser_stack: tuple[Harness, WorkerAgent, Path]) -> None:
+    h, _, site = browser_stack
+    specs = shard_run(browser_task(site, module="shard.js"), 3, "bs-test",
+                      browser_task(site, module="merge.js"))
+    res = await h.api.submit(specs, run_id="r-shards")
+    rows = {}
+    for task_id in res.ids:
+        rows[task_id] = await h.wait_status(task_id, TERMINAL, timeout=30)
+    assert {r.status for r in rows.values()} == {"succeeded"}, rows
+    assert {r.run_id for r in rows.values()} == {"r-shards"}
+    merge = rows.pop("bs-test-merge")
+    assert merge.started_at is not None
+    assert all(r.finished_at is not None and r.finished_at <= merge.started_at
+               for r in rows.values()), (rows, merge)
+    assert "shard 2 of 3" in await output(h, "bs-test-2")
+    assert "merging [bs-test-0, bs-test-1, bs-test-2]" in await output(h, "bs-test-merge")

@@ -9,8 +9,9 @@ import pytest
 
 from agents.worker.browser import serve
 from cli.args import parser, specs_from_args
+from dtf_core.browser_shards import shard_run
 from dtf_core.errors import InvalidInput
-from dtf_core.spec import parse_specs
+from dtf_core.spec import TaskSpec, parse_specs
 
 
 def test_a_browser_task_requires_a_browser_worker() -> None:
@@ -67,3 +68,42 @@ def test_only_files_inside_the_task_directory_are_served(tmp_path: Path) -> None
     assert serve.response(root, f"{serve.ORIGIN}/absent.js", None)["responseCode"] == 404
     assert serve.entry_url("a b.html?x=1#y", None) == f"{serve.ORIGIN}/a%20b.html?x=1#y"
     assert serve.entry_url(None, "m.js") == serve.ORIGIN + serve.MODULE_PAGE
+
+
+def test_params_join_the_query() -> None:
+    assert serve.entry_url("t.html?a=1#h", None, {"shard": "2", "x": "a b"}) == \
+        f"{serve.ORIGIN}/t.html?a=1&shard=2&x=a+b#h"
+    assert serve.entry_url(None, "m.js", {"shard": "0"}) == \
+        f"{serve.ORIGIN}{serve.MODULE_PAGE}?shard=0"
+    with pytest.raises(InvalidInput, match="params"):
+        parse_specs(b'{"type": "browser", "config": {"page": "a.html", "params": {"a b": "1"}}}')
+
+
+def test_a_sharded_run_is_n_browser_tasks_and_a_merge_depending_on_them() -> None:
+    shard, merge = parse_specs(b'[{"type": "browser", "config": {"module": "s.js", '
+                               b'"params": {"model": "tiny"}}, "retry_policy": {"max_retries": 1}},'
+                               b'{"type": "browser", "config": {"module": "merge.js"}}]')
+    specs = shard_run(shard, 3, "bs-1", merge)
+    assert [s.id for s in specs] == ["bs-1-0", "bs-1-1", "bs-1-2", "bs-1-merge"]
+    assert [s.config["params"] for s in specs[:3]] == [
+        {"model": "tiny", "shard": str(i), "shards": "3"} for i in range(3)]
+    assert all(s.retry_policy.max_retries == 1 for s in specs[:3])
+    assert specs[3].dependencies == ("bs-1-0", "bs-1-1", "bs-1-2")
+    assert specs[3].config["params"] == {"shards": "3", "tasks": "bs-1-0,bs-1-1,bs-1-2"}
+    assert len(shard_run(shard, 2, "bs-2")) == 2  # no merge
+    with pytest.raises(InvalidInput, match="between 1 and"):
+        shard_run(shard, 0, "bs-3")
+    with pytest.raises(InvalidInput, match="only browser"):
+        shard_run(TaskSpec(type="noop"), 2, "bs-4")
+
+
+def test_dtf_submit_shards(tmp_path: Path) -> None:
+    args = parser().parse_args(["submit", "--browser-module", "s.js", "--shards", "2",
+                                "--merge-page", "merge.html", "--cwd", str(tmp_path)])
+    specs = specs_from_args(args, None)
+    assert [s.config.get("module") or s.config.get("page") for s in specs] == [
+        "s.js", "s.js", "merge.html"]
+    assert specs[2].dependencies == (specs[0].id, specs[1].id)
+    with pytest.raises(InvalidInput, match="go with --shards"):
+        specs_from_args(parser().parse_args(["submit", "--browser", "a.html",
+                                             "--merge-page", "m.html"]), None)

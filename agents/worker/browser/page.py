@@ -33,9 +33,18 @@ class Verdict:
 
 
 def _text(obj: dict[str, Any]) -> str:
+    """A console argument as text: its value, the preview of an object or array (as
+    DevTools shows it), else its description."""
     if "value" in obj:
         value = obj["value"]
         return value if isinstance(value, str) else json.dumps(value)
+    preview = obj.get("preview") or {}
+    if obj.get("type") == "object" and isinstance(preview.get("properties"), list):
+        array = preview.get("subtype") == "array"
+        items = [str(p.get("value", "")) if array else f"{p.get('name')}: {p.get('value', '')}"
+                 for p in preview["properties"]]
+        inner = ", ".join(items) + (", …" if preview.get("overflow") else "")
+        return f"[{inner}]" if array else f"{{{inner}}}"
     return str(obj.get("unserializableValue") or obj.get("description") or obj.get("type", ""))
 
 
@@ -92,7 +101,7 @@ class PageRun:
         await self.call("Runtime.addBinding", {"name": BINDING})
         await self.call("Page.addScriptToEvaluateOnNewDocument", {"source": serve.CONTRACT_JS})
         await self.call("Fetch.enable", {"patterns": [{"urlPattern": serve.ORIGIN + "/*"}]})
-        url = serve.entry_url(self.cfg.page, self.cfg.module)
+        url = serve.entry_url(self.cfg.page, self.cfg.module, self.cfg.params)
         navigate = asyncio.ensure_future(self.call("Page.navigate", {"url": url}))
         stop = asyncio.ensure_future(cancel.wait())
         try:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 ORIGIN = "https://dtf.task"
 MODULE_PAGE = "/__dtf__/module.html"
@@ -36,15 +37,17 @@ CONTRACT_JS = """(() => {
 
 
 def module_page(module: str) -> bytes:
-    """The page that runs a module: its default export (a function, maybe async) is called;
-    returning passes (an object with ``passed`` is the result as given), throwing fails."""
+    """The page that runs a module: its default export (a function, maybe async) is called
+    with the task's params; returning passes (an object with ``passed`` is the result as
+    given), throwing fails."""
     src = json.dumps("/" + quote(module))
     return f"""<!doctype html><meta charset="utf-8"><title>dtf module</title>
 <script type="module">
 try {{
   const m = await import({src});
   if (window.__dtf_result === undefined) {{
-    const r = typeof m.default === 'function' ? await m.default() : m.default;
+    const params = Object.fromEntries(new URLSearchParams(location.search));
+    const r = typeof m.default === 'function' ? await m.default(params) : m.default;
     window.__dtf_result = (r && typeof r === 'object' && typeof r.passed === 'boolean')
       ? r : {{passed: true, details: r === undefined ? null : r}};
   }}
@@ -54,14 +57,24 @@ try {{
 </script>""".encode()
 
 
-def entry_url(page: str | None, module: str | None) -> str:
+def entry_url(page: str | None, module: str | None,
+              params: Mapping[str, str] | None = None) -> str:
+    """The URL the task's page opens at, with ``params`` added to its query."""
     if module is not None:
-        return ORIGIN + MODULE_PAGE
-    assert page is not None
-    if page.startswith(("http://", "https://")):
-        return page
-    cut = min((i for i in (page.find("?"), page.find("#")) if i >= 0), default=len(page))
-    return f"{ORIGIN}/{quote(page[:cut])}{page[cut:]}"
+        url = ORIGIN + MODULE_PAGE
+    else:
+        assert page is not None
+        if page.startswith(("http://", "https://")):
+            url = page
+        else:
+            cut = min((i for i in (page.find("?"), page.find("#")) if i >= 0),
+                      default=len(page))
+            url = f"{ORIGIN}/{quote(page[:cut])}{page[cut:]}"
+    if not params:
+        return url
+    url, hash_, fragment = url.partition("#")
+    joined = f"{url}{'&' if '?' in url else '?'}{urlencode(sorted(params.items()))}"
+    return f"{joined}{hash_}{fragment}"
 
 
 def local_file(root: Path, url: str) -> Path | None:
