@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 ORIGIN = "https://dtf.task"
-MODULE_PAGE = "/__dtf__/module.html"
+MODULE_PAGE = "/__dtf_module__.html"  # at the root: relative URLs resolve from there
 MAX_FILE = 100 * 1024 * 1024
 TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm",
          ".json": "application/json", ".html": "text/html", ".css": "text/css"}
