@@ -62,7 +62,8 @@ def browser_task(root: Path, *, retries: int = 0, timeout: float = 20, **config:
 
 
 @pytest.fixture
-async def browser_stack(tmp_path: Path) -> AsyncIterator[tuple[Harness, WorkerAgent, Path]]:
+async def browser_stack(tmp_path: Path, request: pytest.FixtureRequest,
+                        ) -> AsyncIterator[tuple[Harness, WorkerAgent, Path]]:
     site = tmp_path / "site"
     site.mkdir()
     for name, text in {"pass.html": PASS, "fail.html": FAIL, "set.html": SET,
@@ -70,10 +71,13 @@ async def browser_stack(tmp_path: Path) -> AsyncIterator[tuple[Harness, WorkerAg
                        "broken.js": BROKEN_MODULE, "never.html": "<p>no result",
                        "shard.js": SHARD, "merge.js": MERGE}.items():
         (site / name).write_text(text)
+    detect = "detection" in request.node.name
     async with stack(tmp_path, workers=0) as h:
-        # real detection: the probe page must find a browser for the task to be placed
-        worker = await h.add_worker("w1", slots=2, browsers=True, browser_recycle=3,
-                                    cache_dir=tmp_path / "cache")
+        # the pool's tests place by a tag (no probe's launch to wait for); the detection
+        # test by what the probe's page found
+        worker = await h.add_worker("w1", slots=2, browsers=detect, browser_recycle=3,
+                                    cache_dir=tmp_path / "cache",
+                                    tags=() if detect else ("browser",))
         yield h, worker, site
 
 
@@ -136,13 +140,12 @@ async def test_detection_says_why_webgpu_is_absent(
         browser_stack: tuple[Harness, WorkerAgent, Path]) -> None:
     """Through a real page: "browser" where Chromium runs; "webgpu" only for a GPU adapter,
     else the reason (no GPU here: a software fallback such as SwiftShader, or none)."""
-    h, _, _ = browser_stack
-
-    async def probed() -> bool:
-        return "browser" in (await h.api.workers())[0].capabilities.hardware
-
-    await until(probed, 30, "the browser probe")
+    h, _, site = browser_stack
+    # placed by the "browser" the probe found (no tag): it waits for the probe's event
+    _, status, error = await run(h, browser_task(site, page="pass.html"))
+    assert (status, error) == ("succeeded", "")
     caps = (await h.api.workers())[0].capabilities
+    assert "browser" in caps.hardware and "browser" not in caps.tags
     said = [n for n in caps.notes if n.startswith("WebGPU: ")]
     assert len(said) == 1, caps.notes
     if "webgpu" in caps.hardware:
@@ -171,8 +174,8 @@ async def test_the_pool_recovers_from_a_killed_browser(
     assert (row.status, row.attempt) == ("succeeded", 2), row
     requeued = [e for _, e in await h.events(task_id) if isinstance(e, TaskRequeued)]
     assert len(requeued) == 1
-    assert f"the browser (Chromium pid {pid}) ended: killed by signal 9" in requeued[0].error
-    assert "the next task gets a new browser" in requeued[0].error
+    assert requeued[0].error == (f"the browser (Chromium pid {pid}) ended: killed by signal 9;"
+                                 " the next task gets a new browser")
     new_pid = (await browser_pids(h, task_id))[-1]
     assert new_pid not in (None, pid)
     _, status, _ = await run(h, browser_task(site, page="pass.html"))
@@ -182,6 +185,21 @@ async def test_the_pool_recovers_from_a_killed_browser(
     assert (status, error) == ("timed_out", "the page reported no result within 1s (set "
                                "window.__dtf_result = {passed, details})")
     assert worker.browser.launched == 2
+    # a cancel ends the page and gives its context back
+    never = (await h.api.submit([browser_task(site, page="never.html")])).ids[0]
+    await h.wait_status(never, {"running"})
+
+    async def in_use() -> bool:
+        return worker.browser.busy == 1
+
+    await until(in_use, 10, "the page to take a context")
+    await h.api.cancel(never)
+
+    async def given_back() -> bool:
+        return worker.browser.busy == 0
+
+    await until(given_back, 10, "the cancelled page's context to be given back")
+    assert (await h.wait_status(never, TERMINAL)).status == "cancelled"
 
 
 async def test_a_sharded_run_merges_after_every_shard(

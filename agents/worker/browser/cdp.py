@@ -142,7 +142,9 @@ class Chromium:
         code = self.proc.returncode
         status = ("still running" if code is None else f"killed by signal {-code}"
                   if code < 0 else f"exit code {code}")
-        tail = f"; its last words: {' | '.join(self._stderr)}" if self._stderr and code else ""
+        # why it would not start or run (not the D-Bus noise of a host without a session)
+        said = [line for line in self._stderr if "dbus" not in line.lower()][-3:]
+        tail = f"; its last words: {' | '.join(said)}" if said and code and code > 0 else ""
         self.why_gone = why or f"the browser (Chromium pid {self.pid}) ended: {status}{tail}"
         self.gone.set()
         self._kill_group()

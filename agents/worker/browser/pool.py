@@ -71,6 +71,11 @@ class BrowserPool:
             finally:
                 await self._give_back(browser)
 
+    @property
+    def busy(self) -> int:
+        """Contexts in use by tasks now."""
+        return sum(self._users.values())
+
     async def _fresh(self, browser: Chromium) -> Context:
         """The spare context opened while the last task ran (never used: as fresh as a
         new one), else a new one."""
