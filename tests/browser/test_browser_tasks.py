@@ -16,6 +16,7 @@ import pytest
 from agents.log.jetstream import JetStreamLog
 from agents.worker.agent import WorkerAgent
 from agents.worker.browser.cdp import find_chromium
+from cli.client_cmds import _with_packs
 from dtf_core import subjects
 from dtf_core.browser_shards import shard_run
 from dtf_core.events.task import TaskRequeued, TaskStarted
@@ -77,7 +78,8 @@ async def browser_stack(tmp_path: Path, request: pytest.FixtureRequest,
         # test by what the probe's page found
         worker = await h.add_worker("w1", slots=2, browsers=detect, browser_recycle=3,
                                     cache_dir=tmp_path / "cache",
-                                    tags=() if detect else ("browser",))
+                                    tags=() if detect else ("browser",),
+                                    always_unpack="pack" in request.node.name)
         yield h, worker, site
 
 
@@ -219,3 +221,18 @@ async def test_a_sharded_run_merges_after_every_shard(
                for r in rows.values()), (rows, merge)
     assert "shard 2 of 3" in await output(h, "bs-test-2")
     assert "merging [bs-test-0, bs-test-1, bs-test-2]" in await output(h, "bs-test-merge")
+
+
+async def test_a_packed_page_runs_from_a_copy_of_its_directory(
+        browser_stack: tuple[Harness, WorkerAgent, Path]) -> None:
+    """As on a worker on another host: the page and what it loads come from the pack."""
+    h, _, site = browser_stack
+    spec, = await _with_packs(h.api, [browser_task(site, module="shard.js", timeout=20)],
+                              "always")
+    assert spec.config["code"]
+    (site / "shard.js").unlink()  # only the pack has it now
+    task_id = (await h.api.submit([msgspec.structs.replace(spec, config={
+        **spec.config, "params": {"shard": "0", "shards": "3"}})])).ids[0]
+    row = await h.wait_status(task_id, TERMINAL, timeout=30)
+    assert (row.status, row.error) == ("succeeded", "")
+    assert "shard 0 of 3" in await output(h, task_id)

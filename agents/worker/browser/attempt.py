@@ -5,6 +5,7 @@ as the task's output and its verdict reported."""
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,11 @@ def missing_entry(cfg: BrowserConfig, root: Path) -> str:
     assert rel is not None
     if cfg.module is None and is_url(rel):
         return ""
+    if not root.is_dir():
+        here = socket.gethostname()
+        sent = (f"; it was submitted on {cfg.host}: `dtf submit --pack always` sends the "
+                "directory to workers on other hosts") if cfg.host not in ("", here) else ""
+        return f"its directory {root} does not exist on {here}{sent} (not retried)"
     if serve.local_file(root, serve.entry_url(rel, None)) is None:
         return f"no file {rel} in {root} (not retried)"
     return ""

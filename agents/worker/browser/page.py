@@ -16,7 +16,7 @@ from typing import Any
 from agents.worker.browser import serve
 from agents.worker.browser.cdp import BrowserGone, Event
 from agents.worker.browser.pool import Context
-from dtf_core.browser_spec import BrowserConfig
+from dtf_core.browser_spec import BrowserConfig, is_url
 from dtf_core.errors import DTFError
 
 OutputSink = Callable[[str, bytes], Awaitable[None]]
@@ -100,7 +100,9 @@ class PageRun:
             await self.call(method)
         await self.call("Runtime.addBinding", {"name": BINDING})
         await self.call("Page.addScriptToEvaluateOnNewDocument", {"source": serve.CONTRACT_JS})
-        await self.call("Fetch.enable", {"patterns": [{"urlPattern": serve.ORIGIN + "/*"}]})
+        if self.cfg.module is not None or not is_url(self.cfg.page or ""):
+            # the directory's files for the task's own page; a page from a URL gets none
+            await self.call("Fetch.enable", {"patterns": [{"urlPattern": serve.ORIGIN + "/*"}]})
         url = serve.entry_url(self.cfg.page, self.cfg.module, self.cfg.params)
         navigate = asyncio.ensure_future(self.call("Page.navigate", {"url": url}))
         stop = asyncio.ensure_future(cancel.wait())
