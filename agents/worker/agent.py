@@ -147,13 +147,13 @@ class WorkerAgent:
     async def _detect_browsers(self) -> None:
         """Browser features, found after registering, join the capabilities by an event."""
         caps, added = await asyncio.to_thread(with_browsers, self.capabilities)
-        if caps == self.capabilities:
+        if not added:  # nothing new to place by (the probe's note is in the worker's log)
             return
         self.capabilities = caps
         try:
             await self.api.update_capabilities(cmds.UpdateCapabilities(
                 worker_id=self.worker_id, session=self.session, capabilities=caps))
-            log.info("capabilities: %s added after registering", ", ".join(added) or "notes")
+            log.info("capabilities: %s added after registering", ", ".join(added))
         except DTFError as exc:  # placement goes on without them; said in the log
             log.warning("could not add the browser capabilities %s: %s", added, exc)
 

@@ -107,3 +107,17 @@ def test_dtf_submit_shards(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="go with --shards"):
         specs_from_args(parser().parse_args(["submit", "--browser", "a.html",
                                              "--merge-page", "m.html"]), None)
+
+
+def test_a_page_without_its_directory_is_refused_never_served_from_the_worker(
+        tmp_path: Path) -> None:
+    from agents.worker.browser.attempt import missing_entry
+    from dtf_core.browser_spec import BrowserConfig
+
+    assert "no directory to be served from" in missing_entry(BrowserConfig(page="a.html"), None)
+    assert missing_entry(BrowserConfig(page="https://example.org/t.html"), None) == ""
+    assert "does not exist on" in missing_entry(BrowserConfig(module="m.js", host="elsewhere"),
+                                                tmp_path / "gone")
+    (tmp_path / "a.html").write_text("<p>")
+    assert missing_entry(BrowserConfig(page="a.html?x=1"), tmp_path) == ""
+    assert "no file b.html" in missing_entry(BrowserConfig(page="b.html"), tmp_path)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agents.worker.browser import serve
+from agents.worker.browser.cdp import BrowserGone
 from agents.worker.browser.page import PageRun, Verdict
 from agents.worker.leases import Attempt
 from agents.worker.workdir import command_dir
@@ -26,12 +27,14 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 300.0  # a page that never reports must not hold its context forever
 
 
-def missing_entry(cfg: BrowserConfig, root: Path) -> str:
+def missing_entry(cfg: BrowserConfig, root: Path | None) -> str:
     """Why the page or module cannot be served from ``root``, or ""."""
     rel = cfg.module if cfg.module is not None else cfg.page
     assert rel is not None
     if cfg.module is None and is_url(rel):
         return ""
+    if root is None:  # never the worker's own directory
+        return f"{rel} has no directory to be served from: give the task's `cwd` (not retried)"
     if not root.is_dir():
         here = socket.gethostname()
         sent = (f"; it was submitted on {cfg.host}: `dtf submit --pack always` sends the "
@@ -49,7 +52,7 @@ async def run_browser(runner: AttemptRunner, attempt: Attempt) -> None:
     where = await command_dir(runner.js, runner.cache_dir, CommandConfig(
         argv=("chromium",), cwd=cfg.cwd, host=cfg.host, code=cfg.code),
         always_unpack=runner.always_unpack)
-    root = Path(where.cwd or ".")
+    root = Path(where.cwd) if where.cwd else None  # none: only a URL page runs
     started, t0 = time.time(), time.monotonic()
     why = missing_entry(cfg, root)
     if why:
@@ -67,7 +70,9 @@ async def run_browser(runner: AttemptRunner, attempt: Attempt) -> None:
             runner.report(attempt, "started", pid=ctx.browser.pid, started_at=started)
             verdict = await PageRun(ctx, cfg, root, sink).run(
                 lease.spec.timeout_seconds or DEFAULT_TIMEOUT_S, attempt.cancel)
-    except DTFError as exc:  # no browser, or it died between calls
+    except BrowserGone as exc:  # it died between calls
+        verdict = Verdict("failed", f"{exc}; the next task gets a new browser")
+    except DTFError as exc:  # no browser here, or it did not answer
         verdict = Verdict("failed", f"browser: {exc}")
     await runner.end_output(log_subject)
     runner.report(attempt, verdict.kind, error=verdict.error, started_at=started,

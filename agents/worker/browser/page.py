@@ -73,7 +73,9 @@ def verdict_of(payload: str) -> Verdict:
 
 
 class PageRun:
-    def __init__(self, ctx: Context, cfg: BrowserConfig, root: Path, sink: OutputSink) -> None:
+    def __init__(self, ctx: Context, cfg: BrowserConfig, root: Path | None,
+                 sink: OutputSink) -> None:
+        """``root``: the directory served to the page (None: none, a URL page)."""
         self.ctx = ctx
         self.cfg = cfg
         self.root = root
@@ -100,7 +102,8 @@ class PageRun:
             await self.call(method)
         await self.call("Runtime.addBinding", {"name": BINDING})
         await self.call("Page.addScriptToEvaluateOnNewDocument", {"source": serve.CONTRACT_JS})
-        if self.cfg.module is not None or not is_url(self.cfg.page or ""):
+        if self.root is not None and (self.cfg.module is not None
+                                      or not is_url(self.cfg.page or "")):
             # the directory's files for the task's own page; a page from a URL gets none
             await self.call("Fetch.enable", {"patterns": [{"urlPattern": serve.ORIGIN + "/*"}]})
         url = serve.entry_url(self.cfg.page, self.cfg.module, self.cfg.params)
@@ -139,7 +142,7 @@ class PageRun:
     async def _handle(self, event: Event) -> Verdict | None:
         method = event.get("method")
         params: dict[str, Any] = event.get("params", {})
-        if method == "Fetch.requestPaused":
+        if method == "Fetch.requestPaused" and self.root is not None:
             reply = await asyncio.to_thread(serve.response, self.root,
                                             params["request"]["url"], self.cfg.module)
             with contextlib.suppress(DTFError):  # the page went away meanwhile

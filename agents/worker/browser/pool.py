@@ -81,11 +81,11 @@ class BrowserPool:
         new one), else a new one."""
         spare, self._spare = self._spare, None
         if spare is not None:
-            with contextlib.suppress(DTFError, asyncio.CancelledError):
-                ctx = await spare
-                if ctx.browser is browser:
-                    self.warm += 1
-                    return ctx
+            ctx = await _outcome(spare)
+            if ctx is not None and ctx.browser is browser:
+                self.warm += 1
+                return ctx
+            if ctx is not None:
                 await _dispose(ctx)
         return await _open(browser)
 
@@ -100,8 +100,9 @@ class BrowserPool:
         if spare is None:
             return
         spare.cancel()
-        with contextlib.suppress(DTFError, asyncio.CancelledError):
-            await _dispose(await spare)
+        ctx = await _outcome(spare)
+        if ctx is not None:
+            await _dispose(ctx)
 
     async def _take(self) -> Chromium:
         async with self._lock:
@@ -154,6 +155,15 @@ class BrowserPool:
             self.browser = None
         for browser in browsers:
             await browser.close()
+
+
+async def _outcome(spare: asyncio.Future[Context]) -> Context | None:
+    """The spare's context, or None when opening it failed or was cancelled (a cancel of
+    the caller itself still propagates)."""
+    await asyncio.wait([spare])
+    if spare.cancelled() or spare.exception() is not None:
+        return None
+    return spare.result()
 
 
 async def _dispose(ctx: Context) -> None:
