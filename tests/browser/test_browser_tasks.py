@@ -5,6 +5,7 @@ killed mid-task: the attempt fails saying so, the retry runs on a new browser.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -15,7 +16,8 @@ import pytest
 
 from agents.log.jetstream import JetStreamLog
 from agents.worker.agent import WorkerAgent
-from agents.worker.browser.cdp import find_chromium
+from agents.worker.browser.cdp import Chromium, find_chromium
+from agents.worker.browser.pool import BrowserPool
 from cli.client_cmds import _with_packs
 from dtf_core import subjects
 from dtf_core.browser_shards import shard_run
@@ -236,3 +238,42 @@ async def test_a_packed_page_runs_from_a_copy_of_its_directory(
     row = await h.wait_status(task_id, TERMINAL, timeout=30)
     assert (row.status, row.error) == ("succeeded", "")
     assert "shard 0 of 3" in await output(h, task_id)
+
+
+async def test_the_pool_limits_contexts_and_recycles_under_running_tasks(
+        tmp_path: Path) -> None:
+    """At most ``max_contexts`` at once; the browser that served ``recycle_after`` tasks is
+    replaced for the next one while its own tasks go on, and closed after its last."""
+    pool = BrowserPool(tmp_path / "browser", max_contexts=2, recycle_after=2)
+    try:
+        async with pool.context() as first:
+            got_third = asyncio.Event()
+            release_third = asyncio.Event()
+            browsers: list[Chromium] = []
+
+            async def third() -> None:
+                async with pool.context() as ctx:
+                    browsers.append(ctx.browser)
+                    got_third.set()
+                    await release_third.wait()
+
+            async with pool.context() as second:
+                assert second.browser is first.browser
+                assert second.context_id != first.context_id
+                waiting = asyncio.create_task(third())
+
+                async def at_the_limit() -> bool:
+                    return pool.waiting == 1
+
+                await until(at_the_limit, 10, "the third task to wait for a context")
+                assert pool.busy == 2 and pool.launched == 1
+            await asyncio.wait_for(got_third.wait(), 20)  # the second's slot, given back
+            old = first.browser
+            assert browsers[0] is not old and old.alive  # a new browser; the old one works on
+            await old.call("Target.getTargets")
+            release_third.set()
+            await waiting
+        assert not old.alive and old.proc.returncode is not None  # closed after its last task
+        assert pool.launched == 2
+    finally:
+        await pool.close()

@@ -48,6 +48,7 @@ class BrowserPool:
         self.browser: Chromium | None = None
         self.launched = 0  # browsers started by this pool
         self.warm = 0  # tasks given a spare context, opened while the task before ran
+        self.waiting = 0  # tasks waiting for a context (all max_contexts in use)
         self._spare: asyncio.Future[Context] | None = None
         self._uses = 0  # tasks given to the current browser
         self._users: dict[Chromium, int] = {}
@@ -59,7 +60,12 @@ class BrowserPool:
     @contextlib.asynccontextmanager
     async def context(self) -> AsyncIterator[Context]:
         """A fresh context in a live browser, disposed (with its storage) on exit."""
-        async with self._slots:
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        try:
             browser = await self._take()
             try:
                 ctx = await self._fresh(browser)
@@ -70,6 +76,8 @@ class BrowserPool:
                     await _dispose(ctx)
             finally:
                 await self._give_back(browser)
+        finally:
+            self._slots.release()
 
     @property
     def busy(self) -> int:
