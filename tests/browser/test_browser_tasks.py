@@ -273,7 +273,11 @@ async def test_the_pool_limits_contexts_and_recycles_under_running_tasks(
             await old.call("Target.getTargets")
             release_third.set()
             await waiting
-        assert not old.alive and old.proc.returncode is not None  # closed after its last task
+
+        async def closed() -> bool:  # after its last task
+            return old.proc.returncode is not None and not old.alive
+
+        await until(closed, 10, "the old browser to be closed")
         assert pool.launched == 2
     finally:
         await pool.close()

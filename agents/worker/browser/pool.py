@@ -53,6 +53,7 @@ class BrowserPool:
         self._uses = 0  # tasks given to the current browser
         self._users: dict[Chromium, int] = {}
         self._retired: set[Chromium] = set()
+        self._closing: set[asyncio.Future[None]] = set()
         self._slots = asyncio.Semaphore(max_contexts)
         self._lock = asyncio.Lock()
         self._closed = False
@@ -150,8 +151,11 @@ class BrowserPool:
             self._retired.add(browser)
 
     async def _close(self, browser: Chromium) -> None:
+        """Closed in the background: the next task need not wait for it to quit."""
         self._retired.discard(browser)
-        await browser.close()
+        closing = asyncio.ensure_future(browser.close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         async with self._lock:
@@ -163,6 +167,7 @@ class BrowserPool:
             self.browser = None
         for browser in browsers:
             await browser.close()
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 async def _outcome(spare: asyncio.Future[Context]) -> Context | None:
