@@ -15,6 +15,8 @@ from dtf_core.browser_spec import is_url
 from dtf_core.errors import InvalidInput
 from dtf_core.spec import TaskSpec, validate_spec
 
+BROWSER_FLAGS = ("browser", "browser_module", "shards", "merge_page", "merge_module")
+
 
 def add_browser_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--browser", default=None, metavar="PAGE",
@@ -35,6 +37,9 @@ def add_browser_arguments(s: argparse.ArgumentParser) -> None:
 def browser_specs(args: argparse.Namespace, argv: list[str] | None,
                   fields: dict[str, Any]) -> list[TaskSpec]:
     """One browser task, or with ``--shards N`` N of them and a merge task, as one run."""
+    if args.browser is None and args.browser_module is None:
+        raise InvalidInput("--shards, --merge-page and --merge-module go with --browser "
+                           "or --browser-module")
     merging = args.merge_page is not None or args.merge_module is not None
     if args.shards is None:
         if merging:

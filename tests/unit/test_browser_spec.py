@@ -104,6 +104,8 @@ def test_dtf_submit_shards(tmp_path: Path) -> None:
     assert [s.config.get("module") or s.config.get("page") for s in specs] == [
         "s.js", "s.js", "merge.html"]
     assert specs[2].dependencies == (specs[0].id, specs[1].id)
+    with pytest.raises(InvalidInput, match="go with --browser"):
+        specs_from_args(parser().parse_args(["submit", "--shards", "2"]), ["true"])
     with pytest.raises(InvalidInput, match="go with --shards"):
         specs_from_args(parser().parse_args(["submit", "--browser", "a.html",
                                              "--merge-page", "m.html"]), None)
