@@ -14,6 +14,7 @@ import msgspec
 from agents.host import settings as settings_mod
 from cli import bench_cmd, generate_cmd, report_cmds, rerun_cmd, results_cmds
 from cli import client_cmds as cc
+from cli.browser_submit import BROWSER_FLAGS, add_browser_arguments, browser_specs
 from cli.workdirs import in_submitters_dir
 from dtf_core.errors import InvalidInput
 from dtf_core.spec import TaskSpec, command_spec, parse_specs
@@ -137,6 +138,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--secret-env", action="append", default=[], metavar="NAME",
                    help="pass NAME from your environment, sealed: the log holds it "
                         "encrypted, and only the worker running the task can open it")
+    add_browser_arguments(s)
     s.add_argument("--requires", action="append", default=[], metavar="HARDWARE")
     s.add_argument("--min-memory-gb", type=float, default=None)
     s.add_argument("--gpus", type=int, default=None,
@@ -246,6 +248,8 @@ def specs_from_args(args: argparse.Namespace, argv: list[str] | None) -> list[Ta
         fields["requirements"] = {k: v for k, v in wanted.items() if v not in (None, [])}
     if args.depends_on:
         fields["dependencies"] = args.depends_on
+    if any(getattr(args, k) is not None for k in BROWSER_FLAGS):
+        return browser_specs(args, argv, fields)  # cli/browser_submit.py
     if argv is not None:
         if args.file is not None:
             raise InvalidInput("give either a task JSON file or a command after --, not both")

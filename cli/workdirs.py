@@ -11,9 +11,9 @@ from dtf_core.spec import TaskSpec, validate_spec
 
 
 def runs_user_code(spec: TaskSpec) -> bool:
-    """A command, or a benchmark of the user's callable or command: it runs in a directory
-    of the submitter's (a built-in workload runs anywhere)."""
-    return spec.type == "command" or (spec.type == "benchmark" and bool(
+    """A command, a browser task, or a benchmark of the user's callable or command: it runs
+    in a directory of the submitter's (a built-in workload runs anywhere)."""
+    return spec.type in ("command", "browser") or (spec.type == "benchmark" and bool(
         spec.config.get("callable") or spec.config.get("command")))
 
 

@@ -13,8 +13,8 @@ from msgspec import Meta, Struct
 from dtf_core.errors import InvalidInput
 from dtf_core.ids import validate_id
 
-TaskType = Literal["command", "test", "benchmark", "noop"]
-RUNNABLE_TYPES: frozenset[str] = frozenset({"benchmark", "command", "noop", "test"})
+TaskType = Literal["command", "test", "benchmark", "browser", "noop"]
+RUNNABLE_TYPES: frozenset[str] = frozenset({"benchmark", "browser", "command", "noop", "test"})
 MAX_SPEC_BYTES = 64 * 1024
 MAX_ARGV = 4096
 
@@ -219,9 +219,13 @@ def validate_spec(spec: TaskSpec) -> TaskSpec:
     """Check what the schema alone cannot: per-type config and runnable types."""
     if spec.type not in RUNNABLE_TYPES:
         raise InvalidInput(f"task type {spec.type!r} is not supported: 'benchmark', "
-                           "'command', 'test' and 'noop' run")
+                           "'browser', 'command', 'test' and 'noop' run")
     if spec.type == "benchmark":
         spec = _validate_benchmark(spec)
+    elif spec.type == "browser":
+        from dtf_core.browser_spec import validate_browser  # it builds on this module
+
+        spec = validate_browser(spec)
     elif spec.type == "test":
         _validate_test(spec)
     elif spec.type == "command":

@@ -227,6 +227,8 @@ async def run_worker(
                             heartbeat_interval=settings.heartbeat_interval,
                             cache_dir=Path(settings.cache_dir),
                             browsers=settings.detect_browser,
+                            browser_contexts=settings.browser_contexts,
+                            browser_recycle=settings.browser_recycle,
                             always_unpack=settings.always_unpack,
                             credential=credential, task_user=task_user,
                             signing_key_dir=Path(settings.data_dir) / "worker-keys")

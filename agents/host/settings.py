@@ -40,6 +40,8 @@ class Settings(Struct, frozen=True, kw_only=True):
     cache_dir: str = ""  # DTF_CACHE_DIR: a worker's packs and logs (~/.cache/dtf)
     always_unpack: bool = False  # DTF_ALWAYS_UNPACK=1: a worker acts as on another host
     detect_browser: bool = True  # DTF_DETECT_BROWSER=0: workers do not probe Chromium
+    browser_contexts: int = 4  # DTF_BROWSER_CONTEXTS: browser tasks at once in a worker's Chromium
+    browser_recycle: int = 50  # DTF_BROWSER_RECYCLE: tasks before a worker's Chromium is replaced
     faults: str = ""  # DTF_FAULTS="name@N,...": the chaos suite's crash points
 
 
@@ -82,7 +84,7 @@ def write_context(server: str, data_dir: Path, env: Mapping[str, str] | None = N
 # among them but for a file's path: a token does not belong in a file kept with the code.
 FILE_KEYS = ("server", "data_dir", "heartbeat_interval", "heartbeat_misses", "log_level",
              "token_file", "tls_ca", "policy", "lead", "quotas", "cache_dir",
-             "detect_browser")
+             "detect_browser", "browser_contexts", "browser_recycle")
 OTHER_TABLES = ("ci",)  # [tool.dtf.ci]: `dtf ci`'s and the pytest plugin's own
 
 
@@ -145,6 +147,8 @@ def load(env: Mapping[str, str] | None = None, server: str | None = None,
             cache_dir=env.get("DTF_CACHE_DIR") or str(Path.home() / ".cache" / "dtf"),
             always_unpack=bool(env.get("DTF_ALWAYS_UNPACK")),
             detect_browser=env.get("DTF_DETECT_BROWSER", "1") != "0",
+            browser_contexts=_positive(env, "DTF_BROWSER_CONTEXTS", 4),
+            browser_recycle=_positive(env, "DTF_BROWSER_RECYCLE", 50),
             faults=env.get("DTF_FAULTS", ""),
         )
     except ValueError as exc:
@@ -159,6 +163,13 @@ def _number(env: Mapping[str, str], name: str, default: N, kind: type[N]) -> N:
         return kind(text)
     except ValueError:
         raise InvalidInput(f"{name}={text!r} is not a number") from None
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _number(env, name, default, int)
+    if value < 1:
+        raise InvalidInput(f"{name}={value}: must be at least 1")
+    return value
 
 
 def _data_dir(context: Mapping[str, str]) -> str:

@@ -22,6 +22,7 @@ from agents.auth.keyfiles import ensure_private_dir, load_or_create_private_key_
 from agents.auth.signing import public_key_bytes
 from agents.wire.client import ApiClient
 from agents.worker.attempts import AttemptRunner
+from agents.worker.browser.pool import MAX_CONTEXTS, RECYCLE_AFTER, BrowserPool
 from agents.worker.capabilities import detect, with_browsers
 from agents.worker.gpu_slots import GpuSlots
 from agents.worker.heartbeats import beat_forever
@@ -80,6 +81,7 @@ class WorkerAgent:
         task_user: str | None = None,
         browsers: bool = True,
         always_unpack: bool = False,
+        browser_contexts: int = MAX_CONTEXTS, browser_recycle: int = RECYCLE_AFTER,
     ) -> None:
         """``browsers``: probe for a headless browser after registering. ``always_unpack``:
         run every task in a copy of its pack, as a worker on another host would."""
@@ -98,12 +100,13 @@ class WorkerAgent:
         # Tasks as another account (--task-user): they cannot read the stack's credentials.
         user = TaskUser.lookup(task_user) if task_user else None
         self.pytest = SessionPool(cache_dir / "logs", self.worker_id, user=user)
+        self.browser = BrowserPool(cache_dir / "browser", browser_contexts, browser_recycle, user)
         self.reporter = Reporter(self.api, self.worker_id, self.signing_key, nc,
                                  on_refused=self._stop_refused)
         self.attempts = AttemptRunner(
             nc, self.api, self.worker_id, cache_dir, self.gpu_slots, self.pytest,
             self.reporter, self._report, lambda: self.capabilities, task_user=user,
-            always_unpack=always_unpack)
+            always_unpack=always_unpack, browsers=self.browser)
         self.leases = LeaseIntake(nc.jetstream(), self.worker_id, self.session,
                                   on_lease=self._on_lease, on_cancel=self._on_cancel)
         self.running: dict[str, Attempt] = {}
@@ -144,7 +147,7 @@ class WorkerAgent:
     async def _detect_browsers(self) -> None:
         """Browser features, found after registering, join the capabilities by an event."""
         caps, added = await asyncio.to_thread(with_browsers, self.capabilities)
-        if not added:
+        if not added:  # nothing new to place by (the probe's note is in the worker's log)
             return
         self.capabilities = caps
         try:
@@ -206,6 +209,7 @@ class WorkerAgent:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pytest.close()
+        await self.browser.close()
         try:
             if not self.nc.is_connected:  # nothing can be sent: do not wait for it
                 raise Unavailable("NATS is unreachable")

@@ -18,6 +18,8 @@ from nats.aio.client import Client
 
 from agents.wire.client import ApiClient
 from agents.worker.bench import run as bench_run
+from agents.worker.browser.attempt import run_browser
+from agents.worker.browser.pool import BrowserPool
 from agents.worker.chunk_attempt import run_tests
 from agents.worker.gpu_slots import GpuSlots
 from agents.worker.leases import Attempt
@@ -52,6 +54,7 @@ class AttemptRunner:
     capabilities: Callable[[], Capabilities]
     task_user: TaskUser | None = None
     always_unpack: bool = False
+    browsers: BrowserPool | None = None  # browser tasks' contexts (None: no browser tasks)
 
     def __post_init__(self) -> None:
         self.js = self.nc.jetstream()
@@ -72,6 +75,9 @@ class AttemptRunner:
                 return
             if spec.type == "benchmark":
                 await self._run_benchmark(attempt)
+                return
+            if spec.type == "browser":
+                await run_browser(self, attempt)
                 return
             cfg = await command_dir(self.js, self.cache_dir, command_config(spec),
                                   always_unpack=self.always_unpack)

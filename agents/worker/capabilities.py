@@ -83,12 +83,12 @@ def python_executable() -> str:
 
 
 def with_browsers(caps: Capabilities) -> tuple[Capabilities, list[str]]:
-    """``caps`` with what a headless browser offers here ("webgpu", "webnn"), and the names
-    it added (none: ``caps`` unchanged). Launches the browser: call it off the loop."""
+    """``caps`` with what a headless browser offers here ("browser", "webgpu", "webnn")
+    and the probe's note (why WebGPU is absent, or its adapter), and the names it added.
+    Launches the browser: call it off the loop."""
     web, note = probe.browser()
     if note:
         log.info("capabilities: %s", note)
     added = [w for w in web if w not in caps.hardware]
-    if not added:
-        return caps, []
-    return msgspec.structs.replace(caps, hardware=(*caps.hardware, *added)), added
+    notes = (*caps.notes, note) if note and note not in caps.notes else caps.notes
+    return msgspec.structs.replace(caps, hardware=(*caps.hardware, *added), notes=notes), added

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from typing import Any
 
 from dtf_core.events.worker import Gpu
@@ -83,10 +85,19 @@ def apple_chip(brand: str, machine: str) -> str | None:
 
 
 def browser_dom(dom: str) -> list[str]:
-    """The probe page writes 'dtf-webgpu-yes|no-webnn-yes|no' into the dumped DOM."""
-    found = []
+    """The probe page writes 'dtf-webgpu-yes|no-webnn-yes|no' into the dumped DOM: a
+    browser that ran it is a "browser" (it runs browser tasks)."""
+    if not re.search(r"dtf-webgpu-(yes|no)-webnn-(yes|no)", dom):  # not the script's text
+        return []
+    found = ["browser"]
     if "dtf-webgpu-yes" in dom:
         found.append("webgpu")
     if "-webnn-yes" in dom:
         found.append("webnn")
     return found
+
+
+def browser_why(dom: str) -> str | None:
+    """The probe's word on WebGPU: why it is absent, or the adapter it found."""
+    said = [m for m in re.findall(r"dtf-why: (.*?) :dtf-end", dom, re.S) if "+why+" not in m]
+    return f"WebGPU: {html.unescape(said[-1]).strip()[:300]}" if said else None

@@ -12,6 +12,7 @@ import logging
 import platform
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -111,23 +112,40 @@ def apple(run: Runner = run_tool) -> tuple[list[Gpu], str | None]:
 
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# A file:// page (a secure context: navigator.gpu exists only in one; a data: URL is not).
+# A fallback (software) adapter such as SwiftShader is no GPU: not advertised, said why.
 PROBE_PAGE = (
-    "data:text/html,<script>(async()=>{let g='no';try{g=navigator.gpu&&"
-    "(await navigator.gpu.requestAdapter())?'yes':'no'}catch(e){}"
+    "<!doctype html><title>dtf</title><script>(async()=>{let g='no',why='';try{"
+    "if(!navigator.gpu){why='navigator.gpu is absent (WebGPU disabled in this browser)'}"
+    "else{const a=await navigator.gpu.requestAdapter();"
+    "if(!a){why='requestAdapter() returned null: no usable GPU adapter'}else{"
+    "const i=a.info||{};const n=[i.vendor,i.architecture,i.device,i.description]"
+    ".filter(Boolean).join(' ')||'unnamed';"
+    "if(i.isFallbackAdapter||a.isFallbackAdapter){why='only a fallback (software) adapter: '+n}"
+    "else{g='yes';why='adapter: '+n}}}}catch(e){why='requestAdapter() failed: '+e}"
     "document.title='dtf-webgpu-'+g+'-webnn-'+('ml' in navigator?'yes':'no');"
-    "document.body.textContent=document.title})()</script>"
+    "document.body.textContent=document.title+' dtf-why: '+why+' :dtf-end'})()</script>"
 )
 
 
 def browser(run: Runner = run_tool) -> tuple[list[str], str | None]:
-    """Hardware names a headless Chromium offers: "webgpu", "webnn"."""
+    """Hardware names a headless Chromium offers: "browser" (it runs pages), "webgpu" (a
+    GPU adapter), "webnn"; and a note: why WebGPU is absent, or its adapter."""
     binary = next((b for b in (shutil.which(n) for n in BROWSERS) if b), None)
     if binary is None:
         return [], "no headless browser: no Chromium or Chrome found"
     try:
-        out = run([binary, "--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                   "--enable-unsafe-webgpu", "--enable-features=WebMachineLearningNeuralNetwork",
-                   "--virtual-time-budget=5000", "--dump-dom", PROBE_PAGE], BROWSER_TIMEOUT_S)
+        with tempfile.TemporaryDirectory(prefix="dtf-probe-") as tmp:
+            page = Path(tmp) / "probe.html"
+            page.write_text(PROBE_PAGE)
+            out = run([binary, "--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                       "--enable-unsafe-webgpu",
+                       "--enable-features=WebMachineLearningNeuralNetwork",
+                       "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                      BROWSER_TIMEOUT_S)
     except Exception as exc:
         return [], f"browser probe failed: {exc}"
-    return parse.browser_dom(out), None
+    found = parse.browser_dom(out)
+    if not found:
+        return [], f"browser probe: {binary} did not run the probe page"
+    return found, parse.browser_why(out)

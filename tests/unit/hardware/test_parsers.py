@@ -76,9 +76,15 @@ def test_rocm_smi() -> None:
 def test_apple_and_browser() -> None:
     assert parse.apple_chip("Apple M2 Pro", "arm64") == "Apple M2 Pro"
     assert parse.apple_chip("Intel(R) Core(TM) i9", "x86_64") is None
-    assert parse.browser_dom("<html><body>dtf-webgpu-yes-webnn-no</body>") == ["webgpu"]
-    assert parse.browser_dom("<body>dtf-webgpu-no-webnn-yes</body>") == ["webnn"]
+    assert parse.browser_dom("<html><body>dtf-webgpu-yes-webnn-no</body>") == [
+        "browser", "webgpu"]
+    assert parse.browser_dom("<body>dtf-webgpu-no-webnn-yes</body>") == ["browser", "webnn"]
     assert parse.browser_dom("<body></body>") == []
+    dom = ("<body>dtf-webgpu-no-webnn-yes dtf-why: only a fallback (software) adapter: "
+           "google swiftshader :dtf-end</body>")
+    assert parse.browser_why(dom) == ("WebGPU: only a fallback (software) adapter: "
+                                      "google swiftshader")
+    assert parse.browser_why("<body>dtf-webgpu-no-webnn-no</body>") is None
 
 
 def no_nvml() -> list[Gpu]:  # as on a host without the library (a GPU host has it)
