@@ -15,12 +15,12 @@ import json
 import logging
 import os
 import shutil
-import signal
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from agents.worker.runner import TaskUser, _die_with_worker, _prctl, task_env
+from agents.proc.tree import Tree, spawning
+from agents.worker.runner import TaskUser, task_env
 from dtf_core.errors import DTFError
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,9 @@ class Chromium:
     of their session (``listen``); when the browser ends, every pending call raises
     ``BrowserGone`` and every listening queue gets ``None``."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, profile: Path) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, profile: Path, tree: Tree) -> None:
         self.proc = proc
+        self.tree = tree
         self.profile = profile
         self.pid = proc.pid
         self.why_gone = ""
@@ -164,9 +165,8 @@ class Chromium:
                     self._stderr.append(text[:300])
 
     def _kill_group(self) -> None:
-        """Its renderers and GPU process are in its process group: none outlives it."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+        """Its renderers and GPU process are in its process tree: none outlives it."""
+        self.tree.kill()
 
     async def close(self) -> None:
         """Ask it to quit, kill what is left after a grace, remove its profile."""
@@ -180,6 +180,7 @@ class Chromium:
         self._kill_group()
         if self.proc.returncode is None:
             await self.proc.wait()
+        self.tree.release()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_GRACE_S):
                 await asyncio.gather(self._reader, self._errors, return_exceptions=True)
@@ -194,17 +195,18 @@ async def launch(binary: str, root: Path, user: TaskUser | None = None) -> Chrom
     """Started with a profile of its own under ``root``, as ``user`` when given, in its
     own process group, with the worker's environment less DTF's settings."""
     profile = await asyncio.to_thread(_profile_dir, root, user)
+    spawn = spawning()  # a tree of its own that dies with the worker
     try:
         proc = await asyncio.create_subprocess_exec(
             "/bin/sh", "-c", SHIM, "sh", binary, *FLAGS, f"--user-data-dir={profile}",
             "about:blank", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=MAX_MESSAGE,
+            stderr=asyncio.subprocess.PIPE, limit=MAX_MESSAGE,
             env=task_env(None, user), **(user.spawn_options() if user else {}),
-            preexec_fn=_die_with_worker if _prctl is not None else None)
+            **spawn.kwargs())
     except OSError as exc:
         shutil.rmtree(profile, ignore_errors=True)
         raise BrowserGone(f"cannot start {binary}: {exc}") from None
-    browser = Chromium(proc, profile)
+    browser = Chromium(proc, profile, spawn.adopt(proc.pid))
     try:
         await browser.call("Browser.getVersion")
     except DTFError:  # it exited, or never answered
