@@ -12,7 +12,7 @@ from typing import Any, get_args
 import msgspec
 
 from agents.host import settings as settings_mod
-from cli import bench_cmd, generate_cmd, report_cmds, rerun_cmd, results_cmds
+from cli import bench_cmd, generate_cmd, init_cmd, report_cmds, rerun_cmd, results_cmds
 from cli import client_cmds as cc
 from cli.workdirs import in_submitters_dir
 from dtf_core.errors import InvalidInput
@@ -211,10 +211,7 @@ def parser() -> argparse.ArgumentParser:
     rerun_cmd.add_parser(client)
     bench_cmd.add_parser(client)
     generate_cmd.add_parsers(client)
-    init = client("init", "make the keys, NATS auth block and agent credentials of a "
-                          "stack on several hosts (docs/deploy.md)")
-    init.add_argument("--out", required=True, metavar="DIR")
-    init.add_argument("--force", action="store_true", help="write into a non-empty DIR")
+    init_cmd.add_parser(client)
     return p
 
 

@@ -41,6 +41,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     always_unpack: bool = False  # DTF_ALWAYS_UNPACK=1: a worker acts as on another host
     detect_browser: bool = True  # DTF_DETECT_BROWSER=0: workers do not probe Chromium
     faults: str = ""  # DTF_FAULTS="name@N,...": the chaos suite's crash points
+    stream_replicas: int = 1  # DTF_STREAM_REPLICAS: replicas of the streams agents create
 
 
 def context_path(env: Mapping[str, str] | None = None) -> Path:
@@ -82,7 +83,7 @@ def write_context(server: str, data_dir: Path, env: Mapping[str, str] | None = N
 # among them but for a file's path: a token does not belong in a file kept with the code.
 FILE_KEYS = ("server", "data_dir", "heartbeat_interval", "heartbeat_misses", "log_level",
              "token_file", "tls_ca", "policy", "lead", "quotas", "cache_dir",
-             "detect_browser")
+             "detect_browser", "stream_replicas")
 OTHER_TABLES = ("ci",)  # [tool.dtf.ci]: `dtf ci`'s and the pytest plugin's own
 
 
@@ -146,6 +147,7 @@ def load(env: Mapping[str, str] | None = None, server: str | None = None,
             always_unpack=bool(env.get("DTF_ALWAYS_UNPACK")),
             detect_browser=env.get("DTF_DETECT_BROWSER", "1") != "0",
             faults=env.get("DTF_FAULTS", ""),
+            stream_replicas=_replicas(env),
         )
     except ValueError as exc:
         raise InvalidInput(f"invalid DTF_* setting: {exc}") from None
@@ -159,6 +161,14 @@ def _number(env: Mapping[str, str], name: str, default: N, kind: type[N]) -> N:
         return kind(text)
     except ValueError:
         raise InvalidInput(f"{name}={text!r} is not a number") from None
+
+
+def _replicas(env: Mapping[str, str]) -> int:
+    """JetStream keeps 1 to 5 replicas of a stream; 3 on a three-node cluster."""
+    n = _number(env, "DTF_STREAM_REPLICAS", 1, int)
+    if not 1 <= n <= 5:
+        raise InvalidInput(f"DTF_STREAM_REPLICAS={n}: JetStream keeps 1 to 5 replicas")
+    return n
 
 
 def _data_dir(context: Mapping[str, str]) -> str:
