@@ -93,6 +93,9 @@ def init_cmd(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--workers: {', '.join([*SERVICES, ENROLL])} name agents' "
                            "credentials; give the workers other ids")
     ensure_private_dir(out)
+    # first the certificates: the one check that can still refuse (--force over a tls/ made
+    # for other hosts) comes before any token is replaced
+    tls = server_certs(out / "tls", hosts) if hosts else None
     services = [*SERVICES, ENROLL] if args.enroll else SERVICES
     creds, _ = mint(out, services=services, workers=workers)
     block = server_config("", keys_dir(out), out / "nats-auth.conf")
@@ -104,8 +107,7 @@ def init_cmd(args: argparse.Namespace) -> int:
              **{f"worker {w} credential (--token-file)": creds.files[w] for w in workers}}
     if args.enroll:
         files["worker pods' enrollment credential (admin role)"] = creds.files[f"agent-{ENROLL}"]
-    if hosts:
-        tls = server_certs(out / "tls", hosts)
+    if tls is not None:
         files.update({"CA certificate (DTF_TLS_CA)": tls.ca,
                       "NATS server certificate and key": tls.cert})
     if args.json:

@@ -91,9 +91,11 @@ def test_dtf_init_refuses_what_would_not_work(tmp_path: Path) -> None:
         out = dtf("init", "--out", str(tmp_path / "x"), *args, cwd=tmp_path, check=False)
         assert out.returncode == 2 and says in out.stderr, out.stderr
     dtf("init", "--out", str(tmp_path / "y"), "--tls-hosts", "nats-1", cwd=tmp_path)
+    token = (tmp_path / "y" / "credentials" / "control.jwt").read_text()
     again = dtf("init", "--out", str(tmp_path / "y"), "--force", "--tls-hosts", "nats-9",
                 cwd=tmp_path, check=False)
     assert again.returncode == 2 and "does not name nats-9" in again.stderr, again.stderr
+    assert (tmp_path / "y" / "credentials" / "control.jwt").read_text() == token  # as it was
 
 
 def test_three_nodes_from_the_container_config_run_a_stack(tmp_path: Path) -> None:
