@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 
 from agents.auth.server_auth import unverified_claims
@@ -83,25 +86,7 @@ def stream_replicas(monitors: list[int]) -> dict[str, int]:
     return out
 
 
-def test_dtf_init_refuses_what_would_not_work(tmp_path: Path) -> None:
-    for args, says in [(["--tls-hosts", "nats_1"], "host name"),
-                       (["--workers", "w1,w1"], "twice"),
-                       (["--workers", "control"], "other ids"),
-                       (["--workers", "a.b"], "worker id")]:
-        out = dtf("init", "--out", str(tmp_path / "x"), *args, cwd=tmp_path, check=False)
-        assert out.returncode == 2 and says in out.stderr, out.stderr
-    dtf("init", "--out", str(tmp_path / "y"), "--tls-hosts", "nats-1", cwd=tmp_path)
-    token = (tmp_path / "y" / "credentials" / "control.jwt").read_text()
-    again = dtf("init", "--out", str(tmp_path / "y"), "--force", "--tls-hosts", "nats-9",
-                cwd=tmp_path, check=False)
-    assert again.returncode == 2 and "does not name nats-9" in again.stderr, again.stderr
-    assert (tmp_path / "y" / "credentials" / "control.jwt").read_text() == token  # as it was
-
-
-def test_three_nodes_from_the_container_config_run_a_stack(tmp_path: Path) -> None:
-    secrets = tmp_path / "secrets"
-    dtf("init", "--out", str(secrets), "--tls-hosts", "nats-1,nats-2,nats-3",
-        "--workers", "w1", "--enroll", cwd=tmp_path)
+def check_init_files(secrets: Path) -> None:
     for made in [*NODE_FILES, "credentials/w1.jwt", "credentials/enroll.jwt"]:
         assert (secrets / made).stat().st_mode & 0o077 == 0 or made.endswith(".pem"), made
     cert = x509.load_pem_x509_certificate((secrets / "tls" / "server.pem").read_bytes())
@@ -111,61 +96,135 @@ def test_three_nodes_from_the_container_config_run_a_stack(tmp_path: Path) -> No
     enroll = unverified_claims((secrets / "credentials" / "enroll.jwt").read_text())
     assert w1 and enroll and (w1["role"], w1["wid"], enroll["role"]) == ("worker", "w1", "admin")
 
-    ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
-    routes = "[" + ", ".join(f"nats-route://localhost:{r}" for _, r, _ in ports) + "]"
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        for i, node_ports in enumerate(ports, start=1):
-            etc = tmp_path / f"node-{i}"
+
+class Stack:
+    """Three nodes from the container config and a control plane, as compose runs them."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp, self.secrets = tmp, tmp / "secrets"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
+        url = ",".join(f"tls://localhost:{c}" for c, _, _ in self.ports)
+        self.env = {"DTF_SERVER": url, "DTF_TLS_CA": str(self.secrets / "tls" / "ca.pem"),
+                    "DTF_STREAM_REPLICAS": "3"}
+        self.admin = ["--token-file", str(self.secrets / "admin.jwt")]
+
+    def start_nodes(self) -> None:
+        routes = "[" + ", ".join(f"nats-route://localhost:{r}" for _, r, _ in self.ports) + "]"
+        for i, node_ports in enumerate(self.ports, start=1):
+            etc = self.tmp / f"node-{i}"
             for name in NODE_FILES:  # only what compose mounts on a node
                 (etc / "secrets" / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(secrets / name, etc / "secrets" / name)
+                shutil.copy2(self.secrets / name, etc / "secrets" / name)
             conf = etc / "config" / "nats.conf"
             conf.parent.mkdir()
-            conf.write_text(render(CONF.read_text(), etc, tmp_path / f"data-{i}", node_ports))
-            log = (tmp_path / f"nats-{i}.log").open("wb")
-            procs.append(subprocess.Popen(
-                [server_binary(), "--config", str(conf)], stdout=log, stderr=log,
-                env={**os.environ, "NATS_NAME": f"nats-{i}", "NATS_ROUTES": routes}))
-        for (client, _, _), proc in zip(ports, procs, strict=True):
+            conf.write_text(render(CONF.read_text(), etc, self.tmp / f"data-{i}", node_ports))
+            self.spawn(f"nats-{i}", [server_binary(), "--config", str(conf)],
+                       {"NATS_NAME": f"nats-{i}", "NATS_ROUTES": routes})
+        for (client, _, _), proc in zip(self.ports, self.procs, strict=True):
             eventually(lambda c=client, p=proc: port_open("127.0.0.1", c)  # type: ignore[misc]
                        or p.poll() is not None, 15, "the nodes to listen")
-            assert proc.poll() is None, (tmp_path / "nats-1.log").read_text()[-2000:]
-        eventually(lambda: any(meta_ready(m) for _, _, m in ports), 20,
+            assert proc.poll() is None, (self.tmp / "nats-1.log").read_text()[-2000:]
+        eventually(lambda: any(meta_ready(m) for _, _, m in self.ports), 20,
                    "a JetStream meta leader with both peers current")
 
-        url = ",".join(f"tls://localhost:{c}" for c, _, _ in ports)
-        env = {"DTF_SERVER": url, "DTF_TLS_CA": str(secrets / "tls" / "ca.pem"),
-               "DTF_STREAM_REPLICAS": "3"}
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        log = (self.tmp / f"{name}.log").open("wb")
+        self.procs.append(subprocess.Popen(argv, cwd=self.tmp, stdout=log, stderr=log,
+                                           env={**os.environ, "PYTHONPATH": str(ROOT), **env}))
 
-        def agent(name: str, *args: str, token: str) -> None:
-            log = (tmp_path / f"{name}.log").open("wb")
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "cli.main", *args], cwd=tmp_path, stdout=log,
-                stderr=log, env={**os.environ, **env, "PYTHONPATH": str(ROOT),
-                                 "DTF_TOKEN_FILE": str(secrets / "credentials" / token)}))
+    def agent(self, name: str, *args: str, env: dict[str, str]) -> None:
+        self.spawn(name, [sys.executable, "-m", "cli.main", *args], {**self.env, **env})
 
-        admin = ["--token-file", str(secrets / "admin.jwt")]
-        agent("control", "agent", "control", "--keys", str(secrets / "keys"),
-              token="control.jwt")
-        eventually(lambda: dtf("status", *admin, cwd=tmp_path, env=env,
-                               check=False).returncode == 0, 60, "the control plane")
-        agent("worker", "worker", "--id", "w1", "--token-file",
-              str(secrets / "credentials" / "w1.jwt"), token="w1.jwt")
-        sent = dtf("submit", *admin, "--json", "--", sys.executable, "-c", "print('hi')",
-                   cwd=tmp_path, env=env)
+    def dtf(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return dtf(*args, cwd=self.tmp, env=self.env, check=check)
+
+    def runs_a_task(self) -> str:
+        """The task's record, once it succeeded."""
+        sent = self.dtf("submit", *self.admin, "--json", "--", sys.executable, "-c",
+                        "print('hi')")
         task_id = json.loads(sent.stdout)["id"]
-        assert dtf("wait", *admin, "--timeout", "60", task_id, cwd=tmp_path, env=env)
-        monitors = [m for _, _, m in ports]
-        eventually(lambda: set(stream_replicas(monitors).values()) == {3}, 15,
-                   "every stream on three nodes, each current")
-        assert {"DTF_EVENTS", "DTF_LOGS", "DTF_HEARTBEATS"} <= set(stream_replicas(monitors))
-    finally:
-        for proc in reversed(procs):
+        self.dtf("wait", *self.admin, "--timeout", "60", task_id)
+        return self.dtf("task", *self.admin, "--json", task_id).stdout
+
+    def stop(self, procs: list[subprocess.Popen[bytes]] | None = None) -> None:
+        for proc in reversed(procs or self.procs):
             proc.terminate()
-        for proc in procs:
+        for proc in procs or self.procs:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(tmp_path_factory.mktemp("stack"))
+    dtf("init", "--out", str(stack.secrets), "--tls-hosts", "nats-1,nats-2,nats-3",
+        "--workers", "w1", "--enroll", cwd=stack.tmp)
+    check_init_files(stack.secrets)
+    try:
+        stack.start_nodes()
+        stack.agent("control", "agent", "control", "--keys", str(stack.secrets / "keys"),
+                    env={"DTF_TOKEN_FILE": str(stack.secrets / "credentials" / "control.jwt")})
+        eventually(lambda: stack.dtf("status", *stack.admin, check=False).returncode == 0, 60,
+                   "the control plane")
+        yield stack
+    finally:
+        stack.stop()
+
+
+def test_a_compose_worker_runs_a_task_on_r3_streams(stack: Stack) -> None:
+    token = str(stack.secrets / "credentials" / "w1.jwt")
+    stack.agent("worker-1", "worker", "--id", "w1", "--token-file", token, env={})
+    stack.runs_a_task()
+    stack.stop(stack.procs[-1:])
+    monitors = [m for _, _, m in stack.ports]
+    eventually(lambda: set(stream_replicas(monitors).values()) == {3}, 15,
+               "every stream on three nodes, each current")
+    assert {"DTF_EVENTS", "DTF_LOGS", "DTF_HEARTBEATS"} <= set(stream_replicas(monitors))
+
+
+def k8s_paths(text: str, root: Path) -> str:
+    """A pod's paths (its volumes and /tmp) under ``root``."""
+    return re.sub(r"(?<![\w/.-])/(secrets|etc/dtf|tmp)/", lambda m: f"{root}{m.group(0)}",
+                  text)
+
+
+def test_a_kubernetes_worker_pod_makes_its_own_key_and_runs_a_task(stack: Stack) -> None:
+    """worker.yaml's two containers as the kubelet runs them: the enroll script over a
+    Secret volume (symlinks into ..data, as the kubelet lays it out), then the worker."""
+    [pod] = [d["spec"]["template"]["spec"] for d in
+             yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "worker.yaml").read_text())]
+    [enroll], [worker] = pod["initContainers"], pod["containers"]
+    root = stack.tmp / "pod"
+    data = root / "secrets" / "..data"
+    data.mkdir(parents=True)
+    for item in pod["volumes"][1]["secret"]["items"]:
+        shutil.copy(stack.secrets / {"ca.pem": "tls/ca.pem"}.get(item["key"],
+                                                                  "credentials/enroll.jwt"),
+                    data / item["path"])
+        (data / item["path"]).chmod(0o440)
+        (root / "secrets" / item["path"]).symlink_to(f"..data/{item['path']}")
+    for sub in ("etc/dtf", "tmp", "bin"):
+        (root / sub).mkdir(parents=True)
+    shim = root / "bin" / "dtf"  # the image's dtf: this checkout's
+    shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m cli.main \"$@\"\n")
+    shim.chmod(0o755)
+    pod_name = "dtf-worker-7c9d8b6f5-x2k4q"
+    env = {"POD_NAME": pod_name, "PATH": f"{root / 'bin'}:{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT), "DTF_SERVER": stack.env["DTF_SERVER"],
+           "DTF_TLS_CA": k8s_paths("/etc/dtf/ca.pem", root)}
+    assert enroll["command"] == ["sh", "-c"]
+    script = subprocess.run(["sh", "-c", k8s_paths(enroll["args"][0], root)], cwd=stack.tmp,
+                            env={**os.environ, **env}, capture_output=True, text=True,
+                            timeout=60)
+    assert script.returncode == 0, script.stderr
+    key = root / "etc" / "dtf" / "worker.key"
+    assert key.stat().st_mode & 0o777 == 0o600 and key.read_text().startswith("dtfk_")
+    assert not (root / "tmp" / "enroll.jwt").exists()
+
+    args = [k8s_paths(a.replace("$(POD_NAME)", pod_name), root) for a in worker["args"]]
+    stack.agent("pod-worker", *args, env={"DTF_TLS_CA": env["DTF_TLS_CA"]})
+    assert pod_name in stack.runs_a_task()
