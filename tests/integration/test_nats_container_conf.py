@@ -1,10 +1,11 @@
-"""The compose topology from its files: `dtf init --tls-hosts ... --workers ...` makes the
-secrets; three nats-server processes run deploy/nats/nats.conf (the one file every
-container node runs, its name and routes from the environment) with only the files
-compose mounts on a node; a control plane with DTF_STREAM_REPLICAS=3 makes the streams R3;
-a worker with the token `dtf init --workers` made runs a task. Only what one host needs
-differs from the containers: the ports and paths (the test renders them, and fails if the
-file no longer has the lines it renders)."""
+"""The compose topology from its files: `dtf init --tls-hosts ... --workers ... --enroll`
+makes the secrets; three nats-server processes run deploy/nats/nats.conf (the one file
+every container node runs, its name and routes from the environment) with only the files
+compose mounts on a node; compose.yaml's control-1 (its command, environment and mounts)
+makes the streams R3; its worker-1 runs a task. A Kubernetes worker pod (worker.yaml)
+makes its own key and runs one too. Only what one host needs differs from the containers:
+ports and paths (rendered here; the test fails if the files no longer have what it
+renders) and the nodes' host names (localhost, also in the certificate)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from tests.helpers import eventually
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "deploy" / "nats" / "nats.conf"
+COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
 NODE_FILES = ["nats-auth.conf", "tls/ca.pem", "tls/server.pem", "tls/server.key"]
 
 
@@ -136,16 +138,39 @@ class Stack:
     def agent(self, name: str, *args: str, env: dict[str, str]) -> None:
         self.spawn(name, [sys.executable, "-m", "cli.main", *args], {**self.env, **env})
 
+    def compose_service(self, name: str) -> None:
+        """A dtf service of compose.yaml, with its command, environment, secrets and
+        volumes, under a directory of its own that stands for the container's /."""
+        doc = yaml.safe_load(COMPOSE.read_text())
+        svc, root = doc["services"][name], self.tmp / name
+
+        def here(value: str) -> str:
+            return f"{root}{value}" if value.startswith("/") else value
+
+        for ref in svc.get("secrets", []):
+            source = doc["secrets"][ref["source"]]["file"].split("}/", 1)[1]
+            Path(here(ref["target"])).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(self.secrets / source, here(ref["target"]))
+        for volume in svc.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source.startswith("${DTF_SECRETS}/"):
+                shutil.copytree(self.secrets / source.split("}/", 1)[1], here(target))
+        env = {k: here(str(v)) for k, v in svc["environment"].items()}
+        self.agent(name, *map(here, svc["command"]),
+                   env={**env, "DTF_SERVER": self.env["DTF_SERVER"]})  # not nats-1...
+
     def dtf(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return dtf(*args, cwd=self.tmp, env=self.env, check=check)
 
     def runs_a_task(self) -> str:
-        """The task's record, once it succeeded."""
+        """The worker that ran a task, once it succeeded."""
         sent = self.dtf("submit", *self.admin, "--json", "--", sys.executable, "-c",
                         "print('hi')")
         task_id = json.loads(sent.stdout)["id"]
         self.dtf("wait", *self.admin, "--timeout", "60", task_id)
-        return self.dtf("task", *self.admin, "--json", task_id).stdout
+        worker: str = json.loads(self.dtf("task", *self.admin, "--json", task_id).stdout)[
+            "worker_id"]
+        return worker
 
     def stop(self, procs: list[subprocess.Popen[bytes]] | None = None) -> None:
         for proc in reversed(procs or self.procs):
@@ -166,8 +191,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     check_init_files(stack.secrets)
     try:
         stack.start_nodes()
-        stack.agent("control", "agent", "control", "--keys", str(stack.secrets / "keys"),
-                    env={"DTF_TOKEN_FILE": str(stack.secrets / "credentials" / "control.jwt")})
+        stack.compose_service("control-1")
         eventually(lambda: stack.dtf("status", *stack.admin, check=False).returncode == 0, 60,
                    "the control plane")
         yield stack
@@ -176,9 +200,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_a_compose_worker_runs_a_task_on_r3_streams(stack: Stack) -> None:
-    token = str(stack.secrets / "credentials" / "w1.jwt")
-    stack.agent("worker-1", "worker", "--id", "w1", "--token-file", token, env={})
-    stack.runs_a_task()
+    stack.compose_service("worker-1")
+    assert stack.runs_a_task() == "w1"
     stack.stop(stack.procs[-1:])
     monitors = [m for _, _, m in stack.ports]
     eventually(lambda: set(stream_replicas(monitors).values()) == {3}, 15,
@@ -227,4 +250,4 @@ def test_a_kubernetes_worker_pod_makes_its_own_key_and_runs_a_task(stack: Stack)
 
     args = [k8s_paths(a.replace("$(POD_NAME)", pod_name), root) for a in worker["args"]]
     stack.agent("pod-worker", *args, env={"DTF_TLS_CA": env["DTF_TLS_CA"]})
-    assert pod_name in stack.runs_a_task()
+    assert stack.runs_a_task() == pod_name
