@@ -11,9 +11,10 @@
   for client TLS and the cluster's mutual-TLS routes; ``ca.key`` stays with the operator);
 - with ``--workers``: a worker token per id (``credentials/<id>.jwt``), for workers whose
   ids are known before the stack runs (compose);
-- with ``--enroll``: ``credentials/enroll.jwt``, an admin credential with which a worker
-  pod creates its own worker key at start (Kubernetes: the pods of a Deployment have
-  names nobody knows in advance).
+- with ``--enroll``: ``credentials/enroll.jwt``, an enroller's credential with which a
+  worker pod creates its own worker key at start (Kubernetes: the pods of a Deployment
+  have names nobody knows in advance); it creates keys for new worker ids and does nothing
+  else.
 
 Every file is 0600 in a 0700 directory. Tokens are checked against the signing key in
 ``keys/``, so they work from the first start of the control plane; other workers get API
@@ -73,8 +74,9 @@ def add_parser(client: Callable[[str, str], argparse.ArgumentParser]) -> None:
                       help="comma-separated worker ids: a worker token for each in "
                            "DIR/credentials/ID.jwt")
     init.add_argument("--enroll", action="store_true",
-                      help="DIR/credentials/enroll.jwt: an admin credential for worker pods "
-                           "that create their own worker key at start (Kubernetes)")
+                      help="DIR/credentials/enroll.jwt: a credential that only creates keys "
+                           "for new workers, for worker pods that make their own at start "
+                           "(Kubernetes)")
 
 
 def init_cmd(args: argparse.Namespace) -> int:
@@ -106,7 +108,7 @@ def init_cmd(args: argparse.Namespace) -> int:
                 for s in SERVICES},
              **{f"worker {w} credential (--token-file)": creds.files[w] for w in workers}}
     if args.enroll:
-        files["worker pods' enrollment credential (admin role)"] = creds.files[f"agent-{ENROLL}"]
+        files["worker pods' enrollment credential (enroller)"] = creds.files[f"agent-{ENROLL}"]
     if tls is not None:
         files.update({"CA certificate (DTF_TLS_CA)": tls.ca,
                       "NATS server certificate and key": tls.cert})

@@ -96,7 +96,8 @@ def check_init_files(secrets: Path) -> None:
     assert {"nats-1", "nats-2", "nats-3", "localhost"} <= {str(n.value) for n in sans}
     w1 = unverified_claims((secrets / "credentials" / "w1.jwt").read_text())
     enroll = unverified_claims((secrets / "credentials" / "enroll.jwt").read_text())
-    assert w1 and enroll and (w1["role"], w1["wid"], enroll["role"]) == ("worker", "w1", "admin")
+    assert w1 and enroll and (w1["role"], w1["wid"], enroll["role"]) == (
+        "worker", "w1", "enroller")
 
 
 class Stack:
@@ -247,6 +248,15 @@ def test_a_kubernetes_worker_pod_makes_its_own_key_and_runs_a_task(stack: Stack)
     key = root / "etc" / "dtf" / "worker.key"
     assert key.stat().st_mode & 0o777 == 0o600 and key.read_text().startswith("dtfk_")
     assert not (root / "tmp" / "enroll.jwt").exists()
+
+    enroller = ["--token-file", str(stack.secrets / "credentials" / "enroll.jwt")]
+    for wid in (pod_name, "w1"):  # it has a key now; w1 registered: neither is new
+        again = stack.dtf("worker-key", "create", wid, *enroller, check=False)
+        assert again.returncode != 0 and "new worker ids only" in again.stderr, again.stderr
+    for other in (["status"], ["token", "issue", "--role", "admin"]):  # nothing else
+        refused = stack.dtf(*other, *enroller, check=False)
+        assert refused.returncode != 0 and "forbidden" in refused.stderr.lower(), (
+            other, refused.stderr)
 
     args = [k8s_paths(a.replace("$(POD_NAME)", pod_name), root) for a in worker["args"]]
     stack.agent("pod-worker", *args, env={"DTF_TLS_CA": env["DTF_TLS_CA"]})
