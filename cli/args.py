@@ -12,7 +12,7 @@ from typing import Any, get_args
 import msgspec
 
 from agents.host import settings as settings_mod
-from cli import bench_cmd, generate_cmd, report_cmds, rerun_cmd, results_cmds
+from cli import bench_cmd, generate_cmd, init_cmd, report_cmds, rerun_cmd, results_cmds
 from cli import client_cmds as cc
 from cli.browser_submit import BROWSER_FLAGS, add_browser_arguments, browser_specs
 from cli.workdirs import in_submitters_dir
@@ -182,7 +182,7 @@ def parser() -> argparse.ArgumentParser:
     tok = client("token", "issue, refresh or revoke tokens")
     tok.add_argument("action", choices=["issue", "refresh", "revoke"])
     tok.add_argument("jti", nargs="?", help="revoke: the token id")
-    tok.add_argument("--role", choices=["admin", "manager", "worker", "reader"])
+    tok.add_argument("--role", choices=["admin", "manager", "worker", "reader", "enroller"])
     tok.add_argument("--sub", default=None, help="issue: the subject (default: the role)")
     tok.add_argument("--ttl", default="1h", help="lifetime, e.g. 30m, 1h, 7d (default 1h)")
     tok.add_argument("--worker-id", default=None, help="issue --role worker: its worker id")
@@ -213,10 +213,7 @@ def parser() -> argparse.ArgumentParser:
     rerun_cmd.add_parser(client)
     bench_cmd.add_parser(client)
     generate_cmd.add_parsers(client)
-    init = client("init", "make the keys, NATS auth block and agent credentials of a "
-                          "stack on several hosts (docs/deploy.md)")
-    init.add_argument("--out", required=True, metavar="DIR")
-    init.add_argument("--force", action="store_true", help="write into a non-empty DIR")
+    init_cmd.add_parser(client)
     return p
 
 

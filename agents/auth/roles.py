@@ -19,6 +19,9 @@ class Role(enum.StrEnum):
     MANAGER = "manager"
     WORKER = "worker"
     READER = "reader"
+    # creates worker keys for new worker ids only: what a worker pod needs to make its own
+    # (deploy/kubernetes/worker.yaml), and nothing else
+    ENROLLER = "enroller"
 
 
 class Permission(enum.StrEnum):
@@ -34,6 +37,7 @@ class Permission(enum.StrEnum):
     QUERY_READ = "query.read"
     TASK_SECRETS = "task.secrets"  # the secret env of a task whose lease the worker holds
     KEY_ROTATE = "key.rotate"
+    WORKER_ENROLL = "worker.enroll"  # create a worker's API key
 
 
 P = Permission
@@ -45,6 +49,7 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
     Role.WORKER: frozenset({P.TASK_REPORT, P.WORKER_REGISTER, P.WORKER_STOP, P.TOKEN_REFRESH,
                             P.TASK_SECRETS}),
     Role.READER: frozenset({P.QUERY_READ, P.TOKEN_REFRESH}),
+    Role.ENROLLER: frozenset({P.WORKER_ENROLL}),
 })
 
 # Command tags of dtf_core.commands (the "cmd" field) -> the permission each needs.
@@ -59,7 +64,7 @@ COMMAND_PERMISSIONS: Final[Mapping[str, Permission]] = MappingProxyType({
     "issue_token": P.TOKEN_ISSUE,
     "revoke_token": P.TOKEN_REVOKE,
     "refresh_token": P.TOKEN_REFRESH,
-    "create_apikey": P.TOKEN_ISSUE,
+    "create_apikey": P.WORKER_ENROLL,
     "revoke_apikey": P.TOKEN_REVOKE,
     "rotate_key": P.KEY_ROTATE,
     "retire_key": P.KEY_ROTATE,

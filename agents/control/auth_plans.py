@@ -4,6 +4,7 @@ API keys. Issuing and revoking are events in the log, with the actor; secrets ne
 from __future__ import annotations
 
 from agents.auth import apikeys
+from agents.auth.errors import Forbidden
 from agents.auth.keyring import Keyring, public_raw
 from agents.auth.roles import Role
 from agents.auth.tokens import Claims, issue, new_token_id
@@ -99,7 +100,15 @@ def plan_revoke(board: Board, cmd: cmds.RevokeToken, *, now: float) -> Plan:
     return Plan(changes, lambda: RevokedToken(jti=jti, revoked=True), keys={jti})
 
 
-def plan_create_key(board: Board, cmd: cmds.CreateApiKey, *, now: float) -> Plan:
+def plan_create_key(board: Board, cmd: cmds.CreateApiKey, *, now: float,
+                    new_worker_only: bool = False) -> Plan:
+    """``new_worker_only`` (an enroller asks): not for a worker id that has registered or
+    has a key already, so an enroller cannot take over a worker that exists."""
+    if new_worker_only:
+        wid = validate_id(cmd.worker_id, "worker id")
+        if wid in board.workers or any(k.worker_id == wid for k in board.auth.api_keys.values()):
+            raise Forbidden(f"forbidden: worker {wid!r} exists; an enroller creates keys "
+                            "for new worker ids only")
     new = apikeys.create_api_key(cmd.worker_id)
     rec = new.record
     event = ApiKeyCreated(auth_id=rec.key_id, worker_id=rec.worker_id, scheme=rec.scheme,

@@ -45,7 +45,8 @@ def admin_token_file(data_dir: Path) -> Path:
 
 
 # The HTTP agent acts under each caller's own credential; its own needs only to read.
-SERVICE_ROLES = {"http": "reader"}
+# `dtf init --enroll`'s credential only creates keys for new workers.
+SERVICE_ROLES = {"http": "reader", "enroll": "enroller"}
 
 
 def mint(data_dir: Path, *, services: list[str], workers: list[str]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agents.auth.keyring import Keyring
+from agents.auth.roles import Role
 from agents.auth.secrets import Sealer, seal_spec
 from agents.auth.tokens import Claims
 from agents.control import auth_plans, bench_plans, plans
@@ -36,7 +37,9 @@ class Planner:
             case cmds.RevokeToken():
                 return auth_plans.plan_revoke(self.board, cmd, now=now)
             case cmds.CreateApiKey():
-                return auth_plans.plan_create_key(self.board, cmd, now=now)
+                enroller = claims is not None and claims.role == Role.ENROLLER
+                return auth_plans.plan_create_key(self.board, cmd, now=now,
+                                                  new_worker_only=enroller)
             case cmds.RevokeApiKey():
                 return auth_plans.plan_revoke_key(self.board, cmd, now=now)
             case cmds.RotateKey():

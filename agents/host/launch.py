@@ -71,7 +71,9 @@ async def _connected(settings: Settings, name: str, *, streams: bool = True,
     nc = await connect(settings.server, name, credential=cred or credential(settings),
                        worker_id=worker_id, tls_ca=tls_ca(settings))
     if streams:
-        await ensure_streams(nc.jetstream())
+        # a cluster made by an orchestrator (compose, Kubernetes) has no `dtf up` to create
+        # the streams with R3 first: the first agent to start does, with DTF_STREAM_REPLICAS
+        await ensure_streams(nc.jetstream(), replicas=settings.stream_replicas)
     return nc
 
 

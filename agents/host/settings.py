@@ -43,6 +43,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     browser_contexts: int = 4  # DTF_BROWSER_CONTEXTS: browser tasks at once in a worker's Chromium
     browser_recycle: int = 50  # DTF_BROWSER_RECYCLE: tasks before a worker's Chromium is replaced
     faults: str = ""  # DTF_FAULTS="name@N,...": the chaos suite's crash points
+    stream_replicas: int = 1  # DTF_STREAM_REPLICAS: replicas of the streams agents create
 
 
 def context_path(env: Mapping[str, str] | None = None) -> Path:
@@ -84,7 +85,7 @@ def write_context(server: str, data_dir: Path, env: Mapping[str, str] | None = N
 # among them but for a file's path: a token does not belong in a file kept with the code.
 FILE_KEYS = ("server", "data_dir", "heartbeat_interval", "heartbeat_misses", "log_level",
              "token_file", "tls_ca", "policy", "lead", "quotas", "cache_dir",
-             "detect_browser", "browser_contexts", "browser_recycle")
+             "detect_browser", "browser_contexts", "browser_recycle", "stream_replicas")
 OTHER_TABLES = ("ci",)  # [tool.dtf.ci]: `dtf ci`'s and the pytest plugin's own
 
 
@@ -150,6 +151,7 @@ def load(env: Mapping[str, str] | None = None, server: str | None = None,
             browser_contexts=_positive(env, "DTF_BROWSER_CONTEXTS", 4),
             browser_recycle=_positive(env, "DTF_BROWSER_RECYCLE", 50),
             faults=env.get("DTF_FAULTS", ""),
+            stream_replicas=_replicas(env),
         )
     except ValueError as exc:
         raise InvalidInput(f"invalid DTF_* setting: {exc}") from None
@@ -170,6 +172,14 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise InvalidInput(f"{name}={value}: must be at least 1")
     return value
+
+
+def _replicas(env: Mapping[str, str]) -> int:
+    """JetStream keeps 1 to 5 replicas of a stream; 3 on a three-node cluster."""
+    n = _number(env, "DTF_STREAM_REPLICAS", 1, int)
+    if not 1 <= n <= 5:
+        raise InvalidInput(f"DTF_STREAM_REPLICAS={n}: JetStream keeps 1 to 5 replicas")
+    return n
 
 
 def _data_dir(context: Mapping[str, str]) -> str:

@@ -258,6 +258,7 @@ EXPECTED = {
     Role.WORKER: {"report", "register", "stop_worker", "refresh_token", "get_secrets",
                   "update_capabilities"},
     Role.READER: {"refresh_token"} | READS,
+    Role.ENROLLER: {"create_apikey"},  # for a new worker id only (test_enroller.py)
 }
 
 

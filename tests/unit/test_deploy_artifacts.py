@@ -1,12 +1,11 @@
 """Every deploy artifact starts `dtf` with arguments `dtf`'s own parser accepts (the older
 system's scripts passed flags its programs did not have), and the service definitions
 `dtf worker install` writes do too. Where a tool here can check an artifact offline, it
-does (systemd-analyze); where it is missing, the test says so and skips."""
+does (systemd-analyze); where it is missing, the test says so and skips. The compose file
+and the Kubernetes manifests: test_deploy_manifests.py."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import plistlib
 import re
@@ -18,25 +17,12 @@ from pathlib import Path
 import pytest
 
 from cli import service_install as si
-from cli.args import parser
+from tests.unit.deploy_checks import dtf_args_error
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 DOCKERFILES = sorted(DEPLOY.rglob("Dockerfile*"))
-
-
-def dtf_args_error(argv: list[str]) -> str | None:
-    """Why `dtf` would refuse this command line (None: it parses)."""
-    if not argv or Path(argv[0]).name != "dtf":
-        return f"not a dtf command: {argv[:1]}"
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            parser().parse_args(argv[1:])
-    except SystemExit as exc:
-        return err.getvalue().strip() or f"exit {exc.code}"
-    return None
 
 
 def exec_start(unit: str) -> list[str]:

@@ -65,3 +65,13 @@ def test_a_worker_s_key_dir_here_does_not_hide_the_stack_of_the_context(
     assert load(ctx, directory=here).data_dir == str(stack.resolve())
     (here / ".dtf" / "admin.jwt").write_text("x")  # a stack was started here: it wins
     assert load(ctx, directory=here).data_dir == ".dtf"
+
+
+def test_stream_replicas_come_from_the_environment_within_jetstream_s_range(
+        tmp_path: Path) -> None:
+    assert load(env(tmp_path), directory=tmp_path).stream_replicas == 1
+    three = env(tmp_path, DTF_STREAM_REPLICAS="3")
+    assert load(three, directory=tmp_path).stream_replicas == 3
+    for bad in ("0", "6", "three"):
+        with pytest.raises(InvalidInput, match="DTF_STREAM_REPLICAS"):
+            load(env(tmp_path, DTF_STREAM_REPLICAS=bad), directory=tmp_path)

@@ -13,13 +13,14 @@ from dtf_core import subjects
 from dtf_core.ids import validate_id
 from dtf_core.subjects import subject_matches
 
-ROLES = ("worker", "reader", "manager", "admin", "agent")
+ROLES = ("worker", "reader", "manager", "admin", "agent", "enroller")
 EVENTS = subjects.EVENTS_STREAM
 # The server answers with the caller's own account, user and permissions: harmless, and
 # the way a client (or a test) sees what the callout granted it.
 USER_INFO = "$SYS.REQ.USER.INFO"
 # Every role may renew its own token (agents/wire/client.py sends RefreshToken there).
 TOKEN_REFRESH = "dtf.cmd.auth.refresh"
+APIKEY_CREATE = "dtf.cmd.auth.apikey_create"
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,14 @@ def reader(principal: str) -> Permissions:
                        subscribe=(f"{inbox}.>",), inbox_prefix=inbox)
 
 
+def enroller(principal: str) -> Permissions:
+    """Asking the api for a new worker's key, and nothing else (no log, no queries)."""
+    inbox = inbox_prefix("enroller", principal)
+    return Permissions(role="enroller", principal=principal,
+                       publish=(APIKEY_CREATE, USER_INFO), subscribe=(f"{inbox}.>",),
+                       inbox_prefix=inbox)
+
+
 def manager(principal: str) -> Permissions:
     inbox = inbox_prefix("manager", principal)
     return Permissions(
@@ -196,6 +205,8 @@ def for_role(role: str, principal: str) -> Permissions:
         return reader(principal)
     if role == "manager":
         return manager(principal)
+    if role == "enroller":
+        return enroller(principal)
     if role in ("admin", "agent") and principal.startswith(AGENT_PREFIX):
         return agent(principal)
     if role in ("admin", "agent"):

@@ -43,6 +43,7 @@ def test_every_role_has_a_row_and_admin_has_everything() -> None:
     (Role.WORKER, {P.TASK_REPORT, P.WORKER_REGISTER, P.WORKER_STOP, P.TOKEN_REFRESH,
                    P.TASK_SECRETS}),
     (Role.READER, {P.QUERY_READ, P.TOKEN_REFRESH}),
+    (Role.ENROLLER, {P.WORKER_ENROLL}),
 ])
 def test_role_permissions(role: Role, expected: set[Permission]) -> None:
     assert ROLE_PERMISSIONS[role] == expected
