@@ -94,7 +94,7 @@ class Board:
                 self.leaders[event.role] = event
             self.lead_seq[event.role] = seq
         elif isinstance(event, ScaleEventBase):
-            note_scale(self.scaling, event)  # type: ignore[arg-type]
+            note_scale(self.scaling, event)
         return None
 
     def _apply_task(self, seq: int, event: TaskEventBase) -> TaskState | None:
