@@ -14,6 +14,7 @@ import msgspec
 from agents.host import settings as settings_mod
 from cli import bench_cmd, generate_cmd, report_cmds, rerun_cmd, results_cmds
 from cli import client_cmds as cc
+from cli.autoscale_args import autoscale_args
 from cli.workdirs import in_submitters_dir
 from dtf_core.errors import InvalidInput
 from dtf_core.spec import TaskSpec, command_spec, parse_specs
@@ -62,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--http-host", default="127.0.0.1",
                     help="address the REST API listens on (default 127.0.0.1)")
     up.add_argument("--no-http", action="store_true", help="no REST API or dashboard")
+    up.add_argument("--autoscale", default=None, metavar="local:MIN-MAX",
+                    help="run the autoscaler: MIN to MAX local workers beside --workers, "
+                         "by the queue (docs/autoscaling.md)")
 
     w = client("worker", "run a worker daemon on this host; `dtf worker install --systemd` "
                          "or `--launchd` writes a service that runs it at boot")
@@ -107,9 +111,9 @@ def parser() -> argparse.ArgumentParser:
 
     a = client("agent", "run one agent daemon")
     a.add_argument("kind", choices=["api", "scheduler", "recovery", "projector", "control",
-                                     "http"],
+                                     "http", "autoscaler"],
                    help="control = api + scheduler + recovery sharing one fold; http = the "
-                        "REST API and dashboard")
+                        "REST API and dashboard; autoscaler = workers by the queue")
     a.add_argument("--http-port", type=int, default=8080, metavar="PORT",
                    help="http: the port (default 8080)")
     a.add_argument("--http-host", default="127.0.0.1", help="http: the address (default "
@@ -117,6 +121,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--db", default=None, help="projector: DuckDB file")
     a.add_argument("--keys", default=None, help="api/control: signing key dir (to issue tokens)")
     a.add_argument("--insecure-dev", action="store_true", help="api/control: no authentication")
+    autoscale_args(a)  # cli/autoscale_args.py
 
     s = client("submit", "submit task JSON (file or -) or a command after --")
     s.add_argument("file", nargs="?", help="task JSON file (one object or a list), or -")

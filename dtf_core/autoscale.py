@@ -15,6 +15,7 @@ from typing import Literal
 
 from msgspec import Struct
 
+from dtf_core.errors import InvalidInput
 from dtf_core.spec import TaskSpec
 
 Direction = Literal["up", "down", "hold"]
@@ -112,7 +113,8 @@ def decide(load: Load, limits: Limits, *, now: float, last_up_at: float | None,
             return Decision(direction="hold", target=current,
                             reason=f"{why}; scale-up cooling down "
                                    f"({now - last_up_at:.1f}s of {limits.up_cooldown_s:g}s)")
-        capped = " (the maximum)" if need > limits.max_workers else ""
+        capped = f" (capped at the maximum {limits.max_workers})" \
+            if need > limits.max_workers else ""
         return Decision(direction="up", target=target, reason=f"{why}{capped}")
     if target < current:
         if last_change_at is not None and now - last_change_at < limits.cooldown_s:
@@ -160,3 +162,22 @@ def predicted_s(specs: Iterable[TaskSpec], means: Mapping[str, float],
             continue
         total += means.get(estimate_key(spec), default)
     return total
+
+
+PROVIDERS = ("local", "docker", "kubernetes")
+MAX_WORKERS = 1000
+
+
+def parse_spec(text: str) -> tuple[str, int, int]:
+    """``PROVIDER:MIN-MAX`` (``local:0-4``) -> (provider, min, max); a clear error else."""
+    usage = (f"--autoscale takes PROVIDER:MIN-MAX with PROVIDER one of {', '.join(PROVIDERS)} "
+             f"and 0 <= MIN <= MAX <= {MAX_WORKERS} (e.g. local:0-4), not {text!r}")
+    provider, sep, bounds = text.partition(":")
+    low, dash, high = bounds.partition("-")
+    if (not sep or not dash or provider not in PROVIDERS
+            or not (low.isascii() and low.isdigit() and high.isascii() and high.isdigit())):
+        raise InvalidInput(usage)
+    lo, hi = int(low), int(high)
+    if not lo <= hi <= MAX_WORKERS or hi == 0:
+        raise InvalidInput(usage)
+    return provider, lo, hi

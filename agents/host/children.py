@@ -55,7 +55,7 @@ class Child:
 def plan_children(data_dir: Path, url: str, env: dict[str, str], creds: Credentials | None,
                   *, standbys: bool, workers: int, slots: int | None,
                   task_user: str | None, http: tuple[str, int] | None = None,
-                  ) -> tuple[list[Child], list[Child]]:
+                  autoscale: str | None = None) -> tuple[list[Child], list[Child]]:
     """The agents (a control plane and a projector, and a standby of each in a cluster;
     the standby projector keeps its own DuckDB file) and the local workers, each with
     ``env`` and its own credential file."""
@@ -79,6 +79,9 @@ def plan_children(data_dir: Path, url: str, env: dict[str, str], creds: Credenti
         agents.append(Child("http", argv("agent", "http", "--http-host", host, "--http-port",
                                          str(port), *no_auth), logs / "http.log"))
     extra = ["--slots", str(slots)] if slots else []
+    if autoscale:  # its workers are its own children, stopped (drained) by it
+        agents.append(Child("autoscaler", argv("agent", "autoscaler", "--autoscale", autoscale,
+                                               *extra[:2]), logs / "autoscaler.log"))
     if task_user:
         extra += ["--task-user", task_user]
     local = [Child(f"worker-{i}", argv("worker", "--id", f"local-{i}", *extra),

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from dtf_core.autoscale import Limits, Load, decide, estimate_key, learn, predicted_s
+from dtf_core.autoscale import (
+    Limits,
+    Load,
+    decide,
+    estimate_key,
+    learn,
+    parse_spec,
+    predicted_s,
+)
+from dtf_core.errors import InvalidInput
 from dtf_core.spec import TaskSpec, command_spec
 
 NOW = 1000.0
@@ -17,7 +26,7 @@ CASES = [
     ("a burst asks for one worker per slot's worth of tasks",
      Load(queued=3, slots=1), None, None, ("up", 3, (), "need 3 worker(s)")),
     ("a big burst is capped at the maximum",
-     Load(queued=40, slots=2, workers=1), None, None, ("up", 4, (), "(the maximum)")),
+     Load(queued=40, slots=2, workers=1), None, None, ("up", 4, (), "capped at the maximum 4")),
     ("short predicted work needs fewer workers than its count",
      Load(queued=8, predicted_s=8.0, slots=1), None, None, ("up", 1, (), "predicted work")),
     ("long predicted work uses the count",
@@ -26,7 +35,7 @@ CASES = [
      Load(queued=9, workers=2, slots=1), NOW - 1.0, NOW - 1.0, ("hold", 2, (), "cooling down")),
     ("after the up cooldown it scales up again",
      Load(queued=9, workers=2, slots=1), NOW - 2.5, NOW - 2.5,
-     ("up", 4, (), "need 9 worker(s) (the maximum)")),
+     ("up", 4, (), "need 9 worker(s) (capped at the maximum 4)")),
     ("below the minimum it starts workers at once",
      Load(workers=0), NOW - 0.1, NOW - 0.1, ("up", 1, (), "below the minimum")),
     ("an empty queue drains idle workers after the cooldown",
@@ -84,3 +93,16 @@ def test_predicted_work_from_measured_durations() -> None:
     assert means[estimate_key(sleep)] == pytest.approx(0.8)
     other = TaskSpec(type="noop")
     assert predicted_s([sleep, sleep, other], means, default=2.0) == pytest.approx(3.6)
+
+
+def test_spec_parses_provider_and_bounds() -> None:
+    assert parse_spec("local:0-4") == ("local", 0, 4)
+    assert parse_spec("kubernetes:2-20") == ("kubernetes", 2, 20)
+
+
+@pytest.mark.parametrize("bad", ["local", "local:4", "local:4-2", "ec2:0-4", "local:-1-4",
+                                 "local:0-0", "local: 0-4", "local:0-4x", "local:0-²",
+                                 "local:0-100000"])
+def test_spec_refuses_what_it_cannot_mean(bad: str) -> None:
+    with pytest.raises(InvalidInput, match="PROVIDER:MIN-MAX"):
+        parse_spec(bad)

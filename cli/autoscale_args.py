@@ -1,0 +1,25 @@
+"""`dtf agent autoscaler`'s options (docs/autoscaling.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def autoscale_args(a: argparse.ArgumentParser) -> None:
+    """`dtf agent autoscaler`'s options (docs/autoscaling.md)."""
+    a.add_argument("--autoscale", default=None, metavar="PROVIDER:MIN-MAX",
+                   help="autoscaler: local, docker or kubernetes, and the bounds (local:0-4)")
+    a.add_argument("--group", default="", help="autoscaler: the worker group it manages "
+                   "(default: the provider's name)")
+    a.add_argument("--slots", type=int, default=None, help="autoscaler: tasks per worker")
+    a.add_argument("--cooldown", type=float, default=30.0, metavar="S",
+                   help="autoscaler: no scale-down sooner than this after a change (30)")
+    a.add_argument("--target", type=float, default=10.0, metavar="S",
+                   help="autoscaler: the queued work should end within this (10)")
+    a.add_argument("--k8s-api", default="https://kubernetes.default.svc")
+    a.add_argument("--k8s-namespace", default="default")
+    a.add_argument("--k8s-deployment", default="dtf-worker")
+    a.add_argument("--k8s-token-file",
+                   default="/var/run/secrets/kubernetes.io/serviceaccount/token")
+    a.add_argument("--k8s-ca-file", default=None)
+    a.add_argument("--docker-image", default="dtf-worker")
