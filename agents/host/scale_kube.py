@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 import urllib.error
 import urllib.request
@@ -20,10 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from dtf_core.errors import DTFError, InvalidInput
-from dtf_core.ids import validate_id
 
 TIMEOUT_S = 10.0
 MERGE_PATCH = "application/merge-patch+json"
+NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a DNS-1123 label
+DEPLOYMENT = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")  # a DNS-1123 subdomain
+
+
+def k8s_name(value: str, pattern: re.Pattern[str], what: str) -> str:
+    if pattern.fullmatch(value) is None:
+        raise InvalidInput(f"invalid Kubernetes {what} {value!r}: lowercase letters, digits "
+                           "and '-' (RFC 1123)")
+    return value
 
 
 class KubernetesProvider:
@@ -34,8 +43,8 @@ class KubernetesProvider:
         if not api.startswith(("https://", "http://")):
             raise InvalidInput(f"the Kubernetes API must be an http(s) URL, not {api!r}")
         self.api = api.rstrip("/")
-        self.namespace = validate_id(namespace, "namespace")
-        self.deployment = validate_id(deployment, "deployment")
+        self.namespace = k8s_name(namespace, NAMESPACE, "namespace")
+        self.deployment = k8s_name(deployment, DEPLOYMENT, "deployment name")
         self.token_file = token_file
         self.context = ssl.create_default_context(cafile=ca_file) if ca_file else None
         self.replicas: int | None = None  # as last read or written
