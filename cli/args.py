@@ -64,8 +64,7 @@ def parser() -> argparse.ArgumentParser:
                     help="address the REST API listens on (default 127.0.0.1)")
     up.add_argument("--no-http", action="store_true", help="no REST API or dashboard")
     up.add_argument("--autoscale", default=None, metavar="local:MIN-MAX",
-                    help="run the autoscaler: MIN to MAX local workers beside --workers, "
-                         "by the queue (docs/autoscaling.md)")
+                    help="an autoscaler of MIN to MAX more local workers (docs/autoscaling.md)")
 
     w = client("worker", "run a worker daemon on this host; `dtf worker install --systemd` "
                          "or `--launchd` writes a service that runs it at boot")
@@ -105,6 +104,7 @@ def parser() -> argparse.ArgumentParser:
     sim = client("simulate", "replay the recorded submissions and workers under a policy")
     sim.add_argument("--policy", default="default", help="default, fifo, or a plug-in's name")
     sim.add_argument("--from", dest="from_seq", type=int, default=1, metavar="SEQ")
+    sim.add_argument("--extra-workers", type=int, default=0, metavar="K", help="K more workers")
 
     ex = client("explain", "why a task waits, or why it went where it went")
     ex.add_argument("id")

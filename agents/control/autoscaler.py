@@ -14,11 +14,11 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from nats.aio.client import Client
 
 from agents.control.base import FoldingAgent
+from agents.control.scale_down import Drainer, new_ids
 from agents.control.scaling import Provider, last_times, last_week_s, members, read_load
 from agents.log.commit import Change
 from agents.log.port import EventLog
@@ -31,7 +31,6 @@ from dtf_core.events.task import AttemptOutcome, TaskSubmitted
 
 log = logging.getLogger(__name__)
 START_GRACE_S = 60.0  # a started worker that has not registered by then no longer counts
-DRAIN_TIMEOUT_S = 3600.0  # a drained worker still busy after this is stopped anyway
 
 
 class AutoscalerAgent(FoldingAgent):
@@ -54,8 +53,8 @@ class AutoscalerAgent(FoldingAgent):
         self.interval = interval
         self.means: dict[str, float] = {}  # estimate key -> mean measured seconds
         self.starting: dict[str, float] = {}  # started, not yet registered -> deadline
-        self.draining: set[str] = set()
-        self._drains: set[asyncio.Task[None]] = set()
+        self.drainer = Drainer(self.board, self.api, provider, interval=interval,
+                               kick=self.kick)
         self._seasonal = (0.0, -1e18)  # (work s, when computed)
         self.ready = asyncio.Event()
 
@@ -75,8 +74,7 @@ class AutoscalerAgent(FoldingAgent):
                         pass
                     self.kick.clear()
         finally:
-            for task in list(self._drains):
-                task.cancel()
+            self.drainer.cancel()
             await asyncio.shield(self.provider.close())
 
     async def _on_batch(self, events: list[tuple[int, Event]]) -> None:
@@ -103,7 +101,7 @@ class AutoscalerAgent(FoldingAgent):
     def decide(self, now: float) -> tuple[autoscale.Decision, autoscale.Load]:
         load = read_load(self.board, self.group, now=now, means=self.means,
                          starting=self._starting(now), slots=self.slots,
-                         draining=self.draining, last_week_s=self._last_week(now))
+                         draining=self.drainer.draining, last_week_s=self._last_week(now))
         last_up, last_change = last_times(self.board, self.group)
         return autoscale.decide(load, self.limits, now=now, last_up_at=last_up,
                                 last_change_at=last_change), load
@@ -120,18 +118,6 @@ class AutoscalerAgent(FoldingAgent):
             await self._scale_down(decision, load, now)
         return decision
 
-    def _new_ids(self, count: int) -> list[str]:
-        taken = {w for w, s in self.board.workers.items() if s.status == "alive"}
-        taken |= set(self.starting) | self.draining
-        out: list[str] = []
-        n = 1
-        while len(out) < count:
-            wid = f"{self.group}-auto-{n}"
-            if wid not in taken:
-                out.append(wid)
-            n += 1
-        return out
-
     def _requested(self, decision: autoscale.Decision, load: autoscale.Load, now: float,
                    workers: Sequence[str]) -> ScaleRequested:
         return ScaleRequested(
@@ -146,7 +132,8 @@ class AutoscalerAgent(FoldingAgent):
 
     async def _scale_up(self, decision: autoscale.Decision, load: autoscale.Load,
                         now: float) -> None:
-        ids = self._new_ids(decision.target - load.workers)
+        ids = new_ids(self.board, self.group, decision.target - load.workers,
+                      taken=set(self.starting) | self.drainer.draining)
         req = self._requested(decision, load, now, ids)
         await self._record(req)
         log.info("scaling %s up to %d: %s", self.group, decision.target, decision.reason)
@@ -178,44 +165,7 @@ class AutoscalerAgent(FoldingAgent):
         req = self._requested(decision, load, now, decision.drain)
         await self._record(req)
         log.info("scaling %s down to %d: %s", self.group, decision.target, decision.reason)
-        self.draining |= set(decision.drain)
-        task = asyncio.create_task(self._drain_and_stop(req))
-        self._drains.add(task)
-        task.add_done_callback(self._drains.discard)
-
-    async def _drain_and_stop(self, req: ScaleRequested) -> None:
-        t0 = time.monotonic()
-        try:
-            if self.api is None:
-                raise DTFError("no api client to drain workers through")
-            for wid in req.workers:
-                await self.api.manage_worker(wid, "drain", reason=req.reason)
-            await self._until_no_lease(req.workers)
-            await self.provider.stop(req.workers)
-            await self._done(req, True, req.workers,
-                             f"drained and stopped {len(req.workers)} worker(s)", t0)
-        except (DTFError, OSError) as exc:
-            log.warning("scale-down of %s failed: %s", self.group, exc)
-            await self._done(req, False, (), f"{type(exc).__name__}: {exc}", t0)
-        finally:
-            self.draining -= set(req.workers)
-            self.kick.set()
-
-    async def _until_no_lease(self, worker_ids: Sequence[str]) -> None:
-        """Wait until the fold shows each worker draining and holding no lease."""
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if all(self._drained(w) for w in worker_ids):
-                return
-            await asyncio.sleep(self.interval / 2)  # polls the fold, which moves on its own
-        log.warning("workers %s still hold leases after %.0fs; stopping them (their leases "
-                    "are requeued without spending a retry)", worker_ids, DRAIN_TIMEOUT_S)
-
-    def _drained(self, worker_id: str) -> bool:
-        w = self.board.workers.get(worker_id)
-        if w is None or w.status != "alive":
-            return True
-        return w.scheduling == "draining" and not self.board.leases_by_worker.get(worker_id)
+        self.drainer.start(req, self._done)
 
     async def _done(self, req: ScaleRequested, ok: bool, workers: tuple[str, ...],
                     reason: str, t0: float) -> None:
@@ -223,7 +173,3 @@ class AutoscalerAgent(FoldingAgent):
                                      workers=workers, reason=reason,
                                      took_s=round(time.monotonic() - t0, 3),
                                      at=self.clock(), actor=self.name))
-
-    def summary(self) -> dict[str, Any]:
-        return {"group": self.group, "provider": self.provider.name,
-                "starting": sorted(self.starting), "draining": sorted(self.draining)}

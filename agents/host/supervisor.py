@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 15.0
 
 
+def _services(http: bool, autoscale: bool) -> list[str]:
+    """The agents that get a credential of their own."""
+    return ["control", "projector", *(["http"] if http else []),
+            *(["autoscaler"] if autoscale else [])]
+
+
 @dataclass
 class Stack:
     data_dir: Path
@@ -106,9 +112,7 @@ class Stack:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)  # an existing one too: credentials and keys live here
         self._lock = lock_data_dir(self.data_dir, self.url)
-        store = self.data_dir / "nats"
-        services = ["control", "projector", *(["http"] if self.http_port is not None else []),
-                    *(["autoscaler"] if self.autoscale else [])]
+        services = _services(self.http_port is not None, bool(self.autoscale))
         creds, issued = (None, []) if self.insecure else mint(
             self.data_dir, services=services,
             workers=[f"local-{i}" for i in range(1, self.workers + 1)],
@@ -128,8 +132,8 @@ class Stack:
                                            host=self.host, port=self.port,
                                            insecure=self.insecure)
         else:
-            self.servers = [NatsServer(store_dir=store, port=self.port, conf=conf,
-                                       host=self.host)]
+            self.servers = [NatsServer(store_dir=self.data_dir / "nats", port=self.port,
+                                       conf=conf, host=self.host)]
         self.server = self.servers[0]
         for server in self.servers:
             await asyncio.to_thread(server.start)

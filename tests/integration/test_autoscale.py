@@ -18,8 +18,10 @@ from agents.wire.client import ApiClient
 from dtf_core.autoscale import Limits
 from dtf_core.events.scale import ScaleDone, ScaleRequested
 from dtf_core.events.task import AttemptOutcome, TaskLeased, TaskRequeued, TaskSucceeded
+from dtf_core.events.tests import TestsReported
 from dtf_core.events.worker import WorkerLost, WorkerStopped
 from dtf_core.spec import command_spec
+from projections.board import Board
 from tests.helpers import until
 from tests.integration.harness import stack
 
@@ -69,6 +71,12 @@ async def test_local_workers_scale_up_and_down_without_losing_a_lease(tmp_path: 
             await h.stop("autoscaler")  # stops whatever it still runs
         assert provider.running() == []
 
+        replay = Board()
+        for seq, ev in await h.events():
+            if not isinstance(ev, TestsReported):
+                replay.apply(seq, ev)
+        live = h.agents["api"].board
+        assert replay.state_hash() == live.state_hash()  # invariant 7: the fold is the log's
         events = [e for _, e in await h.events()]
         leases = [e for e in events if isinstance(e, TaskLeased)]
         # every task exactly once: one lease, attempt 1, one success, nothing requeued or lost
