@@ -14,8 +14,10 @@ def autoscale_args(a: argparse.ArgumentParser) -> None:
     a.add_argument("--slots", type=int, default=None, help="autoscaler: tasks per worker")
     a.add_argument("--cooldown", type=float, default=30.0, metavar="S",
                    help="autoscaler: no scale-down sooner than this after a change (30)")
-    a.add_argument("--target", type=float, default=10.0, metavar="S",
-                   help="autoscaler: the queued work should end within this (10)")
+    a.add_argument("--up-cooldown", type=float, default=0.0, metavar="S",
+                   help="autoscaler: no second scale-up sooner than this after one (0)")
+    a.add_argument("--target", type=float, default=5.0, metavar="S",
+                   help="autoscaler: the queued work should end within this (5)")
     a.add_argument("--k8s-api", default="https://kubernetes.default.svc")
     a.add_argument("--k8s-namespace", default="default")
     a.add_argument("--k8s-deployment", default="dtf-worker")

@@ -49,7 +49,8 @@ def autoscale_options(args: argparse.Namespace) -> AutoscaleOptions:
         raise InvalidInput("--slots must be >= 1")
     opts = AutoscaleOptions(
         spec=args.autoscale, group=args.group, slots=args.slots, cooldown_s=args.cooldown,
-        target_s=args.target, k8s_api=args.k8s_api, k8s_namespace=args.k8s_namespace,
+        up_cooldown_s=args.up_cooldown, target_s=args.target, k8s_api=args.k8s_api,
+        k8s_namespace=args.k8s_namespace,
         k8s_deployment=args.k8s_deployment, k8s_token_file=args.k8s_token_file,
         k8s_ca_file=args.k8s_ca_file, docker_image=args.docker_image)
     limits_of(opts)  # refused now, with its reason

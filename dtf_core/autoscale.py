@@ -26,8 +26,10 @@ class Limits(Struct, frozen=True, kw_only=True):
     min_workers: int = 0
     max_workers: int = 4
     cooldown_s: float = 30.0  # no scale-down sooner than this after any change
-    up_cooldown_s: float = 2.0  # no second scale-up sooner than this after the last
-    target_s: float = 10.0  # the queued work should end within this
+    # no second scale-up sooner than this after the last; none by default (as Kubernetes'
+    # HPA): workers still starting count, so a second step adds only what is missing
+    up_cooldown_s: float = 0.0
+    target_s: float = 5.0  # the queued work should end within this
     wait_s: float = 5.0  # a task queued this long asks for one more worker
 
     def __post_init__(self) -> None:

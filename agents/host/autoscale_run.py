@@ -25,8 +25,8 @@ class AutoscaleOptions:
     group: str = ""  # default: the provider's name
     slots: int | None = None  # per worker (local default: this host's cores)
     cooldown_s: float = 30.0
-    up_cooldown_s: float = 2.0
-    target_s: float = 10.0
+    up_cooldown_s: float = 0.0
+    target_s: float = 5.0
     k8s_api: str = "https://kubernetes.default.svc"
     k8s_namespace: str = "default"
     k8s_deployment: str = "dtf-worker"
