@@ -119,6 +119,9 @@ def _check_up(args: argparse.Namespace) -> None:
         if parse_spec(args.autoscale)[0] != "local":
             raise InvalidInput("dtf up --autoscale takes local:MIN-MAX; run `dtf agent "
                                "autoscaler --autoscale docker:...|kubernetes:...` for the others")
+        if args.task_user:
+            raise InvalidInput("--autoscale with --task-user is not supported yet: the "
+                               "autoscaled workers would run tasks as this account")
     if args.task_user:
         from agents.worker.runner import TaskUser
 

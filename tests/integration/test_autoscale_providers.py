@@ -142,6 +142,7 @@ def test_docker_argv_passes_the_token_by_name_only() -> None:
     (["up", "--autoscale", "local:4-2"], "PROVIDER:MIN-MAX"),
     (["up", "--autoscale", "local"], "PROVIDER:MIN-MAX"),
     (["up", "--autoscale", "kubernetes:0-3"], "dtf up --autoscale takes local"),
+    (["up", "--autoscale", "local:0-2", "--task-user", "nobody"], "not supported yet"),
     (["agent", "autoscaler"], "needs --autoscale"),
     (["agent", "autoscaler", "--autoscale", "ec2:0-1"], "PROVIDER:MIN-MAX"),
 ])
@@ -153,3 +154,30 @@ def test_bad_autoscale_is_refused_with_its_reason(tmp_path: Path, argv: list[str
                          cwd=tmp_path, timeout=60)
     assert out.returncode == 2, out.stderr
     assert says in out.stderr
+
+
+@pytest.mark.timeout(150)
+def test_dtf_up_autoscale_starts_a_credentialed_worker_for_queued_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dtf up --autoscale local:0-1` on a secure stack: no worker until work comes, then
+    one with a worker credential of its own that runs it; explain tells why it came."""
+    from agents.nats.server import free_port
+    from tests.integration.test_cli_up import Up
+
+    monkeypatch.chdir(tmp_path)  # the stack's processes and the task run here
+    data = tmp_path / "data"
+    data.mkdir()
+    up = Up(data, free_port(), "--workers", "0", "--no-http", "--autoscale", "local:0-1")
+    try:
+        assert json.loads(up.dtf("workers", "--json").stdout) == []
+        task = up.dtf("submit", "--", sys.executable, "-c", "print('hi')").stdout.strip()
+        up.dtf("wait", task)
+        detail = json.loads(up.dtf("task", task, "--json").stdout)
+        assert (detail["status"], detail["worker_id"]) == ("succeeded", "local-auto-1")
+        cred = data / "autoscale" / "credentials" / "local-auto-1.jwt"
+        assert cred.stat().st_mode & 0o777 == 0o600
+        explained = up.dtf("explain", task).stdout
+        assert "The autoscaler of group 'local' scaled up from 0 to 1 worker(s)" in explained
+    finally:
+        assert up.stop() == 0
+    assert "worker local-auto-1 ready" in (data / "logs" / "local-auto-1.log").read_text()
