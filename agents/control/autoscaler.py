@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from nats.aio.client import Client
 
 from agents.control.base import FoldingAgent
+from agents.control.leadership import holder_id
 from agents.control.scale_down import Drainer, new_ids
 from agents.control.scaling import Provider, last_times, last_week_s, members, read_load
 from agents.log.commit import Change
@@ -46,6 +47,7 @@ class AutoscalerAgent(FoldingAgent):
                          on_gain=self.kick.set)
         self.folder.listeners.append(self._on_batch)
         self.provider = provider
+        self.actor = holder_id(name)  # in its events: which process decided
         self.group = group
         self.limits = limits
         self.slots = slots
@@ -125,7 +127,7 @@ class AutoscalerAgent(FoldingAgent):
             current=load.workers, target=decision.target, reason=decision.reason,
             workers=tuple(workers), provider=self.provider.name, queued=load.queued,
             running=load.running, predicted_s=round(load.predicted_s, 3), at=now,
-            actor=self.name)
+            actor=self.actor)
 
     async def _record(self, event: ScaleRequested | ScaleDone) -> None:
         await self.commit([Change([event], None, None)])
@@ -158,7 +160,7 @@ class AutoscalerAgent(FoldingAgent):
             w = self.board.workers.get(wid)
             if w is not None and w.scheduling != "open" and self.api is not None:
                 await self.api.manage_worker(wid, "uncordon",
-                                             reason=f"started again by the {self.name}")
+                                             reason=f"started again by {self.actor}")
 
     async def _scale_down(self, decision: autoscale.Decision, load: autoscale.Load,
                           now: float) -> None:
@@ -172,4 +174,4 @@ class AutoscalerAgent(FoldingAgent):
         await self._record(ScaleDone(group=self.group, decision=req.decision, ok=ok,
                                      workers=workers, reason=reason,
                                      took_s=round(time.monotonic() - t0, 3),
-                                     at=self.clock(), actor=self.name))
+                                     at=self.clock(), actor=self.actor))

@@ -178,6 +178,8 @@ def test_dtf_up_autoscale_starts_a_credentialed_worker_for_queued_work(
         assert cred.stat().st_mode & 0o777 == 0o600
         explained = up.dtf("explain", task).stdout
         assert "The autoscaler of group 'local' scaled up from 0 to 1 worker(s)" in explained
+        simulated = up.dtf("simulate", "--extra-workers", "2").stdout
+        assert "policy default +2 workers" in simulated
     finally:
         assert up.stop() == 0
     assert "worker local-auto-1 ready" in (data / "logs" / "local-auto-1.log").read_text()
