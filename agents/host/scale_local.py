@@ -18,6 +18,8 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+import psutil
+
 from agents.auth.keyfiles import create_secret_file, ensure_private_dir, replace_secret_file
 from dtf_core.ids import validate_id
 
@@ -87,7 +89,10 @@ class LocalProvider:
 
     async def _stop_one(self, worker_id: str) -> None:
         proc = self.procs.pop(worker_id, None)
-        if proc is None or proc.returncode is not None:
+        if proc is None:
+            await asyncio.to_thread(self._stop_adopted, worker_id)
+            return
+        if proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
@@ -100,6 +105,25 @@ class LocalProvider:
                 proc.kill()
             await proc.wait()
         log.info("stopped worker %s (exit %s)", worker_id, proc.returncode)
+
+    def _stop_adopted(self, worker_id: str) -> None:
+        """A worker of the group started by an earlier autoscaler process (killed, then
+        restarted): found by its argv, which names its id and group, and stopped the same way."""
+        wanted = self.argv(worker_id)[3:]  # worker --id ID --group GROUP --server URL ...
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = p.info.get("cmdline") or []
+            if cmd[1:3] == ["-m", "cli.main"] and cmd[3:3 + len(wanted)] == wanted:
+                found.append(p)
+        for p in found:
+            with contextlib.suppress(psutil.Error):
+                p.terminate()
+        _, alive = psutil.wait_procs(found, timeout=STOP_TIMEOUT_S)
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        if found:
+            log.info("stopped worker %s, started by an earlier autoscaler", worker_id)
 
     def running(self) -> list[str]:
         return sorted(w for w, p in self.procs.items() if p.returncode is None)

@@ -5,6 +5,7 @@ workers and stops them, back to its minimum. Every step is an event with its rea
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -105,3 +106,29 @@ async def test_local_workers_scale_up_and_down_without_losing_a_lease(tmp_path: 
         first_down = downs[0]
         last_before = max(e.at for e in requested if e.at < first_down.at)
         assert first_down.at - last_before >= COOLDOWN_S
+
+
+async def test_a_restarted_autoscaler_stops_the_workers_an_earlier_one_started(
+        tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DTF_DATA_DIR": str(tmp_path / "data"),
+           "DTF_CACHE_DIR": str(tmp_path / "cache"), "DTF_DETECT_BROWSER": "0"}
+    async with stack(tmp_path, workers=0, control=True, heartbeat=1.0, misses=5) as h:
+        def provider() -> LocalProvider:
+            return LocalProvider(server=h.url, group="local", data_dir=tmp_path / "data",
+                                 issue_token=no_token, slots=1, env=env, cwd=tmp_path)
+
+        earlier, later = provider(), provider()
+        try:
+            await earlier.start(["local-auto-1"])
+
+            async def registered() -> bool:
+                return any(w.id == "local-auto-1" and w.state == "alive"
+                           for w in await h.api.workers(heartbeats=False))
+
+            await until(registered, 30, "the first autoscaler's worker to register")
+            await later.stop(["local-auto-1"])  # it never started it: found by its argv
+            assert await asyncio.wait_for(earlier.procs["local-auto-1"].wait(), 5) == 0
+            stops = [e for _, e in await h.events() if isinstance(e, WorkerStopped)]
+            assert [e.worker_id for e in stops] == ["local-auto-1"]  # a clean stop
+        finally:
+            await earlier.close()
