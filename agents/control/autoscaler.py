@@ -20,7 +20,14 @@ from nats.aio.client import Client
 from agents.control.base import FoldingAgent
 from agents.control.leadership import holder_id
 from agents.control.scale_down import Drainer, new_ids
-from agents.control.scaling import Provider, last_times, last_week_s, members, read_load
+from agents.control.scaling import (
+    Provider,
+    last_times,
+    last_week_s,
+    members,
+    read_load,
+    still_starting,
+)
 from agents.log.commit import Change
 from agents.log.port import EventLog
 from agents.wire.client import ApiClient
@@ -89,8 +96,7 @@ class AutoscalerAgent(FoldingAgent):
                 self.kick.set()
 
     def _starting(self, now: float) -> int:
-        alive = {w.worker_id for w in members(self.board, self.group)}
-        self.starting = {w: d for w, d in self.starting.items() if d > now and w not in alive}
+        self.starting = still_starting(self.starting, members(self.board, self.group), now)
         return len(self.starting)
 
     def _last_week(self, now: float) -> float:
@@ -147,9 +153,8 @@ class AutoscalerAgent(FoldingAgent):
             log.warning("scale-up of %s failed: %s", self.group, exc)
             await self._done(req, False, (), f"{type(exc).__name__}: {exc}", t0)
             return
-        deadline = self.clock() + START_GRACE_S
-        for i, wid in enumerate(started):
-            self.starting[wid or f"{req.decision}-{i}"] = deadline
+        for i, wid in enumerate(started):  # "": a provider that cannot name its workers
+            self.starting[wid or f"?{now}-{i}"] = now + START_GRACE_S
         await self._done(req, True, tuple(w for w in started if w),
                          f"started {len(started)} worker(s)", t0)
 

@@ -94,3 +94,19 @@ def last_times(board: Board, group: str) -> tuple[float | None, float | None]:
             if ev.direction == "up":
                 up = ev.at
     return up, change
+
+
+def still_starting(starting: dict[str, float], group: list[WorkerState], now: float
+                   ) -> dict[str, float]:
+    """The workers asked for that have not registered yet (id -> deadline). Unnamed ones
+    (``?<asked at>-<n>``, from a provider that cannot name them) are matched by count: each
+    group worker registered since they were asked for stands for one of them."""
+    alive = {w.worker_id for w in group}
+    out = {w: d for w, d in starting.items() if d > now and w not in alive}
+    unnamed = sorted((float(w[1:].split("-")[0]), w) for w in out if w.startswith("?"))
+    if unnamed:
+        since = unnamed[0][0]
+        came = sum(1 for w in group if w.registered_at >= since and w.worker_id not in starting)
+        for _, w in unnamed[:came]:
+            del out[w]
+    return out

@@ -121,7 +121,10 @@ class LocalProvider:
         _, alive = psutil.wait_procs(found, timeout=STOP_TIMEOUT_S)
         for p in alive:
             with contextlib.suppress(psutil.Error):
-                p.kill()
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    log.warning("worker %s did not stop in %.0fs; killing it", worker_id,
+                                STOP_TIMEOUT_S)
+                    p.kill()
         if found:
             log.info("stopped worker %s, started by an earlier autoscaler", worker_id)
 
