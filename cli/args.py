@@ -12,9 +12,8 @@ from typing import Any, get_args
 import msgspec
 
 from agents.host import settings as settings_mod
-from cli import bench_cmd, generate_cmd, report_cmds, rerun_cmd, results_cmds
+from cli import autoscale_args, bench_cmd, generate_cmd, report_cmds, rerun_cmd, results_cmds
 from cli import client_cmds as cc
-from cli.autoscale_args import autoscale_args
 from cli.workdirs import in_submitters_dir
 from dtf_core.errors import InvalidInput
 from dtf_core.spec import TaskSpec, command_spec, parse_specs
@@ -63,8 +62,6 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--http-host", default="127.0.0.1",
                     help="address the REST API listens on (default 127.0.0.1)")
     up.add_argument("--no-http", action="store_true", help="no REST API or dashboard")
-    up.add_argument("--autoscale", default=None, metavar="local:MIN-MAX",
-                    help="an autoscaler of MIN to MAX more local workers (docs/autoscaling.md)")
 
     w = client("worker", "run a worker daemon on this host; `dtf worker install --systemd` "
                          "or `--launchd` writes a service that runs it at boot")
@@ -104,7 +101,6 @@ def parser() -> argparse.ArgumentParser:
     sim = client("simulate", "replay the recorded submissions and workers under a policy")
     sim.add_argument("--policy", default="default", help="default, fifo, or a plug-in's name")
     sim.add_argument("--from", dest="from_seq", type=int, default=1, metavar="SEQ")
-    sim.add_argument("--extra-workers", type=int, default=0, metavar="K", help="K more workers")
 
     ex = client("explain", "why a task waits, or why it went where it went")
     ex.add_argument("id")
@@ -121,7 +117,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--db", default=None, help="projector: DuckDB file")
     a.add_argument("--keys", default=None, help="api/control: signing key dir (to issue tokens)")
     a.add_argument("--insecure-dev", action="store_true", help="api/control: no authentication")
-    autoscale_args(a)  # cli/autoscale_args.py
+    autoscale_args.add(up, a, sim)  # --autoscale, the autoscaler's, --extra-workers
 
     s = client("submit", "submit task JSON (file or -) or a command after --")
     s.add_argument("file", nargs="?", help="task JSON file (one object or a list), or -")

@@ -1,12 +1,18 @@
-"""`dtf agent autoscaler`'s options (docs/autoscaling.md)."""
+"""The autoscaler's command-line options (docs/autoscaling.md)."""
 
 from __future__ import annotations
 
 import argparse
 
 
-def autoscale_args(a: argparse.ArgumentParser) -> None:
-    """`dtf agent autoscaler`'s options (docs/autoscaling.md)."""
+def add(up: argparse.ArgumentParser, a: argparse.ArgumentParser,
+        sim: argparse.ArgumentParser) -> None:
+    """`dtf up --autoscale`, `dtf agent autoscaler`'s options and `dtf simulate
+    --extra-workers` (docs/autoscaling.md)."""
+    up.add_argument("--autoscale", default=None, metavar="local:MIN-MAX",
+                    help="an autoscaler of MIN to MAX more local workers")
+    sim.add_argument("--extra-workers", type=int, default=0, metavar="K",
+                     help="K more workers from the first submission on")
     a.add_argument("--autoscale", default=None, metavar="PROVIDER:MIN-MAX",
                    help="autoscaler: local, docker or kubernetes, and the bounds (local:0-4)")
     a.add_argument("--group", default="", help="autoscaler: the worker group it manages "
