@@ -57,8 +57,9 @@ def read_load(board: Board, group: str, *, now: float, means: dict[str, float],
     queued: list[TaskState] = []
     if board.counts.get("queued", 0):
         queued = [t for t in board.tasks.values() if t.status == "queued" and for_group(t, group)]
-    running = sum(len(v) for v in board.leases_by_worker.values())
     group_workers = [w for w in members(board, group) if w.worker_id not in draining]
+    # the group's own leases: work on other workers needs no worker of this group
+    running = sum(len(board.leases_by_worker.get(w.worker_id, ())) for w in group_workers)
     idle = tuple(w.worker_id for w in group_workers
                  if not board.leases_by_worker.get(w.worker_id))
     other_free = sum(max(0, w.slots - len(board.leases_by_worker.get(w.worker_id, ())))

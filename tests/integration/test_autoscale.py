@@ -121,11 +121,11 @@ async def test_a_restarted_autoscaler_stops_the_workers_an_earlier_one_started(
         try:
             await earlier.start(["local-auto-1"])
 
-            async def registered() -> bool:
-                return any(w.id == "local-auto-1" and w.state == "alive"
-                           for w in await h.api.workers(heartbeats=False))
+            async def beating() -> bool:  # registered, and its heart beats: it is running
+                return any(w.id == "local-auto-1" and w.load is not None
+                           for w in await h.api.workers(heartbeats=True))
 
-            await until(registered, 30, "the first autoscaler's worker to register")
+            await until(beating, 30, "the first autoscaler's worker to run")
             await later.stop(["local-auto-1"])  # it never started it: found by its argv
             # ended (its exit status is the parent's to read: here both are this process)
             await asyncio.wait_for(earlier.procs["local-auto-1"].wait(), 5)
