@@ -12,8 +12,9 @@ from typing import Any, get_args
 import msgspec
 
 from agents.host import settings as settings_mod
-from cli import bench_cmd, generate_cmd, init_cmd, report_cmds, rerun_cmd, results_cmds
+from cli import autoscale_args, bench_cmd, generate_cmd, init_cmd, report_cmds, rerun_cmd
 from cli import client_cmds as cc
+from cli import results_cmds as results
 from cli.browser_submit import BROWSER_FLAGS, add_browser_arguments, browser_specs
 from cli.workdirs import in_submitters_dir
 from dtf_core.errors import InvalidInput
@@ -108,9 +109,9 @@ def parser() -> argparse.ArgumentParser:
 
     a = client("agent", "run one agent daemon")
     a.add_argument("kind", choices=["api", "scheduler", "recovery", "projector", "control",
-                                     "http"],
+                                     "http", "autoscaler"],
                    help="control = api + scheduler + recovery sharing one fold; http = the "
-                        "REST API and dashboard")
+                        "REST API and dashboard; autoscaler = workers by the queue")
     a.add_argument("--http-port", type=int, default=8080, metavar="PORT",
                    help="http: the port (default 8080)")
     a.add_argument("--http-host", default="127.0.0.1", help="http: the address (default "
@@ -118,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--db", default=None, help="projector: DuckDB file")
     a.add_argument("--keys", default=None, help="api/control: signing key dir (to issue tokens)")
     a.add_argument("--insecure-dev", action="store_true", help="api/control: no authentication")
+    autoscale_args.add(up, a, sim)  # --autoscale, the autoscaler's, --extra-workers
 
     s = client("submit", "submit task JSON (file or -) or a command after --")
     s.add_argument("file", nargs="?", help="task JSON file (one object or a list), or -")
@@ -208,7 +210,7 @@ def parser() -> argparse.ArgumentParser:
     wk.add_argument("action", choices=["create", "revoke"])
     wk.add_argument("id", help="create: the worker id; revoke: the key id")
     wk.add_argument("--reason", default="")
-    results_cmds.add_parsers(client)
+    results.add_parsers(client)
     report_cmds.add_parsers(client)
     rerun_cmd.add_parser(client)
     bench_cmd.add_parser(client)

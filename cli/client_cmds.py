@@ -186,8 +186,10 @@ def parse_env(items: list[str]) -> dict[str, str]:
     return env
 
 
-async def simulate(target: Target, policy_name: str, from_seq: int) -> dict[str, Any]:
-    """What happened from ``from_seq`` on, and what ``policy_name`` would have done."""
+async def simulate(target: Target, policy_name: str, from_seq: int,
+                   extra_workers: int = 0) -> dict[str, Any]:
+    """What happened from ``from_seq`` on, and what ``policy_name`` would have done (with
+    ``extra_workers`` more workers)."""
     from dataclasses import asdict
 
     from agents.control.policy_plugins import load_policy
@@ -197,6 +199,8 @@ async def simulate(target: Target, policy_name: str, from_seq: int) -> dict[str,
 
     if from_seq < 1:
         raise InvalidInput("--from must be a sequence number, 1 or more")
+    if not 0 <= extra_workers <= 10_000:
+        raise InvalidInput("--extra-workers takes 0 to 10000")
     policy = load_policy(policy_name)
     async with connected(target) as nc:
         records = await served_log(client(nc, target)).read(list(subjects.STATE_EVENTS),
@@ -208,6 +212,6 @@ async def simulate(target: Target, policy_name: str, from_seq: int) -> dict[str,
         except UndecodableEvent:
             continue  # dead-lettered by the agents; not part of the history
     history = History.from_events(events)
-    return {"from_seq": from_seq, "policy": policy.name,
+    return {"from_seq": from_seq, "policy": policy.name, "extra_workers": extra_workers,
             "actual": asdict(history.actual()),
-            "simulated": asdict(run_simulation(history, policy))}
+            "simulated": asdict(run_simulation(history, policy, extra_workers))}

@@ -86,7 +86,7 @@ def replay(args: argparse.Namespace, ctx: Ctx) -> int:
 
 
 def simulate(args: argparse.Namespace, ctx: Ctx) -> int:
-    res = asyncio.run(cc.simulate(ctx.target, args.policy, args.from_seq))
+    res = asyncio.run(cc.simulate(ctx.target, args.policy, args.from_seq, args.extra_workers))
     _emit(args, res, lambda v: render.simulation(res))
     return 0
 

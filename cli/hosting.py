@@ -9,16 +9,25 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agents.host import settings as settings_mod
 from cli import render
 from cli.commands import Ctx
 from dtf_core.errors import InvalidInput
 
+if TYPE_CHECKING:
+    from agents.host.autoscale_run import AutoscaleOptions
+
 
 def agent(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> int:
     from agents.host.launch import run_agent
 
+    if args.kind == "autoscaler":
+        from agents.host.autoscale_run import run_autoscaler
+
+        asyncio.run(run_autoscaler(cfg, autoscale_options(args)))
+        return 0
     if args.kind == "http":
         from agents.host.launch import run_http
 
@@ -28,6 +37,24 @@ def agent(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> int
     asyncio.run(run_agent(args.kind, cfg, db_path=args.db, keys_dir=args.keys,
                           insecure=args.insecure_dev))
     return 0
+
+
+def autoscale_options(args: argparse.Namespace) -> AutoscaleOptions:
+    from agents.host.autoscale_run import AutoscaleOptions, limits_of
+
+    if not args.autoscale:
+        raise InvalidInput("dtf agent autoscaler needs --autoscale PROVIDER:MIN-MAX "
+                           "(e.g. local:0-4)")
+    if args.slots is not None and args.slots < 1:
+        raise InvalidInput("--slots must be >= 1")
+    opts = AutoscaleOptions(
+        spec=args.autoscale, group=args.group, slots=args.slots, cooldown_s=args.cooldown,
+        up_cooldown_s=args.up_cooldown, target_s=args.target, k8s_api=args.k8s_api,
+        k8s_namespace=args.k8s_namespace,
+        k8s_deployment=args.k8s_deployment, k8s_token_file=args.k8s_token_file,
+        k8s_ca_file=args.k8s_ca_file, docker_image=args.docker_image)
+    limits_of(opts)  # refused now, with its reason
+    return opts
 
 
 def worker(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> int:
@@ -86,6 +113,15 @@ def _check_up(args: argparse.Namespace) -> None:
                            "cleartext over the network: add --tls (workers then need "
                            "DTF_TLS_CA=<data dir>/tls/ca.pem), or --insecure-network to "
                            "accept that")
+    if args.autoscale is not None:
+        from dtf_core.autoscale import parse_spec
+
+        if parse_spec(args.autoscale)[0] != "local":
+            raise InvalidInput("dtf up --autoscale takes local:MIN-MAX; run `dtf agent "
+                               "autoscaler --autoscale docker:...|kubernetes:...` for the others")
+        if args.task_user:
+            raise InvalidInput("--autoscale with --task-user is not supported yet: the "
+                               "autoscaled workers would run tasks as this account")
     if args.task_user:
         from agents.worker.runner import TaskUser
 
@@ -104,7 +140,8 @@ def up(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> int:
                   host=args.host, tls=args.tls, cluster=args.cluster, task_user=args.task_user,
                   heartbeat_interval=args.heartbeat_interval,
                   heartbeat_misses=args.heartbeat_misses,
-                  http_port=None if args.no_http else args.http_port, http_host=args.http_host)
+                  http_port=None if args.no_http else args.http_port, http_host=args.http_host,
+                  autoscale=args.autoscale)
 
     def ready(s: Stack) -> None:
         context = settings_mod.write_context(s.url, s.data_dir, http=s.http_url)

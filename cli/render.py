@@ -145,7 +145,8 @@ def submitted(ids: Sequence[str]) -> str:
 def simulation(res: dict[str, Any]) -> str:
     rows = [("tasks", "tasks"), ("makespan", "makespan_s"), ("mean wait", "mean_wait_s"),
             ("p95 wait", "p95_wait_s"), ("fairness (Jain, 1 = even)", "fairness")]
-    head = f"{'':28}{'actual':>12}{'policy ' + res['policy']:>20}"
+    extra = f" +{res['extra_workers']} workers" if res.get("extra_workers") else ""
+    head = f"{'':28}{'actual':>12}{'policy ' + res['policy'] + extra:>20}"
     lines = [f"from seq {res['from_seq']}", head]
     for label, key in rows:
         a, s = res["actual"][key], res["simulated"][key]

@@ -6,8 +6,9 @@ so the same words come out of a replay as out of the live system.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from dtf_core.events.scale import ScaleDone, ScaleEvent, ScaleRequested
 from dtf_core.events.task import TaskLeased
 from dtf_core.placement import mismatch
 from dtf_core.task import TaskState
@@ -112,3 +113,27 @@ def waiting_reason(task: TaskState, workers: Mapping[str, WorkerState],
     if all(leases.get(w.worker_id, 0) >= w.slots for w in open_):
         return "full", "every worker that can run it is full"
     return "queued", "other tasks go first (priority, deadline, fair share or quota)"
+
+
+def scaling_lines(scaling: Mapping[str, Sequence[ScaleEvent]], *, since: float, until: float,
+                  now: float, queued: bool) -> list[str]:
+    """What the autoscaler decided while a task waited (from ``since`` to ``until``), each
+    decision with its reason and outcome; for a task still queued, at least the newest."""
+    out: list[str] = []
+    for group, events in sorted(scaling.items()):
+        done = {e.decision: e for e in events if isinstance(e, ScaleDone)}
+        asked = [e for e in events if isinstance(e, ScaleRequested)]
+        shown = [e for e in asked if since <= e.at <= until][-3:]
+        if not shown and queued and asked:
+            shown = asked[-1:]
+        for e in shown:
+            line = (f"The autoscaler of group {group!r} scaled {e.direction} from {e.current} "
+                    f"to {e.target} worker(s) {_ago(now, e.at)} ago: {e.reason}")
+            outcome = done.get(e.decision)
+            if outcome is None:
+                line += " (in progress)."
+            else:
+                line += (f"; {outcome.reason}." if outcome.ok
+                         else f"; it failed: {outcome.reason}.")
+            out.append(line)
+    return out

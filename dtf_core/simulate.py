@@ -98,7 +98,9 @@ class History:
                       {t: j.state.run_id or "" for t, j in jobs.items()})
 
 
-def simulate(history: History, policy: Policy) -> Stats:
+def simulate(history: History, policy: Policy, extra_workers: int = 0) -> Stats:
+    """``extra_workers``: that many more workers, like the first one that registered, there
+    from the first submission on ("would 4 more workers have finished it sooner?")."""
     jobs = history.ran()
     # (time, order, kind, payload): submissions, worker changes, completions
     timeline: list[tuple[float, int, str, object]] = []
@@ -109,6 +111,13 @@ def simulate(history: History, policy: Policy) -> Stats:
     for at, kind, wid, slots, caps in history.workers:
         timeline.append((at, n, kind, (wid, slots, caps)))
         n += 1
+    if extra_workers > 0 and jobs:
+        ups = [(w[3], w[4]) for w in history.workers if w[1] == "up"]
+        slots, caps = ups[0] if ups else (1, Capabilities())
+        first = min(j.state.submitted_at for j in jobs.values())
+        for i in range(extra_workers):
+            timeline.append((first, n, "up", (f"sim-extra-{i + 1}", slots, caps)))
+            n += 1
     heapq.heapify(timeline)
     queue = ReadyQueue(policy)
     workers: dict[str, Slot] = {}

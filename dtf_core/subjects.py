@@ -74,7 +74,16 @@ AUTH_EVENTS = "dtf.evt.auth.>"
 # What the board folds: every aggregate but the per-test results, which only the projector
 # and the run's client read.
 STATE_EVENTS = ("dtf.evt.task.>", "dtf.evt.worker.>", "dtf.evt.run.>", "dtf.evt.auth.>",
-                "dtf.evt.lead.>")
+                "dtf.evt.lead.>", "dtf.evt.scale.>")
+SCALE_EVENTS = "dtf.evt.scale.>"
+
+
+def scale_subject(group: str, event_type: str) -> str:
+    return f"{EVT}.scale.{validate_id(group, 'worker group')}.{event_type}"
+
+
+def scale_filter(group: str) -> str:
+    return f"{EVT}.scale.{validate_id(group, 'worker group')}.>"
 
 
 def lead_subject(role: str) -> str:

@@ -16,6 +16,7 @@ from dtf_core.events.auth import AuthEventBase
 from dtf_core.events.codec import Event
 from dtf_core.events.lead import LeadershipClaimed
 from dtf_core.events.run import RunCreated
+from dtf_core.events.scale import ScaleEvent, ScaleEventBase
 from dtf_core.events.task import TaskEventBase, TaskLeased, TaskSubmitted
 from dtf_core.events.worker import WorkerEventBase
 from dtf_core.spec import TaskSpec, all_dependencies
@@ -30,6 +31,14 @@ _hash_encoder = msgspec.msgpack.Encoder(order="deterministic")
 # snapshot (and a cold start) grows with recent work, not with every task ever submitted.
 COMPACT_AFTER = 100_000
 _TOMBSTONE_SPEC = TaskSpec(type="noop")
+SCALE_KEEP = 20  # the autoscaler's newest decisions kept per group (for explain)
+
+
+def note_scale(scaling: dict[str, list[ScaleEvent]], event: ScaleEvent) -> None:
+    """Keep the newest scale events of each group (what explain tells)."""
+    recent = scaling.setdefault(event.group, [])
+    recent.append(event)
+    del recent[:-SCALE_KEEP]
 
 
 class Board:
@@ -56,6 +65,7 @@ class Board:
         # "<kind>.<id>" -> the newest message on that aggregate's subjects that is not an
         # event (see ``note_stray``): its next append must expect it.
         self.strays: dict[str, int] = {}
+        self.scaling: dict[str, list[ScaleEvent]] = {}  # group -> its newest scale events
 
     def apply(self, seq: int, event: Event) -> TaskState | WorkerState | None:
         """Fold one event; returns the changed task or worker state (None for runs/no-ops)."""
@@ -63,8 +73,7 @@ class Board:
             self.last_seq = seq
         if isinstance(event, TaskEventBase):
             changed = self._apply_task(seq, event)
-            ended = self.ended
-            if (ended and self.compact_after is not None
+            if ((ended := self.ended) and self.compact_after is not None
                     and ended[0][0] <= self.last_seq - self.compact_after):
                 self._compact(self.last_seq - self.compact_after)
             return changed
@@ -84,6 +93,8 @@ class Board:
             if current is None or event.term >= current.term:
                 self.leaders[event.role] = event
             self.lead_seq[event.role] = seq
+        elif isinstance(event, ScaleEventBase):
+            note_scale(self.scaling, event)
         return None
 
     def _apply_task(self, seq: int, event: TaskEventBase) -> TaskState | None:
@@ -129,11 +140,9 @@ class Board:
     def task_or_tombstone(self, task_id: str) -> TaskState | None:
         """The task, or for a compacted one a stand-in that holds only its id and final
         status (what dependency checks need); None for an unknown id."""
-        t = self.tasks.get(task_id)
-        if t is not None:
+        if (t := self.tasks.get(task_id)) is not None:
             return t
-        status = self.finished.get(task_id)
-        if status is None:
+        if (status := self.finished.get(task_id)) is None:
             return None
         return TaskState(task_id=task_id, spec=_TOMBSTONE_SPEC, status=status)  # type: ignore[arg-type]
 

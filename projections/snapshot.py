@@ -15,9 +15,10 @@ import msgspec
 from dtf_core.events.auth import ApiKeyCreated, TokenIssued, TokenRevoked
 from dtf_core.events.lead import LeadershipClaimed
 from dtf_core.events.run import RunCreated
+from dtf_core.events.scale import ScaleEvent
 from dtf_core.task import TERMINAL, TaskState
 from dtf_core.worker import WorkerState
-from projections.board import Board
+from projections.board import Board, note_scale
 
 VERSION = 3  # 2: compacted tasks (``finished``); 3: their ids grouped by status
 
@@ -45,6 +46,7 @@ class BoardSnapshot(msgspec.Struct, frozen=True):
     # ever submitted; one string per status decodes many times faster than a map of ids.
     finished: dict[str, str]
     strays: dict[str, int] = {}  # Board.strays (absent from older snapshots)
+    scaling: list[ScaleEvent] = []  # Board.scaling, oldest first (absent from older ones)
 
 
 class _Version(msgspec.Struct):
@@ -92,6 +94,7 @@ def capture(board: Board, position: int) -> Captured:
                       public_keys=dict(a.public_keys), retired_keys=sorted(a.retired_keys)),
         leaders=list(board.leaders.values()), lead_seq=dict(board.lead_seq), finished={},
         strays=dict(board.strays),
+        scaling=[e for recent in board.scaling.values() for e in recent],
     ), dict(board.finished))
 
 
@@ -129,6 +132,8 @@ def restore(board: Board, data: bytes) -> int:
     board.leaders = {c.role: c for c in snap.leaders}
     board.lead_seq = dict(snap.lead_seq)
     board.strays = dict(snap.strays)
+    for ev in snap.scaling:
+        note_scale(board.scaling, ev)
     for status, ids in snap.finished.items():
         if ids:
             board.finished.update(dict.fromkeys(ids.split("\n"), status))

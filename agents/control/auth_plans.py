@@ -63,8 +63,11 @@ def _issue_token(keyring: Keyring | None, *, sub: str, role: str, wid: str | Non
         raise InvalidInput(f"ttl must be between 0 and {max_ttl_s:.0f} seconds")
     jti = new_token_id()
     token = issue(_signer(keyring), sub=sub, role=role, ttl=ttl_s, now=now, jti=jti, wid=wid)
-    event = TokenIssued(auth_id=jti, sub=sub, role=str(Role(role)), exp=int(now + ttl_s),
-                        wid=wid, at=now, actor=actor, parent=parent)
+    # exp as the float the log decodes it to: the api folds this very event, and its state
+    # hash must equal a replay's (an int encodes to other bytes)
+    event = TokenIssued(auth_id=jti, sub=sub, role=str(Role(role)),
+                        exp=float(int(now + ttl_s)), wid=wid, at=now, actor=actor,
+                        parent=parent)
     return _issued(token, event)
 
 

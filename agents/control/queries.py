@@ -20,7 +20,7 @@ from dtf_core import task as task_agg
 from dtf_core.errors import DTFError, InvalidInput, NotFound
 from dtf_core.events.codec import UndecodableEvent, decode, event_type, to_plain
 from dtf_core.events.task import TaskEventBase, TaskLeased
-from dtf_core.explain import explain
+from dtf_core.explain import explain, scaling_lines
 from dtf_core.ids import validate_id
 from dtf_core.replies import (
     Explanation,
@@ -107,7 +107,11 @@ async def explain_task(board: Board, log: EventLog, task_id: str) -> Explanation
     leases = {w: len(ids) for w, ids in board.leases_by_worker.items()}
     deps = {d: board.task_or_tombstone(d) for d in (*task.spec.dependencies,
                                                      *task.spec.soft_dependencies)}
-    lines = explain(task, lease, board.workers, leases, deps, ahead, time.time())
+    now = time.time()
+    lines = explain(task, lease, board.workers, leases, deps, ahead, now)
+    lines += scaling_lines(board.scaling, since=task.submitted_at,
+                           until=lease.at if lease is not None else now, now=now,
+                           queued=task.status == "queued")
     return Explanation(task_id=task_id, status=task.status, lines=lines)
 
 

@@ -57,7 +57,7 @@ class Child:
 def plan_children(data_dir: Path, url: str, env: dict[str, str], creds: Credentials | None,
                   *, standbys: bool, workers: int, slots: int | None,
                   task_user: str | None, http: tuple[str, int] | None = None,
-                  ) -> tuple[list[Child], list[Child]]:
+                  autoscale: str | None = None) -> tuple[list[Child], list[Child]]:
     """The agents (a control plane and a projector, and a standby of each in a cluster;
     the standby projector keeps its own DuckDB file) and the local workers, each with
     ``env`` and its own credential file."""
@@ -81,15 +81,19 @@ def plan_children(data_dir: Path, url: str, env: dict[str, str], creds: Credenti
         agents.append(Child("http", argv("agent", "http", "--http-host", host, "--http-port",
                                          str(port), *no_auth), logs / "http.log"))
     extra = ["--slots", str(slots)] if slots else []
+    # The autoscaler's workers are its own children: it stops among the workers, before the
+    # agents, so that its workers' stops still reach the api.
+    scaler = [Child("autoscaler", argv("agent", "autoscaler", "--autoscale", autoscale,
+                                       *extra), logs / "autoscaler.log")] if autoscale else []
     if task_user:
         extra += ["--task-user", task_user]
     local = [Child(f"worker-{i}", argv("worker", "--id", f"local-{i}", *extra),
                    logs / f"worker-{i}.log") for i in range(1, workers + 1)]
-    for child in [*agents, *local]:
+    for child in [*agents, *local, *scaler]:
         child.env = dict(env)
     if creds is not None:
-        for child in agents:
+        for child in [*agents, *scaler]:
             child.env["DTF_TOKEN_FILE"] = str(creds.files[f"agent-{child.name.split('-')[0]}"])
         for i, child in enumerate(local, start=1):
             child.env["DTF_TOKEN_FILE"] = str(creds.files[f"local-{i}"])
-    return agents, local
+    return agents, [*local, *scaler]

@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 15.0
 
 
+def _services(http: bool, autoscale: bool) -> list[str]:
+    """The agents that get a credential of their own."""
+    return ["control", "projector", *(["http"] if http else []),
+            *(["autoscaler"] if autoscale else [])]
+
+
 @dataclass
 class Stack:
     data_dir: Path
@@ -49,6 +55,7 @@ class Stack:
     heartbeat_misses: int | None = None
     http_port: int | None = None  # the REST API's (None: no HTTP agent)
     http_host: str = "127.0.0.1"
+    autoscale: str | None = None  # local:MIN-MAX: an autoscaler of local workers
     _lock: IO[str] | None = field(default=None, repr=False)  # on the data dir, held while up
     server: NatsServer | None = None  # the first node
     servers: list[NatsServer] = field(default_factory=list)
@@ -92,7 +99,8 @@ class Stack:
         self.agents, self.worker_children = plan_children(
             self.data_dir, self.url, env, creds, standbys=self.cluster > 1,
             workers=self.workers, slots=self.slots, task_user=self.task_user,
-            http=None if self.http_port is None else (self.http_host, self.http_port))
+            http=None if self.http_port is None else (self.http_host, self.http_port),
+            autoscale=self.autoscale)
         self.creds = creds
 
     async def start(self) -> None:
@@ -104,8 +112,7 @@ class Stack:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)  # an existing one too: credentials and keys live here
         self._lock = lock_data_dir(self.data_dir, self.url)
-        store = self.data_dir / "nats"
-        services = ["control", "projector", *(["http"] if self.http_port is not None else [])]
+        services = _services(self.http_port is not None, bool(self.autoscale))
         creds, issued = (None, []) if self.insecure else mint(
             self.data_dir, services=services,
             workers=[f"local-{i}" for i in range(1, self.workers + 1)],
@@ -125,8 +132,8 @@ class Stack:
                                            host=self.host, port=self.port,
                                            insecure=self.insecure)
         else:
-            self.servers = [NatsServer(store_dir=store, port=self.port, conf=conf,
-                                       host=self.host)]
+            self.servers = [NatsServer(store_dir=self.data_dir / "nats", port=self.port,
+                                       conf=conf, host=self.host)]
         self.server = self.servers[0]
         for server in self.servers:
             await asyncio.to_thread(server.start)

@@ -17,6 +17,7 @@ from dtf_core.events.auth import AuthEvent, AuthEventBase
 from dtf_core.events.bench import BenchEvent, BenchImported
 from dtf_core.events.lead import LeadershipClaimed, LeadEvent
 from dtf_core.events.run import RunCreated, RunEvent
+from dtf_core.events.scale import ScaleEvent, ScaleEventBase
 from dtf_core.events.task import (
     ResultRefused,
     TaskCancelRequested,
@@ -33,7 +34,8 @@ from dtf_core.events.worker import (
 )
 from dtf_core.ids import is_valid_token
 
-Event = TaskEvent | WorkerEvent | RunEvent | AuthEvent | TestsEvent | LeadEvent | BenchEvent
+Event = (TaskEvent | WorkerEvent | RunEvent | AuthEvent | TestsEvent | LeadEvent | BenchEvent
+         | ScaleEvent)
 SCHEMA_VERSION = "1"
 
 _encoder = msgspec.msgpack.Encoder()
@@ -45,6 +47,7 @@ _decoders: dict[str, msgspec.msgpack.Decoder[Event]] = {
     "tests": msgspec.msgpack.Decoder(TestsEvent),
     "lead": msgspec.msgpack.Decoder(LeadEvent),
     "bench": msgspec.msgpack.Decoder(BenchEvent),
+    "scale": msgspec.msgpack.Decoder(ScaleEvent),
 }
 
 
@@ -78,6 +81,8 @@ def subject_of(event: Event) -> str:
         return subjects.bench_subject(event.import_id)
     if isinstance(event, AuthEventBase):
         return subjects.auth_subject(event.auth_id, etype)
+    if isinstance(event, ScaleEventBase):
+        return subjects.scale_subject(event.group, etype)
     if hasattr(event, "task_id"):
         return subjects.task_subject(event.task_id, etype)
     return subjects.worker_subject(event.worker_id, etype)
@@ -170,6 +175,8 @@ def msg_id_of(event: Event) -> str:
             return f"lead.{event.role}.{event.term}.{event.holder}.{event.at}"
         case AuthEventBase():
             return f"auth.{event.auth_id}.{etype}"
+        case ScaleEventBase():
+            return f"scale.{event.group}.{event.decision}.{etype}"
     if isinstance(event, TaskEventBase):
         fencing = getattr(event, "fencing", None)
         if isinstance(event, ResultRefused):

@@ -24,6 +24,7 @@ from dtf_core.events.bench import BenchImported, ImportedResult
 from dtf_core.events.codec import Event, UndecodableEvent, decode, encode, subject_of
 from dtf_core.events.lead import LeadershipClaimed
 from dtf_core.events.run import RunCreated
+from dtf_core.events.scale import ScaleDone, ScaleRequested
 from dtf_core.events.task import (
     Placement,
     ResultRefused,
@@ -108,6 +109,11 @@ EVENTS: list[tuple[Event, str]] = [
                    results=(ImportedResult(name="test_sort",
                                            result=result("m", np.array([0.1, 0.2]))),)),
      "dtf.evt.bench.f00d.imported"),
+    (ScaleRequested(group="local", decision="d1", direction="up", current=0, target=2,
+                    reason="3 queued", workers=("auto-1", "auto-2"), **A),
+     "dtf.evt.scale.local.scale_requested"),
+    (ScaleDone(group="local", decision="d1", ok=True, workers=("auto-1",), **A),
+     "dtf.evt.scale.local.scale_done"),
 ]
 IDS = [codec.event_type(e) for e, _ in EVENTS]
 

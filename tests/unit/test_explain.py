@@ -84,3 +84,31 @@ def test_waiting_reasons_are_short_codes_and_deduplicated() -> None:
     assert agg.decide_waiting(again, "no_match", "no live worker", now=NOW + 60,
                               actor="s") == []  # the same reason is not written twice
     assert agg.decide_waiting(again, "full", "busy", now=NOW + 60, actor="s") != []
+
+
+def test_the_autoscalers_decisions_while_it_waited_are_told() -> None:
+    from dtf_core.events.scale import ScaleDone, ScaleRequested
+    from dtf_core.explain import scaling_lines
+
+    A = {"actor": "autoscaler"}
+    scaling = {"local": [
+        ScaleRequested(group="local", decision="d0", direction="down", current=2, target=0,
+                       reason="0 queued", at=900.0, **A),
+        ScaleRequested(group="local", decision="d1", direction="up", current=0, target=4,
+                       reason="12 queued and 0 running need 12 worker(s)", at=992.0, **A),
+        ScaleDone(group="local", decision="d1", ok=True, reason="started 4 worker(s)",
+                  at=992.1, **A),
+        ScaleRequested(group="local", decision="d2", direction="up", current=4, target=5,
+                       reason="a task has waited 6.0s", at=998.0, **A),
+        ScaleDone(group="local", decision="d2", ok=False, reason="OSError: no room",
+                  at=998.5, **A)]}
+    lines = scaling_lines(scaling, since=990.0, until=NOW, now=NOW, queued=False)
+    assert lines == [
+        "The autoscaler of group 'local' scaled up from 0 to 4 worker(s) 8.0s ago: 12 queued "
+        "and 0 running need 12 worker(s); started 4 worker(s).",
+        "The autoscaler of group 'local' scaled up from 4 to 5 worker(s) 2.0s ago: a task has "
+        "waited 6.0s; it failed: OSError: no room."]
+    # a queued task that waited through no decision still hears the newest one
+    late = scaling_lines(scaling, since=999.0, until=NOW, now=NOW, queued=True)
+    assert late == [lines[1]]
+    assert scaling_lines(scaling, since=999.0, until=NOW, now=NOW, queued=False) == []

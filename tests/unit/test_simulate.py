@@ -43,3 +43,11 @@ def test_fair_share_is_fairer_than_fifo_on_the_same_history() -> None:
     assert fair.fairness > fifo.fairness
     assert fair.mean_wait_s <= fifo.mean_wait_s
     assert fifo.fairness == h.actual().fairness  # FIFO reproduces what happened
+
+
+def test_more_workers_shorten_the_makespan() -> None:
+    h = History.from_events(history())
+    alone, more = simulate(h, FifoPolicy()), simulate(h, FifoPolicy(), extra_workers=3)
+    assert alone.makespan_s == 8.0
+    assert abs(more.makespan_s - 2.0) < 0.01  # 8 tasks of 1 s on 4 single-slot workers
+    assert simulate(h, FifoPolicy(), extra_workers=0) == alone
