@@ -351,3 +351,24 @@ def test_rows_in_columns_are_the_rows_the_appender_writes(
         c.close()
     assert all(seen[0][1].values()), "every table has rows to compare"
     assert seen[0] == seen[1]
+
+
+def test_details_keys_are_sorted_for_every_kind_of_outcome() -> None:
+    """``details`` is JSON with sorted keys (as the older system's json.dumps wrote it),
+    for a plain outcome, a requeue (its reason) and a benchmark (its workload and noise)."""
+    from types import SimpleNamespace
+
+    from msgspec import structs
+
+    from dtf_core.task import TaskState
+    from projections.rows import test_result_row
+
+    task = TaskState(task_id="t1", spec=TaskSpec(type="noop"))
+    done = TaskSucceeded(task_id="t1", attempt=1, fencing=3, worker_id="w1", at=T0, actor=A)
+    bench = structs.replace(done, benchmark=SimpleNamespace(  # only what the row reads
+        workload="w", noisy=["load"], hardware_type="cpu"))
+    again = TaskRequeued(task_id="t1", attempt=1, fencing=3, worker_id="w1", reason="lost",
+                         at=T0, actor=A)
+    for event, extra in ((done, set()), (bench, {"noisy", "workload"}), (again, {"reason"})):
+        keys = list(json.loads(test_result_row(9, event, task, None)[9]))  # type: ignore[arg-type]
+        assert keys == sorted(keys) and extra <= set(keys), keys
