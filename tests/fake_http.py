@@ -44,12 +44,19 @@ def fake_api(status: int = 201) -> Iterator[FakeApi]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with serving(api, Handler):
+        yield api
+
+
+@contextmanager
+def serving(api: FakeApi, handler: type[BaseHTTPRequestHandler]) -> Iterator[None]:
+    """Serve ``handler`` on a free local port (``api.url``) while the block runs."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     api.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield api
+        yield
     finally:
         server.shutdown()
         server.server_close()

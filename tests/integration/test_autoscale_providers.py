@@ -9,10 +9,9 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 from agents.host.scale_docker import DockerProvider
 from agents.host.scale_kube import KubernetesProvider
 from dtf_core.errors import DTFError, InvalidInput
-from tests.fake_http import FakeApi, Recorded
+from tests.fake_http import FakeApi, Recorded, serving
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,15 +59,8 @@ def fake_kube(replicas: int, status: int = 200) -> Iterator[FakeApi]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    api.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(api, Handler):
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def provider(url: str, tmp_path: Path) -> KubernetesProvider:
