@@ -151,6 +151,23 @@ def lock_data_dir(data_dir: Path, url: str) -> IO[str]:
     return lock
 
 
+def claim_data_dir(data_dir: Path, url: str, http: tuple[str, int] | None) -> IO[str]:
+    """The data dir's lock, with the REST API's port checked free. A stack running on the
+    dir is said first (the port is taken too, by it); nothing is made while the port is
+    taken."""
+    lock = lock_data_dir(data_dir, url) if data_dir.is_dir() else None
+    try:
+        if http is not None:
+            port_free(*http)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data_dir.chmod(0o700)  # an existing one too: credentials and keys live here
+        return lock or lock_data_dir(data_dir, url)
+    except BaseException:
+        if lock is not None:
+            lock.close()
+        raise
+
+
 async def connect_when_admitted(url: str, credential: str | None, tls_ca: str | None, *,
                                 alive: Callable[[], None], logs: Path,
                                 timeout: float = 30.0) -> Any:

@@ -20,10 +20,9 @@ from agents.control.bootstrap import Credentials, keys_dir, mint
 from agents.host.children import Child, plan_children
 from agents.host.servers import (
     bootstrap,
+    claim_data_dir,
     cluster_servers,
     connect_when_admitted,
-    lock_data_dir,
-    port_free,
     until_ready,
 )
 from agents.nats.server import NatsServer, base_conf_text
@@ -107,17 +106,9 @@ class Stack:
         """Secure by default: the server admits no connection that the control plane's auth
         callout has not checked, so the control plane starts first; then `dtf up` records
         the credentials it issued, and starts the projector and the workers."""
-        if self.data_dir.is_dir():  # a stack on it first: its ports are taken too, by it
-            self._lock = lock_data_dir(self.data_dir, self.url)
-        if self.http_port is not None:  # in use: said before anything is made
-            try:
-                await asyncio.to_thread(port_free, self.http_host, self.http_port)
-            except BaseException:
-                await self.stop()
-                raise
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.data_dir.chmod(0o700)  # an existing one too: credentials and keys live here
-        self._lock = self._lock or lock_data_dir(self.data_dir, self.url)
+        self._lock = await asyncio.to_thread(claim_data_dir, self.data_dir, self.url, None
+                                             if self.http_port is None
+                                             else (self.http_host, self.http_port))
         services = _services(self.http_port is not None, bool(self.autoscale))
         creds, issued = (None, []) if self.insecure else mint(
             self.data_dir, services=services,
