@@ -42,7 +42,8 @@ async def logs(target: Target, task_id: str, follow: bool) -> int:
                     for rec in batch:
                         if await leases.wrote(rec.subject):
                             _write(rec.data, rec.headers)
-                    printed = batch[-1].seq
+                    if batch:  # (empty: the tail at its end after dropped records)
+                        printed = batch[-1].seq
                     progress.set()
 
         task = asyncio.create_task(printer())

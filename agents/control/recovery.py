@@ -8,21 +8,24 @@ task's retry policy (or end the task when its budget is spent).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from typing import get_args
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from agents.auth.natsauth.permissions import reply_target
 from agents.control.base import FoldingAgent
 from agents.control.leadership import TTL_S
 from agents.log.commit import task_change, worker_change
 from agents.log.fold import Folder
 from agents.log.port import EventLog
-from agents.wire.messages import Heartbeat, decode_heartbeat
+from agents.wire.messages import HEARTBEAT_LOST, Heartbeat, decode_heartbeat
 from dtf_core import orphans, scheduling, subjects
 from dtf_core.events.codec import Event
 from dtf_core.events.task import TaskEvent
@@ -103,7 +106,17 @@ class RecoveryAgent(FoldingAgent):
         except msgspec.DecodeError:
             log.warning("malformed heartbeat on %s", msg.subject)
             return
-        self.heard(msg.subject.rsplit(".", 1)[-1], beat)
+        worker_id = msg.subject.rsplit(".", 1)[-1]
+        self.heard(worker_id, beat)
+        state = self.board.workers.get(worker_id)
+        if msg.reply and state is not None and state.status == "lost" \
+                and state.session == beat.session and self.nc is not None:
+            # declared lost, heard again (a pause, a partition, a NATS restart): told so,
+            # it registers again; into its own inbox only
+            target = reply_target(msg.reply, "worker", worker_id)
+            with contextlib.suppress(nats.errors.Error):
+                if target is not None:
+                    await self.nc.publish(target, HEARTBEAT_LOST)
 
     def heard(self, worker_id: str, beat: Heartbeat) -> None:
         """A heartbeat arrived: the worker's session is alive, holding ``beat.leases``."""

@@ -23,6 +23,7 @@ from agents.nats.cluster import local_nodes, node_conf, store_dir
 from agents.nats.connect import connect, ensure_streams
 from agents.nats.server import NatsServer
 from agents.nats.tls import ensure_certs
+from agents.proc.tree import spawning_daemon
 from agents.wire.client import ApiClient
 from agents.wire.projector import projector_status
 from dtf_core import subjects
@@ -66,9 +67,40 @@ def cluster_servers(data_dir: Path, base: str, *, nodes_n: int, host: str, port:
             path.write_text(text)
         else:  # plus the auth callout block, written 0600
             path = server_config(text, keys_dir(data_dir), path)
-        servers.append(NatsServer(store_dir=store_dir(data_dir, node),
+        servers.append(own_server(store_dir=store_dir(data_dir, node),
                                   port=node.client_port, conf=path, host=host))
     return servers
+
+
+def own_server(*, store_dir: Path, port: int, conf: Path | None, host: str) -> NatsServer:
+    """A nats-server of `dtf up`'s, which dies with it (Linux)."""
+    return NatsServer(store_dir=store_dir, port=port, conf=conf, host=host,
+                      popen_options=dict(spawning_daemon().kwargs()))
+
+
+async def keep_servers(servers: list[NatsServer]) -> None:
+    """Start again a nats-server that exits, on its own store (the log is kept), with a
+    delay that grows while it keeps failing; until cancelled."""
+    async def keep(server: NatsServer) -> None:
+        failures = 0
+        while True:
+            started = time.monotonic()
+            if server.proc is not None:
+                code = await asyncio.to_thread(server.proc.wait)
+                log.warning("nats-server %s exited with code %s; starting it again",
+                            server.url, code)
+            failures = 0 if time.monotonic() - started > 60 else failures + 1
+            await asyncio.sleep(min(0.5 * 2 ** max(failures - 1, 0), 30.0))
+            try:
+                await asyncio.to_thread(server.start)
+            except DTFError as exc:
+                log.error("nats-server %s did not start: %s", server.url, exc)
+                server.proc = None
+                continue
+            log.info("nats-server %s started again (pid %s)", server.url,
+                     server.proc.pid if server.proc else "?")
+
+    await asyncio.gather(*(keep(s) for s in servers))
 
 
 class ConnectionLost(Unavailable):

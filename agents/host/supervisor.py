@@ -23,6 +23,8 @@ from agents.host.servers import (
     claim_data_dir,
     cluster_servers,
     connect_when_admitted,
+    keep_servers,
+    own_server,
     until_ready,
 )
 from agents.nats.server import NatsServer, base_conf_text
@@ -129,7 +131,7 @@ class Stack:
                                            host=self.host, port=self.port,
                                            insecure=self.insecure)
         else:
-            self.servers = [NatsServer(store_dir=self.data_dir / "nats", port=self.port,
+            self.servers = [own_server(store_dir=self.data_dir / "nats", port=self.port,
                                        conf=conf, host=self.host)]
         self.server = self.servers[0]
         for server in self.servers:
@@ -196,6 +198,7 @@ async def up(stack: Stack, on_ready: object = None) -> None:
         await stack.start()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(stack.supervise())
+            tg.create_task(keep_servers(stack.servers))
             await stack.wait_ready()
             if callable(on_ready):
                 on_ready(stack)

@@ -146,6 +146,8 @@ class Feed:
                                          self.last_seq + 1)
         async with tail:
             async for batch in tail:
+                if not batch:  # the tail at its end after dropped records: nothing new
+                    continue
                 items = [summarize(r.seq, r.subject, r.data) for r in batch]
                 self.last_seq = batch[-1].seq
                 if self.metrics is not None:

@@ -8,8 +8,9 @@ import subprocess
 import sys
 import sysconfig
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agents.nats.connect import check_server_version
 from dtf_core.errors import Unavailable
@@ -79,6 +80,9 @@ class NatsServer:
     host: str = "127.0.0.1"
     conf: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    # e.g. `dtf up`'s: the server dies with it (set in the child: start it from a thread
+    # that lives as long as its parent, as asyncio's executor threads do)
+    popen_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -99,7 +103,8 @@ class NatsServer:
             binary, "-c", str(conf), "-a", self.host, "-p", str(self.port),
             "-js", "-sd", str(self.store_dir),
         ]
-        self.proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
+                                     **self.popen_options)
         log_file.close()
         deadline = time.monotonic() + timeout
         while not port_open(self.host, self.port):

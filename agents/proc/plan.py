@@ -86,13 +86,15 @@ def spawn_plan(platform: Platform, *, own_group: bool = True,
 
 
 def daemon_spawn_plan(platform: Platform) -> SpawnPlan:
-    """A child of ``dtf up`` (an agent, a local worker), which ``dtf up`` stops with
-    ``stop_child_signal``. POSIX: in ``dtf up``'s process group, so a terminal's Ctrl-C
-    reaches them all at once. Windows: a group of its own, the only way Ctrl-Break reaches
-    one child (Ctrl-C in the console still reaches ``dtf up``, which stops them)."""
+    """A child of ``dtf up`` (nats-server, an agent, a local worker), which ``dtf up``
+    stops with ``stop_child_signal``. POSIX: in ``dtf up``'s process group, so a
+    terminal's Ctrl-C reaches them all at once; on Linux it dies with ``dtf up`` (a
+    ``kill -9`` of it left the whole stack running, holding its ports). Windows: a group
+    of its own, the only way Ctrl-Break reaches one child (Ctrl-C in the console still
+    reaches ``dtf up``, which stops them)."""
     if platform == "win32":
         return SpawnPlan(False, CREATE_NEW_PROCESS_GROUP, "none")
-    return SpawnPlan(False, 0, "none")
+    return SpawnPlan(False, 0, "pdeathsig" if platform == "linux" else "none")
 
 
 def death_in_process(platform: Platform) -> Death:

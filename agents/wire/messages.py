@@ -20,6 +20,11 @@ class Heartbeat(msgspec.Struct, kw_only=True):
     report_resends: int = 0  # report batches this session sent again
 
 
+# Recovery's answer to a heartbeat of a session it has declared lost (a pause, a network
+# partition, its NATS server restarting): its leases went back to the queue, and the
+# worker registers again to get work again.
+HEARTBEAT_LOST = b"lost"
+
 _hb_encoder = msgspec.msgpack.Encoder()
 _hb_decoder = msgspec.msgpack.Decoder(Heartbeat)
 

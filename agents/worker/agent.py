@@ -74,8 +74,7 @@ class WorkerAgent:
     def __init__(
         self, nc: Client, *, worker_id: str | None = None, slots: int | None = None,
         tags: tuple[str, ...] = (), group: str = "",
-        heartbeat_interval: float = 1.0,
-        credential: str | None = None,
+        heartbeat_interval: float = 1.0, credential: str | None = None,
         signing_key_dir: Path | None = None,
         cache_dir: Path | None = None,
         task_user: str | None = None,
@@ -114,19 +113,22 @@ class WorkerAgent:
         self._tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
 
-    async def run(self) -> None:
-        self.pytest.spares.keep()
-        await register(self.api, cmds.RegisterWorker(
+    async def _register(self) -> Registered:  # at the start, and again when declared lost
+        key = self.signing_key
+        return await register(self.api, cmds.RegisterWorker(
             worker_id=self.worker_id, session=self.session, hostname=socket.gethostname(),
             pid=os.getpid(), slots=self.slots, capabilities=self.capabilities,
-            signing_key=(public_key_bytes(self.signing_key.public_key())
-                         if self.signing_key is not None else None)))
+            signing_key=public_key_bytes(key.public_key()) if key is not None else None))
+
+    async def run(self) -> None:
+        self.pytest.spares.keep()
+        await self._register()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(beat_forever(
                     self.nc, self.worker_id, self.session, self.heartbeat_interval,
                     running=lambda: len(self.running), leases=self._held,
-                    resends=lambda: self.reporter.resends))
+                    resends=lambda: self.reporter.resends, rejoin=self._register))
                 tg.create_task(self.reporter.run())
                 await self.leases.start()
                 if self.browsers:
@@ -138,11 +140,9 @@ class WorkerAgent:
         finally:
             await asyncio.shield(self._shutdown())
 
-    def _held(self) -> set[int]:
-        """The leases this session holds: running, or finished and not yet reported
-        (recovery requeues a lease its worker never got)."""
-        return {a.fencing for a in self.running.values()} | \
-            {r.fencing for r in self.reporter.reports}
+    def _held(self) -> set[int]:  # running, or ended and not reported (recovery requeues others)
+        held = {a.fencing for a in self.running.values()}
+        return held | {r.fencing for r in self.reporter.reports}
 
     async def _detect_browsers(self) -> None:
         """Browser features, found after registering, join the capabilities by an event."""

@@ -30,6 +30,8 @@ from dtf_core.events.tests import TestsEvent, TestsReported
 from dtf_core.events.worker import (
     WorkerCapabilitiesChanged,
     WorkerEvent,
+    WorkerLost,
+    WorkerRegistered,
     WorkerSchedulingChanged,
 )
 from dtf_core.ids import is_valid_token
@@ -191,4 +193,6 @@ def msg_id_of(event: Event) -> str:
     if isinstance(event, WorkerCapabilitiesChanged):
         return f"worker.{event.worker_id}.capabilities.{event.session}.{event.at}"
     session = getattr(event, "session", "")
+    if isinstance(event, WorkerRegistered | WorkerLost):  # again in a session: it rejoined
+        return f"worker.{event.worker_id}.{etype}.{session}.{event.at}"
     return f"worker.{event.worker_id}.{etype}.{session}"

@@ -250,6 +250,35 @@ def test_kill_a_worker_then_ctrl_c_then_resume(up: Up, tmp_path: Path) -> None:
         again.stop()
 
 
+def test_a_killed_nats_server_is_started_again_and_a_killed_dtf_up_takes_all_along(
+        up: Up) -> None:
+    """kill -9 of the nats-server: `dtf up` starts it again on its store (the log kept);
+    kill -9 of `dtf up` itself: nothing it started outlives it (no orphan holding the
+    ports, which the next `dtf up` would trip over)."""
+    import psutil
+
+    first = up.dtf("submit", "--", PY, "-c", "print(1)").stdout.strip()
+    assert up.dtf("wait", first).returncode == 0
+    children = psutil.Process(up.proc.pid).children()
+    [server] = [c for c in children if c.name() == "nats-server"]
+    server.kill()
+    server.wait(10)
+
+    def submitted() -> bool:
+        out = up.dtf("submit", "--", PY, "-c", "print(2)", check=False)
+        return out.returncode == 0 and up.dtf("wait", out.stdout.strip(),
+                                              check=False).returncode == 0
+
+    eventually(submitted, timeout=60, what="a task to run after nats-server started again")
+    assert up.dtf("task", first, "--json").returncode == 0  # the log survived
+    everything = psutil.Process(up.proc.pid).children(recursive=True)
+    assert any(c.name() == "nats-server" for c in everything)
+    up.proc.kill()
+    up.proc.wait(10)
+    _, alive = psutil.wait_procs(everything, timeout=20)
+    assert not alive, [(p.pid, p.name()) for p in alive]
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -274,3 +274,12 @@ def test_what_users_read_keeps_every_field_though_the_log_omits_defaults() -> No
     assert sub["spec"]["timeout_seconds"] is None
     assert sub["spec"]["requirements"]["hardware"] == []
     assert sub["spec"]["retry_policy"]["max_retries"] == 0
+
+
+def test_a_session_that_registers_again_is_a_new_event() -> None:
+    """A worker declared lost and heard again registers again in its session: that
+    registration, and a later loss, are not dropped as duplicates of the first ones."""
+    for kind in (WorkerRegistered, WorkerLost):
+        first = next(e for e, _ in EVENTS if isinstance(e, kind))
+        again = msgspec.structs.replace(first, at=first.at + 60)
+        assert codec.msg_id_of(first) != codec.msg_id_of(again)

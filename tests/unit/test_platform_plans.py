@@ -73,6 +73,8 @@ def test_without_a_group_only_linux_can_tie_a_child_to_its_parent() -> None:
 
 def test_dtf_ups_children() -> None:
     assert daemon_spawn_plan("linux").popen_kwargs() == {}  # Ctrl-C reaches them all
+    assert daemon_spawn_plan("linux").death == "pdeathsig"  # a kill -9 of dtf up: them too
+    assert daemon_spawn_plan("darwin").death == daemon_spawn_plan("win32").death == "none"
     assert daemon_spawn_plan("darwin").popen_kwargs() == {}
     assert daemon_spawn_plan("win32").popen_kwargs() == {"creationflags": 0x200}
     assert stop_child_signal("linux") == stop_child_signal("darwin") == "SIGTERM"
