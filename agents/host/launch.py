@@ -222,8 +222,16 @@ async def run_worker(
     # the credential it was given (--token-file): for the server as for the api
     credential = credential if credential is not None else settings_credential(settings)
     check_worker_credential(credential, worker_id)
-    nc = await _connected(settings, "dtf-worker", streams=False, worker_id=worker_id,
-                          cred=credential)
+    try:
+        nc = await _connected(settings, "dtf-worker", streams=False, worker_id=worker_id,
+                              cred=credential)
+    except Unavailable as exc:
+        if credential or "requires a credential" not in str(exc):
+            raise
+        raise Unavailable(  # the admin's (the general hint) would be refused: say which
+            f"NATS at {settings.server} requires a credential, and a worker's is a worker "
+            "key: on the `dtf up` host, `dtf worker-key create ID > worker.key`; copy it "
+            "here and pass --token-file worker.key with --id ID") from None
     try:
         agent = WorkerAgent(nc, worker_id=worker_id, slots=slots, tags=tags, group=group,
                             heartbeat_interval=settings.heartbeat_interval,
@@ -251,7 +259,7 @@ def check_worker_credential(credential: str | None, worker_id: str | None) -> No
     role, wid = claims.get("role"), claims.get("wid")
     if role != "worker":
         raise InvalidInput(
-            f"dtf worker needs a worker credential, and this is a {role!r} token; create a "
+            f"dtf worker needs a worker credential, and this token's role is {role!r}; create a "
             "worker key with `dtf worker-key create ID` on the `dtf up` host and pass it "
             "with --token-file")
     if worker_id is not None and wid not in (None, worker_id):

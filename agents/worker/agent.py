@@ -31,7 +31,7 @@ from agents.worker.pytest.pool import SessionPool
 from agents.worker.reporter import Reporter
 from agents.worker.runner import TaskUser
 from dtf_core import commands as cmds
-from dtf_core.errors import DTFError, Unavailable
+from dtf_core.errors import DTFError, InvalidInput, Unavailable
 from dtf_core.ids import validate_id
 from dtf_core.placement import overcommit
 from dtf_core.replies import Registered
@@ -58,16 +58,28 @@ def default_worker_id() -> str:
     return f"{host[:40] or 'worker'}-{os.getpid()}"
 
 
-async def register(api: ApiClient, cmd: cmds.RegisterWorker) -> Registered:
+async def register(api: ApiClient, cmd: cmds.RegisterWorker, nc: Any = None) -> Registered:
     """Register this session, waiting for an api to answer (it may start after us)."""
     delay = 0.1
     while True:
         try:
             return await api.register(cmd, timeout=5.0)
         except Unavailable as exc:
+            refused_inbox(nc, cmd.worker_id)
             log.info("waiting for the api to register: %s", exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def refused_inbox(nc: Any, worker_id: str) -> None:
+    """The server refused this worker its inbox, where the api answers: the credential
+    is another worker's (a worker key is scoped to the id it was made for)."""
+    if any("subscription" in e.lower() and f"_inbox.worker.{worker_id}.".lower() in e.lower()
+           for e in getattr(nc, "server_errors", ())):
+        raise InvalidInput(
+            f"this credential is not worker {worker_id!r}'s: the server keeps its answers "
+            f"from it. A worker key works with the --id it was made for; make one for this "
+            f"id with `dtf worker-key create {worker_id}`")
 
 
 class WorkerAgent:
@@ -115,7 +127,7 @@ class WorkerAgent:
 
     async def _register(self) -> Registered:  # at the start, and again when declared lost
         key = self.signing_key
-        return await register(self.api, cmds.RegisterWorker(
+        return await register(self.api, nc=self.nc, cmd=cmds.RegisterWorker(
             worker_id=self.worker_id, session=self.session, hostname=socket.gethostname(),
             pid=os.getpid(), slots=self.slots, capabilities=self.capabilities,
             signing_key=public_key_bytes(key.public_key()) if key is not None else None))

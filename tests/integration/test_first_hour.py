@@ -87,15 +87,25 @@ async def _remote_worker(dist: Dist, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DTF_")}
     env["DTF_CONTEXT"] = str(host2 / "no-context.json")
 
-    def worker(credential: str) -> list[str]:
+    def worker(credential: str, wid: str = "gpu-1") -> list[str]:
         return [sys.executable, "-m", "cli.main", "worker", "--server", dist.url,
-                "--id", "gpu-1", "--token-file", credential]
+                "--id", wid, "--token-file", credential]
 
     (host2 / "admin.jwt").write_text(dist.token)
     refused = await asyncio.create_subprocess_exec(
         *worker("admin.jwt"), cwd=host2, env=env, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(refused.communicate(), 60)
     assert refused.returncode == 2 and b"needs a worker credential" in err, err
+    # no credential at all: the hint is the worker key's recipe, not the admin's credential
+    bare = await asyncio.create_subprocess_exec(
+        *worker("worker.key")[:-2], cwd=host2, env=env, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(bare.communicate(), 60)
+    assert bare.returncode != 0 and b"dtf worker-key create ID" in err, err
+    # gpu-1's key with another id: said at once, not a wait for an answer that cannot come
+    other = await asyncio.create_subprocess_exec(
+        *worker("worker.key", "gpu-2"), cwd=host2, env=env, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(other.communicate(), 60)
+    assert other.returncode == 2 and b"dtf worker-key create gpu-2" in err, err
     (host2 / "admin.jwt").unlink()
     proc = await asyncio.create_subprocess_exec(
         *worker("worker.key"), cwd=host2, env=env, stderr=asyncio.subprocess.DEVNULL)
