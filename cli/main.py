@@ -18,12 +18,19 @@ from dtf_core.events.task import TERMINAL_TYPES
 HOSTING = {"up": hosting.up, "agent": hosting.agent, "worker": hosting.worker}
 
 
+def _no_tls_eof_warning(record: logging.LogRecord) -> bool:
+    """asyncio warns on every TLS connection nats-py closes ("returning true from
+    eof_received() has no effect when using ssl"): noise, not the user's concern."""
+    return "eof_received()" not in record.getMessage()
+
+
 def _run(args: argparse.Namespace, argv_after: list[str] | None) -> int:
     cfg = settings_mod.load(server=args.server)
     target = cc.Target(cfg.server, settings_mod.credential(cfg, args.token_file),
                        settings_mod.tls_ca(cfg))
     logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("asyncio").addFilter(_no_tls_eof_warning)
     ctx = Ctx(target, argv_after)
     if args.cmd in HOSTING:
         return HOSTING[args.cmd](args, ctx, cfg)
