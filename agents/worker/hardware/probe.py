@@ -22,6 +22,7 @@ from dtf_core.events.worker import Gpu
 log = logging.getLogger(__name__)
 TOOL_TIMEOUT_S = 10.0
 BROWSER_TIMEOUT_S = 30.0
+BROWSER_TRIES = 3
 Runner = Callable[[list[str], float], str]
 
 
@@ -134,18 +135,19 @@ def browser(run: Runner = run_tool) -> tuple[list[str], str | None]:
     binary = next((b for b in (shutil.which(n) for n in BROWSERS) if b), None)
     if binary is None:
         return [], "no headless browser: no Chromium or Chrome found"
-    try:
-        with tempfile.TemporaryDirectory(prefix="dtf-probe-") as tmp:
-            page = Path(tmp) / "probe.html"
-            page.write_text(PROBE_PAGE)
-            out = run([binary, "--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                       "--enable-unsafe-webgpu",
-                       "--enable-features=WebMachineLearningNeuralNetwork",
-                       "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-                      BROWSER_TIMEOUT_S)
-    except Exception as exc:
-        return [], f"browser probe failed: {exc}"
-    found = parse.browser_dom(out)
-    if not found:
-        return [], f"browser probe: {binary} did not run the probe page"
-    return found, parse.browser_why(out)
+    for _ in range(BROWSER_TRIES):  # a loaded host may dump the page before it has run
+        try:
+            with tempfile.TemporaryDirectory(prefix="dtf-probe-") as tmp:
+                page = Path(tmp) / "probe.html"
+                page.write_text(PROBE_PAGE)
+                out = run([binary, "--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                           "--enable-unsafe-webgpu",
+                           "--enable-features=WebMachineLearningNeuralNetwork",
+                           "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                          BROWSER_TIMEOUT_S)
+        except Exception as exc:
+            return [], f"browser probe failed: {exc}"
+        found = parse.browser_dom(out)
+        if found:
+            return found, parse.browser_why(out)
+    return [], f"browser probe: {binary} did not run the probe page ({BROWSER_TRIES} tries)"

@@ -147,3 +147,20 @@ def test_cpu_flags_match_hardware_requirements() -> None:
     caps = Capabilities(cpu_flags=("avx2",), tags=("lab2",))
     assert mismatch(Requirements(hardware=("avx2", "lab2")), caps) is None
     assert mismatch(Requirements(hardware=("avx512f",)), caps) == "lacks hardware avx512f"
+
+
+def test_a_browser_probe_dumped_before_its_page_ran_is_tried_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loaded host's Chromium may dump the page before its script ran: tried again (the
+    worker would otherwise never offer "browser"), and said after the last try."""
+    monkeypatch.setattr(probe.shutil, "which", lambda name: "/usr/bin/chromium")
+    dumps = iter(["<body></body>", "<body>dtf-webgpu-no-webnn-yes</body>"])
+    assert probe.browser(lambda argv, timeout: next(dumps))[0] == ["browser", "webnn"]
+    calls = []
+
+    def never(argv: list[str], timeout: float) -> str:
+        calls.append(argv)
+        return "<body></body>"
+
+    found, note = probe.browser(never)
+    assert found == [] and len(calls) == probe.BROWSER_TRIES and "did not run" in str(note)
