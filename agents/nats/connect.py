@@ -212,7 +212,10 @@ async def connect(
             **options,
         ), CONNECT_DEADLINE_S)
     except TimeoutError:
-        hint = "" if url.startswith("tls://") else " (if it requires TLS, use a tls:// URL)"
+        hint = (" (TLS: is DTF_TLS_CA the CA that signed the server's certificate, and does "
+                "the certificate name the host in the URL? `dtf up --tls` names localhost, "
+                "its host name, 127.0.0.1 and --host)" if "tls://" in url
+                else " (if it requires TLS, use a tls:// URL)")
         raise Unavailable(f"NATS at {url} did not complete the connection{hint}") from None
     except Exception as exc:  # nats raises several unrelated types for "not there"
         text = str(exc) or type(exc).__name__

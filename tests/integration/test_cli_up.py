@@ -360,5 +360,10 @@ def test_tls(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=60,
                              env={**os.environ, "DTF_TOKEN_FILE": str(data / "admin.jwt")})
         assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        from agents.nats.tls import ensure_certs
+
+        other = ensure_certs(tmp_path / "other-ca")  # another stack's CA: said what to check
+        out = stack.dtf("status", check=False, env={"DTF_TLS_CA": str(other.ca)})
+        assert out.returncode == 1 and "DTF_TLS_CA" in out.stderr, out.stderr
     finally:
         assert stack.stop() == 0
