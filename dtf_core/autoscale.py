@@ -173,7 +173,7 @@ MAX_WORKERS = 1000
 def parse_spec(text: str) -> tuple[str, int, int]:
     """``PROVIDER:MIN-MAX`` (``local:0-4``) -> (provider, min, max); a clear error else."""
     usage = (f"--autoscale takes PROVIDER:MIN-MAX with PROVIDER one of {', '.join(PROVIDERS)} "
-             f"and 0 <= MIN <= MAX <= {MAX_WORKERS} (e.g. local:0-4), not {text!r}")
+             f"and 0 <= MIN <= MAX <= {MAX_WORKERS}, MAX >= 1 (e.g. local:0-4), not {text!r}")
     provider, sep, bounds = text.partition(":")
     low, dash, high = bounds.partition("-")
     if (not sep or not dash or provider not in PROVIDERS
