@@ -163,7 +163,8 @@ def parser() -> argparse.ArgumentParser:
     one = client("task", "show a task and its event history")
     one.add_argument("id")
 
-    client("workers", "list workers")
+    client("workers", "list workers (alive and lost; --json: all)").add_argument(
+        "--all", action="store_true", help="stopped workers too")
     lg = client("logs", "print a task's output")
     lg.add_argument("id")
     lg.add_argument("-f", "--follow", action="store_true")

@@ -127,7 +127,7 @@ def task(args: argparse.Namespace, ctx: Ctx) -> int:
 
 def workers(args: argparse.Namespace, ctx: Ctx) -> int:
     rows = asyncio.run(cc.ask(ctx.target, lambda api: api.workers()))
-    render.emit_json(rows) if args.json else render.workers_table(rows)
+    render.emit_json(rows) if args.json else render.workers_table(rows, args.all)
     return 0
 
 

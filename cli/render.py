@@ -56,12 +56,17 @@ def _worker_state(w: replies.WorkerRow) -> str:
     return w.state if w.scheduling == "open" else f"{w.state} ({w.scheduling})"
 
 
-def workers_table(workers: Sequence[replies.WorkerRow]) -> None:
+def workers_table(workers: Sequence[replies.WorkerRow], everything: bool = False) -> None:
+    """Workers that are alive or lost; stopped ones (every autoscaled worker that went) only
+    with ``everything``, else counted below."""
+    shown = [w for w in workers if everything or w.state != "stopped"]
     table(
         [(w.id, w.hostname, w.pid, _worker_state(w), f"{w.running}/{w.slots}",
-          ",".join(w.capabilities.hardware), ago(w.last_seen)) for w in workers],
+          ",".join(w.capabilities.hardware), ago(w.last_seen)) for w in shown],
         ["ID", "HOST", "PID", "STATE", "RUNNING", "HARDWARE", "LAST SEEN"],
     )
+    if len(shown) < len(workers):
+        out(f"({len(workers) - len(shown)} stopped worker(s) not shown: --all lists them)\n")
 
 
 def task_detail(t: replies.TaskDetail) -> None:
