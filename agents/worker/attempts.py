@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import nats.errors
@@ -26,7 +26,7 @@ from agents.worker.leases import Attempt
 from agents.worker.packs import PlanCache
 from agents.worker.pytest.pool import SessionPool
 from agents.worker.reporter import Reporter
-from agents.worker.runner import Outcome, TaskUser, run_command
+from agents.worker.runner import Outcome, OutputSink, TaskUser, run_command
 from agents.worker.workdir import command_dir
 from dtf_core import commands as cmds
 from dtf_core import subjects
@@ -36,6 +36,18 @@ from dtf_core.spec import CommandConfig, benchmark_config, command_config
 
 log = logging.getLogger(__name__)
 Report = Callable[..., None]  # (attempt, kind, **report fields)
+
+
+class Placed(Protocol):
+    """A task config that names where its files are (a command's, a benchmark's, a
+    browser task's)."""
+
+    @property
+    def cwd(self) -> str | None: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def code(self) -> str | None: ...
 
 
 @dataclass
@@ -102,14 +114,27 @@ class AttemptRunner:
             permanent=outcome.permanent, max_rss_mb=outcome.max_rss_mb, **fields,
         )
 
-    async def _process(self, attempt: Attempt, cfg: CommandConfig) -> Outcome:
-        """``cfg`` run in its own process group, its output streamed and then ended."""
+    async def task_dir(self, cfg: Placed, tool: str) -> CommandConfig:
+        """Where a task's files are: the submitter's directory on this host, or a copy of
+        its pack (``tool`` only names what would run there, in errors)."""
+        return await command_dir(self.js, self.cache_dir, CommandConfig(
+            argv=(tool,), cwd=cfg.cwd, host=cfg.host, code=cfg.code),
+            always_unpack=self.always_unpack)
+
+    def output(self, attempt: Attempt) -> tuple[str, OutputSink]:
+        """The attempt's output subject, and a sink that streams a chunk onto it."""
         lease = attempt.lease
         log_subject = subjects.log_subject(lease.task_id, lease.attempt, self.worker_id)
 
         async def sink(stream: str, chunk: bytes) -> None:
             await self.nc.publish(log_subject, chunk, headers={"Dtf-Stream": stream})
 
+        return log_subject, sink
+
+    async def _process(self, attempt: Attempt, cfg: CommandConfig) -> Outcome:
+        """``cfg`` run in its own process group, its output streamed and then ended."""
+        lease = attempt.lease
+        log_subject, sink = self.output(attempt)
         outcome = await run_command(
             cfg, timeout=lease.spec.timeout_seconds if lease.spec else None, sink=sink,
             cancel=attempt.cancel, on_start=lambda pid: self.report(attempt, "started", pid=pid),
@@ -123,9 +148,7 @@ class AttemptRunner:
         lease = attempt.lease
         assert lease.spec is not None
         cfg = benchmark_config(lease.spec)
-        where = await command_dir(self.js, self.cache_dir, CommandConfig(
-            argv=("python",), cwd=cfg.cwd, host=cfg.host, code=cfg.code),
-            always_unpack=self.always_unpack)
+        where = await self.task_dir(cfg, "python")
         reserved = lease.spec.requirements.gpus
         pinned = self.gpu_slots.take(f"{lease.task_id}/{lease.attempt}", reserved)
         user = self.task_user

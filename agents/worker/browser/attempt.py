@@ -14,11 +14,8 @@ from agents.worker.browser import serve
 from agents.worker.browser.cdp import BrowserGone
 from agents.worker.browser.page import PageRun, Verdict
 from agents.worker.leases import Attempt
-from agents.worker.workdir import command_dir
-from dtf_core import subjects
 from dtf_core.browser_spec import BrowserConfig, browser_config, is_url
 from dtf_core.errors import DTFError
-from dtf_core.spec import CommandConfig
 
 if TYPE_CHECKING:
     from agents.worker.attempts import AttemptRunner
@@ -49,20 +46,14 @@ async def run_browser(runner: AttemptRunner, attempt: Attempt) -> None:
     lease = attempt.lease
     assert lease.spec is not None
     cfg = browser_config(lease.spec)
-    where = await command_dir(runner.js, runner.cache_dir, CommandConfig(
-        argv=("chromium",), cwd=cfg.cwd, host=cfg.host, code=cfg.code),
-        always_unpack=runner.always_unpack)
+    where = await runner.task_dir(cfg, "chromium")
     root = Path(where.cwd) if where.cwd else None  # none: only a URL page runs
     started, t0 = time.time(), time.monotonic()
     why = missing_entry(cfg, root)
     if why:
         runner.report(attempt, "failed", error=why, started_at=started, permanent=True)
         return
-    log_subject = subjects.log_subject(lease.task_id, lease.attempt, runner.worker_id)
-
-    async def sink(stream: str, chunk: bytes) -> None:
-        await runner.nc.publish(log_subject, chunk, headers={"Dtf-Stream": stream})
-
+    log_subject, sink = runner.output(attempt)
     try:
         if runner.browsers is None:
             raise DTFError("this worker runs no browser tasks")
