@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from agents.host import loop as agent_loop
 from agents.host.settings import read_context
 from agents.wire.client import ApiClient
 from cli import (
@@ -65,7 +66,7 @@ def audit(args: argparse.Namespace, ctx: Ctx) -> int:
     from cli import audit_cmds, audit_verify
 
     if args.kind == "verify":
-        result = asyncio.run(audit_verify.audit_verify(ctx.target))
+        result = agent_loop.run(audit_verify.audit_verify(ctx.target))  # reads the whole log
         _emit(args, result, lambda v: render.audit(result))
         return 0 if result["clean"] else 1
     if args.id is None:
@@ -80,13 +81,14 @@ def audit(args: argparse.Namespace, ctx: Ctx) -> int:
 def replay(args: argparse.Namespace, ctx: Ctx) -> int:
     from cli import audit_cmds
 
-    state = asyncio.run(audit_cmds.replay(ctx.target, args.at, args.snapshot))
+    state = agent_loop.run(audit_cmds.replay(ctx.target, args.at, args.snapshot))
     _emit(args, state, lambda v: render.replayed(state))
     return 0
 
 
 def simulate(args: argparse.Namespace, ctx: Ctx) -> int:
-    res = asyncio.run(cc.simulate(ctx.target, args.policy, args.from_seq, args.extra_workers))
+    res = agent_loop.run(cc.simulate(ctx.target, args.policy, args.from_seq,
+                                     args.extra_workers))
     _emit(args, res, lambda v: render.simulation(res))
     return 0
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 
 def agent(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> int:
+    from agents.host import loop as agent_loop
     from agents.host.launch import run_agent
 
     if args.kind == "autoscaler":
@@ -31,11 +32,11 @@ def agent(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> int
     if args.kind == "http":
         from agents.host.launch import run_http
 
-        asyncio.run(run_http(cfg, host=args.http_host, port=args.http_port,
-                             insecure=args.insecure_dev))
+        agent_loop.run(run_http(cfg, host=args.http_host, port=args.http_port,
+                                insecure=args.insecure_dev))
         return 0
-    asyncio.run(run_agent(args.kind, cfg, db_path=args.db, keys_dir=args.keys,
-                          insecure=args.insecure_dev))
+    agent_loop.run(run_agent(args.kind, cfg, db_path=args.db, keys_dir=args.keys,
+                             insecure=args.insecure_dev))
     return 0
 
 
@@ -63,12 +64,14 @@ def worker(args: argparse.Namespace, ctx: Ctx, cfg: settings_mod.Settings) -> in
     if args.systemd or args.launchd or args.unit_dir or args.print_only or args.force:
         raise InvalidInput("--systemd, --launchd, --unit-dir, --print and --force go with "
                            "`dtf worker install`")
+    from agents.host import loop as agent_loop
     from agents.host.launch import run_worker
 
     tags = tuple(t for t in args.tags.split(",") if t)
-    asyncio.run(run_worker(cfg, worker_id=args.worker_id, slots=args.slots, tags=tags,
-                           group=args.group, task_user=args.task_user,
-                           credential=ctx.target.credential))
+    agent_loop.run(run_worker(cfg, worker_id=args.worker_id, slots=args.slots, tags=tags,
+                              group=args.group, task_user=args.task_user,
+                              credential=ctx.target.credential),
+                   spawns_as_user=args.task_user is not None)
     return 0
 
 

@@ -6,6 +6,7 @@ with the payload, so a signature made for one purpose is never valid for another
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import msgspec
@@ -52,6 +53,7 @@ def public_key_bytes(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+@functools.lru_cache(maxsize=1024)  # a worker's or a signer's key, loaded once, not per report
 def public_key_from_bytes(raw: bytes) -> Ed25519PublicKey:
     if len(raw) != 32:
         raise Unauthenticated("public key rejected: an Ed25519 key has 32 bytes")

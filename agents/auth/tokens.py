@@ -133,6 +133,30 @@ def _check_claims(
         raise Unauthenticated("token rejected: wid must be present exactly on worker tokens")
 
 
+def authentic(token: str | bytes, keys: VerificationKeys) -> tuple[Claims, str]:
+    """The claims of ``token`` and the id of the key that signed it, if its signature is
+    good; what can change with time or the log (expiry, revocation) is ``check_current``'s."""
+    parsed = jws.parse_compact(token)
+    jws.verify_signature(parsed, keys.verification_key(parsed.kid))
+    return _decode_claims(parsed.payload), parsed.kid
+
+
+def check_current(
+    claims: Claims,
+    *,
+    now: float,
+    revoked: Revoked = frozenset(),
+    issuer: str = ISSUER,
+    audience: str = AUDIENCE,
+    leeway: float = LEEWAY_S,
+) -> Claims:
+    """``claims`` if they are for us, current and not revoked."""
+    _check_claims(claims, now=now, issuer=issuer, audience=audience, leeway=leeway)
+    if _is_revoked(revoked, claims.jti):
+        raise Unauthenticated(f"token rejected: token id {claims.jti!r} was revoked")
+    return claims
+
+
 def verify(
     token: str | bytes,
     keys: VerificationKeys,
@@ -144,13 +168,9 @@ def verify(
     leeway: float = LEEWAY_S,
 ) -> Claims:
     """The claims of ``token`` if it is authentic, current and not revoked."""
-    parsed = jws.parse_compact(token)
-    jws.verify_signature(parsed, keys.verification_key(parsed.kid))
-    claims = _decode_claims(parsed.payload)
-    _check_claims(claims, now=now, issuer=issuer, audience=audience, leeway=leeway)
-    if _is_revoked(revoked, claims.jti):
-        raise Unauthenticated(f"token rejected: token id {claims.jti!r} was revoked")
-    return claims
+    claims, _ = authentic(token, keys)
+    return check_current(claims, now=now, revoked=revoked, issuer=issuer, audience=audience,
+                         leeway=leeway)
 
 
 def refresh(
