@@ -23,11 +23,12 @@ from agents.auth.roles import (
     permission_for_command,
 )
 from agents.auth.server_auth import client_inbox_prefix
-from agents.auth.tokens import Claims, verify
+from agents.auth.tokens import Claims, issue, new_token_id, verify
 from agents.control.auth_plans import plan_create_key, plan_issue, plan_refresh
 from agents.control.bootstrap import mint
 from agents.control.dispatch import Planner
 from agents.control.scale_down import new_ids
+from agents.host.autoscale_run import scope_of
 from dtf_core import commands as cmds
 from dtf_core.errors import InvalidInput
 from dtf_core.events.auth import ApiKeyCreated, ApiKeyRevoked, TokenIssued
@@ -208,3 +209,17 @@ def test_the_ids_it_asks_keys_for_are_those_the_api_allows() -> None:
     for wid in ids:
         plan_create_key(board, cmds.CreateApiKey(worker_id=wid), now=3.0, group="local")
 
+
+
+def test_the_agent_refuses_a_credential_for_another_group(tmp_path: Path) -> None:
+    keyring = Keyring.create(tmp_path / "keys")
+
+    def token(role: str, wid: str | None) -> str:
+        return issue(keyring, sub="a", role=role, ttl=60, now=time.time(), jti=new_token_id(),
+                     wid=wid)
+
+    assert scope_of(token("autoscaler", "gpu"), "gpu") is True  # narrow: no streams made
+    assert scope_of(token("admin", None), "gpu") is False
+    assert scope_of(None, "gpu") is False  # --insecure-dev
+    with pytest.raises(InvalidInput, match="for worker group 'local', not 'gpu'"):
+        scope_of(token("autoscaler", "local"), "gpu")
