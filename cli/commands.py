@@ -229,7 +229,9 @@ def _auth_call(args: argparse.Namespace) -> Callable[[ApiClient], Awaitable[Auth
         if args.role is None:
             raise InvalidInput("token issue needs --role")
         ttl = parse_ttl(args.ttl)
-        return lambda api: api.issue_token(args.sub or args.worker_id or args.role, args.role,
+        scaler = args.role == "autoscaler" and args.worker_id  # its group: autoscaler-GROUP
+        sub = args.sub or (f"autoscaler-{args.worker_id}" if scaler else None)
+        return lambda api: api.issue_token(sub or args.worker_id or args.role, args.role,
                                            ttl, args.worker_id)
     if args.action == "refresh":
         ttl = parse_ttl(args.ttl)

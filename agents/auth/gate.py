@@ -143,7 +143,7 @@ def _named_workers(cmd: cmds.Command) -> list[str | None]:
             named: set[str] = {r.worker_id for r in cmd.reports} | {t.worker_id for t in cmd.tests}
             return list(sorted(named))
         case (cmds.RegisterWorker() | cmds.StopWorker() | cmds.GetSecrets()
-              | cmds.UpdateCapabilities()):
+              | cmds.UpdateCapabilities() | cmds.CreateApiKey()):
             return [cmd.worker_id]
     return []
 

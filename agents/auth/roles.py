@@ -1,12 +1,15 @@
 """The one table of roles and their permissions; permissions are named after commands.
 
 The api agent maps each command to a permission (``permission_for_command``) and calls
-``check``. A worker token is further limited to its own worker id (``check_worker_scope``).
+``check``. A worker token is further limited to its own worker id (``check_worker_scope``),
+an autoscaler's to its own worker group (``check_group_scope``; its ``wid`` claim names
+the group).
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, Protocol
@@ -22,6 +25,9 @@ class Role(enum.StrEnum):
     # creates worker keys for new worker ids only: what a worker pod needs to make its own
     # (deploy/kubernetes/worker.yaml), and nothing else
     ENROLLER = "enroller"
+    # `dtf agent autoscaler`: folds the log, drains and reopens the workers of its own group
+    # and creates keys for the workers it starts (``<group>-auto-<n>``), and nothing else
+    AUTOSCALER = "autoscaler"
 
 
 class Permission(enum.StrEnum):
@@ -50,6 +56,8 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
                             P.TASK_SECRETS}),
     Role.READER: frozenset({P.QUERY_READ, P.TOKEN_REFRESH}),
     Role.ENROLLER: frozenset({P.WORKER_ENROLL}),
+    Role.AUTOSCALER: frozenset({P.QUERY_READ, P.WORKER_MANAGE, P.WORKER_ENROLL,
+                                P.TOKEN_REFRESH}),
 })
 
 # Command tags of dtf_core.commands (the "cmd" field) -> the permission each needs.
@@ -98,6 +106,18 @@ class Scoped(Protocol):
     def wid(self) -> str | None: ...
 
 
+AUTO_INFIX = "-auto-"
+
+
+def autoscaled_worker_id(group: str, n: int) -> str:
+    """The id of the ``n``-th worker an autoscaler of ``group`` starts."""
+    return f"{group}{AUTO_INFIX}{n}"
+
+
+def is_autoscaled_worker_id(group: str, worker_id: str) -> bool:
+    return re.fullmatch(re.escape(group + AUTO_INFIX) + r"[1-9][0-9]{0,8}", worker_id) is not None
+
+
 def permission_for_command(tag: str) -> Permission:
     """The permission a command needs; an unknown command is refused, never allowed."""
     try:
@@ -130,9 +150,36 @@ def check_worker_scope(claims: Scoped, worker_id: str) -> None:
         )
 
 
+def scope_group(claims: Scoped) -> str | None:
+    """The worker group an autoscaler's token is limited to; None for every other role."""
+    if claims.role != Role.AUTOSCALER:
+        return None
+    if not claims.wid:
+        raise Forbidden(f"forbidden: the autoscaler token of {claims.sub!r} names no worker "
+                        "group")
+    return claims.wid
+
+
+def check_group_scope(claims: Scoped, worker_id: str) -> None:
+    """Raise Forbidden if an autoscaler names a worker it may not create a key for: only
+    ``<its group>-auto-<n>``, the ids it gives the workers it starts. (Whether that worker
+    may be given one, and which workers it may drain, depends on the board: see
+    ``agents.control.auth_plans.plan_create_key`` and ``plans.plan_manage_worker``.)"""
+    group = scope_group(claims)
+    if group is not None and not is_autoscaled_worker_id(group, worker_id):
+        raise Forbidden(f"forbidden: the autoscaler of group {group!r} creates keys only for "
+                        f"its own workers ({autoscaled_worker_id(group, 1)}, ...), not "
+                        f"{worker_id!r}")
+
+
 def authorize(claims: Scoped, permission: Permission, worker_id: str | None = None) -> None:
     """``check`` the role, then the worker scope for commands that name a worker."""
     check(claims.role, permission)
+    scope_group(claims)  # an autoscaler's token without a group may do nothing
+    if permission is P.WORKER_ENROLL and claims.role == Role.AUTOSCALER:
+        if worker_id is None:
+            raise Forbidden(f"forbidden: {permission} by an autoscaler must name the worker id")
+        check_group_scope(claims, worker_id)
     if permission in WORKER_SCOPED and claims.role == Role.WORKER:
         if worker_id is None:
             raise Forbidden(f"forbidden: {permission} by a worker must name its worker id")

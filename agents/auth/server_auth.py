@@ -101,7 +101,9 @@ def make_callout(gate: Gate, issuer: nkeys.KeyPair,
             # A token is cheap to check, so a valid one always passes; a bad one from a
             # source that keeps failing gets no answer either.
             return HOLD if blocked else str(exc)
-        principal = claims.wid if claims.role == "worker" and claims.wid else claims.sub
+        # a worker's principal is its worker id, an autoscaler's its group (both in wid)
+        principal = claims.wid if claims.role in ("worker", "autoscaler") and claims.wid \
+            else claims.sub
         return for_role(str(claims.role), principal).until(claims.exp)
 
     return AuthCallout(issuer, authorize)
@@ -170,4 +172,4 @@ def client_inbox_prefix(credential: str | None, worker_id: str | None = None) ->
         return None
     if role in ("admin", "agent"):
         return None
-    return inbox_prefix(role, wid if role == "worker" and wid else sub)
+    return inbox_prefix(role, wid if role in ("worker", "autoscaler") and wid else sub)

@@ -31,10 +31,12 @@ REQUIRED_CLAIMS = ("iss", "aud", "sub", "role", "iat", "nbf", "exp", "jti")
 
 Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Revoked = Container[str] | Callable[[str], bool]
+SCOPED_ROLES = (Role.WORKER, Role.AUTOSCALER)  # the tokens that carry a wid
 
 
 class Claims(msgspec.Struct, frozen=True, kw_only=True):
-    """The claims of a verified token. ``wid`` scopes a worker token to one worker."""
+    """The claims of a verified token. ``wid`` scopes a worker token to one worker, an
+    autoscaler's to one worker group."""
 
     iss: str
     aud: str
@@ -83,8 +85,9 @@ def issue(
         role = Role(role)
     except ValueError:
         raise InvalidInput(f"unknown role {role!r}") from None
-    if (role == Role.WORKER) != (wid is not None):
-        raise InvalidInput("a worker token needs a worker id (wid), and only a worker token")
+    if (role in SCOPED_ROLES) != (wid is not None):
+        raise InvalidInput("a worker token needs a worker id (wid), an autoscaler's its worker "
+                           "group (wid), and no other token has one")
     claims = Claims(
         iss=issuer, aud=audience, sub=validate_id(sub, "subject"), role=role,
         iat=int(now), nbf=int(now), exp=int(now + ttl), jti=validate_id(jti, "token id"),
@@ -129,8 +132,9 @@ def _check_claims(
         raise Unauthenticated(f"token rejected: not valid before {claims.nbf} (now {now:.0f})")
     if now + leeway < claims.iat:
         raise Unauthenticated(f"token rejected: issued in the future, iat {claims.iat}")
-    if (claims.role == Role.WORKER) != (claims.wid is not None):
-        raise Unauthenticated("token rejected: wid must be present exactly on worker tokens")
+    if (claims.role in SCOPED_ROLES) != (claims.wid is not None):
+        raise Unauthenticated("token rejected: wid must be present exactly on worker and "
+                              "autoscaler tokens")
 
 
 def authentic(token: str | bytes, keys: VerificationKeys) -> tuple[Claims, str]:

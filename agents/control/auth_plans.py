@@ -6,7 +6,7 @@ from __future__ import annotations
 from agents.auth import apikeys
 from agents.auth.errors import Forbidden
 from agents.auth.keyring import Keyring, public_raw
-from agents.auth.roles import Role
+from agents.auth.roles import Role, is_autoscaled_worker_id
 from agents.auth.tokens import Claims, issue, new_token_id
 from agents.control.plans import Plan
 from agents.log.commit import Change
@@ -73,6 +73,11 @@ def _issue_token(keyring: Keyring | None, *, sub: str, role: str, wid: str | Non
 
 def plan_issue(board: Board, cmd: cmds.IssueToken, *, keyring: Keyring | None,
                now: float) -> Plan:
+    if cmd.role == Role.AUTOSCALER:
+        if not cmd.worker_id:
+            raise InvalidInput("an autoscaler's token names the worker group it scales "
+                               "(`dtf token issue --role autoscaler --worker-id GROUP`)")
+        validate_id(cmd.worker_id, "worker group")
     return _issue_token(keyring, sub=cmd.sub, role=cmd.role, wid=cmd.worker_id,
                         ttl_s=cmd.ttl_s, now=now, actor=cmd.actor)
 
@@ -104,22 +109,42 @@ def plan_revoke(board: Board, cmd: cmds.RevokeToken, *, now: float) -> Plan:
 
 
 def plan_create_key(board: Board, cmd: cmds.CreateApiKey, *, now: float,
-                    new_worker_only: bool = False) -> Plan:
+                    new_worker_only: bool = False, group: str | None = None) -> Plan:
     """``new_worker_only`` (an enroller asks): not for a worker id that has registered or
-    has a key already, so an enroller cannot take over a worker that exists."""
+    has a key already, so an enroller cannot take over a worker that exists.
+
+    ``group`` (an autoscaler of that group asks): only for ``<group>-auto-<n>``, a worker it
+    starts itself, and not while a worker of that id is alive or lost (it may still run):
+    the new key replaces that worker's earlier keys, which are revoked with it."""
+    wid = validate_id(cmd.worker_id, "worker id")
     if new_worker_only:
-        wid = validate_id(cmd.worker_id, "worker id")
         if wid in board.workers or any(k.worker_id == wid for k in board.auth.api_keys.values()):
             raise Forbidden(f"forbidden: worker {wid!r} exists; an enroller creates keys "
                             "for new worker ids only")
+    replaced: list[str] = []  # the worker's earlier keys, revoked with the new one
+    if group is not None:
+        if not is_autoscaled_worker_id(group, wid):
+            raise Forbidden(f"forbidden: the autoscaler of group {group!r} creates keys only "
+                            f"for its own workers, not {wid!r}")
+        current = board.workers.get(wid)
+        if current is not None and current.status != "stopped":
+            raise Forbidden(f"forbidden: worker {wid!r} is {current.status}; an autoscaler "
+                            "creates keys only for workers that are not running")
+        replaced = [key_id for key_id, k in sorted(board.auth.api_keys.items())
+                    if k.worker_id == wid and key_id not in board.auth.revoked_keys]
     new = apikeys.create_api_key(cmd.worker_id)
     rec = new.record
     event = ApiKeyCreated(auth_id=rec.key_id, worker_id=rec.worker_id, scheme=rec.scheme,
                           n=rec.n, r=rec.r, p=rec.p, salt=rec.salt, hash=rec.hash, at=now,
                           actor=cmd.actor)
     change = Change([event], 0, _auth_filter(rec.key_id))
-    return Plan([change], lambda: CreatedApiKey(key=new.plaintext, key_id=rec.key_id,
-                                                worker_id=rec.worker_id), keys={rec.key_id})
+    revokes = [Change([ApiKeyRevoked(auth_id=key_id, at=now, actor=cmd.actor,
+                                     reason="replaced by the autoscaler's new key")], None, None)
+               for key_id in replaced]
+    return Plan([*revokes, change],
+                lambda: CreatedApiKey(key=new.plaintext, key_id=rec.key_id,
+                                      worker_id=rec.worker_id),
+                keys={rec.key_id, *replaced})
 
 
 def plan_revoke_key(board: Board, cmd: cmds.RevokeApiKey, *, now: float) -> Plan:

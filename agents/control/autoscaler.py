@@ -48,7 +48,11 @@ class AutoscalerAgent(FoldingAgent):
                  group: str, limits: autoscale.Limits, slots: int = 1,
                  api: ApiClient | None = None, interval: float = 0.5,
                  clock: Callable[[], float] = time.time, lead: bool = False,
-                 name: str = "autoscaler") -> None:
+                 name: str = "") -> None:
+        # one claim per group: autoscalers of other groups lead their own at the same time
+        # (and an autoscaler's credential may write only its own group's claim)
+        self.role = f"autoscaler-{group}"
+        name = name or self.role
         self.kick = asyncio.Event()
         super().__init__(nc, eventlog, name=name, clock=clock, lead=lead,
                          on_gain=self.kick.set)

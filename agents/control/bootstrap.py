@@ -21,6 +21,7 @@ from agents.log.port import EventLog
 from dtf_core import subjects
 from dtf_core.events.auth import AuthEventBase, SigningKeyAdded, TokenIssued, TokenRevoked
 from dtf_core.events.codec import Event, decode
+from dtf_core.ids import validate_id
 from projections.auth import AuthState
 
 ACTOR = "dtf-up"
@@ -45,14 +46,16 @@ def admin_token_file(data_dir: Path) -> Path:
 
 
 # The HTTP agent acts under each caller's own credential; its own needs only to read.
-# `dtf init --enroll`'s credential only creates keys for new workers.
-SERVICE_ROLES = {"http": "reader", "enroll": "enroller"}
+# `dtf init --enroll`'s credential only creates keys for new workers. The autoscaler's
+# drains and keys the workers of its own group only (its token's wid names the group).
+SERVICE_ROLES = {"http": "reader", "enroll": "enroller", "autoscaler": "autoscaler"}
 
 
-def mint(data_dir: Path, *, services: list[str], workers: list[str]
-         ) -> tuple[Credentials, list[TokenIssued]]:
+def mint(data_dir: Path, *, services: list[str], workers: list[str],
+         autoscale_group: str = "local") -> tuple[Credentials, list[TokenIssued]]:
     """Issue fresh credentials into 0600 files; the events that record them come back, to be
-    appended (``record``) once the log can be written."""
+    appended (``record``) once the log can be written. ``autoscale_group``: the worker group
+    of the ``autoscaler`` service, if it is one of ``services``."""
     keyring = Keyring.load_or_create(keys_dir(data_dir))
     now = time.time()
     creds = Credentials(admin=admin_token_file(data_dir))
@@ -60,8 +63,9 @@ def mint(data_dir: Path, *, services: list[str], workers: list[str]
     ensure_private_dir(cred_dir)
     wanted: list[tuple[str, str, str | None, float, Path]] = [
         ("local-admin", "admin", None, ADMIN_TTL_S, creds.admin)]
-    wanted += [(f"agent-{s}", SERVICE_ROLES.get(s, "admin"), None, SERVICE_TTL_S,
-                cred_dir / f"{s}.jwt") for s in services]
+    wanted += [(f"agent-{s}", SERVICE_ROLES.get(s, "admin"),
+                validate_id(autoscale_group, "worker group") if s == "autoscaler" else None,
+                SERVICE_TTL_S, cred_dir / f"{s}.jwt") for s in services]
     wanted += [(w, "worker", w, SERVICE_TTL_S, cred_dir / f"{w}.jwt") for w in workers]
     events = []
     for sub, role, wid, ttl, path in wanted:

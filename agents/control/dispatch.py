@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agents.auth.keyring import Keyring
-from agents.auth.roles import Role
+from agents.auth.roles import Role, scope_group
 from agents.auth.secrets import Sealer, seal_spec
 from agents.auth.tokens import Claims
 from agents.control import auth_plans, bench_plans, plans
@@ -39,7 +39,8 @@ class Planner:
             case cmds.CreateApiKey():
                 enroller = claims is not None and claims.role == Role.ENROLLER
                 return auth_plans.plan_create_key(self.board, cmd, now=now,
-                                                  new_worker_only=enroller)
+                                                  new_worker_only=enroller,
+                                                  group=_group(claims))
             case cmds.RevokeApiKey():
                 return auth_plans.plan_revoke_key(self.board, cmd, now=now)
             case cmds.RotateKey():
@@ -63,5 +64,11 @@ class Planner:
             case cmds.StopWorker():
                 return plans.plan_stop_worker(self.board, cmd, now=now)
             case cmds.ManageWorker():
-                return plans.plan_manage_worker(self.board, cmd, now=now)
+                return plans.plan_manage_worker(self.board, cmd, now=now,
+                                                group=_group(claims))
         raise InvalidInput(f"unknown command {type(cmd).__name__}")
+
+
+def _group(claims: Claims | None) -> str | None:
+    """The worker group an autoscaler's token limits it to; None for any other requester."""
+    return None if claims is None else scope_group(claims)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from agents.auth.errors import Forbidden
 from agents.auth.signing import canonical_bytes, public_key_from_bytes, verify_signature
 from agents.log.commit import Change, task_change
 from dtf_core import subjects
@@ -242,13 +243,18 @@ def plan_stop_worker(board: Board, cmd: StopWorker, *, now: float) -> Plan:
     return Plan(changes if events else [], lambda: WorkerAck(worker_id=wid), keys={wid})
 
 
-def plan_manage_worker(board: Board, cmd: ManageWorker, *, now: float) -> Plan:
+def plan_manage_worker(board: Board, cmd: ManageWorker, *, now: float,
+                       group: str | None = None) -> Plan:
     """Cordon, drain or uncordon. Draining also requeues the worker's leases that have not
-    started (migration); running ones finish where they are."""
+    started (migration); running ones finish where they are. ``group`` (an autoscaler of
+    that group asks): only a worker of that group."""
     wid = validate_id(cmd.worker_id, "worker id")
     current = board.workers.get(wid)
     if current is None:
         raise NotFound(f"unknown worker {wid}")
+    if group is not None and current.capabilities.group != group:
+        raise Forbidden(f"forbidden: worker {wid!r} is not in group {group!r}, the only "
+                        "group its autoscaler may manage")
     mode = {"cordon": "cordoned", "drain": "draining", "uncordon": "open"}[cmd.action]
     reason = cmd.reason or f"{cmd.action} by {cmd.actor}"
     events = worker_agg.decide_scheduling(current, mode, reason=reason, now=now,  # type: ignore[arg-type]

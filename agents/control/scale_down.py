@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from agents.auth.roles import autoscaled_worker_id
 from agents.control.scaling import Provider
 from agents.wire.client import ApiClient
 from dtf_core.errors import DTFError
@@ -25,12 +26,14 @@ Done = Callable[[ScaleRequested, bool, tuple[str, ...], str, float], Awaitable[N
 
 
 def new_ids(board: Board, group: str, count: int, *, taken: set[str]) -> list[str]:
-    """``count`` worker ids of the group not alive nor ``taken``: the lowest free numbers."""
-    busy = {w for w, s in board.workers.items() if s.status == "alive"} | taken
+    """``count`` worker ids of the group that are not running (neither alive nor lost: a
+    lost one may come back) nor ``taken``: the lowest free numbers. The api gives an
+    autoscaler a key only for such an id."""
+    busy = {w for w, s in board.workers.items() if s.status != "stopped"} | taken
     out: list[str] = []
     n = 1
     while len(out) < count:
-        wid = f"{group}-auto-{n}"
+        wid = autoscaled_worker_id(group, n)
         if wid not in busy:
             out.append(wid)
         n += 1

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents.auth.server_auth import unverified_claims
 from agents.control.autoscaler import AutoscalerAgent
 from agents.control.scaling import Provider
 from agents.host.launch import _close, _connected, run_until_signal
@@ -15,8 +16,6 @@ from agents.log.jetstream import JetStreamLog
 from agents.wire.client import ApiClient
 from dtf_core import autoscale
 from dtf_core.errors import InvalidInput
-
-WORKER_TOKEN_TTL_S = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -50,10 +49,11 @@ def make_provider(kind: str, opts: AutoscaleOptions, settings: Settings, api: Ap
     secure = credential(settings) is not None
 
     async def issue(worker_id: str) -> str | None:
+        """A worker key of its own for each worker started (an autoscaler's credential
+        may create one only for ``<group>-auto-<n>``, a worker of its group not running)."""
         if not secure:
             return None  # an --insecure-dev stack: workers connect without a credential
-        granted = await api.issue_token(worker_id, "worker", WORKER_TOKEN_TTL_S, worker_id)
-        return granted.token
+        return (await api.create_api_key(worker_id)).key
 
     if kind == "local":
         from agents.host.scale_local import LocalProvider
@@ -76,17 +76,34 @@ def make_provider(kind: str, opts: AutoscaleOptions, settings: Settings, api: Ap
                           issue_token=issue, slots=slots)
 
 
+def scope_of(cred: str | None, group: str) -> bool:
+    """Whether ``cred`` is an autoscaler's (rather than an admin's, or none); one for
+    another group is refused here, with its reason, rather than by every request."""
+    claims = unverified_claims(cred) if cred else None
+    if claims is None or claims.get("role") != "autoscaler":
+        return False
+    if claims.get("wid") != group:
+        raise InvalidInput(f"this autoscaler credential is for worker group "
+                           f"{claims.get('wid')!r}, not {group!r} (--group)")
+    return True
+
+
 async def run_autoscaler(settings: Settings, opts: AutoscaleOptions) -> None:
     kind, limits = limits_of(opts)
     group = opts.group or kind
     slots = opts.slots or ((os.cpu_count() or 1) if kind == "local" else 1)
     if slots < 1:
         raise InvalidInput("--slots must be >= 1")
-    nc = await _connected(settings, "dtf-autoscaler")
+    cred = credential(settings)
+    scoped = scope_of(cred, group)
+    # an autoscaler's credential may not create streams, nor consumers: the api opens its
+    # tail of the log (as for any client), into its own inbox
+    nc = await _connected(settings, "dtf-autoscaler", streams=not scoped)
     try:
-        api = ApiClient(nc, credential=credential(settings))
+        api = ApiClient(nc, credential=cred)
         provider = make_provider(kind, opts, settings, api, group, slots)
-        agent = AutoscalerAgent(nc, JetStreamLog(nc), provider, group=group, limits=limits,
+        eventlog = JetStreamLog(nc, opener=api.open_tail if cred is not None else None)
+        agent = AutoscalerAgent(nc, eventlog, provider, group=group, limits=limits,
                                 slots=slots, api=api, lead=settings.lead)
         await run_until_signal(agent.run, nc)
     finally:

@@ -2,9 +2,9 @@
 
 Each is started as `dtf up` starts its workers (``sys.executable -m cli.main worker``, an
 argv list, its own log file), in the autoscaler's group, with a worker credential of its own:
-a token the api issues for that worker id, in a 0600 file (none on an ``--insecure-dev``
-stack). Stopping is SIGTERM, after the autoscaler has drained the worker; a worker that
-does not exit in time is killed.
+a worker key the api creates for that worker id at the autoscaler's request, in a 0600
+file (none on an ``--insecure-dev`` stack). Stopping is SIGTERM, after the autoscaler has
+drained the worker; a worker that does not exit in time is killed.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from dtf_core.ids import validate_id
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 15.0
-TOKEN_TTL_S = 7 * 24 * 3600.0
 
-IssueToken = Callable[[str], Awaitable[str | None]]  # worker id -> its credential (None: no auth)
+# worker id -> its credential, a worker key (None: no auth)
+IssueToken = Callable[[str], Awaitable[str | None]]
 
 
 class LocalProvider:
@@ -57,7 +57,7 @@ class LocalProvider:
         cred_dir = self.data_dir / "autoscale" / "credentials"
         ensure_private_dir(cred_dir.parent)
         ensure_private_dir(cred_dir)
-        path = cred_dir / f"{worker_id}.jwt"
+        path = cred_dir / f"{worker_id}.key"
         if path.exists():
             replace_secret_file(path, token.encode())
         else:

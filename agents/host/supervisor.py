@@ -29,6 +29,7 @@ from agents.host.servers import (
 )
 from agents.nats.server import NatsServer, base_conf_text
 from agents.nats.tls import TlsFiles, ensure_certs
+from dtf_core.autoscale import parse_spec
 from dtf_core.errors import DTFError
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class Stack:
         creds, issued = (None, []) if self.insecure else mint(
             self.data_dir, services=services,
             workers=[f"local-{i}" for i in range(1, self.workers + 1)],
+            autoscale_group=parse_spec(self.autoscale)[0] if self.autoscale else "local",
         )
         base = base_conf_text()
         if self.tls:

@@ -166,7 +166,7 @@ def test_dtf_up_autoscale_starts_a_credentialed_worker_for_queued_work(
         up.dtf("wait", task)
         detail = json.loads(up.dtf("task", task, "--json").stdout)
         assert (detail["status"], detail["worker_id"]) == ("succeeded", "local-auto-1")
-        cred = data / "autoscale" / "credentials" / "local-auto-1.jwt"
+        cred = data / "autoscale" / "credentials" / "local-auto-1.key"
         assert cred.stat().st_mode & 0o777 == 0o600
         explained = up.dtf("explain", task).stdout
         assert "The autoscaler of group 'local' scaled up from 0 to 1 worker(s)" in explained

@@ -230,7 +230,7 @@ def one_of_each(task_id: str, inbox: str = "_INBOX.x") -> dict[str, cmds.Command
         "issue_token": cmds.IssueToken(sub="x", role="reader", ttl_s=60),
         "revoke_token": cmds.RevokeToken(jti="no-such-jti"),
         "refresh_token": cmds.RefreshToken(ttl_s=60),
-        "create_apikey": cmds.CreateApiKey(worker_id="w9"),
+        "create_apikey": cmds.CreateApiKey(worker_id="w1-auto-9"),  # in autoscaler w1's scope
         "revoke_apikey": cmds.RevokeApiKey(key_id="no-such-key"),
         "rotate_key": cmds.RotateKey(),
         "retire_key": cmds.RetireKey(kid="no-such-kid"),
@@ -259,6 +259,8 @@ EXPECTED = {
                   "update_capabilities"},
     Role.READER: {"refresh_token"} | READS,
     Role.ENROLLER: {"create_apikey"},  # for a new worker id only (test_enroller.py)
+    # of its own group only (test_autoscaler_role.py): here its token's group is w1
+    Role.AUTOSCALER: {"manage_worker", "create_apikey", "refresh_token"} | READS,
 }
 
 
@@ -272,7 +274,7 @@ async def test_every_role_against_every_command(secured: tuple[Harness, Keyring]
     task_id = (await as_(h, token(keyring, "admin")).submit([NOOP])).ids[0]
     before = len(await h.events())
     client = as_(h, token(keyring, role.value, sub="w1",
-                          wid="w1" if role is Role.WORKER else None))
+                          wid="w1" if role in (Role.WORKER, Role.AUTOSCALER) else None))
     commands = one_of_each(task_id, inbox_prefix(role.value, "w1"))
     assert set(commands) == set(COMMAND_PERMISSIONS)  # a new command must join the matrix
     for tag, cmd in commands.items():

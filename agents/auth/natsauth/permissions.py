@@ -13,7 +13,7 @@ from dtf_core import subjects
 from dtf_core.ids import validate_id
 from dtf_core.subjects import subject_matches
 
-ROLES = ("worker", "reader", "manager", "admin", "agent", "enroller")
+ROLES = ("worker", "reader", "manager", "admin", "agent", "enroller", "autoscaler")
 EVENTS = subjects.EVENTS_STREAM
 # The server answers with the caller's own account, user and permissions: harmless, and
 # the way a client (or a test) sees what the callout granted it.
@@ -161,6 +161,23 @@ def enroller(principal: str) -> Permissions:
                        inbox_prefix=inbox)
 
 
+def autoscaler(group: str) -> Permissions:
+    """An autoscaler (its principal is its worker group): its tail of the log, opened by the
+    api into its inbox; appends of its own group's scale events and its leadership claim
+    (straight to JetStream, as the agents write); the api's drain, uncordon and worker key
+    commands (scoped to its group there); nothing else."""
+    g = validate_id(group, "worker group")
+    inbox = inbox_prefix("autoscaler", g)
+    stream = EVENTS
+    return Permissions(
+        role="autoscaler", principal=g,
+        publish=(subjects.Q_TAIL, subjects.CMD_WORKER_MANAGE, APIKEY_CREATE, TOKEN_REFRESH,
+                 USER_INFO, subjects.scale_filter(g), subjects.lead_filter(f"autoscaler-{g}"),
+                 subjects.dlq_subject(f"autoscaler-{g}"),
+                 f"$JS.API.STREAM.INFO.{stream}", f"$JS.FC.{stream}.>"),
+        subscribe=(f"{inbox}.>",), inbox_prefix=inbox)
+
+
 def manager(principal: str) -> Permissions:
     inbox = inbox_prefix("manager", principal)
     return Permissions(
@@ -207,6 +224,8 @@ def for_role(role: str, principal: str) -> Permissions:
         return manager(principal)
     if role == "enroller":
         return enroller(principal)
+    if role == "autoscaler":
+        return autoscaler(principal)
     if role in ("admin", "agent") and principal.startswith(AGENT_PREFIX):
         return agent(principal)
     if role in ("admin", "agent"):

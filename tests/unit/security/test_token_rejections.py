@@ -63,10 +63,13 @@ def test_rs256_with_a_random_rsa_key_is_refused(keyring: Keyring) -> None:
     (good_claims(role="root"), "invalid claims: Invalid enum value 'root'"),
     (good_claims(iat=float(NOW)), "invalid claims: Expected `int`"),
     (good_claims(sub="a.b"), "invalid claims: .* at `\\$.sub`"),
-    (good_claims(role="worker"), "wid must be present exactly on worker tokens"),
-    (good_claims(wid="w1"), "wid must be present exactly on worker tokens"),
+    (good_claims(role="worker"), "wid must be present exactly on worker and autoscaler tokens"),
+    (good_claims(wid="w1"), "wid must be present exactly on worker and autoscaler tokens"),
+    (good_claims(role="autoscaler"),
+     "wid must be present exactly on worker and autoscaler tokens"),
 ], ids=["iss", "aud", "aud-list", "expired", "nbf-future", "iat-future", "unknown-role",
-        "float-iat", "sub-not-id", "worker-without-wid", "wid-on-manager"])
+        "float-iat", "sub-not-id", "worker-without-wid", "wid-on-manager",
+        "autoscaler-without-group"])
 def test_bad_claims_are_refused(keyring: Keyring, claims: dict[str, object], match: str) -> None:
     rejected(signed(keyring, good_header(keyring.current_kid), claims), keyring, match)
 
