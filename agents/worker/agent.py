@@ -133,7 +133,8 @@ class WorkerAgent:
             signing_key=public_key_bytes(key.public_key()) if key is not None else None))
 
     async def run(self) -> None:
-        self.pytest.spares.keep()
+        if self.capabilities.refuses("test") is None:
+            self.pytest.spares.keep()  # pytest sessions started ahead of the first chunk
         await self._register()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -174,6 +175,10 @@ class WorkerAgent:
         running = [a.lease.spec.requirements for a in self.running.values() if a.lease.spec]
         declined = overcommit(running, lease.spec.requirements, self.slots,
                               self.capabilities) if lease.spec else ""  # reservations hold
+        kind = lease.spec.type if lease.spec else ""
+        refused = self.capabilities.refuses(kind) if kind else None
+        if refused is not None:  # placed by a scheduler that did not know (an older one)
+            declined = f"this worker does not run {kind} tasks: {refused}"
         if declined:
             log.warning("declining the lease of %s: %s", lease.task_id, declined)
             self._report(attempt, "declined", error=declined)
