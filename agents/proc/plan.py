@@ -168,13 +168,13 @@ def priority_call(platform: Platform) -> Literal["nice", "priority_class"]:
 
 # --- what a worker on this platform can run ----------------------------------------------
 
-TestRunner = Literal["fork_server", "none"]
+ChunkRunner = Literal["fork_server", "none"]
 NO_FORK = ("a test task runs in the pytest fork server (agents/worker/pytest), which needs "
            "os.fork and unix sockets: Windows has neither, and DTF has no other way to run "
            "a chunk; run test tasks on a Linux or macOS worker")
 
 
-def test_runner(platform: Platform) -> TestRunner:
+def chunk_runner(platform: Platform) -> ChunkRunner:
     """How a worker runs a ``test`` task's chunk: in a child forked from the host's warm
     pytest session (ADR 0007), or not at all (Windows: no fork; there is no cold path
     that runs a chunk in a fresh pytest process, see ADR 0014)."""
@@ -185,7 +185,7 @@ def unsupported_tasks(platform: Platform) -> tuple[tuple[str, str], ...]:
     """The task types a worker on ``platform`` does not run, each with why: it advertises
     them in its capabilities, placement gives it none, ``dtf explain`` says why, and it
     declines a lease of one (placed by an older scheduler)."""
-    if test_runner(platform) == "none":
+    if chunk_runner(platform) == "none":
         return (("test", NO_FORK),)
     return ()
 

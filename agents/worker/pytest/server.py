@@ -147,7 +147,7 @@ class Server:
     @classmethod
     async def attach(cls, path: Path) -> Server | None:
         """The server listening at ``path``, or None when there is none."""
-        if sys.platform == "win32":  # the fork server: POSIX only (plan.test_runner)
+        if sys.platform == "win32":  # the fork server: POSIX only (plan.chunk_runner)
             raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
         try:
             reader, writer = await asyncio.open_unix_connection(str(path),
@@ -201,7 +201,7 @@ class Server:
                   child_env: dict[str, Any]) -> ChunkEnd:
         """Run ``node_ids`` in a new child. Raises ExitRequested when a test stopped the
         run, SessionFailed when the server itself died."""
-        if sys.platform == "win32":  # the fork server: POSIX only (plan.test_runner)
+        if sys.platform == "win32":  # the fork server: POSIX only (plan.chunk_runner)
             raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
         self.used = time.monotonic()
         self.running += 1

@@ -76,7 +76,7 @@ def _note(what: str, exc: BaseException) -> None:
 def bind(path: str) -> tuple[socket.socket, int]:
     """The server's socket, put in place atomically (a retired server's may be there), and
     its inode (to tell whether a newer server has replaced it since)."""
-    if sys.platform == "win32":  # the fork server: POSIX only (plan.test_runner)
+    if sys.platform == "win32":  # the fork server: POSIX only (plan.chunk_runner)
         raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = f"{path}.{os.getpid()}"
@@ -210,7 +210,7 @@ class Serving:
               sel: selectors.BaseSelector, listener: socket.socket,
               children: dict[int, Child], attached: dict[socket.socket, bytes]) -> bool:
         """Fork the chunk's child; True in the child."""
-        if sys.platform == "win32":  # the fork server: POSIX only (plan.test_runner)
+        if sys.platform == "win32":  # the fork server: POSIX only (plan.chunk_runner)
             raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
         self.forks += 1
         basetemp = str(self.base / f"chunk-{self.forks}") if self.base is not None else ""
@@ -250,7 +250,7 @@ class Child:
         self.basetemp = basetemp
 
     def reaped(self) -> int | None:
-        if sys.platform == "win32":  # the fork server: POSIX only (plan.test_runner)
+        if sys.platform == "win32":  # the fork server: POSIX only (plan.chunk_runner)
             raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
         try:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
@@ -261,7 +261,7 @@ class Child:
         return os.waitstatus_to_exitcode(status)
 
     def kill(self) -> None:
-        if sys.platform == "win32":  # the fork server: POSIX only (plan.test_runner)
+        if sys.platform == "win32":  # the fork server: POSIX only (plan.chunk_runner)
             raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
