@@ -89,6 +89,13 @@ def bind(path: str) -> tuple[socket.socket, int]:
     return listener, os.stat(path).st_ino
 
 
+def fork() -> int:
+    """``os.fork``: POSIX only, as the whole fork server is (plan.chunk_runner)."""
+    if sys.platform == "win32":
+        raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
+    return os.fork()
+
+
 class Serving:
     """A fork server's socket, children and their temporary directories (ForkServer's)."""
 
@@ -210,11 +217,9 @@ class Serving:
               sel: selectors.BaseSelector, listener: socket.socket,
               children: dict[int, Child], attached: dict[socket.socket, bytes]) -> bool:
         """Fork the chunk's child; True in the child."""
-        if sys.platform == "win32":  # the fork server: POSIX only (plan.chunk_runner)
-            raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
         self.forks += 1
         basetemp = str(self.base / f"chunk-{self.forks}") if self.base is not None else ""
-        pid = os.fork()
+        pid = fork()
         if pid == 0:  # the child: it runs the chunk and nothing else
             sel.close()
             listener.close()
