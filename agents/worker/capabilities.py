@@ -67,6 +67,9 @@ def detect(tags: tuple[str, ...] = (), disk_path: str = ".", *, gpus: bool = Tru
     computes = [g.compute for g in found if g.compute is not None]
     for n in notes:
         log.info("capabilities: %s", n)
+    refused = unsupported()
+    for u in refused:
+        log.warning("this worker runs no %s tasks: %s", u.task_type, u.reason)
     return Capabilities(
         cpu_count=psutil.cpu_count(logical=True) or 1,
         memory_gb=round(psutil.virtual_memory().total / 1024**3, 2),
@@ -82,7 +85,7 @@ def detect(tags: tuple[str, ...] = (), disk_path: str = ".", *, gpus: bool = Tru
         os_release=_os_release(),
         gpus=tuple(found),
         notes=tuple(notes),
-        unsupported=unsupported(),
+        unsupported=refused,
     )
 
 
