@@ -7,6 +7,7 @@ import, and what a Windows worker would decide (ADR 0014, "Windows workers")."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -86,6 +87,7 @@ print(json.dumps({"failed": failed, "imported": imported, "leaked": leaked,
 '''
 
 
+@functools.cache  # one probe (about 3 s) for the tests that read it
 def probe(packages: tuple[str, ...] = PACKAGES) -> dict[str, object]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
     for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
