@@ -70,7 +70,7 @@ def explain(task: TaskState, lease: TaskLeased | None, workers: Mapping[str, Wor
     fits: list[str] = []
     busy: list[str] = []
     for w in sorted(alive, key=lambda w: w.worker_id):
-        reason = mismatch(req, w.capabilities)
+        reason = mismatch(req, w.capabilities, task.spec.type)
         if reason is None and w.scheduling != "open":
             reason = f"is {w.scheduling}"
         if reason is not None:
@@ -104,7 +104,8 @@ def waiting_reason(task: TaskState, workers: Mapping[str, WorkerState],
     alive = [w for w in workers.values() if w.status == "alive"]
     if not alive:
         return "no_worker", "no worker is alive"
-    usable = [w for w in alive if mismatch(task.spec.requirements, w.capabilities) is None]
+    usable = [w for w in alive
+              if mismatch(task.spec.requirements, w.capabilities, task.spec.type) is None]
     if not usable:
         return "no_match", "no live worker meets its requirements"
     open_ = [w for w in usable if w.scheduling == "open"]

@@ -7,7 +7,7 @@ least-loaded matching worker. Every lease records why it went where it went.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from msgspec import Struct
@@ -56,8 +56,12 @@ class Decision(Struct, frozen=True, kw_only=True):
     why: Placement
 
 
-def mismatch(req: Requirements, caps: Capabilities) -> str | None:
-    """Why a worker cannot run a task with these requirements, or None if it can."""
+def mismatch(req: Requirements, caps: Capabilities, task_type: str = "") -> str | None:
+    """Why a worker cannot run a task with these requirements (and of ``task_type``, when
+    given), or None if it can."""
+    refused = caps.refuses(task_type) if task_type and caps.unsupported else None
+    if refused is not None:
+        return f"does not run {task_type} tasks: {refused}"
     missing = [h for h in req.hardware
                if h not in caps.hardware and h not in caps.tags and h not in caps.cpu_flags]
     if missing:
@@ -83,15 +87,15 @@ def _score(slot: Slot, req: Requirements) -> float:
     return slot.free / slot.slots
 
 
-def _must_avoid(req: Requirements, slots: list[Slot]) -> frozenset[str]:
+def _must_avoid(req: Requirements, slots: list[Slot], kind: str = "") -> frozenset[str]:
     """The workers a rerun avoids: its earlier ones, as long as another worker (free or
     busy) can run it; with none, it may go back to them rather than wait forever."""
     if not req.avoid_workers:
         return frozenset()
     needs = (req.hardware or req.min_memory_gb or req.min_cuda_compute
-             or req.worker_group is not None)
+             or req.worker_group is not None or kind)
     others = any(s.worker_id not in req.avoid_workers
-                 and (not needs or mismatch(req, s.capabilities) is None) for s in slots)
+                 and (not needs or mismatch(req, s.capabilities, kind) is None) for s in slots)
     return frozenset(req.avoid_workers) if others else frozenset()
 
 
@@ -110,10 +114,11 @@ class _Candidates:
 
 
 def _candidates(req: Requirements, open_slots: list[Slot], all_slots: list[Slot],
-                score: Callable[[Slot, Requirements], float]) -> _Candidates:
-    avoid = _must_avoid(req, all_slots)
+                score: Callable[[Slot, Requirements], float], kind: str = "") -> _Candidates:
+    """``kind``: the tasks' type, given when a worker refuses some type (else "")."""
+    avoid = _must_avoid(req, all_slots, kind)
     constrained = (req.hardware or req.min_memory_gb or req.min_cuda_compute
-                   or req.worker_group is not None or req.gpus or req.fingerprint)
+                   or req.worker_group is not None or req.gpus or req.fingerprint or kind)
     heap: list[tuple[float, int]] = []
     filtered: dict[str, str] = {}
     others = 0
@@ -121,7 +126,7 @@ def _candidates(req: Requirements, open_slots: list[Slot], all_slots: list[Slot]
         if slot.worker_id in avoid:
             why_not: str | None = "ran this task before (a rerun goes elsewhere)"
         else:
-            why_not = mismatch(req, slot.capabilities) if constrained else None
+            why_not = mismatch(req, slot.capabilities, kind) if constrained else None
         if why_not is None:
             heap.append((-score(slot, req), i))
         elif len(filtered) < MAX_FILTERED_NAMED:
@@ -135,9 +140,11 @@ def _candidates(req: Requirements, open_slots: list[Slot], all_slots: list[Slot]
 def place(
     queued: Iterable[tuple[str, Requirements]], slots: list[Slot], *,
     score: Callable[[Slot, Requirements], float] | None = None, policy: str = "default",
+    types: Mapping[str, str] | None = None,
 ) -> list[Decision]:
     """Place tasks (already in queue order) while any slot is free: each on the eligible
-    worker the policy scores highest (ties: the first in ``slots``).
+    worker the policy scores highest (ties: the first in ``slots``). ``types``: each
+    task's type by id, for the workers that do not run some type (``refusing``).
 
     ``slots`` is updated in place (free counts go down) so a caller can keep placing.
     Tasks with equal requirements share one candidate heap, so a placement costs
@@ -147,13 +154,15 @@ def place(
     decisions: list[Decision] = []
     open_slots = [s for s in slots if s.free > 0]
     free = sum(s.free for s in open_slots)
-    by_req: dict[Requirements, _Candidates] = {}
+    by_req: dict[tuple[Requirements, str], _Candidates] = {}
+    kinds = types if types is not None and refusing(open_slots) else None
     for task_id, req in queued:
         if free <= 0:
             break
-        cands = by_req.get(req)
+        kind = kinds.get(task_id, "") if kinds is not None else ""
+        cands = by_req.get((req, kind))
         if cands is None:
-            cands = by_req[req] = _candidates(req, open_slots, slots, score)
+            cands = by_req[req, kind] = _candidates(req, open_slots, slots, score, kind)
         best: Slot | None = None
         heap = cands.heap
         while heap:
@@ -188,6 +197,12 @@ def place(
             )
         )
     return decisions
+
+
+def refusing(slots: Iterable[Slot]) -> bool:
+    """Whether any of ``slots`` does not run some task type (``place`` then needs the
+    tasks' types)."""
+    return any(s.capabilities.unsupported for s in slots)
 
 
 def overcommit(running: list[Requirements], req: Requirements, slots: int,

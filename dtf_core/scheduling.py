@@ -14,7 +14,7 @@ from typing import Protocol
 from dtf_core import task as task_agg
 from dtf_core.events.task import TaskEvent
 from dtf_core.explain import waiting_reason
-from dtf_core.placement import Decision, Slot, place
+from dtf_core.placement import Decision, Slot, place, refusing
 from dtf_core.policy import Policy
 from dtf_core.queue import ReadyQueue
 from dtf_core.spec import all_dependencies
@@ -156,8 +156,9 @@ def steals(fold: Fold, free_slots: list[Slot], *, now: float, steal_after: float
     if not stale:
         return []
     out: list[Decided] = []
+    types = {t.task_id: t.spec.type for t in stale} if refusing(free_slots) else None
     for d in place(((t.task_id, t.spec.requirements) for t in stale), free_slots,
-                   score=policy.score, policy=policy.name):
+                   score=policy.score, policy=policy.name, types=types):
         events = task_agg.decide_steal(fold.tasks[d.task_id], worker_id=d.worker_id,
                                        session=d.session, now=now, actor=actor, why=d.why)
         if events:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from dtf_core.events.codec import Event
 from dtf_core.events.task import AttemptOutcome, TaskLeased, TaskSubmitted
 from dtf_core.events.worker import Capabilities, WorkerLost, WorkerRegistered, WorkerStopped
-from dtf_core.placement import Slot, place
+from dtf_core.placement import Slot, place, refusing
 from dtf_core.policy import Policy
 from dtf_core.queue import ReadyQueue
 from dtf_core.task import TERMINAL, TaskState
@@ -157,8 +157,10 @@ def simulate(history: History, policy: Policy, extra_workers: int = 0) -> Stats:
         picked: list[TaskState] = []
         while len(picked) < free and (task_id := queue.pop(load)) is not None:
             picked.append(jobs[task_id].state)
+        open_ = list(workers.values())
+        types = {s.task_id: s.spec.type for s in picked} if refusing(open_) else None
         decisions = place(((s.task_id, s.spec.requirements) for s in picked),
-                          list(workers.values()), score=policy.score, policy=policy.name)
+                          open_, score=policy.score, policy=policy.name, types=types)
         placed = {d.task_id for d in decisions}
         for s in picked:
             if s.task_id not in placed:

@@ -9,16 +9,20 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agents.auth.errors import KeyFileError
+from agents.proc.plan import platform_of, private_file_plan
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 MAX_KEY_FILE_BYTES = 1 << 20
+PLAN = private_file_plan(platform_of())
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # Windows has none: a symlink is refused by lstat
 
 
 def ensure_private_dir(directory: Path) -> None:
@@ -27,9 +31,12 @@ def ensure_private_dir(directory: Path) -> None:
 
 
 def read_secret_file(path: Path) -> bytes:
-    """Read a key file; refuse symlinks, non-regular files and any group/other mode bit."""
+    """Read a key file; refuse symlinks, non-regular files and any group/other mode bit
+    (where mode bits mean something: ``plan.private_file_plan``)."""
+    if not NOFOLLOW and path.is_symlink():
+        raise KeyFileError(f"cannot open key file {path}: it is a symbolic link")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise KeyFileError(f"key file {path} does not exist") from None
     except OSError as exc:
@@ -39,7 +46,7 @@ def read_secret_file(path: Path) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise KeyFileError(f"key file {path} is not a regular file")
         mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
+        if PLAN.mode_bits and mode & 0o077:
             raise KeyFileError(
                 f"key file {path} has mode {mode:04o}: it must not be accessible by group"
                 f" or others; run `chmod 600 {path}`"
@@ -52,11 +59,12 @@ def read_secret_file(path: Path) -> bytes:
 
 def _write_temp(path: Path, data: bytes) -> Path:
     tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(tmp, flags, FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), FILE_MODE)
+            if PLAN.mode_bits:
+                _fchmod(handle.fileno(), FILE_MODE)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -66,7 +74,15 @@ def _write_temp(path: Path, data: bytes) -> Path:
     return tmp
 
 
+def _fchmod(fd: int, mode: int) -> None:
+    if sys.platform == "win32":  # mode bits are POSIX's (PLAN.mode_bits)
+        raise NotImplementedError("no POSIX mode bits on Windows (plan.private_file_plan)")
+    os.fchmod(fd, mode)
+
+
 def _fsync_dir(directory: Path) -> None:
+    if not PLAN.fsync_dir:
+        return
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -42,4 +42,5 @@ def point(name: str) -> None:
             pass
     except FileExistsError:
         return
-    os.kill(os.getpid(), signal.SIGKILL)
+    # Windows has no SIGKILL: os.kill with SIGTERM there is TerminateProcess, as abrupt
+    os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))

@@ -22,7 +22,7 @@ from dtf_core import scheduling
 from dtf_core.errors import DTFError
 from dtf_core.events.codec import Event
 from dtf_core.events.task import TaskEventBase
-from dtf_core.placement import place
+from dtf_core.placement import place, refusing
 from dtf_core.policy import DefaultPolicy, Policy
 from dtf_core.queue import ReadyQueue
 from dtf_core.task import TaskState
@@ -157,8 +157,9 @@ class SchedulerAgent(FoldingAgent):
         for t in picked.parked:
             self.parked.setdefault(t.owner, []).append(t)  # back when a lease of theirs ends
         decided += picked.decided
+        types = {t.task_id: t.spec.type for t in picked.tasks} if refusing(slots) else None
         decisions = place(((t.task_id, t.spec.requirements) for t in picked.tasks), slots,
-                          score=self.policy.score, policy=self.policy.name)
+                          score=self.policy.score, policy=self.policy.name, types=types)
         placed = {d.task_id for d in decisions}
         for t in picked.tasks:
             if t.task_id not in placed:

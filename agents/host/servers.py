@@ -4,7 +4,6 @@ new cluster accepts them), the credentials' events, and the lock on the data dir
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import time
@@ -23,6 +22,7 @@ from agents.nats.cluster import local_nodes, node_conf, store_dir
 from agents.nats.connect import connect, ensure_streams
 from agents.nats.server import NatsServer
 from agents.nats.tls import ensure_certs
+from agents.proc.files import try_lock
 from agents.proc.tree import spawning_daemon
 from agents.wire.client import ApiClient
 from agents.wire.projector import projector_status
@@ -168,9 +168,7 @@ def lock_data_dir(data_dir: Path, url: str) -> IO[str]:
     """One stack per data dir: a second nats-server on the same JetStream store risks
     corrupting it. The lock is held while the returned file is open; it says who."""
     lock = open(data_dir / "up.lock", "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    if not try_lock(lock):
         lock.seek(0)
         holder = lock.read().strip() or "another process"
         lock.close()

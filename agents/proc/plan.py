@@ -164,3 +164,66 @@ def priority_call(platform: Platform) -> Literal["nice", "priority_class"]:
     """How a process lowers its own CPU priority: ``os.nice`` (POSIX), or a priority
     class (Windows has no ``os.nice``: psutil's BELOW_NORMAL_PRIORITY_CLASS)."""
     return "priority_class" if platform == "win32" else "nice"
+
+
+# --- what a worker on this platform can run ----------------------------------------------
+
+ChunkRunner = Literal["fork_server", "none"]
+NO_FORK = ("a test task runs in the pytest fork server (agents/worker/pytest), which needs "
+           "os.fork and unix sockets: Windows has neither, and DTF has no other way to run "
+           "a chunk; run test tasks on a Linux or macOS worker")
+
+
+def chunk_runner(platform: Platform) -> ChunkRunner:
+    """How a worker runs a ``test`` task's chunk: in a child forked from the host's warm
+    pytest session (ADR 0007), or not at all (Windows: no fork; there is no cold path
+    that runs a chunk in a fresh pytest process, see ADR 0014)."""
+    return "none" if platform == "win32" else "fork_server"
+
+
+def unsupported_tasks(platform: Platform) -> tuple[tuple[str, str], ...]:
+    """The task types a worker on ``platform`` does not run, each with why: it advertises
+    them in its capabilities, placement gives it none, ``dtf explain`` says why, and it
+    declines a lease of one (placed by an older scheduler)."""
+    if chunk_runner(platform) == "none":
+        return (("test", NO_FORK),)
+    return ()
+
+
+def task_user_supported(platform: Platform) -> bool:
+    """``dtf worker --task-user``: POSIX accounts (``pwd``, setuid in the child). Windows
+    would need a logon token per task, which DTF does not do."""
+    return platform != "win32"
+
+
+def lock_call(platform: Platform) -> Literal["flock", "msvcrt"]:
+    """How a process takes an exclusive, non-blocking lock on a file that other processes
+    of the host see: ``fcntl.flock`` (POSIX), or ``msvcrt.locking`` on one byte far past
+    the file's content (Windows' locks are mandatory: locking the content would keep
+    others from reading who holds it)."""
+    return "msvcrt" if platform == "win32" else "flock"
+
+
+def usage_source(platform: Platform) -> Literal["getrusage", "psutil"]:
+    """Where a benchmark's harness reads its peak memory and CPU time: ``getrusage`` of
+    itself and its children (POSIX, ``resource``), or psutil's counters of itself
+    (Windows: no ``resource``; its children's CPU time is not counted there)."""
+    return "psutil" if platform == "win32" else "getrusage"
+
+
+@dataclass(frozen=True)
+class PrivateFilePlan:
+    """How a private file (a key, a token) is kept private and durable. ``mode_bits``:
+    created 0600 and refused when group or others may read it (POSIX); Windows has ACLs
+    instead (its ``st_mode`` shows only the read-only flag): nothing is set or checked,
+    the file is as private as its directory (the user's profile by default).
+    ``fsync_dir``: the directory is fsynced after a rename (POSIX); Windows cannot open a
+    directory as a file (NTFS journals the rename itself)."""
+
+    mode_bits: bool
+    fsync_dir: bool
+
+
+def private_file_plan(platform: Platform) -> PrivateFilePlan:
+    posix = platform != "win32"
+    return PrivateFilePlan(mode_bits=posix, fsync_dir=posix)

@@ -32,9 +32,11 @@ from agents.worker.reporter import Reporter
 from agents.worker.runner import TaskUser
 from dtf_core import commands as cmds
 from dtf_core.errors import DTFError, InvalidInput, Unavailable
+from dtf_core.events.worker import Capabilities
 from dtf_core.ids import validate_id
 from dtf_core.placement import overcommit
 from dtf_core.replies import Registered
+from dtf_core.spec import Requirements, TaskSpec
 from dtf_core.task import Report
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,19 @@ def refused_inbox(nc: Any, worker_id: str) -> None:
             f"this credential is not worker {worker_id!r}'s: the server keeps its answers "
             f"from it. A worker key works with the --id it was made for; make one for this "
             f"id with `dtf worker-key create {worker_id}`")
+
+
+def why_decline(spec: TaskSpec | None, running: list[Requirements], slots: int,
+                caps: Capabilities) -> str:
+    """Why this worker declines a lease ("" when it takes it): a task type it does not
+    run (placed by a scheduler that did not know: an older one), or the reservations of
+    its running tasks would overcommit it."""
+    if spec is None:
+        return ""
+    refused = caps.refuses(spec.type)
+    if refused is not None:
+        return f"this worker does not run {spec.type} tasks: {refused}"
+    return overcommit(running, spec.requirements, slots, caps)
 
 
 class WorkerAgent:
@@ -133,7 +148,8 @@ class WorkerAgent:
             signing_key=public_key_bytes(key.public_key()) if key is not None else None))
 
     async def run(self) -> None:
-        self.pytest.spares.keep()
+        if self.capabilities.refuses("test") is None:
+            self.pytest.spares.keep()  # pytest sessions started ahead of the first chunk
         await self._register()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -172,8 +188,7 @@ class WorkerAgent:
     def _on_lease(self, attempt: Attempt) -> None:
         lease = attempt.lease
         running = [a.lease.spec.requirements for a in self.running.values() if a.lease.spec]
-        declined = overcommit(running, lease.spec.requirements, self.slots,
-                              self.capabilities) if lease.spec else ""  # reservations hold
+        declined = why_decline(lease.spec, running, self.slots, self.capabilities)
         if declined:
             log.warning("declining the lease of %s: %s", lease.task_id, declined)
             self._report(attempt, "declined", error=declined)

@@ -5,7 +5,6 @@ its verdict reported under the lease's fencing token."""
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,7 +156,7 @@ class AttemptRunner:
             exclusive=lease.spec.requirements.exclusive,
             on_gpu=bool(reserved) or "cuda" in lease.spec.requirements.hardware,
             run=lambda command: self._process(attempt, command),
-            chown=(lambda d: os.chown(d, user.uid, user.gid)) if user else None)
+            chown=user.own if user else None)
         self._report_outcome(attempt, measured.outcome, benchmark=measured.result)
 
     async def end_output(self, log_subject: str) -> None:

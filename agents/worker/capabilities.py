@@ -11,10 +11,17 @@ import sys
 import msgspec
 import psutil
 
+from agents.proc.plan import Platform, platform_of, unsupported_tasks
 from agents.worker.hardware import probe
-from dtf_core.events.worker import Capabilities, Gpu
+from dtf_core.events.worker import Capabilities, Gpu, Unsupported
 
 log = logging.getLogger(__name__)
+PLATFORM = platform_of()
+
+
+def unsupported(platform: Platform = PLATFORM) -> tuple[Unsupported, ...]:
+    """The task types a worker here does not run, with why (``plan.unsupported_tasks``)."""
+    return tuple(Unsupported(task_type=t, reason=why) for t, why in unsupported_tasks(platform))
 
 
 def _os_release() -> str:
@@ -60,6 +67,9 @@ def detect(tags: tuple[str, ...] = (), disk_path: str = ".", *, gpus: bool = Tru
     computes = [g.compute for g in found if g.compute is not None]
     for n in notes:
         log.info("capabilities: %s", n)
+    refused = unsupported()
+    for u in refused:
+        log.warning("this worker runs no %s tasks: %s", u.task_type, u.reason)
     return Capabilities(
         cpu_count=psutil.cpu_count(logical=True) or 1,
         memory_gb=round(psutil.virtual_memory().total / 1024**3, 2),
@@ -75,6 +85,7 @@ def detect(tags: tuple[str, ...] = (), disk_path: str = ".", *, gpus: bool = Tru
         os_release=_os_release(),
         gpus=tuple(found),
         notes=tuple(notes),
+        unsupported=refused,
     )
 
 

@@ -7,11 +7,13 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agents.proc.plan import Platform, platform_of, task_user_supported
 from agents.proc.tree import spawning
 from agents.worker.rss import PeakRss
 from dtf_core.errors import InvalidInput
@@ -22,6 +24,7 @@ KILL_GRACE_S = 2.0
 CHUNK = 64 * 1024
 
 log = logging.getLogger(__name__)
+PLATFORM = platform_of()
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,13 @@ class TaskUser:
     home: str
 
     @classmethod
-    def lookup(cls, name: str) -> TaskUser:
+    def lookup(cls, name: str, platform: Platform = PLATFORM) -> TaskUser:
+        if not task_user_supported(platform):
+            raise InvalidInput(f"--task-user {name}: tasks run as another account on POSIX "
+                               f"hosts only (this worker runs on {platform}); run the "
+                               "worker itself as the account the tasks should have")
+        if sys.platform == "win32":  # task_user_supported: POSIX accounts only
+            raise NotImplementedError("--task-user is POSIX only (plan.task_user_supported)")
         import pwd
 
         try:
@@ -46,6 +55,12 @@ class TaskUser:
             raise InvalidInput(f"--task-user {name}: the worker must run as root to run "
                                "tasks as another user")
         return cls(name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+    def own(self, path: str | os.PathLike[str]) -> None:
+        """Give ``path`` to this account (a directory its tasks write in)."""
+        if sys.platform == "win32":  # a TaskUser exists on POSIX only (lookup)
+            raise NotImplementedError("--task-user is POSIX only (plan.task_user_supported)")
+        os.chown(path, self.uid, self.gid)
 
     def spawn_options(self) -> dict[str, Any]:
         return {"user": self.uid, "group": self.gid, "extra_groups": []}

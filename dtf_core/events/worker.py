@@ -18,6 +18,13 @@ class Gpu(Struct, frozen=True, kw_only=True):
     driver: str = ""  # the driver's version (nvidia)
 
 
+class Unsupported(Struct, frozen=True, kw_only=True):
+    """A task type this worker does not run, and why (a Windows worker: ``test``)."""
+
+    task_type: str
+    reason: str
+
+
 class Capabilities(Struct, frozen=True, kw_only=True):
     cpu_count: int = 0
     memory_gb: float = 0.0
@@ -34,6 +41,15 @@ class Capabilities(Struct, frozen=True, kw_only=True):
     gpus: tuple[Gpu, ...] = ()
     notes: tuple[str, ...] = ()  # what was not detected, and why
     group: str = ""  # the named pool it serves (`dtf worker --group`)
+    # Task types it does not run (placement gives it none; `dtf explain` says why).
+    unsupported: tuple[Unsupported, ...] = ()
+
+    def refuses(self, task_type: str) -> str | None:
+        """Why this worker does not run tasks of ``task_type``, or None if it does."""
+        for u in self.unsupported:
+            if u.task_type == task_type:
+                return u.reason
+        return None
 
     @property
     def fingerprint(self) -> str:

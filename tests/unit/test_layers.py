@@ -1,6 +1,6 @@
 """The direction of imports: cli -> agents -> projections -> dtf_core, a pure core, and
 inside agents: auth <- nats <- log <- wire <- {control, worker, http} <- host, and proc (the
-platform layer: processes and signals) <- {worker, host}."""
+platform layer: processes, signals, locks and private files) <- {auth, worker, host}."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ ALLOWED = {
 }
 # agents' sub-packages, each with what it may import besides itself (docs/architecture.md)
 AGENTS_BELOW = {
-    "auth": set(),
     "proc": set(),
+    "auth": {"proc"},  # private files' modes and fsyncs, as this OS allows
     "nats": {"auth"},
     "log": {"auth", "nats"},
     "wire": {"auth", "nats", "log"},

@@ -10,29 +10,51 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from importlib import metadata
 from typing import Any
 
+from agents.proc.plan import platform_of, usage_source
 from agents.worker.bench.workloads import BUILTIN, Iteration, WorkloadError, user_callable
 
 CANNOT_RUN = 3
 # Packages whose versions go into a result's provenance when installed.
 PACKAGES = ("numpy", "torch", "jax", "tensorflow", "onnxruntime", "transformers", "scipy")
 _RSS_UNIT = 1 / 1024 if sys.platform != "darwin" else 1 / 1024**2  # ru_maxrss: KiB, macOS B
+USAGE = usage_source(platform_of())
 
 
 def peak_rss_mb() -> float:
-    """The peak RSS of this process and of the largest process it waited for, in MB."""
+    """The peak RSS of this process and of the largest process it waited for, in MB
+    (Windows: of this process alone, its peak working set)."""
+    if USAGE == "psutil":
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return float(getattr(info, "peak_wset", info.rss)) / 1024**2
+    if sys.platform == "win32":  # usage_source: getrusage on POSIX
+        raise NotImplementedError("getrusage is POSIX's (plan.usage_source)")
+    import resource
+
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) * _RSS_UNIT
+    return float(max(own, children) * _RSS_UNIT)
 
 
 def cpu_seconds() -> float:
+    """The CPU time of this process and of the processes it waited for (Windows: of this
+    process alone)."""
+    if USAGE == "psutil":
+        import psutil
+
+        times = psutil.Process().cpu_times()
+        return float(times.user + times.system)
+    if sys.platform == "win32":  # usage_source: getrusage on POSIX
+        raise NotImplementedError("getrusage is POSIX's (plan.usage_source)")
+    import resource
+
     total = 0.0
     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
         use = resource.getrusage(who)

@@ -3,7 +3,6 @@ the provenance of a result (hardware fingerprint, OS, Python, packages, commit).
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 from pathlib import Path
@@ -18,8 +17,8 @@ GOVERNOR = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
 
 def host_state() -> HostState:
     try:
-        load1 = os.getloadavg()[0]
-    except OSError:  # Windows
+        load1 = psutil.getloadavg()[0]  # os.getloadavg, or psutil's estimate on Windows
+    except (OSError, AttributeError):
         load1 = 0.0
     try:
         freq = psutil.cpu_freq()

@@ -13,7 +13,6 @@ import collections
 import contextlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -49,7 +48,7 @@ def _profile_dir(root: Path, user: TaskUser | None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=root))
     if user is not None:
-        os.chown(profile, user.uid, user.gid)
+        user.own(profile)
     return profile
 
 

@@ -84,6 +84,8 @@ class Chunks:
             _note("no temporary directory of its own", exc)
 
     def _run_chunk(self, session: Any, request: dict[str, Any]) -> None:
+        if sys.platform == "win32":  # the fork server: POSIX only (plan.chunk_runner)
+            raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)  # a cancel kills the chunk and what its tests started
         _die_with_parent()

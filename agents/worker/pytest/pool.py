@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agents.proc.files import account_tag
 from agents.worker.pytest.freshness import changed
 from agents.worker.pytest.server import OnCase, Server, SessionFailed, SessionSpec, exit_status
 from agents.worker.pytest.spares import SlotNumbers, Spares, host_lock
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_SERVERS = 2  # fork servers kept per worker (each holds a whole collection)
 IDLE_CLOSE_S = 1800.0
-SOCKETS = Path(tempfile.gettempdir()) / f"dtf-sessions-{os.getuid()}"
+SOCKETS = Path(tempfile.gettempdir()) / f"dtf-sessions-{account_tag()}"
 
 
 def session_env(base: dict[str, str], spec: SessionSpec) -> dict[str, str]:
@@ -168,7 +169,7 @@ class SessionPool:
         key's lock, so that the workers of a host collect once between them."""
         self.sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.user is not None and self.sockets.stat().st_uid != self.user.uid:
-            os.chown(self.sockets, self.user.uid, self.user.gid)  # its server binds there
+            self.user.own(self.sockets)  # its server binds there
         path = self.sockets / f"{key}.sock"
         async with host_lock(self.sockets / f"{key}.lock"):
             server = await Server.attach(path)

@@ -147,6 +147,8 @@ class Server:
     @classmethod
     async def attach(cls, path: Path) -> Server | None:
         """The server listening at ``path``, or None when there is none."""
+        if sys.platform == "win32":  # the fork server: POSIX only (plan.chunk_runner)
+            raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
         try:
             reader, writer = await asyncio.open_unix_connection(str(path),
                                                                 limit=64 * 1024 * 1024)
@@ -199,6 +201,8 @@ class Server:
                   child_env: dict[str, Any]) -> ChunkEnd:
         """Run ``node_ids`` in a new child. Raises ExitRequested when a test stopped the
         run, SessionFailed when the server itself died."""
+        if sys.platform == "win32":  # the fork server: POSIX only (plan.chunk_runner)
+            raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
         self.used = time.monotonic()
         self.running += 1
         done: set[str] = set()

@@ -76,6 +76,8 @@ def _note(what: str, exc: BaseException) -> None:
 def bind(path: str) -> tuple[socket.socket, int]:
     """The server's socket, put in place atomically (a retired server's may be there), and
     its inode (to tell whether a newer server has replaced it since)."""
+    if sys.platform == "win32":  # the fork server: POSIX only (plan.chunk_runner)
+        raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = f"{path}.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
@@ -85,6 +87,13 @@ def bind(path: str) -> tuple[socket.socket, int]:
     listener.listen(64)
     os.rename(tmp, path)
     return listener, os.stat(path).st_ino
+
+
+def fork() -> int:
+    """``os.fork``: POSIX only, as the whole fork server is (plan.chunk_runner)."""
+    if sys.platform == "win32":
+        raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
+    return os.fork()
 
 
 class Serving:
@@ -210,7 +219,7 @@ class Serving:
         """Fork the chunk's child; True in the child."""
         self.forks += 1
         basetemp = str(self.base / f"chunk-{self.forks}") if self.base is not None else ""
-        pid = os.fork()
+        pid = fork()
         if pid == 0:  # the child: it runs the chunk and nothing else
             sel.close()
             listener.close()
@@ -246,6 +255,8 @@ class Child:
         self.basetemp = basetemp
 
     def reaped(self) -> int | None:
+        if sys.platform == "win32":  # the fork server: POSIX only (plan.chunk_runner)
+            raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
         try:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
         except ChildProcessError:
@@ -255,5 +266,7 @@ class Child:
         return os.waitstatus_to_exitcode(status)
 
     def kill(self) -> None:
+        if sys.platform == "win32":  # the fork server: POSIX only (plan.chunk_runner)
+            raise NotImplementedError("the pytest fork server needs os.fork and unix sockets")
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)

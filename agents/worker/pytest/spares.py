@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import itertools
 import json
 import logging
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from agents.proc.files import account_tag, release, try_lock
 from agents.proc.tree import kill_group_now, spawning
 from agents.worker.pytest.server import (
     BOOT,
@@ -167,7 +167,7 @@ class SlotNumbers:
     one, whichever worker runs them. A number is held by a lock file while a chunk runs."""
 
     def __init__(self, directory: Path | None = None) -> None:
-        self.dir = directory or Path(tempfile.gettempdir()) / f"dtf-slots-{os.getuid()}"
+        self.dir = directory or Path(tempfile.gettempdir()) / f"dtf-slots-{account_tag()}"
         self.held: dict[int, IO[bytes]] = {}
 
     def take(self) -> int:
@@ -176,9 +176,7 @@ class SlotNumbers:
             if n in self.held:
                 continue
             f = open(self.dir / f"gw{n}.lock", "ab")
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            if not try_lock(f):
                 f.close()
                 continue
             self.held[n] = f
@@ -188,7 +186,7 @@ class SlotNumbers:
     def give_back(self, n: int) -> None:
         f = self.held.pop(n, None)
         if f is not None:
-            f.close()
+            release(f)
 
 
 @contextlib.asynccontextmanager
@@ -197,12 +195,8 @@ async def host_lock(path: Path) -> Any:
     blocking the loop (and so, cancellably)."""
     f = open(path, "ab")  # noqa: ASYNC230 -- a lock file, opened once
     try:
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError:
-                await asyncio.sleep(LOCK_POLL_S)
+        while not try_lock(f):  # noqa: ASYNC110 -- another process holds it: polled
+            await asyncio.sleep(LOCK_POLL_S)
         yield
     finally:
-        f.close()
+        release(f)
