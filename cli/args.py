@@ -11,6 +11,7 @@ from typing import Any, get_args
 
 import msgspec
 
+from agents.auth.roles import Role
 from agents.host import settings as settings_mod
 from cli import autoscale_args, bench_cmd, generate_cmd, init_cmd, report_cmds, rerun_cmd
 from cli import client_cmds as cc
@@ -185,12 +186,10 @@ def parser() -> argparse.ArgumentParser:
     tok = client("token", "issue, refresh or revoke tokens")
     tok.add_argument("action", choices=["issue", "refresh", "revoke"])
     tok.add_argument("jti", nargs="?", help="revoke: the token id")
-    tok.add_argument("--role", choices=["admin", "manager", "worker", "reader", "enroller",
-                                        "autoscaler"])
+    tok.add_argument("--role", choices=[str(role) for role in Role])
     tok.add_argument("--sub", default=None, help="issue: the subject (default: the role)")
     tok.add_argument("--ttl", default="1h", help="lifetime, e.g. 30m, 1h, 7d (default 1h)")
-    tok.add_argument("--worker-id", default=None, help="issue --role worker: its worker id; "
-                     "--role autoscaler: the worker group it scales")
+    tok.add_argument("--worker-id", default=None, help="a worker's id; an autoscaler's group")
     tok.add_argument("--reason", default="")
 
     tok.add_argument("--login", action="store_true",

@@ -170,11 +170,16 @@ def test_a_key_file_on_windows_sets_and_checks_no_mode_bits(
 
 def test_the_harness_counts_with_psutil_where_there_is_no_getrusage(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
     from agents.worker.bench import harness
 
-    posix = (harness.peak_rss_mb(), harness.cpu_seconds())
+    peak = harness.peak_rss_mb()
     monkeypatch.setattr(harness, "USAGE", "psutil")
     windows = (harness.peak_rss_mb(), harness.cpu_seconds())
+    own = resource.getrusage(resource.RUSAGE_SELF)  # this process alone, as psutil's
     assert 0 < windows[0] and 0 < windows[1]
-    # the same process measured both ways: psutil's RSS now, getrusage's peak before
-    assert windows[0] <= posix[0] * 1.5 and abs(windows[1] - posix[1]) < 5.0
+    # the same process measured both ways: psutil's RSS now, getrusage's peak before (the
+    # harness's POSIX figures also count the processes it waited for: not compared here)
+    assert windows[0] <= peak * 1.5
+    assert abs(windows[1] - (own.ru_utime + own.ru_stime)) < 1.0
