@@ -1,11 +1,11 @@
 """`dtf audit verify`: the invariants over the whole log, in one pass.
 
 The log is read once, as it streams in (the server sends while this folds), and each
-event is decoded once here. A board folds everything: it gives the state hash where the
-api's fold stood (invariant 7, live state) and at the end; the invariants 1, 2, 3, 5, 6 are
-checked event by event; the newest snapshot plus the events after it must hash as the
-whole log does (7). The projection is rebuilt from the same records by a second process,
-on the other core, up to the live projector's position, and the hashes compared (4).
+event is decoded once. One board, the rebuilt projection's, folds everything: it gives the
+state hash where the api's fold stood (invariant 7, live state) and at the end; the
+invariants 1, 2, 3, 5, 6 are checked event by event; the rebuilt projection stops at the
+live projector's position and compares hashes (4); the newest snapshot plus the events
+after it must hash as the whole log does (7).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from typing import Any
 import msgspec
 import nats.errors
 
-from agents.control.rebuild_proc import RebuildProcess
+from agents.control.rebuild import Rebuild
 from agents.log.port import EventLog
 from agents.wire.output import served_log
 from agents.wire.projector import projector_status
 from cli.client_cmds import Target, client, connected
 from dtf_core import subjects
 from dtf_core.audit import Verifier
-from dtf_core.events.codec import UndecodableEvent, decode
+from dtf_core.events.codec import Event, UndecodableEvent, decode
 from dtf_core.replies import ProjectorStatus, Status
 from projections.board import Board
 from projections.reads import hash_engine
@@ -40,40 +40,54 @@ STATE_PREFIXES = tuple(f.removesuffix(">") for f in subjects.STATE_EVENTS)
 class _Pass:
     """What the one pass over the log keeps."""
 
-    def __init__(self, rebuild: RebuildProcess, live_seq: int | None,
-                 snapshot: Board | None, snapshot_seq: int) -> None:
+    def __init__(self, rebuild: Rebuild, live_seq: int | None, snapshot: Board | None,
+                 snapshot_seq: int) -> None:
         self.rebuild = rebuild
-        self.board = Board()
         self.verifier = Verifier()
         self.live_seq = live_seq
         self.live_hash: str | None = None
         self.snapshot = snapshot
         self.snapshot_seq = snapshot_seq
         self.last_state_seq = 0
+        self.folded = 0  # the last record folded into the rebuild's board
 
     async def feed(self, records: list[Any]) -> None:
-        await self.rebuild.feed(records)  # first: the other process folds meanwhile
-        board, verifier, live = self.board, self.verifier, self.live_seq
+        decoded: list[tuple[int, Event | None]] = []
         for rec in records:
             try:
-                ev = decode(rec.subject, rec.data)
+                decoded.append((rec.seq, decode(rec.subject, rec.data)))
             except UndecodableEvent:
-                continue  # dead-lettered: not part of the history
-            seq = rec.seq
-            if live is not None and self.live_hash is None and seq > live:
-                self.live_hash = board.state_hash()  # where the api's fold stood
-            board.apply(seq, ev)
-            if not rec.subject.startswith(STATE_PREFIXES):
+                decoded.append((rec.seq, None))  # dead-lettered: not part of the history
+        live = self.live_seq
+        if live is not None and self.live_hash is None and decoded and decoded[-1][0] > live:
+            await self._to(live, decoded)  # the hash where the api's fold stood
+            self.live_hash = self.rebuild.board.state_hash()
+        await self._to(None, decoded)
+        verifier = self.verifier
+        for rec, (seq, ev) in zip(records, decoded, strict=True):
+            if ev is None or not rec.subject.startswith(STATE_PREFIXES):
                 continue
             verifier.feed(seq, ev)
             self.last_state_seq = seq
             if self.snapshot is not None and seq > self.snapshot_seq:
                 self.snapshot.apply(seq, ev)
 
+    async def _to(self, last: int | None, decoded: list[tuple[int, Event | None]]) -> None:
+        """Fold the records not folded yet, up to ``last`` (None: all of them)."""
+        todo = [d for d in decoded if d[0] > self.folded and (last is None or d[0] <= last)]
+        if not todo:
+            return
+        await self.rebuild.fold(todo)  # up to the projector's position: rows too
+        board = self.rebuild.board
+        for seq, ev in todo:
+            if seq > self.rebuild.until and ev is not None:
+                board.apply(seq, ev)  # past it: the board only
+        self.folded = todo[-1][0]
+
     def end_hash(self) -> str:
         if self.live_seq is not None and self.live_hash is None:
-            self.live_hash = self.board.state_hash()
-        return self.board.state_hash()
+            self.live_hash = self.rebuild.board.state_hash()
+        return self.rebuild.board.state_hash()
 
 
 async def audit_verify(target: Target) -> dict[str, Any]:
@@ -90,7 +104,7 @@ async def audit_verify(target: Target) -> dict[str, Any]:
             live.state_hash, str) else None
         until = projected.last_seq if isinstance(projected, ProjectorStatus) else 0
         with tempfile.TemporaryDirectory(prefix="dtf-audit-") as tmp:
-            rebuild = RebuildProcess(Path(tmp) / "rebuilt.duckdb", until or 0)
+            rebuild = Rebuild(Path(tmp) / "rebuilt.duckdb", until or 0)
             await rebuild.open()
             try:
                 state = _Pass(rebuild, live_seq, snapshot if snapshot_seq else None,
