@@ -1,6 +1,6 @@
 """The direction of imports: cli -> agents -> projections -> dtf_core, a pure core, and
 inside agents: auth <- nats <- log <- wire <- {control, worker, http} <- host, and proc (the
-platform layer: processes, signals, locks and private files) <- {auth, control, worker, host}."""
+platform layer: processes, signals, locks and private files) <- {auth, worker, host}."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ AGENTS_BELOW = {
     "nats": {"auth"},
     "log": {"auth", "nats"},
     "wire": {"auth", "nats", "log"},
-    "control": {"auth", "nats", "log", "wire", "proc"},  # the audit's rebuild process
+    "control": {"auth", "nats", "log", "wire"},
     "worker": {"auth", "nats", "log", "wire", "proc"},
     "http": {"auth", "nats", "log", "wire"},
     "host": {"auth", "nats", "log", "wire", "control", "worker", "http", "proc"},
