@@ -43,7 +43,8 @@ class Limits(Struct, frozen=True, kw_only=True):
 class Load(Struct, frozen=True, kw_only=True):
     """What the agent saw. ``workers``: the group's workers alive or starting, not draining;
     ``idle``: those of them holding no lease; ``other_free``: free slots on open workers
-    outside the group."""
+    outside the group, at most as many as the queued tasks that may run there (those that
+    do not require the group)."""
 
     queued: int = 0
     running: int = 0

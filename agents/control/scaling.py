@@ -67,12 +67,14 @@ def read_load(board: Board, group: str, *, now: float, means: dict[str, float],
                      if w.status == "alive" and w.scheduling == "open"
                      and not in_group(w, group))
     ready = [t for t in queued if t.not_before <= now]
+    # free slots outside the group take only the tasks that do not require the group
+    anywhere = sum(1 for t in ready if t.spec.requirements.worker_group is None)
     return autoscale.Load(
         queued=len(ready), running=running,
         predicted_s=autoscale.predicted_s((t.spec for t in ready), means),
         oldest_wait_s=max((now - t.submitted_at for t in ready), default=0.0),
         workers=len(group_workers) + starting, idle=idle, slots=slots,
-        other_free=other_free, last_week_s=last_week_s)
+        other_free=min(other_free, anywhere), last_week_s=last_week_s)
 
 
 def last_week_s(board: Board, group: str, *, now: float, means: dict[str, float]) -> float:

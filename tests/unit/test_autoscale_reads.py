@@ -48,3 +48,28 @@ def test_the_load_counts_the_groups_own_leases_and_idle_workers() -> None:
     drained = read_load(board, "local", now=1100.0, means={}, starting=0, slots=1,
                         draining={"local-auto-1"})
     assert (drained.workers, drained.idle) == (1, ())
+
+
+def test_free_slots_outside_the_group_absorb_only_tasks_that_may_run_there() -> None:
+    """A task that requires the group cannot run on a free worker outside it: it still asks
+    for a worker of the group (it waited forever before, with nothing scaled up)."""
+    from dtf_core.spec import Requirements, TaskSpec
+
+    pinned = TaskSpec(type="noop", requirements=Requirements(worker_group="local"))
+    events: list[Event] = [
+        WorkerRegistered(worker_id="fixed-1", session="s1", hostname="h", pid=1, slots=2,
+                         capabilities=Capabilities(group=""), at=1.0, actor="t"),
+        submitted("t1", pinned), submitted("t2")]
+    board = Board()
+    for seq, ev in enumerate(events, 1):
+        board.apply(seq, ev)
+    load = read_load(board, "local", now=1100.0, means={}, starting=0, slots=1, draining=set())
+    assert (load.queued, load.other_free) == (2, 1)  # t2 may go to fixed-1, t1 may not
+    other = read_load(board, "other", now=1100.0, means={}, starting=0, slots=1,
+                      draining=set())  # t1 is not this group's to count at all
+    assert (other.queued, other.other_free) == (1, 1)
+    from dtf_core import autoscale
+
+    decision = autoscale.decide(load, autoscale.Limits(min_workers=0, max_workers=4),
+                                now=1100.0, last_up_at=None, last_change_at=None)
+    assert (decision.direction, decision.target) == ("up", 1), decision.reason
