@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from msgspec import Struct, structs
@@ -83,6 +84,17 @@ def evolve(state: WorkerState | None, event: WorkerEvent, seq: int) -> WorkerSta
     return state
 
 
+AUTO_INFIX = "-auto-"
+_AUTOSCALED = re.compile(r"(.+)" + AUTO_INFIX + r"[1-9][0-9]{0,8}")
+
+
+def autoscaled_group(worker_id: str) -> str | None:
+    """The group of an autoscaled worker's id (``<group>-auto-<n>``: what an autoscaler of
+    the group names the workers it starts), None for any other id."""
+    found = _AUTOSCALED.fullmatch(worker_id)
+    return found.group(1) if found else None
+
+
 def decide_register(
     *,
     worker_id: str,
@@ -95,6 +107,12 @@ def decide_register(
     actor: str,
     signing_key: bytes | None = None,
 ) -> list[WorkerEvent]:
+    group = autoscaled_group(worker_id)
+    if group is not None and capabilities.group != group:
+        # an autoscaler may create keys only for its own group's ids: the worker holding one
+        # must not take another group's tasks
+        raise Refused(f"worker {worker_id} is an autoscaled worker of group {group!r}: it "
+                      f"registers in group {group!r} only, not {capabilities.group!r}")
     return [
         WorkerRegistered(
             worker_id=worker_id,

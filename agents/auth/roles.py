@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Final, Protocol
 
 from agents.auth.errors import Forbidden
+from dtf_core.worker import AUTO_INFIX
 
 
 class Role(enum.StrEnum):
@@ -104,9 +105,6 @@ class Scoped(Protocol):
 
     @property
     def wid(self) -> str | None: ...
-
-
-AUTO_INFIX = "-auto-"
 
 
 def autoscaled_worker_id(group: str, n: int) -> str:

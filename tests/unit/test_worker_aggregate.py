@@ -86,3 +86,29 @@ def test_decide_stop_only_for_the_live_session() -> None:
     assert decide_stop(state, session="other", now=30.0, actor="w1") == []
     stopped = evolve(state, WorkerStopped(worker_id="w1", session="s1", at=30.0, actor="w1"), 2)
     assert decide_stop(stopped, session="s1", now=31.0, actor="w1") == []
+
+
+def test_an_autoscaled_worker_registers_only_in_its_group() -> None:
+    """``<group>-auto-<n>`` is the id an autoscaler of the group gives a worker, and the
+    only kind of key it may create: its key cannot open another group's tasks to it."""
+    import msgspec
+    import pytest
+
+    from dtf_core.errors import Refused
+    from dtf_core.worker import autoscaled_group
+
+    assert autoscaled_group("gpu-auto-3") == "gpu"
+    assert autoscaled_group("a-auto-1-auto-2") == "a-auto-1"
+    assert [autoscaled_group(w) for w in ("gpu-auto-0", "gpu-auto-", "w1", "auto-1")] == \
+        [None, None, None, None]
+
+    def register(worker_id: str, group: str) -> None:
+        decide_register(worker_id=worker_id, session="s1", hostname="h", pid=1, slots=1,
+                        capabilities=msgspec.structs.replace(CAPS, group=group), now=1.0,
+                        actor=worker_id)
+
+    register("gpu-auto-3", "gpu")
+    register("w1", "gpu")
+    for group in ("cpu", ""):
+        with pytest.raises(Refused, match="registers in group 'gpu' only"):
+            register("gpu-auto-3", group)
