@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -34,6 +35,10 @@ async def run_until_signal(main: Callable[[], Awaitable[Any]],
     """Run ``main``; SIGINT/SIGTERM cancel it so its cleanup runs. If the server closes one
     of ``conns`` for good (a revoked or refused credential), stop with a clear error so a
     supervisor can restart the process."""
+    # What start-up made (modules, the connection, the agent) lives as long as the process:
+    # frozen, out of the collector's sight, so that a full collection scans only what came
+    # after (docs/performance.md: pauses of 100 to 440 ms became 24 to 36 ms).
+    gc.freeze()
     task = asyncio.ensure_future(main())
     on_stop_signals(asyncio.get_running_loop(), task.cancel)
     watchers = [asyncio.ensure_future(nc.gone.wait()) for nc in conns if hasattr(nc, "gone")]

@@ -33,3 +33,23 @@ def test_without_uvloop_the_agents_use_asyncio(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "uvloop", None)  # an import of it fails
     monkeypatch.delenv(loop.ENV, raising=False)
     assert loop.loop_factory() is None
+
+
+def test_an_agent_freezes_what_its_start_up_made() -> None:
+    """The collector never scans the modules and connections of start-up again: a full
+    collection in a running agent scans only what came after (docs/performance.md)."""
+    import gc
+
+    from agents.host.launch import run_until_signal
+
+    seen: list[int] = []
+
+    async def main() -> None:
+        seen.append(gc.get_freeze_count())
+
+    gc.unfreeze()
+    try:
+        asyncio.run(run_until_signal(main))
+    finally:
+        gc.unfreeze()
+    assert seen and seen[0] > 1000
