@@ -45,9 +45,12 @@ class Gate:
         self._verified: dict[str, tuple[Claims, str]] = {}  # token -> (claims, key id)
         self._scrypt: asyncio.Semaphore | None = None
 
-    def verification_key(self, kid: str) -> Ed25519PublicKey:
+    def _not_retired(self, kid: str) -> None:
         if kid in self.board.auth.retired_keys:
             raise Unauthenticated(f"token rejected: signing key {kid!r} is retired")
+
+    def verification_key(self, kid: str) -> Ed25519PublicKey:
+        self._not_retired(kid)
         raw = self.board.auth.public_keys.get(kid)
         if raw is not None:
             return public_key_from_bytes(raw)
@@ -89,8 +92,7 @@ class Gate:
                 self._verified.clear()
             self._verified[token] = known
         claims, kid = known
-        if kid in self.board.auth.retired_keys:
-            raise Unauthenticated(f"token rejected: signing key {kid!r} is retired")
+        self._not_retired(kid)  # retired since the signature was checked?
         return check_current(claims, now=self.clock(), revoked=self.board.auth.is_revoked)
 
     def _api_key_claims(self, credential: str) -> Claims:

@@ -9,13 +9,12 @@ the group).
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, Protocol
 
 from agents.auth.errors import Forbidden
-from dtf_core.worker import AUTO_INFIX
+from dtf_core.worker import AUTO_INFIX, autoscaled_group
 
 
 class Role(enum.StrEnum):
@@ -113,7 +112,7 @@ def autoscaled_worker_id(group: str, n: int) -> str:
 
 
 def is_autoscaled_worker_id(group: str, worker_id: str) -> bool:
-    return re.fullmatch(re.escape(group + AUTO_INFIX) + r"[1-9][0-9]{0,8}", worker_id) is not None
+    return autoscaled_group(worker_id) == group
 
 
 def permission_for_command(tag: str) -> Permission:
