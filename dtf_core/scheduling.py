@@ -7,18 +7,20 @@ A decision is ``(task id, events)``: the events of one task, to append together.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from dtf_core import task as task_agg
-from dtf_core.events.task import TaskEvent
+from dtf_core.events.task import TaskEvent, TaskLeased, TaskSubmitted
 from dtf_core.explain import waiting_reason
 from dtf_core.placement import Decision, Slot, place, refusing
 from dtf_core.policy import Policy
 from dtf_core.queue import ReadyQueue
 from dtf_core.spec import all_dependencies
 from dtf_core.task import TaskState
+from dtf_core.task_state import evolve
 from dtf_core.worker import WorkerState
 
 SCAN_LIMIT = 20_000  # queued tasks examined per round at most
@@ -194,3 +196,46 @@ def missed_deadlines(queue: ReadyQueue, fold: Fold, *, now: float, actor: str) -
             if events:
                 out.append((task_id, events))
     return out
+
+
+class _WithNew:
+    """``fold`` and one task submitted but not folded yet (as its first event leaves it)."""
+
+    def __init__(self, fold: Fold, new: TaskState) -> None:
+        self.fold = fold
+        self.new = new
+        self.tasks: Mapping[str, TaskState] = ChainMap({new.task_id: new}, fold.tasks)  # type: ignore[arg-type]
+        self.workers = fold.workers
+        self.leases_by_worker = fold.leases_by_worker
+
+    def task_or_tombstone(self, task_id: str) -> TaskState | None:
+        return self.new if task_id == self.new.task_id else self.fold.task_or_tombstone(task_id)
+
+
+def lease_new(submitted: TaskSubmitted, fold: Fold, *, now: float, actor: str,
+              quotas: Mapping[str, int], policy: Policy) -> TaskLeased | None:
+    """The lease a round would write at once for a task just submitted, were it the only
+    task queued (the caller makes sure it is): None when the round would not lease it now
+    (a delay, a dependency, a deadline passed, its owner's quota, no free slot that fits).
+    The submission need not be folded yet (ADR 0016)."""
+    new = evolve(None, submitted, 0)
+    if new.spec.deadline is not None and new.spec.deadline <= now:
+        return None  # the round fails it for its deadline instead
+    free_slots = slots(fold)
+    free = sum(s.free for s in free_slots)
+    if not free:
+        return None
+    queue = ReadyQueue(policy)
+    queue.push(new)
+    view = _WithNew(fold, new)
+    picked = pick(queue, view, free, now=now, actor=actor, quotas=quotas, policy=policy)
+    if not picked.tasks:
+        return None
+    types = {new.task_id: new.spec.type} if refusing(free_slots) else None
+    decisions = place([(new.task_id, new.spec.requirements)], free_slots, score=policy.score,
+                      policy=policy.name, types=types)
+    if not decisions:
+        return None
+    d = decisions[0]
+    return task_agg.decide_lease(new, worker_id=d.worker_id, session=d.session, now=now,
+                                 actor=actor, why=d.why)

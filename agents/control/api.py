@@ -144,7 +144,10 @@ class ApiAgent(FoldingAgent):
                 return
             changes = [c for _, _, _, p in planned for c in p.changes]
             try:
-                results = await self.commit(changes)
+                chained = None
+                if attempt == 0 and self.scheduler is not None:
+                    chained = await self.scheduler.commit_with_lease(changes)
+                results = await self.commit(changes) if chained is None else chained
             except Exception as exc:
                 for msg, _, _, _ in planned:
                     await self.responder.reply(msg, error_reply(exc))

@@ -15,13 +15,13 @@ from nats.aio.client import Client
 
 from agents.control.base import FoldingAgent
 from agents.control.leadership import TTL_S
-from agents.log.commit import task_change
+from agents.log.commit import Change, chainable, commit_chained, task_change
 from agents.log.fold import Folder
-from agents.log.port import EventLog
+from agents.log.port import Appended, EventLog
 from dtf_core import scheduling
 from dtf_core.errors import DTFError
 from dtf_core.events.codec import Event
-from dtf_core.events.task import TaskEventBase
+from dtf_core.events.task import TaskEventBase, TaskSubmitted
 from dtf_core.placement import place, refusing
 from dtf_core.policy import DefaultPolicy, Policy
 from dtf_core.queue import ReadyQueue
@@ -69,6 +69,8 @@ class SchedulerAgent(FoldingAgent):
         self.actor = self.leadership.holder if self.leadership else name
         self.leases_made = 0
         self.leases_tried = 0
+        self.leases_chained = 0  # made right behind their submission (ADR 0016)
+        self.placing = asyncio.Lock()  # a round, or a lease chained by the api
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -141,8 +143,34 @@ class SchedulerAgent(FoldingAgent):
         self._push_ids(task_ids)
         self.wake.set()
 
+    async def commit_with_lease(self, changes: list[Change]) -> list[Appended | None] | None:
+        """For this process's api: ``changes`` (the submission of one task) committed with
+        the task's lease right behind, when a round now would lease it at once: this
+        scheduler leads, no round runs and nothing else waits in its queue (ADR 0016).
+        None when not: the api commits as usual and hands the task over."""
+        if not self.leads() or self.placing.locked() or len(self.ready_q) or self.parked:
+            return None
+        if chainable(changes) is None or not isinstance(ev := changes[0].events[0],
+                                                        TaskSubmitted):
+            return None
+        lease = scheduling.lease_new(ev, self.board, now=self.clock(), actor=self.actor,
+                                     quotas=self.quotas, policy=self.policy)
+        if lease is None:
+            return None
+        async with self.placing:
+            results, chained = await commit_chained(self.log, self.board, changes, lease)
+        made = chained is not None and not chained.duplicates
+        self.leases_tried += 1
+        self.leases_chained += made
+        self.leases_made += made
+        return results
+
     async def round(self) -> bool:
         """One scheduling round; True if it appended anything (so another may help)."""
+        async with self.placing:
+            return await self._round()
+
+    async def _round(self) -> bool:
         if not self.leads():
             return False  # a standby: folds, and takes over when the claim expires
         now = self.clock()

@@ -8,11 +8,12 @@ first) is left out of the board; the writer's fold brings the winner's events.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agents.log.appender import append_groups
-from agents.log.port import Append, Appended, EventLog
+from agents.log.port import Append, AppendConflict, Appended, EventLog
 from dtf_core import subjects
 from dtf_core.events.codec import Event, encode, msg_id_of, subject_of
 from projections.board import Board
@@ -42,6 +43,9 @@ class Change:
         return out
 
 
+log = logging.getLogger(__name__)
+
+
 def task_change(board: Board, task_id: str, events: Sequence[Event]) -> Change:
     state = board.tasks.get(task_id)
     folded = state.last_seq if state else 0
@@ -64,9 +68,45 @@ async def commit(log: EventLog, board: Board,
     event the log held already (a resend: ``Appended.duplicates``) is not applied: the log
     keeps its first copy, which the fold brings."""
     results = await append_groups(log, [c.appends() for c in changes])
+    _apply(board, changes, results)
+    return results
+
+
+def _apply(board: Board, changes: Sequence[Change], results: Sequence[Appended | None]) -> None:
     for change, seqs in zip(changes, results, strict=True):
         if seqs is not None:
             for seq, event in zip(seqs, change.events, strict=True):
                 if seq not in seqs.duplicates:
                     board.apply(seq, event)
-    return results
+
+
+def chainable(changes: Sequence[Change]) -> Append | None:
+    """The one message ``changes`` append, or None when they append more or none."""
+    appends = [a for c in changes for a in c.appends()]
+    return appends[0] if len(appends) == 1 else None
+
+
+async def commit_chained(eventlog: EventLog, board: Board, changes: Sequence[Change],
+                         then: Event) -> tuple[list[Appended | None], Appended | None]:
+    """``commit`` of ``changes`` (one message: ``chainable``), with ``then`` sent right
+    behind it without waiting for its acknowledgement (ADR 0016).
+
+    ``then`` carries no expected sequence of its own but the log's newest message id: it is
+    stored only if the log then ends with the message of ``changes`` (stored by this
+    append, or an earlier copy of it), so nothing came between them. Returns what
+    ``commit`` returns, and ``then``'s sequence (None: refused, or unknown)."""
+    first = chainable(changes)
+    if first is None:
+        raise ValueError("only a change of one message can be chained")
+    follow = Change([then], None, None).appends()[0]
+    tried, chained = await eventlog.append_pipelined(
+        [[first], [replace(follow, expect_last_id=first.msg_id)]])
+    results = await append_groups(eventlog, [c.appends() for c in changes], tried=tried)
+    _apply(board, changes, results)
+    if isinstance(chained, BaseException):
+        if not isinstance(chained, AppendConflict):  # its fate unknown: the fold will say
+            log.warning("a chained append was not acknowledged: %r", chained)
+        return results, None
+    if chained and chained[0] not in chained.duplicates:
+        board.apply(chained[0], then)
+    return results, chained
