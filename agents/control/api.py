@@ -24,6 +24,7 @@ from agents.auth.tokens import Claims
 from agents.control import plans
 from agents.control.api_queries import QueryServer
 from agents.control.base import FoldingAgent
+from agents.control.chain import commit_with_lease
 from agents.control.dispatch import Planner
 from agents.control.responder import Responder, error_reply
 from agents.control.scheduler import SchedulerAgent
@@ -146,7 +147,7 @@ class ApiAgent(FoldingAgent):
             try:
                 chained = None
                 if attempt == 0 and self.scheduler is not None:
-                    chained = await self.scheduler.commit_with_lease(changes)
+                    chained = await commit_with_lease(self.scheduler, changes)
                 results = await self.commit(changes) if chained is None else chained
             except Exception as exc:
                 for msg, _, _, _ in planned:

@@ -15,13 +15,13 @@ from nats.aio.client import Client
 
 from agents.control.base import FoldingAgent
 from agents.control.leadership import TTL_S
-from agents.log.commit import Change, chainable, commit_chained, task_change
+from agents.log.commit import task_change
 from agents.log.fold import Folder
-from agents.log.port import Appended, EventLog
+from agents.log.port import EventLog
 from dtf_core import scheduling
 from dtf_core.errors import DTFError
 from dtf_core.events.codec import Event
-from dtf_core.events.task import TaskEventBase, TaskSubmitted
+from dtf_core.events.task import TaskEventBase
 from dtf_core.placement import place, refusing
 from dtf_core.policy import DefaultPolicy, Policy
 from dtf_core.queue import ReadyQueue
@@ -118,17 +118,8 @@ class SchedulerAgent(FoldingAgent):
                 self.wake.set()
 
     def _next_look(self) -> float | None:
-        """Seconds until the next round is due without news: a delayed task or deadline,
-        queued tasks whose long waits to explain, unstarted leases to steal."""
-        due = self.ready_q.next_due()
-        timeout = None if due is None else max(0.0, due - self.clock())
-        if self.waiting_after is not None and self.board.counts.get("queued", 0):
-            timeout = min(timeout if timeout is not None else self.waiting_after,
-                          self.waiting_after / 2)
-        if self.steal_after is not None and self.board.counts.get("leased", 0):
-            timeout = min(timeout if timeout is not None else self.steal_after,
-                          self.steal_after)
-        return timeout
+        return next_look(self.ready_q, self.board.counts, now=self.clock(),
+                         waiting_after=self.waiting_after, steal_after=self.steal_after)
 
     def _requeue_all(self) -> None:
         """The queue rebuilt from the board (which holds only what the log acknowledged):
@@ -142,28 +133,6 @@ class SchedulerAgent(FoldingAgent):
         """Submitted by this process's api (on the shared board): a round now (ADR 0012)."""
         self._push_ids(task_ids)
         self.wake.set()
-
-    async def commit_with_lease(self, changes: list[Change]) -> list[Appended | None] | None:
-        """For this process's api: ``changes`` (the submission of one task) committed with
-        the task's lease right behind, when a round now would lease it at once: this
-        scheduler leads, no round runs and nothing else waits in its queue (ADR 0016).
-        None when not: the api commits as usual and hands the task over."""
-        if not self.leads() or self.placing.locked() or len(self.ready_q) or self.parked:
-            return None
-        if chainable(changes) is None or not isinstance(ev := changes[0].events[0],
-                                                        TaskSubmitted):
-            return None
-        lease = scheduling.lease_new(ev, self.board, now=self.clock(), actor=self.actor,
-                                     quotas=self.quotas, policy=self.policy)
-        if lease is None:
-            return None
-        async with self.placing:
-            results, chained = await commit_chained(self.log, self.board, changes, lease)
-        made = chained is not None and not chained.duplicates
-        self.leases_tried += 1
-        self.leases_chained += made
-        self.leases_made += made
-        return results
 
     async def round(self) -> bool:
         """One scheduling round; True if it appended anything (so another may help)."""
@@ -213,3 +182,16 @@ class SchedulerAgent(FoldingAgent):
         self.waiting_sweeps += 1
         return scheduling.explain_waits(self.board, now=now, waiting_after=self.waiting_after,
                                         skip=skip, limit=WAITING_PER_ROUND, actor=self.actor)
+
+
+def next_look(queue: ReadyQueue, counts: Mapping[str, int], *, now: float,
+              waiting_after: float | None, steal_after: float | None) -> float | None:
+    """Seconds until the next round is due without news: a delayed task or deadline,
+    queued tasks whose long waits to explain, unstarted leases to steal."""
+    due = queue.next_due()
+    timeout = None if due is None else max(0.0, due - now)
+    if waiting_after is not None and counts.get("queued", 0):
+        timeout = min(timeout if timeout is not None else waiting_after, waiting_after / 2)
+    if steal_after is not None and counts.get("leased", 0):
+        timeout = min(timeout if timeout is not None else steal_after, steal_after)
+    return timeout

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import pytest
 
 from agents.control import plans
+from agents.control.chain import commit_with_lease
 from agents.control.scheduler import SchedulerAgent
 from agents.log.commit import Change
 from agents.log.memory import MemoryLog
@@ -55,7 +56,7 @@ async def test_a_one_task_submission_is_leased_right_behind_it() -> None:
     mem = Memory()
     await mem.register("w1", slots=2)
     sched = scheduler(mem)
-    results = await sched.commit_with_lease(submission(mem, spec()))
+    results = await commit_with_lease(sched, submission(mem, spec()))
     assert results is not None and results[0] is not None
     [(s_seq, s), (l_seq, lease)] = await types_in_log(mem)
     assert (s, lease, l_seq) == ("TaskSubmitted", "TaskLeased", s_seq + 1)
@@ -91,7 +92,7 @@ async def test_no_lease_is_chained_where_a_round_would_not_lease_at_once(why: st
     elif why == "deadline passed":
         specs = [TaskSpec(type="noop", deadline=T0 - 1)]
     before = len(mem.log.records)
-    assert await sched.commit_with_lease(submission(mem, *specs)) is None
+    assert await commit_with_lease(sched, submission(mem, *specs)) is None
     assert len(mem.log.records) == before  # nothing appended: the api commits as usual
     assert sched.leases_chained == 0
 
@@ -127,7 +128,7 @@ async def test_a_lease_with_another_event_before_it_is_refused_and_the_round_lea
     mem.api.log = mem.log
     await mem.register("w1")
     sched = scheduler(mem)
-    results = await sched.commit_with_lease(submission(mem, spec()))
+    results = await commit_with_lease(sched, submission(mem, spec()))
     assert results is not None and results[0] is not None  # the submission stands
     assert [t for _, t in await types_in_log(mem)] == ["TaskSubmitted"]
     assert sched.leases_chained == 0 and sched.leases_tried == 1
@@ -149,9 +150,9 @@ async def test_a_resent_submission_still_newest_in_the_log_gets_its_lease_once()
     changes = submission(mem, spec())
     await mem.log.append(changes[0].appends())  # stored; the board never heard of it
     sched = scheduler(mem)
-    assert await sched.commit_with_lease(changes) is not None
+    assert await commit_with_lease(sched, changes) is not None
     assert [t for _, t in await types_in_log(mem)] == ["TaskSubmitted", "TaskLeased"]
-    assert await sched.commit_with_lease(changes) is not None
+    assert await commit_with_lease(sched, changes) is not None
     assert [t for _, t in await types_in_log(mem)] == ["TaskSubmitted", "TaskLeased"]
     assert sched.leases_chained == 1
     assert clean(mem.log)

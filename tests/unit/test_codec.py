@@ -221,7 +221,8 @@ def check_decode(subject: str, data: bytes) -> None:
         return
     aggregate, agg_id, etype = subject.split(".")[2:5]
     # dtf.evt.lead.<role>.claimed, dtf.evt.tests.<run>.reported.<task>
-    key = {"lead": "role", "tests": "run_id", "scale": "group"}.get(aggregate, f"{aggregate}_id")
+    key = {"lead": "role", "tests": "run_id", "scale": "group",
+           "bench": "import_id"}.get(aggregate, f"{aggregate}_id")
     assert getattr(event, key) == agg_id
     assert codec.event_type(event) == etype
 
