@@ -80,28 +80,23 @@ def _apply(board: Board, changes: Sequence[Change], results: Sequence[Appended |
                     board.apply(seq, event)
 
 
-def chainable(changes: Sequence[Change]) -> Append | None:
-    """The one message ``changes`` append, or None when they append more or none."""
-    appends = [a for c in changes for a in c.appends()]
-    return appends[0] if len(appends) == 1 else None
-
-
 async def commit_chained(eventlog: EventLog, board: Board, changes: Sequence[Change],
                          then: Event) -> tuple[list[Appended | None], Appended | None]:
-    """``commit`` of ``changes`` (one message: ``chainable``), with ``then`` sent right
+    """``commit`` of ``changes`` (one message in all), with ``then`` sent right
     behind it without waiting for its acknowledgement (ADR 0016).
 
     ``then`` carries no expected sequence of its own but the log's newest message id: it is
     stored only if the log then ends with the message of ``changes`` (stored by this
     append, or an earlier copy of it), so nothing came between them. Returns what
     ``commit`` returns, and ``then``'s sequence (None: refused, or unknown)."""
-    first = chainable(changes)
-    if first is None:
+    groups = [c.appends() for c in changes]
+    if sum(map(len, groups)) != 1:
         raise ValueError("only a change of one message can be chained")
+    [first] = [a for g in groups for a in g]
     follow = Change([then], None, None).appends()[0]
     tried, chained = await eventlog.append_pipelined(
         [[first], [replace(follow, expect_last_id=first.msg_id)]])
-    results = await append_groups(eventlog, [c.appends() for c in changes], tried=tried)
+    results = await append_groups(eventlog, groups, tried=tried)
     _apply(board, changes, results)
     if isinstance(chained, BaseException):
         if not isinstance(chained, AppendConflict):  # its fate unknown: the fold will say
