@@ -111,7 +111,7 @@ async def audit_verify(target: Target) -> dict[str, Any]:
                               snapshot_seq)
                 with _no_cyclic_gc():  # a million objects made, none in a cycle
                     await _read_all(served_log(client(nc, target)), state)
-                rebuilt = await rebuild.finish()
+                    rebuilt = await rebuild.finish()  # and a million rows
             finally:
                 await rebuild.close()
     whole = state.end_hash()
