@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 import nats.errors
 
+from agents.control.projector import fold_event
 from agents.control.rebuild import Rebuild
 from agents.log.port import EventLog
 from agents.wire.output import served_log
@@ -52,37 +53,42 @@ class _Pass:
         self.folded = 0  # the last record folded into the rebuild's board
 
     async def feed(self, records: list[Any]) -> None:
-        decoded: list[tuple[int, Event | None]] = []
+        """Decode each record once and hand it to each check, in one loop (this runs a
+        million times: locals, no per-record lists)."""
+        rebuild = self.rebuild
+        writer, until = rebuild.writer, rebuild.until
+        board = writer.board
+        verify = self.verifier.feed
+        snapshot, snapshot_seq = self.snapshot, self.snapshot_seq
+        live = self.live_seq if self.live_hash is None else None
+        folded, last_state, projected = self.folded, self.last_state_seq, 0
         for rec in records:
+            seq, subject = rec.seq, rec.subject
             try:
-                decoded.append((rec.seq, decode(rec.subject, rec.data)))
+                ev: Event | None = decode(subject, rec.data)
             except UndecodableEvent:
-                decoded.append((rec.seq, None))  # dead-lettered: not part of the history
-        live = self.live_seq
-        if live is not None and self.live_hash is None and decoded and decoded[-1][0] > live:
-            await self._to(live, decoded)  # the hash where the api's fold stood
-            self.live_hash = self.rebuild.board.state_hash()
-        await self._to(None, decoded)
-        verifier = self.verifier
-        for rec, (seq, ev) in zip(records, decoded, strict=True):
-            if ev is None or not rec.subject.startswith(STATE_PREFIXES):
+                ev = None  # dead-lettered: not part of the history
+            if seq > folded:
+                if live is not None and seq > live:
+                    self.live_hash = board.state_hash()  # where the api's fold stood
+                    live = None
+                if seq <= until:  # up to the projector's position: rows too
+                    projected += 1
+                    if ev is None:
+                        writer.skip(seq)
+                    else:
+                        fold_event(writer, seq, ev)
+                elif ev is not None:
+                    board.apply(seq, ev)  # past it: the board only
+                folded = seq
+            if ev is None or not subject.startswith(STATE_PREFIXES):
                 continue
-            verifier.feed(seq, ev)
-            self.last_state_seq = seq
-            if self.snapshot is not None and seq > self.snapshot_seq:
-                self.snapshot.apply(seq, ev)
-
-    async def _to(self, last: int | None, decoded: list[tuple[int, Event | None]]) -> None:
-        """Fold the records not folded yet, up to ``last`` (None: all of them)."""
-        todo = [d for d in decoded if d[0] > self.folded and (last is None or d[0] <= last)]
-        if not todo:
-            return
-        await self.rebuild.fold(todo)  # up to the projector's position: rows too
-        board = self.rebuild.board
-        for seq, ev in todo:
-            if seq > self.rebuild.until and ev is not None:
-                board.apply(seq, ev)  # past it: the board only
-        self.folded = todo[-1][0]
+            verify(seq, ev)
+            last_state = seq
+            if snapshot is not None and seq > snapshot_seq:
+                snapshot.apply(seq, ev)
+        self.folded, self.last_state_seq = folded, last_state
+        await rebuild.counted(projected)
 
     def end_hash(self) -> str:
         if self.live_seq is not None and self.live_hash is None:

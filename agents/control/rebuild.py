@@ -71,9 +71,11 @@ class Rebuild:
                 self.writer.skip(seq)
             else:
                 fold_event(self.writer, seq, event)
-        await self._counted(n)
+        await self.counted(n)
 
-    async def _counted(self, n: int) -> None:
+    async def counted(self, n: int) -> None:
+        """``n`` more records folded (by ``fold`` or by a caller that folds into
+        ``writer`` itself): write when enough are."""
         self._unwritten += n
         if self._unwritten >= WRITE_EVERY:
             await self._write()
