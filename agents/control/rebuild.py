@@ -98,8 +98,10 @@ class Rebuild:
         await self._db.close()
 
 
-async def rebuild(eventlog: EventLog, db_path: str | Path, until_seq: int | None = None) -> str:
-    """Fold the log (up to ``until_seq``) into a fresh database; returns its ``table_hash``.
+async def rebuild(eventlog: EventLog, db_path: str | Path | None,
+                  until_seq: int | None = None) -> str:
+    """Fold the log (up to ``until_seq``) into a fresh database (None: in memory); returns
+    its ``table_hash``.
 
     Records that are not events are skipped, as the live projector skips them.
     """
