@@ -66,32 +66,36 @@ class Verifier:
         if not getattr(ev, "actor", ""):
             self._bad(6, seq, getattr(ev, "task_id", "") or getattr(ev, "worker_id", ""),
                       f"{event_type(ev)} event names no actor")
-        if not isinstance(ev, TaskEventBase):
+        kind = _KINDS.get(type(ev))
+        if kind is None:
+            kind = _KINDS[type(ev)] = _kind(type(ev))
+        if kind is _OTHER:
             return
-        tid = ev.task_id
+        tid = ev.task_id  # type: ignore[union-attr]
         lease = self._lease
-        if isinstance(ev, TaskSubmitted):
+        if kind is _SUBMITTED:
             self._submitted.add(tid)
-            key = ev.spec.idempotency_key
+            key = ev.spec.idempotency_key  # type: ignore[union-attr]
             if key is not None:
                 first = self._keys.setdefault(key, tid)
                 if first != tid:
                     self._bad(5, seq, tid, f"idempotency key {key!r} also made task {first}")
-        elif isinstance(ev, TaskLeased):
+        elif kind is _LEASED:
             if tid in lease:
                 self._bad(1, seq, tid,
-                          f"leased to {ev.worker_id} while lease {lease[tid]} is live")
+                          f"leased to {ev.worker_id} while lease {lease[tid]} is live")  # type: ignore[union-attr]
             lease[tid] = seq
-        elif isinstance(ev, TaskStarted):
-            if lease.get(tid) != ev.fencing:
-                self._bad(3, seq, tid, f"started under lease {ev.fencing}, live lease is "
+        elif kind is _STARTED:
+            if lease.get(tid) != ev.fencing:  # type: ignore[union-attr]
+                self._bad(3, seq, tid, f"started under lease {ev.fencing}, live lease is "  # type: ignore[union-attr]
                                        f"{lease.get(tid, 'none')}")
-        elif isinstance(ev, AttemptOutcome):
-            if ev.fencing and lease.get(tid) != ev.fencing:
-                self._bad(3, seq, tid, f"{event_type(ev)} under lease {ev.fencing}, live "
+        elif kind is not _TASK:  # an attempt's outcome
+            fencing = ev.fencing  # type: ignore[union-attr]
+            if fencing and lease.get(tid) != fencing:
+                self._bad(3, seq, tid, f"{event_type(ev)} under lease {fencing}, live "
                                        f"lease is {lease.get(tid, 'none')}")
             lease.pop(tid, None)
-            if not isinstance(ev, TaskRequeued) and event_type(ev) in TERMINAL:
+            if kind is _TERMINAL:
                 count = self._terminal[tid] = self._terminal.get(tid, 0) + 1
                 if count > 1:
                     self._bad(2, seq, tid, f"a second terminal event ({event_type(ev)})")
@@ -100,6 +104,26 @@ class Verifier:
         self.audit.tasks = len(self._submitted)
         self.audit.open_tasks = len(self._submitted - set(self._terminal))
         return self.audit
+
+
+# What ``feed`` does with an event depends on its class alone: each class is looked at once.
+_OTHER, _TASK, _SUBMITTED, _LEASED, _STARTED, _OUTCOME, _TERMINAL = (
+    "other", "task", "submitted", "leased", "started", "outcome", "terminal")
+_KINDS: dict[type, str] = {}
+
+
+def _kind(cls: type) -> str:
+    if not issubclass(cls, TaskEventBase):
+        return _OTHER
+    for base, kind in ((TaskSubmitted, _SUBMITTED), (TaskLeased, _LEASED),
+                       (TaskStarted, _STARTED)):
+        if issubclass(cls, base):
+            return kind
+    if not issubclass(cls, AttemptOutcome):
+        return _TASK
+    if not issubclass(cls, TaskRequeued) and cls.__struct_config__.tag in TERMINAL:
+        return _TERMINAL
+    return _OUTCOME
 
 
 def verify(events: Iterable[tuple[int, Event]]) -> Audit:

@@ -128,9 +128,11 @@ def hardware_type(task: TaskState | None, worker: WorkerState | None,
 
 
 def test_result_row(
-    seq: int, event: AttemptOutcome, task: TaskState, worker: WorkerState | None
+    seq: int, event: AttemptOutcome, task: TaskState, worker: WorkerState | None,
+    at: datetime | None = None,
 ) -> Row:
-    """The seed's ``test_results`` row for one attempt outcome (a requeue is a failed try)."""
+    """The seed's ``test_results`` row for one attempt outcome (a requeue is a failed try);
+    ``at``: ``event.at`` as a timestamp, when the caller has made it already."""
     outcome = outcome_name(event)
     # keys in sorted order, as json.dumps(sort_keys=True) wrote them (built in that order:
     # sorting a dict per row cost a replay of a million events 0.5 s)
@@ -152,7 +154,7 @@ def test_result_row(
         event.duration_s,
         outcome == "succeeded",
         none_if_empty(event.error or (event.reason if isinstance(event, TaskRequeued) else "")),
-        as_timestamp(event.at),
+        as_timestamp(event.at) if at is None else at,
         event.max_rss_mb,
         _json(details),
         seq,

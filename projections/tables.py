@@ -53,6 +53,8 @@ from projections.schema import (
 )
 
 SCHEMA_KEY = "schema"
+_ATTEMPT_BASES = (TaskLeased, TaskStarted, AttemptOutcome)
+_ATTEMPT_EVENTS: dict[type, bool] = {}  # event class -> does it change an attempt (memo)
 
 
 def create_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -143,7 +145,11 @@ class TableWriter:
         if type(changed) is TaskState:
             if stage:
                 self._tasks[changed.task_id] = changed
-            self._fold_attempt(seq, event, changed, stage)
+            touches = _ATTEMPT_EVENTS.get(type(event))
+            if touches is None:
+                touches = _ATTEMPT_EVENTS[type(event)] = isinstance(event, _ATTEMPT_BASES)
+            if touches:
+                self._fold_attempt(seq, event, changed, stage)
         elif stage and type(changed) is WorkerState:
             self._stage(WORKERS, changed.worker_id, worker_row(changed))
 
@@ -209,7 +215,8 @@ class TableWriter:
             row = self._end_attempt(event, self.open_attempts.pop(task.task_id, None))
             if stage:
                 worker = self.board.workers.get(event.worker_id)
-                self._stage(TEST_RESULTS, seq, test_result_row(seq, event, task, worker))
+                self._stage(TEST_RESULTS, seq,
+                            test_result_row(seq, event, task, worker, row.finished_at))
                 if event.benchmark is not None:
                     self._stage_bench(seq, event, task)
         else:

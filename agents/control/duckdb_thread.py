@@ -16,6 +16,7 @@ from dtf_core.errors import Unavailable
 from projections.tables import create_tables
 
 T = TypeVar("T")
+IN_MEMORY = Path(":memory:")  # DuckDB's name for a database that is never a file
 HARDENED: dict[str, str | bool | int | float | list[str]] = {
     "enable_external_access": False, "lock_configuration": True}
 

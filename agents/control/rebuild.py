@@ -13,7 +13,7 @@ from pathlib import Path
 
 import anyio
 
-from agents.control.duckdb_thread import DuckDBThread
+from agents.control.duckdb_thread import IN_MEMORY, DuckDBThread
 from agents.control.projector import fold_event
 from agents.log.port import EventLog, Record
 from dtf_core import subjects
@@ -31,8 +31,10 @@ class Rebuild:
     """Feed it the log's records in order; ``finish`` writes the rest and hashes the tables.
     Events past ``until_seq`` are not projected (the live projection's position)."""
 
-    def __init__(self, db_path: str | Path, until_seq: int) -> None:
-        self.path = Path(db_path)
+    def __init__(self, db_path: str | Path | None, until_seq: int) -> None:
+        """``db_path`` None: the database lives in memory (a check that only hashes the
+        tables: writing a million rows there took 0.4 s less than into a file)."""
+        self.path = IN_MEMORY if db_path is None else Path(db_path)
         self.until = until_seq
         self.writer = TableWriter()
         self._db = DuckDBThread(self.path)
@@ -44,7 +46,7 @@ class Rebuild:
         return self.writer.board
 
     async def open(self) -> None:
-        if await anyio.Path(self.path).exists():
+        if self.path != IN_MEMORY and await anyio.Path(self.path).exists():
             raise InvalidInput(f"{self.path} exists: rebuild writes a fresh database")
         await self._db.open()
 
@@ -71,9 +73,11 @@ class Rebuild:
                 self.writer.skip(seq)
             else:
                 fold_event(self.writer, seq, event)
-        await self._counted(n)
+        await self.counted(n)
 
-    async def _counted(self, n: int) -> None:
+    async def counted(self, n: int) -> None:
+        """``n`` more records folded (by ``fold`` or by a caller that folds into
+        ``writer`` itself): write when enough are."""
         self._unwritten += n
         if self._unwritten >= WRITE_EVERY:
             await self._write()
@@ -94,8 +98,10 @@ class Rebuild:
         await self._db.close()
 
 
-async def rebuild(eventlog: EventLog, db_path: str | Path, until_seq: int | None = None) -> str:
-    """Fold the log (up to ``until_seq``) into a fresh database; returns its ``table_hash``.
+async def rebuild(eventlog: EventLog, db_path: str | Path | None,
+                  until_seq: int | None = None) -> str:
+    """Fold the log (up to ``until_seq``) into a fresh database (None: in memory); returns
+    its ``table_hash``.
 
     Records that are not events are skipped, as the live projector skips them.
     """
