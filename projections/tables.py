@@ -272,7 +272,7 @@ def write_batch(con: duckdb.DuckDBPyConnection, pending: Pending) -> None:
 # From this many rows on, a table's rows go in as columns (NumPy object arrays scanned by
 # one INSERT ... SELECT): 1.5x as fast as the appender's row-by-row conversion for a
 # replay's large batches; the appender is faster for a live batch's few rows. Both store
-# the same values (tests/unit/test_table_writes.py).
+# the same values (tests/unit/test_tables.py).
 COLUMNS_FROM = 2000
 
 
