@@ -112,7 +112,9 @@ def test_the_autoscaler_scales_with_its_own_role_and_is_refused_the_rest(
             "dtfk_")
         up.dtf("worker-manage", "uncordon", "local-auto-1", env=scaler)  # open already: no change
         up.dtf("worker-manage", "drain", "other-1")  # an admin may
-        assert workers(up)["other-1"] == "alive draining"
+        # drained (its liveness is not the point: on a loaded machine recovery may have
+        # declared it lost meanwhile, which a drain does not undo)
+        assert workers(up)["other-1"].endswith(" draining")
         # the server's own grant: no event outside its group's scale events
         for subject in ("dtf.evt.task.t1.submitted", "dtf.evt.scale.gpu.scale_requested"):
             assert asyncio.run(denied_publish(up.url, cred.read_text(), subject))
