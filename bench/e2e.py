@@ -5,7 +5,9 @@
 It starts its own stack (the real nats.conf, sync_interval: always) on a temporary data
 dir, then measures in one run:
 - tasks_per_s: N noop tasks submitted -> every one terminal -> projected into DuckDB;
-- p50_ms / p99_ms: single-task latency, submit -> terminal event, 500 samples;
+- p50_ms / p99_ms: single-task latency, submit -> terminal event stored (what `dtf wait`
+  sees), 500 samples; published_p50_ms: the same event as a plain subscriber sees it,
+  published but not yet stored;
 - naive_tasks_per_s: a loop of three awaited JetStream publishes per task (no DTF code);
 - ceiling_tasks_per_s: three events per task in atomic batches of 100 (no DTF code);
 - with --celery: celery_p50_ms / celery_p99_ms / celery_tasks_per_s, the same measures of
@@ -33,6 +35,7 @@ from nats.js.api import StorageType, StreamConfig
 
 from agents.host.supervisor import Stack
 from agents.log.jetstream import JetStreamLog
+from agents.log.tail import Tail
 from agents.nats.connect import connect
 from agents.nats.server import free_port
 from agents.wire.client import ApiClient
@@ -87,24 +90,47 @@ async def throughput(nc: Client, n: int, credential: str | None = None
     return t_terminal, time.perf_counter() - t0, last_seq
 
 
-async def latency(nc: Client, samples: int, credential: str | None = None) -> list[float]:
+async def latency(nc: Client, samples: int, credential: str | None = None
+                  ) -> tuple[list[float], list[float]]:
+    """Single tasks, one at a time: (ms from submit to the terminal event stored, as
+    `dtf wait` sees it; ms to the same event published, as a plain subscriber sees it,
+    before nats-server has stored it)."""
     api = ApiClient(nc, credential=credential)
+    eventlog = JetStreamLog(nc)
+    filters = [f"dtf.evt.task.*.{t}" for t in TERMINAL_TYPES]
+    stored: dict[str, asyncio.Event] = {}
+
+    async def watch(tail: Tail) -> None:
+        async for batch in tail:
+            for rec in batch:
+                got = stored.get(rec.subject.split(".")[3])
+                if got is not None:
+                    got.set()
+
     out: list[float] = []
-    for _ in range(samples):
-        task_id = "lat-" + uuid.uuid4().hex[:16]
-        got = asyncio.Event()
+    published: list[float] = []
+    async with eventlog.tail(filters, await eventlog.last_seq() + 1) as tail:
+        watcher = asyncio.create_task(watch(tail))
+        for _ in range(samples):
+            task_id = "lat-" + uuid.uuid4().hex[:16]
+            got = stored[task_id] = asyncio.Event()
+            seen: list[float] = []
 
-        async def on_msg(msg: Msg, got: asyncio.Event = got) -> None:
-            if msg.subject.rsplit(".", 1)[-1] in TERMINAL_TYPES:  # not `submitted`
-                got.set()
+            async def on_msg(msg: Msg, seen: list[float] = seen) -> None:
+                if msg.subject.rsplit(".", 1)[-1] in TERMINAL_TYPES:  # not `submitted`
+                    seen.append(time.perf_counter())
 
-        sub = await nc.subscribe(f"dtf.evt.task.{task_id}.*", cb=on_msg)
-        t0 = time.perf_counter()
-        await api.submit([TaskSpec(type="noop", id=task_id)])
-        await got.wait()
-        out.append((time.perf_counter() - t0) * 1000)
-        await sub.unsubscribe()
-    return out
+            sub = await nc.subscribe(f"dtf.evt.task.{task_id}.*", cb=on_msg)
+            t0 = time.perf_counter()
+            await api.submit([TaskSpec(type="noop", id=task_id)])
+            await asyncio.wait_for(got.wait(), 30)
+            out.append((time.perf_counter() - t0) * 1000)
+            await sub.unsubscribe()
+            if seen:
+                published.append((seen[0] - t0) * 1000)
+            del stored[task_id]
+        watcher.cancel()
+    return out, published
 
 
 async def references(nc: Client, n: int) -> tuple[float, float]:
@@ -149,13 +175,14 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
             nc = await connect(stack.url, "dtf-bench", credential=cred)
             await throughput(nc, min(1000, args.tasks), cred)  # warm up
             t_terminal, t_projected, _ = await throughput(nc, args.tasks, cred)
-            lat = await latency(nc, args.samples, cred)
+            lat, published = await latency(nc, args.samples, cred)
             naive, ceiling = await references(nc, args.ref_tasks)
             await nc.close()
         finally:
             supervisor.cancel()
             await stack.stop()
     lat.sort()
+    published.sort()
     tps = args.tasks / t_projected
     return {
         "tasks": args.tasks,
@@ -164,6 +191,7 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         "terminal_tasks_per_s": round(args.tasks / t_terminal, 1),
         "p50_ms": round(statistics.median(lat), 3),
         "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 3),
+        "published_p50_ms": round(statistics.median(published), 3),
         "naive_tasks_per_s": round(naive, 1),
         "ceiling_tasks_per_s": round(ceiling, 1),
         "ratio": round(tps / ceiling, 3),
