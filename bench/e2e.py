@@ -9,7 +9,9 @@ dir, then measures in one run:
   sees), 500 samples; published_p50_ms: the same event as a plain subscriber sees it,
   published but not yet stored;
 - naive_tasks_per_s: a loop of three awaited JetStream publishes per task (no DTF code);
-- ceiling_tasks_per_s: three events per task in atomic batches of 100 (no DTF code);
+- ceiling_tasks_per_s: three events per task in atomic batches of 100 (no DTF code),
+  the mean of one measure right before DTF's and one after it (the machine's speed drifts
+  within minutes); ceiling_spread: how far apart the two were, as a share of the mean;
 - with --celery: celery_p50_ms / celery_p99_ms / celery_tasks_per_s, the same measures of
   Celery + Redis on this machine (bench/celery_ref.py; needs redis-server and celery).
 The last line is JSON.
@@ -134,6 +136,7 @@ async def latency(nc: Client, samples: int, credential: str | None = None
 
 
 async def references(nc: Client, n: int) -> tuple[float, float]:
+    """(naive tasks/s, ceiling tasks/s) of n tasks, on streams of their own."""
     js = nc.jetstream()
     tag = uuid.uuid4().hex[:8]
     for name in ("NAIVE", "CEIL"):
@@ -145,8 +148,15 @@ async def references(nc: Client, n: int) -> tuple[float, float]:
         for ev in ("submitted", "leased", "succeeded"):
             await js.publish(f"bench.naive{tag}.t{i}.{ev}", b"x" * 64)
     naive = n / (time.perf_counter() - t0)
-    msgs = [f"bench.ceil{tag}.t{i}.{ev}" for i in range(n)
-            for ev in ("submitted", "leased", "succeeded")]
+    ceiling = await batched(nc, f"bench.ceil{tag}", n)
+    for name in ("NAIVE", "CEIL"):
+        await js.delete_stream(f"BENCH_{name}_{tag}")
+    return naive, ceiling
+
+
+async def batched(nc: Client, prefix: str, n: int) -> float:
+    """Tasks/s of three events per task appended in atomic batches of 100."""
+    msgs = [f"{prefix}.t{i}.{ev}" for i in range(n) for ev in ("submitted", "leased", "succeeded")]
     t0 = time.perf_counter()
     for b in range(0, len(msgs), 100):
         batch = msgs[b : b + 100]
@@ -157,10 +167,18 @@ async def references(nc: Client, n: int) -> tuple[float, float]:
         await nc.request(batch[-1], b"x" * 64, timeout=10, headers={
             "Nats-Batch-Id": bid, "Nats-Batch-Sequence": str(len(batch)),
             "Nats-Batch-Commit": "1"})
-    ceiling = n / (time.perf_counter() - t0)
-    for name in ("NAIVE", "CEIL"):
-        await js.delete_stream(f"BENCH_{name}_{tag}")
-    return naive, ceiling
+    return n / (time.perf_counter() - t0)
+
+
+async def ceiling_now(nc: Client, n: int) -> float:
+    js = nc.jetstream()
+    name = f"BENCH_CEIL_{uuid.uuid4().hex[:8]}"
+    await js.add_stream(StreamConfig(name=name, subjects=[f"bench.{name.lower()}.>"],
+                                     storage=StorageType.FILE, allow_atomic=True))
+    try:
+        return await batched(nc, f"bench.{name.lower()}", n)
+    finally:
+        await js.delete_stream(name)
 
 
 async def main(args: argparse.Namespace) -> dict[str, float]:
@@ -174,9 +192,10 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
             cred = stack.creds.admin.read_text().strip() if stack.creds else None
             nc = await connect(stack.url, "dtf-bench", credential=cred)
             await throughput(nc, min(1000, args.tasks), cred)  # warm up
+            before = await ceiling_now(nc, args.ref_tasks)
             t_terminal, t_projected, _ = await throughput(nc, args.tasks, cred)
             lat, published = await latency(nc, args.samples, cred)
-            naive, ceiling = await references(nc, args.ref_tasks)
+            naive, after = await references(nc, args.ref_tasks)
             await nc.close()
         finally:
             supervisor.cancel()
@@ -184,6 +203,7 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
     lat.sort()
     published.sort()
     tps = args.tasks / t_projected
+    ceiling = (before + after) / 2
     return {
         "tasks": args.tasks,
         "workers": args.workers,
@@ -194,6 +214,7 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         "published_p50_ms": round(statistics.median(published), 3),
         "naive_tasks_per_s": round(naive, 1),
         "ceiling_tasks_per_s": round(ceiling, 1),
+        "ceiling_spread": round(abs(before - after) / ceiling, 2),
         "ratio": round(tps / ceiling, 3),
     }
 
