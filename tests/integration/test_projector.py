@@ -172,6 +172,30 @@ async def test_flaky_tests_are_asked_over_nats(env: Env, tmp_path: Path) -> None
         assert b"invalid request" in bad.data
 
 
+async def test_a_query_sees_what_the_log_held_when_asked(env: Env, tmp_path: Path) -> None:
+    """Writes are paced (one transaction every 0.15 s at most), reads are not stale: a
+    user who saw a test end and asks at once finds it."""
+    from agents.wire.projector import flaky_tests
+    from dtf_core.events.tests import TestCase, TestsReported
+
+    def reported(task: str, n: int, outcome: str) -> TestsReported:
+        return TestsReported(run_id="r1", task_id=task, worker_id="w1", attempt=1,
+                             fencing=1, batch=n, at=T0 + n, actor="w1",
+                             cases=(TestCase(nodeid=f"t.py::f{n}", outcome=outcome),))  # type: ignore[arg-type]
+
+    seqs = await append(env.log, [reported("c0", 0, "passed")])
+    async with projector(env, tmp_path / "p.duckdb") as (agent, _):
+        await until(lambda: reached(env.nc, seqs[-1]))
+        for n in range(1, 6):  # each pair right after the last answer: inside the pause
+            await append(env.log, [reported(f"c{n}", n, "failed"),
+                                   reported(f"d{n}", n, "passed")])
+            answer = await flaky_tests(env.nc, since=T0)
+            assert answer.ok, answer.error
+            assert sorted(f.test_id for f in answer.result or []) == sorted(
+                f"t.py::f{k}" for k in range(1, n + 1))
+        assert agent.writer.stored_seq == await env.log.last_seq()
+
+
 async def test_rebuilt_hash_equals_the_live_one(env: Env, tmp_path: Path) -> None:
     await append(env.log, story())  # a fresh stream: seqs 1..15, as the story's fencing says
     async with projector(env, tmp_path / "live.duckdb"):

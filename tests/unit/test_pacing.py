@@ -1,0 +1,73 @@
+"""The projector's paced writes: a reader never waits out the pause, and never gets a
+stale answer silently."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agents.control.pacing import Pacer
+from dtf_core.errors import Unavailable
+
+pytestmark = pytest.mark.anyio
+
+
+class Store:
+    def __init__(self) -> None:
+        self.seq = 0
+
+
+async def test_the_pause_runs_its_course_without_a_reader() -> None:
+    pacer = Pacer(lambda: 0, every_s=60.0)
+    with pytest.raises(TimeoutError):  # still pausing: no reader waits
+        await asyncio.wait_for(pacer.pause(since_s=0.0), 0.05)
+    await asyncio.wait_for(pacer.pause(since_s=61.0), 5)  # the write took the whole period
+
+
+async def test_a_reader_cuts_the_pause_short_and_gets_the_write() -> None:
+    store = Store()
+    pacer = Pacer(lambda: store.seq, every_s=60.0)
+
+    async def projector() -> None:
+        await pacer.pause(since_s=0.0)  # would pause a minute
+        store.seq = 7
+        pacer.wrote()
+
+    writer = asyncio.create_task(projector())
+    await asyncio.wait_for(pacer.fresh(7, caught_up=True), 5)
+    assert store.seq == 7
+    await writer
+
+
+async def test_a_reader_waits_for_every_write_it_needs() -> None:
+    store = Store()
+    pacer = Pacer(lambda: store.seq, every_s=60.0)
+
+    async def projector() -> None:
+        for seq in (3, 5, 9):
+            await pacer.pause(since_s=0.0)
+            store.seq = seq
+            pacer.wrote()
+
+    writer = asyncio.create_task(projector())
+    await asyncio.wait_for(pacer.fresh(9, caught_up=True), 5)
+    assert store.seq == 9
+    await writer
+
+
+async def test_stored_already_answers_at_once_even_while_catching_up() -> None:
+    pacer = Pacer(lambda: 10, every_s=60.0)
+    await asyncio.wait_for(pacer.fresh(10, caught_up=False), 1)
+
+
+async def test_catching_up_is_said_not_answered_stale() -> None:
+    pacer = Pacer(lambda: 4, every_s=60.0)
+    with pytest.raises(Unavailable, match="catching up with the log \\(at seq 4 of 10\\)"):
+        await pacer.fresh(10, caught_up=False)
+
+
+async def test_no_write_in_time_is_said_not_answered_stale() -> None:
+    pacer = Pacer(lambda: 4, every_s=60.0)
+    with pytest.raises(Unavailable, match="at seq 4, behind the log's 10"):
+        await pacer.fresh(10, caught_up=True, timeout=0.05)
