@@ -65,12 +65,12 @@ def trend_query(args: argparse.Namespace) -> TrendQuery:
 
 
 async def fetch(target: Target, query: TrendQuery) -> TrendReport:
-    from agents.wire.projector import trends
+    from agents.wire.projector import refusal, trends
 
     async with connected(target) as nc, projector_errors():
         report = await trends(nc, query)
     if not report.ok:
-        raise InvalidInput(report.error)
+        raise refusal(report.error, report.retryable)
     return report
 
 

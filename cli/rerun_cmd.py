@@ -49,7 +49,7 @@ def again(spec: dict[str, object], task_id: str) -> TaskSpec:
 
 async def rerun(target: Target, task_id: str, equivalent: bool) -> tuple[str, str | None, int]:
     """(the new task's id, the fingerprint it needs or None, live workers that have it)."""
-    from agents.wire.projector import results
+    from agents.wire.projector import refusal, results
 
     validate_id(task_id, "task id")
     async with connected(target) as nc:
@@ -60,7 +60,7 @@ async def rerun(target: Target, task_id: str, equivalent: bool) -> tuple[str, st
             async with projector_errors():
                 table = await results(nc, ResultsQuery(task_id=task_id))
             if not table.ok:
-                raise InvalidInput(str(table.error))
+                raise refusal(table.error, table.retryable)
             if not table.rows:
                 raise NotFound(f"{task_id} has no benchmark result: --equivalent-host reruns "
                                "a benchmark on the hardware its result was measured on")

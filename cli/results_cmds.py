@@ -75,12 +75,12 @@ def query_of(args: argparse.Namespace) -> ResultsQuery:
 
 
 async def fetch(target: Target, query: ResultsQuery) -> ResultsTable:
-    from agents.wire.projector import results
+    from agents.wire.projector import refusal, results
 
     async with connected(target) as nc, projector_errors():
         table = await results(nc, query)
     if not table.ok:
-        raise InvalidInput(str(table.error))
+        raise refusal(table.error, table.retryable)
     return table
 
 

@@ -170,6 +170,7 @@ class Durations(Struct, kw_only=True):
     ok: bool
     result: dict[str, float] | UnsetType = UNSET
     error: str | UnsetType = UNSET
+    retryable: bool = False  # refused for now (the projection catching up): ask again
 
 
 class FlakyTest(Struct, kw_only=True):
@@ -188,6 +189,7 @@ class FlakyTests(Struct, kw_only=True):
     ok: bool
     result: list[FlakyTest] | UnsetType = UNSET
     error: str | UnsetType = UNSET
+    retryable: bool = False  # refused for now (the projection catching up): ask again
 
 
 class RunSummary(Struct, kw_only=True):
@@ -234,3 +236,4 @@ class ResultsTable(Struct, kw_only=True):
     rows: list[list[Cell]] = []
     truncated: bool = False
     error: str | UnsetType = UNSET
+    retryable: bool = False  # refused for now (the projection catching up): ask again

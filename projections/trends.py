@@ -79,6 +79,7 @@ class TrendReport(Struct, kw_only=True):
     comparisons: list[KeyedComparison] = []
     flaky: list[FlakyByHardware] = []
     error: str = ""
+    retryable: bool = False  # refused for now (the projection catching up): ask again
 
 
 _KEY_SQL = ("hash(r.name, r.model, r.workload, r.precision, m.batch_size, r.hardware_type, "

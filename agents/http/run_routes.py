@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from agents.http.routes import Handlers, as_json, limit_of, page, path_id
 from agents.wire.output import Position, run_tests
-from agents.wire.projector import flaky_tests, trends
+from agents.wire.projector import flaky_tests, refusal, trends
 from dtf_core.errors import InvalidInput, NotFound, Unavailable
 from dtf_core.ids import validate_id
 from projections.trends import TrendQuery
@@ -83,7 +83,7 @@ class RunRoutes(Handlers):
         except nats.errors.Error as exc:
             raise Unavailable(f"no projector answered: {exc!r}") from None
         if not answer.ok:
-            raise InvalidInput(answer.error)
+            raise refusal(answer.error, answer.retryable)
         return as_json(answer)
 
     async def cancel_run(self, request: Request) -> Response:

@@ -10,6 +10,7 @@ import msgspec
 from nats.aio.client import Client
 
 from dtf_core import subjects
+from dtf_core.errors import DTFError, InvalidInput, Unavailable
 
 if TYPE_CHECKING:
     from projections.trends import TrendQuery, TrendReport
@@ -55,3 +56,9 @@ async def trends(nc: Client, query: TrendQuery, timeout: float = 120.0) -> Trend
 
     msg = await nc.request(subjects.Q_TRENDS, msgspec.json.encode(query), timeout=timeout)
     return msgspec.json.decode(msg.data, type=TrendReport)
+
+
+def refusal(error: object, retryable: bool) -> DTFError:
+    """A projector's refusal as the error to raise: Unavailable when asking again later
+    may work (the projection catching up with the log), InvalidInput otherwise."""
+    return (Unavailable if retryable else InvalidInput)(str(error))

@@ -57,7 +57,7 @@ def summary(report: TrendReport, commit: str) -> str:
 
 
 async def section(target: Target, commit: str) -> str:
-    from agents.wire.projector import trends
+    from agents.wire.projector import refusal, trends
     from cli.client_cmds import connected
 
     async with connected(target) as nc:
@@ -66,5 +66,5 @@ async def section(target: Target, commit: str) -> str:
         except nats.errors.NoRespondersError:
             return ""  # no projector: no results to compare, nothing to say
     if not report.ok:
-        raise RuntimeError(report.error)
+        raise refusal(report.error, report.retryable)
     return summary(report, commit)
