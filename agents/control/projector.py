@@ -168,9 +168,8 @@ class ProjectorAgent:
             return Durations(ok=True,
                              result=await self.db.call(median_durations, query.node_ids))
 
-        await self._reply(msg, "durations", durations,
-                          lambda error, retry: Durations(ok=False, error=error,
-                                                             retryable=retry))
+        await reply(self.nc, msg, "durations", durations,
+                    lambda error, retry: Durations(ok=False, error=error, retryable=retry))
 
     async def _on_flaky(self, msg: Msg) -> None:
         """Tests that both passed and failed since a time, with the workers they failed on."""
@@ -182,9 +181,8 @@ class ProjectorAgent:
                 FlakyTest(test_id=t, passed=p, failed=f, failed_on=on, last_seen=last)
                 for t, p, f, on, last in rows])
 
-        await self._reply(msg, "flaky tests", flaky,
-                          lambda error, retry: FlakyTests(ok=False, error=error,
-                                                               retryable=retry))
+        await reply(self.nc, msg, "flaky tests", flaky,
+                    lambda error, retry: FlakyTests(ok=False, error=error, retryable=retry))
 
     async def _on_results(self, msg: Msg) -> None:
         """Benchmark results by filters, or a reader's one read-only SELECT."""
@@ -193,9 +191,8 @@ class ProjectorAgent:
             await self._fresh()
             return await self.db.read(results_answer, query)
 
-        await self._reply(msg, "results", results,
-                          lambda error, retry: ResultsTable(ok=False, error=error,
-                                                                 retryable=retry))
+        await reply(self.nc, msg, "results", results,
+                    lambda error, retry: ResultsTable(ok=False, error=error, retryable=retry))
 
     async def _on_trends(self, msg: Msg) -> None:
         """Series with change points, anomalies and forecasts; runs compared; flaky tests."""
@@ -204,35 +201,14 @@ class ProjectorAgent:
             await self._fresh()
             return await self.db.read(trends, query, time.time())
 
-        await self._reply(msg, "trends", report, lambda error, retry: TrendReport(
-                              ok=False, error=error, retryable=retry))
+        await reply(self.nc, msg, "trends", report,
+                    lambda error, retry: TrendReport(ok=False, error=error, retryable=retry))
 
     async def _fresh(self) -> None:
         """Read your writes: every event the log held when the query came is in the tables
         first (a user who saw a task end and asks for its results finds them)."""
         end = await self.log.last_seq_on([subjects.ALL_EVENTS])
         await self.pacer.fresh(end, self.ready.is_set())
-
-    async def _reply(self, msg: Msg, what: str, work: Callable[[], Awaitable[object]],
-                     failed: Callable[[str, bool], object]) -> None:
-        """Answer a query: its result, or why not (one broad except per request: answer,
-        never crash)."""
-        reply: object
-        try:
-            reply = await work()
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            reply = failed(f"invalid request: {exc}", False)
-        except DTFError as exc:
-            reply = failed(str(exc), exc.retryable)
-        except Exception as exc:
-            log.exception("%s query failed", what)
-            reply = failed(f"internal error: {exc!r}", False)
-        data = _encoder.encode(reply)
-        if len(data) > MAX_ANSWER:
-            data = _encoder.encode(failed(
-                f"the answer is {len(data) // 1024} KiB, more than a NATS message carries "
-                f"({MAX_ANSWER // 1024} KiB): narrow the query (filters, a lower limit)", False))
-        await self._answer(msg, data)
 
     async def _stop(self, sub: Any) -> None:
         for extra in [*self._subs, *([sub] if sub is not None else [])]:
@@ -278,17 +254,41 @@ class ProjectorAgent:
         async def status() -> ProjectorStatus:
             return await self.db.call(answer, _query_decoder.decode(msg.data).op)
 
-        await self._reply(msg, "projector", status, lambda error, _: ProjectorStatus(error=error))
+        await reply(self.nc, msg, "projector", status,
+                    lambda error, _: ProjectorStatus(error=error))
 
-    async def _answer(self, msg: Msg, data: bytes) -> None:
-        """Answers go into an inbox only: a requester names the reply subject, and one on
-        ``dtf.evt.>``, ``$JS.>`` or ``$SYS.>`` would act as whatever is there."""
-        target = reply_target(msg.reply, None, None)
-        if target is None:
-            if msg.reply:
-                log.warning("not answering a query into %r: not an inbox", msg.reply[:200])
-            return
-        try:
-            await self.nc.publish(target, data)
-        except nats.errors.Error as exc:
-            log.warning("a query's answer was not sent: %r", exc)
+
+async def reply(nc: Client, msg: Msg, what: str, work: Callable[[], Awaitable[object]],
+                failed: Callable[[str, bool], object]) -> None:
+    """Answer a query: its result, or why not (one broad except per request: answer,
+    never crash)."""
+    reply: object
+    try:
+        reply = await work()
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        reply = failed(f"invalid request: {exc}", False)
+    except DTFError as exc:
+        reply = failed(str(exc), exc.retryable)
+    except Exception as exc:
+        log.exception("%s query failed", what)
+        reply = failed(f"internal error: {exc!r}", False)
+    data = _encoder.encode(reply)
+    if len(data) > MAX_ANSWER:
+        data = _encoder.encode(failed(
+            f"the answer is {len(data) // 1024} KiB, more than a NATS message carries "
+            f"({MAX_ANSWER // 1024} KiB): narrow the query (filters, a lower limit)", False))
+    await send_answer(nc, msg, data)
+
+
+async def send_answer(nc: Client, msg: Msg, data: bytes) -> None:
+    """Answers go into an inbox only: a requester names the reply subject, and one on
+    ``dtf.evt.>``, ``$JS.>`` or ``$SYS.>`` would act as whatever is there."""
+    target = reply_target(msg.reply, None, None)
+    if target is None:
+        if msg.reply:
+            log.warning("not answering a query into %r: not an inbox", msg.reply[:200])
+        return
+    try:
+        await nc.publish(target, data)
+    except nats.errors.Error as exc:
+        log.warning("a query's answer was not sent: %r", exc)
