@@ -10,20 +10,30 @@ from agents.wire.output import served_log
 from cli.client_cmds import Target, client, connected
 from dtf_core import subjects
 from dtf_core.errors import InvalidInput
-from dtf_core.events.codec import Event, UndecodableEvent, decode, event_type, to_plain
+from dtf_core.events.codec import (
+    Event,
+    UndecodableEvent,
+    decode,
+    event_type,
+    to_plain,
+    unpacked,
+)
 from dtf_core.ids import validate_id
 from projections.board import Board
 
 
 async def _events(target: Target, filters: list[str]) -> list[tuple[int, Event]]:
+    """The events as users know them: a lease that is also the submission is shown as
+    both (ADR 0018)."""
     async with connected(target) as nc:
         records = await served_log(client(nc, target)).read(filters, 1)
-    out = []
+    out: list[tuple[int, Event]] = []
     for rec in records:
         try:
-            out.append((rec.seq, decode(rec.subject, rec.data)))
+            event = decode(rec.subject, rec.data)
         except UndecodableEvent:
             continue  # dead-lettered by the agents: not part of the history
+        out.extend((rec.seq, e) for e in unpacked(event))
     return out
 
 

@@ -74,13 +74,10 @@ class Verifier:
         tid = ev.task_id  # type: ignore[union-attr]
         lease = self._lease
         if kind is _SUBMITTED:
-            self._submitted.add(tid)
-            key = ev.spec.idempotency_key  # type: ignore[union-attr]
-            if key is not None:
-                first = self._keys.setdefault(key, tid)
-                if first != tid:
-                    self._bad(5, seq, tid, f"idempotency key {key!r} also made task {first}")
+            self._submission(seq, tid, ev.spec.idempotency_key)  # type: ignore[union-attr]
         elif kind is _LEASED:
+            if ev.submitted_by and ev.spec is not None:  # type: ignore[union-attr]
+                self._submission(seq, tid, ev.spec.idempotency_key)  # type: ignore[union-attr]
             if tid in lease:
                 self._bad(1, seq, tid,
                           f"leased to {ev.worker_id} while lease {lease[tid]} is live")  # type: ignore[union-attr]
@@ -99,6 +96,13 @@ class Verifier:
                 count = self._terminal[tid] = self._terminal.get(tid, 0) + 1
                 if count > 1:
                     self._bad(2, seq, tid, f"a second terminal event ({event_type(ev)})")
+
+    def _submission(self, seq: int, tid: str, key: str | None) -> None:
+        self._submitted.add(tid)
+        if key is not None:
+            first = self._keys.setdefault(key, tid)
+            if first != tid:
+                self._bad(5, seq, tid, f"idempotency key {key!r} also made task {first}")
 
     def result(self) -> Audit:
         self.audit.tasks = len(self._submitted)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dtf_core.events.codec import Event
-from dtf_core.events.task import AttemptOutcome, TaskLeased, TaskSubmitted
+from dtf_core.events.task import AttemptOutcome, TaskLeased, TaskSubmitted, submission_in
 from dtf_core.events.worker import Capabilities, WorkerLost, WorkerRegistered, WorkerStopped
 from dtf_core.placement import Slot, place, refusing
 from dtf_core.policy import Policy
@@ -69,10 +69,13 @@ class History:
     def from_events(cls, events: Iterable[tuple[int, Event]]) -> History:
         h = cls()
         for _, ev in events:
-            if isinstance(ev, TaskSubmitted):
-                h.jobs[ev.task_id] = Job(TaskState(task_id=ev.task_id, spec=ev.spec,
-                                                   run_id=ev.run_id, submitted_at=ev.at))
-            elif isinstance(ev, TaskLeased) and ev.task_id in h.jobs:
+            submitted = submission_in(ev) if isinstance(ev, TaskLeased) else ev
+            if isinstance(submitted, TaskSubmitted):  # a lease may be one too (ADR 0018)
+                h.jobs[submitted.task_id] = Job(TaskState(task_id=submitted.task_id,
+                                                          spec=submitted.spec,
+                                                   run_id=submitted.run_id,
+                                                   submitted_at=submitted.at))
+            if isinstance(ev, TaskLeased) and ev.task_id in h.jobs:
                 job = h.jobs[ev.task_id]
                 job.first_lease = job.first_lease if job.first_lease is not None else ev.at
             elif isinstance(ev, AttemptOutcome) and ev.task_id in h.jobs:

@@ -23,6 +23,7 @@ from dtf_core.events.task import (
     TaskStarted,
     TaskSubmitted,
     TaskWaiting,
+    submission_in,
 )
 from dtf_core.spec import TaskSpec
 
@@ -84,6 +85,8 @@ def evolve(state: TaskState | None, event: TaskEvent, seq: int) -> TaskState:
             submitted_at=event.at,
         )
     if state is None:
+        if isinstance(event, TaskLeased) and (submitted := submission_in(event)):
+            return _leased(evolve(None, submitted, seq), event, seq)  # ADR 0018
         raise NotFound(f"event {type(event).__name__} for unknown task {event.task_id}")
     if seq <= state.last_seq:
         return state

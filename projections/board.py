@@ -41,6 +41,13 @@ def note_scale(scaling: dict[str, list[ScaleEvent]], event: ScaleEvent) -> None:
     del recent[:-SCALE_KEEP]
 
 
+def _makes_task(event: TaskEventBase) -> bool:
+    """A task's first event: its submission, or a lease that is its submission too (ADR
+    0018)."""
+    return isinstance(event, TaskSubmitted) or (
+        isinstance(event, TaskLeased) and bool(event.submitted_by))
+
+
 class Board:
     """``from_leases``: a board that never sees ``submitted`` events (recovery filters them
     out on the server) creates a task from its first lease, which carries the spec."""
@@ -101,7 +108,7 @@ class Board:
         old = self.tasks.get(event.task_id)
         if old is None and event.task_id in self.finished:
             return None  # ended long ago and compacted: a late event changes nothing
-        if old is None and not isinstance(event, TaskSubmitted):
+        if old is None and not _makes_task(event):
             if not (self.from_leases and isinstance(event, TaskLeased) and event.spec):
                 return None  # an event for a task we never saw: nothing to fold into
             old = task_agg.TaskState(task_id=event.task_id, spec=event.spec,

@@ -18,7 +18,7 @@ from dtf_core import commands as cmds
 from dtf_core import subjects
 from dtf_core import task as task_agg
 from dtf_core.errors import DTFError, InvalidInput, NotFound
-from dtf_core.events.codec import UndecodableEvent, decode, event_type, to_plain
+from dtf_core.events.codec import UndecodableEvent, decode, event_type, to_plain, unpacked
 from dtf_core.events.task import TaskEventBase, TaskLeased
 from dtf_core.explain import explain, scaling_lines
 from dtf_core.ids import validate_id
@@ -194,10 +194,11 @@ async def get_task(board: Board, log: EventLog, task_id: str,
         if state is None and isinstance(ev, TaskEventBase):
             with contextlib.suppress(DTFError):  # an event before its submission: skipped
                 folded = task_agg.evolve(folded, ev, rec.seq)
-        body = to_plain(ev)
-        body.pop("spec", None)
-        history.append(HistoryEntry(type=event_type(ev), seq=rec.seq, time=rec.time,
-                                    actor=ev.actor, data=body))
+        for shown in unpacked(ev):  # a lease that is the submission too: both (ADR 0018)
+            body = to_plain(shown)
+            body.pop("spec", None)
+            history.append(HistoryEntry(type=event_type(shown), seq=rec.seq, time=rec.time,
+                                        actor=shown.actor, data=body))
     state = state or folded
     if state is None:
         raise NotFound(f"task {task_id} has no events left in the log")

@@ -69,7 +69,7 @@ class SchedulerAgent(FoldingAgent):
         self.actor = self.leadership.holder if self.leadership else name
         self.leases_made = 0
         self.leases_tried = 0
-        self.leases_chained = 0  # made right behind their submission (ADR 0016)
+        self.leases_with_submission = 0  # written as their submission too (ADR 0018)
         self.placing = asyncio.Lock()  # a round, or a lease chained by the api
 
     async def run(self) -> None:
@@ -94,11 +94,11 @@ class SchedulerAgent(FoldingAgent):
                     self._push_ids(self.ready_q.dependents(t.task_id))
         self.wake.set()
 
-    def _push_ids(self, task_ids: set[str] | list[str]) -> None:
-        for task_id in task_ids:
-            t = self.board.tasks.get(task_id)
-            if t is not None and t.status == "queued":
-                self.ready_q.push(t)
+    def _push_ids(self, task_ids: set[str] | list[str]) -> int:
+        queued = [t for i in task_ids if (t := self.board.tasks.get(i)) and t.status == "queued"]
+        for t in queued:
+            self.ready_q.push(t)
+        return len(queued)
 
     async def _loop(self) -> None:
         while True:
@@ -130,9 +130,10 @@ class SchedulerAgent(FoldingAgent):
                 self.ready_q.push(t)
 
     def submitted_here(self, task_ids: list[str]) -> None:
-        """Submitted by this process's api (on the shared board): a round now (ADR 0012)."""
-        self._push_ids(task_ids)
-        self.wake.set()
+        """Submitted by this process's api (on the shared board): a round now (ADR 0012),
+        unless none is queued (each was leased as it was submitted, ADR 0018)."""
+        if self._push_ids(task_ids):
+            self.wake.set()
 
     async def round(self) -> bool:
         """One scheduling round; True if it appended anything (so another may help)."""

@@ -25,7 +25,7 @@ from agents.wire.client import ApiClient
 from agents.wire.output import served_log
 from dtf_core import subjects
 from dtf_core.errors import DTFError
-from dtf_core.events.codec import UndecodableEvent, decode, event_type
+from dtf_core.events.codec import Event, UndecodableEvent, decode, event_type, unpacked
 from dtf_core.events.task import TaskSubmitted
 from dtf_core.events.tests import TestsReported
 
@@ -40,14 +40,20 @@ FIELDS = ("task_id", "worker_id", "run_id", "attempt", "exit_code", "error", "re
 Item = dict[str, Any]
 
 
-def summarize(seq: int, subject: str, data: bytes) -> Item:
-    """A compact, JSON-ready view of one event (a submission's spec is reduced to its
-    name, type and priority; the full event is `GET /api/tasks/{id}/events`)."""
+def summarize(seq: int, subject: str, data: bytes) -> list[Item]:
+    """A compact, JSON-ready view of one message's events (a submission's spec is reduced
+    to its name, type and priority; the full event is `GET /api/tasks/{id}/events`). One
+    item, but two for a lease that is also the submission (ADR 0018)."""
     try:
         event = decode(subject, data)
     except UndecodableEvent:
-        return {"seq": seq, "type": "undecodable", "subject": subject}
-    item: Item = {"seq": seq, "type": event_type(event), "kind": subject.split(".")[2],
+        return [{"seq": seq, "type": "undecodable", "subject": subject}]
+    kind = subject.split(".")[2]
+    return [_summary(seq, kind, e) for e in unpacked(event)]
+
+
+def _summary(seq: int, kind: str, event: Event) -> Item:
+    item: Item = {"seq": seq, "type": event_type(event), "kind": kind,
                   "time": getattr(event, "at", None), "actor": getattr(event, "actor", None)}
     for name in FIELDS:
         value = getattr(event, name, None)
@@ -148,7 +154,7 @@ class Feed:
             async for batch in tail:
                 if not batch:  # the tail at its end after dropped records: nothing new
                     continue
-                items = [summarize(r.seq, r.subject, r.data) for r in batch]
+                items = [i for r in batch for i in summarize(r.seq, r.subject, r.data)]
                 self.last_seq = batch[-1].seq
                 if self.metrics is not None:
                     self.metrics.observe(items)

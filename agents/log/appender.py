@@ -21,18 +21,11 @@ from agents.log.port import (
 Group = Sequence[Append]
 
 
-async def append_groups(log: EventLog, groups: Sequence[Group], *,
-                        tried: Appended | BaseException | None = None
-                        ) -> list[Appended | None]:
-    """Append every group; returns each group's sequences, or None for a conflicting group.
-    ``tried``: what one append of all the groups (at most MAX_BATCH messages) already gave,
-    taken as the first try (a conflict or a duplicate is split as usual)."""
+async def append_groups(log: EventLog, groups: Sequence[Group]) -> list[Appended | None]:
+    """Append every group; returns each group's sequences, or None for a conflicting group."""
     results: list[Appended | None] = [None] * len(groups)
-    chunks = _chunks(groups)
-    if tried is not None and len(chunks) != 1:
-        raise ValueError("a tried append covers one batch of groups")
-    for lo, hi in chunks:
-        await _append_range(log, groups, lo, hi, results, tried)
+    for lo, hi in _chunks(groups):
+        await _append_range(log, groups, lo, hi, results)
     return results
 
 
@@ -55,7 +48,6 @@ async def _append_range(
     lo: int,
     hi: int,
     results: list[Appended | None],
-    tried: Appended | BaseException | None = None,
 ) -> None:
     flat = [a for g in groups[lo:hi] for a in g]
     if not flat:
@@ -63,9 +55,7 @@ async def _append_range(
             results[i] = Appended()
         return
     try:
-        seqs = await log.append(flat) if tried is None else tried
-        if isinstance(seqs, BaseException):
-            raise seqs
+        seqs = await log.append(flat)
     except (AppendConflict, DuplicateBatch):
         if hi - lo == 1:
             if len(flat) > 1:

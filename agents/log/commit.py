@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from agents.log.appender import append_groups
-from agents.log.port import Append, AppendConflict, Appended, EventLog
+from agents.log.port import Append, Appended, EventLog
 from dtf_core import subjects
 from dtf_core.events.codec import Event, encode, msg_id_of, subject_of
 from projections.board import Board
@@ -78,30 +78,3 @@ def _apply(board: Board, changes: Sequence[Change], results: Sequence[Appended |
             for seq, event in zip(seqs, change.events, strict=True):
                 if seq not in seqs.duplicates:
                     board.apply(seq, event)
-
-
-async def commit_chained(eventlog: EventLog, board: Board, changes: Sequence[Change],
-                         then: Event) -> tuple[list[Appended | None], Appended | None]:
-    """``commit`` of ``changes`` (one message in all), with ``then`` sent right
-    behind it without waiting for its acknowledgement (ADR 0016).
-
-    ``then`` carries no expected sequence of its own but the log's newest message id: it is
-    stored only if the log then ends with the message of ``changes`` (stored by this
-    append, or an earlier copy of it), so nothing came between them. Returns what
-    ``commit`` returns, and ``then``'s sequence (None: refused, or unknown)."""
-    groups = [c.appends() for c in changes]
-    if sum(map(len, groups)) != 1:
-        raise ValueError("only a change of one message can be chained")
-    [first] = [a for g in groups for a in g]
-    follow = Change([then], None, None).appends()[0]
-    tried, chained = await eventlog.append_pipelined(
-        [[first], [replace(follow, expect_last_id=first.msg_id)]])
-    results = await append_groups(eventlog, groups, tried=tried)
-    _apply(board, changes, results)
-    if isinstance(chained, BaseException):
-        if not isinstance(chained, AppendConflict):  # its fate unknown: the fold will say
-            log.warning("a chained append was not acknowledged: %r", chained)
-        return results, None
-    if chained and chained[0] not in chained.duplicates:
-        board.apply(chained[0], then)
-    return results, chained

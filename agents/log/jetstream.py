@@ -7,7 +7,6 @@ gets a PubAck, so a batch costs one fsync and one round trip.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -35,7 +34,6 @@ from dtf_core.replies import TailOpened
 from dtf_core.subjects import EVENTS_STREAM
 
 log = logging.getLogger(__name__)
-ERR_WRONG_LAST_MSG_ID = 10070
 ERR_WRONG_LAST_SEQ = 10071
 ERR_BATCH_DUPLICATE = 10201
 ERR_MSG_TOO_BIG = 10054
@@ -67,8 +65,6 @@ def _headers(item: Append) -> dict[str, str]:
     if item.expect_seq is not None:
         h["Nats-Expected-Last-Subject-Sequence"] = str(item.expect_seq)
         h["Nats-Expected-Last-Subject-Sequence-Subject"] = item.expect_filter or item.subject
-    if item.expect_last_id is not None:
-        h["Nats-Expected-Last-Msg-Id"] = item.expect_last_id
     return h
 
 
@@ -78,7 +74,7 @@ def _raise_for(ack: dict[str, Any]) -> None:
         return
     code = err.get("err_code")
     desc = err.get("description", "")
-    if code in (ERR_WRONG_LAST_SEQ, ERR_WRONG_LAST_MSG_ID):
+    if code == ERR_WRONG_LAST_SEQ:
         raise AppendConflict(desc)
     if code == ERR_BATCH_DUPLICATE:
         raise DuplicateBatch(desc)
@@ -107,15 +103,6 @@ class JetStreamLog:
         ack: dict[str, Any] = json.loads(msg.data)
         _raise_for(ack)
         return ack
-
-    async def append_pipelined(
-        self, batches: Sequence[Sequence[Append]]
-    ) -> list[Appended | BaseException]:
-        # Each append publishes all of its batch before its first wait (the ack), and tasks
-        # start in the order they are made: the batches leave in order. Were they not, a
-        # batch expecting the one before it would only be refused, never misplaced.
-        sends = [asyncio.ensure_future(self.append(batch)) for batch in batches]
-        return list(await asyncio.gather(*sends, return_exceptions=True))
 
     async def append(self, batch: Sequence[Append]) -> Appended:
         if not batch:

@@ -23,7 +23,6 @@ class MemoryLog:
     def __init__(self) -> None:
         self.records: list[Record] = []
         self._msg_ids: dict[str, int] = {}
-        self._last_id = ""  # the newest record's message id
         self._changed = anyio.Event()
 
     def _last_on(self, pattern: str) -> int:
@@ -49,9 +48,6 @@ class MemoryLog:
                     seq = self._msg_ids[item.msg_id]
                     return Appended.of([seq], [seq])
                 raise DuplicateBatch("atomic publish batch contains duplicate message id")
-        want_last = batch[0].expect_last_id  # checked after the message ids, as JetStream does
-        if want_last is not None and want_last != self._last_id:
-            raise AppendConflict(f"wrong last msg ID: {self._last_id}")
         first = len(self.records) + 1
         now = time.time()
         staged = [
@@ -61,21 +57,9 @@ class MemoryLog:
         self.records.extend(staged)
         for item, rec in zip(batch, staged, strict=True):
             self._msg_ids[item.msg_id] = rec.seq
-        self._last_id = batch[-1].msg_id
         self._changed.set()
         self._changed = anyio.Event()
         return Appended(r.seq for r in staged)
-
-    async def append_pipelined(
-        self, batches: Sequence[Sequence[Append]]
-    ) -> list[Appended | BaseException]:
-        out: list[Appended | BaseException] = []
-        for batch in batches:
-            try:
-                out.append(await self.append(batch))
-            except (AppendConflict, DuplicateBatch, InvalidInput) as exc:
-                out.append(exc)
-        return out
 
     async def read(self, filters: Sequence[str], start_seq: int = 1) -> list[Record]:
         return [

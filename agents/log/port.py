@@ -20,16 +20,13 @@ MAX_BATCH = 1000
 @dataclass(frozen=True, slots=True)
 class Append:
     """One message to append. ``expect_seq`` is checked against the last sequence stored on
-    any subject matching ``expect_filter`` (0 means "nothing stored there yet");
-    ``expect_last_id``: the message id of the newest message in the whole log (checked on
-    a single append: the message goes right behind that one or not at all)."""
+    any subject matching ``expect_filter`` (0 means "nothing stored there yet")."""
 
     subject: str
     data: bytes
     msg_id: str
     expect_seq: int | None = None
     expect_filter: str | None = None
-    expect_last_id: str | None = None
 
 
 class Record(msgspec.Struct, frozen=True, gc=False):
@@ -112,17 +109,6 @@ class EventLog(Protocol):
         AppendConflict.
         Raises AppendConflict, DuplicateBatch, or InvalidInput (more than MAX_BATCH).
         """
-        ...
-
-    async def append_pipelined(
-        self, batches: Sequence[Sequence[Append]]
-    ) -> list[Appended | BaseException]:
-        """Append each batch as ``append`` does, sending each without waiting for the one
-        before to be acknowledged; each batch's outcome (its sequences, or what ``append``
-        would have raised). Batches reach the log in order, and each is checked against the
-        log as the batches before it left it: a message expecting the last message id of
-        the batch before it (``expect_last_id``) is stored right behind it or not at all
-        (ADR 0016)."""
         ...
 
     async def read(self, filters: Sequence[str], start_seq: int = 1) -> list[Record]:

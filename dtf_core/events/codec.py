@@ -25,6 +25,7 @@ from dtf_core.events.task import (
     TaskEventBase,
     TaskLeased,
     TaskSubmitted,
+    submission_in,
 )
 from dtf_core.events.tests import TestsEvent, TestsReported
 from dtf_core.events.worker import (
@@ -55,6 +56,17 @@ _decoders: dict[str, msgspec.msgpack.Decoder[Event]] = {
 
 class UndecodableEvent(ValueError):
     """A message on the event stream that is not a valid event: it goes to a dead letter."""
+
+
+def unpacked(event: Event) -> tuple[Event, ...]:
+    """What users read for one event: a lease that is also the submission (ADR 0018) is
+    shown as the two events it stands for, ``submitted`` then ``leased`` at one sequence,
+    so a task's history reads the same whichever way it was written. For display only: a
+    fold takes the lease whole (it skips a second event at one sequence)."""
+    if not isinstance(event, TaskLeased) or (submitted := submission_in(event)) is None:
+        return (event,)
+    return submitted, msgspec.structs.replace(event, submitted_by="", submitted_at=0.0,
+                                              run_id=None)
 
 
 def encode(event: Event) -> bytes:
@@ -163,6 +175,8 @@ def msg_id_of(event: Event) -> str:
     duplicate window instead of being applied twice."""
     etype = event_type(event)
     match event:
+        case TaskLeased(submitted_by=by) if by:  # also the submission (ADR 0018):
+            return f"{event.task_id}.submitted"  # a resent submission is known either way
         case TaskLeased():
             return f"{event.task_id}.leased.{event.attempt}.{event.worker_id}.{event.session}"
         case TaskCancelRequested():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from msgspec import Struct
 
 from dtf_core.benchmarks import BenchResult
@@ -31,13 +32,20 @@ class TaskSubmitted(TaskEventBase, frozen=True, kw_only=True, tag="submitted"):
 
 
 class TaskLeased(TaskEventBase, frozen=True, kw_only=True, tag="leased"):
-    """The lease is the dispatch; its stream sequence is the fencing token."""
+    """The lease is the dispatch; its stream sequence is the fencing token.
+
+    A lease whose ``submitted_by`` is set is also its task's submission (ADR 0018): the
+    task's first event, written as one message when the task could be placed at once.
+    It carries the spec, and ``submission_in`` gives the submission it stands for."""
 
     worker_id: str
     session: str
     attempt: int
     why: Placement | None = None
     spec: TaskSpec | None = None
+    submitted_by: str = ""  # the submitter (the task's owner): this lease submits the task
+    submitted_at: float = 0.0
+    run_id: str | None = None
 
 
 class TaskStarted(TaskEventBase, frozen=True, kw_only=True, tag="started"):
@@ -114,6 +122,22 @@ class TaskWaiting(TaskEventBase, frozen=True, kw_only=True, tag="waiting"):
     reason: str  # a short code: no_worker, no_match, full, dependencies, backoff, quota, ...
     detail: str = ""
     waited_s: float = 0.0
+
+
+def submission_in(event: TaskLeased) -> TaskSubmitted | None:
+    """The submission a lease also is (ADR 0018), or None for a plain lease."""
+    if not event.submitted_by or event.spec is None:
+        return None
+    return TaskSubmitted(task_id=event.task_id, at=event.submitted_at,
+                         actor=event.submitted_by, spec=event.spec, run_id=event.run_id)
+
+
+def with_submission(lease: TaskLeased, submitted: TaskSubmitted) -> TaskLeased:
+    """``lease`` written as the task's first event: submission and lease in one."""
+    if lease.task_id != submitted.task_id:
+        raise ValueError("a lease can carry only its own task's submission")
+    return msgspec.structs.replace(lease, spec=submitted.spec, submitted_by=submitted.actor,
+                                   submitted_at=submitted.at, run_id=submitted.run_id)
 
 
 TaskEvent = (

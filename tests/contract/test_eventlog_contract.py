@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import anyio
 import nats
@@ -221,63 +221,6 @@ async def test_a_batch_repeating_an_id_within_itself_writes_nothing(ctx: Ctx) ->
     with pytest.raises(DuplicateBatch):
         await ctx.log.append([ctx.msg("a", msg_id="same"), ctx.msg("b", msg_id="same")])
     assert await ctx.all() == []
-
-
-# --- pipelined appends (ADR 0016) --------------------------------------------------------------
-
-
-def behind(item: Append, msg_id: str) -> Append:
-    return replace(item, expect_last_id=msg_id)
-
-
-async def test_pipelined_batches_are_stored_in_order_each_answered(ctx: Ctx) -> None:
-    out = await ctx.log.append_pipelined([[ctx.msg("a")], [ctx.msg("b"), ctx.msg("c")],
-                                          [ctx.msg("d")]])
-    assert out == [[1], [2, 3], [4]]
-    assert [r.data for r in await ctx.all()] == [b"a/submitted", b"b/submitted",
-                                                 b"c/submitted", b"d/submitted"]
-
-
-async def test_a_message_expecting_the_newest_id_goes_right_behind_it(ctx: Ctx) -> None:
-    out = await ctx.log.append_pipelined([[ctx.msg("a", expect=0, msg_id="sub-a")],
-                                          [behind(ctx.msg("a", "leased", worker="w1"), "sub-a")]])
-    assert out == [[1], [2]]
-
-
-async def test_a_message_expecting_another_newest_id_writes_nothing(ctx: Ctx) -> None:
-    await ctx.log.append([ctx.msg("a", msg_id="sub-a")])
-    await ctx.log.append([ctx.msg("b", msg_id="sub-b")])
-    [out] = await ctx.log.append_pipelined([[behind(ctx.msg("a", "leased"), "sub-a")]])
-    assert isinstance(out, AppendConflict)
-    assert seqs(await ctx.all()) == [1, 2]
-
-
-async def test_behind_a_refused_batch_the_chained_message_is_refused_too(ctx: Ctx) -> None:
-    await ctx.log.append([ctx.msg("a")])
-    refused, chained = await ctx.log.append_pipelined([
-        [ctx.msg("a", expect=0, msg_id="sub-a-again")],
-        [behind(ctx.msg("a", "leased", worker="w1"), "sub-a-again")]])
-    assert isinstance(refused, AppendConflict) and isinstance(chained, AppendConflict)
-    assert seqs(await ctx.all()) == [1]
-
-
-async def test_behind_a_resent_message_still_newest_the_chained_one_is_stored(
-    ctx: Ctx,
-) -> None:
-    await ctx.log.append([ctx.msg("a", msg_id="sub-a")])
-    resent, chained = await ctx.log.append_pipelined([
-        [ctx.msg("a", msg_id="sub-a")], [behind(ctx.msg("a", "leased", worker="w1"), "sub-a")]])
-    assert resent == [1] and resent.duplicates == {1}
-    assert chained == [2]
-
-
-async def test_a_resent_chained_message_is_known_by_its_id_first(ctx: Ctx) -> None:
-    await ctx.log.append([ctx.msg("a", msg_id="sub-a")])
-    lease = behind(ctx.msg("a", "leased", worker="w1", msg_id="lease-a"), "sub-a")
-    assert await ctx.log.append_pipelined([[lease]]) == [[2]]
-    [again] = await ctx.log.append_pipelined([[lease]])  # the newest is the lease itself:
-    assert again == [2] and again.duplicates == {2}  # the id is checked before the newest
-    assert seqs(await ctx.all()) == [1, 2]
 
 
 # --- limits -----------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from agents.http.live import QUEUE_BATCHES, Subscriber, matcher, summarize
 from dtf_core.events.codec import encode, subject_of
-from dtf_core.events.task import TaskSubmitted
+from dtf_core.events.task import TaskLeased, TaskSubmitted, with_submission
 from dtf_core.spec import command_spec
 
 
@@ -17,11 +17,27 @@ def submitted(task_id: str) -> tuple[str, bytes]:
 
 def test_a_submission_is_summarised_without_its_spec() -> None:
     subject, data = submitted("t-1")
-    item = summarize(7, subject, data)
+    [item] = summarize(7, subject, data)
     assert item == {"seq": 7, "type": "submitted", "kind": "task", "time": 1.0, "actor": "ann",
                     "task_id": "t-1", "name": "n", "task_type": "command", "priority": 3,
                     "group": None}
-    assert summarize(8, "dtf.evt.task.t-2.submitted", b"junk")["type"] == "undecodable"
+    [bad] = summarize(8, "dtf.evt.task.t-2.submitted", b"junk")
+    assert bad["type"] == "undecodable"
+
+
+def test_a_lease_that_is_the_submission_shows_as_both() -> None:
+    """ADR 0018: the feed, the dashboard and the metrics see the usual two events."""
+    submission = TaskSubmitted(task_id="t-1", at=1.0, actor="ann",
+                               spec=command_spec(["true"], name="n", priority=3))
+    lease = TaskLeased(task_id="t-1", at=1.0, actor="scheduler", worker_id="w",
+                       session="s", attempt=1, spec=submission.spec)
+    both = with_submission(lease, submission)
+    items = summarize(9, subject_of(both), encode(both))
+    assert [(i["seq"], i["type"], i["actor"]) for i in items] == [
+        (9, "submitted", "ann"), (9, "leased", "scheduler")]
+    [submitted_item] = summarize(9, *submitted("t-1")[0:2])
+    assert items[0] == submitted_item | {"seq": 9}
+    assert items[1] == summarize(9, subject_of(lease), encode(lease))[0]
 
 
 def test_filters_pick_an_aggregate_types_and_kinds() -> None:

@@ -1,7 +1,7 @@
-"""Leases chained right behind their submission (ADR 0016) on a real nats-server: the
-control plane's api sends a one-task submission and its lease without waiting between
-them; JetStream stores the lease only right behind the submission. Whatever the timing,
-every task is leased once and the log keeps every invariant."""
+"""Leases that are also their task's submission (ADR 0018) on a real nats-server: the
+control plane's api writes a one-task submission that a round would lease at once as
+one message. Whatever the timing, every task is leased once, a worker runs it under
+that message's sequence, and the log keeps every invariant."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dtf_core.audit import Verifier
-from dtf_core.events.task import TaskLeased, TaskSubmitted
+from dtf_core.events.task import TaskLeased, TaskSubmitted, TaskSucceeded
 from dtf_core.spec import TaskSpec
 from tests.integration.harness import Harness, stack
 
@@ -19,8 +19,10 @@ pytestmark = pytest.mark.anyio
 
 
 async def leases_of(h: Harness, task_id: str) -> tuple[int, list[int]]:
+    """The task's first event's sequence, and its leases'."""
     events = await h.events(task_id)
-    [submitted] = [seq for seq, e in events if isinstance(e, TaskSubmitted)]
+    [submitted] = [seq for seq, e in events if isinstance(e, TaskSubmitted)
+                   or (isinstance(e, TaskLeased) and e.submitted_by)]
     return submitted, [seq for seq, e in events if isinstance(e, TaskLeased)]
 
 
@@ -31,7 +33,7 @@ async def clean(h: Harness) -> None:
     assert verifier.result().violations == []
 
 
-async def test_a_single_submission_is_leased_right_behind_it(tmp_path: Path) -> None:
+async def test_a_single_submission_is_written_as_its_lease(tmp_path: Path) -> None:
     async with stack(tmp_path, control=True, slots=2) as h:
         scheduler = h.agents["scheduler"]
         for _ in range(5):  # one at a time, as `dtf submit` and a small CI job do
@@ -39,14 +41,17 @@ async def test_a_single_submission_is_leased_right_behind_it(tmp_path: Path) -> 
             await h.wait_status(task_id, {"succeeded"})
             submitted, leases = await leases_of(h, task_id)
             assert len(leases) == 1
-        assert scheduler.leases_chained >= 1  # an idle plane chains (another event between
-        # a submission and its lease sends that one through a round instead)
-        chained_seen = 0
-        for _, e in await h.events():
-            if isinstance(e, TaskSubmitted):
+            [(_, done)] = [(s, e) for s, e in await h.events(task_id)
+                           if isinstance(e, TaskSucceeded)]
+            assert done.fencing == leases[0]  # the worker ran it under that message
+        assert scheduler.leases_with_submission >= 1  # an idle plane writes them (one
+        # waiting for a round sends the submission through the round instead)
+        together = 0
+        for seq, e in await h.events():
+            if isinstance(e, TaskLeased) and e.submitted_by:
                 submitted, leases = await leases_of(h, e.task_id)
-                chained_seen += leases == [submitted + 1]
-        assert chained_seen >= scheduler.leases_chained
+                together += leases == [submitted] == [seq]
+        assert together == scheduler.leases_with_submission
         await clean(h)
 
 
@@ -68,5 +73,5 @@ async def test_concurrent_submissions_and_rounds_lease_each_task_once(tmp_path: 
             _, leases = await leases_of(h, task_id)
             assert len(leases) == 1, task_id
         assert scheduler.leases_made == len(ids)
-        assert 0 < scheduler.leases_chained <= 60  # the batch of 20 goes through rounds
+        assert 0 < scheduler.leases_with_submission <= 60  # the batch of 20 goes through rounds
         await clean(h)
