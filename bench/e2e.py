@@ -111,27 +111,29 @@ async def latency(nc: Client, samples: int, credential: str | None = None
 
     out: list[float] = []
     published: list[float] = []
+    seen: dict[str, float] = {}  # task -> when its terminal event was seen published
+
+    async def on_msg(msg: Msg) -> None:
+        seen.setdefault(msg.subject.split(".")[3], time.perf_counter())
+
+    # Subscribed once, not per sample: a subscription made and dropped for every task
+    # would make nats-server rebuild its interest (and drop its subject cache) each time.
+    subs = [await nc.subscribe(f"dtf.evt.task.*.{t}", cb=on_msg) for t in TERMINAL_TYPES]
     async with eventlog.tail(filters, await eventlog.last_seq() + 1) as tail:
         watcher = asyncio.create_task(watch(tail))
         for _ in range(samples):
             task_id = "lat-" + uuid.uuid4().hex[:16]
             got = stored[task_id] = asyncio.Event()
-            seen: list[float] = []
-
-            async def on_msg(msg: Msg, seen: list[float] = seen) -> None:
-                if msg.subject.rsplit(".", 1)[-1] in TERMINAL_TYPES:  # not `submitted`
-                    seen.append(time.perf_counter())
-
-            sub = await nc.subscribe(f"dtf.evt.task.{task_id}.*", cb=on_msg)
             t0 = time.perf_counter()
             await api.submit([TaskSpec(type="noop", id=task_id)])
             await asyncio.wait_for(got.wait(), 30)
             out.append((time.perf_counter() - t0) * 1000)
-            await sub.unsubscribe()
-            if seen:
-                published.append((seen[0] - t0) * 1000)
+            if task_id in seen:
+                published.append((seen.pop(task_id) - t0) * 1000)
             del stored[task_id]
         watcher.cancel()
+    for sub in subs:
+        await sub.unsubscribe()
     return out, published
 
 
