@@ -199,43 +199,42 @@ def missed_deadlines(queue: ReadyQueue, fold: Fold, *, now: float, actor: str) -
 
 
 class _WithNew:
-    """``fold`` and one task submitted but not folded yet (as its first event leaves it)."""
+    """``fold`` and tasks submitted but not folded yet (as their first events leave them)."""
 
-    def __init__(self, fold: Fold, new: TaskState) -> None:
+    def __init__(self, fold: Fold, new: Mapping[str, TaskState]) -> None:
         self.fold = fold
         self.new = new
-        self.tasks: Mapping[str, TaskState] = ChainMap({new.task_id: new}, fold.tasks)  # type: ignore[arg-type]
+        self.tasks: Mapping[str, TaskState] = ChainMap(new, fold.tasks)  # type: ignore[arg-type]
         self.workers = fold.workers
         self.leases_by_worker = fold.leases_by_worker
 
     def task_or_tombstone(self, task_id: str) -> TaskState | None:
-        return self.new if task_id == self.new.task_id else self.fold.task_or_tombstone(task_id)
+        new = self.new.get(task_id)
+        return new if new is not None else self.fold.task_or_tombstone(task_id)
 
 
-def lease_new(submitted: TaskSubmitted, fold: Fold, *, now: float, actor: str,
-              quotas: Mapping[str, int], policy: Policy) -> TaskLeased | None:
-    """The lease a round would write at once for a task just submitted, were it the only
-    task queued (the caller makes sure it is): None when the round would not lease it now
-    (a delay, a dependency, a deadline passed, its owner's quota, no free slot that fits).
-    The submission need not be folded yet (ADR 0016)."""
-    new = evolve(None, submitted, 0)
-    if new.spec.deadline is not None and new.spec.deadline <= now:
-        return None  # the round fails it for its deadline instead
+def leases_new(submitted: Iterable[TaskSubmitted], fold: Fold, *, now: float, actor: str,
+               quotas: Mapping[str, int], policy: Policy) -> dict[str, TaskLeased]:
+    """The leases a round would write at once for tasks just submitted, were they the only
+    tasks queued (the caller makes sure they are), by task: one left out is one the round
+    would not lease now (a delay, a dependency, a deadline passed, its owner's quota, no
+    free slot that fits). The submissions need not be folded yet (ADR 0018)."""
+    new = {ev.task_id: evolve(None, ev, 0) for ev in submitted}
     free_slots = slots(fold)
     free = sum(s.free for s in free_slots)
-    if not free:
-        return None
+    if not free or not new:
+        return {}
     queue = ReadyQueue(policy)
-    queue.push(new)
+    for t in new.values():
+        if t.spec.deadline is None or t.spec.deadline > now:  # else the round fails it
+            queue.push(t)
     view = _WithNew(fold, new)
     picked = pick(queue, view, free, now=now, actor=actor, quotas=quotas, policy=policy)
     if not picked.tasks:
-        return None
-    types = {new.task_id: new.spec.type} if refusing(free_slots) else None
-    decisions = place([(new.task_id, new.spec.requirements)], free_slots, score=policy.score,
-                      policy=policy.name, types=types)
-    if not decisions:
-        return None
-    d = decisions[0]
-    return task_agg.decide_lease(new, worker_id=d.worker_id, session=d.session, now=now,
-                                 actor=actor, why=d.why)
+        return {}
+    types = {t.task_id: t.spec.type for t in picked.tasks} if refusing(free_slots) else None
+    decisions = place(((t.task_id, t.spec.requirements) for t in picked.tasks), free_slots,
+                      score=policy.score, policy=policy.name, types=types)
+    return {d.task_id: task_agg.decide_lease(new[d.task_id], worker_id=d.worker_id,
+                                             session=d.session, now=now, actor=actor, why=d.why)
+            for d in decisions}

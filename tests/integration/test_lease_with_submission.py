@@ -73,5 +73,5 @@ async def test_concurrent_submissions_and_rounds_lease_each_task_once(tmp_path: 
             _, leases = await leases_of(h, task_id)
             assert len(leases) == 1, task_id
         assert scheduler.leases_made == len(ids)
-        assert 0 < scheduler.leases_with_submission <= 60  # the batch of 20 goes through rounds
+        assert 0 < scheduler.leases_with_submission <= len(ids)
         await clean(h)

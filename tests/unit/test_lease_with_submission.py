@@ -19,7 +19,7 @@ from dtf_core.audit import Verifier
 from dtf_core.events.codec import decode
 from dtf_core.events.task import TaskLeased, TaskSubmitted, submission_in, with_submission
 from dtf_core.policy import DefaultPolicy
-from dtf_core.scheduling import lease_new
+from dtf_core.scheduling import leases_new
 from dtf_core.spec import TaskSpec
 from projections.board import Board
 from tests.unit.test_control_on_memory_log import T0, Memory, spec
@@ -89,7 +89,7 @@ async def test_a_fold_from_the_log_equals_the_writers_board() -> None:
     assert recovery.tasks == mem.api.board.tasks
 
 
-@pytest.mark.parametrize("why", ["queue not empty", "no free slot", "several tasks",
+@pytest.mark.parametrize("why", ["queue not empty", "no free slot",
                                  "a dependency", "deadline passed",
                                  "owner at quota", "standby"])
 async def test_no_lease_is_chained_where_a_round_would_not_lease_at_once(why: str) -> None:
@@ -105,8 +105,6 @@ async def test_no_lease_is_chained_where_a_round_would_not_lease_at_once(why: st
         await mem.submit(spec())
         await mem.fold(mem.api)
         assert await sched.round()
-    elif why == "several tasks":
-        specs = [spec(), spec()]
     elif why == "a dependency":
         [dep] = await mem.submit(spec(gpus=1))
         sched._requeue_all()
@@ -120,6 +118,37 @@ async def test_no_lease_is_chained_where_a_round_would_not_lease_at_once(why: st
     assert sched.leases_with_submission == 0
 
 
+async def test_a_batch_writes_leases_for_what_fits_and_submissions_for_the_rest() -> None:
+    mem = Memory()
+    await mem.register("w1", slots=2)
+    sched = scheduler(mem)
+    cmd = cmds.SubmitTasks(tasks=[spec()], actor="alice", run_id="r1")
+    changes = submission(mem, spec(), spec(), spec()) + plans.plan_submit(
+        mem.api.board, cmd, now=mem.now, new_id=lambda: "in-run").changes  # and RunCreated
+    results = await commit_with_lease(sched, changes)
+    assert results is not None and all(r is not None for r in results)
+    kinds = [type(decode(r.subject, r.data)).__name__ for r in mem.log.records
+             if r.subject.startswith(("dtf.evt.task.", "dtf.evt.run."))]
+    assert sorted(kinds[:4]) == ["TaskLeased", "TaskLeased", "TaskSubmitted",
+                                 "TaskSubmitted"]  # two slots: two in the policy's order
+    assert kinds[4:] == ["RunCreated"]
+    board = mem.api.board
+    assert sorted(t.status for t in board.tasks.values()) == ["leased", "leased", "queued",
+                                                              "queued"]
+    assert "r1" in board.runs and [t.run_id for t in board.tasks.values()].count("r1") == 1
+    assert sched.leases_with_submission == 2
+    assert clean(mem.log)
+
+
+async def test_a_task_waiting_on_another_of_its_batch_is_submitted() -> None:
+    mem = Memory()
+    await mem.register("w1", slots=4)
+    batch = submission(mem, TaskSpec(type="noop", id="a"),
+                       TaskSpec(type="noop", id="b", dependencies=("a",)))
+    assert await commit_with_lease(scheduler(mem), batch) is not None
+    assert [t for _, t in await types_in_log(mem)] == ["TaskLeased", "TaskSubmitted"]
+
+
 async def test_the_lease_is_the_rounds_and_keeps_quotas() -> None:
     mem = Memory()
     await mem.register("w1")
@@ -127,10 +156,11 @@ async def test_the_lease_is_the_rounds_and_keeps_quotas() -> None:
     [ev] = change.events
     assert isinstance(ev, TaskSubmitted)
     board = mem.api.board
-    lease = lease_new(ev, board, now=T0, actor="s", quotas={}, policy=DefaultPolicy())
-    assert isinstance(lease, TaskLeased) and lease.attempt == 1
-    assert lease_new(ev, board, now=T0, actor="s", quotas={"alice": 0},
-                     policy=DefaultPolicy()) is None
+    lease = leases_new([ev], board, now=T0, actor="s", quotas={}, policy=DefaultPolicy())
+    assert list(lease) == [ev.task_id]
+    assert isinstance(lease[ev.task_id], TaskLeased) and lease[ev.task_id].attempt == 1
+    assert leases_new([ev], board, now=T0, actor="s", quotas={"alice": 0},
+                      policy=DefaultPolicy()) == {}
 
 
 async def test_a_submission_already_in_the_log_is_refused_and_the_round_leases() -> None:
