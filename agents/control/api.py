@@ -145,10 +145,10 @@ class ApiAgent(FoldingAgent):
                 return
             changes = [c for _, _, _, p in planned for c in p.changes]
             try:
-                chained = None
+                leased = None  # ADR 0018: what an idle scheduler places goes as its lease
                 if attempt == 0 and self.scheduler is not None:
-                    chained = await commit_with_lease(self.scheduler, changes)
-                results = await self.commit(changes) if chained is None else chained
+                    leased = await commit_with_lease(self.scheduler, changes)
+                results = await self.commit(changes) if leased is None else leased
             except Exception as exc:
                 for msg, _, _, _ in planned:
                     await self.responder.reply(msg, error_reply(exc))

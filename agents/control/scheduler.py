@@ -70,7 +70,7 @@ class SchedulerAgent(FoldingAgent):
         self.leases_made = 0
         self.leases_tried = 0
         self.leases_with_submission = 0  # written as their submission too (ADR 0018)
-        self.placing = asyncio.Lock()  # a round, or a lease chained by the api
+        self.placing = asyncio.Lock()  # a round, or leases written by the api
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:

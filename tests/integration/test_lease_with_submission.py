@@ -61,7 +61,7 @@ async def test_concurrent_submissions_and_rounds_lease_each_task_once(tmp_path: 
         ids: list[str] = []
 
         async def client(n: int) -> None:  # waits for each submission, not its task, so
-            for _ in range(n):  # chained leases, a batch's rounds and reports interleave
+            for _ in range(n):  # leases with submissions, rounds and reports interleave
                 ids.extend((await h.api.submit([TaskSpec(type="noop")])).ids)
 
         _, batch = await asyncio.gather(client(60), h.api.submit([TaskSpec(type="noop")] * 20))

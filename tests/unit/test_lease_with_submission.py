@@ -92,7 +92,7 @@ async def test_a_fold_from_the_log_equals_the_writers_board() -> None:
 @pytest.mark.parametrize("why", ["queue not empty", "no free slot",
                                  "a dependency", "deadline passed",
                                  "owner at quota", "standby"])
-async def test_no_lease_is_chained_where_a_round_would_not_lease_at_once(why: str) -> None:
+async def test_no_lease_at_submission_where_a_round_would_not_lease_at_once(why: str) -> None:
     mem = Memory()
     await mem.register("w1", slots=1)
     sched = scheduler(mem, lead=why == "standby", quotas={"alice": 0} if why == "owner at quota"
