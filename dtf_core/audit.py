@@ -23,6 +23,7 @@ from dtf_core.events.task import (
     TaskRequeued,
     TaskStarted,
     TaskSubmitted,
+    submission_in,
 )
 from dtf_core.task import TERMINAL
 
@@ -76,8 +77,8 @@ class Verifier:
         if kind is _SUBMITTED:
             self._submission(seq, tid, ev.spec.idempotency_key)  # type: ignore[union-attr]
         elif kind is _LEASED:
-            if ev.submitted_by and ev.spec is not None:  # type: ignore[union-attr]
-                self._submission(seq, tid, ev.spec.idempotency_key)  # type: ignore[union-attr]
+            if (submitted := submission_in(ev)) is not None:  # type: ignore[arg-type]
+                self._submission(seq, tid, submitted.spec.idempotency_key)
             if tid in lease:
                 self._bad(1, seq, tid,
                           f"leased to {ev.worker_id} while lease {lease[tid]} is live")  # type: ignore[union-attr]

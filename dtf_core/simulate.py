@@ -71,10 +71,9 @@ class History:
         for _, ev in events:
             submitted = submission_in(ev) if isinstance(ev, TaskLeased) else ev
             if isinstance(submitted, TaskSubmitted):  # a lease may be one too (ADR 0018)
-                h.jobs[submitted.task_id] = Job(TaskState(task_id=submitted.task_id,
-                                                          spec=submitted.spec,
-                                                   run_id=submitted.run_id,
-                                                   submitted_at=submitted.at))
+                h.jobs[submitted.task_id] = Job(TaskState(
+                    task_id=submitted.task_id, spec=submitted.spec, run_id=submitted.run_id,
+                    submitted_at=submitted.at))
             if isinstance(ev, TaskLeased) and ev.task_id in h.jobs:
                 job = h.jobs[ev.task_id]
                 job.first_lease = job.first_lease if job.first_lease is not None else ev.at

@@ -17,7 +17,7 @@ from dtf_core.events.codec import Event
 from dtf_core.events.lead import LeadershipClaimed
 from dtf_core.events.run import RunCreated
 from dtf_core.events.scale import ScaleEvent, ScaleEventBase
-from dtf_core.events.task import TaskEventBase, TaskLeased, TaskSubmitted
+from dtf_core.events.task import TaskEventBase, TaskLeased, TaskSubmitted, submission_in
 from dtf_core.events.worker import WorkerEventBase
 from dtf_core.spec import TaskSpec, all_dependencies
 from dtf_core.task import LIVE, TERMINAL, TaskState
@@ -45,7 +45,7 @@ def _makes_task(event: TaskEventBase) -> bool:
     """A task's first event: its submission, or a lease that is its submission too (ADR
     0018)."""
     return isinstance(event, TaskSubmitted) or (
-        isinstance(event, TaskLeased) and bool(event.submitted_by))
+        isinstance(event, TaskLeased) and submission_in(event) is not None)
 
 
 class Board:

@@ -18,27 +18,24 @@ async def commit_with_lease(scheduler: SchedulerAgent,
     submission's check (the task has no event yet) and message id; the other changes go
     as they are. None when no task would be leased: the api commits as usual and hands
     the tasks over."""
-    submitted = [ev for c in changes if len(c.events) == 1
-                 and isinstance(ev := c.events[0], TaskSubmitted)]
+    submitted = {i: ev for i, c in enumerate(changes)
+                 if len(c.events) == 1 and isinstance(ev := c.events[0], TaskSubmitted)}
     if not submitted:
         return None  # most commits: checked first, without encoding anything
     if (not scheduler.leads() or scheduler.placing.locked() or len(scheduler.ready_q)
             or scheduler.parked):
         return None
-    leases = scheduling.leases_new(submitted, scheduler.board, now=scheduler.clock(),
-                                   actor=scheduler.actor, quotas=scheduler.quotas,
-                                   policy=scheduler.policy)
+    leases = scheduling.leases_new(submitted.values(), scheduler.board,
+                                   now=scheduler.clock(), actor=scheduler.actor,
+                                   quotas=scheduler.quotas, policy=scheduler.policy)
     if not leases:
         return None
-    both: list[Change] = []
-    joined: list[int] = []  # where both has a lease carrying its submission
-    for i, change in enumerate(changes):
-        if (len(change.events) == 1 and isinstance(ev := change.events[0], TaskSubmitted)
-                and (lease := leases.get(ev.task_id)) is not None):
-            joined.append(i)
-            change = Change([with_submission(lease, ev)], change.expect_seq,
-                            change.expect_filter)
-        both.append(change)
+    both = list(changes)
+    joined = [i for i, ev in submitted.items() if ev.task_id in leases]
+    for i in joined:
+        ev, change = submitted[i], changes[i]
+        both[i] = Change([with_submission(leases[ev.task_id], ev)], change.expect_seq,
+                         change.expect_filter)
     async with scheduler.placing:  # no round decides on the same free slots meanwhile
         results = await commit(scheduler.log, scheduler.board, both)
     made = sum(1 for i in joined if (seqs := results[i]) is not None and not seqs.duplicates)

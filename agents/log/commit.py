@@ -8,7 +8,6 @@ first) is left out of the board; the writer's fold brings the winner's events.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,8 +41,6 @@ class Change:
             )
         return out
 
-
-log = logging.getLogger(__name__)
 
 
 def task_change(board: Board, task_id: str, events: Sequence[Event]) -> Change:

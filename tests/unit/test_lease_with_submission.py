@@ -210,3 +210,16 @@ def test_the_audit_counts_it_as_a_submission_and_checks_its_key() -> None:
     verifier.feed(1, with_submission(lease, first))
     verifier.feed(2, lease)
     assert [v.invariant for v in verifier.result().violations] == [1]
+
+
+def test_a_lease_naming_a_submitter_without_a_spec_is_no_task_and_no_crash() -> None:
+    """Only a lease that carries the spec stands for a submission; another is a lease for
+    a task the fold never saw (skipped), whichever rule reads it."""
+    odd = TaskLeased(task_id="t1", at=T0, actor="s", worker_id="w1", session="s1",
+                     attempt=1, submitted_by="alice")
+    assert submission_in(odd) is None
+    board = Board()
+    assert board.apply(1, odd) is None and not board.tasks
+    verifier = Verifier()
+    verifier.feed(1, odd)
+    assert verifier.result().tasks == 0

@@ -25,34 +25,22 @@ async def test_the_pause_runs_its_course_without_a_reader() -> None:
     await asyncio.wait_for(pacer.pause(since_s=61.0), 5)  # the write took the whole period
 
 
-async def test_a_reader_cuts_the_pause_short_and_gets_the_write() -> None:
+@pytest.mark.parametrize("writes", [(7,), (3, 5, 9)])
+async def test_a_reader_cuts_the_pauses_short_until_every_write_it_needs(
+    writes: tuple[int, ...],
+) -> None:
     store = Store()
     pacer = Pacer(lambda: store.seq, every_s=60.0)
 
     async def projector() -> None:
-        await pacer.pause(since_s=0.0)  # would pause a minute
-        store.seq = 7
-        pacer.wrote()
-
-    writer = asyncio.create_task(projector())
-    await asyncio.wait_for(pacer.fresh(7, caught_up=True), 5)
-    assert store.seq == 7
-    await writer
-
-
-async def test_a_reader_waits_for_every_write_it_needs() -> None:
-    store = Store()
-    pacer = Pacer(lambda: store.seq, every_s=60.0)
-
-    async def projector() -> None:
-        for seq in (3, 5, 9):
-            await pacer.pause(since_s=0.0)
+        for seq in writes:
+            await pacer.pause(since_s=0.0)  # would pause a minute
             store.seq = seq
             pacer.wrote()
 
     writer = asyncio.create_task(projector())
-    await asyncio.wait_for(pacer.fresh(9, caught_up=True), 5)
-    assert store.seq == 9
+    await asyncio.wait_for(pacer.fresh(writes[-1], caught_up=True), 5)
+    assert store.seq == writes[-1]
     await writer
 
 
