@@ -76,6 +76,7 @@ class RegisterWorker(CommandBase, frozen=True, kw_only=True, tag="register"):
     slots: int
     capabilities: Capabilities
     signing_key: bytes | None = None  # the public half of the key its reports are signed with
+    heartbeat_interval: float | None = None  # the seconds between its heartbeats
 
 
 class UpdateCapabilities(CommandBase, frozen=True, kw_only=True, tag="update_capabilities"):

@@ -18,15 +18,15 @@ from dtf_core.worker import WorkerState
 
 
 def silent_workers(fold: Fold, silent_for: Callable[[WorkerState], float], *,
-                   deadline: float, now: float,
+                   deadline: Callable[[WorkerState], float], now: float,
                    actor: str) -> list[tuple[str, list[WorkerEvent]]]:
-    """Alive workers not heard from for longer than ``deadline`` seconds become lost."""
+    """Alive workers not heard from for longer than their ``deadline`` become lost."""
     out = []
     for w in fold.workers.values():
         if w.status != "alive":
             continue
         silence = silent_for(w)
-        if silence > deadline:
+        if silence > deadline(w):
             events = worker_agg.decide_lost(
                 w, session=w.session, last_seen=now - silence, now=now, actor=actor,
                 reason=f"no heartbeat for {silence:.1f}s")

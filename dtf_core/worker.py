@@ -30,6 +30,7 @@ class WorkerState(Struct, frozen=True, kw_only=True):
     slots: int = 1
     capabilities: Capabilities = Capabilities()
     signing_key: bytes | None = None
+    heartbeat_interval: float | None = None
     status: WorkerStatus = "alive"
     scheduling: SchedulingMode = "open"
     registered_at: float = 0.0
@@ -56,6 +57,7 @@ def evolve(state: WorkerState | None, event: WorkerEvent, seq: int) -> WorkerSta
                 slots=event.slots,
                 capabilities=event.capabilities,
                 signing_key=event.signing_key,
+                heartbeat_interval=event.heartbeat_interval,
                 registered_at=event.at,
                 last_event_at=event.at,
                 last_seq=seq,
@@ -106,6 +108,7 @@ def decide_register(
     now: float,
     actor: str,
     signing_key: bytes | None = None,
+    heartbeat_interval: float | None = None,
 ) -> list[WorkerEvent]:
     group = autoscaled_group(worker_id)
     if group is not None and capabilities.group != group:
@@ -122,6 +125,7 @@ def decide_register(
             slots=slots,
             capabilities=capabilities,
             signing_key=signing_key,
+            heartbeat_interval=heartbeat_interval,
             at=now,
             actor=actor,
         )

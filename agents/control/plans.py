@@ -199,6 +199,8 @@ def plan_register(board: Board, cmd: RegisterWorker, *, now: float) -> Plan:
     validate_id(cmd.session, "session")
     if not 1 <= cmd.slots <= 4096:
         raise InvalidInput("slots must be between 1 and 4096")
+    if cmd.heartbeat_interval is not None and not 0.05 <= cmd.heartbeat_interval <= 3600:
+        raise InvalidInput("heartbeat_interval takes 0.05 to 3600 seconds")
     events = worker_agg.decide_register(
         worker_id=wid,
         session=cmd.session,
@@ -209,6 +211,7 @@ def plan_register(board: Board, cmd: RegisterWorker, *, now: float) -> Plan:
         now=now,
         actor=cmd.actor,
         signing_key=cmd.signing_key,
+        heartbeat_interval=cmd.heartbeat_interval,
     )
     current = board.workers.get(wid)
     change = Change(list(events), board.expect("worker", wid, current.last_seq if current else 0),

@@ -135,6 +135,12 @@ class RecoveryAgent(FoldingAgent):
             return 0.0
         return mono - seen[1]
 
+    def _deadline(self, w: WorkerState) -> float:
+        """How long ``w`` may be silent: ``misses`` of its heartbeats, at the interval it
+        registered with where that is longer than recovery's own (a worker started with
+        the default next to a control plane given a shorter one is not lost between beats)."""
+        return max(self.interval, w.heartbeat_interval or 0.0) * self.misses
+
     def _unheld(self, t: TaskState) -> bool:
         """A live lease that its worker's heartbeats have not listed for the grace period
         since recovery first saw the lease (a lost delivery; an attempt the worker dropped)."""
@@ -151,7 +157,7 @@ class RecoveryAgent(FoldingAgent):
         now = self.clock()
         changes = [worker_change(self.board, worker_id, events)
                    for worker_id, events in orphans.silent_workers(
-                       self.board, self._silent_for, deadline=self.interval * self.misses,
+                       self.board, self._silent_for, deadline=self._deadline,
                        now=now, actor=self.name)]
         changes += [task_change(self.board, task_id, events)
                     for task_id, events in orphans.orphaned_leases(

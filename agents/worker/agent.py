@@ -141,11 +141,11 @@ class WorkerAgent:
         self.stopping = False
 
     async def _register(self) -> Registered:  # at the start, and again when declared lost
-        key = self.signing_key
+        key = public_key_bytes(self.signing_key.public_key()) if self.signing_key else None
         return await register(self.api, nc=self.nc, cmd=cmds.RegisterWorker(
             worker_id=self.worker_id, session=self.session, hostname=socket.gethostname(),
             pid=os.getpid(), slots=self.slots, capabilities=self.capabilities,
-            signing_key=public_key_bytes(key.public_key()) if key is not None else None))
+            signing_key=key, heartbeat_interval=self.heartbeat_interval))
 
     async def run(self) -> None:
         if self.capabilities.refuses("test") is None:

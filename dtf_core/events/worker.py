@@ -75,6 +75,7 @@ class WorkerRegistered(WorkerEventBase, frozen=True, kw_only=True, tag="register
     slots: int
     capabilities: Capabilities
     signing_key: bytes | None = None
+    heartbeat_interval: float | None = None  # seconds between its heartbeats; None: not said
 
 
 class WorkerStopped(WorkerEventBase, frozen=True, kw_only=True, tag="stopped"):

@@ -18,6 +18,7 @@ from agents.log.fold import Folder
 from agents.log.memory import MemoryLog
 from agents.wire.messages import Heartbeat
 from dtf_core import commands as cmds
+from dtf_core.errors import InvalidInput
 from dtf_core.events.worker import Capabilities, Gpu
 from dtf_core.spec import Requirements, RetryPolicy, TaskSpec
 from dtf_core.task import Report, TaskState
@@ -52,7 +53,7 @@ class Memory:
         return plan.reply()
 
     async def register(self, worker_id: str, session: str = "s1", slots: int = 1,
-                       gpus: int = 0) -> None:
+                       gpus: int = 0, heartbeat_interval: float | None = None) -> None:
         await self.fold(self.api)
         caps = Capabilities(cpu_count=4, memory_gb=16.0,
                             gpus=tuple(Gpu(vendor="nvidia", name="H200", memory_gb=141.0)
@@ -60,7 +61,8 @@ class Memory:
                             hardware=("cpu", "cuda") if gpus else ("cpu",))
         await self.do(plans.plan_register(self.api.board, cmds.RegisterWorker(
             worker_id=worker_id, session=session, hostname="h", pid=1, slots=slots,
-            capabilities=caps, actor=worker_id), now=self.now))
+            capabilities=caps, heartbeat_interval=heartbeat_interval, actor=worker_id),
+            now=self.now))
 
     async def submit(self, *specs: TaskSpec, actor: str = "alice") -> list[str]:
         await self.fold(self.api)
@@ -232,6 +234,31 @@ async def test_a_silent_worker_is_lost_and_its_lease_requeued_at_no_retry_cost(
     t = await mem.task(tid)
     assert (t.status, t.failures, t.losses) == ("queued", 0, 1)
     assert await sweep(mem, rec) == 0  # decided once
+
+
+@pytest.mark.parametrize(("interval", "lost_after"), [(None, 3.5), (0.5, 3.5), (4.0, 12.5)])
+async def test_a_worker_is_given_its_misses_at_the_slower_of_its_interval_and_recovery_s(
+        mem: Memory, interval: float | None, lost_after: float) -> None:
+    """Recovery (one second, three misses) next to a worker that said it beats every
+    ``interval`` seconds: a slower worker is not lost between two of its beats."""
+    await mem.register("w1", heartbeat_interval=interval)
+    rec = mem.recovery()
+    rec.heard("w1", Heartbeat(session="s1", at=mem.now, leases=[]))
+    assert await sweep(mem, rec) == 0
+    mem.mono += lost_after - 1.0  # silent, but within its misses
+    assert await sweep(mem, rec) == 0
+    mem.mono += 1.0
+    assert await sweep(mem, rec) == 1
+    await mem.fold(mem.api)
+    assert mem.api.board.workers["w1"].status == "lost"
+
+
+@pytest.mark.parametrize("interval", [0.0, -1.0, float("nan"), 1e9])
+async def test_a_registration_with_a_heartbeat_interval_out_of_range_is_refused(
+        mem: Memory, interval: float) -> None:
+    with pytest.raises(InvalidInput, match=r"heartbeat_interval takes 0\.05 to 3600 seconds"):
+        await mem.register("w1", heartbeat_interval=interval)
+    assert "w1" not in mem.api.board.workers
 
 
 async def test_a_restarted_worker_s_old_lease_is_requeued(mem: Memory) -> None:
