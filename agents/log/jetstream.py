@@ -28,6 +28,7 @@ from agents.log.port import (
     Record,
 )
 from agents.log.tail import Tail
+from agents.nats.publish import publish_many
 from dtf_core import commands as cmds
 from dtf_core.errors import DTFError, InvalidInput, Unavailable
 from dtf_core.replies import TailOpened
@@ -115,11 +116,10 @@ class JetStreamLog:
             return Appended.of([seq], [seq] if ack.get("duplicate") else [])
         batch_id = uuid.uuid4().hex
         last = len(batch)
-        for i, item in enumerate(batch[:-1], start=1):
-            h = _headers(item)
-            h["Nats-Batch-Id"] = batch_id
-            h["Nats-Batch-Sequence"] = str(i)
-            await self.nc.publish(item.subject, item.data, headers=h)
+        await publish_many(self.nc, [
+            (item.subject, {**_headers(item), "Nats-Batch-Id": batch_id,
+                            "Nats-Batch-Sequence": str(i)}, item.data)
+            for i, item in enumerate(batch[:-1], start=1)])
         h = _headers(batch[-1])
         h["Nats-Batch-Id"] = batch_id
         h["Nats-Batch-Sequence"] = str(last)
