@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+
+import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
@@ -42,7 +43,9 @@ from agents.nats.connect import connect
 from agents.nats.server import free_port
 from agents.wire.client import ApiClient
 from bench import emit
+from dtf_core import subjects
 from dtf_core.events.task import TERMINAL_TYPES
+from dtf_core.replies import ResultsQuery, ResultsTable
 from dtf_core.spec import TaskSpec
 
 NOOP = TaskSpec(type="noop")
@@ -84,11 +87,13 @@ async def throughput(nc: Client, n: int, credential: str | None = None
     await done.wait()
     t_terminal = time.perf_counter() - t0
     await counter
-    while True:
-        msg = await nc.request("dtf.q.projector", b'{"op":"status"}', timeout=10)
-        if json.loads(msg.data)["last_seq"] >= last_seq:
-            break
-        await asyncio.sleep(0.005)
+    # projected: what a user's query sees once every task has ended (the projector answers
+    # after storing every event the log held when it was asked)
+    msg = await nc.request(subjects.Q_RESULTS, msgspec.json.encode(ResultsQuery(
+        sql="SELECT max(last_seq) FROM tasks")), timeout=60)
+    table = msgspec.json.decode(msg.data, type=ResultsTable)
+    if not table.ok or not isinstance(table.rows[0][0], int) or table.rows[0][0] < last_seq:
+        raise SystemExit(f"the projection did not hold the run's tasks: {msg.data!r}")
     return t_terminal, time.perf_counter() - t0, last_seq
 
 
