@@ -8,6 +8,8 @@ dir, then measures in one run:
 - p50_ms / p99_ms: single-task latency, submit -> terminal event stored (what `dtf wait`
   sees), 500 samples; published_p50_ms: the same event as a plain subscriber sees it,
   published but not yet stored;
+- floor_p50_ms: the same single-task round trip with DTF's processes, hops and fsyncs
+  but no DTF code (bench/floor.py: plain nats-py), on the same server; p50_over_floor;
 - naive_tasks_per_s: a loop of three awaited JetStream publishes per task (no DTF code);
 - ceiling_tasks_per_s: three events per task in atomic batches of 100 (no DTF code),
   the mean of one measure right before DTF's and one after it (the machine's speed drifts
@@ -42,7 +44,7 @@ from agents.log.tail import Tail
 from agents.nats.connect import connect
 from agents.nats.server import free_port
 from agents.wire.client import ApiClient
-from bench import emit
+from bench import emit, floor
 from dtf_core import subjects
 from dtf_core.events.task import TERMINAL_TYPES
 from dtf_core.replies import ResultsQuery, ResultsTable
@@ -202,6 +204,7 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
             before = await ceiling_now(nc, args.ref_tasks)
             t_terminal, t_projected, _ = await throughput(nc, args.tasks, cred)
             lat, published = await latency(nc, args.samples, cred)
+            floor_lat = await floor.latency(nc, stack.url, args.samples, cred)
             naive, after = await references(nc, args.ref_tasks)
             await nc.close()
         finally:
@@ -219,6 +222,8 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         "p50_ms": round(statistics.median(lat), 3),
         "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 3),
         "published_p50_ms": round(statistics.median(published), 3),
+        "floor_p50_ms": round(statistics.median(floor_lat), 3),
+        "p50_over_floor": round(statistics.median(lat) / statistics.median(floor_lat), 2),
         "naive_tasks_per_s": round(naive, 1),
         "ceiling_tasks_per_s": round(ceiling, 1),
         "ceiling_spread": round(abs(before - after) / ceiling, 2),

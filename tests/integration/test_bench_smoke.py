@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"tasks_per_s", "p50_ms", "p99_ms", "naive_tasks_per_s", "ceiling_tasks_per_s",
-        "ratio"}
+        "ratio", "floor_p50_ms", "p50_over_floor"}
 
 
 def test_e2e_bench_prints_its_json_line() -> None:
