@@ -1,6 +1,7 @@
 """agents/nats/publish.py: a batch's messages written in one go arrive as nats-py's own
-``publish`` would send them (subject, headers, payload, order), and what nats-py refuses
-is refused the same way, before anything is sent."""
+``publish`` would send them (subject, headers, payload, order); a bad subject, a payload
+over the server's limit or a header value with a line break (which nats-py would drop
+silently) is refused before anything of the batch is sent."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ async def test_messages_arrive_as_nats_py_would_send_them(nats_server: NatsServe
     (("pm.a", {"K": "v\r\nX: injected"}, b""), errors.BadHeaderError),
     (("pm.a", {"K": "v"}, b"x" * (2 * 1024 * 1024)), errors.MaxPayloadError),
 ])
-async def test_what_nats_py_refuses_is_refused_and_nothing_is_sent(
+async def test_a_bad_message_is_refused_and_nothing_of_the_batch_is_sent(
         nats_server: NatsServer, item: tuple[str, dict[str, str], bytes],
         error: type[Exception]) -> None:
     nc = await connect(nats_server.url, "publish-many-bad")
