@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import duckdb
 
+from agents.control.duckdb_thread import THREADS
 from bench.history import T0, Story, history, pytest_history
 from dtf_core.events.codec import Event
 from projections.schema import TABLES
@@ -37,11 +38,12 @@ from projections.tables import TableWriter, create_tables, write_batch
 from projections.trends import _POINTS, TrendQuery, _params, trends
 
 BATCH = 10_000
+SETTINGS: dict[str, str | bool | int | float | list[str]] = {"threads": THREADS}  # the projector's
 
 
 def ingest(evs: list[Event], where: Path, name: str) -> tuple[float, float, int]:
     """(rows/s through fold + write_batch, rows/s appended raw, rows)."""
-    con = duckdb.connect(str(where / f"{name}.duckdb"))
+    con = duckdb.connect(str(where / f"{name}.duckdb"), config=SETTINGS)
     create_tables(con)
     writer = TableWriter()
     staged = []
@@ -57,7 +59,7 @@ def ingest(evs: list[Event], where: Path, name: str) -> tuple[float, float, int]
             rows += pending.row_count
             staged.append(pending)
     projector = time.perf_counter() - t0
-    raw = duckdb.connect(str(where / f"{name}-raw.duckdb"))
+    raw = duckdb.connect(str(where / f"{name}-raw.duckdb"), config=SETTINGS)
     create_tables(raw)
     t0 = time.perf_counter()
     for pending in staged:
@@ -98,7 +100,7 @@ def trend(series: int, points: int, where: Path) -> tuple[float, float, int, int
     con.execute("SELECT setseed(0.42)")
     for statement in FILL.strip().split(";\n"):
         con.execute(statement, {k: v for k, v in values.items() if f"${k}" in statement})
-    con.execute("RESET threads")
+    con.execute(f"SET threads = {THREADS}")  # as the projector's connection (duckdb_thread)
     rows = int(con.execute("SELECT count(*) FROM bench_metrics").fetchall()[0][0])
     q = TrendQuery(max_series=50)
     t0 = time.perf_counter()
