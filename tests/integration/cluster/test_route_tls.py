@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.errors
 import pytest
 
 from agents.nats.cluster import Node, node_conf
 from agents.nats.server import NatsServer, base_conf_text, free_port
 from agents.nats.tls import TlsFiles, ensure_certs
-from tests.helpers import eventually
+from tests.helpers import eventually, until
 
 pytestmark = pytest.mark.anyio
 
@@ -86,6 +87,16 @@ async def test_verified_routes_form_a_cluster_and_keep_strangers_out(tmp_path: P
             js = nc.jetstream()
             info = await js.add_stream(name="R3CHECK", subjects=["r3.>"], num_replicas=3)
             assert info.config.num_replicas == 3
+
+            async def led() -> bool:  # created is not yet led: a publish may find no one
+                try:
+                    cluster = (await js.stream_info("R3CHECK")).cluster
+                except nats.errors.Error:
+                    return False
+                current = [r for r in (cluster.replicas or []) if r.current] if cluster else []
+                return cluster is not None and bool(cluster.leader) and len(current) == 2
+
+            await until(led, 15, "the R3 stream to have a leader and two current replicas")
             ack = await js.publish("r3.x", b"replicated")
             assert ack.seq == 1
         finally:
