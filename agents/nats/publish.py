@@ -49,6 +49,7 @@ async def publish_many(nc: Client,
     if nc.is_draining_pubs:
         raise errors.ConnectionDrainingError
     blob = bytearray()
+    size = 0
     for subject, headers, payload in items:
         if len(payload) > nc._max_payload:
             raise errors.MaxPayloadError
@@ -56,7 +57,7 @@ async def publish_many(nc: Client,
             if "\r" in value or "\n" in value:
                 raise errors.BadHeaderError(value)
         blob += hpub(_checked(subject), headers, payload)
-    size = sum(len(p) for _, _, p in items)
+        size += len(payload)
     if not nc.is_connected and (nc._max_pending_size <= 0
                                 or len(blob) + nc._pending_data_size > nc._max_pending_size):
         raise errors.OutboundBufferLimitError
