@@ -3,7 +3,9 @@
 A client's request reaches an "api" process, which appends the lease (an fsynced publish,
 guarded as DTF guards a submission) and answers; a "worker" process gets the lease from a
 JetStream consumer and sends its report (core NATS) to the api, which appends the verdict;
-the client sees the verdict from a JetStream consumer. The same processes, hops and
+the client sees the verdict from a JetStream consumer. Requests and reports travel on
+subjects outside the stream (``<prefix>-req.*``), as DTF's commands do: only the lease and
+the verdict are stored. The same processes, hops and
 fsyncs as a DTF task, with no checks, folds or projections: what DTF's p50 compares with.
 
     python bench/floor.py api|worker URL STREAM   (started by ``latency``)
@@ -45,13 +47,13 @@ async def _api(nc: Client, prefix: str) -> None:
         await js.publish(f"{prefix}.{tid}.succeeded", PAYLOAD,
                          headers={"Nats-Msg-Id": f"{tid}.succeeded"})
 
-    await nc.subscribe(f"{prefix}.submit", cb=on_submit)
-    await nc.subscribe(f"{prefix}.report", cb=on_report)
+    await nc.subscribe(f"{prefix}-req.submit", cb=on_submit)
+    await nc.subscribe(f"{prefix}-req.report", cb=on_report)
 
 
 async def _worker(nc: Client, prefix: str) -> None:
     async def on_lease(msg: Msg) -> None:
-        await nc.publish(f"{prefix}.report", msg.subject.split(".")[-2].encode())
+        await nc.publish(f"{prefix}-req.report", msg.subject.split(".")[-2].encode())
 
     await nc.jetstream().subscribe(f"{prefix}.*.leased", cb=on_lease, ordered_consumer=True)
 
@@ -95,7 +97,7 @@ async def latency(nc: Client, url: str, samples: int, credential: str | None) ->
             tid = uuid.uuid4().hex[:12]
             done = waiting[tid] = asyncio.Event()
             t0 = time.perf_counter()
-            await nc.request(f"{prefix}.submit", tid.encode(), timeout=10)
+            await nc.request(f"{prefix}-req.submit", tid.encode(), timeout=10)
             await asyncio.wait_for(done.wait(), 10)
             if i >= WARMUP:
                 out.append((time.perf_counter() - t0) * 1000)
