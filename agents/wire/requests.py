@@ -121,20 +121,33 @@ class Requester:
 
     async def _request(self, subject: str, data: bytes, timeout: float) -> Msg:
         """A request that fails at once, not at the timeout, when the server refuses the
-        publish (a role without permission for ``subject``)."""
+        publish (a role without permission for ``subject``). The request runs in the
+        caller's task (no task of its own: its message leaves in the same write as what
+        the caller queued before it); a timer looks for a refusal every DENIAL_CHECK_S."""
         denied = getattr(self.nc, "denied", None)
-        request = asyncio.ensure_future(
-            self.nc.request(subject, data, timeout=timeout, headers=self.headers))
         if denied is None:
-            return await request
+            return await self.nc.request(subject, data, timeout=timeout, headers=self.headers)
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        refused = False
+        handle: asyncio.TimerHandle
+
+        def look() -> None:
+            nonlocal refused, handle
+            if denied(subject):
+                refused = True
+                task.cancel()
+            else:
+                handle = loop.call_later(DENIAL_CHECK_S, look)
+
+        handle = loop.call_later(DENIAL_CHECK_S, look)
         try:
-            while True:
-                done, _ = await asyncio.wait({request}, timeout=DENIAL_CHECK_S)
-                if done:
-                    return request.result()
-                if denied(subject):
-                    raise Forbidden(f"forbidden: your credential may not send {subject} "
-                                    "(the server refused it)")
+            return await self.nc.request(subject, data, timeout=timeout, headers=self.headers)
+        except asyncio.CancelledError:
+            if refused and task.uncancel() == 0:  # our cancel, and nobody else's
+                raise Forbidden(f"forbidden: your credential may not send {subject} "
+                                "(the server refused it)") from None
+            raise
         finally:
-            if not request.done():
-                request.cancel()
+            handle.cancel()

@@ -75,13 +75,19 @@ class LeaseIntake:
                         "did not deliver (subject %s)", msg.subject[:200])
             return
         try:
+            self._take(msg)
+        finally:
+            # Acked once taken: a lease that reports at once (a noop, a decline) then
+            # leaves in the same write as its report.
+            await msg.ack()
+
+    def _take(self, msg: Msg) -> None:
+        try:
             seq = parse_ack_reply(msg.reply)[0]
             event = decode(msg.subject, msg.data)
         except (UndecodableEvent, ValueError, IndexError) as exc:
             log.warning("ignoring undecodable lease message on %s: %s", msg.subject, exc)
-            await msg.ack()
             return
-        await msg.ack()
         if isinstance(event, TaskLeased):
             if event.session != self.session or event.worker_id != self.worker_id:
                 return  # a lease for an earlier incarnation: recovery requeues it
