@@ -1,8 +1,9 @@
 """`dtf init --out DIR`: the secrets a secure stack on several hosts starts from, made once
 (what `dtf up` makes for itself on one machine).
 
-- ``keys/``: the token signing key and the auth callout's issuer key and password; the
-  control plane needs it (`dtf agent control --keys DIR/keys`);
+- ``keys/``: the token signing key, the secrets key (what `dtf submit --secret-env` seals
+  with) and the auth callout's issuer key and password; every control plane needs the same
+  copy (`dtf agent control --keys DIR/keys`);
 - ``nats-auth.conf``: the ``authorization`` block every NATS node's config includes (the
   callout user's password only as a bcrypt hash);
 - ``credentials/<service>.jwt``: a token per agent (control and projector as admins, the

@@ -14,6 +14,7 @@ from agents.auth.keyfiles import (
     replace_secret_file,
 )
 from agents.auth.keyring import Keyring, public_raw
+from agents.auth.secrets import Sealer
 from agents.auth.tokens import issue, new_token_id
 from agents.log.appender import append_groups
 from agents.log.commit import Change
@@ -57,6 +58,10 @@ def mint(data_dir: Path, *, services: list[str], workers: list[str],
     appended (``record``) once the log can be written. ``autoscale_group``: the worker group
     of the ``autoscaler`` service, if it is one of ``services``."""
     keyring = Keyring.load_or_create(keys_dir(data_dir))
+    # The secrets key goes with the signing key: every control plane given this keys/
+    # opens the secrets any of them sealed (`dtf init` for several hosts; a read-only
+    # keys/ mount could not have it made at the control plane's first start).
+    Sealer.load_or_create(keys_dir(data_dir))
     now = time.time()
     creds = Credentials(admin=admin_token_file(data_dir))
     cred_dir = data_dir / "credentials"

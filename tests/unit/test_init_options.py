@@ -38,3 +38,23 @@ def test_a_certificate_made_before_must_name_the_hosts(tmp_path: Path) -> None:
         init(tmp_path, "--force", "--tls-hosts", "nats-1,nats-9")
     assert (tmp_path / "credentials" / "control.jwt").read_text() == token  # as it was
     assert not (tmp_path / "credentials" / "enroll.jwt").exists()  # only with --enroll
+
+
+def test_the_keys_hold_the_secrets_key_every_control_plane_shares(tmp_path: Path) -> None:
+    """Two control planes on two hosts, each given a copy of keys/: a secret sealed through
+    one opens through the other (a control plane made its own secrets key at first start,
+    so after a failover the secrets of queued tasks could not be opened, and a read-only
+    keys/ mount could not start at all)."""
+    import shutil
+    import stat
+
+    from agents.auth.secrets import SECRETS_FILE, Sealer
+
+    assert init(tmp_path / "out") == 0
+    keys = tmp_path / "out" / "keys"
+    assert stat.S_IMODE((keys / SECRETS_FILE).stat().st_mode) == 0o600
+    host_a, host_b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(keys, host_a)
+    shutil.copytree(keys, host_b)
+    sealed = Sealer.load_or_create(host_a).seal("t-1", "TOKEN", "s3cret")
+    assert Sealer.load_or_create(host_b).open("t-1", "TOKEN", sealed) == "s3cret"
