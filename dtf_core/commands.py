@@ -42,10 +42,12 @@ class TestBatch(Struct, frozen=True, kw_only=True):
 
 
 class ReportResults(CommandBase, frozen=True, kw_only=True, tag="report"):
-    """``signature``: the worker's Ed25519 signature over the reports (one per batch)."""
+    """``signature``: the worker's Ed25519 signature over the reports (one per batch);
+    ``mac``: instead, its session's tag over them (ADR 0020)."""
 
     reports: list[Report]
     signature: bytes | None = None
+    mac: bytes | None = None
     tests: list[TestBatch] = []  # written before ``reports``, in the same atomic batch
 
     def signed_part(self) -> object:

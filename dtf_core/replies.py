@@ -115,6 +115,7 @@ class Registered(Struct, kw_only=True):
     worker_id: str
     session: str
     seq: int  # the registration's sequence: the worker's lease consumer starts after it
+    report_key: bytes | None = None  # the session's key for its reports' tags (ADR 0020)
 
 
 class SchedulingChanged(Struct, kw_only=True):

@@ -40,6 +40,7 @@ class Sealer:
             raise DTFError("the secrets key must be 32 bytes")
         self._enc = hmac.digest(key, b"dtf secrets: encryption", hashlib.sha256)
         self._nonce = hmac.digest(key, b"dtf secrets: nonce", hashlib.sha256)
+        self._reports = hmac.digest(key, b"dtf secrets: report keys", hashlib.sha256)
 
     @classmethod
     def load_or_create(cls, directory: Path) -> Sealer:
@@ -52,6 +53,12 @@ class Sealer:
         except ValueError:
             raise DTFError(f"{path} is not a secrets key (base64 of 32 bytes)") from None
         return cls(key)
+
+    def report_key(self, worker_id: str, session: str) -> bytes:
+        """The key a worker session authenticates its reports with (ADR 0020): the same on
+        every control plane holding this secrets key, never written to the log."""
+        return hmac.digest(self._reports, f"{worker_id}\x00{session}".encode(),
+                           hashlib.sha256)
 
     @staticmethod
     def _aad(task_id: str, name: str) -> bytes:

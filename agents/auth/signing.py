@@ -1,12 +1,17 @@
-"""Result signing (defence in depth): a worker signs its report bytes with its own Ed25519 key.
+"""Result signing (defence in depth): a worker signs its report bytes with its own Ed25519 key,
+or authenticates them with its session's report key (an HMAC-SHA256 key the control plane
+derives for the session and hands over in the registration's answer only: ADR 0020).
 
-The api agent verifies with the public key the worker registered. A context string is signed
-with the payload, so a signature made for one purpose is never valid for another.
+The api agent verifies with the public key the worker registered, or with the session's key.
+A context string goes with the payload, so a tag made for one purpose is never valid for
+another.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 from typing import Any
 
 import msgspec
@@ -21,6 +26,7 @@ from agents.auth.errors import Unauthenticated
 
 RESULT_CONTEXT = b"dtf.result.v1"
 SIGNATURE_BYTES = 64
+MAC_BYTES = 32
 
 
 def canonical_bytes(report: Any) -> bytes:
@@ -46,6 +52,19 @@ def verify_signature(public_key: Ed25519PublicKey, payload: bytes, signature: by
         public_key.verify(signature, _message(context, payload))
     except InvalidSignature:
         raise Unauthenticated("signature rejected: does not match the payload") from None
+
+
+def mac(key: bytes, payload: bytes, *, context: bytes = RESULT_CONTEXT) -> bytes:
+    """A session's tag over ``payload`` with its report key (HMAC-SHA256)."""
+    return hmac.digest(key, _message(context, payload), hashlib.sha256)
+
+
+def verify_mac(key: bytes, payload: bytes, tag: bytes, *,
+               context: bytes = RESULT_CONTEXT) -> None:
+    """Raise Unauthenticated unless ``tag`` is ``key``'s over ``payload``."""
+    if not isinstance(tag, bytes) or len(tag) != MAC_BYTES \
+            or not hmac.compare_digest(mac(key, payload, context=context), tag):
+        raise Unauthenticated("report tag rejected: not the session's")
 
 
 def public_key_bytes(key: Ed25519PublicKey) -> bytes:

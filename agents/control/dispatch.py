@@ -10,6 +10,7 @@ from agents.auth.roles import Role, scope_group
 from agents.auth.secrets import Sealer, seal_spec
 from agents.auth.tokens import Claims
 from agents.control import auth_plans, bench_plans, plans
+from agents.control.report_auth import ReportKey
 from dtf_core import commands as cmds
 from dtf_core.errors import InvalidInput, Refused
 from projections.board import Board
@@ -22,6 +23,10 @@ class Planner:
     new_id: Callable[[], str]
     keyring: Keyring | None = None
     sealer: Sealer | None = None
+
+    @property
+    def _report_key(self) -> ReportKey | None:
+        return self.sealer.report_key if self.sealer is not None else None
 
     def plan(self, cmd: cmds.Command, claims: Claims | None) -> plans.Plan:
         """The plan for ``cmd``, decided against the board now (``claims``: who asks)."""
@@ -56,9 +61,10 @@ class Planner:
             case cmds.CancelTask():
                 return plans.plan_cancel(self.board, cmd, now=now)
             case cmds.ReportResults():
-                return plans.plan_report(self.board, cmd, now=now)
+                return plans.plan_report(self.board, cmd, now=now, report_key=self._report_key)
             case cmds.RegisterWorker():
-                return plans.plan_register(self.board, cmd, now=now)
+                return plans.plan_register(self.board, cmd, now=now,
+                                           report_key=self._report_key)
             case cmds.UpdateCapabilities():
                 return plans.plan_capabilities(self.board, cmd, now=now)
             case cmds.StopWorker():

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from agents.auth.errors import Forbidden
-from agents.auth.signing import canonical_bytes, public_key_from_bytes, verify_signature
+from agents.control.report_auth import ReportKey, check_report_auth
 from agents.log.commit import Change, task_change
 from dtf_core import subjects
 from dtf_core import task as task_agg
@@ -28,7 +28,7 @@ from dtf_core.commands import (
     UpdateCapabilities,
 )
 from dtf_core.dag import find_cycle
-from dtf_core.errors import DTFError, InvalidInput, NotFound, Refused
+from dtf_core.errors import InvalidInput, NotFound, Refused
 from dtf_core.events.codec import Event
 from dtf_core.events.run import RunCreated
 from dtf_core.events.task import ResultRefused
@@ -140,10 +140,11 @@ def plan_cancel(board: Board, cmd: CancelTask, *, now: float) -> Plan:
     return Plan(changes, reply, keys={cmd.task_id})
 
 
-def plan_report(board: Board, cmd: ReportResults, *, now: float) -> Plan:
+def plan_report(board: Board, cmd: ReportResults, *, now: float,
+                report_key: ReportKey | None = None) -> Plan:
     """Decide each report in order; several reports on one task (``started`` then
     ``succeeded``, sent together) are decided one after the other, and appended together."""
-    check_report_signature(board, cmd)
+    check_report_auth(board, cmd, report_key)
     outcomes: list[ReportOutcome] = []
     tests = [tests_change(board, batch, now=now, actor=cmd.actor, outcomes=outcomes)
              for batch in cmd.tests]
@@ -194,7 +195,8 @@ def tests_change(board: Board, batch: TestBatch, *, now: float, actor: str,
     return Change([event], None, None)
 
 
-def plan_register(board: Board, cmd: RegisterWorker, *, now: float) -> Plan:
+def plan_register(board: Board, cmd: RegisterWorker, *, now: float,
+                  report_key: ReportKey | None = None) -> Plan:
     wid = validate_id(cmd.worker_id, "worker id")
     validate_id(cmd.session, "session")
     if not 1 <= cmd.slots <= 4096:
@@ -217,7 +219,8 @@ def plan_register(board: Board, cmd: RegisterWorker, *, now: float) -> Plan:
     change = Change(list(events), board.expect("worker", wid, current.last_seq if current else 0),
                     subjects.worker_filter(wid))
     def reply() -> Registered:
-        return Registered(worker_id=wid, session=cmd.session, seq=board.workers[wid].last_seq)
+        return Registered(worker_id=wid, session=cmd.session, seq=board.workers[wid].last_seq,
+                          report_key=report_key(wid, cmd.session) if report_key else None)
 
     return Plan([change], reply, keys={wid})
 
@@ -279,19 +282,3 @@ def plan_manage_worker(board: Board, cmd: ManageWorker, *, now: float,
     return Plan(changes, lambda: SchedulingChanged(worker_id=wid, scheduling=mode,  # type: ignore[arg-type]
                                                    migrated=moved),
                 keys={wid, *moved})
-
-
-def check_report_signature(board: Board, cmd: ReportResults) -> None:
-    """Defence in depth beside the server's permissions: a worker that registered a signing
-    key must sign every batch of reports with it."""
-    for worker_id in {r.worker_id for r in cmd.reports} | {t.worker_id for t in cmd.tests}:
-        worker = board.workers.get(worker_id)
-        if worker is None or worker.signing_key is None:
-            continue
-        if cmd.signature is None:
-            raise Refused(f"reports for worker {worker_id} must be signed with its key")
-        try:
-            verify_signature(public_key_from_bytes(worker.signing_key),
-                             canonical_bytes(cmd.signed_part()), cmd.signature)
-        except DTFError:
-            raise Refused(f"bad signature on reports for worker {worker_id}") from None

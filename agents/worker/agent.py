@@ -60,12 +60,17 @@ def default_worker_id() -> str:
     return f"{host[:40] or 'worker'}-{os.getpid()}"
 
 
-async def register(api: ApiClient, cmd: cmds.RegisterWorker, nc: Any = None) -> Registered:
-    """Register this session, waiting for an api to answer (it may start after us)."""
+async def register(api: ApiClient, cmd: cmds.RegisterWorker, nc: Any = None,
+                   reporter: Reporter | None = None) -> Registered:
+    """Register this session, waiting for an api to answer (it may start after us);
+    ``reporter`` then tags its batches with the session's report key (ADR 0020)."""
     delay = 0.1
     while True:
         try:
-            return await api.register(cmd, timeout=5.0)
+            registered = await api.register(cmd, timeout=5.0)
+            if reporter is not None:
+                reporter.report_key = registered.report_key
+            return registered
         except Unavailable as exc:
             refused_inbox(nc, cmd.worker_id)
             log.info("waiting for the api to register: %s", exc)
@@ -142,7 +147,7 @@ class WorkerAgent:
 
     async def _register(self) -> Registered:  # at the start, and again when declared lost
         key = public_key_bytes(self.signing_key.public_key()) if self.signing_key else None
-        return await register(self.api, nc=self.nc, cmd=cmds.RegisterWorker(
+        return await register(self.api, nc=self.nc, reporter=self.reporter, cmd=cmds.RegisterWorker(
             worker_id=self.worker_id, session=self.session, hostname=socket.gethostname(),
             pid=os.getpid(), slots=self.slots, capabilities=self.capabilities,
             signing_key=key, heartbeat_interval=self.heartbeat_interval))

@@ -13,7 +13,7 @@ import nats.errors
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.aio.client import Client
 
-from agents.auth.signing import canonical_bytes, sign
+from agents.auth.signing import canonical_bytes, mac, sign
 from agents.wire.client import ApiClient
 from agents.worker.pytest.outbox import Outbox
 from dtf_core import commands as cmds
@@ -41,6 +41,9 @@ class Reporter:
         self.api = api
         self.nc = nc
         self.signing_key = signing_key
+        # the session's report key, from the api's answer to the registration (None: the
+        # api has none, --insecure-dev, and batches are signed with ``signing_key``)
+        self.report_key: bytes | None = None
         self.on_refused = on_refused
         self.reports: list[Report] = []
         self.outbox = Outbox(worker_id)  # per-test results waiting to be reported
@@ -120,6 +123,9 @@ class Reporter:
     def signed(self, reports: list[Report],
                tests: list[cmds.TestBatch] | None = None) -> cmds.ReportResults:
         cmd = cmds.ReportResults(reports=reports, tests=tests or [])
+        if self.report_key is not None:  # the session's tag: ADR 0020
+            return msgspec.structs.replace(
+                cmd, mac=mac(self.report_key, canonical_bytes(cmd.signed_part())))
         if self.signing_key is None:
             return cmd
         return msgspec.structs.replace(

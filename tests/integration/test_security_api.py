@@ -17,6 +17,8 @@ from agents.auth.errors import Forbidden
 from agents.auth.keyring import Keyring
 from agents.auth.natsauth.permissions import inbox_prefix
 from agents.auth.roles import COMMAND_PERMISSIONS, ROLE_PERMISSIONS, Role
+from agents.auth.secrets import Sealer
+from agents.auth.signing import canonical_bytes, mac
 from agents.auth.tokens import issue, new_token_id
 from agents.nats.connect import connect
 from agents.wire.client import ApiClient
@@ -169,7 +171,7 @@ async def test_worker_api_key_is_hashed_and_works(secured: tuple[Harness, Keyrin
 
 
 async def test_signed_reports(secured: tuple[Harness, Keyring], tmp_path: Path) -> None:
-    h, _ = secured
+    h, keyring = secured
     created = await h.api.create_api_key("w5")
     worker = await h.add_worker("w5", credential=created.key,
                                 signing_key_dir=tmp_path / "worker-keys")
@@ -186,6 +188,13 @@ async def test_signed_reports(secured: tuple[Harness, Keyring], tmp_path: Path) 
         await h.api.call(cmds.ReportResults(reports=forged))
     with pytest.raises(Refused, match="bad signature"):
         await h.api.call(cmds.ReportResults(reports=forged, signature=b"x" * 64))
+    # ADR 0020: the worker's batches went with its session's tag; a made-up tag, or one
+    # made with another session's key, proves nothing
+    assert worker.reporter.report_key is not None
+    other_session = Sealer.load_or_create(keyring.path.parent).report_key("w5", "another-session")
+    for tag in (b"x" * 32, mac(other_session, canonical_bytes(forged))):
+        with pytest.raises(Refused, match="bad signature"):
+            await h.api.call(cmds.ReportResults(reports=forged, mac=tag))
     assert (await h.api.tasks(ids=[row.id]))[0].status == "running"
     assert worker.signing_key is not None
 
