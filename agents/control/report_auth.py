@@ -23,16 +23,14 @@ def check_report_auth(board: Board, cmd: ReportResults, report_key: ReportKey | 
         worker = board.workers.get(worker_id)
         if worker is None or worker.signing_key is None:
             continue
+        tag, signature = cmd.mac if report_key is not None else None, cmd.signature
+        if tag is None and signature is None:
+            raise Refused(f"reports for worker {worker_id} must be signed with its key")
         payload = payload if payload is not None else canonical_bytes(cmd.signed_part())
         try:
-            if cmd.mac is not None and report_key is not None:
-                verify_mac(report_key(worker_id, worker.session), payload, cmd.mac)
-            elif cmd.signature is None:
-                raise Refused(f"reports for worker {worker_id} must be signed with its key")
-            else:
-                verify_signature(public_key_from_bytes(worker.signing_key), payload,
-                                 cmd.signature)
-        except Refused:
-            raise
+            if tag is not None and report_key is not None:
+                verify_mac(report_key(worker_id, worker.session), payload, tag)
+            elif signature is not None:
+                verify_signature(public_key_from_bytes(worker.signing_key), payload, signature)
         except DTFError:
             raise Refused(f"bad signature on reports for worker {worker_id}") from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -40,8 +41,6 @@ def batch(fencing: int = 7) -> cmds.ReportResults:
 
 
 def tagged(cmd: cmds.ReportResults, key: bytes) -> cmds.ReportResults:
-    import msgspec
-
     return msgspec.structs.replace(cmd, mac=mac(key, canonical_bytes(cmd.signed_part())))
 
 
@@ -60,8 +59,6 @@ def test_another_tag_is_refused(key: bytes) -> None:
 
 
 def test_a_changed_batch_is_refused() -> None:
-    import msgspec
-
     good = tagged(batch(fencing=7), SEALER.report_key("w1", "s1"))
     changed = msgspec.structs.replace(batch(fencing=8), mac=good.mac)
     with pytest.raises(Refused, match="bad signature"):
@@ -72,8 +69,6 @@ def test_without_a_secrets_key_only_the_signature_counts() -> None:
     cmd = tagged(batch(), SEALER.report_key("w1", "s1"))
     with pytest.raises(Refused, match="must be signed"):
         check_report_auth(board(), cmd, None)
-    import msgspec
-
     signed = msgspec.structs.replace(
         batch(), signature=sign(KEY, canonical_bytes(batch().signed_part())))
     check_report_auth(board(), signed, None)
