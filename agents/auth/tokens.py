@@ -62,8 +62,12 @@ class TokenKeys(SigningKeys, VerificationKeys, Protocol):
 
 
 def new_token_id() -> str:
-    """A fresh random ``jti`` (22 base64url characters)."""
-    return secrets.token_urlsafe(16)
+    """A fresh random ``jti`` (22 base64url characters), never starting with ``-``: people
+    type it as an argument (`dtf token revoke JTI`), where a leading dash reads as an option
+    (one id in 64 did, and was refused as an unknown argument)."""
+    while (jti := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return jti
 
 
 def issue(
