@@ -185,8 +185,7 @@ def parser() -> argparse.ArgumentParser:
 
     tok = client("token", "issue, refresh or revoke tokens")
     tok.add_argument("action", choices=["issue", "refresh", "revoke"])
-    tok.add_argument("jti", nargs="?",
-                     help="revoke: the token id (one that starts with '-' goes after '--')")
+    tok.add_argument("jti", nargs="?", help="revoke: a token id ('-x...': after '--')")
     tok.add_argument("--role", choices=[str(role) for role in Role])
     tok.add_argument("--sub", default=None, help="issue: the subject (default: the role)")
     tok.add_argument("--ttl", default="1h", help="lifetime, e.g. 30m, 1h, 7d (default 1h)")
