@@ -8,9 +8,9 @@ projector runs, reads go through it over request/reply on ``dtf.q.projector``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -20,15 +20,16 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from agents.auth.natsauth.permissions import reply_target
 from agents.control import faults
+from agents.control.answers import reply
 from agents.control.duckdb_thread import DuckDBThread, to_the_end
 from agents.control.pacing import Pacer
 from agents.log.fold import jetstream_dead_letter
+from agents.log.jetstream import JetStreamLog
 from agents.log.port import EventLog, Record
-from agents.nats.connect import MAX_PAYLOAD
+from agents.nats.reading import reads_held
 from dtf_core import subjects
-from dtf_core.errors import DTFError, InvalidInput
+from dtf_core.errors import InvalidInput
 from dtf_core.events.codec import Event, UndecodableEvent, decode
 from dtf_core.replies import (
     Durations,
@@ -60,7 +61,6 @@ QUEUE_GROUP = "dtf-projector"
 # A catch-up writes batch after batch.
 WRITE_EVERY_S = 0.15
 T = TypeVar("T")
-MAX_ANSWER = MAX_PAYLOAD - 4096  # room for the headers
 UNSUBSCRIBE_S = 2.0
 
 
@@ -69,7 +69,6 @@ class Query(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _query_decoder = msgspec.json.Decoder(Query)
-_encoder = msgspec.json.Encoder()
 
 
 class DurationsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -127,9 +126,13 @@ def fold_event(writer: TableWriter, seq: int, event: Event) -> str | None:
 
 
 class ProjectorAgent:
-    def __init__(self, nc: Client, eventlog: EventLog, db_path: str | Path) -> None:
+    def __init__(self, nc: Client, eventlog: EventLog, db_path: str | Path,
+                 tail_nc: Client | None = None) -> None:
+        """``tail_nc``: a connection of its own for the log's tail, left unread between
+        paced writes (the process is not woken for every event); None: ``eventlog``'s."""
         self.nc = nc
         self.log = eventlog
+        self.tail_nc = tail_nc
         self.db = DuckDBThread(Path(db_path))
         self.dead_letter = jetstream_dead_letter(nc, AGENT)
         self.writer = TableWriter()
@@ -220,7 +223,8 @@ class ProjectorAgent:
         await self.db.close()
 
     async def _project(self) -> None:
-        tail = self.log.tail([subjects.ALL_EVENTS], 1)
+        source = self.log if self.tail_nc is None else JetStreamLog(self.tail_nc)
+        tail = source.tail([subjects.ALL_EVENTS], 1)
         async with tail:
             if await tail.empty():
                 self._caught_up()
@@ -230,7 +234,11 @@ class ProjectorAgent:
                 if tail.pending == 0:
                     self._caught_up()
                 if self.ready.is_set():  # live: let the next transaction carry more
-                    await self.pacer.pause(time.monotonic() - began)
+                    with self._held():
+                        await self.pacer.pause(time.monotonic() - began)
+
+    def _held(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext() if self.tail_nc is None else reads_held(self.tail_nc)
 
     def _caught_up(self) -> None:
         if not self.ready.is_set():
@@ -256,39 +264,3 @@ class ProjectorAgent:
 
         await reply(self.nc, msg, "projector", status,
                     lambda error, _: ProjectorStatus(error=error))
-
-
-async def reply(nc: Client, msg: Msg, what: str, work: Callable[[], Awaitable[object]],
-                failed: Callable[[str, bool], object]) -> None:
-    """Answer a query: its result, or why not (one broad except per request: answer,
-    never crash)."""
-    reply: object
-    try:
-        reply = await work()
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        reply = failed(f"invalid request: {exc}", False)
-    except DTFError as exc:
-        reply = failed(str(exc), exc.retryable)
-    except Exception as exc:
-        log.exception("%s query failed", what)
-        reply = failed(f"internal error: {exc!r}", False)
-    data = _encoder.encode(reply)
-    if len(data) > MAX_ANSWER:
-        data = _encoder.encode(failed(
-            f"the answer is {len(data) // 1024} KiB, more than a NATS message carries "
-            f"({MAX_ANSWER // 1024} KiB): narrow the query (filters, a lower limit)", False))
-    await send_answer(nc, msg, data)
-
-
-async def send_answer(nc: Client, msg: Msg, data: bytes) -> None:
-    """Answers go into an inbox only: a requester names the reply subject, and one on
-    ``dtf.evt.>``, ``$JS.>`` or ``$SYS.>`` would act as whatever is there."""
-    target = reply_target(msg.reply, None, None)
-    if target is None:
-        if msg.reply:
-            log.warning("not answering a query into %r: not an inbox", msg.reply[:200])
-        return
-    try:
-        await nc.publish(target, data)
-    except nats.errors.Error as exc:
-        log.warning("a query's answer was not sent: %r", exc)

@@ -102,6 +102,7 @@ async def run_agent(
         await run_control_with_callout(settings, keyring)
         return
     nc = await _connected(settings, f"dtf-{kind}")
+    conns = [nc]
     eventlog = JetStreamLog(nc)
     agent: Any
     try:
@@ -136,12 +137,16 @@ async def run_agent(
             # and the control plane come first and the projection catches up after.
             lower_priority(PROJECTOR_NICE)
             db = db_path or str(Path(settings.data_dir) / "dtf.duckdb")
-            agent = ProjectorAgent(nc, eventlog, db)
+            # the log's tail on a connection of its own, left unread between paced writes
+            tail_nc = await _connected(settings, "dtf-projector-tail", streams=False)
+            conns.append(tail_nc)
+            agent = ProjectorAgent(nc, eventlog, db, tail_nc=tail_nc)
         else:
             raise ValueError(f"unknown agent {kind!r}")
-        await run_until_signal(agent.run, nc)
+        await run_until_signal(agent.run, *conns)
     finally:
-        await asyncio.shield(_close(nc))
+        for conn in reversed(conns):
+            await asyncio.shield(_close(conn))
 
 
 async def run_control_with_callout(settings: Settings, keyring: Keyring) -> None:

@@ -118,7 +118,8 @@ async def reached(nc: Client, seq: int) -> bool:
 @contextlib.asynccontextmanager
 async def projector(env: Env, db: Path) -> AsyncIterator[tuple[ProjectorAgent, asyncio.Task[None]]]:
     nc = await connect(env.server.url, "projector")
-    agent = ProjectorAgent(nc, JetStreamLog(nc), db)
+    tail_nc = await connect(env.server.url, "projector-tail")  # as launched: held reads
+    agent = ProjectorAgent(nc, JetStreamLog(nc), db, tail_nc=tail_nc)
     task = asyncio.create_task(agent.run())
     try:
         waiter = asyncio.create_task(agent.ready.wait())
@@ -131,6 +132,7 @@ async def projector(env: Env, db: Path) -> AsyncIterator[tuple[ProjectorAgent, a
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await tail_nc.close()
         await nc.close()
 
 
