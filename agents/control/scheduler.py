@@ -22,6 +22,7 @@ from dtf_core import scheduling
 from dtf_core.errors import DTFError
 from dtf_core.events.codec import Event
 from dtf_core.events.task import TaskEventBase
+from dtf_core.looks import Looks
 from dtf_core.placement import place, refusing
 from dtf_core.policy import DefaultPolicy, Policy
 from dtf_core.queue import ReadyQueue
@@ -71,6 +72,7 @@ class SchedulerAgent(FoldingAgent):
         self.leases_tried = 0
         self.leases_with_submission = 0  # written as their submission too (ADR 0018)
         self.placing = asyncio.Lock()  # a round, or leases written by the api
+        self.looks = Looks(steal_after=steal_after, waiting_after=waiting_after)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -92,7 +94,8 @@ class SchedulerAgent(FoldingAgent):
                     self.ready_q.push(t)
                 elif t.terminal:
                     self._push_ids(self.ready_q.dependents(t.task_id))
-        self.wake.set()
+        if len(self.ready_q) or self.parked or self.looks.woken_by(events):
+            self.wake.set()  # else a round would find nothing to place (dtf_core/looks.py)
 
     def _push_ids(self, task_ids: set[str] | list[str]) -> int:
         queued = [t for i in task_ids if (t := self.board.tasks.get(i)) and t.status == "queued"]
@@ -102,8 +105,10 @@ class SchedulerAgent(FoldingAgent):
 
     async def _loop(self) -> None:
         while True:
+            timeout = self.looks.plan(self.ready_q, self.board,
+                                      self.board.counts.get("queued", 0), self.clock())
             try:
-                async with asyncio.timeout(self._next_look()):
+                async with asyncio.timeout(timeout):
                     await self.wake.wait()
             except TimeoutError:
                 pass
@@ -116,10 +121,6 @@ class SchedulerAgent(FoldingAgent):
                 self._requeue_all()
                 await asyncio.sleep(RETRY_S)
                 self.wake.set()
-
-    def _next_look(self) -> float | None:
-        return next_look(self.ready_q, self.board.counts, now=self.clock(),
-                         waiting_after=self.waiting_after, steal_after=self.steal_after)
 
     def _requeue_all(self) -> None:
         """The queue rebuilt from the board (which holds only what the log acknowledged):
@@ -184,15 +185,3 @@ class SchedulerAgent(FoldingAgent):
         return scheduling.explain_waits(self.board, now=now, waiting_after=self.waiting_after,
                                         skip=skip, limit=WAITING_PER_ROUND, actor=self.actor)
 
-
-def next_look(queue: ReadyQueue, counts: Mapping[str, int], *, now: float,
-              waiting_after: float | None, steal_after: float | None) -> float | None:
-    """Seconds until the next round is due without news: a delayed task or deadline,
-    queued tasks whose long waits to explain, unstarted leases to steal."""
-    due = queue.next_due()
-    timeout = None if due is None else max(0.0, due - now)
-    if waiting_after is not None and counts.get("queued", 0):
-        timeout = min(timeout if timeout is not None else waiting_after, waiting_after / 2)
-    if steal_after is not None and counts.get("leased", 0):
-        timeout = min(timeout if timeout is not None else steal_after, steal_after)
-    return timeout
