@@ -3,7 +3,8 @@
     python bench/e2e.py --tasks 20000 --workers 1 [--json]
 
 It starts its own stack (the real nats.conf, sync_interval: always) on a temporary data
-dir, then measures in one run:
+dir; its client runs on the loop of DTF's CLI (uvloop where installed). It measures in
+one run:
 - tasks_per_s: N noop tasks submitted -> every one terminal -> projected into DuckDB;
 - p50_ms / p99_ms: single-task latency, submit -> terminal event stored (what `dtf wait`
   sees), 500 samples; published_p50_ms: the same event as a plain subscriber sees it,
@@ -39,6 +40,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import StorageType, StreamConfig
 
+from agents.host.loop import run
 from agents.host.supervisor import Stack
 from agents.log.jetstream import JetStreamLog
 from agents.log.tail import Tail
@@ -255,7 +257,8 @@ if __name__ == "__main__":
         why = celery_ref.available()
         if why:
             p.error(f"--celery: {why}")
-    result: dict[str, float] = asyncio.run(main(a))
+    # the client on the loop of DTF's CLI (`dtf submit`, `dtf wait`) and agents
+    result: dict[str, float] = run(main(a))
     if a.celery:
         result.update(celery_ref.measure(a.samples, a.ref_tasks))
         result["p50_over_celery"] = round(result["p50_ms"] / result["celery_p50_ms"], 2)

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from typing import Any
 
+from agents.host import loop as agent_loop
 from cli import client_cmds as cc
 from cli import render
 from cli.client_cmds import Target
@@ -73,7 +73,7 @@ def spec_json(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any
 def bench_cmd(args: argparse.Namespace, target: Target, argv: list[str] | None) -> int:
     [spec] = parse_specs(json.dumps(spec_json(args, argv)))
     spec = in_submitters_dir(spec, args.cwd)
-    res = asyncio.run(cc.submit(target, [spec], pack=args.pack))
+    res = agent_loop.run(cc.submit(target, [spec], pack=args.pack))
     if args.json:
         render.emit_json({"id": res.ids[0]})
     else:

@@ -5,7 +5,6 @@ status."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -46,7 +45,7 @@ def _emit(args: argparse.Namespace, value: object, text: Callable[[object], str]
 
 def submit(args: argparse.Namespace, ctx: Ctx) -> int:
     specs = specs_from_args(args, ctx.after)
-    res = asyncio.run(cc.submit(ctx.target, specs, run_name=args.run_name, pack=args.pack))
+    res = agent_loop.run(cc.submit(ctx.target, specs, run_name=args.run_name, pack=args.pack))
     if args.json:
         render.emit_json({"id": res.ids[0]} if len(res.ids) == 1 else
                          {"ids": res.ids, "run_id": res.run_id})
@@ -56,7 +55,7 @@ def submit(args: argparse.Namespace, ctx: Ctx) -> int:
 
 
 def worker_manage(args: argparse.Namespace, ctx: Ctx) -> int:
-    res = asyncio.run(cc.ask(ctx.target, lambda api: api.manage_worker(
+    res = agent_loop.run(cc.ask(ctx.target, lambda api: api.manage_worker(
         args.id, args.action, args.reason)))
     _emit(args, res, lambda v: render.worker_scheduling(res))
     return 0
@@ -71,7 +70,7 @@ def audit(args: argparse.Namespace, ctx: Ctx) -> int:
         return 0 if result["clean"] else 1
     if args.id is None:
         raise InvalidInput(f"dtf audit {args.kind} needs an id")
-    rows = asyncio.run(audit_cmds.history(ctx.target, args.kind, args.id))
+    rows = agent_loop.run(audit_cmds.history(ctx.target, args.kind, args.id))
     if not rows:
         raise NotFound(f"no events for {args.kind} {args.id}")
     _emit(args, rows, lambda v: render.history(rows))
@@ -94,19 +93,19 @@ def simulate(args: argparse.Namespace, ctx: Ctx) -> int:
 
 
 def explain(args: argparse.Namespace, ctx: Ctx) -> int:
-    res = asyncio.run(cc.ask(ctx.target, lambda api: api.explain(args.id)))
+    res = agent_loop.run(cc.ask(ctx.target, lambda api: api.explain(args.id)))
     _emit(args, res, lambda v: render.explanation(res))
     return 0
 
 
 def artifacts(args: argparse.Namespace, ctx: Ctx) -> int:
-    return asyncio.run(output_cmds.artifacts(ctx.target, args.action, args.run_id, args.name,
+    return agent_loop.run(output_cmds.artifacts(ctx.target, args.action, args.run_id, args.name,
                                     args.output, as_json=args.json))
 
 
 def wait(args: argparse.Namespace, ctx: Ctx) -> int:
     with render.progress("tasks ended", enabled=not args.json) as progress:
-        final = asyncio.run(cc.wait(ctx.target, args.ids, args.timeout, progress))
+        final = agent_loop.run(cc.wait(ctx.target, args.ids, args.timeout, progress))
     if args.json:
         render.emit_json({i: final[i].status for i in args.ids})
     else:
@@ -115,31 +114,31 @@ def wait(args: argparse.Namespace, ctx: Ctx) -> int:
 
 
 def tasks(args: argparse.Namespace, ctx: Ctx) -> int:
-    rows = asyncio.run(cc.ask(ctx.target, lambda api: api.tasks(
+    rows = agent_loop.run(cc.ask(ctx.target, lambda api: api.tasks(
         status=args.status, run_id=args.run_id, limit=args.limit)))
     render.emit_json(rows) if args.json else render.tasks_table(rows)
     return 0
 
 
 def task(args: argparse.Namespace, ctx: Ctx) -> int:
-    t = asyncio.run(cc.ask(ctx.target, lambda api: api.task(args.id)))
+    t = agent_loop.run(cc.ask(ctx.target, lambda api: api.task(args.id)))
     render.emit_json(t) if args.json else render.task_detail(t)
     return 0
 
 
 def workers(args: argparse.Namespace, ctx: Ctx) -> int:
-    rows = asyncio.run(cc.ask(ctx.target, lambda api: api.workers()))
+    rows = agent_loop.run(cc.ask(ctx.target, lambda api: api.workers()))
     render.emit_json(rows) if args.json else render.workers_table(rows, args.all)
     return 0
 
 
 def logs(args: argparse.Namespace, ctx: Ctx) -> int:
-    return asyncio.run(output_cmds.logs(ctx.target, args.id, args.follow))
+    return agent_loop.run(output_cmds.logs(ctx.target, args.id, args.follow))
 
 
 def cancel(args: argparse.Namespace, ctx: Ctx) -> int:
     if args.run_id is not None:
-        done = asyncio.run(cc.cancel_run(ctx.target, args.run_id))
+        done = agent_loop.run(cc.cancel_run(ctx.target, args.run_id))
         if args.json:
             render.emit_json({"run_id": args.run_id, "cancelled": done})
         else:
@@ -147,7 +146,7 @@ def cancel(args: argparse.Namespace, ctx: Ctx) -> int:
         return 0
     if args.id is None:
         raise InvalidInput("give a task id, or --run RUN")
-    res = asyncio.run(cc.ask(ctx.target, lambda api: api.cancel(args.id)))
+    res = agent_loop.run(cc.ask(ctx.target, lambda api: api.cancel(args.id)))
     _emit(args, res, lambda v: render.cancelled(res))
     return 0
 
@@ -156,10 +155,10 @@ def keys(args: argparse.Namespace, ctx: Ctx) -> int:
     if args.action == "retire" and not args.kid:
         raise InvalidInput("keys retire needs the key id")
     if args.action == "rotate":
-        rotated = asyncio.run(cc.ask(ctx.target, lambda api: api.rotate_key()))
+        rotated = agent_loop.run(cc.ask(ctx.target, lambda api: api.rotate_key()))
         _emit(args, rotated, render.fields)
     else:
-        retired = asyncio.run(cc.ask(ctx.target, lambda api: api.retire_key(args.kid)))
+        retired = agent_loop.run(cc.ask(ctx.target, lambda api: api.retire_key(args.kid)))
         _emit(args, retired, render.fields)
     return 0
 
@@ -169,7 +168,7 @@ def token(args: argparse.Namespace, ctx: Ctx) -> int:
     if getattr(args, "login", False) and args.action != "issue":
         raise InvalidInput("--login goes with `dtf token issue`")
     url = http_url(args, ctx) if getattr(args, "login", False) else None
-    res = asyncio.run(cc.ask(ctx.target, _auth_call(args)))
+    res = agent_loop.run(cc.ask(ctx.target, _auth_call(args)))
     if args.json:
         render.emit_json(res)
     else:
@@ -185,7 +184,7 @@ def dashboard(args: argparse.Namespace, ctx: Ctx) -> int:
     url = http_url(args, ctx)
     ttl = parse_ttl(args.ttl)
     try:
-        granted = asyncio.run(cc.ask(ctx.target, lambda api: api.refresh_token(ttl)))
+        granted = agent_loop.run(cc.ask(ctx.target, lambda api: api.refresh_token(ttl)))
     except Refused as exc:  # the api's limit: one refresh a minute per credential
         raise Refused(f"{exc}: a credential makes one login link a minute; open the one "
                       f"printed before (it works for {args.ttl}), or wait") from None
@@ -242,7 +241,7 @@ def _auth_call(args: argparse.Namespace) -> Callable[[ApiClient], Awaitable[Auth
 
 
 def status(args: argparse.Namespace, ctx: Ctx) -> int:
-    st, projector = asyncio.run(cc.status(ctx.target))
+    st, projector = agent_loop.run(cc.status(ctx.target))
     if args.json:
         render.status_json(st, projector)
     else:

@@ -5,7 +5,6 @@ template version, list them, map a model name to its family."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from agents.host import loop as agent_loop
 from cli import client_cmds as cc
 from cli import render
 from cli.client_cmds import Target
@@ -77,7 +77,7 @@ def generate_cmd(args: argparse.Namespace, target: Target) -> int:
                    templates=store.templates(), prefix="g" + uuid.uuid4().hex[:10])
     if args.submit:
         specs = [in_submitters_dir(p.spec, None) for p in planned]
-        res = asyncio.run(cc.submit(target, specs, run_name=f"generate {args.model}"))
+        res = agent_loop.run(cc.submit(target, specs, run_name=f"generate {args.model}"))
         if args.json:
             render.emit_json({"run_id": res.run_id, "ids": res.ids, "family": family})
         else:

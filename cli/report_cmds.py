@@ -4,13 +4,13 @@ JSON, Markdown (a PR comment) or one self-contained HTML file, with PNG charts f
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from agents.host import loop as agent_loop
 from cli import render, report_render
 from cli.client_cmds import Target, connected
 from cli.results_cmds import Client, add_filters, projector_errors, query_of
@@ -75,7 +75,7 @@ async def fetch(target: Target, query: TrendQuery) -> TrendReport:
 
 
 def trends_cmd(args: argparse.Namespace, target: Target) -> int:
-    report = asyncio.run(fetch(target, trend_query(args)))
+    report = agent_loop.run(fetch(target, trend_query(args)))
     if args.json:
         render.emit_json(report)
     else:
@@ -84,7 +84,7 @@ def trends_cmd(args: argparse.Namespace, target: Target) -> int:
 
 
 def report_cmd(args: argparse.Namespace, target: Target) -> int:
-    report = asyncio.run(fetch(target, trend_query(args)))
+    report = agent_loop.run(fetch(target, trend_query(args)))
     if args.format == "json":
         data = msgspec.json.format(msgspec.json.encode(report)).decode() + "\n"
     elif args.format == "md":

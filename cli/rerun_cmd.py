@@ -5,11 +5,11 @@ benchmark result was measured on (so the two numbers compare)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 import msgspec
 
+from agents.host import loop as agent_loop
 from agents.wire.client import ApiClient
 from cli import render
 from cli.client_cmds import Target, connected
@@ -76,7 +76,7 @@ async def rerun(target: Target, task_id: str, equivalent: bool) -> tuple[str, st
 
 
 def rerun_cmd(args: argparse.Namespace, target: Target) -> int:
-    new_id, fingerprint, matching = asyncio.run(rerun(target, args.id, args.equivalent_host))
+    new_id, fingerprint, matching = agent_loop.run(rerun(target, args.id, args.equivalent_host))
     if args.json:
         render.emit_json({"id": new_id, "fingerprint": fingerprint,
                           "matching_workers": matching})

@@ -4,7 +4,6 @@ projector, as a table, JSON or CSV."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import csv
 import json
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import nats.errors
 
+from agents.host import loop as agent_loop
 from cli import render
 from cli.client_cmds import Target, connected
 from dtf_core.commands import Imported
@@ -127,7 +127,7 @@ def results(args: argparse.Namespace, target: Target) -> int:
         return import_file(args, target)
     if args.file:
         raise InvalidInput("results query takes no file (did you mean `dtf results import`?)")
-    table = asyncio.run(fetch(target, query_of(args)))
+    table = agent_loop.run(fetch(target, query_of(args)))
     show(args, table)
     return 0
 
@@ -148,7 +148,7 @@ def import_file(args: argparse.Namespace, target: Target) -> int:
         async with connected(target) as nc:
             return await ApiClient(nc, credential=target.credential).import_results(cmd)
 
-    done = asyncio.run(send())
+    done = agent_loop.run(send())
     if args.json:
         render.emit_json(done)
     elif done.already:

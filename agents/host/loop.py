@@ -1,5 +1,6 @@
-"""The event loop of the long-running agents (control, api, scheduler, recovery,
-projector, http, and workers): uvloop where it is installed, asyncio's own otherwise.
+"""The event loop of DTF's processes (the agents: control, api, scheduler, recovery,
+projector, http, workers; and the CLI's commands that talk to a stack, `dtf wait` and
+`dtf logs -f` among them): uvloop where it is installed, asyncio's own otherwise.
 
 uvloop handles a message in about three quarters of the CPU time, and every task's
 submission, lease and report passes through the control plane and a worker
