@@ -10,7 +10,7 @@ found no idle slot (any news may free one).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dtf_core.events.codec import Event
@@ -21,16 +21,27 @@ from dtf_core.scheduling import Fold, live_leases
 
 @dataclass
 class Looks:
-    steal_after: float | None
-    waiting_after: float | None
+    steal_after: float | None  # seconds a lease may sit unstarted before a steal
+    waiting_after: float | None  # seconds queued before a wait is explained
     at: float | None = 0.0  # the next look without news (clock time); None: none due
     overdue: bool = False  # a stealable lease found no idle slot
+    # when the oldest unstarted lease may be stolen, as last found: a lower bound until
+    # then (that lease may start or end, and a new lease comes later), so the leases are
+    # scanned again only once it has passed or when none was found
+    due: float | None = None
 
-    def plan(self, queue: ReadyQueue, fold: Fold, queued: int, now: float) -> float | None:
-        """Seconds until the next look without news (None: only news), remembered."""
-        due = self.steal_due(fold)
+    def plan(self, queue: ReadyQueue, fold: Fold, counts: Mapping[str, int],
+             now: float) -> float | None:
+        """Seconds until the next look without news (None: only news), remembered;
+        ``counts``: tasks by status."""
+        if not counts.get("leased", 0):
+            self.due = None  # no unstarted lease at all
+        elif self.due is None or self.due <= now:
+            self.due = self.steal_due(fold)
+        due = self.due
         self.overdue = due is not None and due <= now
-        timeout = next_look(queue, queued, now=now, waiting_after=self.waiting_after,
+        timeout = next_look(queue, counts.get("queued", 0), now=now,
+                            waiting_after=self.waiting_after,
                             steal_after=self.steal_after, steal_due=due)
         self.at = None if timeout is None else now + timeout
         return timeout

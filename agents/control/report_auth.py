@@ -19,11 +19,11 @@ def check_report_auth(board: Board, cmd: ReportResults, report_key: ReportKey | 
     a tag made with its current session's key (``report_key``: None where the api has no
     secrets key, ``--insecure-dev``), or a signature with its registered key."""
     payload: bytes | None = None
+    tag, signature = cmd.mac if report_key is not None else None, cmd.signature
     for worker_id in {r.worker_id for r in cmd.reports} | {t.worker_id for t in cmd.tests}:
         worker = board.workers.get(worker_id)
         if worker is None or worker.signing_key is None:
             continue
-        tag, signature = cmd.mac if report_key is not None else None, cmd.signature
         if tag is None and signature is None:
             raise Refused(f"reports for worker {worker_id} must be signed with its key")
         payload = payload if payload is not None else canonical_bytes(cmd.signed_part())

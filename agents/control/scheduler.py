@@ -60,8 +60,6 @@ class SchedulerAgent(FoldingAgent):
         self.folder.listeners.append(self._on_batch)
         self.policy = policy or DefaultPolicy()
         self.quotas = dict(quotas or {})  # owner -> most live leases at once
-        self.steal_after = steal_after  # seconds a lease may sit unstarted before a steal
-        self.waiting_after = waiting_after
         self._next_waiting_sweep = 0.0
         self.waiting_sweeps = 0  # sweeps that explained long waits
         self.parked: dict[str, list[TaskState]] = {}  # owner at quota -> its waiting tasks
@@ -105,8 +103,8 @@ class SchedulerAgent(FoldingAgent):
 
     async def _loop(self) -> None:
         while True:
-            timeout = self.looks.plan(self.ready_q, self.board,
-                                      self.board.counts.get("queued", 0), self.clock())
+            timeout = self.looks.plan(self.ready_q, self.board, self.board.counts,
+                                      self.clock())
             try:
                 async with asyncio.timeout(timeout):
                     await self.wake.wait()
@@ -163,9 +161,10 @@ class SchedulerAgent(FoldingAgent):
         for t in picked.tasks:
             if t.task_id not in placed:
                 self.ready_q.push(t)
-        if not picked.tasks and free and self.steal_after is not None:
+        steal_after = self.looks.steal_after
+        if not picked.tasks and free and steal_after is not None:
             decided += scheduling.steals(self.board, slots, now=now, actor=self.actor,
-                                         steal_after=self.steal_after, policy=self.policy)
+                                         steal_after=steal_after, policy=self.policy)
         decided += self._explain_waiting(now, skip={task_id for task_id, _ in decided} | placed)
         decided += scheduling.leases(decisions, self.board, now=now, actor=self.actor)
         if not decided:
@@ -178,10 +177,11 @@ class SchedulerAgent(FoldingAgent):
 
     def _explain_waiting(self, now: float, skip: set[str]) -> list[scheduling.Decided]:
         """Every so often, why tasks queued past the threshold still wait."""
-        if self.waiting_after is None or now < self._next_waiting_sweep:
+        waiting_after = self.looks.waiting_after
+        if waiting_after is None or now < self._next_waiting_sweep:
             return []
-        self._next_waiting_sweep = now + self.waiting_after / 2
+        self._next_waiting_sweep = now + waiting_after / 2
         self.waiting_sweeps += 1
-        return scheduling.explain_waits(self.board, now=now, waiting_after=self.waiting_after,
+        return scheduling.explain_waits(self.board, now=now, waiting_after=waiting_after,
                                         skip=skip, limit=WAITING_PER_ROUND, actor=self.actor)
 

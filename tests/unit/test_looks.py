@@ -23,8 +23,7 @@ def scheduler(mem: Memory) -> SchedulerAgent:
 def look(mem: Memory, sched: SchedulerAgent) -> float | None:
     """What the scheduler's loop does before it waits: plan its next look, clear the wake."""
     sched.wake.clear()
-    return sched.looks.plan(sched.ready_q, sched.board, sched.board.counts.get("queued", 0),
-                            mem.now)
+    return sched.looks.plan(sched.ready_q, sched.board, sched.board.counts, mem.now)
 
 
 async def test_a_lease_ending_with_nothing_queued_wakes_no_round() -> None:
@@ -87,3 +86,25 @@ async def test_a_stealable_lease_without_an_idle_slot_is_woken_by_any_news() -> 
     assert sched.wake.is_set()
     assert await sched.round() is True
     assert (await mem.task(tid)).worker_id == "w2"
+
+
+async def test_the_look_for_a_lease_that_started_comes_early_and_finds_the_next() -> None:
+    mem = Memory()
+    await mem.register("w1", slots=2)
+    sched = scheduler(mem)
+    look(mem, sched)
+    [first] = await mem.submit(spec())
+    await mem.fold(mem.api)
+    await sched.round()
+    await mem.fold(mem.api)
+    look(mem, sched)
+    mem.now += 2.0
+    await mem.submit(spec())
+    await mem.fold(mem.api)
+    await sched.round()
+    await mem.fold(mem.api)
+    await mem.report(await mem.task(first), "started")
+    assert look(mem, sched) == 3.0  # the leases are not scanned again before T0 + 5
+    mem.now += 3.0
+    assert look(mem, sched) == 2.0  # at T0 + 5: the second lease's steal, at T0 + 7
+
