@@ -26,6 +26,24 @@ def look(mem: Memory, sched: SchedulerAgent) -> float | None:
     return sched.looks.plan(sched.ready_q, sched.board, sched.board.counts, mem.now)
 
 
+async def idle_plane(slots: int) -> tuple[Memory, SchedulerAgent]:
+    """One worker w1 with ``slots``, nothing submitted, the scheduler's loop waiting."""
+    mem = Memory()
+    await mem.register("w1", slots=slots)
+    sched = scheduler(mem)
+    look(mem, sched)
+    return mem, sched
+
+
+async def leased(mem: Memory, sched: SchedulerAgent) -> str:
+    """A task submitted, placed by a round and its lease folded back."""
+    [tid] = await mem.submit(spec())
+    await mem.fold(mem.api)
+    await sched.round()
+    await mem.fold(mem.api)
+    return tid
+
+
 async def test_a_lease_ending_with_nothing_queued_wakes_no_round() -> None:
     mem = Memory()
     await mem.register("w1", slots=2)
@@ -46,14 +64,8 @@ async def test_a_lease_ending_with_nothing_queued_wakes_no_round() -> None:
 
 
 async def test_a_later_lease_wakes_nothing_and_the_look_comes_when_the_oldest_is_due() -> None:
-    mem = Memory()
-    await mem.register("w1", slots=2)
-    sched = scheduler(mem)
-    look(mem, sched)
-    await mem.submit(spec())
-    await mem.fold(mem.api)
-    await sched.round()
-    await mem.fold(mem.api)
+    mem, sched = await idle_plane(slots=2)
+    await leased(mem, sched)
     assert look(mem, sched) == STEAL_AFTER  # at T0 + 5
     mem.now += 2.0
     [second] = await mem.submit(spec())
@@ -68,14 +80,8 @@ async def test_a_later_lease_wakes_nothing_and_the_look_comes_when_the_oldest_is
 
 
 async def test_a_stealable_lease_without_an_idle_slot_is_woken_by_any_news() -> None:
-    mem = Memory()
-    await mem.register("w1", slots=1)
-    sched = scheduler(mem)
-    look(mem, sched)
-    [tid] = await mem.submit(spec())
-    await mem.fold(mem.api)
-    await sched.round()
-    await mem.fold(mem.api)
+    mem, sched = await idle_plane(slots=1)
+    tid = await leased(mem, sched)
     mem.now += STEAL_AFTER + 1
     look(mem, sched)
     assert await sched.round() is False  # stealable, but no idle slot anywhere
@@ -89,20 +95,11 @@ async def test_a_stealable_lease_without_an_idle_slot_is_woken_by_any_news() -> 
 
 
 async def test_the_look_for_a_lease_that_started_comes_early_and_finds_the_next() -> None:
-    mem = Memory()
-    await mem.register("w1", slots=2)
-    sched = scheduler(mem)
-    look(mem, sched)
-    [first] = await mem.submit(spec())
-    await mem.fold(mem.api)
-    await sched.round()
-    await mem.fold(mem.api)
+    mem, sched = await idle_plane(slots=2)
+    first = await leased(mem, sched)
     look(mem, sched)
     mem.now += 2.0
-    await mem.submit(spec())
-    await mem.fold(mem.api)
-    await sched.round()
-    await mem.fold(mem.api)
+    await leased(mem, sched)
     await mem.report(await mem.task(first), "started")
     assert look(mem, sched) == 3.0  # the leases are not scanned again before T0 + 5
     mem.now += 3.0
