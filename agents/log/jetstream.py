@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 ERR_WRONG_LAST_SEQ = 10071
 ERR_BATCH_DUPLICATE = 10201
 ERR_MSG_TOO_BIG = 10054
+# a message with this id is still being stored (a resend while the first copy waits on
+# a new stream leader): the first copy may yet land, so the sender tries again later
+ERR_DUPLICATE_IN_PROCESS = 10158
 
 
 def parse_ack_reply(reply: str) -> tuple[int, int, int]:
@@ -81,6 +84,8 @@ def _raise_for(ack: dict[str, Any]) -> None:
         raise DuplicateBatch(desc)
     if code == ERR_MSG_TOO_BIG:
         raise InvalidInput(f"event too large: {desc}")
+    if code == ERR_DUPLICATE_IN_PROCESS:
+        raise Unavailable(f"an earlier copy of this append is still being stored: {desc}")
     raise DTFError(f"append refused by JetStream ({code}): {desc}")
 
 
