@@ -1,7 +1,13 @@
 """The projector's write pacing, and fresh reads in spite of it.
 
 Once caught up, the projector writes at most one DuckDB transaction every ``every_s``
-(a transaction costs about 4 ms of CPU whatever it holds). A reader must not pay for that:
+(a transaction costs 4-30 ms of CPU, machine by machine, whatever it holds). While the
+batches are small (a trickle of single tasks: each batch costs about that fixed price),
+they go further apart: their work stays under ``share`` of the time, a period of
+``most_s`` at most, so a trickle does not spend a tenth of a core on DuckDB next to the
+tasks' own hops. Large batches (a busy run) keep ``every_s``: their cost is their rows,
+and a longer pause would only leave more to read when the run ends. A reader must not
+pay for any of that:
 a user who saw a task end and then asks for its results must find them. ``fresh`` waits
 until everything the log held when the reader asked is stored, and cuts the pause short.
 """
@@ -15,21 +21,32 @@ from collections.abc import Callable
 from dtf_core.errors import Unavailable
 
 FRESH_WAIT_S = 10.0
+SHARE = 0.05
+MOST_S = 1.0
+SMALL = 500  # events: a batch smaller costs about a transaction's fixed price
 
 
 class Pacer:
     """``stored_seq``: the last sequence in the database."""
 
-    def __init__(self, stored_seq: Callable[[], int], every_s: float) -> None:
+    def __init__(self, stored_seq: Callable[[], int], every_s: float, *,
+                 share: float = SHARE, most_s: float = MOST_S) -> None:
         self.stored_seq = stored_seq
         self.every_s = every_s
+        self.share = share
+        self.most_s = max(most_s, every_s)
         self._now = asyncio.Event()  # a reader waits: write what there is, do not pause
         self._wrote = asyncio.Event()
 
-    async def pause(self, since_s: float) -> None:
-        """After a write that began ``since_s`` ago: wait out the rest of the period,
-        unless a reader is waiting."""
-        left = self.every_s - since_s
+    async def pause(self, since_s: float, events: int = SMALL) -> None:
+        """After a batch of ``events`` whose work (its fold and write) began ``since_s``
+        ago: wait out the rest of the period, unless a reader is waiting. The period is
+        ``every_s``; after a small batch, longer so that its work was ``share`` of it
+        (``most_s`` at most)."""
+        period = self.every_s
+        if events < SMALL:
+            period = min(self.most_s, max(period, since_s / self.share))
+        left = period - since_s
         if left > 0 and not self._now.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(left):

@@ -53,10 +53,11 @@ log = logging.getLogger(__name__)
 
 AGENT = "projector"
 QUEUE_GROUP = "dtf-projector"
-# Each batch is one DuckDB transaction, and a transaction costs about 4 ms of CPU whatever
-# it holds (one upserted row: 4 ms; 300: 7 ms). Once caught up, the projector writes at
-# most every WRITE_EVERY_S, so a live run's transactions carry more: 20k tasks through the
-# stack cost the projector 30-45 % less CPU and run 8-20 % faster (docs/performance.md).
+# Each batch is one DuckDB transaction, and a transaction costs 4 ms of CPU (up to 30 on a
+# slower machine) whatever it holds (one upserted row: 4 ms; 300: 7 ms). Once caught up,
+# the projector writes at most every WRITE_EVERY_S (longer apart while the batches are
+# small, pacing.py), so a live run's transactions carry more: 20k tasks through the stack
+# cost the projector 30-45 % less CPU and run 8-20 % faster (docs/performance.md).
 # Reads do not see the lag: they wait for what the log held when asked (pacing.py).
 # A catch-up writes batch after batch.
 WRITE_EVERY_S = 0.15
@@ -235,7 +236,7 @@ class ProjectorAgent:
                     self._caught_up()
                 if self.ready.is_set():  # live: let the next transaction carry more
                     with self._held():
-                        await self.pacer.pause(time.monotonic() - began)
+                        await self.pacer.pause(time.monotonic() - began, len(batch))
 
     def _held(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext() if self.tail_nc is None else reads_held(self.tail_nc)
