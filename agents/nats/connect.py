@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from nats.aio.client import Client
@@ -19,7 +18,7 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError
 
-from agents.nats.parser import FastParser
+from agents.nats.fast_client import FastClient
 from dtf_core import subjects
 from dtf_core.errors import Unavailable
 
@@ -30,67 +29,8 @@ MAX_PAYLOAD = 1024 * 1024
 CONNECT_DEADLINE_S = 10.0
 
 
-_HDR_PREFIX = len(b"NATS/1.0")
-
-
 class CredentialRefused(Unavailable):
     """The server (its auth callout) refused the credential presented."""
-
-
-class LazyHeaders(Mapping[str, str]):
-    """Message headers parsed on first use. Agents read the headers of few messages (logs,
-    dead letters), but nats-py parses every message's headers eagerly, and JetStream keeps
-    the publish headers (message id, expected sequences, batch ids) on every event."""
-
-    __slots__ = ("_client", "_parsed", "_raw")
-
-    def __init__(self, raw: bytes, client: Client) -> None:
-        self._raw = raw
-        self._client = client
-        self._parsed: dict[str, str] | None = None
-
-    def _headers(self) -> dict[str, str]:
-        if self._parsed is None:
-            body = self._raw[_HDR_PREFIX + 2 :]
-            self._parsed = self._client._parse_header_lines(body) if body else {}
-        return self._parsed
-
-    def __getitem__(self, key: str) -> str:
-        return self._headers()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._headers())
-
-    def __len__(self) -> int:
-        return len(self._headers())
-
-    def __bool__(self) -> bool:
-        return len(self._raw) > _HDR_PREFIX + 4
-
-
-class FastClient(Client):
-    """nats-py's client with a faster parser and raw subscriptions (agents/nats/parser.py),
-    lazily parsed headers (status messages still parse eagerly), remembering the errors
-    the server sent (a refused credential, a denied publish)."""
-
-    server_errors: list[str]
-    gone: asyncio.Event  # set when the connection is closed for good
-    # called after each reconnect: a consumer on the lost server may be gone with it
-    on_reconnect: list[Callable[[], None]]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._ps = FastParser(self)
-
-    def denied(self, subject: str) -> bool:
-        """Did the server refuse a publish to ``subject`` on this connection?"""
-        needle = f'publish to "{subject.lower()}"'
-        return any(needle in e.lower() for e in getattr(self, "server_errors", ()))
-
-    async def _process_headers(self, headers: bytes) -> Any:
-        if headers and len(headers) > _HDR_PREFIX and headers[_HDR_PREFIX] != 32:
-            return LazyHeaders(bytes(headers), self)
-        return await super()._process_headers(headers)
 
 
 # nats-server 2.15 caps a stream at 1,000 consumers unless it says otherwise; every tail

@@ -7,7 +7,10 @@ cuts messages out of the read buffer with ``find`` and slices. A subscription ma
 a ``RawSink`` under its sid: its messages are appended to the sink's list as
 ``(subject, reply, headers, payload)`` and the sink is woken once per read of the socket,
 not once per message. Every other message goes to nats-py's ``_process_msg`` as before,
-and protocol lines (PING, PONG, INFO, +OK, -ERR) to nats-py's handlers.
+and protocol lines (PING, PONG, INFO, +OK, -ERR) to nats-py's handlers. A subscription
+registered as inline (agents/nats/fast_client.py) has its callback awaited right there,
+on the reading task, instead of by a task of its own after a switch: for callbacks that
+never wait on anything (a queue's put, a future's result).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from nats.aio.subscription import Subscription
 from nats.errors import ProtocolError
 from nats.protocol.parser import (
     ERR_RE,
@@ -47,6 +51,7 @@ class FastParser(Parser):
 
     def __init__(self, nc: Any = None) -> None:
         self.sinks: dict[int, RawSink] = {}
+        self.inline: dict[int, Subscription] = {}
         super().__init__(nc)
 
     async def parse(self, data: bytes = b"") -> None:
@@ -91,6 +96,8 @@ class FastParser(Parser):
                 sink = self.sinks.get(sid)
                 if sink is None:
                     await self.nc._process_msg(sid, args[0], reply, payload, headers)
+                    if sid in self.inline:
+                        await self._run_inline(sid)
                     continue
                 if not sink.items:
                     woken.append(sink)
@@ -99,6 +106,23 @@ class FastParser(Parser):
             del mine[:pos]
             for sink in woken:
                 sink.wake()
+
+    async def _run_inline(self, sid: int) -> None:
+        """What nats-py's subscription task does with each queued message, in order."""
+        sub = self.inline[sid]
+        if self.nc._subs.get(sid) is not sub:  # unsubscribed
+            del self.inline[sid]
+            return
+        queue = sub._pending_queue
+        while not queue.empty():
+            msg = queue.get_nowait()
+            sub._pending_size -= len(msg.data)
+            try:
+                await sub._cb(msg)
+            except Exception as exc:  # an async error, as in nats-py's task
+                await self.nc._error_cb(exc)
+            finally:
+                queue.task_done()
 
     async def _control(self, line: bytes) -> None:
         if OK_RE.match(line):

@@ -15,6 +15,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from agents.log.jetstream import ack_source, parse_ack_reply
+from agents.nats.fast_client import inline
 from dtf_core import subjects
 from dtf_core.errors import Unavailable
 from dtf_core.events.codec import UndecodableEvent, decode
@@ -58,6 +59,7 @@ class LeaseIntake:
             subjects.EVENTS_STREAM, info.config, self.consumer, cb=self._on_message,
             manual_ack=True, pending_msgs_limit=10_000_000, pending_bytes_limit=1024**3,
         )
+        inline(self.js._nc, self._sub._sub)  # taken as read: _on_message never waits
 
     async def stop(self) -> None:
         if self._sub is not None:
