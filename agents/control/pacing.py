@@ -38,7 +38,7 @@ class Pacer:
         self._now = asyncio.Event()  # a reader waits: write what there is, do not pause
         self._wrote = asyncio.Event()
 
-    async def pause(self, since_s: float, events: int = SMALL) -> None:
+    async def pause(self, since_s: float, events: int) -> None:
         """After a batch of ``events`` whose work (its fold and write) began ``since_s``
         ago: wait out the rest of the period, unless a reader is waiting. The period is
         ``every_s``; after a small batch, longer so that its work was ``share`` of it

@@ -21,8 +21,8 @@ class Store:
 async def test_the_pause_runs_its_course_without_a_reader() -> None:
     pacer = Pacer(lambda: 0, every_s=60.0)
     with pytest.raises(TimeoutError):  # still pausing: no reader waits
-        await asyncio.wait_for(pacer.pause(since_s=0.0), 0.05)
-    await asyncio.wait_for(pacer.pause(since_s=61.0), 5)  # the write took the whole period
+        await asyncio.wait_for(pacer.pause(since_s=0.0, events=1), 0.05)
+    await asyncio.wait_for(pacer.pause(since_s=61.0, events=1), 5)  # took the whole period
 
 
 async def test_a_costly_small_batch_pauses_longer_than_the_period() -> None:
@@ -41,7 +41,7 @@ async def test_a_large_batch_keeps_the_period() -> None:
 
 async def test_the_longest_period_caps_the_pause() -> None:
     pacer = Pacer(lambda: 0, every_s=0.01, share=0.05, most_s=10.1)
-    await asyncio.wait_for(pacer.pause(since_s=10.0), 5)  # 200 s by its share: 0.1 s left
+    await asyncio.wait_for(pacer.pause(since_s=10.0, events=1), 5)  # 200 s by its share: 0.1 s left
 
 
 async def test_a_reader_cuts_a_long_pause_short() -> None:
@@ -67,7 +67,7 @@ async def test_a_reader_cuts_the_pauses_short_until_every_write_it_needs(
 
     async def projector() -> None:
         for seq in writes:
-            await pacer.pause(since_s=0.0)  # would pause a minute
+            await pacer.pause(since_s=0.0, events=1)  # would pause a minute
             store.seq = seq
             pacer.wrote()
 
