@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -59,6 +60,22 @@ def base_conf_text() -> str:
     return conf.read_text() if conf is not None else DEFAULT_CONF
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity, where the OS says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def server_env(environ: dict[str, str], cpus: int) -> dict[str, str]:
+    """The environment of a nats-server that shares its host with the stack's agents: Go
+    may use half the cores (ADR 0023), unless the user set ``GOMAXPROCS`` themselves."""
+    if environ.get("GOMAXPROCS"):
+        return dict(environ)
+    return {**environ, "GOMAXPROCS": str(max(1, cpus // 2))}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -104,6 +121,7 @@ class NatsServer:
             "-js", "-sd", str(self.store_dir),
         ]
         self.proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
+                                     env=server_env(dict(os.environ), usable_cpus()),
                                      **self.popen_options)
         log_file.close()
         deadline = time.monotonic() + timeout
