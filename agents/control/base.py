@@ -64,4 +64,5 @@ class FoldingAgent:
 
     async def commit(self, changes: Sequence[Change]) -> list[Appended | None]:
         """Append ``changes`` and fold the acknowledged ones into the board at once."""
-        return await commit(self.log, self.board, changes) if changes else []
+        return (await commit(self.log, self.board, changes, self.folder.own)
+                if changes else [])

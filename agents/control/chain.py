@@ -37,7 +37,7 @@ async def commit_with_lease(scheduler: SchedulerAgent,
         both[i] = Change([with_submission(leases[ev.task_id], ev)], change.expect_seq,
                          change.expect_filter)
     async with scheduler.placing:  # no round decides on the same free slots meanwhile
-        results = await commit(scheduler.log, scheduler.board, both)
+        results = await commit(scheduler.log, scheduler.board, both, scheduler.folder.own)
     made = sum(1 for i in joined if (seqs := results[i]) is not None and not seqs.duplicates)
     scheduler.leases_tried += len(leases)
     scheduler.leases_with_submission += made

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agents.log.appender import append_groups
+from agents.log.own import OwnEvents
 from agents.log.port import Append, Appended, EventLog
 from dtf_core import subjects
 from dtf_core.events.codec import Event, encode, msg_id_of, subject_of
@@ -57,21 +58,24 @@ def worker_change(board: Board, worker_id: str, events: Sequence[Event]) -> Chan
                   subjects.worker_filter(worker_id))
 
 
-async def commit(log: EventLog, board: Board,
-                 changes: Sequence[Change]) -> list[Appended | None]:
+async def commit(log: EventLog, board: Board, changes: Sequence[Change],
+                 own: OwnEvents | None = None) -> list[Appended | None]:
     """Append every change and apply the acknowledged ones to ``board``, in order.
 
     Returns each change's sequences, or None where the log refused it for a conflict. An
     event the log held already (a resend: ``Appended.duplicates``) is not applied: the log
     keeps its first copy, which the fold brings."""
     results = await append_groups(log, [c.appends() for c in changes])
-    _apply(board, changes, results)
+    _apply(board, changes, results, own)
     return results
 
 
-def _apply(board: Board, changes: Sequence[Change], results: Sequence[Appended | None]) -> None:
+def _apply(board: Board, changes: Sequence[Change], results: Sequence[Appended | None],
+           own: OwnEvents | None) -> None:
     for change, seqs in zip(changes, results, strict=True):
         if seqs is not None:
             for seq, event in zip(seqs, change.events, strict=True):
                 if seq not in seqs.duplicates:
                     board.apply(seq, event)
+                    if own is not None:
+                        own.note(seq, event)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from agents.log.own import OwnEvents
 from agents.log.port import EventLog, Record
 from dtf_core import subjects
 from dtf_core.events.codec import Event, UndecodableEvent, decode
@@ -39,6 +40,7 @@ class Folder:
         self._progress = asyncio.Event()
         self.position = board.last_seq
         self.folded = 0  # records folded by this process (a cold start from a snapshot: few)
+        self.own = OwnEvents()  # this process's appends, folded at their PubAck
 
     async def run(self) -> None:
         tail = self.log.tail(self.filters, self.position + 1)
@@ -52,7 +54,11 @@ class Folder:
 
     async def fold(self, batch: list[Record]) -> None:
         events: list[tuple[int, Event]] = []
+        own = self.own
         for rec in batch:
+            if (mine := own.take(rec.seq)) is not None:  # in the board already
+                events.append((rec.seq, mine))
+                continue
             try:
                 event = decode(rec.subject, rec.data)
             except UndecodableEvent as exc:
@@ -71,6 +77,7 @@ class Folder:
         if batch:
             self.folded += len(batch)
             self.position = max(self.position, batch[-1].seq)
+            own.passed(self.position)
         if events:
             for listener in self.listeners:
                 await listener(events)
