@@ -4,7 +4,6 @@ call order, and closed only after the calls already queued, whatever is cancelle
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,6 +12,7 @@ import anyio
 import anyio.to_thread
 import duckdb
 
+from agents.proc.cores import half_the_cores
 from dtf_core.errors import Unavailable
 from projections.tables import create_tables
 
@@ -21,7 +21,7 @@ IN_MEMORY = Path(":memory:")  # DuckDB's name for a database that is never a fil
 # DuckDB runs a thread per core by default; the projector shares its host with nats-server
 # and the control plane, and its batches are small: half the cores is plenty, and on a
 # 2-core host one thread lifted end-to-end throughput by about a tenth (docs/performance.md).
-THREADS = max(1, (os.cpu_count() or 2) // 2)
+THREADS = half_the_cores()
 HARDENED: dict[str, str | bool | int | float | list[str]] = {
     "enable_external_access": False, "lock_configuration": True, "threads": THREADS}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.nats.connect import check_server_version
+from agents.proc.cores import half_the_cores, usable_cpus
 from dtf_core.errors import Unavailable
 
 # The same text as the repository's nats.conf, for installs that do not ship that file.
@@ -60,20 +61,12 @@ def base_conf_text() -> str:
     return conf.read_text() if conf is not None else DEFAULT_CONF
 
 
-def usable_cpus() -> int:
-    """The cores this process may run on (its affinity, where the OS says)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def server_env(environ: dict[str, str], cpus: int) -> dict[str, str]:
     """The environment of a nats-server that shares its host with the stack's agents: Go
     may use half the cores (ADR 0023), unless the user set ``GOMAXPROCS`` themselves."""
     if environ.get("GOMAXPROCS"):
         return dict(environ)
-    return {**environ, "GOMAXPROCS": str(max(1, cpus // 2))}
+    return {**environ, "GOMAXPROCS": str(half_the_cores(cpus))}
 
 
 def free_port() -> int:

@@ -7,7 +7,8 @@ import os
 import psutil
 import pytest
 
-from agents.nats.server import NatsServer, usable_cpus
+from agents.nats.server import NatsServer
+from agents.proc.cores import half_the_cores
 
 
 def test_the_started_server_has_half_the_cores(nats_server: NatsServer) -> None:
@@ -15,4 +16,4 @@ def test_the_started_server_has_half_the_cores(nats_server: NatsServer) -> None:
         pytest.skip("GOMAXPROCS set for this run: the server keeps the user's setting")
     assert nats_server.proc is not None
     env = psutil.Process(nats_server.proc.pid).environ()
-    assert env.get("GOMAXPROCS") == str(max(1, usable_cpus() // 2))
+    assert env.get("GOMAXPROCS") == str(half_the_cores())

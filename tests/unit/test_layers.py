@@ -1,6 +1,7 @@
 """The direction of imports: cli -> agents -> projections -> dtf_core, a pure core, and
 inside agents: auth <- nats <- log <- wire <- {control, worker, http} <- host, and proc (the
-platform layer: processes, signals, locks and private files) <- {auth, worker, host}."""
+platform layer: processes, signals, locks, private files and cores) <- {auth, nats, control,
+worker, host}."""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ ALLOWED = {
 AGENTS_BELOW = {
     "proc": set(),
     "auth": {"proc"},  # private files' modes and fsyncs, as this OS allows
-    "nats": {"auth"},
+    "nats": {"auth", "proc"},  # the cores a nats-server it starts may use
     "log": {"auth", "nats"},
     "wire": {"auth", "nats", "log"},
-    "control": {"auth", "nats", "log", "wire"},
+    "control": {"auth", "nats", "log", "wire", "proc"},  # the projector's DuckDB threads
     "worker": {"auth", "nats", "log", "wire", "proc"},
     "http": {"auth", "nats", "log", "wire"},
     "host": {"auth", "nats", "log", "wire", "control", "worker", "http", "proc"},
