@@ -1,5 +1,6 @@
 """DTF's NATS client: nats-py's, with a faster parser, raw and inline subscriptions
-(agents/nats/parser.py), headers parsed on first use, and the server's errors kept."""
+(agents/nats/parser.py), headers parsed on first use, the server's errors kept, and a
+flush() that waits for what was sent before it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from nats.aio.client import Client
+from nats.aio.client import PING_PROTO, Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import ConnectionDrainingError
@@ -106,6 +107,15 @@ class FastClient(Client):
             raise NatsTimeout from None
         finally:
             self._resp_map.pop(key, None)
+
+    async def _send_ping(self, future: asyncio.Future[bool] | None = None) -> None:
+        """A PING in its place in the queue. nats-py (2.16) writes it straight to the
+        socket, ahead of the commands still waiting for its flusher task, so flush()'s PONG
+        could come back before the server had seen a SUB or PUB made just before: another
+        client's request then found no responder. Here flush() means what it says."""
+        self._pongs.append(future or asyncio.get_running_loop().create_future())
+        await self._send_command(PING_PROTO)
+        await self._flush_pending()
 
     def denied(self, subject: str) -> bool:
         """Did the server refuse a publish to ``subject`` on this connection?"""

@@ -17,6 +17,7 @@ import nats
 import pytest
 
 from agents.auth.server_auth import client_inbox_prefix
+from agents.nats.fast_client import FastClient
 from agents.nats.server import free_port
 from tests.gates import Gate
 from tests.helpers import eventually
@@ -328,10 +329,11 @@ async def _reader_session(up: Up, issued: dict[str, str]) -> tuple[list[str], fl
     async def on_disconnect() -> None:
         gone.set()
 
-    nc = await nats.connect(up.url, token=issued["token"], error_cb=on_error,
-                            disconnected_cb=on_disconnect,
-                            inbox_prefix=client_inbox_prefix(issued["token"]) or "_INBOX",
-                            max_reconnect_attempts=1, reconnect_time_wait=0.1)
+    nc = FastClient()  # its flush() is a barrier (nats-py's writes its PING ahead)
+    await nc.connect(up.url, token=issued["token"], error_cb=on_error,
+                     disconnected_cb=on_disconnect,
+                     inbox_prefix=client_inbox_prefix(issued["token"]) or "_INBOX",
+                     max_reconnect_attempts=1, reconnect_time_wait=0.1)
     try:
         await nc.publish("dtf.evt.task.x.submitted", b"forged")
         await nc.flush(timeout=5)  # a round trip: the permission error is in by then
