@@ -121,7 +121,7 @@ class TableWriter:
     _staged: dict[str, dict[Any, Row]] = field(default_factory=dict)
     # tasks' latest states, turned into rows once per batch (a task changes several times)
     _tasks: dict[str, TaskState] = field(default_factory=dict)
-    _attempts: dict[tuple[str, int], AttemptRow] = field(default_factory=dict)
+    _attempts: dict[int, AttemptRow] = field(default_factory=dict)  # by fencing
     _taken: int = 0
 
     def __post_init__(self) -> None:
@@ -222,7 +222,7 @@ class TableWriter:
         else:
             return
         if stage:  # rows once per batch, as tasks' (an attempt changes several times)
-            self._attempts[(row.task_id, row.attempt)] = row
+            self._attempts[row.fencing] = row
 
     @staticmethod
     def _end_attempt(event: AttemptOutcome, current: AttemptRow | None) -> AttemptRow:

@@ -22,8 +22,16 @@ IN_MEMORY = Path(":memory:")  # DuckDB's name for a database that is never a fil
 # and the control plane, and its batches are small: half the cores is plenty, and on a
 # 2-core host one thread lifted end-to-end throughput by about a tenth (docs/performance.md).
 THREADS = half_the_cores()
+# DuckDB plans an upsert as a join of the batch against a scan of the table. Up to this
+# many keys the join hands the scan the keys themselves, found through the primary key's
+# index; above it (DuckDB's default: 50) the scan reads the whole table, so a live batch's
+# cost grew with every task ever projected (bench/upserts.py, ADR 0024: a 100-row batch
+# 4-5x as costly at a million tasks). Past a few hundred keys, finding them one by one
+# costs more than the scan in a young table.
+OR_FILTER_KEYS = 256
 HARDENED: dict[str, str | bool | int | float | list[str]] = {
-    "enable_external_access": False, "lock_configuration": True, "threads": THREADS}
+    "enable_external_access": False, "lock_configuration": True, "threads": THREADS,
+    "dynamic_or_filter_threshold": OR_FILTER_KEYS}
 
 
 def open_db(path: Path) -> duckdb.DuckDBPyConnection:

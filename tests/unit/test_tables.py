@@ -373,3 +373,24 @@ def test_details_keys_are_sorted_for_every_kind_of_outcome() -> None:
     for event, extra in ((done, set()), (bench, {"noisy", "workload"}), (again, {"reason"})):
         keys = list(json.loads(test_result_row(9, event, task, None)[9]))  # type: ignore[arg-type]
         assert keys == sorted(keys) and extra <= set(keys), keys
+
+
+def test_a_projection_of_an_older_schema_is_dropped_and_folded_again(tmp_path: Path) -> None:
+    """Schema 4 keyed ``attempts`` by (task_id, attempt): its file is emptied, back to
+    seq 0, so the projector folds the log again into the new tables (ADR 0024)."""
+    path = str(tmp_path / "old.duckdb")
+    with duckdb.connect(path) as old:
+        old.execute("CREATE TABLE dtf_meta (key VARCHAR NOT NULL, value BIGINT, "
+                    "PRIMARY KEY (key))")
+        old.execute("INSERT INTO dtf_meta VALUES ('schema', 4), ('last_seq', 42)")
+        old.execute("CREATE TABLE attempts (task_id VARCHAR NOT NULL, attempt INTEGER NOT "
+                    "NULL, fencing BIGINT, PRIMARY KEY (task_id, attempt))")
+        old.execute("INSERT INTO attempts VALUES ('t-1', 1, 7)")
+    with duckdb.connect(path) as con:
+        create_tables(con)
+        assert read_last_seq(con) == 0
+        assert con.execute("SELECT count(*) FROM attempts").fetchall() == [(0,)]
+        keys = con.execute(
+            "SELECT constraint_column_names FROM duckdb_constraints() "
+            "WHERE table_name = 'attempts' AND constraint_type = 'PRIMARY KEY'").fetchall()
+        assert keys == [(["fencing"],)]
