@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import duckdb
 
-from agents.control.duckdb_thread import OR_FILTER_KEYS, THREADS
+from agents.control.duckdb_thread import TUNING
 from bench.history import T0, Story, history, pytest_history
 from dtf_core.events.codec import Event
 from projections.schema import TABLES
@@ -38,8 +38,7 @@ from projections.tables import TableWriter, create_tables, write_batch
 from projections.trends import _POINTS, TrendQuery, _params, trends
 
 BATCH = 10_000
-SETTINGS: dict[str, str | bool | int | float | list[str]] = {  # the projector's
-    "threads": THREADS, "dynamic_or_filter_threshold": OR_FILTER_KEYS}
+SETTINGS = dict(TUNING)  # the projector's
 
 
 def ingest(evs: list[Event], where: Path, name: str) -> tuple[float, float, int]:
@@ -101,8 +100,8 @@ def trend(series: int, points: int, where: Path) -> tuple[float, float, int, int
     con.execute("SELECT setseed(0.42)")
     for statement in FILL.strip().split(";\n"):
         con.execute(statement, {k: v for k, v in values.items() if f"${k}" in statement})
-    con.execute(f"SET threads = {THREADS}")  # as the projector's connection (duckdb_thread)
-    con.execute(f"SET dynamic_or_filter_threshold = {OR_FILTER_KEYS}")
+    for name, value in TUNING.items():  # as the projector's connection (duckdb_thread)
+        con.execute(f"SET {name} = {value}")
     rows = int(con.execute("SELECT count(*) FROM bench_metrics").fetchall()[0][0])
     q = TrendQuery(max_series=50)
     t0 = time.perf_counter()

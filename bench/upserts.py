@@ -37,19 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import duckdb
 
-from agents.control.duckdb_thread import HARDENED
+from agents.control.duckdb_thread import HARDENED, Config
 from projections import tables
-from projections.schema import ATTEMPTS, TABLES, TASKS, Table
+from projections.schema import ATTEMPTS, TASKS, Table, table
 
 AT = datetime(2026, 12, 4)
 REPS = 9
 STEP = 100_000
 Row = tuple[object, ...]
-Config = dict[str, str | bool | int | float | list[str]]
-
-
-def table(name: str) -> Table:
-    return next(t for t in TABLES if t.name == name)
 
 
 def task_id(i: int) -> str:

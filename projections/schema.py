@@ -102,6 +102,10 @@ TABLES: tuple[Table, ...] = (
 META_TABLE = Table(META, "key VARCHAR NOT NULL, value BIGINT", ("key",))
 
 
+def table(name: str) -> Table:
+    return next(t for t in TABLES if t.name == name)
+
+
 # Bump when a table changes: the projection is then rebuilt from the log, its source.
 SCHEMA_VERSION = 5
 

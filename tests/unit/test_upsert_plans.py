@@ -6,14 +6,16 @@ one-column key (``attempts``: ``fencing``, schema 5)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from agents.control.duckdb_thread import OR_FILTER_KEYS, open_db
+from agents.control.duckdb_thread import HARDENED, OR_FILTER_KEYS
+from bench.upserts import attempt_row, filled, task_row
 from projections import tables
-from projections.schema import ATTEMPTS, TABLES, TASKS
+from projections.schema import ATTEMPTS, TABLES, TASKS, table
 
 ROWS = 300_000  # three of DuckDB's row groups (122,880 rows each)
 BATCH = 200  # more keys than DuckDB's default threshold (50), fewer than ours
@@ -35,24 +37,11 @@ def test_every_upserted_table_has_a_one_column_key() -> None:
     assert BATCH < OR_FILTER_KEYS
 
 
-@pytest.mark.parametrize("name", [TASKS, ATTEMPTS])
-def test_an_upsert_reads_only_the_row_groups_of_its_keys(tmp_path: Path, name: str) -> None:
-    con = open_db(tmp_path / "p.duckdb")
-    table = next(t for t in TABLES if t.name == name)
-    n = len(table.columns.split(","))
-
-    def row(i: int) -> tuple[object, ...]:
-        values: list[object] = [None] * n
-        values[0], values[1] = f"t-{(i * 0x9E3779B97F4A7C15) % (1 << 96):024x}", 1
-        if name == ATTEMPTS:
-            values[3] = i + 1  # fencing
-        return tuple(values)
-
-    con.begin()
-    tables.insert_rows(con, table, [row(i) for i in range(ROWS)])
-    con.commit()
-    con.execute("CHECKPOINT")
-    plan = upsert_plan(con, name, [row(i) for i in range(0, ROWS, ROWS // BATCH)])
+@pytest.mark.parametrize(("name", "make"), [(TASKS, task_row), (ATTEMPTS, attempt_row)])
+def test_an_upsert_reads_only_the_row_groups_of_its_keys(
+        tmp_path: Path, name: str, make: Callable[[int, str], tuple[object, ...]]) -> None:
+    con = filled(tmp_path / "p.duckdb", dict(HARDENED), table(name), make, ROWS)
+    plan = upsert_plan(con, name, [make(i, "failed") for i in range(0, ROWS, ROWS // BATCH)])
     scanned = re.search(r"Row Groups Scanned: (\d+) / (\d+)", plan)
     assert scanned, plan
     assert int(scanned.group(1)) < int(scanned.group(2)), plan
